@@ -1,0 +1,16 @@
+//! The transparency log: RFC 6962 / RFC 9162 Merkle trees, proofs and signed checkpoints.
+//!
+//! Every list change and every decision the node takes is one leaf of an append-only Merkle
+//! tree. [`merkle`] hashes leaves, builds the tree, generates inclusion and consistency
+//! proofs and verifies them; [`checkpoint`] signs and parses tree heads in the C2SP
+//! signed-note format, which buddies may cosign. What a leaf contains is decided by the
+//! node (each leaf is the exact bytes of one audit record); this module only hashes bytes.
+//! `spec/transparency-log.md` specifies the formats byte for byte.
+
+pub mod checkpoint;
+pub mod merkle;
+
+pub use checkpoint::{Checkpoint, NoteSignature, SignedCheckpoint, key_hash, verify_growth};
+pub use merkle::{
+    Hash, MerkleTree, empty_root, leaf_hash, node_hash, verify_consistency, verify_inclusion,
+};
