@@ -429,15 +429,13 @@ impl Offender {
         if let Ok(ip) = parse_ip(text) {
             return Ok(Self::Ip(ip));
         }
-        if text.contains('/')
-            && text
-                .split('/')
-                .nth(1)
-                .is_some_and(|len| len.bytes().all(|b| b.is_ascii_digit()))
+        // `address/digits` is a CIDR block, valid or not; anything else with a slash is a JID resource.
+        if let Some((addr, len)) = text.split_once('/')
+            && parse_ip(addr).is_ok()
+            && !len.is_empty()
+            && len.bytes().all(|b| b.is_ascii_digit())
         {
-            if let Ok(cidr) = Cidr::parse(text) {
-                return Ok(Self::Cidr(cidr));
-            }
+            return Cidr::parse(text).map(Self::Cidr);
         }
         if text.contains('@') {
             return BareJid::parse(text).map(Self::Jid);
