@@ -49,8 +49,12 @@ macro_rules! string_identifier {
 }
 
 /// Lower-cases and NFKC-normalises one JID part.
+///
+/// NFKC can produce upper-case letters (U+210C becomes `H`), so the pair runs twice; the
+/// second pass reaches a fixed point, which keeps normalisation idempotent.
 fn prep(part: &str) -> String {
-    part.to_lowercase().nfkc().collect()
+    let once: String = part.to_lowercase().nfkc().collect();
+    once.to_lowercase().nfkc().collect()
 }
 
 /// A DNS-style domain name: lower-case, no trailing dot, labels of letters, digits, `-` and `_`.

@@ -1,0 +1,99 @@
+//! The node's signing key on disk: `DATA_DIR/signing.key`, mode 0600, holding the validity
+//! start and the base64 seed. Created on first start from the OS's randomness.
+
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::Path;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use ostracon_protocol::keys::NodeKey;
+use ostracon_protocol::time::Timestamp;
+
+use crate::ServerError;
+
+/// File name of the key inside the data directory.
+pub const KEY_FILE: &str = "signing.key";
+
+/// A loaded key and when it became valid.
+pub struct LoadedKey {
+    /// The signing key.
+    pub key: NodeKey,
+    /// Its validity start.
+    pub valid_from: Timestamp,
+}
+
+/// Loads the key, or creates the directory (0700) and a new key (0600) if there is none.
+pub fn load_or_create(data_dir: &Path, now: Timestamp) -> Result<LoadedKey, ServerError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ServerError::Io { path, source }
+    };
+    let path = data_dir.join(KEY_FILE);
+    match fs::read_to_string(&path) {
+        Ok(text) => parse(&text).ok_or(ServerError::BadKeyFile {
+            path,
+            reason: "expected '<valid-from> <base64 seed>'",
+        }),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            fs::create_dir_all(data_dir).map_err(io(data_dir))?;
+            fs::set_permissions(data_dir, fs::Permissions::from_mode(0o700))
+                .map_err(io(data_dir))?;
+            let seed: [u8; 32] = rand::random();
+            let mut file = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(io(&path))?;
+            writeln!(file, "{now} {}", STANDARD.encode(seed)).map_err(io(&path))?;
+            file.sync_all().map_err(io(&path))?;
+            Ok(LoadedKey {
+                key: NodeKey::from_seed(&seed),
+                valid_from: now,
+            })
+        }
+        Err(error) => Err(ServerError::Io {
+            path,
+            source: error,
+        }),
+    }
+}
+
+fn parse(text: &str) -> Option<LoadedKey> {
+    let (valid_from, seed) = text.trim().split_once(' ')?;
+    let seed: [u8; 32] = STANDARD.decode(seed).ok()?.try_into().ok()?;
+    Some(LoadedKey {
+        key: NodeKey::from_seed(&seed),
+        valid_from: Timestamp::parse_canonical(valid_from).ok()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_once_then_loads_the_same_key_with_private_permissions() {
+        let dir = std::env::temp_dir().join(format!("ostracon-keyfile-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let now = Timestamp::from_unix(1_800_000_000).unwrap();
+        let created = load_or_create(&dir, now).unwrap();
+        let loaded = load_or_create(&dir, now.plus_secs(60)).unwrap();
+        assert_eq!(created.key.key_id(), loaded.key.key_id());
+        assert_eq!(loaded.valid_from, now);
+        let mode = fs::metadata(dir.join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+        fs::write(dir.join(KEY_FILE), "garbage").unwrap();
+        assert!(matches!(
+            load_or_create(&dir, now),
+            Err(ServerError::BadKeyFile { .. })
+        ));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
