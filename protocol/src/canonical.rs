@@ -10,10 +10,7 @@ use crate::error::{Error, Result};
 
 /// Serialises `value` as RFC 8785 canonical JSON.
 pub fn to_canonical_json<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
-    serde_jcs::to_vec(value).map_err(|error| Error::InvalidJson {
-        what: "claim",
-        reason: error.to_string(),
-    })
+    serde_jcs::to_vec(value).map_err(|error| Error::InvalidJson { what: "claim", reason: error.to_string() })
 }
 
 #[cfg(test)]
@@ -23,21 +20,14 @@ mod tests {
     /// The vectors from RFC 8785 (and a few of our own) in `spec/vectors/jcs.json`.
     #[test]
     fn matches_the_rfc_8785_vectors() {
-        let vectors: serde_json::Value =
-            serde_json::from_str(include_str!("../../spec/vectors/jcs.json")).unwrap();
+        let vectors: serde_json::Value = serde_json::from_str(include_str!("../../spec/vectors/jcs.json")).unwrap();
         let cases = vectors["cases"].as_array().unwrap();
         assert!(cases.len() >= 4);
         for case in cases {
-            let input: serde_json::Value =
-                serde_json::from_str(case["input"].as_str().unwrap()).unwrap();
+            let input: serde_json::Value = serde_json::from_str(case["input"].as_str().unwrap()).unwrap();
             let expected = case["canonical"].as_str().unwrap();
             let got = to_canonical_json(&input).unwrap();
-            assert_eq!(
-                String::from_utf8(got).unwrap(),
-                expected,
-                "{}",
-                case["name"]
-            );
+            assert_eq!(String::from_utf8(got).unwrap(), expected, "{}", case["name"]);
         }
     }
 }

@@ -63,16 +63,11 @@ impl Nonce {
 
     /// Validates a nonce received from a peer.
     pub fn parse(text: &str) -> Result<Self> {
-        let ok_chars = text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let ok_chars = text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if (MIN_NONCE_CHARS..=MAX_NONCE_CHARS).contains(&text.len()) && ok_chars {
             Ok(Self(text.to_owned()))
         } else {
-            Err(Error::InvalidValue {
-                field: "nonce",
-                value: Excerpt::new(text),
-            })
+            Err(Error::InvalidValue { field: "nonce", value: Excerpt::new(text) })
         }
     }
 
@@ -117,13 +112,7 @@ pub struct SignedEnvelope {
 
 impl SignedEnvelope {
     /// Signs `claim` as `signer` with `key` at `ts`; the caller supplies time and nonce.
-    pub fn sign<T: Claim>(
-        claim: &T,
-        key: &NodeKey,
-        signer: &BareJid,
-        ts: Timestamp,
-        nonce: Nonce,
-    ) -> Result<Self> {
+    pub fn sign<T: Claim>(claim: &T, key: &NodeKey, signer: &BareJid, ts: Timestamp, nonce: Nonce) -> Result<Self> {
         let payload = to_canonical_json(claim)?;
         Self::sign_bytes(T::TYPE, payload, key, signer, ts, nonce)
     }
@@ -137,11 +126,7 @@ impl SignedEnvelope {
         nonce: Nonce,
     ) -> Result<Self> {
         if payload.len() > MAX_PAYLOAD_BYTES {
-            return Err(Error::TooLarge {
-                what: "signed payload",
-                len: payload.len(),
-                max: MAX_PAYLOAD_BYTES,
-            });
+            return Err(Error::TooLarge { what: "signed payload", len: payload.len(), max: MAX_PAYLOAD_BYTES });
         }
         let mut envelope = Self {
             alg: ALG_ED25519.to_owned(),
@@ -182,28 +167,16 @@ impl SignedEnvelope {
     /// Checks the fields a peer controls before any cryptography runs.
     pub fn check_shape(&self) -> Result<()> {
         if self.payload.len() > MAX_PAYLOAD_BYTES {
-            return Err(Error::TooLarge {
-                what: "signed payload",
-                len: self.payload.len(),
-                max: MAX_PAYLOAD_BYTES,
-            });
+            return Err(Error::TooLarge { what: "signed payload", len: self.payload.len(), max: MAX_PAYLOAD_BYTES });
         }
         if self.typ.is_empty()
             || self.typ.len() > 64
-            || !self
-                .typ
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b == b'-' || b.is_ascii_digit())
+            || !self.typ.bytes().all(|b| b.is_ascii_lowercase() || b == b'-' || b.is_ascii_digit())
         {
-            return Err(Error::InvalidValue {
-                field: "typ",
-                value: Excerpt::new(&self.typ),
-            });
+            return Err(Error::InvalidValue { field: "typ", value: Excerpt::new(&self.typ) });
         }
         if self.alg != ALG_ED25519 {
-            return Err(Error::UnsupportedAlgorithm {
-                alg: Excerpt::new(&self.alg),
-            });
+            return Err(Error::UnsupportedAlgorithm { alg: Excerpt::new(&self.alg) });
         }
         Ok(())
     }
@@ -211,12 +184,10 @@ impl SignedEnvelope {
     /// Verifies this one signature with the caller's keys. Does not look at time or replay.
     fn verify_signature(&self, keys: &impl KeyResolver) -> Result<()> {
         self.check_shape()?;
-        let key = keys
-            .resolve(&self.signer, &self.kid)
-            .ok_or_else(|| Error::UnknownKey {
-                signer: Excerpt::new(&self.signer.to_string()),
-                kid: Excerpt::new(self.kid.as_str()),
-            })?;
+        let key = keys.resolve(&self.signer, &self.kid).ok_or_else(|| Error::UnknownKey {
+            signer: Excerpt::new(&self.signer.to_string()),
+            kid: Excerpt::new(self.kid.as_str()),
+        })?;
         if key.verify(&self.signing_input(), &self.signature) {
             Ok(())
         } else {
@@ -229,13 +200,8 @@ impl SignedEnvelope {
 
     /// Parses the payload as `T`. Only called on verified bytes.
     fn parse_claim<T: Claim>(&self) -> Result<T> {
-        let text = std::str::from_utf8(&self.payload).map_err(|_| Error::InvalidUtf8 {
-            what: "signed payload",
-        })?;
-        serde_json::from_str(text).map_err(|error| Error::InvalidJson {
-            what: T::TYPE,
-            reason: error.to_string(),
-        })
+        let text = std::str::from_utf8(&self.payload).map_err(|_| Error::InvalidUtf8 { what: "signed payload" })?;
+        serde_json::from_str(text).map_err(|error| Error::InvalidJson { what: T::TYPE, reason: error.to_string() })
     }
 }
 
@@ -254,10 +220,7 @@ struct EnvelopeJson {
 }
 
 impl Serialize for SignedEnvelope {
-    fn serialize<S: serde::Serializer>(
-        &self,
-        serializer: S,
-    ) -> std::result::Result<S::Ok, S::Error> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
         EnvelopeJson {
             alg: self.alg.clone(),
             kid: self.kid.clone(),
@@ -273,9 +236,7 @@ impl Serialize for SignedEnvelope {
 }
 
 impl<'de> Deserialize<'de> for SignedEnvelope {
-    fn deserialize<D: serde::Deserializer<'de>>(
-        deserializer: D,
-    ) -> std::result::Result<Self, D::Error> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
         let json = EnvelopeJson::deserialize(deserializer)?;
         Self::from_parts(
             &json.alg,
@@ -313,9 +274,7 @@ impl SignedEnvelope {
                 max: MAX_PAYLOAD_BYTES,
             });
         }
-        let payload = STANDARD
-            .decode(payload_b64.trim())
-            .map_err(|_| Error::InvalidBase64 { what: "payload" })?;
+        let payload = STANDARD.decode(payload_b64.trim()).map_err(|_| Error::InvalidBase64 { what: "payload" })?;
         if sig_b64.len() > 128 {
             return Err(Error::InvalidBase64 { what: "sig" });
         }
@@ -323,10 +282,7 @@ impl SignedEnvelope {
             .decode(sig_b64.trim())
             .map_err(|_| Error::InvalidBase64 { what: "sig" })?
             .try_into()
-            .map_err(|_| Error::InvalidValue {
-                field: "sig",
-                value: Excerpt::new("not 64 bytes"),
-            })?;
+            .map_err(|_| Error::InvalidValue { field: "sig", value: Excerpt::new("not 64 bytes") })?;
         let envelope = Self {
             alg: alg.to_owned(),
             kid: KeyId::parse(kid)?,
@@ -377,11 +333,7 @@ pub struct VerifyPolicy {
 impl VerifyPolicy {
     /// The defaults of `spec/signing.md` at time `now`.
     pub fn at(now: Timestamp) -> Self {
-        Self {
-            now,
-            window_secs: DEFAULT_WINDOW_SECS,
-            max_links: MAX_CHAIN_LINKS,
-        }
+        Self { now, window_secs: DEFAULT_WINDOW_SECS, max_links: MAX_CHAIN_LINKS }
     }
 }
 
@@ -396,21 +348,12 @@ impl<T: Claim> Unverified<T> {
     /// Wraps received links (origin first); refuses empty and overlong chains.
     pub fn new(links: Vec<SignedEnvelope>) -> Result<Self> {
         if links.is_empty() {
-            return Err(Error::Missing {
-                element: "provenance",
-                what: "signed",
-            });
+            return Err(Error::Missing { element: "provenance", what: "signed" });
         }
         if links.len() > MAX_CHAIN_LINKS {
-            return Err(Error::TooMany {
-                what: "provenance links",
-                max: MAX_CHAIN_LINKS,
-            });
+            return Err(Error::TooMany { what: "provenance links", max: MAX_CHAIN_LINKS });
         }
-        Ok(Self {
-            links,
-            claim: PhantomData,
-        })
+        Ok(Self { links, claim: PhantomData })
     }
 
     /// The links as received, for logging and for re-emitting. The payloads stay unread.
@@ -454,79 +397,45 @@ impl<T: Claim> Unverified<T> {
                 nonce: Excerpt::new(last.nonce.as_str()),
             });
         }
-        Ok(Verified {
-            value,
-            links: self.links,
-        })
+        Ok(Verified { value, links: self.links })
     }
 
     /// Verifies signatures and chain structure only: for re-reading links this node verified
     /// and stored earlier, where the time window and replay check were already applied.
-    pub fn verify_stored(
-        self,
-        keys: &impl KeyResolver,
-        policy: &VerifyPolicy,
-    ) -> Result<Verified<T>> {
+    pub fn verify_stored(self, keys: &impl KeyResolver, policy: &VerifyPolicy) -> Result<Verified<T>> {
         let value = self.verify_chain(keys, policy)?;
-        Ok(Verified {
-            value,
-            links: self.links,
-        })
+        Ok(Verified { value, links: self.links })
     }
 
     fn verify_chain(&self, keys: &impl KeyResolver, policy: &VerifyPolicy) -> Result<T> {
         if self.links.len() > policy.max_links.min(MAX_CHAIN_LINKS) {
-            return Err(Error::TooMany {
-                what: "provenance links",
-                max: policy.max_links.min(MAX_CHAIN_LINKS),
-            });
+            return Err(Error::TooMany { what: "provenance links", max: policy.max_links.min(MAX_CHAIN_LINKS) });
         }
         for link in &self.links {
             link.verify_signature(keys)?;
         }
         let origin = &self.links[0];
         if origin.typ != T::TYPE {
-            return Err(Error::WrongClaimType {
-                expected: T::TYPE,
-                found: Excerpt::new(&origin.typ),
-            });
+            return Err(Error::WrongClaimType { expected: T::TYPE, found: Excerpt::new(&origin.typ) });
         }
         for (index, pair) in self.links.windows(2).enumerate() {
             let (before, link) = (&pair[0], &pair[1]);
             let position = index + 1;
             if link.typ != FORWARD_TYPE {
-                return Err(Error::BrokenChain {
-                    link: position,
-                    reason: "a later link is not a forward",
-                });
+                return Err(Error::BrokenChain { link: position, reason: "a later link is not a forward" });
             }
             let forward: Forward = link.parse_claim()?;
             if forward.hop != position {
-                return Err(Error::BrokenChain {
-                    link: position,
-                    reason: "hop number does not match position",
-                });
+                return Err(Error::BrokenChain { link: position, reason: "hop number does not match position" });
             }
             if forward.prev != hex::encode(before.link_hash()) {
-                return Err(Error::BrokenChain {
-                    link: position,
-                    reason: "does not name the link before it",
-                });
+                return Err(Error::BrokenChain { link: position, reason: "does not name the link before it" });
             }
-            if self.links[..position]
-                .iter()
-                .any(|earlier| earlier.signer == link.signer)
-            {
-                return Err(Error::BrokenChain {
-                    link: position,
-                    reason: "signer appears twice (a loop)",
-                });
+            if self.links[..position].iter().any(|earlier| earlier.signer == link.signer) {
+                return Err(Error::BrokenChain { link: position, reason: "signer appears twice (a loop)" });
             }
             if link.ts.unix() + policy.window_secs < before.ts.unix() {
-                return Err(Error::BrokenChain {
-                    link: position,
-                    reason: "forwarded before it was signed",
-                });
+                return Err(Error::BrokenChain { link: position, reason: "forwarded before it was signed" });
             }
         }
         for link in &self.links {
@@ -585,31 +494,16 @@ impl<T: Claim> Verified<T> {
     /// Adds our forwarding link, keeping every earlier one.
     ///
     /// Refuses when the chain is full or we already appear in it, which prevents loops.
-    pub fn forward(
-        &self,
-        key: &NodeKey,
-        signer: &BareJid,
-        ts: Timestamp,
-        nonce: Nonce,
-    ) -> Result<Unverified<T>> {
+    pub fn forward(&self, key: &NodeKey, signer: &BareJid, ts: Timestamp, nonce: Nonce) -> Result<Unverified<T>> {
         let hop = self.links.len();
         if hop >= MAX_CHAIN_LINKS {
-            return Err(Error::TooMany {
-                what: "provenance links",
-                max: MAX_CHAIN_LINKS,
-            });
+            return Err(Error::TooMany { what: "provenance links", max: MAX_CHAIN_LINKS });
         }
         if self.links.iter().any(|link| &link.signer == signer) {
-            return Err(Error::BrokenChain {
-                link: hop,
-                reason: "signer appears twice (a loop)",
-            });
+            return Err(Error::BrokenChain { link: hop, reason: "signer appears twice (a loop)" });
         }
         let before = &self.links[hop - 1];
-        let claim = Forward {
-            hop,
-            prev: hex::encode(before.link_hash()),
-        };
+        let claim = Forward { hop, prev: hex::encode(before.link_hash()) };
         let link = SignedEnvelope::sign(&claim, key, signer, ts, nonce)?;
         let mut links = self.links.clone();
         links.push(link);

@@ -44,31 +44,19 @@ pub enum Error {
     // ---- identifiers -------------------------------------------------------------------
     /// A JID that is not a valid bare JID.
     #[error("invalid JID {value}: {reason}")]
-    InvalidJid {
-        value: Excerpt,
-        reason: &'static str,
-    },
+    InvalidJid { value: Excerpt, reason: &'static str },
     /// A domain name that is not valid.
     #[error("invalid domain {value}: {reason}")]
-    InvalidDomain {
-        value: Excerpt,
-        reason: &'static str,
-    },
+    InvalidDomain { value: Excerpt, reason: &'static str },
     /// An IP address that does not parse.
     #[error("invalid IP address {value}")]
     InvalidIp { value: Excerpt },
     /// A CIDR block that does not parse or has an impossible prefix length.
     #[error("invalid CIDR {value}: {reason}")]
-    InvalidCidr {
-        value: Excerpt,
-        reason: &'static str,
-    },
+    InvalidCidr { value: Excerpt, reason: &'static str },
     /// An incident id that is not `issuer-domain:uuid`.
     #[error("invalid incident id {value}: {reason}")]
-    InvalidIncidentId {
-        value: Excerpt,
-        reason: &'static str,
-    },
+    InvalidIncidentId { value: Excerpt, reason: &'static str },
     /// A key id that is not 32 lowercase hex digits.
     #[error("invalid key id {value}")]
     InvalidKeyId { value: Excerpt },
@@ -79,11 +67,7 @@ pub enum Error {
     // ---- bounds --------------------------------------------------------------------------
     /// Input longer than its limit (bytes for payloads, characters for text fields).
     #[error("{what} is {len} long, over the limit of {max}")]
-    TooLarge {
-        what: &'static str,
-        len: usize,
-        max: usize,
-    },
+    TooLarge { what: &'static str, len: usize, max: usize },
     /// More items than allowed (offenders, evidence, chain links, elements).
     #[error("too many {what}: more than {max}")]
     TooMany { what: &'static str, max: usize },
@@ -97,17 +81,10 @@ pub enum Error {
     Xml { reason: String },
     /// A required element or attribute is missing.
     #[error("missing {what} in <{element}>")]
-    Missing {
-        element: &'static str,
-        what: &'static str,
-    },
+    Missing { element: &'static str, what: &'static str },
     /// An element other than the one expected.
     #[error("unexpected element <{name}> in namespace {namespace}; expected {expected}")]
-    UnexpectedElement {
-        name: Excerpt,
-        namespace: Excerpt,
-        expected: &'static str,
-    },
+    UnexpectedElement { name: Excerpt, namespace: Excerpt, expected: &'static str },
     /// Base64 that does not decode.
     #[error("invalid base64 in {what}")]
     InvalidBase64 { what: &'static str },
@@ -133,20 +110,13 @@ pub enum Error {
     BadSignature { signer: Excerpt, kid: Excerpt },
     /// The signing time is too far from the verifier's clock.
     #[error("timestamp {ts} is outside the accepted window of {window_secs} s around {now}")]
-    TimestampOutsideWindow {
-        ts: String,
-        now: String,
-        window_secs: i64,
-    },
+    TimestampOutsideWindow { ts: String, now: String, window_secs: i64 },
     /// The (signer, nonce) pair was seen before.
     #[error("replayed nonce {nonce} from {signer}")]
     Replay { signer: Excerpt, nonce: Excerpt },
     /// The claim inside an envelope is of another type than expected.
     #[error("claim type {found} where {expected} was expected")]
-    WrongClaimType {
-        expected: &'static str,
-        found: Excerpt,
-    },
+    WrongClaimType { expected: &'static str, found: Excerpt },
     /// The claim names another origin than the key that signed it.
     #[error("claim says it comes from {claimed} but was signed by {signer}")]
     SignerMismatch { signer: Excerpt, claimed: Excerpt },

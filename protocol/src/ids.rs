@@ -29,18 +29,13 @@ macro_rules! string_identifier {
         }
 
         impl Serialize for $ty {
-            fn serialize<S: Serializer>(
-                &self,
-                serializer: S,
-            ) -> std::result::Result<S::Ok, S::Error> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
                 serializer.collect_str(self)
             }
         }
 
         impl<'de> Deserialize<'de> for $ty {
-            fn deserialize<D: Deserializer<'de>>(
-                deserializer: D,
-            ) -> std::result::Result<Self, D::Error> {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
                 let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
                 Self::parse(&text).map_err(serde::de::Error::custom)
             }
@@ -64,10 +59,7 @@ pub struct Domain(String);
 impl Domain {
     /// Validates and normalises a domain name.
     pub fn parse(text: &str) -> Result<Self> {
-        let invalid = |reason| Error::InvalidDomain {
-            value: Excerpt::new(text),
-            reason,
-        };
+        let invalid = |reason| Error::InvalidDomain { value: Excerpt::new(text), reason };
         if text.len() > MAX_DOMAIN_BYTES * 4 {
             return Err(invalid("too long"));
         }
@@ -89,10 +81,7 @@ impl Domain {
             if label.starts_with('-') || label.ends_with('-') {
                 return Err(invalid("label starts or ends with '-'"));
             }
-            if !label
-                .chars()
-                .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
-            {
+            if !label.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_') {
                 return Err(invalid("character not allowed in a domain"));
             }
         }
@@ -129,9 +118,7 @@ string_identifier!(Domain);
 
 /// Characters RFC 7622 (via nodeprep) forbids in a localpart.
 fn is_forbidden_in_localpart(c: char) -> bool {
-    matches!(c, '"' | '&' | '\'' | '/' | ':' | '<' | '>' | '@')
-        || c.is_whitespace()
-        || c.is_control()
+    matches!(c, '"' | '&' | '\'' | '/' | ':' | '<' | '>' | '@') || c.is_whitespace() || c.is_control()
 }
 
 /// A bare JID (`local@domain` or a domain JID), normalised, with any resource removed.
@@ -144,10 +131,7 @@ pub struct BareJid {
 impl BareJid {
     /// Parses a JID, dropping any resource, and normalises it.
     pub fn parse(text: &str) -> Result<Self> {
-        let invalid = |reason| Error::InvalidJid {
-            value: Excerpt::new(text),
-            reason,
-        };
+        let invalid = |reason| Error::InvalidJid { value: Excerpt::new(text), reason };
         let (without_resource, resource) = match text.split_once('/') {
             Some((bare, resource)) => (bare, Some(resource)),
             None => (text, None),
@@ -184,10 +168,7 @@ impl BareJid {
 
     /// A domain JID.
     pub fn from_domain(domain: Domain) -> Self {
-        Self {
-            local: None,
-            domain,
-        }
+        Self { local: None, domain }
     }
 
     /// The localpart, if any.
@@ -225,9 +206,7 @@ string_identifier!(BareJid);
 
 /// Parses an IP address; IPv4-mapped IPv6 addresses become IPv4 so one host has one form.
 pub fn parse_ip(text: &str) -> Result<IpAddr> {
-    let ip = IpAddr::from_str(text.trim()).map_err(|_| Error::InvalidIp {
-        value: Excerpt::new(text),
-    })?;
+    let ip = IpAddr::from_str(text.trim()).map_err(|_| Error::InvalidIp { value: Excerpt::new(text) })?;
     Ok(canonical_ip(ip))
 }
 
@@ -247,20 +226,14 @@ impl Cidr {
     /// Parses `addr/len`; host bits are cleared (`192.0.2.7/24` becomes `192.0.2.0/24`).
     pub fn parse(text: &str) -> Result<Self> {
         let trimmed = text.trim();
-        let invalid = |reason| Error::InvalidCidr {
-            value: Excerpt::new(text),
-            reason,
-        };
-        let (addr, len) = trimmed
-            .split_once('/')
-            .ok_or_else(|| invalid("missing /prefix-length"))?;
+        let invalid = |reason| Error::InvalidCidr { value: Excerpt::new(text), reason };
+        let (addr, len) = trimmed.split_once('/').ok_or_else(|| invalid("missing /prefix-length"))?;
         let addr = parse_ip(addr).map_err(|_| invalid("invalid address"))?;
         if len.is_empty() || len.len() > 3 || !len.bytes().all(|b| b.is_ascii_digit()) {
             return Err(invalid("invalid prefix length"));
         }
         let len: u8 = len.parse().map_err(|_| invalid("invalid prefix length"))?;
-        let net = IpNet::new(addr, len)
-            .map_err(|_| invalid("prefix length too long for the address family"))?;
+        let net = IpNet::new(addr, len).map_err(|_| invalid("prefix length too long for the address family"))?;
         Ok(Self(net.trunc()))
     }
 
@@ -314,31 +287,21 @@ impl IncidentId {
     pub fn parse(text: &str) -> Result<Self> {
         let (issuer, uuid) = text
             .rsplit_once(':')
-            .ok_or_else(|| Error::InvalidIncidentId {
-                value: Excerpt::new(text),
-                reason: "expected issuer:uuid",
-            })?;
+            .ok_or_else(|| Error::InvalidIncidentId { value: Excerpt::new(text), reason: "expected issuer:uuid" })?;
         Self::from_parts(issuer, uuid)
     }
 
     /// Builds an id from the XEP-0268 `IncidentID@name` and element text.
     pub fn from_parts(issuer: &str, uuid: &str) -> Result<Self> {
         let joined = || Excerpt::new(&format!("{issuer}:{uuid}"));
-        let issuer = Domain::parse(issuer).map_err(|_| Error::InvalidIncidentId {
-            value: joined(),
-            reason: "issuer is not a domain",
-        })?;
+        let issuer = Domain::parse(issuer)
+            .map_err(|_| Error::InvalidIncidentId { value: joined(), reason: "issuer is not a domain" })?;
         let uuid = uuid.trim();
         if uuid.len() != 36 {
-            return Err(Error::InvalidIncidentId {
-                value: joined(),
-                reason: "not a hyphenated UUID",
-            });
+            return Err(Error::InvalidIncidentId { value: joined(), reason: "not a hyphenated UUID" });
         }
-        let uuid = Uuid::parse_str(uuid).map_err(|_| Error::InvalidIncidentId {
-            value: joined(),
-            reason: "not a UUID",
-        })?;
+        let uuid =
+            Uuid::parse_str(uuid).map_err(|_| Error::InvalidIncidentId { value: joined(), reason: "not a UUID" })?;
         Ok(Self { issuer, uuid })
     }
 
@@ -374,16 +337,10 @@ pub struct KeyId(String);
 impl KeyId {
     /// Validates a key id.
     pub fn parse(text: &str) -> Result<Self> {
-        if text.len() == 32
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
+        if text.len() == 32 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             Ok(Self(text.to_owned()))
         } else {
-            Err(Error::InvalidKeyId {
-                value: Excerpt::new(text),
-            })
+            Err(Error::InvalidKeyId { value: Excerpt::new(text) })
         }
     }
 
@@ -414,7 +371,7 @@ string_identifier!(KeyId);
 
 /// What an incident names as the source of abuse.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(tag = "kind", content = "value", rename_all = "lowercase")]
+#[serde(tag = "kind", content = "value", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Offender {
     /// An account (bare JID with a localpart).
     Jid(BareJid),
@@ -449,11 +406,7 @@ impl Offender {
 
     /// Builds an offender from a JID: a domain JID names the server, others the account.
     pub fn from_jid(jid: BareJid) -> Self {
-        if jid.is_domain() {
-            Self::Domain(jid.domain().clone())
-        } else {
-            Self::Jid(jid)
-        }
+        if jid.is_domain() { Self::Domain(jid.domain().clone()) } else { Self::Jid(jid) }
     }
 
     /// The kind as a lowercase word (`jid`, `domain`, `ip`, `cidr`).
@@ -488,17 +441,13 @@ mod ip_text {
         serializer.collect_str(ip)
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<IpAddr, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<IpAddr, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
         let ip = super::parse_ip(&text).map_err(serde::de::Error::custom)?;
         if ip.to_string() == text {
             Ok(ip)
         } else {
-            Err(serde::de::Error::custom(format!(
-                "IP address {text:?} is not in canonical form"
-            )))
+            Err(serde::de::Error::custom(format!("IP address {text:?} is not in canonical form")))
         }
     }
 }
@@ -511,15 +460,9 @@ mod tests {
     fn jid_normalisation_matches_prosody_and_ejabberd() {
         let jid = BareJid::parse("Spammer@Bad.Example/Resource").unwrap();
         assert_eq!(jid.to_string(), "spammer@bad.example");
-        assert_eq!(
-            BareJid::parse("bad.example.").unwrap().to_string(),
-            "bad.example"
-        );
+        assert_eq!(BareJid::parse("bad.example.").unwrap().to_string(), "bad.example");
         // NFKC folds compatibility forms such as the fullwidth letter.
-        assert_eq!(
-            BareJid::parse("ｕser@example.org").unwrap().to_string(),
-            "user@example.org"
-        );
+        assert_eq!(BareJid::parse("ｕser@example.org").unwrap().to_string(), "user@example.org");
     }
 
     #[test]
@@ -544,16 +487,7 @@ mod tests {
 
     #[test]
     fn invalid_domains_are_refused() {
-        for input in [
-            "",
-            ".",
-            "a..b",
-            "-a.example",
-            "a-.example",
-            "exa$mple.org",
-            &"a".repeat(64),
-            &"a.".repeat(130),
-        ] {
+        for input in ["", ".", "a..b", "-a.example", "a-.example", "exa$mple.org", &"a".repeat(64), &"a.".repeat(130)] {
             assert!(Domain::parse(input).is_err(), "{input}");
         }
     }
@@ -568,29 +502,13 @@ mod tests {
 
     #[test]
     fn ip_and_cidr_parsing() {
-        assert_eq!(
-            parse_ip("::ffff:192.0.2.1").unwrap().to_string(),
-            "192.0.2.1"
-        );
+        assert_eq!(parse_ip("::ffff:192.0.2.1").unwrap().to_string(), "192.0.2.1");
         assert!(parse_ip("192.0.2.256").is_err());
         assert!(parse_ip("192.0.2").is_err());
-        assert_eq!(
-            Cidr::parse("192.0.2.7/24").unwrap().to_string(),
-            "192.0.2.0/24"
-        );
-        assert_eq!(
-            Cidr::parse("2001:db8::1/32").unwrap().to_string(),
-            "2001:db8::/32"
-        );
-        for bad in [
-            "192.0.2.0/33",
-            "192.0.2.0",
-            "192.0.2.0/",
-            "192.0.2.0/-1",
-            "2001:db8::/129",
-            "x/8",
-            "10.0.0.0/08x",
-        ] {
+        assert_eq!(Cidr::parse("192.0.2.7/24").unwrap().to_string(), "192.0.2.0/24");
+        assert_eq!(Cidr::parse("2001:db8::1/32").unwrap().to_string(), "2001:db8::/32");
+        for bad in ["192.0.2.0/33", "192.0.2.0", "192.0.2.0/", "192.0.2.0/-1", "2001:db8::/129", "x/8", "10.0.0.0/08x"]
+        {
             assert!(Cidr::parse(bad).is_err(), "{bad}");
         }
         let block = Cidr::parse("192.0.2.0/24").unwrap();
@@ -601,10 +519,7 @@ mod tests {
     #[test]
     fn incident_ids() {
         let id = IncidentId::parse("ops.example:0F6C1C52-7D3E-4E0A-9A51-2B1F4A7E9C10").unwrap();
-        assert_eq!(
-            id.to_string(),
-            "ops.example:0f6c1c52-7d3e-4e0a-9a51-2b1f4a7e9c10"
-        );
+        assert_eq!(id.to_string(), "ops.example:0f6c1c52-7d3e-4e0a-9a51-2b1f4a7e9c10");
         assert!(IncidentId::parse("ops.example").is_err());
         assert!(IncidentId::parse("ops.example:not-a-uuid").is_err());
         assert!(IncidentId::parse("bad domain:0f6c1c52-7d3e-4e0a-9a51-2b1f4a7e9c10").is_err());
@@ -615,19 +530,14 @@ mod tests {
     fn offender_forms() {
         assert_eq!(Offender::parse("192.0.2.1").unwrap().kind(), "ip");
         assert_eq!(Offender::parse("192.0.2.0/24").unwrap().kind(), "cidr");
-        assert_eq!(
-            Offender::parse("bot@bad.example/res").unwrap().kind(),
-            "jid"
-        );
+        assert_eq!(Offender::parse("bot@bad.example/res").unwrap().kind(), "jid");
         assert_eq!(Offender::parse("bad.example").unwrap().kind(), "domain");
         assert!(Offender::parse("192.0.2.0/40").is_err());
         let json = serde_json::to_string(&Offender::parse("2001:db8::1").unwrap()).unwrap();
         assert_eq!(json, r#"{"kind":"ip","value":"2001:db8::1"}"#);
-        assert!(
-            serde_json::from_str::<Offender>(r#"{"kind":"ip","value":"::ffff:192.0.2.1"}"#)
-                .is_err()
-        );
+        assert!(serde_json::from_str::<Offender>(r#"{"kind":"ip","value":"::ffff:192.0.2.1"}"#).is_err());
         assert!(serde_json::from_str::<Offender>(r#"{"kind":"jid","value":"a b@x"}"#).is_err());
+        assert!(serde_json::from_str::<Offender>(r#"{"kind":"ip","value":"192.0.2.1","x":1}"#).is_err());
     }
 
     #[test]

@@ -10,8 +10,7 @@ use crate::envelope::{Claim, SignedEnvelope};
 use crate::error::{Error, Excerpt, Result};
 use crate::ids::{BareJid, IncidentId, Offender};
 use crate::limits::{
-    MAX_DESCRIPTION_CHARS, MAX_EVIDENCE, MAX_HISTORY, MAX_OFFENDERS, MAX_SAMPLE_CHARS,
-    MAX_SHORT_TEXT_CHARS,
+    MAX_DESCRIPTION_CHARS, MAX_EVIDENCE, MAX_HISTORY, MAX_OFFENDERS, MAX_SAMPLE_CHARS, MAX_SHORT_TEXT_CHARS,
 };
 use crate::time::Timestamp;
 
@@ -222,36 +221,20 @@ impl Incident {
     /// Checks every bound and cross-field rule; all parse paths call it.
     pub fn validate(&self) -> Result<()> {
         if self.offenders.len() > MAX_OFFENDERS {
-            return Err(Error::TooMany {
-                what: "offenders",
-                max: MAX_OFFENDERS,
-            });
+            return Err(Error::TooMany { what: "offenders", max: MAX_OFFENDERS });
         }
         if self.evidence.len() > MAX_EVIDENCE {
-            return Err(Error::TooMany {
-                what: "evidence items",
-                max: MAX_EVIDENCE,
-            });
+            return Err(Error::TooMany { what: "evidence items", max: MAX_EVIDENCE });
         }
         if self.history.len() > MAX_HISTORY {
-            return Err(Error::TooMany {
-                what: "history items",
-                max: MAX_HISTORY,
-            });
+            return Err(Error::TooMany { what: "history items", max: MAX_HISTORY });
         }
         check_text("description", &self.description, MAX_DESCRIPTION_CHARS)?;
         for item in &self.evidence {
             match item {
                 Evidence::Sha256(hex) => {
-                    if hex.len() != 64
-                        || !hex
-                            .bytes()
-                            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-                    {
-                        return Err(Error::InvalidValue {
-                            field: "evidence sha256",
-                            value: Excerpt::new(hex),
-                        });
+                    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+                        return Err(Error::InvalidValue { field: "evidence sha256", value: Excerpt::new(hex) });
                     }
                 }
                 Evidence::Sample(text) => check_text("evidence sample", text, MAX_SAMPLE_CHARS)?,
@@ -261,16 +244,10 @@ impl Incident {
             check_text("history note", &item.note, MAX_SHORT_TEXT_CHARS)?;
         }
         if self.end.is_some_and(|end| end < self.start) {
-            return Err(Error::InvalidValue {
-                field: "end",
-                value: Excerpt::new("before start"),
-            });
+            return Err(Error::InvalidValue { field: "end", value: Excerpt::new("before start") });
         }
         if self.expires.is_some_and(|expires| expires <= self.start) {
-            return Err(Error::InvalidValue {
-                field: "expires",
-                value: Excerpt::new("not after start"),
-            });
+            return Err(Error::InvalidValue { field: "expires", value: Excerpt::new("not after start") });
         }
         Ok(())
     }
@@ -282,14 +259,8 @@ pub(crate) fn check_text(what: &'static str, text: &str, max: usize) -> Result<(
     if len > max {
         return Err(Error::TooLarge { what, len, max });
     }
-    if text
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
-        return Err(Error::InvalidValue {
-            field: what,
-            value: Excerpt::new("contains control characters"),
-        });
+    if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(Error::InvalidValue { field: what, value: Excerpt::new("contains control characters") });
     }
     Ok(())
 }

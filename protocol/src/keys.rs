@@ -69,30 +69,20 @@ pub struct PublicKey(VerifyingKey);
 impl PublicKey {
     /// Parses 32 raw bytes; refuses points that are not valid keys.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let array: [u8; 32] = bytes.try_into().map_err(|_| Error::InvalidValue {
-            field: "public key",
-            value: Excerpt::new("not 32 bytes"),
-        })?;
+        let array: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| Error::InvalidValue { field: "public key", value: Excerpt::new("not 32 bytes") })?;
         VerifyingKey::from_bytes(&array)
             .map(Self)
-            .map_err(|_| Error::InvalidValue {
-                field: "public key",
-                value: Excerpt::new("not a valid Ed25519 point"),
-            })
+            .map_err(|_| Error::InvalidValue { field: "public key", value: Excerpt::new("not a valid Ed25519 point") })
     }
 
     /// Parses standard padded base64 of the 32 raw bytes.
     pub fn from_base64(text: &str) -> Result<Self> {
         if text.len() > 64 {
-            return Err(Error::TooLarge {
-                what: "public key",
-                len: text.len(),
-                max: 64,
-            });
+            return Err(Error::TooLarge { what: "public key", len: text.len(), max: 64 });
         }
-        let bytes = STANDARD
-            .decode(text.trim())
-            .map_err(|_| Error::InvalidBase64 { what: "public key" })?;
+        let bytes = STANDARD.decode(text.trim()).map_err(|_| Error::InvalidBase64 { what: "public key" })?;
         Self::from_bytes(&bytes)
     }
 
@@ -115,18 +105,12 @@ impl PublicKey {
     /// The full SHA-256 of the raw key in groups of four hex digits, for operators to compare aloud.
     pub fn fingerprint(&self) -> String {
         let hex = hex::encode(Sha256::digest(self.0.as_bytes()));
-        hex.as_bytes()
-            .chunks(4)
-            .map(|group| String::from_utf8_lossy(group).into_owned())
-            .collect::<Vec<_>>()
-            .join(" ")
+        hex.as_bytes().chunks(4).map(|group| String::from_utf8_lossy(group).into_owned()).collect::<Vec<_>>().join(" ")
     }
 
     /// Verifies a signature over exact bytes (strict: rejects malleable and small-order forms).
     pub fn verify(&self, message: &[u8], signature: &[u8; 64]) -> bool {
-        self.0
-            .verify_strict(message, &Signature::from_bytes(signature))
-            .is_ok()
+        self.0.verify_strict(message, &Signature::from_bytes(signature)).is_ok()
     }
 
     /// The dalek key, for the checkpoint verifier.
@@ -142,18 +126,13 @@ impl fmt::Debug for PublicKey {
 }
 
 impl Serialize for PublicKey {
-    fn serialize<S: serde::Serializer>(
-        &self,
-        serializer: S,
-    ) -> std::result::Result<S::Ok, S::Error> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.to_base64())
     }
 }
 
 impl<'de> Deserialize<'de> for PublicKey {
-    fn deserialize<D: serde::Deserializer<'de>>(
-        deserializer: D,
-    ) -> std::result::Result<Self, D::Error> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
         Self::from_base64(&text).map_err(serde::de::Error::custom)
     }
@@ -209,36 +188,19 @@ pub struct PublishedKey {
 impl PublishedKey {
     /// Describes `key` as valid from `valid_from`.
     pub fn new(key: PublicKey, valid_from: Timestamp) -> Self {
-        Self {
-            kid: key.key_id(),
-            alg: ALG_ED25519.to_owned(),
-            key,
-            valid_from,
-            valid_until: None,
-        }
+        Self { kid: key.key_id(), alg: ALG_ED25519.to_owned(), key, valid_from, valid_until: None }
     }
 
     /// Checks that the id matches the key and the algorithm is known.
     pub fn validate(&self) -> Result<()> {
         if self.alg != ALG_ED25519 {
-            return Err(Error::UnsupportedAlgorithm {
-                alg: Excerpt::new(&self.alg),
-            });
+            return Err(Error::UnsupportedAlgorithm { alg: Excerpt::new(&self.alg) });
         }
         if self.key.key_id() != self.kid {
-            return Err(Error::InvalidValue {
-                field: "kid",
-                value: Excerpt::new(self.kid.as_str()),
-            });
+            return Err(Error::InvalidValue { field: "kid", value: Excerpt::new(self.kid.as_str()) });
         }
-        if self
-            .valid_until
-            .is_some_and(|until| until < self.valid_from)
-        {
-            return Err(Error::InvalidValue {
-                field: "valid_until",
-                value: Excerpt::new("before valid_from"),
-            });
+        if self.valid_until.is_some_and(|until| until < self.valid_from) {
+            return Err(Error::InvalidValue { field: "valid_until", value: Excerpt::new("before valid_from") });
         }
         Ok(())
     }
@@ -290,17 +252,11 @@ mod tests {
 
     #[test]
     fn bad_public_keys_are_refused() {
-        assert!(matches!(
-            PublicKey::from_base64("!!!"),
-            Err(Error::InvalidBase64 { .. })
-        ));
+        assert!(matches!(PublicKey::from_base64("!!!"), Err(Error::InvalidBase64 { .. })));
         assert!(PublicKey::from_bytes(&[1; 31]).is_err());
         let forged = PublishedKey {
             kid: NodeKey::from_seed(&[1; 32]).key_id(),
-            ..PublishedKey::new(
-                NodeKey::from_seed(&[2; 32]).public(),
-                Timestamp::from_unix(0).unwrap(),
-            )
+            ..PublishedKey::new(NodeKey::from_seed(&[2; 32]).public(), Timestamp::from_unix(0).unwrap())
         };
         assert!(forged.validate().is_err());
     }

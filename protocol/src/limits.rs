@@ -30,7 +30,7 @@ pub const MAX_HISTORY: usize = 32;
 pub const MAX_DESCRIPTION_CHARS: usize = 4_096;
 /// Longest evidence sample (characters).
 pub const MAX_SAMPLE_CHARS: usize = 1_024;
-/// Longest short text field: history notes, XEP-0377 texts, contact names (characters).
+/// Longest short text field: history notes and XEP-0377 texts (characters).
 pub const MAX_SHORT_TEXT_CHARS: usize = 1_024;
 
 /// Longest JID localpart, domainpart or resourcepart (bytes, RFC 7622 §3).

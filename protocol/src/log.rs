@@ -11,6 +11,4 @@ pub mod checkpoint;
 pub mod merkle;
 
 pub use checkpoint::{Checkpoint, NoteSignature, SignedCheckpoint, key_hash, verify_growth};
-pub use merkle::{
-    Hash, MerkleTree, empty_root, leaf_hash, node_hash, verify_consistency, verify_inclusion,
-};
+pub use merkle::{Hash, MerkleTree, empty_root, leaf_hash, node_hash, verify_consistency, verify_inclusion};

@@ -33,12 +33,8 @@ pub enum RtblNode {
 
 impl RtblNode {
     /// Every node.
-    pub const ALL: [Self; 4] = [
-        Self::MucBansSha256,
-        Self::SpamSourceDomains,
-        Self::SpamSourceIps,
-        Self::SpamSourceJidsSha256,
-    ];
+    pub const ALL: [Self; 4] =
+        [Self::MucBansSha256, Self::SpamSourceDomains, Self::SpamSourceIps, Self::SpamSourceJidsSha256];
 
     /// The pubsub node name.
     pub fn name(self) -> &'static str {
@@ -53,14 +49,10 @@ impl RtblNode {
     /// The item id for `offender` on this node, or `None` if the node does not carry that kind.
     pub fn item_id(self, offender: &Offender) -> Option<String> {
         match (self, offender) {
-            (Self::MucBansSha256 | Self::SpamSourceJidsSha256, Offender::Jid(jid)) => {
-                Some(jid_item_id(jid))
-            }
+            (Self::MucBansSha256 | Self::SpamSourceJidsSha256, Offender::Jid(jid)) => Some(jid_item_id(jid)),
             (Self::MucBansSha256, Offender::Domain(domain)) => Some(domain_item_id(domain)),
             (Self::SpamSourceDomains, Offender::Domain(domain)) => Some(domain.to_string()),
-            (Self::SpamSourceIps, Offender::Ip(ip)) => {
-                Some(format!("{ip}/{}", if ip.is_ipv4() { 32 } else { 128 }))
-            }
+            (Self::SpamSourceIps, Offender::Ip(ip)) => Some(format!("{ip}/{}", if ip.is_ipv4() { 32 } else { 128 })),
             (Self::SpamSourceIps, Offender::Cidr(cidr)) => Some(cidr.to_string()),
             _ => None,
         }

@@ -32,27 +32,17 @@ impl Timestamp {
     pub fn parse(text: &str) -> Result<Self> {
         let trimmed = text.trim();
         if trimmed.len() > 64 {
-            return Err(Error::InvalidTimestamp {
-                value: Excerpt::new(text),
-            });
+            return Err(Error::InvalidTimestamp { value: Excerpt::new(text) });
         }
         DateTime::parse_from_rfc3339(trimmed)
             .map(|at| Self::from_datetime(at.with_timezone(&Utc)))
-            .map_err(|_| Error::InvalidTimestamp {
-                value: Excerpt::new(text),
-            })
+            .map_err(|_| Error::InvalidTimestamp { value: Excerpt::new(text) })
     }
 
     /// Parses only the canonical form, as required inside signed envelope headers.
     pub fn parse_canonical(text: &str) -> Result<Self> {
         let parsed = Self::parse(text)?;
-        if parsed.to_string() == text {
-            Ok(parsed)
-        } else {
-            Err(Error::InvalidTimestamp {
-                value: Excerpt::new(text),
-            })
-        }
+        if parsed.to_string() == text { Ok(parsed) } else { Err(Error::InvalidTimestamp { value: Excerpt::new(text) }) }
     }
 
     /// Seconds since the Unix epoch.

@@ -32,39 +32,26 @@ const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
 /// too many elements. DTDs, entities and processing instructions are refused by the parser.
 pub fn parse_bounded(text: &str) -> Result<Element> {
     if text.len() > MAX_XML_BYTES {
-        return Err(Error::TooLarge {
-            what: "XML text",
-            len: text.len(),
-            max: MAX_XML_BYTES,
-        });
+        return Err(Error::TooLarge { what: "XML text", len: text.len(), max: MAX_XML_BYTES });
     }
     let mut reader = RawReader::new(text.as_bytes());
     let mut builder = TreeBuilder::new();
     let mut elements = 0usize;
     loop {
-        let event = reader.read().map_err(|error| Error::Xml {
-            reason: error.to_string(),
-        })?;
+        let event = reader.read().map_err(|error| Error::Xml { reason: error.to_string() })?;
         let Some(event) = event else {
-            return Err(Error::Xml {
-                reason: "document ended before the root element closed".to_owned(),
-            });
+            return Err(Error::Xml { reason: "document ended before the root element closed".to_owned() });
         };
         if matches!(event, RawEvent::ElementHeadOpen(..)) {
             elements += 1;
             if elements > MAX_XML_ELEMENTS {
-                return Err(Error::TooMany {
-                    what: "XML elements",
-                    max: MAX_XML_ELEMENTS,
-                });
+                return Err(Error::TooMany { what: "XML elements", max: MAX_XML_ELEMENTS });
             }
             if builder.depth() >= MAX_XML_DEPTH {
                 return Err(Error::TooDeep { max: MAX_XML_DEPTH });
             }
         }
-        builder.process_event(event).map_err(|error| Error::Xml {
-            reason: error.to_string(),
-        })?;
+        builder.process_event(event).map_err(|error| Error::Xml { reason: error.to_string() })?;
         if let Some(root) = builder.root.take() {
             return Ok(root);
         }
@@ -80,10 +67,7 @@ pub fn check_bounds(root: &Element) -> Result<()> {
     while let Some((element, depth)) = stack.pop() {
         elements += 1;
         if elements > MAX_XML_ELEMENTS {
-            return Err(Error::TooMany {
-                what: "XML elements",
-                max: MAX_XML_ELEMENTS,
-            });
+            return Err(Error::TooMany { what: "XML elements", max: MAX_XML_ELEMENTS });
         }
         if depth > MAX_XML_DEPTH {
             return Err(Error::TooDeep { max: MAX_XML_DEPTH });
@@ -141,12 +125,7 @@ pub(crate) fn element_with(name: &str, namespace: &str, attrs: &[(&'static str, 
 }
 
 /// Fails unless `element` is `<name xmlns=namespace>`.
-pub(crate) fn expect_element(
-    element: &Element,
-    name: &str,
-    namespace: &str,
-    expected: &'static str,
-) -> Result<()> {
+pub(crate) fn expect_element(element: &Element, name: &str, namespace: &str, expected: &'static str) -> Result<()> {
     if element.is(name, namespace) {
         Ok(())
     } else {
@@ -164,10 +143,7 @@ pub(crate) fn required_attr<'a>(
     element_name: &'static str,
     attr: &'static str,
 ) -> Result<&'a str> {
-    element.attr(attr).ok_or(Error::Missing {
-        element: element_name,
-        what: attr,
-    })
+    element.attr(attr).ok_or(Error::Missing { element: element_name, what: attr })
 }
 
 /// Text content bounded to `max` bytes before it is collected.
@@ -185,9 +161,7 @@ pub(crate) fn children_named<'a>(
     name: &'a str,
     namespace: &'a str,
 ) -> impl Iterator<Item = &'a Element> + 'a {
-    element
-        .children()
-        .filter(move |child| child.is(name, namespace))
+    element.children().filter(move |child| child.is(name, namespace))
 }
 
 #[cfg(test)]
@@ -198,15 +172,8 @@ mod tests {
     fn refuses_deep_nesting_before_building_it() {
         let depth = 10_000;
         let text = format!("{}{}", "<a xmlns='x'>".repeat(depth), "</a>".repeat(depth));
-        assert_eq!(
-            parse_bounded(&text),
-            Err(Error::TooDeep { max: MAX_XML_DEPTH })
-        );
-        let ok = format!(
-            "{}{}",
-            "<a xmlns='x'>".repeat(MAX_XML_DEPTH),
-            "</a>".repeat(MAX_XML_DEPTH)
-        );
+        assert_eq!(parse_bounded(&text), Err(Error::TooDeep { max: MAX_XML_DEPTH }));
+        let ok = format!("{}{}", "<a xmlns='x'>".repeat(MAX_XML_DEPTH), "</a>".repeat(MAX_XML_DEPTH));
         assert!(parse_bounded(&ok).is_ok());
     }
 
@@ -218,10 +185,7 @@ mod tests {
             parent.append_child(element);
             element = parent;
         }
-        assert_eq!(
-            check_bounds(&element),
-            Err(Error::TooDeep { max: MAX_XML_DEPTH })
-        );
+        assert_eq!(check_bounds(&element), Err(Error::TooDeep { max: MAX_XML_DEPTH }));
     }
 
     #[test]
@@ -234,14 +198,8 @@ mod tests {
 
     #[test]
     fn refuses_malformed_xml_and_entities() {
-        assert!(matches!(
-            parse_bounded("<a xmlns='x'>"),
-            Err(Error::Xml { .. })
-        ));
-        assert!(matches!(
-            parse_bounded("<a xmlns='x'></b>"),
-            Err(Error::Xml { .. })
-        ));
+        assert!(matches!(parse_bounded("<a xmlns='x'>"), Err(Error::Xml { .. })));
+        assert!(matches!(parse_bounded("<a xmlns='x'></b>"), Err(Error::Xml { .. })));
         let dtd = "<!DOCTYPE a [<!ENTITY e 'boom'>]><a xmlns='x'>&e;</a>";
         assert!(matches!(parse_bounded(dtd), Err(Error::Xml { .. })));
     }

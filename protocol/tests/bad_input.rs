@@ -19,19 +19,9 @@ fn input_text(input: &Value) -> String {
     match input {
         Value::String(text) => text.clone(),
         Value::Object(spec) => {
-            let part = |key: &str| {
-                spec.get(key)
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_owned()
-            };
+            let part = |key: &str| spec.get(key).and_then(Value::as_str).unwrap_or("").to_owned();
             let times = spec["times"].as_u64().unwrap() as usize;
-            format!(
-                "{}{}{}",
-                part("prefix"),
-                part("unit").repeat(times),
-                part("suffix")
-            )
+            format!("{}{}{}", part("prefix"), part("unit").repeat(times), part("suffix"))
         }
         other => panic!("bad input spec {other}"),
     }
@@ -88,16 +78,8 @@ fn the_valid_twin_of_each_xml_case_is_accepted() {
     // refusal is due to the defect and not to a broken template.
     let good = "<report xmlns='urn:xmpp:incident:2'><Incident xmlns='urn:ietf:params:xml:ns:iodef-1.0' purpose='reporting'><IncidentID name='ops.example'>0f6c1c52-7d3e-4e0a-9a51-2b1f4a7e9c10</IncidentID><ReportTime>2026-05-01T10:20:00Z</ReportTime><EventData><Flow><System category='source'><Node><Address category='ipv4-addr'>192.0.2.30</Address><Address category='ipv4-net'>192.0.2.0/24</Address><NodeName>bad.example</NodeName></Node></System></Flow></EventData></Incident></report>";
     run("xep0268", good).unwrap();
-    run(
-        "xep0275",
-        "<score xmlns='urn:xmpp:reputation:0' jid='bad.example' num='100'/>",
-    )
-    .unwrap();
-    run(
-        "xep0275",
-        "<score xmlns='urn:xmpp:reputation:0' jid='bad.example' num='-100'/>",
-    )
-    .unwrap();
+    run("xep0275", "<score xmlns='urn:xmpp:reputation:0' jid='bad.example' num='100'/>").unwrap();
+    run("xep0275", "<score xmlns='urn:xmpp:reputation:0' jid='bad.example' num='-100'/>").unwrap();
     run("jid", &format!("{}@example.org", "a".repeat(1023))).unwrap();
     run("domain", &format!("{}.example", "a".repeat(63))).unwrap();
 }

@@ -8,9 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ostracon_protocol::envelope::{self, VerifyPolicy};
 use ostracon_protocol::ids::{BareJid, Cidr, Domain, IncidentId, Offender};
-use ostracon_protocol::incident::{
-    Action, Category, Evidence, HistoryItem, Incident, ReportClaim, Severity, Status,
-};
+use ostracon_protocol::incident::{Action, Category, Evidence, HistoryItem, Incident, ReportClaim, Severity, Status};
 use ostracon_protocol::keys::KeyRing;
 use ostracon_protocol::time::Timestamp;
 use ostracon_protocol::xml::iodef::{Purpose, from_iodef, to_iodef};
@@ -32,25 +30,15 @@ fn ip() -> impl Strategy<Value = IpAddr> {
     prop_oneof![
         any::<u32>().prop_map(|n| IpAddr::V4(Ipv4Addr::from(n))),
         any::<u128>()
-            .prop_filter("not IPv4-mapped", |n| Ipv6Addr::from(*n)
-                .to_ipv4_mapped()
-                .is_none())
+            .prop_filter("not IPv4-mapped", |n| Ipv6Addr::from(*n).to_ipv4_mapped().is_none())
             .prop_map(|n| IpAddr::V6(Ipv6Addr::from(n))),
     ]
 }
 
 fn cidr() -> impl Strategy<Value = Cidr> {
     prop_oneof![
-        (any::<u32>(), 0u8..=32).prop_map(|(n, len)| Cidr::parse(&format!(
-            "{}/{len}",
-            Ipv4Addr::from(n)
-        ))
-        .unwrap()),
-        (any::<u128>(), 0u8..=128).prop_map(|(n, len)| Cidr::parse(&format!(
-            "{}/{len}",
-            Ipv6Addr::from(n)
-        ))
-        .unwrap()),
+        (any::<u32>(), 0u8..=32).prop_map(|(n, len)| Cidr::parse(&format!("{}/{len}", Ipv4Addr::from(n))).unwrap()),
+        (any::<u128>(), 0u8..=128).prop_map(|(n, len)| Cidr::parse(&format!("{}/{len}", Ipv6Addr::from(n))).unwrap()),
     ]
 }
 

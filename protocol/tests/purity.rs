@@ -28,41 +28,14 @@ const FORBIDDEN: &[&str] = &[
 fn protocol_depends_on_no_io_crate() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let output = Command::new(cargo)
-        .args([
-            "tree",
-            "-p",
-            "ostracon-protocol",
-            "-e",
-            "normal",
-            "--prefix",
-            "none",
-            "--format",
-            "{p}",
-        ])
+        .args(["tree", "-p", "ostracon-protocol", "-e", "normal", "--prefix", "none", "--format", "{p}"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo tree runs");
-    assert!(
-        output.status.success(),
-        "cargo tree failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "cargo tree failed: {}", String::from_utf8_lossy(&output.stderr));
     let tree = String::from_utf8(output.stdout).unwrap();
-    let names: Vec<&str> = tree
-        .lines()
-        .filter_map(|line| line.split_whitespace().next())
-        .collect();
-    assert!(
-        names.contains(&"ostracon-protocol") && names.contains(&"ed25519-dalek"),
-        "unexpected tree:\n{tree}"
-    );
-    let found: Vec<&str> = FORBIDDEN
-        .iter()
-        .copied()
-        .filter(|banned| names.contains(banned))
-        .collect();
-    assert!(
-        found.is_empty(),
-        "ostracon-protocol depends on I/O crates {found:?}:\n{tree}"
-    );
+    let names: Vec<&str> = tree.lines().filter_map(|line| line.split_whitespace().next()).collect();
+    assert!(names.contains(&"ostracon-protocol") && names.contains(&"ed25519-dalek"), "unexpected tree:\n{tree}");
+    let found: Vec<&str> = FORBIDDEN.iter().copied().filter(|banned| names.contains(banned)).collect();
+    assert!(found.is_empty(), "ostracon-protocol depends on I/O crates {found:?}:\n{tree}");
 }

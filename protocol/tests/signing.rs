@@ -6,9 +6,7 @@ mod support;
 use ostracon_protocol::Error;
 use ostracon_protocol::envelope::{self, SignedEnvelope, Unverified, VerifyPolicy};
 use ostracon_protocol::ids::{IncidentId, Offender};
-use ostracon_protocol::incident::{
-    Category, Incident, ReportClaim, RequestClaim, Severity, Status,
-};
+use ostracon_protocol::incident::{Category, Incident, ReportClaim, RequestClaim, Severity, Status};
 use ostracon_protocol::keys::{KeyRing, KeyRotation, NodeKey, PublishedKey};
 use support::*;
 
@@ -49,26 +47,14 @@ fn policy() -> VerifyPolicy {
 }
 
 fn signed_report() -> Unverified<ReportClaim> {
-    envelope::sign(
-        &ReportClaim(incident(ALPHA)),
-        &key(1),
-        &jid(ALPHA),
-        ts("2026-05-01T10:20:00Z"),
-        nonce(9),
-    )
-    .unwrap()
+    envelope::sign(&ReportClaim(incident(ALPHA)), &key(1), &jid(ALPHA), ts("2026-05-01T10:20:00Z"), nonce(9)).unwrap()
 }
 
 fn verify(chain: Unverified<ReportClaim>) -> Result<ReportClaim, Error> {
-    chain
-        .verify(&ring(), &mut SeenNonces::default(), &policy())
-        .map(|v| v.into_parts().0)
+    chain.verify(&ring(), &mut SeenNonces::default(), &policy()).map(|v| v.into_parts().0)
 }
 
-fn with_link(
-    chain: &Unverified<ReportClaim>,
-    edit: impl FnOnce(&mut SignedEnvelope),
-) -> Unverified<ReportClaim> {
+fn with_link(chain: &Unverified<ReportClaim>, edit: impl FnOnce(&mut SignedEnvelope)) -> Unverified<ReportClaim> {
     let mut links = chain.links().to_vec();
     edit(links.last_mut().unwrap());
     Unverified::new(links).unwrap()
@@ -90,10 +76,7 @@ fn a_flipped_byte_anywhere_in_the_payload_is_a_bad_signature() {
     let len = chain.links()[0].payload.len();
     for index in [0, len / 2, len - 1] {
         let tampered = with_link(&chain, |link| link.payload[index] ^= 0x01);
-        assert!(
-            matches!(verify(tampered), Err(Error::BadSignature { .. })),
-            "byte {index}"
-        );
+        assert!(matches!(verify(tampered), Err(Error::BadSignature { .. })), "byte {index}");
     }
     let tampered = with_link(&chain, |link| link.signature[5] ^= 0x80);
     assert!(matches!(verify(tampered), Err(Error::BadSignature { .. })));
@@ -108,14 +91,9 @@ fn the_wrong_key_is_refused() {
     let chain = with_link(&signed_report(), |link| resign(link, &key(7)));
     assert!(matches!(verify(chain), Err(Error::BadSignature { .. })));
     // Signed with a key alpha never had pinned.
-    let chain = envelope::sign(
-        &ReportClaim(incident(ALPHA)),
-        &key(7),
-        &jid(ALPHA),
-        ts("2026-05-01T10:20:00Z"),
-        nonce(9),
-    )
-    .unwrap();
+    let chain =
+        envelope::sign(&ReportClaim(incident(ALPHA)), &key(7), &jid(ALPHA), ts("2026-05-01T10:20:00Z"), nonce(9))
+            .unwrap();
     assert!(matches!(verify(chain), Err(Error::UnknownKey { .. })));
     // A signer we do not know at all.
     let chain = envelope::sign(
@@ -134,40 +112,23 @@ fn timestamps_outside_the_window_are_refused() {
     let chain = signed_report();
     for offset in [-301, 301, 86_400] {
         let policy = VerifyPolicy::at(ts("2026-05-01T10:20:00Z").plus_secs(offset));
-        let result = chain
-            .clone()
-            .verify(&ring(), &mut SeenNonces::default(), &policy);
-        assert!(
-            matches!(result, Err(Error::TimestampOutsideWindow { .. })),
-            "offset {offset}"
-        );
+        let result = chain.clone().verify(&ring(), &mut SeenNonces::default(), &policy);
+        assert!(matches!(result, Err(Error::TimestampOutsideWindow { .. })), "offset {offset}");
     }
     let edge = VerifyPolicy::at(ts("2026-05-01T10:25:00Z"));
-    assert!(
-        chain
-            .verify(&ring(), &mut SeenNonces::default(), &edge)
-            .is_ok()
-    );
+    assert!(chain.verify(&ring(), &mut SeenNonces::default(), &edge).is_ok());
 }
 
 #[test]
 fn a_replayed_nonce_is_refused_and_forged_traffic_does_not_fill_the_cache() {
     let mut seen = SeenNonces::default();
-    signed_report()
-        .verify(&ring(), &mut seen, &policy())
-        .unwrap();
-    assert!(matches!(
-        signed_report().verify(&ring(), &mut seen, &policy()),
-        Err(Error::Replay { .. })
-    ));
+    signed_report().verify(&ring(), &mut seen, &policy()).unwrap();
+    assert!(matches!(signed_report().verify(&ring(), &mut seen, &policy()), Err(Error::Replay { .. })));
 
     let mut fresh = SeenNonces::default();
     let forged = with_link(&signed_report(), |link| link.payload[0] ^= 1);
     assert!(forged.verify(&ring(), &mut fresh, &policy()).is_err());
-    assert!(
-        fresh.0.is_empty(),
-        "a forged envelope must not be remembered"
-    );
+    assert!(fresh.0.is_empty(), "a forged envelope must not be remembered");
 }
 
 #[test]
@@ -188,23 +149,14 @@ fn invalid_utf8_and_non_json_payloads_are_refused_after_verification() {
         link.payload = serde_json::to_vec(&claim).unwrap();
         resign(link, &key(1));
     });
-    assert!(
-        matches!(verify(chain), Err(Error::InvalidJson { .. })),
-        "unknown fields are refused"
-    );
+    assert!(matches!(verify(chain), Err(Error::InvalidJson { .. })), "unknown fields are refused");
 }
 
 #[test]
 fn oversized_payloads_are_refused_on_both_sides() {
     let mut big = incident(ALPHA);
     big.description = "x".repeat(70_000);
-    let result = envelope::sign(
-        &ReportClaim(big),
-        &key(1),
-        &jid(ALPHA),
-        ts("2026-05-01T10:20:00Z"),
-        nonce(1),
-    );
+    let result = envelope::sign(&ReportClaim(big), &key(1), &jid(ALPHA), ts("2026-05-01T10:20:00Z"), nonce(1));
     assert!(matches!(result, Err(Error::TooLarge { .. })));
     let chain = with_link(&signed_report(), |link| {
         link.payload = vec![b' '; 70_000];
@@ -216,14 +168,9 @@ fn oversized_payloads_are_refused_on_both_sides() {
 #[test]
 fn claims_must_come_from_their_signer_and_have_the_right_type() {
     // Alpha signs an incident that claims beta issued it.
-    let chain = envelope::sign(
-        &ReportClaim(incident(BETA)),
-        &key(1),
-        &jid(ALPHA),
-        ts("2026-05-01T10:20:00Z"),
-        nonce(3),
-    )
-    .unwrap();
+    let chain =
+        envelope::sign(&ReportClaim(incident(BETA)), &key(1), &jid(ALPHA), ts("2026-05-01T10:20:00Z"), nonce(3))
+            .unwrap();
     assert!(matches!(verify(chain), Err(Error::SignerMismatch { .. })));
     // A signed report presented as a request.
     let as_request = Unverified::<RequestClaim>::new(signed_report().links().to_vec()).unwrap();
@@ -234,13 +181,9 @@ fn claims_must_come_from_their_signer_and_have_the_right_type() {
 #[test]
 fn a_forwarded_chain_verifies_link_by_link() {
     let origin = verify_chain(signed_report());
-    let via_beta = origin
-        .forward(&key(2), &jid(BETA), ts("2026-05-01T10:20:10Z"), nonce(20))
-        .unwrap();
+    let via_beta = origin.forward(&key(2), &jid(BETA), ts("2026-05-01T10:20:10Z"), nonce(20)).unwrap();
     let at_beta = verify_chain(via_beta);
-    let via_gamma = at_beta
-        .forward(&key(3), &jid(GAMMA), ts("2026-05-01T10:20:20Z"), nonce(30))
-        .unwrap();
+    let via_gamma = at_beta.forward(&key(3), &jid(GAMMA), ts("2026-05-01T10:20:20Z"), nonce(30)).unwrap();
     let verified = verify_chain(via_gamma);
     assert_eq!(verified.origin(), &jid(ALPHA));
     assert_eq!(verified.last_signer(), &jid(GAMMA));
@@ -249,17 +192,13 @@ fn a_forwarded_chain_verifies_link_by_link() {
 }
 
 fn verify_chain(chain: Unverified<ReportClaim>) -> ostracon_protocol::Verified<ReportClaim> {
-    chain
-        .verify(&ring(), &mut SeenNonces::default(), &policy())
-        .unwrap()
+    chain.verify(&ring(), &mut SeenNonces::default(), &policy()).unwrap()
 }
 
 #[test]
 fn a_broken_chain_link_is_refused() {
     let origin = verify_chain(signed_report());
-    let forwarded = origin
-        .forward(&key(2), &jid(BETA), ts("2026-05-01T10:20:10Z"), nonce(20))
-        .unwrap();
+    let forwarded = origin.forward(&key(2), &jid(BETA), ts("2026-05-01T10:20:10Z"), nonce(20)).unwrap();
 
     // The forward names another link than the one before it (re-signed, so only the link is wrong).
     let broken = with_link(&forwarded, |link| {
@@ -268,10 +207,7 @@ fn a_broken_chain_link_is_refused() {
         link.payload = ostracon_protocol::canonical::to_canonical_json(&claim).unwrap();
         resign(link, &key(2));
     });
-    assert!(matches!(
-        verify(broken),
-        Err(Error::BrokenChain { link: 1, .. })
-    ));
+    assert!(matches!(verify(broken), Err(Error::BrokenChain { link: 1, .. })));
 
     // The wrong hop number.
     let broken = with_link(&forwarded, |link| {
@@ -280,42 +216,25 @@ fn a_broken_chain_link_is_refused() {
         link.payload = ostracon_protocol::canonical::to_canonical_json(&claim).unwrap();
         resign(link, &key(2));
     });
-    assert!(matches!(
-        verify(broken),
-        Err(Error::BrokenChain { link: 1, .. })
-    ));
+    assert!(matches!(verify(broken), Err(Error::BrokenChain { link: 1, .. })));
 
     // The origin was altered after forwarding: its own signature fails first.
     let mut links = forwarded.links().to_vec();
     links[0].payload[3] ^= 1;
-    assert!(matches!(
-        verify(Unverified::new(links).unwrap()),
-        Err(Error::BadSignature { .. })
-    ));
+    assert!(matches!(verify(Unverified::new(links).unwrap()), Err(Error::BadSignature { .. })));
 
     // A forward whose origin was swapped for another valid report no longer joins up.
-    let other = envelope::sign(
-        &ReportClaim(incident(ALPHA)),
-        &key(1),
-        &jid(ALPHA),
-        ts("2026-05-01T10:20:05Z"),
-        nonce(10),
-    )
-    .unwrap();
+    let other =
+        envelope::sign(&ReportClaim(incident(ALPHA)), &key(1), &jid(ALPHA), ts("2026-05-01T10:20:05Z"), nonce(10))
+            .unwrap();
     let mut links = forwarded.links().to_vec();
     links[0] = other.links()[0].clone();
-    assert!(matches!(
-        verify(Unverified::new(links).unwrap()),
-        Err(Error::BrokenChain { link: 1, .. })
-    ));
+    assert!(matches!(verify(Unverified::new(links).unwrap()), Err(Error::BrokenChain { link: 1, .. })));
 
     // A second origin in place of a forward.
     let mut links = forwarded.links().to_vec();
     links[1] = other.links()[0].clone();
-    assert!(matches!(
-        verify(Unverified::new(links).unwrap()),
-        Err(Error::BrokenChain { link: 1, .. })
-    ));
+    assert!(matches!(verify(Unverified::new(links).unwrap()), Err(Error::BrokenChain { link: 1, .. })));
 }
 
 #[test]
@@ -325,13 +244,8 @@ fn loops_and_overlong_chains_are_refused() {
     let result = origin.forward(&key(1), &jid(ALPHA), ts("2026-05-01T10:20:10Z"), nonce(11));
     assert!(matches!(result, Err(Error::BrokenChain { .. })));
     // A hop limit of one link refuses any forward.
-    let forwarded = origin
-        .forward(&key(2), &jid(BETA), ts("2026-05-01T10:20:10Z"), nonce(20))
-        .unwrap();
-    let strict = VerifyPolicy {
-        max_links: 1,
-        ..policy()
-    };
+    let forwarded = origin.forward(&key(2), &jid(BETA), ts("2026-05-01T10:20:10Z"), nonce(20)).unwrap();
+    let strict = VerifyPolicy { max_links: 1, ..policy() };
     let result = forwarded.verify(&ring(), &mut SeenNonces::default(), &strict);
     assert!(matches!(result, Err(Error::TooMany { .. })));
 }
@@ -340,58 +254,28 @@ fn loops_and_overlong_chains_are_refused() {
 fn key_rotation_is_signed_by_the_old_key() {
     let old = key(1);
     let new = key(4);
-    let rotation = KeyRotation {
-        old_kid: old.key_id(),
-        new_key: PublishedKey::new(new.public(), ts("2026-06-01T00:00:00Z")),
-    };
+    let rotation =
+        KeyRotation { old_kid: old.key_id(), new_key: PublishedKey::new(new.public(), ts("2026-06-01T00:00:00Z")) };
     let now = VerifyPolicy::at(ts("2026-06-01T00:00:00Z"));
-    let signed = envelope::sign(
-        &rotation,
-        &old,
-        &jid(ALPHA),
-        ts("2026-06-01T00:00:00Z"),
-        nonce(40),
-    )
-    .unwrap();
-    let verified = signed
-        .verify(&ring(), &mut SeenNonces::default(), &now)
-        .unwrap();
+    let signed = envelope::sign(&rotation, &old, &jid(ALPHA), ts("2026-06-01T00:00:00Z"), nonce(40)).unwrap();
+    let verified = signed.verify(&ring(), &mut SeenNonces::default(), &now).unwrap();
     assert_eq!(verified.value().new_key.key, new.public());
 
     // Signed by the new key claiming to retire the old one: refused.
     let mut ring = ring();
     ring.insert(jid(ALPHA), new.public());
-    let by_new = envelope::sign(
-        &rotation,
-        &new,
-        &jid(ALPHA),
-        ts("2026-06-01T00:00:00Z"),
-        nonce(41),
-    )
-    .unwrap();
-    assert!(matches!(
-        by_new.verify(&ring, &mut SeenNonces::default(), &now),
-        Err(Error::SignerMismatch { .. })
-    ));
+    let by_new = envelope::sign(&rotation, &new, &jid(ALPHA), ts("2026-06-01T00:00:00Z"), nonce(41)).unwrap();
+    assert!(matches!(by_new.verify(&ring, &mut SeenNonces::default(), &now), Err(Error::SignerMismatch { .. })));
 }
 
 #[test]
 fn future_origins_are_refused_even_when_the_last_hop_is_fresh() {
-    let future = envelope::sign(
-        &ReportClaim(incident(ALPHA)),
-        &key(1),
-        &jid(ALPHA),
-        ts("2026-05-01T12:00:00Z"),
-        nonce(50),
-    )
-    .unwrap();
+    let future =
+        envelope::sign(&ReportClaim(incident(ALPHA)), &key(1), &jid(ALPHA), ts("2026-05-01T12:00:00Z"), nonce(50))
+            .unwrap();
     let late = VerifyPolicy::at(ts("2026-05-01T12:00:00Z"));
-    let at_beta = future
-        .verify(&ring(), &mut SeenNonces::default(), &late)
-        .unwrap();
-    let forwarded = at_beta
-        .forward(&key(2), &jid(BETA), ts("2026-05-01T10:21:00Z"), nonce(51))
-        .unwrap();
+    let at_beta = future.verify(&ring(), &mut SeenNonces::default(), &late).unwrap();
+    let forwarded = at_beta.forward(&key(2), &jid(BETA), ts("2026-05-01T10:21:00Z"), nonce(51)).unwrap();
     // Beta's clock is behind alpha's signature by more than the window: the chain is not believable.
     let result = forwarded.verify(&ring(), &mut SeenNonces::default(), &policy());
     assert!(matches!(result, Err(Error::BrokenChain { link: 1, .. })));

@@ -28,12 +28,8 @@ pub fn check_vector(relative: &str, actual: &str) {
         std::fs::write(&path, actual).unwrap();
         return;
     }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "cannot read {} (run with UPDATE_VECTORS=1 to create it): {e}",
-            path.display()
-        )
-    });
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {} (run with UPDATE_VECTORS=1 to create it): {e}", path.display()));
     assert_eq!(actual, expected, "output differs from {}", path.display());
 }
 
@@ -75,7 +71,6 @@ pub struct SeenNonces(pub BTreeSet<(String, String)>);
 
 impl ReplayGuard for SeenNonces {
     fn check_and_remember(&mut self, signer: &BareJid, nonce: &Nonce, _ts: Timestamp) -> bool {
-        self.0
-            .insert((signer.to_string(), nonce.as_str().to_owned()))
+        self.0.insert((signer.to_string(), nonce.as_str().to_owned()))
     }
 }

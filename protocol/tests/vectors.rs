@@ -7,9 +7,7 @@ use ostracon_protocol::canonical::to_canonical_json;
 use ostracon_protocol::component::handshake_digest;
 use ostracon_protocol::envelope::{SignedEnvelope, Unverified, VerifyPolicy};
 use ostracon_protocol::ids::{IncidentId, Offender};
-use ostracon_protocol::incident::{
-    Action, Category, Evidence, Incident, ReportClaim, Severity, Status,
-};
+use ostracon_protocol::incident::{Action, Category, Evidence, Incident, ReportClaim, Severity, Status};
 use ostracon_protocol::keys::KeyRing;
 use ostracon_protocol::rtbl::RtblNode;
 use ostracon_protocol::xml::reporting::ForwardedReport;
@@ -44,12 +42,8 @@ fn xep0268_vectors_parse_to_the_expected_model_and_round_trip() {
     assert!(files.len() >= 5, "{files:?}");
     for file in files {
         let element = parse_bounded(&read_vector(&file)).unwrap();
-        let payload =
-            IncidentPayload::from_element(&element).unwrap_or_else(|e| panic!("{file}: {e}"));
-        check_vector(
-            &file.replace(".xml", ".expected.json"),
-            &pretty(&payload_json(&payload)),
-        );
+        let payload = IncidentPayload::from_element(&element).unwrap_or_else(|e| panic!("{file}: {e}"));
+        check_vector(&file.replace(".xml", ".expected.json"), &pretty(&payload_json(&payload)));
 
         // Emit, serialise, parse again: nothing is lost or changed.
         let emitted = to_string(&payload.to_element());
@@ -64,14 +58,8 @@ fn xep0275_vectors() {
     assert_eq!(files.len(), 2);
     for file in files {
         let score = Score::from_element(&parse_bounded(&read_vector(&file)).unwrap()).unwrap();
-        check_vector(
-            &file.replace(".xml", ".expected.json"),
-            &pretty(&json!({ "jid": score.jid, "num": score.num })),
-        );
-        assert_eq!(
-            Score::from_element(&parse_bounded(&to_string(&score.to_element())).unwrap()).unwrap(),
-            score
-        );
+        check_vector(&file.replace(".xml", ".expected.json"), &pretty(&json!({ "jid": score.jid, "num": score.num })));
+        assert_eq!(Score::from_element(&parse_bounded(&to_string(&score.to_element())).unwrap()).unwrap(), score);
     }
 }
 
@@ -81,9 +69,7 @@ fn xep0377_vectors() {
     assert_eq!(files.len(), 2);
     for file in files {
         let message = parse_bounded(&read_vector(&file)).unwrap();
-        let report = ForwardedReport::from_message(&message)
-            .unwrap()
-            .expect("a report");
+        let report = ForwardedReport::from_message(&message).unwrap().expect("a report");
         let value = json!({
             "relayed_by": report.relayed_by,
             "reported": report.reported,
@@ -98,15 +84,9 @@ fn xep0377_vectors() {
             "message_body": report.message_body,
         });
         check_vector(&file.replace(".xml", ".expected.json"), &pretty(&value));
-        let emitted = report.to_message(
-            &jid("incidents.ops.example"),
-            "rf1",
-            "jabber:component:accept",
-        );
+        let emitted = report.to_message(&jid("incidents.ops.example"), "rf1", "jabber:component:accept");
         let mut reparsed =
-            ForwardedReport::from_message(&parse_bounded(&to_string(&emitted)).unwrap())
-                .unwrap()
-                .unwrap();
+            ForwardedReport::from_message(&parse_bounded(&to_string(&emitted)).unwrap()).unwrap().unwrap();
         // We always emit the current namespace.
         reparsed.report.legacy = report.report.legacy;
         assert_eq!(reparsed, report);
@@ -118,10 +98,7 @@ fn xep0114_handshake_vector() {
     let vectors: Value = serde_json::from_str(&read_vector("xep0114.json")).unwrap();
     for case in vectors["cases"].as_array().unwrap() {
         assert_eq!(
-            handshake_digest(
-                case["stream_id"].as_str().unwrap(),
-                case["secret"].as_str().unwrap()
-            ),
+            handshake_digest(case["stream_id"].as_str().unwrap(), case["secret"].as_str().unwrap()),
             case["handshake"].as_str().unwrap()
         );
     }
@@ -133,24 +110,16 @@ fn rtbl_item_id_vectors() {
     let cases = vectors["cases"].as_array().unwrap();
     assert!(cases.len() >= 8);
     for case in cases {
-        let node = RtblNode::ALL
-            .into_iter()
-            .find(|n| n.name() == case["node"].as_str().unwrap())
-            .unwrap();
+        let node = RtblNode::ALL.into_iter().find(|n| n.name() == case["node"].as_str().unwrap()).unwrap();
         let offender = Offender::parse(case["offender"].as_str().unwrap()).unwrap();
-        assert_eq!(
-            node.item_id(&offender).as_deref(),
-            case["item_id"].as_str(),
-            "{case}"
-        );
+        assert_eq!(node.item_id(&offender).as_deref(), case["item_id"].as_str(), "{case}");
     }
 }
 
 /// The incident the signed vectors carry.
 fn signed_vector_incident() -> Incident {
     Incident {
-        id: IncidentId::parse("incidents.alpha.example:0f6c1c52-7d3e-4e0a-9a51-2b1f4a7e9c10")
-            .unwrap(),
+        id: IncidentId::parse("incidents.alpha.example:0f6c1c52-7d3e-4e0a-9a51-2b1f4a7e9c10").unwrap(),
         reporter: jid("incidents.alpha.example"),
         status: Status::New,
         category: Category::MucAbuse,
@@ -167,9 +136,7 @@ fn signed_vector_incident() -> Incident {
         description: "Join flood in room@conference.alpha.example — ten bots".to_owned(),
         evidence: vec![
             Evidence::Sample("join join join".to_owned()),
-            Evidence::Sha256(
-                "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".to_owned(),
-            ),
+            Evidence::Sha256("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".to_owned()),
         ],
         action: Some(Action::BlockHost),
         expires: Some(ts("2026-05-08T10:20:00Z")),
@@ -195,18 +162,9 @@ fn signed_report_vector_is_reproduced_byte_for_byte_and_verifies() {
     let mut ring = KeyRing::new();
     ring.insert(jid("incidents.alpha.example"), alpha.public());
     ring.insert(jid("incidents.beta.example"), beta.public());
-    let verified = origin
-        .clone()
-        .verify(&ring, &mut SeenNonces::default(), &policy)
-        .unwrap();
-    let forwarded = verified
-        .forward(
-            &beta,
-            &jid("incidents.beta.example"),
-            ts("2026-05-01T10:20:30Z"),
-            nonce(0x02),
-        )
-        .unwrap();
+    let verified = origin.clone().verify(&ring, &mut SeenNonces::default(), &policy).unwrap();
+    let forwarded =
+        verified.forward(&beta, &jid("incidents.beta.example"), ts("2026-05-01T10:20:30Z"), nonce(0x02)).unwrap();
 
     let link = |envelope: &SignedEnvelope| {
         json!({
@@ -227,27 +185,16 @@ fn signed_report_vector_is_reproduced_byte_for_byte_and_verifies() {
     });
     check_vector("signed/report.json", &pretty(&document));
 
-    let payload = IncidentPayload::Report {
-        incident: incident.clone(),
-        signed: Some(forwarded.clone()),
-    };
-    check_vector(
-        "signed/report.xml",
-        &(to_string(&payload.to_element()) + "\n"),
-    );
+    let payload = IncidentPayload::Report { incident: incident.clone(), signed: Some(forwarded.clone()) };
+    check_vector("signed/report.xml", &(to_string(&payload.to_element()) + "\n"));
 
     // The committed XML verifies with the keys from the committed JSON, and yields the claim.
     let element = parse_bounded(&read_vector("signed/report.xml")).unwrap();
-    let IncidentPayload::Report {
-        signed: Some(received),
-        ..
-    } = IncidentPayload::from_element(&element).unwrap()
+    let IncidentPayload::Report { signed: Some(received), .. } = IncidentPayload::from_element(&element).unwrap()
     else {
         panic!("not a signed report");
     };
-    let verified = received
-        .verify(&ring, &mut SeenNonces::default(), &policy)
-        .unwrap();
+    let verified = received.verify(&ring, &mut SeenNonces::default(), &policy).unwrap();
     assert_eq!(verified.value().0, incident);
     assert_eq!(verified.origin(), &jid("incidents.alpha.example"));
     assert_eq!(verified.last_signer(), &jid("incidents.beta.example"));
@@ -265,20 +212,11 @@ fn every_vector_file_is_loaded_by_a_test() {
         ("jcs.json", "canonical::tests::matches_the_rfc_8785_vectors"),
         ("xep0114.json", "xep0114_handshake_vector"),
         ("rtbl.json", "rtbl_item_id_vectors"),
-        (
-            "xep0268/",
-            "xep0268_vectors_parse_to_the_expected_model_and_round_trip",
-        ),
+        ("xep0268/", "xep0268_vectors_parse_to_the_expected_model_and_round_trip"),
         ("xep0275/", "xep0275_vectors"),
         ("xep0377/", "xep0377_vectors"),
-        (
-            "signed/report.",
-            "signed_report_vector_is_reproduced_byte_for_byte_and_verifies",
-        ),
-        (
-            "bad/cases.json",
-            "bad_input::every_bad_input_vector_is_refused_with_its_error",
-        ),
+        ("signed/report.", "signed_report_vector_is_reproduced_byte_for_byte_and_verifies"),
+        ("bad/cases.json", "bad_input::every_bad_input_vector_is_refused_with_its_error"),
         ("log/merkle.json", "log::merkle tests"),
         ("log/checkpoint.json", "log::checkpoint tests"),
     ];
@@ -294,22 +232,12 @@ fn every_vector_file_is_loaded_by_a_test() {
                 continue;
             }
             count += 1;
-            let relative = path
-                .strip_prefix(&root)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            if !owners
-                .iter()
-                .any(|(prefix, _)| relative.starts_with(prefix))
-            {
+            let relative = path.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
+            if !owners.iter().any(|(prefix, _)| relative.starts_with(prefix)) {
                 unowned.push(relative);
             }
         }
     }
     assert!(count >= 20, "only {count} vector files found");
-    assert!(
-        unowned.is_empty(),
-        "vector files no test loads: {unowned:?}"
-    );
+    assert!(unowned.is_empty(), "vector files no test loads: {unowned:?}");
 }

@@ -33,9 +33,7 @@ const ED25519_SIGNATURE_TYPE: u8 = 0x01;
 const KEY_HASH_BYTES: usize = 4;
 
 fn invalid(reason: impl Into<String>) -> Error {
-    Error::InvalidCheckpoint {
-        reason: reason.into(),
-    }
+    Error::InvalidCheckpoint { reason: reason.into() }
 }
 
 /// A tree head: the log's identity, its size and its root.
@@ -52,22 +50,13 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// A checkpoint for the tree of `size` leaves with root `root`.
     pub fn new(origin: impl Into<String>, size: u64, root: Hash) -> Self {
-        Self {
-            origin: origin.into(),
-            size,
-            root,
-        }
+        Self { origin: origin.into(), size, root }
     }
 
     /// The note text that signatures cover:
     /// `<origin>\n<size>\n<base64 root>\n`.
     pub fn body(&self) -> String {
-        format!(
-            "{}\n{}\n{}\n",
-            self.origin,
-            self.size,
-            STANDARD.encode(self.root)
-        )
+        format!("{}\n{}\n{}\n", self.origin, self.size, STANDARD.encode(self.root))
     }
 
     /// Signs this checkpoint as the log, under key name `name` (which should be the origin).
@@ -79,11 +68,7 @@ impl Checkpoint {
         check_key_name(name)?;
         let body = self.body();
         let signature = NoteSignature::ed25519(name, key, &body);
-        let signed = SignedCheckpoint {
-            checkpoint: self.clone(),
-            body,
-            signatures: vec![signature],
-        };
+        let signed = SignedCheckpoint { checkpoint: self.clone(), body, signatures: vec![signature] };
         signed.check_length()?;
         Ok(signed)
     }
@@ -125,24 +110,16 @@ impl NoteSignature {
         let rest = line
             .strip_prefix(SIGNATURE_PREFIX)
             .ok_or_else(|| invalid("signature line does not start with an em dash and a space"))?;
-        let (name, encoded) = rest
-            .split_once(' ')
-            .ok_or_else(|| invalid("signature line has no space between name and signature"))?;
+        let (name, encoded) =
+            rest.split_once(' ').ok_or_else(|| invalid("signature line has no space between name and signature"))?;
         check_key_name(name)?;
-        let raw = STANDARD.decode(encoded).map_err(|_| Error::InvalidBase64 {
-            what: "checkpoint signature",
-        })?;
+        let raw = STANDARD.decode(encoded).map_err(|_| Error::InvalidBase64 { what: "checkpoint signature" })?;
         // The key hash plus at least one byte of signature, as signed-note requires.
         match raw.split_first_chunk::<KEY_HASH_BYTES>() {
-            Some((key_hash, sig)) if !sig.is_empty() => Ok(Self {
-                name: name.to_owned(),
-                key_hash: *key_hash,
-                sig: sig.to_vec(),
-            }),
-            _ => Err(invalid(format!(
-                "signature from {} is too short",
-                Excerpt::new(name)
-            ))),
+            Some((key_hash, sig)) if !sig.is_empty() => {
+                Ok(Self { name: name.to_owned(), key_hash: *key_hash, sig: sig.to_vec() })
+            }
+            _ => Err(invalid(format!("signature from {} is too short", Excerpt::new(name)))),
         }
     }
 }
@@ -174,41 +151,29 @@ impl SignedCheckpoint {
     /// and key hash.
     pub fn parse(text: &str) -> Result<Self> {
         if text.len() > MAX_CHECKPOINT_BYTES {
-            return Err(Error::TooLarge {
-                what: "checkpoint",
-                len: text.len(),
-                max: MAX_CHECKPOINT_BYTES,
-            });
+            return Err(Error::TooLarge { what: "checkpoint", len: text.len(), max: MAX_CHECKPOINT_BYTES });
         }
         if text.chars().any(|c| c < ' ' && c != '\n') {
             return Err(invalid("control character in note"));
         }
         // signed-note: the text ends at the last blank line, and includes its final newline.
-        let (body_lines, signature_block) = text
-            .rsplit_once("\n\n")
-            .ok_or_else(|| invalid("missing blank line before the signatures"))?;
+        let (body_lines, signature_block) =
+            text.rsplit_once("\n\n").ok_or_else(|| invalid("missing blank line before the signatures"))?;
         if signature_block.is_empty() {
             return Err(invalid("no signature lines"));
         }
-        let lines = signature_block
-            .strip_suffix('\n')
-            .ok_or_else(|| invalid("signature lines must end with a newline"))?;
+        let lines =
+            signature_block.strip_suffix('\n').ok_or_else(|| invalid("signature lines must end with a newline"))?;
         let body = format!("{body_lines}\n");
         let checkpoint = parse_body(&body)?;
 
         let mut signatures: Vec<NoteSignature> = Vec::new();
         for line in lines.split('\n') {
             if signatures.len() == MAX_CHECKPOINT_SIGNATURES {
-                return Err(Error::TooMany {
-                    what: "checkpoint signatures",
-                    max: MAX_CHECKPOINT_SIGNATURES,
-                });
+                return Err(Error::TooMany { what: "checkpoint signatures", max: MAX_CHECKPOINT_SIGNATURES });
             }
             let signature = NoteSignature::parse_line(line)?;
-            if signatures
-                .iter()
-                .any(|seen| seen.name == signature.name && seen.key_hash == signature.key_hash)
-            {
+            if signatures.iter().any(|seen| seen.name == signature.name && seen.key_hash == signature.key_hash) {
                 return Err(invalid(format!(
                     "two signatures from {} with the same key hash",
                     Excerpt::new(&signature.name)
@@ -216,11 +181,7 @@ impl SignedCheckpoint {
             }
             signatures.push(signature);
         }
-        Ok(Self {
-            checkpoint,
-            body,
-            signatures,
-        })
+        Ok(Self { checkpoint, body, signatures })
     }
 
     /// The tree head this note states (not yet trusted unless a signature was verified).
@@ -266,19 +227,12 @@ impl SignedCheckpoint {
         check_key_name(name)?;
         let fresh = NoteSignature::ed25519(name, key, &self.body);
         let mut cosigned = self.clone();
-        match cosigned
-            .signatures
-            .iter_mut()
-            .find(|line| line.name == fresh.name && line.key_hash == fresh.key_hash)
-        {
+        match cosigned.signatures.iter_mut().find(|line| line.name == fresh.name && line.key_hash == fresh.key_hash) {
             Some(line) => *line = fresh,
             None => cosigned.signatures.push(fresh),
         }
         if cosigned.signatures.len() > MAX_CHECKPOINT_SIGNATURES {
-            return Err(Error::TooMany {
-                what: "checkpoint signatures",
-                max: MAX_CHECKPOINT_SIGNATURES,
-            });
+            return Err(Error::TooMany { what: "checkpoint signatures", max: MAX_CHECKPOINT_SIGNATURES });
         }
         cosigned.check_length()?;
         *self = cosigned;
@@ -291,16 +245,9 @@ impl SignedCheckpoint {
     /// name and key hash but does not verify (strict RFC 8032 checks) is an error.
     pub fn verify_signature(&self, name: &str, key: &VerifyingKey) -> Result<()> {
         let expected = key_hash(name, key);
-        let line = self
-            .signatures
-            .iter()
-            .find(|line| line.name == name && line.key_hash == expected)
-            .ok_or_else(|| {
-                invalid(format!(
-                    "no signature from {} with key hash {}",
-                    Excerpt::new(name),
-                    hex::encode(expected)
-                ))
+        let line =
+            self.signatures.iter().find(|line| line.name == name && line.key_hash == expected).ok_or_else(|| {
+                invalid(format!("no signature from {} with key hash {}", Excerpt::new(name), hex::encode(expected)))
             })?;
         let bytes: [u8; 64] = line.sig.as_slice().try_into().map_err(|_| {
             invalid(format!(
@@ -310,12 +257,7 @@ impl SignedCheckpoint {
             ))
         })?;
         key.verify_strict(self.body.as_bytes(), &Signature::from_bytes(&bytes))
-            .map_err(|_| {
-                invalid(format!(
-                    "signature from {} does not verify",
-                    Excerpt::new(name)
-                ))
-            })
+            .map_err(|_| invalid(format!("signature from {} does not verify", Excerpt::new(name))))
     }
 
     /// Fails if the note text is over [`MAX_CHECKPOINT_BYTES`], so we never emit a note
@@ -323,11 +265,7 @@ impl SignedCheckpoint {
     fn check_length(&self) -> Result<()> {
         let len = self.to_text().len();
         if len > MAX_CHECKPOINT_BYTES {
-            return Err(Error::TooLarge {
-                what: "checkpoint",
-                len,
-                max: MAX_CHECKPOINT_BYTES,
-            });
+            return Err(Error::TooLarge { what: "checkpoint", len, max: MAX_CHECKPOINT_BYTES });
         }
         Ok(())
     }
@@ -356,17 +294,11 @@ pub fn key_hash(name: &str, key: &VerifyingKey) -> [u8; 4] {
 pub fn verify_growth(old: &Checkpoint, new: &Checkpoint, proof: &[Hash]) -> Result<()> {
     if old.origin != new.origin {
         return Err(Error::InconsistentLog {
-            reason: format!(
-                "origin changed from {} to {}",
-                Excerpt::new(&old.origin),
-                Excerpt::new(&new.origin)
-            ),
+            reason: format!("origin changed from {} to {}", Excerpt::new(&old.origin), Excerpt::new(&new.origin)),
         });
     }
     if new.size < old.size {
-        return Err(Error::InconsistentLog {
-            reason: format!("log shrank from {} to {} leaves", old.size, new.size),
-        });
+        return Err(Error::InconsistentLog { reason: format!("log shrank from {} to {} leaves", old.size, new.size) });
     }
     verify_consistency(old.size, new.size, &old.root, &new.root, proof)
 }
@@ -377,10 +309,7 @@ fn check_origin(origin: &str) -> Result<()> {
         return Err(invalid("empty origin"));
     }
     if origin.chars().any(char::is_control) {
-        return Err(invalid(format!(
-            "control character in origin {}",
-            Excerpt::new(origin)
-        )));
+        return Err(invalid(format!("control character in origin {}", Excerpt::new(origin))));
     }
     Ok(())
 }
@@ -390,10 +319,7 @@ fn check_key_name(name: &str) -> Result<()> {
     if name.is_empty() {
         return Err(invalid("empty key name"));
     }
-    if name
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || c == '+')
-    {
+    if name.chars().any(|c| c.is_whitespace() || c.is_control() || c == '+') {
         return Err(invalid(format!("invalid key name {}", Excerpt::new(name))));
     }
     Ok(())
@@ -401,9 +327,7 @@ fn check_key_name(name: &str) -> Result<()> {
 
 /// Parses the checkpoint body (final newline included) into the tree head.
 fn parse_body(body: &str) -> Result<Checkpoint> {
-    let text = body
-        .strip_suffix('\n')
-        .ok_or_else(|| invalid("body must end with a newline"))?;
+    let text = body.strip_suffix('\n').ok_or_else(|| invalid("body must end with a newline"))?;
     let mut lines = text.split('\n');
     let (Some(origin), Some(size), Some(root)) = (lines.next(), lines.next(), lines.next()) else {
         return Err(invalid("body needs an origin, a size and a root hash"));
@@ -413,42 +337,25 @@ fn parse_body(body: &str) -> Result<Checkpoint> {
         return Err(invalid("empty line in body"));
     }
     check_origin(origin)?;
-    Ok(Checkpoint {
-        origin: origin.to_owned(),
-        size: parse_size(size)?,
-        root: parse_root(root)?,
-    })
+    Ok(Checkpoint { origin: origin.to_owned(), size: parse_size(size)?, root: parse_root(root)? })
 }
 
 /// A tree size: ASCII decimal with no sign and no leading zero, within `u64`.
 fn parse_size(text: &str) -> Result<u64> {
-    let canonical = !text.is_empty()
-        && text.bytes().all(|b| b.is_ascii_digit())
-        && (text == "0" || !text.starts_with('0'));
+    let canonical =
+        !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) && (text == "0" || !text.starts_with('0'));
     if !canonical {
-        return Err(invalid(format!(
-            "tree size {} is not canonical decimal",
-            Excerpt::new(text)
-        )));
+        return Err(invalid(format!("tree size {} is not canonical decimal", Excerpt::new(text))));
     }
-    text.parse().map_err(|_| {
-        invalid(format!(
-            "tree size {} does not fit 64 bits",
-            Excerpt::new(text)
-        ))
-    })
+    text.parse().map_err(|_| invalid(format!("tree size {} does not fit 64 bits", Excerpt::new(text))))
 }
 
 /// A root hash: padded standard base64 of exactly 32 bytes.
 fn parse_root(text: &str) -> Result<Hash> {
     // The STANDARD engine accepts only canonical padded input, so one root has one text.
-    let bytes = STANDARD.decode(text).map_err(|_| Error::InvalidBase64 {
-        what: "checkpoint root hash",
-    })?;
+    let bytes = STANDARD.decode(text).map_err(|_| Error::InvalidBase64 { what: "checkpoint root hash" })?;
     let len = bytes.len();
-    bytes
-        .try_into()
-        .map_err(|_| invalid(format!("root hash is {len} bytes, not 32")))
+    bytes.try_into().map_err(|_| invalid(format!("root hash is {len} bytes, not 32")))
 }
 
 #[cfg(test)]
@@ -531,22 +438,15 @@ mod tests {
     fn signer_key(signer: &Signer) -> SigningKey {
         let seed: [u8; 32] = hex::decode(&signer.seed).unwrap().try_into().unwrap();
         let key = SigningKey::from_bytes(&seed);
-        assert_eq!(
-            hex::encode(key.verifying_key().as_bytes()),
-            signer.public_key
-        );
-        assert_eq!(
-            hex::encode(key_hash(&signer.key_name, &key.verifying_key())),
-            signer.key_hash
-        );
+        assert_eq!(hex::encode(key.verifying_key().as_bytes()), signer.public_key);
+        assert_eq!(hex::encode(key_hash(&signer.key_name, &key.verifying_key())), signer.key_hash);
         key
     }
 
     #[test]
     fn reproduces_spec_vector() {
-        let vector: CheckpointVector =
-            serde_json::from_str(include_str!("../../../spec/vectors/log/checkpoint.json"))
-                .expect("checkpoint.json parses");
+        let vector: CheckpointVector = serde_json::from_str(include_str!("../../../spec/vectors/log/checkpoint.json"))
+            .expect("checkpoint.json parses");
         let log = signer_key(&vector.log);
         assert_eq!(log.to_bytes(), log_key().to_bytes());
         let cosigner = signer_key(&vector.cosigner);
@@ -562,12 +462,8 @@ mod tests {
         let parsed = SignedCheckpoint::parse(&vector.cosigned_note).unwrap();
         assert_eq!(parsed, note);
         assert_eq!(parsed.checkpoint(), &checkpoint);
-        parsed
-            .verify_signature(&vector.log.key_name, &log.verifying_key())
-            .unwrap();
-        parsed
-            .verify_signature(&vector.cosigner.key_name, &cosigner.verifying_key())
-            .unwrap();
+        parsed.verify_signature(&vector.log.key_name, &log.verifying_key()).unwrap();
+        parsed.verify_signature(&vector.cosigner.key_name, &cosigner.verifying_key()).unwrap();
     }
 
     // ---- Round trips and signatures. ---------------------------------------------------
@@ -583,14 +479,9 @@ mod tests {
             assert_eq!(parsed.checkpoint().size, size);
             assert_eq!(parsed.body(), note.checkpoint().body());
             assert_eq!(parsed.extension_lines().count(), 0);
-            parsed
-                .verify_signature(ORIGIN, &log_key().verifying_key())
-                .unwrap();
+            parsed.verify_signature(ORIGIN, &log_key().verifying_key()).unwrap();
         }
-        assert_eq!(
-            signed(0).checkpoint().root,
-            crate::log::merkle::empty_root()
-        );
+        assert_eq!(signed(0).checkpoint().root, crate::log::merkle::empty_root());
     }
 
     #[test]
@@ -620,10 +511,7 @@ mod tests {
         let mut note = signed(3);
         note.signatures[0].sig[10] ^= 0x01;
         let parsed = SignedCheckpoint::parse(&note.to_text()).unwrap();
-        assert_verify_fails(
-            parsed.verify_signature(ORIGIN, &log_key().verifying_key()),
-            "does not verify",
-        );
+        assert_verify_fails(parsed.verify_signature(ORIGIN, &log_key().verifying_key()), "does not verify");
     }
 
     #[test]
@@ -633,18 +521,9 @@ mod tests {
         // Signed by someone else under the log's name: the key hash does not match.
         let forged = checkpoint_of(&tree(5)).sign(ORIGIN, &stranger).unwrap();
         let forged = SignedCheckpoint::parse(&forged.to_text()).unwrap();
-        assert_verify_fails(
-            forged.verify_signature(ORIGIN, &log_key().verifying_key()),
-            "no signature",
-        );
-        assert_verify_fails(
-            note.verify_signature("other.example/log", &log_key().verifying_key()),
-            "no signature",
-        );
-        assert_verify_fails(
-            note.verify_signature(ORIGIN, &stranger.verifying_key()),
-            "no signature",
-        );
+        assert_verify_fails(forged.verify_signature(ORIGIN, &log_key().verifying_key()), "no signature");
+        assert_verify_fails(note.verify_signature("other.example/log", &log_key().verifying_key()), "no signature");
+        assert_verify_fails(note.verify_signature(ORIGIN, &stranger.verifying_key()), "no signature");
     }
 
     #[test]
@@ -655,16 +534,9 @@ mod tests {
         let hash = key_hash(ORIGIN, &key);
         let mut raw = hash.to_vec();
         raw.extend_from_slice(&[0u8; 72]);
-        let text = format!(
-            "{}\n{SIGNATURE_PREFIX}{ORIGIN} {}\n",
-            note.body(),
-            STANDARD.encode(raw)
-        );
+        let text = format!("{}\n{SIGNATURE_PREFIX}{ORIGIN} {}\n", note.body(), STANDARD.encode(raw));
         let parsed = SignedCheckpoint::parse(&text).unwrap();
-        assert_verify_fails(
-            parsed.verify_signature(ORIGIN, &key),
-            "not an Ed25519 signature",
-        );
+        assert_verify_fails(parsed.verify_signature(ORIGIN, &key), "not an Ed25519 signature");
     }
 
     #[test]
@@ -674,12 +546,8 @@ mod tests {
         note.cosign("buddy.example/witness", &buddy).unwrap();
         assert_eq!(note.signatures().len(), 2);
         let parsed = SignedCheckpoint::parse(&note.to_text()).unwrap();
-        parsed
-            .verify_signature(ORIGIN, &log_key().verifying_key())
-            .unwrap();
-        parsed
-            .verify_signature("buddy.example/witness", &buddy.verifying_key())
-            .unwrap();
+        parsed.verify_signature(ORIGIN, &log_key().verifying_key()).unwrap();
+        parsed.verify_signature("buddy.example/witness", &buddy.verifying_key()).unwrap();
         assert_verify_fails(
             parsed.verify_signature("buddy.example/witness", &other_key(0x08).verifying_key()),
             "no signature",
@@ -691,10 +559,7 @@ mod tests {
         assert_eq!(SignedCheckpoint::parse(&note.to_text()).unwrap(), parsed);
 
         let refused = note.cosign("bad name", &buddy);
-        assert!(
-            matches!(refused, Err(Error::InvalidCheckpoint { .. })),
-            "{refused:?}"
-        );
+        assert!(matches!(refused, Err(Error::InvalidCheckpoint { .. })), "{refused:?}");
         assert_eq!(note.signatures().len(), 2);
     }
 
@@ -702,17 +567,13 @@ mod tests {
     fn cosign_respects_the_signature_limit() {
         let mut note = signed(1);
         for i in 1..MAX_CHECKPOINT_SIGNATURES {
-            note.cosign(&format!("w{i}.example"), &other_key(i as u8))
-                .unwrap();
+            note.cosign(&format!("w{i}.example"), &other_key(i as u8)).unwrap();
         }
         assert_eq!(note.signatures().len(), MAX_CHECKPOINT_SIGNATURES);
         let before = note.clone();
         assert_eq!(
             note.cosign("one-too-many.example", &other_key(0xEE)),
-            Err(Error::TooMany {
-                what: "checkpoint signatures",
-                max: MAX_CHECKPOINT_SIGNATURES
-            })
+            Err(Error::TooMany { what: "checkpoint signatures", max: MAX_CHECKPOINT_SIGNATURES })
         );
         assert_eq!(note, before);
         SignedCheckpoint::parse(&note.to_text()).unwrap();
@@ -728,36 +589,23 @@ mod tests {
         let parsed = SignedCheckpoint::parse(&text).unwrap();
         assert_eq!(parsed.signatures().len(), 3);
         assert_eq!(parsed.to_text(), text);
-        parsed
-            .verify_signature(ORIGIN, &log_key().verifying_key())
-            .unwrap();
+        parsed.verify_signature(ORIGIN, &log_key().verifying_key()).unwrap();
     }
 
     #[test]
     fn extension_lines_are_kept_and_signed() {
-        let body = format!(
-            "{}extension one\nextension two\n",
-            signed(3).checkpoint().body()
-        );
+        let body = format!("{}extension one\nextension two\n", signed(3).checkpoint().body());
         let key = log_key();
         let line = NoteSignature::ed25519(ORIGIN, &key, &body).line();
         let text = format!("{body}\n{line}");
         let parsed = SignedCheckpoint::parse(&text).unwrap();
-        assert_eq!(
-            parsed.extension_lines().collect::<Vec<_>>(),
-            ["extension one", "extension two"]
-        );
+        assert_eq!(parsed.extension_lines().collect::<Vec<_>>(), ["extension one", "extension two"]);
         assert_eq!(parsed.to_text(), text);
-        parsed
-            .verify_signature(ORIGIN, &key.verifying_key())
-            .unwrap();
+        parsed.verify_signature(ORIGIN, &key.verifying_key()).unwrap();
         // The extension lines are covered by the signature.
         let tampered = text.replacen("extension two", "extension 2", 1);
         let tampered = SignedCheckpoint::parse(&tampered).unwrap();
-        assert_verify_fails(
-            tampered.verify_signature(ORIGIN, &key.verifying_key()),
-            "does not verify",
-        );
+        assert_verify_fails(tampered.verify_signature(ORIGIN, &key.verifying_key()), "does not verify");
     }
 
     // ---- Signing refuses what parsing would refuse. ------------------------------------
@@ -767,25 +615,13 @@ mod tests {
         let key = log_key();
         let root = tree(1).root();
         for origin in ["", "a\nb", "tab\there"] {
-            assert_invalid(
-                Checkpoint::new(origin, 1, root).sign(ORIGIN, &key),
-                "origin",
-            );
+            assert_invalid(Checkpoint::new(origin, 1, root).sign(ORIGIN, &key), "origin");
         }
         for name in ["", "has space", "plus+sign", "no\u{2003}em-space"] {
-            assert_invalid(
-                Checkpoint::new(ORIGIN, 1, root).sign(name, &key),
-                "key name",
-            );
+            assert_invalid(Checkpoint::new(ORIGIN, 1, root).sign(name, &key), "key name");
         }
         let huge = Checkpoint::new("o".repeat(MAX_CHECKPOINT_BYTES), 1, root);
-        assert!(matches!(
-            huge.sign(ORIGIN, &key),
-            Err(Error::TooLarge {
-                what: "checkpoint",
-                ..
-            })
-        ));
+        assert!(matches!(huge.sign(ORIGIN, &key), Err(Error::TooLarge { what: "checkpoint", .. })));
     }
 
     // ---- Parsing untrusted text. -------------------------------------------------------
@@ -802,13 +638,10 @@ mod tests {
 
     #[test]
     fn parse_accepts_a_minimal_note() {
-        let parsed =
-            SignedCheckpoint::parse(&with_body(&format!("o\n0\n{}\n", root_b64()))).unwrap();
+        let parsed = SignedCheckpoint::parse(&with_body(&format!("o\n0\n{}\n", root_b64()))).unwrap();
         assert_eq!(parsed.checkpoint().origin, "o");
         assert_eq!(parsed.checkpoint().size, 0);
-        let max =
-            SignedCheckpoint::parse(&with_body(&format!("o\n{}\n{}\n", u64::MAX, root_b64())))
-                .unwrap();
+        let max = SignedCheckpoint::parse(&with_body(&format!("o\n{}\n{}\n", u64::MAX, root_b64()))).unwrap();
         assert_eq!(max.checkpoint().size, u64::MAX);
     }
 
@@ -819,11 +652,7 @@ mod tests {
         let text = with_body(&format!("o\n1\n{}\n{padding}\n", root_b64()));
         assert!(matches!(
             SignedCheckpoint::parse(&text),
-            Err(Error::TooLarge {
-                what: "checkpoint",
-                max: MAX_CHECKPOINT_BYTES,
-                ..
-            })
+            Err(Error::TooLarge { what: "checkpoint", max: MAX_CHECKPOINT_BYTES, .. })
         ));
         // Just under the limit parses.
         let overhead = text.len() - padding.len();
@@ -840,18 +669,12 @@ mod tests {
         for i in 0..MAX_CHECKPOINT_SIGNATURES {
             text.push_str(&foreign_line(&format!("w{i}"), 64));
         }
-        assert_eq!(
-            SignedCheckpoint::parse(&text).unwrap().signatures().len(),
-            MAX_CHECKPOINT_SIGNATURES
-        );
+        assert_eq!(SignedCheckpoint::parse(&text).unwrap().signatures().len(), MAX_CHECKPOINT_SIGNATURES);
         text.push_str(&foreign_line("one-more", 64));
         assert!(text.len() < MAX_CHECKPOINT_BYTES);
         assert_eq!(
             SignedCheckpoint::parse(&text),
-            Err(Error::TooMany {
-                what: "checkpoint signatures",
-                max: MAX_CHECKPOINT_SIGNATURES
-            })
+            Err(Error::TooMany { what: "checkpoint signatures", max: MAX_CHECKPOINT_SIGNATURES })
         );
     }
 
@@ -859,64 +682,22 @@ mod tests {
     fn parse_rejects_malformed_structure() {
         let body = format!("o\n1\n{}\n", root_b64());
         let line = foreign_line(ORIGIN, 64);
-        assert_invalid(
-            SignedCheckpoint::parse(&format!("{body}{line}")),
-            "missing blank line",
-        );
-        assert_invalid(
-            SignedCheckpoint::parse(&format!("{body}\n")),
-            "no signature lines",
-        );
-        assert_invalid(
-            SignedCheckpoint::parse(&format!("{body}\n{}", line.trim_end())),
-            "end with a newline",
-        );
-        assert_invalid(
-            SignedCheckpoint::parse(&format!("{body}\n{line}\n")),
-            "no signature lines",
-        );
-        assert_invalid(
-            SignedCheckpoint::parse(&format!("{body}\r\n{line}")),
-            "control character",
-        );
-        assert_invalid(
-            SignedCheckpoint::parse(&with_body("o\n1\n")),
-            "origin, a size and a root",
-        );
-        assert_invalid(
-            SignedCheckpoint::parse(&with_body(&format!("\n1\n{}\n", root_b64()))),
-            "empty origin",
-        );
-        assert_invalid(
-            SignedCheckpoint::parse(&with_body(&format!("{body}ext\n\nmore\n"))),
-            "empty line in body",
-        );
-        assert_invalid(
-            SignedCheckpoint::parse(&format!("{body}\n{line}{line}")),
-            "same key hash",
-        );
+        assert_invalid(SignedCheckpoint::parse(&format!("{body}{line}")), "missing blank line");
+        assert_invalid(SignedCheckpoint::parse(&format!("{body}\n")), "no signature lines");
+        assert_invalid(SignedCheckpoint::parse(&format!("{body}\n{}", line.trim_end())), "end with a newline");
+        assert_invalid(SignedCheckpoint::parse(&format!("{body}\n{line}\n")), "no signature lines");
+        assert_invalid(SignedCheckpoint::parse(&format!("{body}\r\n{line}")), "control character");
+        assert_invalid(SignedCheckpoint::parse(&with_body("o\n1\n")), "origin, a size and a root");
+        assert_invalid(SignedCheckpoint::parse(&with_body(&format!("\n1\n{}\n", root_b64()))), "empty origin");
+        assert_invalid(SignedCheckpoint::parse(&with_body(&format!("{body}ext\n\nmore\n"))), "empty line in body");
+        assert_invalid(SignedCheckpoint::parse(&format!("{body}\n{line}{line}")), "same key hash");
     }
 
     #[test]
     fn parse_rejects_non_canonical_sizes() {
-        for size in [
-            "007",
-            "00",
-            "+7",
-            "-1",
-            "7 ",
-            " 7",
-            "0x10",
-            "",
-            "18446744073709551616",
-            "٣",
-        ] {
+        for size in ["007", "00", "+7", "-1", "7 ", " 7", "0x10", "", "18446744073709551616", "٣"] {
             let text = with_body(&format!("o\n{size}\n{}\n", root_b64()));
-            let expect = if size == "18446744073709551616" {
-                "fit 64 bits"
-            } else {
-                "canonical"
-            };
+            let expect = if size == "18446744073709551616" { "fit 64 bits" } else { "canonical" };
             assert_invalid(SignedCheckpoint::parse(&text), expect);
         }
     }
@@ -931,17 +712,12 @@ mod tests {
             let text = with_body(&format!("o\n1\n{bad}\n"));
             assert_eq!(
                 SignedCheckpoint::parse(&text),
-                Err(Error::InvalidBase64 {
-                    what: "checkpoint root hash"
-                }),
+                Err(Error::InvalidBase64 { what: "checkpoint root hash" }),
                 "{bad:?}"
             );
         }
         let short = STANDARD.encode([0u8; 31]);
-        assert_invalid(
-            SignedCheckpoint::parse(&with_body(&format!("o\n1\n{short}\n"))),
-            "not 32",
-        );
+        assert_invalid(SignedCheckpoint::parse(&with_body(&format!("o\n1\n{short}\n"))), "not 32");
     }
 
     #[test]
@@ -953,18 +729,9 @@ mod tests {
             (format!("\u{2014}{ORIGIN} {encoded}\n"), "em dash"),
             (format!("{SIGNATURE_PREFIX}{ORIGIN}\n"), "no space"),
             (format!("{SIGNATURE_PREFIX} {encoded}\n"), "empty key name"),
-            (
-                format!("{SIGNATURE_PREFIX}a+b {encoded}\n"),
-                "invalid key name",
-            ),
-            (
-                format!("{SIGNATURE_PREFIX}{ORIGIN} {}\n", STANDARD.encode([7u8; 4])),
-                "too short",
-            ),
-            (
-                format!("{SIGNATURE_PREFIX}{ORIGIN} {}\n", STANDARD.encode([7u8; 2])),
-                "too short",
-            ),
+            (format!("{SIGNATURE_PREFIX}a+b {encoded}\n"), "invalid key name"),
+            (format!("{SIGNATURE_PREFIX}{ORIGIN} {}\n", STANDARD.encode([7u8; 4])), "too short"),
+            (format!("{SIGNATURE_PREFIX}{ORIGIN} {}\n", STANDARD.encode([7u8; 2])), "too short"),
             (format!("{SIGNATURE_PREFIX}{ORIGIN} \n"), "too short"),
         ];
         for (line, expect) in cases {
@@ -974,9 +741,7 @@ mod tests {
             let text = format!("{body}\n{SIGNATURE_PREFIX}{ORIGIN} {encoded}\n");
             assert_eq!(
                 SignedCheckpoint::parse(&text),
-                Err(Error::InvalidBase64 {
-                    what: "checkpoint signature"
-                }),
+                Err(Error::InvalidBase64 { what: "checkpoint signature" }),
                 "{encoded:?}"
             );
         }
@@ -1014,11 +779,7 @@ mod tests {
         let honest = tree(30);
         // The same log, but leaf 1 was rewritten after the consumer saw size 11.
         let forked = MerkleTree::from_leaf_hashes((0..30u64).map(|i| {
-            let record = if i == 1 {
-                "rewritten".to_owned()
-            } else {
-                format!("record {i}")
-            };
+            let record = if i == 1 { "rewritten".to_owned() } else { format!("record {i}") };
             leaf_hash(record.as_bytes())
         }));
         let old = Checkpoint::new(ORIGIN, 11, honest.root_at(11).unwrap());

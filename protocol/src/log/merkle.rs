@@ -23,21 +23,12 @@ const NODE_PREFIX: u8 = 0x01;
 
 /// The hash of one leaf: `SHA-256(0x00 || data)`.
 pub fn leaf_hash(data: &[u8]) -> Hash {
-    Sha256::new()
-        .chain_update([LEAF_PREFIX])
-        .chain_update(data)
-        .finalize()
-        .into()
+    Sha256::new().chain_update([LEAF_PREFIX]).chain_update(data).finalize().into()
 }
 
 /// The hash of an interior node: `SHA-256(0x01 || left || right)`.
 pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
-    Sha256::new()
-        .chain_update([NODE_PREFIX])
-        .chain_update(left)
-        .chain_update(right)
-        .finalize()
-        .into()
+    Sha256::new().chain_update([NODE_PREFIX]).chain_update(left).chain_update(right).finalize().into()
 }
 
 /// The root of the empty tree: the SHA-256 of the empty string (RFC 6962 §2.1).
@@ -148,9 +139,7 @@ impl MerkleTree {
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>> {
         self.check_size(size)?;
         if index >= size {
-            return Err(Error::InvalidProof {
-                reason: format!("leaf index {index} is beyond tree size {size}"),
-            });
+            return Err(Error::InvalidProof { reason: format!("leaf index {index} is beyond tree size {size}") });
         }
         // Walk down from the root. Each step records the sibling subtree's hash; the
         // RFC lists them from the bottom, so the list is reversed at the end.
@@ -180,9 +169,7 @@ impl MerkleTree {
     pub fn consistency_proof(&self, old_size: u64, new_size: u64) -> Result<Vec<Hash>> {
         self.check_size(new_size)?;
         if old_size > new_size {
-            return Err(Error::InvalidProof {
-                reason: format!("old size {old_size} is beyond new size {new_size}"),
-            });
+            return Err(Error::InvalidProof { reason: format!("old size {old_size} is beyond new size {new_size}") });
         }
         if old_size == 0 || old_size == new_size {
             return Ok(Vec::new());
@@ -226,9 +213,7 @@ impl MerkleTree {
     fn check_size(&self, size: u64) -> Result<()> {
         let len = self.len();
         if size > len {
-            return Err(Error::InvalidProof {
-                reason: format!("tree size {size} is beyond the {len} leaves held"),
-            });
+            return Err(Error::InvalidProof { reason: format!("tree size {size} is beyond the {len} leaves held") });
         }
         Ok(())
     }
@@ -247,9 +232,7 @@ impl MerkleTree {
     /// power of two below the width, which is the highest block). The fold needs at most
     /// 64 stored nodes, so this is O(log n).
     fn subtree_hash(&self, start: u64, width: u64) -> Result<Hash> {
-        let missing = || Error::InvalidProof {
-            reason: format!("tree has no subtree of {width} leaves at {start}"),
-        };
+        let missing = || Error::InvalidProof { reason: format!("tree has no subtree of {width} leaves at {start}") };
         let mut end = start.checked_add(width).ok_or_else(missing)?;
         let mut remaining = width;
         let mut hash: Option<Hash> = None;
@@ -260,9 +243,7 @@ impl MerkleTree {
             if end % block != 0 {
                 return Err(missing());
             }
-            let node = self
-                .stored_node(level, end / block - 1)
-                .ok_or_else(missing)?;
+            let node = self.stored_node(level, end / block - 1).ok_or_else(missing)?;
             hash = Some(match hash {
                 None => node,
                 Some(right) => node_hash(&node, &right),
@@ -277,10 +258,7 @@ impl MerkleTree {
 /// Fails if a proof is longer than any honest proof can be.
 fn check_proof_length(proof: &[Hash]) -> Result<()> {
     if proof.len() > MAX_PROOF_HASHES {
-        return Err(Error::TooMany {
-            what: "proof hashes",
-            max: MAX_PROOF_HASHES,
-        });
+        return Err(Error::TooMany { what: "proof hashes", max: MAX_PROOF_HASHES });
     }
     Ok(())
 }
@@ -290,19 +268,11 @@ fn check_proof_length(proof: &[Hash]) -> Result<()> {
 ///
 /// Any failure is [`Error::InvalidProof`], except a proof over [`MAX_PROOF_HASHES`] long,
 /// which is [`Error::TooMany`].
-pub fn verify_inclusion(
-    leaf_hash: &Hash,
-    index: u64,
-    size: u64,
-    proof: &[Hash],
-    root: &Hash,
-) -> Result<()> {
+pub fn verify_inclusion(leaf_hash: &Hash, index: u64, size: u64, proof: &[Hash], root: &Hash) -> Result<()> {
     check_proof_length(proof)?;
     let invalid = |reason: String| Error::InvalidProof { reason };
     if index >= size {
-        return Err(invalid(format!(
-            "leaf index {index} is beyond tree size {size}"
-        )));
+        return Err(invalid(format!("leaf index {index} is beyond tree size {size}")));
     }
     // `node` and `last` are the RFC's `fn` and `sn`: the positions of the running hash and
     // of the tree's last node on the current level.
@@ -356,40 +326,25 @@ pub fn verify_consistency(
 ) -> Result<()> {
     check_proof_length(proof)?;
     let inconsistent = |reason: String| Error::InconsistentLog { reason };
-    let wrong_length = || {
-        inconsistent(format!(
-            "proof has wrong length: {} hashes for sizes {old_size} to {new_size}",
-            proof.len()
-        ))
-    };
+    let wrong_length =
+        || inconsistent(format!("proof has wrong length: {} hashes for sizes {old_size} to {new_size}", proof.len()));
     if old_size > new_size {
-        return Err(inconsistent(format!(
-            "tree shrank from {old_size} to {new_size} leaves"
-        )));
+        return Err(inconsistent(format!("tree shrank from {old_size} to {new_size} leaves")));
     }
     if old_size == new_size || old_size == 0 {
         if !proof.is_empty() {
             return Err(wrong_length());
         }
-        let expected_old = if old_size == 0 {
-            empty_root()
-        } else {
-            *new_root
-        };
+        let expected_old = if old_size == 0 { empty_root() } else { *new_root };
         if *old_root != expected_old {
-            return Err(inconsistent(format!(
-                "old root mismatch at size {old_size}"
-            )));
+            return Err(inconsistent(format!("old root mismatch at size {old_size}")));
         }
         return Ok(());
     }
     // When the old tree is a complete subtree, its root is the first node of the proof
     // path and the RFC omits it from the proof (step 2).
-    let (first, rest) = if old_size.is_power_of_two() {
-        (old_root, proof)
-    } else {
-        proof.split_first().ok_or_else(wrong_length)?
-    };
+    let (first, rest) =
+        if old_size.is_power_of_two() { (old_root, proof) } else { proof.split_first().ok_or_else(wrong_length)? };
     let (mut node, mut last) = (old_size - 1, new_size - 1);
     while node & 1 == 1 {
         node >>= 1;
@@ -418,14 +373,10 @@ pub fn verify_consistency(
         return Err(wrong_length());
     }
     if old_hash != *old_root {
-        return Err(inconsistent(format!(
-            "old root mismatch at size {old_size}"
-        )));
+        return Err(inconsistent(format!("old root mismatch at size {old_size}")));
     }
     if new_hash != *new_root {
-        return Err(inconsistent(format!(
-            "new root mismatch at size {new_size}"
-        )));
+        return Err(inconsistent(format!("new root mismatch at size {new_size}")));
     }
     Ok(())
 }
@@ -492,11 +443,7 @@ mod tests {
     fn reference_subproof(m: usize, leaves: &[Hash], complete: bool) -> Vec<Hash> {
         let n = leaves.len();
         if m == n {
-            return if complete {
-                Vec::new()
-            } else {
-                vec![reference_root(leaves)]
-            };
+            return if complete { Vec::new() } else { vec![reference_root(leaves)] };
         }
         let k = split_point(n as u64) as usize;
         if m <= k {
@@ -515,10 +462,7 @@ mod tests {
     #[test]
     fn rfc6962_known_roots() {
         let tree = ct_tree();
-        assert_eq!(
-            empty_root(),
-            from_hex("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-        );
+        assert_eq!(empty_root(), from_hex("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
         assert_eq!(
             tree.root_at(1).unwrap(),
             from_hex("6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d")
@@ -527,10 +471,7 @@ mod tests {
             tree.root_at(7).unwrap(),
             from_hex("ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c")
         );
-        assert_eq!(
-            tree.root(),
-            from_hex("5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328")
-        );
+        assert_eq!(tree.root(), from_hex("5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328"));
     }
 
     #[derive(serde::Deserialize)]
@@ -568,13 +509,8 @@ mod tests {
     #[test]
     fn reproduces_spec_vectors() {
         let vectors: MerkleVectors =
-            serde_json::from_str(include_str!("../../../spec/vectors/log/merkle.json"))
-                .expect("merkle.json parses");
-        let leaves: Vec<Vec<u8>> = vectors
-            .leaves
-            .iter()
-            .map(|leaf| hex::decode(leaf).expect("leaf hex"))
-            .collect();
+            serde_json::from_str(include_str!("../../../spec/vectors/log/merkle.json")).expect("merkle.json parses");
+        let leaves: Vec<Vec<u8>> = vectors.leaves.iter().map(|leaf| hex::decode(leaf).expect("leaf hex")).collect();
         assert_eq!(leaves, CT_LEAVES.map(<[u8]>::to_vec));
         let tree = MerkleTree::from_leaf_hashes(leaves.iter().map(|leaf| leaf_hash(leaf)));
 
@@ -585,10 +521,7 @@ mod tests {
         assert!(!vectors.inclusion.is_empty());
         for vector in &vectors.inclusion {
             let proof = hashes(&vector.proof);
-            assert_eq!(
-                tree.inclusion_proof(vector.index, vector.size).unwrap(),
-                proof
-            );
+            assert_eq!(tree.inclusion_proof(vector.index, vector.size).unwrap(), proof);
             let leaf = tree.leaf(vector.index).unwrap();
             let root = tree.root_at(vector.size).unwrap();
             verify_inclusion(&leaf, vector.index, vector.size, &proof, &root).unwrap();
@@ -596,10 +529,7 @@ mod tests {
         assert!(!vectors.consistency.is_empty());
         for vector in &vectors.consistency {
             let proof = hashes(&vector.proof);
-            assert_eq!(
-                tree.consistency_proof(vector.old, vector.new).unwrap(),
-                proof
-            );
+            assert_eq!(tree.consistency_proof(vector.old, vector.new).unwrap(), proof);
             let old_root = tree.root_at(vector.old).unwrap();
             let new_root = tree.root_at(vector.new).unwrap();
             verify_consistency(vector.old, vector.new, &old_root, &new_root, &proof).unwrap();
@@ -618,11 +548,7 @@ mod tests {
             assert_eq!(root, reference_root(prefix), "root at {size}");
             for index in 0..size {
                 let proof = tree.inclusion_proof(index, size).unwrap();
-                assert_eq!(
-                    proof,
-                    reference_path(index as usize, prefix),
-                    "path {index}/{size}"
-                );
+                assert_eq!(proof, reference_path(index as usize, prefix), "path {index}/{size}");
                 verify_inclusion(&leaves[index as usize], index, size, &proof, &root).unwrap();
             }
             for old in 0..=size {
@@ -650,10 +576,7 @@ mod tests {
         let full = MerkleTree::from_leaf_hashes(synthetic_leaves(130));
         assert_eq!(full, tree);
         for size in 0..=130 {
-            assert_eq!(
-                tree.root_at(size).unwrap(),
-                reference_root(&synthetic_leaves(size))
-            );
+            assert_eq!(tree.root_at(size).unwrap(), reference_root(&synthetic_leaves(size)));
         }
         assert_eq!(tree.leaf(130), None);
     }
@@ -672,26 +595,11 @@ mod tests {
     fn generation_rejects_impossible_requests() {
         let tree = ct_tree();
         assert!(matches!(tree.root_at(9), Err(Error::InvalidProof { .. })));
-        assert!(matches!(
-            tree.inclusion_proof(0, 9),
-            Err(Error::InvalidProof { .. })
-        ));
-        assert!(matches!(
-            tree.inclusion_proof(5, 5),
-            Err(Error::InvalidProof { .. })
-        ));
-        assert!(matches!(
-            tree.inclusion_proof(0, 0),
-            Err(Error::InvalidProof { .. })
-        ));
-        assert!(matches!(
-            tree.consistency_proof(3, 9),
-            Err(Error::InvalidProof { .. })
-        ));
-        assert!(matches!(
-            tree.consistency_proof(6, 5),
-            Err(Error::InvalidProof { .. })
-        ));
+        assert!(matches!(tree.inclusion_proof(0, 9), Err(Error::InvalidProof { .. })));
+        assert!(matches!(tree.inclusion_proof(5, 5), Err(Error::InvalidProof { .. })));
+        assert!(matches!(tree.inclusion_proof(0, 0), Err(Error::InvalidProof { .. })));
+        assert!(matches!(tree.consistency_proof(3, 9), Err(Error::InvalidProof { .. })));
+        assert!(matches!(tree.consistency_proof(6, 5), Err(Error::InvalidProof { .. })));
         assert_eq!(tree.consistency_proof(0, 8).unwrap(), Vec::<Hash>::new());
         assert_eq!(tree.consistency_proof(8, 8).unwrap(), Vec::<Hash>::new());
     }
@@ -720,51 +628,24 @@ mod tests {
         for i in 0..proof.len() {
             let mut forged = proof.clone();
             forged[i][7] ^= 0x01;
-            assert_invalid_proof(
-                verify_inclusion(&leaf, index, size, &forged, &root),
-                "root mismatch",
-            );
+            assert_invalid_proof(verify_inclusion(&leaf, index, size, &forged, &root), "root mismatch");
         }
         let mut other_leaf = leaf;
         other_leaf[0] ^= 0x80;
-        assert_invalid_proof(
-            verify_inclusion(&other_leaf, index, size, &proof, &root),
-            "root mismatch",
-        );
+        assert_invalid_proof(verify_inclusion(&other_leaf, index, size, &proof, &root), "root mismatch");
         let mut other_root = root;
         other_root[31] ^= 0x01;
-        assert_invalid_proof(
-            verify_inclusion(&leaf, index, size, &proof, &other_root),
-            "root mismatch",
-        );
+        assert_invalid_proof(verify_inclusion(&leaf, index, size, &proof, &other_root), "root mismatch");
         // Index 7 takes the same path length, so only the root comparison catches it.
-        assert_invalid_proof(
-            verify_inclusion(&leaf, 7, size, &proof, &root),
-            "root mismatch",
-        );
-        assert_invalid_proof(
-            verify_inclusion(&leaf, 4, size, &proof, &root),
-            "root mismatch",
-        );
+        assert_invalid_proof(verify_inclusion(&leaf, 7, size, &proof, &root), "root mismatch");
+        assert_invalid_proof(verify_inclusion(&leaf, 4, size, &proof, &root), "root mismatch");
         // A size whose proof has another shape is caught by the length check.
-        assert_invalid_proof(
-            verify_inclusion(&leaf, index, 8, &proof, &root),
-            "wrong length",
-        );
-        assert_invalid_proof(
-            verify_inclusion(&leaf, index, 64, &proof, &root),
-            "wrong length",
-        );
-        assert_invalid_proof(
-            verify_inclusion(&leaf, index, size, &proof[..proof.len() - 1], &root),
-            "wrong length",
-        );
+        assert_invalid_proof(verify_inclusion(&leaf, index, 8, &proof, &root), "wrong length");
+        assert_invalid_proof(verify_inclusion(&leaf, index, 64, &proof, &root), "wrong length");
+        assert_invalid_proof(verify_inclusion(&leaf, index, size, &proof[..proof.len() - 1], &root), "wrong length");
         let mut extended = proof.clone();
         extended.push(root);
-        assert_invalid_proof(
-            verify_inclusion(&leaf, index, size, &extended, &root),
-            "wrong length",
-        );
+        assert_invalid_proof(verify_inclusion(&leaf, index, size, &extended, &root), "wrong length");
         // A size whose proof has the same shape (here any size in 17..=32) combines the
         // same hashes the same way, so it verifies: the proof binds the root, and the
         // signed checkpoint is what binds the size to the root.
@@ -777,28 +658,16 @@ mod tests {
     fn single_leaf_tree_needs_an_empty_proof() {
         let leaf = leaf_hash(b"only");
         verify_inclusion(&leaf, 0, 1, &[], &leaf).unwrap();
-        assert_invalid_proof(
-            verify_inclusion(&leaf, 0, 1, &[leaf], &leaf),
-            "wrong length",
-        );
+        assert_invalid_proof(verify_inclusion(&leaf, 0, 1, &[leaf], &leaf), "wrong length");
     }
 
     #[test]
     fn overlong_proofs_are_refused_before_hashing() {
         let leaf = leaf_hash(b"x");
         let proof = vec![leaf; MAX_PROOF_HASHES + 1];
-        let too_many = Err(Error::TooMany {
-            what: "proof hashes",
-            max: MAX_PROOF_HASHES,
-        });
-        assert_eq!(
-            verify_inclusion(&leaf, 0, u64::MAX, &proof, &leaf),
-            too_many
-        );
-        assert_eq!(
-            verify_consistency(1, u64::MAX, &leaf, &leaf, &proof),
-            too_many
-        );
+        let too_many = Err(Error::TooMany { what: "proof hashes", max: MAX_PROOF_HASHES });
+        assert_eq!(verify_inclusion(&leaf, 0, u64::MAX, &proof, &leaf), too_many);
+        assert_eq!(verify_consistency(1, u64::MAX, &leaf, &leaf, &proof), too_many);
     }
 
     #[test]
@@ -807,10 +676,7 @@ mod tests {
         // simply fails.
         let leaf = leaf_hash(b"x");
         let proof = vec![leaf; 64];
-        assert_invalid_proof(
-            verify_inclusion(&leaf, u64::MAX - 1, u64::MAX, &proof, &leaf),
-            "",
-        );
+        assert_invalid_proof(verify_inclusion(&leaf, u64::MAX - 1, u64::MAX, &proof, &leaf), "");
         assert!(verify_consistency(u64::MAX - 1, u64::MAX, &leaf, &leaf, &proof).is_err());
     }
 
@@ -837,10 +703,7 @@ mod tests {
         for i in 0..proof.len() {
             let mut forged = proof.clone();
             forged[i][0] ^= 0x01;
-            assert_inconsistent(
-                verify_consistency(old, new, &old_root, &new_root, &forged),
-                "root mismatch",
-            );
+            assert_inconsistent(verify_consistency(old, new, &old_root, &new_root, &forged), "root mismatch");
         }
         assert_inconsistent(
             verify_consistency(old, new, &old_root, &new_root, &proof[..proof.len() - 1]),
@@ -848,26 +711,11 @@ mod tests {
         );
         let mut extended = proof.clone();
         extended.push(new_root);
-        assert_inconsistent(
-            verify_consistency(old, new, &old_root, &new_root, &extended),
-            "wrong length",
-        );
-        assert_inconsistent(
-            verify_consistency(old, new, &old_root, &new_root, &[]),
-            "wrong length",
-        );
-        assert_inconsistent(
-            verify_consistency(new, old, &new_root, &old_root, &proof),
-            "shrank",
-        );
-        assert_inconsistent(
-            verify_consistency(old, new, &new_root, &new_root, &proof),
-            "old root mismatch",
-        );
-        assert_inconsistent(
-            verify_consistency(old, new, &old_root, &old_root, &proof),
-            "new root mismatch",
-        );
+        assert_inconsistent(verify_consistency(old, new, &old_root, &new_root, &extended), "wrong length");
+        assert_inconsistent(verify_consistency(old, new, &old_root, &new_root, &[]), "wrong length");
+        assert_inconsistent(verify_consistency(new, old, &new_root, &old_root, &proof), "shrank");
+        assert_inconsistent(verify_consistency(old, new, &new_root, &new_root, &proof), "old root mismatch");
+        assert_inconsistent(verify_consistency(old, new, &old_root, &old_root, &proof), "new root mismatch");
     }
 
     #[test]
@@ -878,10 +726,7 @@ mod tests {
         verify_consistency(8, 13, &old_root, &new_root, &proof).unwrap();
         let mut wrong_old = old_root;
         wrong_old[3] ^= 0x10;
-        assert_inconsistent(
-            verify_consistency(8, 13, &wrong_old, &new_root, &proof),
-            "root mismatch",
-        );
+        assert_inconsistent(verify_consistency(8, 13, &wrong_old, &new_root, &proof), "root mismatch");
     }
 
     #[test]
@@ -889,22 +734,13 @@ mod tests {
         let tree = ct_tree();
         let root = tree.root();
         verify_consistency(8, 8, &root, &root, &[]).unwrap();
-        assert_inconsistent(
-            verify_consistency(8, 8, &root, &root, &[root]),
-            "wrong length",
-        );
+        assert_inconsistent(verify_consistency(8, 8, &root, &root, &[root]), "wrong length");
         let other = tree.root_at(7).unwrap();
-        assert_inconsistent(
-            verify_consistency(8, 8, &other, &root, &[]),
-            "root mismatch",
-        );
+        assert_inconsistent(verify_consistency(8, 8, &other, &root, &[]), "root mismatch");
 
         verify_consistency(0, 8, &empty_root(), &root, &[]).unwrap();
         verify_consistency(0, 0, &empty_root(), &empty_root(), &[]).unwrap();
-        assert_inconsistent(
-            verify_consistency(0, 8, &empty_root(), &root, &[root]),
-            "wrong length",
-        );
+        assert_inconsistent(verify_consistency(0, 8, &empty_root(), &root, &[root]), "wrong length");
         assert_inconsistent(verify_consistency(0, 8, &root, &root, &[]), "root mismatch");
     }
 
@@ -920,14 +756,8 @@ mod tests {
         for (old, new) in [(5u64, 40u64), (3, 9), (4, 33), (12, 40), (40, 40)] {
             let old_root = honest.root_at(old).unwrap();
             let new_root = forked.root_at(new).unwrap();
-            for proof in [
-                forked.consistency_proof(old, new).unwrap(),
-                honest.consistency_proof(old, new).unwrap(),
-            ] {
-                assert_inconsistent(
-                    verify_consistency(old, new, &old_root, &new_root, &proof),
-                    "mismatch",
-                );
+            for proof in [forked.consistency_proof(old, new).unwrap(), honest.consistency_proof(old, new).unwrap()] {
+                assert_inconsistent(verify_consistency(old, new, &old_root, &new_root, &proof), "mismatch");
             }
         }
         // Before the rewritten leaf the two logs agree, so there is nothing to detect.
@@ -940,33 +770,13 @@ mod tests {
         // First bytes of the proofs in the Certificate Transparency reference tests, as a
         // cross-check that our ordering matches other implementations.
         let tree = ct_tree();
-        let prefixes = |proof: Vec<Hash>| -> Vec<String> {
-            proof.iter().map(|hash| hex::encode(&hash[..4])).collect()
-        };
-        assert_eq!(
-            prefixes(tree.inclusion_proof(0, 8).unwrap()),
-            ["96a296d2", "5f083f0a", "6b47aaf2"]
-        );
-        assert_eq!(
-            prefixes(tree.inclusion_proof(5, 8).unwrap()),
-            ["bc1a0643", "ca854ea1", "d37ee418"]
-        );
+        let prefixes = |proof: Vec<Hash>| -> Vec<String> { proof.iter().map(|hash| hex::encode(&hash[..4])).collect() };
+        assert_eq!(prefixes(tree.inclusion_proof(0, 8).unwrap()), ["96a296d2", "5f083f0a", "6b47aaf2"]);
+        assert_eq!(prefixes(tree.inclusion_proof(5, 8).unwrap()), ["bc1a0643", "ca854ea1", "d37ee418"]);
         assert_eq!(prefixes(tree.inclusion_proof(2, 3).unwrap()), ["fac54203"]);
-        assert_eq!(
-            prefixes(tree.inclusion_proof(1, 5).unwrap()),
-            ["6e340b9c", "5f083f0a", "bc1a0643"]
-        );
-        assert_eq!(
-            prefixes(tree.consistency_proof(1, 8).unwrap()),
-            ["96a296d2", "5f083f0a", "6b47aaf2"]
-        );
-        assert_eq!(
-            prefixes(tree.consistency_proof(6, 8).unwrap()),
-            ["0ebc5d34", "ca854ea1", "d37ee418"]
-        );
-        assert_eq!(
-            prefixes(tree.consistency_proof(2, 5).unwrap()),
-            ["5f083f0a", "bc1a0643"]
-        );
+        assert_eq!(prefixes(tree.inclusion_proof(1, 5).unwrap()), ["6e340b9c", "5f083f0a", "bc1a0643"]);
+        assert_eq!(prefixes(tree.consistency_proof(1, 8).unwrap()), ["96a296d2", "5f083f0a", "6b47aaf2"]);
+        assert_eq!(prefixes(tree.consistency_proof(6, 8).unwrap()), ["0ebc5d34", "ca854ea1", "d37ee418"]);
+        assert_eq!(prefixes(tree.consistency_proof(2, 5).unwrap()), ["5f083f0a", "bc1a0643"]);
     }
 }

@@ -7,7 +7,7 @@ use crate::envelope::SIGNED_NS;
 use crate::error::{Error, Excerpt, Result};
 use crate::ids::BareJid;
 use crate::xml::keys::KEYS_NS;
-use crate::xml::reporting::REPORTING_NS;
+
 use crate::xml::reputation::REPUTATION_NS;
 use crate::xml::xep0268::INCIDENT_NS;
 use crate::xml::{element_with, required_attr, text_element};
@@ -21,16 +21,12 @@ pub const DATA_FORMS_NS: &str = "jabber:x:data";
 /// XEP-0157's form type.
 pub const SERVERINFO_FORM_TYPE: &str = "http://jabber.org/network/serverinfo";
 
-/// Every feature our component advertises, sorted as XEP-0115 hashing wants.
-pub const DISCO_FEATURES: &[&str] = &[
-    DISCO_INFO_NS,
-    KEYS_NS,
-    SIGNED_NS,
-    INCIDENT_NS,
-    REPORTING_NS,
-    REPUTATION_NS,
-    SERVER_PRESENCE_FEATURE,
-];
+/// Every feature our component advertises, sorted by bytes as XEP-0115 hashing wants.
+///
+/// `urn:xmpp:reporting:1` is deliberately absent: it announces XEP-0191 blocking-command
+/// reports, which a component does not take; we accept relayed reports without advertising it.
+pub const DISCO_FEATURES: &[&str] =
+    &[DISCO_INFO_NS, KEYS_NS, SIGNED_NS, INCIDENT_NS, REPUTATION_NS, SERVER_PRESENCE_FEATURE];
 
 /// The presence types a buddy relation is made of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,11 +68,7 @@ impl BuddyPresence {
         element_with(
             "presence",
             stanza_ns,
-            &[
-                ("from", &from.to_string()),
-                ("to", &to.to_string()),
-                ("type", self.as_type()),
-            ],
+            &[("from", &from.to_string()), ("to", &to.to_string()), ("type", self.as_type())],
         )
     }
 
@@ -112,22 +104,14 @@ impl DiscoInfo {
         query.append_child(element_with(
             "identity",
             DISCO_INFO_NS,
-            &[
-                ("category", "component"),
-                ("type", "generic"),
-                ("name", &self.name),
-            ],
+            &[("category", "component"), ("type", "generic"), ("name", &self.name)],
         ));
         for feature in DISCO_FEATURES {
             query.append_child(element_with("feature", DISCO_INFO_NS, &[("var", feature)]));
         }
         if !self.abuse_addresses.is_empty() || !self.report_addresses.is_empty() {
             let mut form = element_with("x", DATA_FORMS_NS, &[("type", "result")]);
-            form.append_child(form_field(
-                "FORM_TYPE",
-                Some("hidden"),
-                &[SERVERINFO_FORM_TYPE.to_owned()],
-            ));
+            form.append_child(form_field("FORM_TYPE", Some("hidden"), &[SERVERINFO_FORM_TYPE.to_owned()]));
             if !self.abuse_addresses.is_empty() {
                 form.append_child(form_field("abuse-addresses", None, &self.abuse_addresses));
             }
@@ -139,7 +123,7 @@ impl DiscoInfo {
         query
     }
 
-    /// Reads the features and XEP-0157 addresses of a disco#info result (to check a peer speaks our protocol).
+    /// Reads the features of a disco#info result (to check a peer speaks our protocol).
     pub fn features_of(query: &Element) -> Result<Vec<String>> {
         if !query.is("query", DISCO_INFO_NS) {
             return Err(Error::UnexpectedElement {
@@ -167,4 +151,31 @@ fn form_field(var: &str, field_type: Option<&str>, values: &[String]) -> Element
         field.append_child(text_element("value", DATA_FORMS_NS, value.clone()));
     }
     field
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn features_are_sorted_and_unique() {
+        let mut sorted = DISCO_FEATURES.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted, DISCO_FEATURES);
+    }
+
+    #[test]
+    fn disco_info_carries_features_and_abuse_addresses() {
+        let info = DiscoInfo {
+            name: "Ostracon".to_owned(),
+            abuse_addresses: vec!["xmpp:abuse@example.org".to_owned()],
+            report_addresses: vec![],
+        };
+        let query = info.to_element();
+        assert_eq!(DiscoInfo::features_of(&query).unwrap(), DISCO_FEATURES);
+        let text = crate::xml::to_string(&query);
+        assert!(text.contains("abuse-addresses") && text.contains("xmpp:abuse@example.org"), "{text}");
+        assert!(!text.contains("report-addresses"));
+    }
 }

@@ -71,51 +71,39 @@ impl StanzaError {
         let (error_type, condition, app_condition) = match error {
             Error::BadSignature { .. } => ("modify", "not-acceptable", "bad-signature"),
             Error::UnknownKey { .. } => ("auth", "not-authorized", "unknown-key"),
-            Error::UnsupportedAlgorithm { .. } => {
-                ("modify", "not-acceptable", "unsupported-algorithm")
-            }
+            Error::UnsupportedAlgorithm { .. } => ("modify", "not-acceptable", "unsupported-algorithm"),
             Error::TimestampOutsideWindow { .. } => ("modify", "not-acceptable", "bad-timestamp"),
             Error::Replay { .. } => ("cancel", "conflict", "replay"),
             Error::BrokenChain { .. } => ("modify", "not-acceptable", "broken-chain"),
-            Error::SignerMismatch { .. } | Error::WrongClaimType { .. } => {
-                ("auth", "forbidden", "signer-mismatch")
-            }
+            Error::SignerMismatch { .. } => ("auth", "forbidden", "signer-mismatch"),
+            Error::WrongClaimType { .. } => ("modify", "not-acceptable", "wrong-claim-type"),
             Error::TooLarge { .. } | Error::TooMany { .. } | Error::TooDeep { .. } => {
                 ("modify", "policy-violation", "too-large")
             }
             _ => ("modify", "bad-request", "malformed"),
         };
-        Self {
-            error_type,
-            condition,
-            app_condition: Some(app_condition),
-            text: error.to_string(),
-        }
+        Self { error_type, condition, app_condition: Some(app_condition), text: error.to_string() }
     }
 
     /// The `<error/>` element, in the stanza namespace of the stream.
     pub fn to_element(&self, stanza_ns: &str) -> Element {
         let mut error = element_with("error", stanza_ns, &[("type", self.error_type)]);
+        // RFC 6120 §8.3.2: defined condition, then text, then the application condition.
         error.append_child(Element::bare(self.condition, STANZAS_NS));
-        if let Some(app) = self.app_condition {
-            error.append_child(Element::bare(app, ERRORS_NS));
-        }
         if !self.text.is_empty() {
             error.append_child(text_element("text", STANZAS_NS, self.text.clone()));
+        }
+        if let Some(app) = self.app_condition {
+            error.append_child(Element::bare(app, ERRORS_NS));
         }
         error
     }
 
     /// Reads the defined and application conditions of a received `<error/>`.
     pub fn conditions_of(error: &Element) -> (Option<String>, Option<String>) {
-        let defined = error
-            .children()
-            .find(|c| c.ns() == STANZAS_NS && c.name() != "text")
-            .map(|c| c.name().to_owned());
-        let app = error
-            .children()
-            .find(|c| c.ns() == ERRORS_NS)
-            .map(|c| c.name().to_owned());
+        let defined =
+            error.children().find(|c| c.ns() == STANZAS_NS && c.name() != "text").map(|c| c.name().to_owned());
+        let app = error.children().find(|c| c.ns() == ERRORS_NS).map(|c| c.name().to_owned());
         (defined, app)
     }
 }

@@ -14,13 +14,11 @@ use crate::error::{Error, Result};
 use crate::ids::{BareJid, Cidr, Domain, IncidentId, Offender, parse_ip};
 use crate::incident::{Action, Category, Evidence, HistoryItem, Incident, Severity, Status};
 use crate::limits::{
-    MAX_DESCRIPTION_CHARS, MAX_EVIDENCE, MAX_HISTORY, MAX_OFFENDERS, MAX_SAMPLE_CHARS,
-    MAX_SHORT_TEXT_CHARS,
+    MAX_DESCRIPTION_CHARS, MAX_EVIDENCE, MAX_HISTORY, MAX_OFFENDERS, MAX_SAMPLE_CHARS, MAX_SHORT_TEXT_CHARS,
 };
 use crate::time::Timestamp;
 use crate::xml::{
-    bounded_text, children_named, element_with, expect_element, lang, required_attr, set_attr,
-    set_lang, text_element,
+    bounded_text, children_named, element_with, expect_element, lang, required_attr, set_attr, set_lang, text_element,
 };
 
 /// The IODEF 1.0 namespace.
@@ -115,11 +113,7 @@ pub fn to_iodef(incident: &Incident, purpose: Purpose) -> Element {
     let mut impact = element_with(
         "Impact",
         IODEF_NS,
-        &[
-            ("severity", incident.severity.as_str()),
-            ("completion", "succeeded"),
-            ("type", kind),
-        ],
+        &[("severity", incident.severity.as_str()), ("completion", "succeeded"), ("type", kind)],
     );
     if let Some(ext) = ext {
         set_attr(&mut impact, "ext-type", ext);
@@ -127,11 +121,7 @@ pub fn to_iodef(incident: &Incident, purpose: Purpose) -> Element {
     assessment.append_child(impact);
     root.append_child(assessment);
 
-    let mut contact = element_with(
-        "Contact",
-        IODEF_NS,
-        &[("role", "creator"), ("type", "organization")],
-    );
+    let mut contact = element_with("Contact", IODEF_NS, &[("role", "creator"), ("type", "organization")]);
     contact.append_child(iodef_text("ContactName", incident.reporter.to_string()));
     let mut data = element_with("AdditionalData", IODEF_NS, &[("dtype", "xml")]);
     data.append_child(text_element("jid", JID_NS, incident.reporter.to_string()));
@@ -215,28 +205,12 @@ fn offender_element(offender: &Offender) -> Element {
         Offender::Domain(domain) => iodef_text("NodeName", domain.to_string()),
         Offender::Ip(ip) => {
             let mut element = iodef_text("Address", ip.to_string());
-            set_attr(
-                &mut element,
-                "category",
-                if ip.is_ipv4() {
-                    "ipv4-addr"
-                } else {
-                    "ipv6-addr"
-                },
-            );
+            set_attr(&mut element, "category", if ip.is_ipv4() { "ipv4-addr" } else { "ipv6-addr" });
             element
         }
         Offender::Cidr(cidr) => {
             let mut element = iodef_text("Address", cidr.to_string());
-            set_attr(
-                &mut element,
-                "category",
-                if cidr.net().addr().is_ipv4() {
-                    "ipv4-net"
-                } else {
-                    "ipv6-net"
-                },
-            );
+            set_attr(&mut element, "category", if cidr.net().addr().is_ipv4() { "ipv4-net" } else { "ipv6-net" });
             element
         }
     }
@@ -244,18 +218,9 @@ fn offender_element(offender: &Offender) -> Element {
 
 /// Reads the `IncidentID` of an IODEF incident (all an XEP-0268 inquiry needs).
 pub fn incident_id_from_iodef(root: &Element) -> Result<IncidentId> {
-    expect_element(
-        root,
-        "Incident",
-        IODEF_NS,
-        "<Incident xmlns='urn:ietf:params:xml:ns:iodef-1.0'/>",
-    )?;
-    let id = root
-        .get_child("IncidentID", IODEF_NS)
-        .ok_or(Error::Missing {
-            element: "Incident",
-            what: "IncidentID",
-        })?;
+    expect_element(root, "Incident", IODEF_NS, "<Incident xmlns='urn:ietf:params:xml:ns:iodef-1.0'/>")?;
+    let id =
+        root.get_child("IncidentID", IODEF_NS).ok_or(Error::Missing { element: "Incident", what: "IncidentID" })?;
     parse_incident_id(id)
 }
 
@@ -265,19 +230,13 @@ fn parse_incident_id(element: &Element) -> Result<IncidentId> {
 }
 
 fn parse_time(element: Option<&Element>, what: &'static str) -> Result<Option<Timestamp>> {
-    element
-        .map(|element| Timestamp::parse(&bounded_text(element, what, 64)?))
-        .transpose()
+    element.map(|element| Timestamp::parse(&bounded_text(element, what, 64)?)).transpose()
 }
 
 /// Reads the action of an `Expectation` or `HistoryItem`, accepting `ext-value` and `ext-*` forms.
 fn parse_action(element: &Element) -> Action {
     let raw = element.attr("action").unwrap_or("other");
-    let name = if raw.starts_with("ext-") {
-        element.attr("ext-action").unwrap_or("other")
-    } else {
-        raw
-    };
+    let name = if raw.starts_with("ext-") { element.attr("ext-action").unwrap_or("other") } else { raw };
     Action::parse(name).unwrap_or(Action::Other)
 }
 
@@ -286,11 +245,7 @@ fn parse_category(impact: Option<&Element>) -> Category {
         return Category::Other;
     };
     let raw = impact.attr("type").unwrap_or("unknown");
-    let name = if raw.starts_with("ext-") {
-        impact.attr("ext-type").unwrap_or("other")
-    } else {
-        raw
-    };
+    let name = if raw.starts_with("ext-") { impact.attr("ext-type").unwrap_or("other") } else { raw };
     Category::parse(name).unwrap_or(Category::Other)
 }
 
@@ -304,10 +259,7 @@ impl OffenderCollector {
     fn push(&mut self, offender: Offender) -> Result<()> {
         if self.seen.insert(offender.clone()) {
             if self.offenders.len() == MAX_OFFENDERS {
-                return Err(Error::TooMany {
-                    what: "offenders",
-                    max: MAX_OFFENDERS,
-                });
+                return Err(Error::TooMany { what: "offenders", max: MAX_OFFENDERS });
             }
             self.offenders.push(offender);
         }
@@ -324,11 +276,17 @@ impl OffenderCollector {
                 let text = text.trim();
                 let category = child.attr("category").unwrap_or("");
                 let offender = match category {
-                    "ipv4-addr" | "ipv6-addr" => Some(Offender::Ip(parse_ip(text)?)),
-                    "ipv4-net" | "ipv6-net" => Some(Offender::Cidr(Cidr::parse(text)?)),
-                    _ if category.starts_with("ext-")
-                        && child.attr("ext-category") == Some("xmpp") =>
-                    {
+                    "ipv4-addr" | "ipv6-addr" => {
+                        let ip = parse_ip(text)?;
+                        check_family(category, ip.is_ipv4(), text)?;
+                        Some(Offender::Ip(ip))
+                    }
+                    "ipv4-net" | "ipv6-net" => {
+                        let cidr = Cidr::parse(text)?;
+                        check_family(category, cidr.net().addr().is_ipv4(), text)?;
+                        Some(Offender::Cidr(cidr))
+                    }
+                    _ if category.starts_with("ext-") && child.attr("ext-category") == Some("xmpp") => {
                         Some(Offender::from_jid(BareJid::parse(text)?))
                     }
                     // Other address kinds (MAC, ASN, e-mail, ...) are not ours to act on.
@@ -343,13 +301,22 @@ impl OffenderCollector {
     }
 }
 
+/// Refuses an IPv6 value under an `ipv4-*` category and the reverse.
+fn check_family(category: &str, is_ipv4: bool, text: &str) -> Result<()> {
+    if category.starts_with("ipv4") == is_ipv4 {
+        Ok(())
+    } else {
+        Err(Error::InvalidValue {
+            field: "Address category",
+            value: crate::error::Excerpt::new(&format!("{category}: {text}")),
+        })
+    }
+}
+
 /// Parses an IODEF `<Incident/>` into the model, leniently (see the module docs).
 pub fn from_iodef(root: &Element) -> Result<Incident> {
     let id = incident_id_from_iodef(root)?;
-    let related = match root
-        .get_child("RelatedActivity", IODEF_NS)
-        .and_then(|a| a.get_child("IncidentID", IODEF_NS))
-    {
+    let related = match root.get_child("RelatedActivity", IODEF_NS).and_then(|a| a.get_child("IncidentID", IODEF_NS)) {
         Some(element) => Some(parse_incident_id(element)?),
         None => None,
     };
@@ -357,10 +324,7 @@ pub fn from_iodef(root: &Element) -> Result<Incident> {
     let start = parse_time(root.get_child("StartTime", IODEF_NS), "StartTime")?;
     let end = parse_time(root.get_child("EndTime", IODEF_NS), "EndTime")?;
     let reported = parse_time(root.get_child("ReportTime", IODEF_NS), "ReportTime")?;
-    let reported = reported.or(start).or(detect).ok_or(Error::Missing {
-        element: "Incident",
-        what: "ReportTime",
-    })?;
+    let reported = reported.or(start).or(detect).ok_or(Error::Missing { element: "Incident", what: "ReportTime" })?;
     let start = start.or(detect).unwrap_or(reported);
 
     // Prefer an English description, else the first.
@@ -373,14 +337,10 @@ pub fn from_iodef(root: &Element) -> Result<Incident> {
         .transpose()?
         .unwrap_or_default();
 
-    let impact = root
-        .get_child("Assessment", IODEF_NS)
-        .and_then(|a| a.get_child("Impact", IODEF_NS));
+    let impact = root.get_child("Assessment", IODEF_NS).and_then(|a| a.get_child("Impact", IODEF_NS));
     let category = parse_category(impact);
-    let severity = impact
-        .and_then(|i| i.attr("severity"))
-        .and_then(|s| Severity::parse(s).ok())
-        .unwrap_or(Severity::Medium);
+    let severity =
+        impact.and_then(|i| i.attr("severity")).and_then(|s| Severity::parse(s).ok()).unwrap_or(Severity::Medium);
 
     let reporter = children_named(root, "Contact", IODEF_NS)
         .flat_map(|contact| children_named(contact, "AdditionalData", IODEF_NS))
@@ -389,10 +349,7 @@ pub fn from_iodef(root: &Element) -> Result<Incident> {
         .transpose()?
         .unwrap_or_else(|| BareJid::from_domain(id.issuer().clone()));
 
-    let mut collector = OffenderCollector {
-        offenders: Vec::new(),
-        seen: BTreeSet::new(),
-    };
+    let mut collector = OffenderCollector { offenders: Vec::new(), seen: BTreeSet::new() };
     let mut evidence = Vec::new();
     let mut action = None;
     // EventData may nest; walk it with an explicit stack (depth is bounded by check_bounds).
@@ -415,16 +372,9 @@ pub fn from_iodef(root: &Element) -> Result<Incident> {
             for data in children_named(record, "RecordData", IODEF_NS) {
                 for item in children_named(data, "RecordItem", IODEF_NS) {
                     if evidence.len() == MAX_EVIDENCE {
-                        return Err(Error::TooMany {
-                            what: "evidence items",
-                            max: MAX_EVIDENCE,
-                        });
+                        return Err(Error::TooMany { what: "evidence items", max: MAX_EVIDENCE });
                     }
-                    evidence.push(Evidence::Sample(bounded_text(
-                        item,
-                        "RecordItem",
-                        MAX_SAMPLE_CHARS * 4,
-                    )?));
+                    evidence.push(Evidence::Sample(bounded_text(item, "RecordItem", MAX_SAMPLE_CHARS * 4)?));
                 }
             }
         }
@@ -434,27 +384,16 @@ pub fn from_iodef(root: &Element) -> Result<Incident> {
     if let Some(element) = root.get_child("History", IODEF_NS) {
         for item in children_named(element, "HistoryItem", IODEF_NS) {
             if history.len() == MAX_HISTORY {
-                return Err(Error::TooMany {
-                    what: "history items",
-                    max: MAX_HISTORY,
-                });
+                return Err(Error::TooMany { what: "history items", max: MAX_HISTORY });
             }
-            let at = parse_time(item.get_child("DateTime", IODEF_NS), "DateTime")?.ok_or(
-                Error::Missing {
-                    element: "HistoryItem",
-                    what: "DateTime",
-                },
-            )?;
+            let at = parse_time(item.get_child("DateTime", IODEF_NS), "DateTime")?
+                .ok_or(Error::Missing { element: "HistoryItem", what: "DateTime" })?;
             let note = item
                 .get_child("Description", IODEF_NS)
                 .map(|d| bounded_text(d, "HistoryItem Description", MAX_SHORT_TEXT_CHARS * 4))
                 .transpose()?
                 .unwrap_or_default();
-            history.push(HistoryItem {
-                action: parse_action(item),
-                at,
-                note,
-            });
+            history.push(HistoryItem { action: parse_action(item), at, note });
         }
     }
 
@@ -463,21 +402,12 @@ pub fn from_iodef(root: &Element) -> Result<Incident> {
     for data in children_named(root, "AdditionalData", IODEF_NS) {
         match data.attr("meaning") {
             Some("status") => status = Status::parse(bounded_text(data, "status", 32)?.trim())?,
-            Some("expires") => {
-                expires = Some(Timestamp::parse(&bounded_text(data, "expires", 64)?)?)
-            }
+            Some("expires") => expires = Some(Timestamp::parse(&bounded_text(data, "expires", 64)?)?),
             Some("sha256") => {
                 if evidence.len() == MAX_EVIDENCE {
-                    return Err(Error::TooMany {
-                        what: "evidence items",
-                        max: MAX_EVIDENCE,
-                    });
+                    return Err(Error::TooMany { what: "evidence items", max: MAX_EVIDENCE });
                 }
-                evidence.push(Evidence::Sha256(
-                    bounded_text(data, "sha256", 128)?
-                        .trim()
-                        .to_ascii_lowercase(),
-                ));
+                evidence.push(Evidence::Sha256(bounded_text(data, "sha256", 128)?.trim().to_ascii_lowercase()));
             }
             _ => {}
         }

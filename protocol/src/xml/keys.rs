@@ -18,8 +18,7 @@ use crate::keys::{KeyRotation, PublicKey, PublishedKey};
 use crate::limits::MAX_PUBLISHED_KEYS;
 use crate::time::Timestamp;
 use crate::xml::{
-    bounded_text, check_bounds, children_named, expect_element, required_attr, set_attr, signed,
-    text_element,
+    bounded_text, check_bounds, children_named, expect_element, required_attr, set_attr, signed, text_element,
 };
 
 /// Our key-exchange namespace (also a disco feature).
@@ -49,20 +48,10 @@ pub fn keys_to_element(keys: &[PublishedKey]) -> Element {
 /// Parses a `<keys/>` result; every key's id must match its bytes.
 pub fn keys_from_element(element: &Element) -> Result<Vec<PublishedKey>> {
     check_bounds(element)?;
-    expect_element(
-        element,
-        "keys",
-        KEYS_NS,
-        "<keys xmlns='urn:x-ostracon:keys:0'/>",
-    )?;
-    let children: Vec<&Element> = children_named(element, "key", KEYS_NS)
-        .take(MAX_PUBLISHED_KEYS + 1)
-        .collect();
+    expect_element(element, "keys", KEYS_NS, "<keys xmlns='urn:x-ostracon:keys:0'/>")?;
+    let children: Vec<&Element> = children_named(element, "key", KEYS_NS).take(MAX_PUBLISHED_KEYS + 1).collect();
     if children.len() > MAX_PUBLISHED_KEYS {
-        return Err(Error::TooMany {
-            what: "published keys",
-            max: MAX_PUBLISHED_KEYS,
-        });
+        return Err(Error::TooMany { what: "published keys", max: MAX_PUBLISHED_KEYS });
     }
     children
         .into_iter()
@@ -72,10 +61,7 @@ pub fn keys_from_element(element: &Element) -> Result<Vec<PublishedKey>> {
                 alg: required_attr(child, "key", "alg")?.to_owned(),
                 key: PublicKey::from_base64(&bounded_text(child, "key", 64)?)?,
                 valid_from: Timestamp::parse(required_attr(child, "key", "valid-from")?)?,
-                valid_until: child
-                    .attr("valid-until")
-                    .map(Timestamp::parse)
-                    .transpose()?,
+                valid_until: child.attr("valid-until").map(Timestamp::parse).transpose()?,
             };
             key.validate()?;
             Ok(key)
@@ -93,17 +79,8 @@ pub fn rotation_to_element(rotation: &Unverified<KeyRotation>) -> Element {
 /// Parses a rotation announcement into an unverified claim.
 pub fn rotation_from_element(element: &Element) -> Result<Unverified<KeyRotation>> {
     check_bounds(element)?;
-    expect_element(
-        element,
-        "rotation",
-        KEYS_NS,
-        "<rotation xmlns='urn:x-ostracon:keys:0'/>",
-    )?;
-    let provenance = element
-        .get_child("provenance", SIGNED_NS)
-        .ok_or(Error::Missing {
-            element: "rotation",
-            what: "provenance",
-        })?;
+    expect_element(element, "rotation", KEYS_NS, "<rotation xmlns='urn:x-ostracon:keys:0'/>")?;
+    let provenance =
+        element.get_child("provenance", SIGNED_NS).ok_or(Error::Missing { element: "rotation", what: "provenance" })?;
     Unverified::new(signed::from_element(provenance)?)
 }

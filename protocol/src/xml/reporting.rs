@@ -88,29 +88,18 @@ impl UserReport {
                 expected: "<report xmlns='urn:xmpp:reporting:1'/>",
             });
         }
-        let namespace = if legacy {
-            REPORTING_LEGACY_NS
-        } else {
-            REPORTING_NS
-        };
+        let namespace = if legacy { REPORTING_LEGACY_NS } else { REPORTING_NS };
         let reason = match report.attr("reason") {
             Some(reason) => reason.to_owned(),
             // Legacy 0.2 form: <spam/> or <abuse/> children.
             None if legacy && report.has_child("spam", namespace) => REASON_SPAM.to_owned(),
             None if legacy && report.has_child("abuse", namespace) => REASON_ABUSE.to_owned(),
             None => {
-                return Err(Error::Missing {
-                    element: "report",
-                    what: "reason",
-                });
+                return Err(Error::Missing { element: "report", what: "reason" });
             }
         };
         if reason.len() > 256 {
-            return Err(Error::TooLarge {
-                what: "report reason",
-                len: reason.len(),
-                max: 256,
-            });
+            return Err(Error::TooLarge { what: "report reason", len: reason.len(), max: 256 });
         }
         let mut parsed = Self::new(&reason);
         parsed.legacy = legacy;
@@ -123,11 +112,7 @@ impl UserReport {
                 let by = required_attr(child, "stanza-id", "by")?;
                 let id = required_attr(child, "stanza-id", "id")?;
                 if by.len() > 3 * 1024 || id.len() > 256 {
-                    return Err(Error::TooLarge {
-                        what: "stanza-id",
-                        len: by.len() + id.len(),
-                        max: 256,
-                    });
+                    return Err(Error::TooLarge { what: "stanza-id", len: by.len() + id.len(), max: 256 });
                 }
                 parsed.stanza_ids.push((by.to_owned(), id.to_owned()));
             } else if child.is("report-origin", namespace) {
@@ -184,18 +169,16 @@ impl ForwardedReport {
         if message.name() != "message" {
             return Ok(None);
         }
-        let Some(report_element) = message.children().find(|child| {
-            child.is("report", REPORTING_NS) || child.is("report", REPORTING_LEGACY_NS)
-        }) else {
+        let Some(report_element) = message
+            .children()
+            .find(|child| child.is("report", REPORTING_NS) || child.is("report", REPORTING_LEGACY_NS))
+        else {
             return Ok(None);
         };
         let report = UserReport::from_element(report_element)?;
         let reported = report_element
             .get_child("jid", JID_NS)
-            .ok_or(Error::Missing {
-                element: "report",
-                what: "jid (urn:xmpp:jid:0)",
-            })?;
+            .ok_or(Error::Missing { element: "report", what: "jid (urn:xmpp:jid:0)" })?;
         let reported = BareJid::parse(bounded_text(reported, "reported jid", 3 * 1024)?.trim())?;
         let relayed_by = BareJid::parse(required_attr(message, "message", "from")?)?;
         let body = message
@@ -214,14 +197,7 @@ impl ForwardedReport {
             .and_then(|m| m.children().find(|c| c.name() == "body"))
             .map(|body| bounded_text(body, "forwarded body", 16 * 1024))
             .transpose()?;
-        Ok(Some(Self {
-            relayed_by,
-            reported,
-            report,
-            body,
-            message_sent,
-            message_body,
-        }))
+        Ok(Some(Self { relayed_by, reported, report, body, message_sent, message_body }))
     }
 
     /// Renders the message as mod_report_forward sends it (stanzas in `stanza_ns`).
@@ -229,11 +205,7 @@ impl ForwardedReport {
         let mut message = element_with(
             "message",
             stanza_ns,
-            &[
-                ("from", &self.relayed_by.to_string()),
-                ("to", &to.to_string()),
-                ("id", id),
-            ],
+            &[("from", &self.relayed_by.to_string()), ("to", &to.to_string()), ("id", id)],
         );
         if let Some(body) = &self.body {
             message.append_child(text_element("body", stanza_ns, body.clone()));
@@ -243,16 +215,8 @@ impl ForwardedReport {
         message.append_child(report);
         if let Some(sent) = self.message_sent {
             let mut forwarded = Element::bare("forwarded", FORWARD_NS);
-            forwarded.append_child(element_with(
-                "delay",
-                DELAY_NS,
-                &[("stamp", &sent.to_string())],
-            ));
-            let mut original = element_with(
-                "message",
-                "jabber:client",
-                &[("from", &self.reported.to_string())],
-            );
+            forwarded.append_child(element_with("delay", DELAY_NS, &[("stamp", &sent.to_string())]));
+            let mut original = element_with("message", "jabber:client", &[("from", &self.reported.to_string())]);
             set_attr(&mut original, "type", "chat");
             if let Some(body) = &self.message_body {
                 original.append_child(text_element("body", "jabber:client", body.clone()));

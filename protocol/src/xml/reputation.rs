@@ -35,14 +35,8 @@ impl Score {
         let num = i8::try_from(num)
             .ok()
             .filter(|n| SCORE_RANGE.contains(n))
-            .ok_or_else(|| Error::InvalidValue {
-                field: "score num",
-                value: Excerpt::new(&num.to_string()),
-            })?;
-        Ok(Self {
-            jid,
-            num: Some(num),
-        })
+            .ok_or_else(|| Error::InvalidValue { field: "score num", value: Excerpt::new(&num.to_string()) })?;
+        Ok(Self { jid, num: Some(num) })
     }
 
     /// Renders the element.
@@ -57,20 +51,15 @@ impl Score {
     /// Parses the element.
     pub fn from_element(element: &Element) -> Result<Self> {
         check_bounds(element)?;
-        expect_element(
-            element,
-            "score",
-            REPUTATION_NS,
-            "<score xmlns='urn:xmpp:reputation:0'/>",
-        )?;
+        expect_element(element, "score", REPUTATION_NS, "<score xmlns='urn:xmpp:reputation:0'/>")?;
         let jid = BareJid::parse(required_attr(element, "score", "jid")?)?;
         match element.attr("num") {
             None => Ok(Self::query(jid)),
             Some(text) => {
-                let num: i64 = text.trim().parse().map_err(|_| Error::InvalidValue {
-                    field: "score num",
-                    value: Excerpt::new(text),
-                })?;
+                let num: i64 = text
+                    .trim()
+                    .parse()
+                    .map_err(|_| Error::InvalidValue { field: "score num", value: Excerpt::new(text) })?;
                 Self::answer(jid, num)
             }
         }

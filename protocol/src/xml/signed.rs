@@ -16,9 +16,7 @@ use minidom::Element;
 use crate::envelope::{SIGNED_NS, SignedEnvelope};
 use crate::error::{Error, Result};
 use crate::limits::{MAX_CHAIN_LINKS, MAX_PAYLOAD_BYTES};
-use crate::xml::{
-    bounded_text, children_named, element_with, expect_element, required_attr, text_element,
-};
+use crate::xml::{bounded_text, children_named, element_with, expect_element, required_attr, text_element};
 
 /// Renders links as a `<provenance/>` element.
 pub fn to_element(links: &[SignedEnvelope]) -> Element {
@@ -54,41 +52,21 @@ fn b64(bytes: &[u8]) -> String {
 /// Parses a `<provenance/>` element into links, validating each header field. Signatures are
 /// not checked here: wrap the result in [`crate::Unverified`] and verify it.
 pub fn from_element(provenance: &Element) -> Result<Vec<SignedEnvelope>> {
-    expect_element(
-        provenance,
-        "provenance",
-        SIGNED_NS,
-        "<provenance xmlns='urn:x-ostracon:signed:0'/>",
-    )?;
-    let signed: Vec<&Element> = children_named(provenance, "signed", SIGNED_NS)
-        .take(MAX_CHAIN_LINKS + 1)
-        .collect();
+    expect_element(provenance, "provenance", SIGNED_NS, "<provenance xmlns='urn:x-ostracon:signed:0'/>")?;
+    let signed: Vec<&Element> = children_named(provenance, "signed", SIGNED_NS).take(MAX_CHAIN_LINKS + 1).collect();
     if signed.len() > MAX_CHAIN_LINKS {
-        return Err(Error::TooMany {
-            what: "provenance links",
-            max: MAX_CHAIN_LINKS,
-        });
+        return Err(Error::TooMany { what: "provenance links", max: MAX_CHAIN_LINKS });
     }
     if signed.is_empty() {
-        return Err(Error::Missing {
-            element: "provenance",
-            what: "signed",
-        });
+        return Err(Error::Missing { element: "provenance", what: "signed" });
     }
     signed.into_iter().map(parse_signed).collect()
 }
 
 fn parse_signed(signed: &Element) -> Result<SignedEnvelope> {
-    let payload = signed
-        .get_child("payload", SIGNED_NS)
-        .ok_or(Error::Missing {
-            element: "signed",
-            what: "payload",
-        })?;
-    let sig = signed.get_child("sig", SIGNED_NS).ok_or(Error::Missing {
-        element: "signed",
-        what: "sig",
-    })?;
+    let payload =
+        signed.get_child("payload", SIGNED_NS).ok_or(Error::Missing { element: "signed", what: "payload" })?;
+    let sig = signed.get_child("sig", SIGNED_NS).ok_or(Error::Missing { element: "signed", what: "sig" })?;
     let max_b64 = MAX_PAYLOAD_BYTES.div_ceil(3) * 4 + 64;
     SignedEnvelope::from_parts(
         required_attr(signed, "signed", "alg")?,

@@ -76,9 +76,9 @@ impl IncidentPayload {
     /// The incident id, whichever the wrapper.
     pub fn incident_id(&self) -> &IncidentId {
         match self {
-            Self::Report { incident, .. }
-            | Self::Request { incident, .. }
-            | Self::Response { incident, .. } => &incident.id,
+            Self::Report { incident, .. } | Self::Request { incident, .. } | Self::Response { incident, .. } => {
+                &incident.id
+            }
             Self::Inquiry { id } => id,
         }
     }
@@ -122,23 +122,18 @@ impl IncidentPayload {
                 expected: "an element in urn:xmpp:incident:2",
             });
         }
-        let mut incidents = wrapper
-            .children()
-            .filter(|child| child.is("Incident", IODEF_NS));
-        let incident_element = incidents.next().ok_or(Error::Missing {
-            element: "report",
-            what: "Incident",
-        })?;
+        let mut incidents = wrapper.children().filter(|child| child.is("Incident", IODEF_NS));
+        let wrapper_name = match wrapper.name() {
+            "inquiry" => "inquiry",
+            "request" => "request",
+            "response" => "response",
+            _ => "report",
+        };
+        let incident_element = incidents.next().ok_or(Error::Missing { element: wrapper_name, what: "Incident" })?;
         if incidents.next().is_some() {
-            return Err(Error::TooMany {
-                what: "Incident elements",
-                max: 1,
-            });
+            return Err(Error::TooMany { what: "Incident elements", max: 1 });
         }
-        let links = wrapper
-            .get_child("provenance", SIGNED_NS)
-            .map(signed::from_element)
-            .transpose()?;
+        let links = wrapper.get_child("provenance", SIGNED_NS).map(signed::from_element).transpose()?;
         match wrapper.name() {
             "report" => Ok(Self::Report {
                 incident: from_iodef(incident_element)?,
@@ -152,9 +147,7 @@ impl IncidentPayload {
                 incident: from_iodef(incident_element)?,
                 signed: links.map(Unverified::new).transpose()?,
             }),
-            "inquiry" => Ok(Self::Inquiry {
-                id: incident_id_from_iodef(incident_element)?,
-            }),
+            "inquiry" => Ok(Self::Inquiry { id: incident_id_from_iodef(incident_element)? }),
             other => Err(Error::UnexpectedElement {
                 name: Excerpt::new(other),
                 namespace: Excerpt::new(INCIDENT_NS),
@@ -168,8 +161,7 @@ impl IncidentPayload {
 fn inquiry_incident(id: &IncidentId) -> Element {
     let mut incident = Element::bare("Incident", IODEF_NS);
     crate::xml::set_attr(&mut incident, "purpose", "reporting");
-    let mut id_element =
-        crate::xml::text_element("IncidentID", IODEF_NS, id.uuid().hyphenated().to_string());
+    let mut id_element = crate::xml::text_element("IncidentID", IODEF_NS, id.uuid().hyphenated().to_string());
     crate::xml::set_attr(&mut id_element, "name", id.issuer().as_str());
     incident.append_child(id_element);
     incident
