@@ -4,11 +4,14 @@
 //! tree. [`merkle`] hashes leaves, builds the tree, generates inclusion and consistency
 //! proofs and verifies them; [`checkpoint`] signs and parses tree heads in the C2SP
 //! signed-note format, which buddies may cosign. What a leaf contains is decided by the
-//! node (each leaf is the exact bytes of one audit record); this module only hashes bytes.
+//! node: each leaf is the canonical JSON of one [`record::AuditRecord`], and
+//! [`record::ListState`] replays records into the list they imply, so a consumer can check a
+//! published list against the log.
 //! `spec/transparency-log.md` specifies the formats byte for byte.
 
 pub mod checkpoint;
 pub mod merkle;
+pub mod record;
 
 pub use checkpoint::{Checkpoint, NoteSignature, SignedCheckpoint, key_hash, verify_growth};
 pub use merkle::{Hash, MerkleTree, empty_root, leaf_hash, node_hash, verify_consistency, verify_inclusion};

@@ -32,42 +32,27 @@ pub fn load_or_create(data_dir: &Path, now: Timestamp) -> Result<LoadedKey, Serv
     };
     let path = data_dir.join(KEY_FILE);
     match fs::read_to_string(&path) {
-        Ok(text) => parse(&text).ok_or(ServerError::BadKeyFile {
-            path,
-            reason: "expected '<valid-from> <base64 seed>'",
-        }),
+        Ok(text) => {
+            parse(&text).ok_or(ServerError::BadKeyFile { path, reason: "expected '<valid-from> <base64 seed>'" })
+        }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             fs::create_dir_all(data_dir).map_err(io(data_dir))?;
-            fs::set_permissions(data_dir, fs::Permissions::from_mode(0o700))
-                .map_err(io(data_dir))?;
+            fs::set_permissions(data_dir, fs::Permissions::from_mode(0o700)).map_err(io(data_dir))?;
             let seed: [u8; 32] = rand::random();
-            let mut file = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-                .map_err(io(&path))?;
+            let mut file =
+                fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(io(&path))?;
             writeln!(file, "{now} {}", STANDARD.encode(seed)).map_err(io(&path))?;
             file.sync_all().map_err(io(&path))?;
-            Ok(LoadedKey {
-                key: NodeKey::from_seed(&seed),
-                valid_from: now,
-            })
+            Ok(LoadedKey { key: NodeKey::from_seed(&seed), valid_from: now })
         }
-        Err(error) => Err(ServerError::Io {
-            path,
-            source: error,
-        }),
+        Err(error) => Err(ServerError::Io { path, source: error }),
     }
 }
 
 fn parse(text: &str) -> Option<LoadedKey> {
     let (valid_from, seed) = text.trim().split_once(' ')?;
     let seed: [u8; 32] = STANDARD.decode(seed).ok()?.try_into().ok()?;
-    Some(LoadedKey {
-        key: NodeKey::from_seed(&seed),
-        valid_from: Timestamp::parse_canonical(valid_from).ok()?,
-    })
+    Some(LoadedKey { key: NodeKey::from_seed(&seed), valid_from: Timestamp::parse_canonical(valid_from).ok()? })
 }
 
 #[cfg(test)]
@@ -83,17 +68,10 @@ mod tests {
         let loaded = load_or_create(&dir, now.plus_secs(60)).unwrap();
         assert_eq!(created.key.key_id(), loaded.key.key_id());
         assert_eq!(loaded.valid_from, now);
-        let mode = fs::metadata(dir.join(KEY_FILE))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777;
+        let mode = fs::metadata(dir.join(KEY_FILE)).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         fs::write(dir.join(KEY_FILE), "garbage").unwrap();
-        assert!(matches!(
-            load_or_create(&dir, now),
-            Err(ServerError::BadKeyFile { .. })
-        ));
+        assert!(matches!(load_or_create(&dir, now), Err(ServerError::BadKeyFile { .. })));
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -21,10 +21,7 @@ use tokio::net::TcpListener;
 pub enum ServerError {
     /// A file could not be read or written.
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     /// A key file exists but does not hold a key.
     #[error("{path}: {reason}")]
     BadKeyFile { path: PathBuf, reason: &'static str },
@@ -67,9 +64,7 @@ pub async fn serve(
         component: None,
         keys: vec![PublishedKey::new(key.key.public(), key.valid_from)],
     };
-    let listener = TcpListener::bind(options.http)
-        .await
-        .map_err(ServerError::Http)?;
+    let listener = TcpListener::bind(options.http).await.map_err(ServerError::Http)?;
     let address = listener.local_addr().map_err(ServerError::Http)?;
     tracing::info!(%address, key_id = %key.key.key_id(), "listening for HTTP");
     axum::serve(listener, ostracon_web::router(AppState::new(node)))

@@ -35,24 +35,12 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     match Cli::parse().command {
         Command::Serve { data, domain, http } => {
             let now = Timestamp::from_datetime(chrono_now());
-            serve(
-                ServeOptions {
-                    data_dir: data,
-                    domain,
-                    http,
-                },
-                now,
-                shutdown_signal(),
-            )
-            .await
-            .context("ostracon serve")
+            serve(ServeOptions { data_dir: data, domain, http }, now, shutdown_signal()).await.context("ostracon serve")
         }
     }
 }

@@ -1,18 +1,64 @@
-//! Ostracon's persistence: incidents, peers, blocklist entries, the audit log, the outbox and
-//! operator tokens, on SQLite (the embedded default) or PostgreSQL behind one store.
+//! Ostracon's persistence and node state.
 //!
-//! **Architecture invariant:** writes that belong together (an incident, its list changes,
-//! its audit leaves, its outbox rows) share one transaction. The store accepts only
-//! verified protocol values.
+//! - [`db`]: the one store ([`Store`]) over SQLite (embedded default, a WAL file) or PostgreSQL,
+//!   chosen by URL, with a migration folder per dialect;
+//! - [`model`]: the records the store keeps;
+//! - [`traits`]: the narrow read interfaces (incidents, blocklist, audit log, outbox, tokens, peers);
+//! - [`ledger`]: the single writer that turns decisions into one transaction each (incident,
+//!   list entries, change feed, audit leaves, outbox rows) and keeps the in-memory state in step;
+//! - [`index`]: the in-memory lookup index that answers public lookups without the database;
+//! - [`policy`]: listing rules (TTLs, repeat-offender escalation);
+//! - [`snapshot`]: published list bodies in every format.
 //!
-//! The sqlx-backed implementation arrives with the node-core work; today this crate holds
-//! the error type the layers above will share.
+//! **Architecture invariant:** writes that belong together share one transaction, and the
+//! in-memory index and Merkle tree change only after that transaction commits.
+
+pub mod db;
+pub mod index;
+pub mod ledger;
+pub mod model;
+pub mod policy;
+mod queries;
+pub mod snapshot;
+pub mod traits;
+
+pub use db::{Dialect, Store};
 
 /// Errors from the store.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// A value from the store failed protocol validation (a corrupted or foreign row).
+    /// The database failed or is unreachable; callers answer 503, never an empty list.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// Migrations could not be applied.
+    #[error("database migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// The requested record does not exist.
+    #[error("{what} not found")]
+    NotFound { what: String },
+    /// The record exists already (e.g. an incident id submitted twice).
+    #[error("{what} already exists")]
+    Conflict { what: String },
+    /// The request contradicts the state (e.g. retracting a retracted incident).
+    #[error("{0}")]
+    Rejected(String),
+    /// A stored value failed protocol validation: a corrupted or foreign row.
     #[error("stored value is invalid: {0}")]
-    Invalid(#[from] ostracon_protocol::Error),
+    Corrupt(String),
+    /// A value failed protocol validation.
+    #[error(transparent)]
+    Protocol(#[from] ostracon_protocol::Error),
 }
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::Database(db) if db.is_unique_violation() => Self::Conflict { what: "record".to_owned() },
+            _ => Self::Unavailable(error),
+        }
+    }
+}
+
+/// Result alias for the store.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -37,9 +37,7 @@ pub struct AppState {
 impl AppState {
     /// State for a node described by `node`.
     pub fn new(node: NodeInfo) -> Self {
-        Self {
-            node: Arc::new(node),
-        }
+        Self { node: Arc::new(node) }
     }
 }
 
@@ -63,11 +61,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        (
-            status,
-            Json(json!({ "error": { "code": code, "message": self.to_string() } })),
-        )
-            .into_response()
+        (status, Json(json!({ "error": { "code": code, "message": self.to_string() } }))).into_response()
     }
 }
 
@@ -107,18 +101,12 @@ mod tests {
         router(AppState::new(NodeInfo {
             domain: "example.org".to_owned(),
             component: None,
-            keys: vec![PublishedKey::new(
-                key.public(),
-                Timestamp::from_unix(1_800_000_000).unwrap(),
-            )],
+            keys: vec![PublishedKey::new(key.public(), Timestamp::from_unix(1_800_000_000).unwrap())],
         }))
     }
 
     async fn get_json(path: &str) -> (StatusCode, serde_json::Value) {
-        let response = app()
-            .oneshot(Request::get(path).body(Body::empty()).unwrap())
-            .await
-            .unwrap();
+        let response = app().oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
         let status = response.status();
         let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
         (status, serde_json::from_slice(&body).unwrap())

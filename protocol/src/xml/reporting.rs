@@ -213,9 +213,11 @@ impl ForwardedReport {
         let mut report = self.report.to_element();
         report.append_child(text_element("jid", JID_NS, self.reported.to_string()));
         message.append_child(report);
-        if let Some(sent) = self.message_sent {
+        if self.message_sent.is_some() || self.message_body.is_some() {
             let mut forwarded = Element::bare("forwarded", FORWARD_NS);
-            forwarded.append_child(element_with("delay", DELAY_NS, &[("stamp", &sent.to_string())]));
+            if let Some(sent) = self.message_sent {
+                forwarded.append_child(element_with("delay", DELAY_NS, &[("stamp", &sent.to_string())]));
+            }
             let mut original = element_with("message", "jabber:client", &[("from", &self.reported.to_string())]);
             set_attr(&mut original, "type", "chat");
             if let Some(body) = &self.message_body {
@@ -225,5 +227,31 @@ impl ForwardedReport {
             message.append_child(forwarded);
         }
         message
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xml::{parse_bounded, to_string};
+
+    /// Found by the `xep0377` fuzz target: a forwarded message without a valid `<delay/>` lost its body.
+    #[test]
+    fn forwarded_body_without_delay_round_trips() {
+        let text = "<message xmlns='jabber:client' from='home.example'>\
+            <report xmlns='urn:xmpp:reporting:1' reason='urn:xmpp:reporting:spam'>\
+            <jid xmlns='urn:xmpp:jid:0'>spammer@bad.example</jid></report>\
+            <forwarded xmlns='urn:xmpp:forward:0'><delay xmlns='urn:xmpp:dela{' stamp='2026-05-04T09:00:00Z'/>\
+            <message xmlns='jabber:client'><body>buy now</body></message></forwarded></message>";
+        let report = ForwardedReport::from_message(&parse_bounded(text).unwrap()).unwrap().unwrap();
+        assert_eq!(report.message_sent, None);
+        assert_eq!(report.message_body.as_deref(), Some("buy now"));
+        let to = BareJid::parse("incidents.ops.example").unwrap();
+        let again = ForwardedReport::from_message(
+            &parse_bounded(&to_string(&report.to_message(&to, "1", "jabber:client"))).unwrap(),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(again, report);
     }
 }

@@ -1,0 +1,127 @@
+//! The one store: a sqlx `Any` pool over SQLite (the embedded default: one file in WAL mode)
+//! or PostgreSQL, chosen by URL, with one migration folder per dialect.
+//!
+//! Queries are written once with `$n` placeholders and portable types (TEXT, BIGINT, BLOB/BYTEA),
+//! which both dialects run; only the DDL differs. Time is stored as unix seconds.
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Executor as _};
+
+use crate::Result;
+
+/// The SQL dialect behind the pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// SQLite (embedded).
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// The database.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    dialect: Dialect,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `url` and applies pending migrations.
+    ///
+    /// `sqlite://PATH` (or a bare path ending in `.db`) selects SQLite; `postgres://…` PostgreSQL.
+    pub async fn open(url: &str) -> Result<Self> {
+        install_default_drivers();
+        let (url, dialect) = normalise_url(url);
+        let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+        let pool = match dialect {
+            Dialect::Sqlite => {
+                if let Some(parent) = sqlite_path(&url).and_then(|path| Path::new(path).parent().map(Path::to_path_buf))
+                    && !parent.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(&parent).map_err(|e| crate::StoreError::Unavailable(sqlx::Error::Io(e)))?;
+                }
+                options
+                    .max_connections(8)
+                    .after_connect(|connection, _| {
+                        Box::pin(async move {
+                            // WAL lets readers (snapshots, lookups) run beside the one writer.
+                            // synchronous=NORMAL survives a process crash (kill -9); only a power
+                            // loss can drop the last commits.
+                            connection
+                                .execute(
+                                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                                )
+                                .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(&url)
+                    .await?
+            }
+            Dialect::Postgres => options.max_connections(16).connect(&url).await?,
+        };
+        let migrator = match dialect {
+            Dialect::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Dialect::Postgres => sqlx::migrate!("./migrations/postgres"),
+        };
+        migrator.run(&pool).await?;
+        Ok(Self { pool, dialect })
+    }
+
+    /// The pool, for the query modules.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Which dialect this is.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// A trivial query: is the database answering?
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes the pool (waits for connections to finish).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Accepts `sqlite:` URLs, bare file paths and PostgreSQL URLs; SQLite files are created on demand.
+fn normalise_url(url: &str) -> (String, Dialect) {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return (url.to_owned(), Dialect::Postgres);
+    }
+    let mut url = if url.starts_with("sqlite:") { url.to_owned() } else { format!("sqlite://{url}") };
+    if !url.contains("mode=") {
+        url.push_str(if url.contains('?') { "&mode=rwc" } else { "?mode=rwc" });
+    }
+    (url, Dialect::Sqlite)
+}
+
+/// The file path of a SQLite URL.
+fn sqlite_path(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next()?;
+    (!path.is_empty() && !path.starts_with(":memory:")).then_some(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_select_the_dialect() {
+        assert_eq!(normalise_url("postgres://u@h/db"), ("postgres://u@h/db".to_owned(), Dialect::Postgres));
+        assert_eq!(normalise_url("data/node.db"), ("sqlite://data/node.db?mode=rwc".to_owned(), Dialect::Sqlite));
+        assert_eq!(normalise_url("sqlite:///abs/x.db?mode=ro").0, "sqlite:///abs/x.db?mode=ro");
+        assert_eq!(sqlite_path("sqlite://data/node.db?mode=rwc"), Some("data/node.db"));
+    }
+}

@@ -1,0 +1,316 @@
+//! The records the store keeps, as typed values (the database holds them as TEXT/BIGINT/BLOB).
+
+use std::fmt;
+use std::str::FromStr;
+
+use ostracon_protocol::envelope::SignedEnvelope;
+use ostracon_protocol::ids::{BareJid, IncidentId, Offender};
+use ostracon_protocol::incident::Incident;
+use ostracon_protocol::time::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::StoreError;
+
+/// Implements `as_str`, `Display` and `FromStr` for a fieldless enum.
+macro_rules! text_enum {
+    ($ty:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            /// The stored and wire name.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $name),+ }
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $ty {
+            type Err = StoreError;
+            fn from_str(text: &str) -> Result<Self, StoreError> {
+                match text {
+                    $($name => Ok(Self::$variant),)+
+                    other => Err(StoreError::Corrupt(format!("unknown {} {other:?}", stringify!($ty)))),
+                }
+            }
+        }
+    };
+}
+
+/// What a published list entry asks consumers to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListAction {
+    /// Refuse traffic.
+    Block,
+    /// Accept but restrict (e.g. no messages to strangers).
+    Quarantine,
+    /// Only watch.
+    Observe,
+}
+
+text_enum!(ListAction { Block => "block", Quarantine => "quarantine", Observe => "observe" });
+
+/// Which published list an entry belongs to (`kind=` on the HTTP API). CIDRs are on the IP list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListKind {
+    /// IP addresses and CIDR blocks.
+    Ip,
+    /// Accounts.
+    Jid,
+    /// Servers.
+    Domain,
+}
+
+text_enum!(ListKind { Ip => "ip", Jid => "jid", Domain => "domain" });
+
+impl ListKind {
+    /// Every list.
+    pub const ALL: [Self; 3] = [Self::Ip, Self::Jid, Self::Domain];
+
+    /// The list an offender goes on.
+    pub fn of(offender: &Offender) -> Self {
+        match offender {
+            Offender::Ip(_) | Offender::Cidr(_) => Self::Ip,
+            Offender::Jid(_) => Self::Jid,
+            Offender::Domain(_) => Self::Domain,
+        }
+    }
+
+    /// The stored `kind` values that belong to this list.
+    pub fn entry_kinds(self) -> &'static [&'static str] {
+        match self {
+            Self::Ip => &["ip", "cidr"],
+            Self::Jid => &["jid"],
+            Self::Domain => &["domain"],
+        }
+    }
+}
+
+/// Where an incident came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IncidentOrigin {
+    /// Submitted by this node's operator.
+    Local,
+    /// Received signed from a peer.
+    Peer,
+    /// Received without a signature (plain XEP-0268, e.g. from Metronome).
+    Unsigned,
+}
+
+text_enum!(IncidentOrigin { Local => "local", Peer => "peer", Unsigned => "unsigned" });
+
+/// What the node decided about an incident.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    /// Applied to the lists.
+    Accepted,
+    /// Stored but not applied (the reason says why).
+    Ignored,
+    /// Waiting for the operator.
+    Pending,
+}
+
+text_enum!(Decision { Accepted => "accepted", Ignored => "ignored", Pending => "pending" });
+
+/// Who put an entry on the list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntrySource {
+    /// Accepted incidents.
+    Incidents,
+    /// The operator directly (a deny entry).
+    Operator,
+}
+
+text_enum!(EntrySource { Incidents => "incidents", Operator => "operator" });
+
+/// A stored incident with what the node did with it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct IncidentRecord {
+    /// Position in arrival order (paging cursor).
+    pub seq: i64,
+    /// The incident as received or submitted (for signed ones: the verified claim).
+    pub incident: Incident,
+    /// Local, peer or unsigned.
+    pub origin: IncidentOrigin,
+    /// The provenance chain of signed incidents, origin first.
+    pub provenance: Option<Vec<SignedEnvelope>>,
+    /// Whether it is to be shared with peers.
+    pub share: bool,
+    /// Accepted, ignored or pending.
+    pub decision: Decision,
+    /// Why it was ignored or is pending.
+    pub decision_reason: Option<String>,
+    /// When this node stored it.
+    pub received_at: Timestamp,
+    /// When it last changed (e.g. retracted).
+    pub updated_at: Timestamp,
+    /// The audit leaf recording the decision.
+    pub log_index: u64,
+}
+
+/// One published list entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct EntryRecord {
+    /// Database id.
+    pub id: i64,
+    /// What is listed.
+    pub offender: Offender,
+    /// What consumers should do.
+    pub action: ListAction,
+    /// Incidents or the operator.
+    pub source: EntrySource,
+    /// First time it was ever listed.
+    pub first_seen: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+    /// When it drops off the list (`None`: until removed).
+    pub expires_at: Option<Timestamp>,
+    /// How many times it has been listed (drives repeat-offender TTLs).
+    pub listings: u32,
+    /// Whether it is on the list now.
+    pub active: bool,
+    /// The audit leaf of its last change.
+    pub log_index: u64,
+}
+
+/// Why an entry is listed: one contributing incident.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct EntryReason {
+    /// The incident.
+    pub incident_id: IncidentId,
+    /// Who reported it.
+    pub reporter: BareJid,
+    /// Its weight in thousandths (the operator's own reports weigh 1000).
+    pub weight_milli: i64,
+    /// When it was added.
+    pub added_at: Timestamp,
+}
+
+/// Add or remove, in the change feed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeOp {
+    /// Listed, or its action or expiry changed.
+    Add,
+    /// Delisted (a tombstone).
+    Remove,
+}
+
+text_enum!(ChangeOp { Add => "add", Remove => "remove" });
+
+/// One row of the change feed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ListChange {
+    /// The cursor.
+    pub seq: i64,
+    /// Add or remove.
+    pub op: ChangeOp,
+    /// The list.
+    pub list: ListKind,
+    /// What.
+    pub offender: Offender,
+    /// For adds.
+    pub action: Option<ListAction>,
+    /// For adds.
+    pub expires_at: Option<Timestamp>,
+    /// When.
+    pub at: Timestamp,
+    /// The audit leaf.
+    pub log_index: u64,
+}
+
+/// An operator allow entry: never listed, whoever reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AllowEntry {
+    /// What is allowed.
+    pub offender: Offender,
+    /// Why.
+    pub note: String,
+    /// When.
+    pub created_at: Timestamp,
+    /// The audit leaf.
+    pub log_index: u64,
+}
+
+/// What an operator token may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Submit incidents and read them.
+    Submit,
+    /// Everything.
+    Admin,
+}
+
+text_enum!(Scope { Submit => "submit", Admin => "admin" });
+
+impl Scope {
+    /// True if a token with this scope may do what `required` needs.
+    pub fn allows(self, required: Self) -> bool {
+        self >= required
+    }
+}
+
+/// A stored operator token (only its hash is stored).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TokenRecord {
+    /// Database id.
+    pub id: i64,
+    /// A name for the operator.
+    pub name: String,
+    /// What it may do.
+    pub scope: Scope,
+    /// When it was made.
+    pub created_at: Timestamp,
+    /// When it was revoked.
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// An outgoing stanza waiting for delivery.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OutboxItem {
+    /// Database id.
+    pub id: i64,
+    /// The peer JID.
+    pub peer: String,
+    /// What it carries (`report`, `retraction`, ...).
+    pub kind: String,
+    /// What it is about (an incident id).
+    pub reference: String,
+    /// The serialised payload.
+    pub payload: String,
+    /// When it was queued.
+    pub created_at: Timestamp,
+    /// When to try next.
+    pub next_attempt_at: Timestamp,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// `pending`, `delivered` or `failed`.
+    pub state: String,
+    /// The last error, if any.
+    pub last_error: Option<String>,
+}
+
+/// Parses a stored offender (`kind` + `value`).
+pub fn offender_from_row(kind: &str, value: &str) -> Result<Offender, StoreError> {
+    let parsed = match kind {
+        "ip" => ostracon_protocol::ids::parse_ip(value).map(Offender::Ip),
+        "cidr" => ostracon_protocol::ids::Cidr::parse(value).map(Offender::Cidr),
+        "jid" => BareJid::parse(value).map(Offender::Jid),
+        "domain" => ostracon_protocol::ids::Domain::parse(value).map(Offender::Domain),
+        other => return Err(StoreError::Corrupt(format!("unknown entry kind {other:?}"))),
+    };
+    parsed.map_err(|error| StoreError::Corrupt(error.to_string()))
+}
+
+/// Converts stored unix seconds.
+pub fn ts_from_row(secs: i64) -> Result<Timestamp, StoreError> {
+    Timestamp::from_unix(secs).ok_or_else(|| StoreError::Corrupt(format!("timestamp {secs} out of range")))
+}

@@ -1,0 +1,353 @@
+//! The read queries behind [`crate::traits`], written once for both dialects.
+
+use ostracon_protocol::envelope::SignedEnvelope;
+use ostracon_protocol::ids::{BareJid, IncidentId, Offender};
+use ostracon_protocol::incident::Incident;
+use ostracon_protocol::time::Timestamp;
+use sqlx::Row as _;
+use sqlx::any::AnyRow;
+
+use crate::model::{
+    AllowEntry, EntryReason, EntryRecord, IncidentRecord, ListAction, ListChange, ListKind, OutboxItem, Scope,
+    TokenRecord, offender_from_row, ts_from_row,
+};
+use crate::traits::{AuditLogStore, BlocklistStore, IncidentFilter, IncidentStore, OutboxStore, TokenStore};
+use crate::{Result, Store, StoreError};
+
+pub(crate) const INCIDENT_COLUMNS: &str = "seq, body, origin, provenance, share, decision, decision_reason, \
+     received_at, updated_at, log_index";
+pub(crate) const ENTRY_COLUMNS: &str =
+    "id, kind, value, action, source, first_seen, updated_at, expires_at, listings, active, log_index";
+
+fn corrupt(what: &str, error: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {error}"))
+}
+
+pub(crate) fn incident_from_row(row: &AnyRow) -> Result<IncidentRecord> {
+    let body: String = row.try_get("body")?;
+    let incident: Incident = serde_json::from_str(&body).map_err(|e| corrupt("incident body", e))?;
+    let provenance: Option<String> = row.try_get("provenance")?;
+    let provenance = provenance
+        .map(|text| serde_json::from_str::<Vec<SignedEnvelope>>(&text))
+        .transpose()
+        .map_err(|e| corrupt("incident provenance", e))?;
+    Ok(IncidentRecord {
+        seq: row.try_get("seq")?,
+        incident,
+        origin: row.try_get::<String, _>("origin")?.parse()?,
+        provenance,
+        share: row.try_get::<i64, _>("share")? != 0,
+        decision: row.try_get::<String, _>("decision")?.parse()?,
+        decision_reason: row.try_get("decision_reason")?,
+        received_at: ts_from_row(row.try_get("received_at")?)?,
+        updated_at: ts_from_row(row.try_get("updated_at")?)?,
+        log_index: u64::try_from(row.try_get::<i64, _>("log_index")?).map_err(|e| corrupt("log index", e))?,
+    })
+}
+
+pub(crate) fn entry_from_row(row: &AnyRow) -> Result<EntryRecord> {
+    let kind: String = row.try_get("kind")?;
+    let value: String = row.try_get("value")?;
+    Ok(EntryRecord {
+        id: row.try_get("id")?,
+        offender: offender_from_row(&kind, &value)?,
+        action: row.try_get::<String, _>("action")?.parse()?,
+        source: row.try_get::<String, _>("source")?.parse()?,
+        first_seen: ts_from_row(row.try_get("first_seen")?)?,
+        updated_at: ts_from_row(row.try_get("updated_at")?)?,
+        expires_at: row.try_get::<Option<i64>, _>("expires_at")?.map(ts_from_row).transpose()?,
+        listings: u32::try_from(row.try_get::<i64, _>("listings")?).map_err(|e| corrupt("listings", e))?,
+        active: row.try_get::<i64, _>("active")? != 0,
+        log_index: u64::try_from(row.try_get::<i64, _>("log_index")?).map_err(|e| corrupt("log index", e))?,
+    })
+}
+
+fn change_from_row(row: &AnyRow) -> Result<ListChange> {
+    let kind: String = row.try_get("kind")?;
+    let offender = offender_from_row(&kind, &row.try_get::<String, _>("value")?)?;
+    Ok(ListChange {
+        seq: row.try_get("seq")?,
+        op: row.try_get::<String, _>("op")?.parse()?,
+        list: ListKind::of(&offender),
+        offender,
+        action: row.try_get::<Option<String>, _>("action")?.map(|a| a.parse::<ListAction>()).transpose()?,
+        expires_at: row.try_get::<Option<i64>, _>("expires_at")?.map(ts_from_row).transpose()?,
+        at: ts_from_row(row.try_get("at")?)?,
+        log_index: u64::try_from(row.try_get::<i64, _>("log_index")?).map_err(|e| corrupt("log index", e))?,
+    })
+}
+
+fn token_from_row(row: &AnyRow) -> Result<TokenRecord> {
+    Ok(TokenRecord {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        scope: row.try_get::<String, _>("scope")?.parse::<Scope>()?,
+        created_at: ts_from_row(row.try_get("created_at")?)?,
+        revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(ts_from_row).transpose()?,
+    })
+}
+
+fn outbox_from_row(row: &AnyRow) -> Result<OutboxItem> {
+    Ok(OutboxItem {
+        id: row.try_get("id")?,
+        peer: row.try_get("peer")?,
+        kind: row.try_get("kind")?,
+        reference: row.try_get("reference")?,
+        payload: row.try_get("payload")?,
+        created_at: ts_from_row(row.try_get("created_at")?)?,
+        next_attempt_at: ts_from_row(row.try_get("next_attempt_at")?)?,
+        attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).map_err(|e| corrupt("attempts", e))?,
+        state: row.try_get("state")?,
+        last_error: row.try_get("last_error")?,
+    })
+}
+
+/// The stored `kind` of an offender.
+pub(crate) fn offender_kind(offender: &Offender) -> &'static str {
+    offender.kind()
+}
+
+impl IncidentStore for Store {
+    async fn incident(&self, id: &IncidentId) -> Result<Option<IncidentRecord>> {
+        let sql = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.to_string()).fetch_optional(self.pool()).await?;
+        row.as_ref().map(incident_from_row).transpose()
+    }
+
+    async fn incidents(&self, filter: &IncidentFilter) -> Result<Vec<IncidentRecord>> {
+        // Each optional filter is `($n IS NULL OR column = $n)`, so one statement serves all
+        // combinations and values are always bound, never spliced into the SQL.
+        let sql = format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE \
+             ($1 IS NULL OR status = $1) AND ($2 IS NULL OR category = $2) AND ($3 IS NULL OR reporter = $3) \
+             AND ($4 IS NULL OR origin = $4) AND ($5 IS NULL OR decision = $5) AND seq < $6 \
+             ORDER BY seq DESC LIMIT $7"
+        );
+        let limit = i64::from(filter.limit.clamp(1, 500));
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(filter.status.clone())
+            .bind(filter.category.clone())
+            .bind(filter.reporter.clone())
+            .bind(filter.origin.map(|o| o.as_str().to_owned()))
+            .bind(filter.decision.map(|d| d.as_str().to_owned()))
+            .bind(filter.before.unwrap_or(i64::MAX))
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(incident_from_row).collect()
+    }
+}
+
+impl BlocklistStore for Store {
+    async fn entries_by_id(&self, ids: &[i64]) -> Result<Vec<EntryRecord>> {
+        let mut out = Vec::with_capacity(ids.len());
+        // Lookups return a handful of ids; one indexed point query each keeps the SQL portable.
+        for id in ids {
+            let sql = format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE id = $1");
+            if let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(*id).fetch_optional(self.pool()).await? {
+                out.push(entry_from_row(&row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn entry(&self, offender: &Offender) -> Result<Option<EntryRecord>> {
+        let sql = format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE kind = $1 AND value = $2");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(offender_kind(offender))
+            .bind(offender.to_string())
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(entry_from_row).transpose()
+    }
+
+    async fn entry_reasons(&self, entry_id: i64) -> Result<Vec<EntryReason>> {
+        let rows = sqlx::query(
+            "SELECT incident_id, reporter, weight_milli, added_at FROM entry_reasons WHERE entry_id = $1 \
+             ORDER BY added_at, incident_id",
+        )
+        .bind(entry_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(EntryReason {
+                    incident_id: IncidentId::parse(&row.try_get::<String, _>("incident_id")?)
+                        .map_err(|e| corrupt("reason", e))?,
+                    reporter: BareJid::parse(&row.try_get::<String, _>("reporter")?)
+                        .map_err(|e| corrupt("reason", e))?,
+                    weight_milli: row.try_get("weight_milli")?,
+                    added_at: ts_from_row(row.try_get("added_at")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn active_entries(&self) -> Result<Vec<EntryRecord>> {
+        let sql = format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE active = 1 ORDER BY id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(self.pool()).await?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
+    async fn changes_since(&self, since: i64, list: Option<ListKind>, limit: u32) -> Result<Vec<ListChange>> {
+        let kinds = list.map_or(&["ip", "cidr", "jid", "domain"][..], ListKind::entry_kinds);
+        let first = kinds.first().copied().unwrap_or("ip");
+        let second = kinds.get(1).copied().unwrap_or(first);
+        let sql = "SELECT seq, kind, value, op, action, expires_at, at, log_index FROM list_changes \
+                   WHERE seq > $1 AND (kind = $2 OR kind = $3 OR $4 = 0) ORDER BY seq LIMIT $5";
+        let rows = sqlx::query(sql)
+            .bind(since)
+            .bind(first)
+            .bind(second)
+            .bind(i64::from(list.is_some()))
+            .bind(i64::from(limit.clamp(1, 10_000)))
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(change_from_row).collect()
+    }
+
+    async fn last_change_seq(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS last FROM list_changes").fetch_one(self.pool()).await?;
+        let last: i64 = row.try_get("last")?;
+        // An empty table after pruning still has a position: the pruned cursor.
+        Ok(last.max(self.pruned_through().await?))
+    }
+
+    async fn pruned_through(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT value FROM meta WHERE key = 'changes_pruned_through'")
+            .fetch_optional(self.pool())
+            .await?;
+        match row {
+            Some(row) => row.try_get::<String, _>("value")?.parse().map_err(|e| corrupt("meta", e)),
+            None => Ok(0),
+        }
+    }
+
+    async fn allow_entries(&self) -> Result<Vec<AllowEntry>> {
+        let rows =
+            sqlx::query("SELECT kind, value, note, created_at, log_index FROM allow_entries ORDER BY kind, value")
+                .fetch_all(self.pool())
+                .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AllowEntry {
+                    offender: offender_from_row(
+                        &row.try_get::<String, _>("kind")?,
+                        &row.try_get::<String, _>("value")?,
+                    )?,
+                    note: row.try_get("note")?,
+                    created_at: ts_from_row(row.try_get("created_at")?)?,
+                    log_index: u64::try_from(row.try_get::<i64, _>("log_index")?).map_err(|e| corrupt("log", e))?,
+                })
+            })
+            .collect()
+    }
+}
+
+impl AuditLogStore for Store {
+    async fn leaf_count(&self) -> Result<u64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM audit_log").fetch_one(self.pool()).await?;
+        u64::try_from(row.try_get::<i64, _>("n")?).map_err(|e| corrupt("leaf count", e))
+    }
+
+    async fn leaf_hashes(&self) -> Result<Vec<[u8; 32]>> {
+        let rows = sqlx::query("SELECT idx, leaf_hash FROM audit_log ORDER BY idx").fetch_all(self.pool()).await?;
+        rows.iter()
+            .enumerate()
+            .map(|(position, row)| {
+                let idx: i64 = row.try_get("idx")?;
+                if usize::try_from(idx).ok() != Some(position) {
+                    return Err(corrupt("audit log", format!("gap before leaf {idx}")));
+                }
+                let hash: Vec<u8> = row.try_get("leaf_hash")?;
+                hash.try_into().map_err(|_| corrupt("audit log", "leaf hash is not 32 bytes"))
+            })
+            .collect()
+    }
+
+    async fn leaves(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>, Timestamp)>> {
+        let rows = sqlx::query("SELECT idx, leaf, at FROM audit_log WHERE idx >= $1 AND idx < $2 ORDER BY idx")
+            .bind(i64::try_from(start).unwrap_or(i64::MAX))
+            .bind(i64::try_from(end).unwrap_or(i64::MAX))
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let idx: i64 = row.try_get("idx")?;
+                Ok((
+                    u64::try_from(idx).map_err(|e| corrupt("audit log", e))?,
+                    row.try_get("leaf")?,
+                    ts_from_row(row.try_get("at")?)?,
+                ))
+            })
+            .collect()
+    }
+}
+
+impl OutboxStore for Store {
+    async fn due(&self, now: Timestamp, limit: u32) -> Result<Vec<OutboxItem>> {
+        let rows = sqlx::query(
+            "SELECT * FROM outbox WHERE state = 'pending' AND next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT $2",
+        )
+        .bind(now.unix())
+        .bind(i64::from(limit.clamp(1, 10_000)))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(outbox_from_row).collect()
+    }
+
+    async fn outbox_for(&self, peer: &str, limit: u32) -> Result<Vec<OutboxItem>> {
+        let rows = sqlx::query("SELECT * FROM outbox WHERE peer = $1 ORDER BY id DESC LIMIT $2")
+            .bind(peer)
+            .bind(i64::from(limit.clamp(1, 10_000)))
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(outbox_from_row).collect()
+    }
+}
+
+impl TokenStore for Store {
+    async fn create_token(&self, name: &str, scope: Scope, hash: &[u8; 32], now: Timestamp) -> Result<TokenRecord> {
+        let row = sqlx::query(
+            "INSERT INTO tokens (name, scope, hash, created_at) VALUES ($1, $2, $3, $4) \
+             RETURNING id, name, scope, created_at, revoked_at",
+        )
+        .bind(name)
+        .bind(scope.as_str())
+        .bind(hash.to_vec())
+        .bind(now.unix())
+        .fetch_one(self.pool())
+        .await
+        .map_err(|error| match StoreError::from(error) {
+            StoreError::Conflict { .. } => StoreError::Conflict { what: format!("token {name:?}") },
+            other => other,
+        })?;
+        token_from_row(&row)
+    }
+
+    async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<(TokenRecord, Vec<u8>)>> {
+        let row = sqlx::query(
+            "SELECT id, name, scope, created_at, revoked_at, hash FROM tokens WHERE hash = $1 AND revoked_at IS NULL",
+        )
+        .bind(hash.to_vec())
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|row| Ok((token_from_row(&row)?, row.try_get::<Vec<u8>, _>("hash")?))).transpose()
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>> {
+        let rows = sqlx::query("SELECT id, name, scope, created_at, revoked_at FROM tokens ORDER BY id")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    async fn revoke_token(&self, name: &str, now: Timestamp) -> Result<bool> {
+        let result = sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL")
+            .bind(now.unix())
+            .bind(name)
+            .execute(self.pool())
+            .await?;
+        Ok(result.rows_affected() > 0)
+    }
+}

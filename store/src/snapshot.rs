@@ -1,0 +1,265 @@
+//! Published list snapshots: one consistent read of a list, rendered in every format,
+//! gzipped once, signed (detached Ed25519 over the exact body bytes) and tied to the signed
+//! checkpoint of the log prefix it reflects.
+//!
+//! A snapshot and its checkpoint come from the same database read, so replaying log leaves
+//! `0..checkpoint.size` yields exactly the snapshot's entries; `ostracon verify` checks that.
+
+use std::io::Write as _;
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use ostracon_protocol::ids::KeyId;
+use ostracon_protocol::log::checkpoint::SignedCheckpoint;
+use ostracon_protocol::time::Timestamp;
+use serde::Serialize;
+use sqlx::Row as _;
+
+use crate::db::Dialect;
+use crate::ledger::Ledger;
+use crate::model::{EntryRecord, ListKind};
+use crate::queries::{ENTRY_COLUMNS, entry_from_row};
+use crate::{Result, StoreError};
+
+/// A snapshot format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Format {
+    /// One JSON document with metadata and entries.
+    Json,
+    /// One value per line (firewall sets, mod_firewall lists).
+    Txt,
+    /// One JSON object per entry per line, then a metadata line (Spamhaus DROP style).
+    Ndjson,
+    /// `value,action,expires,first_seen,log_index` with a header row.
+    Csv,
+}
+
+impl Format {
+    /// Every format.
+    pub const ALL: [Self; 4] = [Self::Json, Self::Txt, Self::Ndjson, Self::Csv];
+
+    /// Parses the `format=` parameter.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "json" => Some(Self::Json),
+            "txt" => Some(Self::Txt),
+            "ndjson" => Some(Self::Ndjson),
+            "csv" => Some(Self::Csv),
+            _ => None,
+        }
+    }
+
+    /// The parameter value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Txt => "txt",
+            Self::Ndjson => "ndjson",
+            Self::Csv => "csv",
+        }
+    }
+
+    /// The HTTP content type.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Json => "application/json",
+            Self::Txt => "text/plain; charset=utf-8",
+            Self::Ndjson => "application/x-ndjson",
+            Self::Csv => "text/csv; charset=utf-8",
+        }
+    }
+}
+
+/// One rendered, signed snapshot.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// Which list.
+    pub list: ListKind,
+    /// Which format.
+    pub format: Format,
+    /// The exact body bytes (what the signature covers).
+    pub body: Vec<u8>,
+    /// The body, gzipped.
+    pub gzip: Vec<u8>,
+    /// Strong ETag (quoted), derived from the body's SHA-256.
+    pub etag: String,
+    /// Detached Ed25519 signature over `body`.
+    pub signature: [u8; 64],
+    /// The signing key's id.
+    pub key_id: KeyId,
+    /// The checkpoint of the log prefix this snapshot reflects.
+    pub checkpoint: SignedCheckpoint,
+    /// The change-feed cursor to continue from with `/v1/blocklist/changes?since=`.
+    pub cursor: i64,
+    /// Number of entries.
+    pub entries: usize,
+    /// When it was built.
+    pub generated_at: Timestamp,
+}
+
+/// The JSON form of one entry.
+#[derive(Serialize)]
+struct JsonEntry<'a> {
+    value: String,
+    kind: &'a str,
+    action: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires: Option<Timestamp>,
+    first_seen: Timestamp,
+    log_index: u64,
+}
+
+/// The JSON form of the metadata.
+#[derive(Serialize)]
+struct JsonMeta<'a> {
+    list: &'a str,
+    generated_at: Timestamp,
+    cursor: i64,
+    entries: usize,
+    checkpoint: JsonCheckpoint<'a>,
+}
+
+#[derive(Serialize)]
+struct JsonCheckpoint<'a> {
+    origin: &'a str,
+    size: u64,
+    root: String,
+}
+
+fn json_entry(entry: &EntryRecord) -> JsonEntry<'_> {
+    JsonEntry {
+        value: entry.offender.to_string(),
+        kind: entry.offender.kind(),
+        action: entry.action.as_str(),
+        expires: entry.expires_at,
+        first_seen: entry.first_seen,
+        log_index: entry.log_index,
+    }
+}
+
+fn render(format: Format, meta: &JsonMeta<'_>, entries: &[EntryRecord]) -> Result<Vec<u8>> {
+    let json_error = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
+    let mut body = Vec::with_capacity(entries.len() * 24 + 256);
+    match format {
+        Format::Json => {
+            #[derive(Serialize)]
+            struct Document<'a> {
+                #[serde(flatten)]
+                meta: &'a JsonMeta<'a>,
+                items: Vec<JsonEntry<'a>>,
+            }
+            let document = Document { meta, items: entries.iter().map(json_entry).collect() };
+            serde_json::to_writer(&mut body, &document).map_err(json_error)?;
+            body.push(b'\n');
+        }
+        Format::Txt => {
+            for entry in entries {
+                body.extend_from_slice(entry.offender.to_string().as_bytes());
+                body.push(b'\n');
+            }
+        }
+        Format::Ndjson => {
+            for entry in entries {
+                serde_json::to_writer(&mut body, &json_entry(entry)).map_err(json_error)?;
+                body.push(b'\n');
+            }
+            #[derive(Serialize)]
+            struct Trailer<'a> {
+                r#type: &'a str,
+                #[serde(flatten)]
+                meta: &'a JsonMeta<'a>,
+            }
+            serde_json::to_writer(&mut body, &Trailer { r#type: "metadata", meta }).map_err(json_error)?;
+            body.push(b'\n');
+        }
+        Format::Csv => {
+            body.extend_from_slice(b"value,kind,action,expires,first_seen,log_index\n");
+            for entry in entries {
+                // Values are IPs, CIDRs, JIDs and domains: none contains a comma, quote or newline.
+                let expires = entry.expires_at.map(|t| t.to_string()).unwrap_or_default();
+                let line = format!(
+                    "{},{},{},{expires},{},{}\n",
+                    entry.offender,
+                    entry.offender.kind(),
+                    entry.action,
+                    entry.first_seen,
+                    entry.log_index
+                );
+                body.extend_from_slice(line.as_bytes());
+            }
+        }
+    }
+    Ok(body)
+}
+
+fn gzip(body: &[u8]) -> Result<Vec<u8>> {
+    let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::default());
+    encoder.write_all(body).and_then(|()| encoder.finish()).map_err(|e| StoreError::Corrupt(format!("gzip: {e}")))
+}
+
+impl Ledger {
+    /// Builds a snapshot of `list` in `format` from one consistent read.
+    pub async fn build_snapshot(&self, list: ListKind, format: Format, now: Timestamp) -> Result<Snapshot> {
+        let store = self.store();
+        let mut tx = store.pool().begin().await?;
+        if store.dialect() == Dialect::Postgres {
+            // One snapshot of the database for every statement below.
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;
+        }
+        let size: i64 = sqlx::query("SELECT COUNT(*) AS n FROM audit_log").fetch_one(&mut *tx).await?.try_get("n")?;
+        let cursor: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS s FROM list_changes")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("s")?;
+        let kinds = list.entry_kinds();
+        let sql = format!(
+            "SELECT {ENTRY_COLUMNS} FROM entries WHERE active = 1 AND (kind = $1 OR kind = $2) ORDER BY kind, value"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(kinds[0])
+            .bind(kinds.get(1).copied().unwrap_or(kinds[0]))
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let entries: Vec<EntryRecord> = rows.iter().map(entry_from_row).collect::<Result<_>>()?;
+        let size = u64::try_from(size).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let cursor = cursor.max(store_pruned(self).await?);
+        let checkpoint = self.checkpoint_for_size(size).await?;
+        let meta = JsonMeta {
+            list: list.as_str(),
+            generated_at: now,
+            cursor,
+            entries: entries.len(),
+            checkpoint: JsonCheckpoint {
+                origin: &checkpoint.checkpoint().origin,
+                size,
+                root: base64_root(&checkpoint.checkpoint().root),
+            },
+        };
+        let body = render(format, &meta, &entries)?;
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(&body);
+        Ok(Snapshot {
+            list,
+            format,
+            gzip: gzip(&body)?,
+            etag: format!("\"{}\"", hex::encode(&digest[..16])),
+            signature: self.key().sign(&body),
+            key_id: self.key().key_id(),
+            checkpoint,
+            cursor,
+            entries: entries.len(),
+            generated_at: now,
+            body,
+        })
+    }
+}
+
+async fn store_pruned(ledger: &Ledger) -> Result<i64> {
+    use crate::traits::BlocklistStore as _;
+    ledger.store().pruned_through().await
+}
+
+fn base64_root(root: &[u8; 32]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(root)
+}

@@ -1,0 +1,101 @@
+//! The store's narrow read interfaces, one per concern, all implemented by [`crate::Store`].
+//!
+//! Writes are not here: they go through [`crate::ledger::Ledger`], which groups the rows that
+//! belong together into one transaction.
+
+use ostracon_protocol::ids::{IncidentId, Offender};
+use ostracon_protocol::time::Timestamp;
+
+use crate::Result;
+use crate::model::{
+    AllowEntry, Decision, EntryReason, EntryRecord, IncidentOrigin, IncidentRecord, ListChange, ListKind, OutboxItem,
+    Scope, TokenRecord,
+};
+
+/// Filters for listing incidents. Results come newest first; `before` is a paging cursor (a `seq`).
+#[derive(Clone, Debug, Default)]
+pub struct IncidentFilter {
+    /// Only this status (`new`, `updated`, `resolved`, `retracted`).
+    pub status: Option<String>,
+    /// Only this category.
+    pub category: Option<String>,
+    /// Only this reporter.
+    pub reporter: Option<String>,
+    /// Only this origin.
+    pub origin: Option<IncidentOrigin>,
+    /// Only this decision.
+    pub decision: Option<Decision>,
+    /// Only incidents with `seq` below this.
+    pub before: Option<i64>,
+    /// At most this many (capped at 500).
+    pub limit: u32,
+}
+
+/// Incidents.
+pub trait IncidentStore {
+    /// One incident by id.
+    fn incident(&self, id: &IncidentId) -> impl Future<Output = Result<Option<IncidentRecord>>> + Send;
+    /// Incidents matching `filter`, newest first.
+    fn incidents(&self, filter: &IncidentFilter) -> impl Future<Output = Result<Vec<IncidentRecord>>> + Send;
+}
+
+/// Published list entries and their change feed.
+pub trait BlocklistStore {
+    /// Entries by id (any order).
+    fn entries_by_id(&self, ids: &[i64]) -> impl Future<Output = Result<Vec<EntryRecord>>> + Send;
+    /// The entry for an offender, active or not.
+    fn entry(&self, offender: &Offender) -> impl Future<Output = Result<Option<EntryRecord>>> + Send;
+    /// The incidents behind an entry.
+    fn entry_reasons(&self, entry_id: i64) -> impl Future<Output = Result<Vec<EntryReason>>> + Send;
+    /// Every active entry, for loading the in-memory index.
+    fn active_entries(&self) -> impl Future<Output = Result<Vec<EntryRecord>>> + Send;
+    /// Changes after `since`, oldest first, optionally one list only.
+    fn changes_since(
+        &self,
+        since: i64,
+        list: Option<ListKind>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<ListChange>>> + Send;
+    /// The last change's `seq` (0 when there is none).
+    fn last_change_seq(&self) -> impl Future<Output = Result<i64>> + Send;
+    /// Changes up to this `seq` were pruned; older cursors must take a new snapshot.
+    fn pruned_through(&self) -> impl Future<Output = Result<i64>> + Send;
+    /// Every allow entry.
+    fn allow_entries(&self) -> impl Future<Output = Result<Vec<AllowEntry>>> + Send;
+}
+
+/// The audit log's leaves.
+pub trait AuditLogStore {
+    /// Number of leaves.
+    fn leaf_count(&self) -> impl Future<Output = Result<u64>> + Send;
+    /// Leaf hashes in order, for rebuilding the Merkle tree at start-up.
+    fn leaf_hashes(&self) -> impl Future<Output = Result<Vec<[u8; 32]>>> + Send;
+    /// Leaves `start..end` as `(index, bytes, time)`.
+    fn leaves(&self, start: u64, end: u64) -> impl Future<Output = Result<Vec<(u64, Vec<u8>, Timestamp)>>> + Send;
+}
+
+/// The durable outbox.
+pub trait OutboxStore {
+    /// Items due for delivery at `now`, oldest first.
+    fn due(&self, now: Timestamp, limit: u32) -> impl Future<Output = Result<Vec<OutboxItem>>> + Send;
+    /// Items for a peer in any state, newest first.
+    fn outbox_for(&self, peer: &str, limit: u32) -> impl Future<Output = Result<Vec<OutboxItem>>> + Send;
+}
+
+/// Operator tokens (hashes only).
+pub trait TokenStore {
+    /// Stores a new token's hash.
+    fn create_token(
+        &self,
+        name: &str,
+        scope: Scope,
+        hash: &[u8; 32],
+        now: Timestamp,
+    ) -> impl Future<Output = Result<TokenRecord>> + Send;
+    /// The unrevoked token with this hash and the stored hash bytes (compared in constant time by the caller).
+    fn token_by_hash(&self, hash: &[u8; 32]) -> impl Future<Output = Result<Option<(TokenRecord, Vec<u8>)>>> + Send;
+    /// Every token.
+    fn tokens(&self) -> impl Future<Output = Result<Vec<TokenRecord>>> + Send;
+    /// Revokes a token by name; false if there was none.
+    fn revoke_token(&self, name: &str, now: Timestamp) -> impl Future<Output = Result<bool>> + Send;
+}

@@ -1,0 +1,457 @@
+//! The store battery: every test runs on SQLite (a temp file) and on PostgreSQL (a fresh
+//! database in the throwaway cluster `scripts/test` starts; `TEST_DATABASE_URL` names it).
+//! With `OSTRACON_REQUIRE_INTEGRATION=1` a missing PostgreSQL is a failure, not a skip.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use ostracon_protocol::ids::{BareJid, IncidentId, Offender};
+use ostracon_protocol::incident::{Action, Category, Incident, Severity, Status};
+use ostracon_protocol::keys::NodeKey;
+use ostracon_protocol::log::merkle::{MerkleTree, leaf_hash, verify_consistency, verify_inclusion};
+use ostracon_protocol::log::record::ListState;
+use ostracon_protocol::time::Timestamp;
+use ostracon_store::ledger::{Ledger, LedgerConfig};
+use ostracon_store::model::{ChangeOp, Decision, ListAction, ListKind, Scope};
+use ostracon_store::policy::ListingPolicy;
+use ostracon_store::snapshot::Format;
+use ostracon_store::traits::{AuditLogStore, BlocklistStore, IncidentFilter, IncidentStore, TokenStore};
+use ostracon_store::{Store, StoreError};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A store on one backend, removed when dropped.
+struct Backend {
+    url: String,
+    store: Store,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    File(std::path::PathBuf),
+    Database { admin: String, name: String },
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        match &self.cleanup {
+            Cleanup::File(dir) => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Cleanup::Database { admin, name } => {
+                // Best effort; the throwaway cluster is deleted at the end of the run anyway.
+                let (admin, name) = (admin.clone(), name.clone());
+                let _ = std::thread::spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                    runtime.block_on(async {
+                        if let Ok(pool) = sqlx::AnyPool::connect(&admin).await {
+                            let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                            let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
+                        }
+                    });
+                })
+                .join();
+            }
+        }
+    }
+}
+
+fn unique() -> String {
+    format!("{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst))
+}
+
+impl Backend {
+    async fn sqlite() -> Self {
+        let dir = std::env::temp_dir().join(format!("ostracon-store-{}", unique()));
+        let url = format!("sqlite://{}/node.db", dir.display());
+        let store = Store::open(&url).await.unwrap();
+        Self { url, store, cleanup: Cleanup::File(dir) }
+    }
+
+    async fn postgres() -> Option<Self> {
+        let Some(admin) = std::env::var("TEST_DATABASE_URL").ok() else {
+            assert!(
+                std::env::var("OSTRACON_REQUIRE_INTEGRATION").as_deref() != Ok("1"),
+                "TEST_DATABASE_URL is not set but OSTRACON_REQUIRE_INTEGRATION=1: PostgreSQL tests must run"
+            );
+            eprintln!("skipping PostgreSQL: TEST_DATABASE_URL is not set (scripts/test sets it)");
+            return None;
+        };
+        sqlx::any::install_default_drivers();
+        let name = format!("ostracon_test_{}", unique());
+        let pool = sqlx::AnyPool::connect(&admin).await.expect("connect to TEST_DATABASE_URL");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&pool).await.unwrap();
+        pool.close().await;
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
+        let url = format!("{base}/{name}");
+        let store = Store::open(&url).await.unwrap();
+        Some(Self { url, store, cleanup: Cleanup::Database { admin, name } })
+    }
+}
+
+macro_rules! battery {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name(super::Backend::sqlite().await).await })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() {
+                if let Some(backend) = super::Backend::postgres().await { super::$name(backend).await }
+            })*
+        }
+    };
+}
+
+battery!(
+    submitted_incident_lists_its_offenders_in_one_transaction,
+    duplicate_incident_is_refused_and_nothing_is_written,
+    failed_transaction_leaves_nothing_behind,
+    retraction_delists_entries_with_no_other_reason,
+    expiry_is_applied_at_the_given_time_and_repeat_offenders_get_longer_ttls,
+    allow_entries_win,
+    operator_deny_entries,
+    state_survives_reopening,
+    log_replay_equals_the_published_list_and_proofs_verify,
+    snapshots_are_signed_consistent_and_in_every_format,
+    change_feed_pages_and_prunes_behind_a_horizon,
+    tokens_are_stored_hashed_and_revocable,
+    incidents_filter_and_page,
+);
+
+const NODE: &str = "incidents.ops.example";
+
+fn ts(secs: i64) -> Timestamp {
+    Timestamp::from_unix(1_800_000_000 + secs).unwrap()
+}
+
+fn key() -> NodeKey {
+    NodeKey::from_seed(&[9; 32])
+}
+
+fn config() -> LedgerConfig {
+    LedgerConfig {
+        origin: "ops.example/ostracon".to_owned(),
+        key_name: "ops.example".to_owned(),
+        policy: ListingPolicy::default(),
+    }
+}
+
+async fn ledger(backend: &Backend) -> Ledger {
+    Ledger::open(backend.store.clone(), key(), config()).await.unwrap()
+}
+
+fn offender(text: &str) -> Offender {
+    Offender::parse(text).unwrap()
+}
+
+fn incident(n: u128, offenders: &[&str], at: Timestamp) -> Incident {
+    Incident {
+        id: IncidentId::new(ostracon_protocol::ids::Domain::parse(NODE).unwrap(), uuid::Uuid::from_u128(n)),
+        reporter: BareJid::parse(NODE).unwrap(),
+        status: Status::New,
+        category: Category::MucAbuse,
+        severity: Severity::Medium,
+        offenders: offenders.iter().map(|o| offender(o)).collect(),
+        start: at,
+        end: None,
+        reported: at,
+        description: format!("incident {n}"),
+        evidence: vec![],
+        action: Some(Action::BlockHost),
+        expires: None,
+        related: None,
+        history: vec![],
+    }
+}
+
+async fn submitted_incident_lists_its_offenders_in_one_transaction(backend: Backend) {
+    let ledger = ledger(&backend).await;
+    let applied = ledger
+        .submit_local(
+            &incident(1, &["192.0.2.1", "198.51.100.0/24", "bot@bad.example", "bad.example"], ts(0)),
+            true,
+            ts(0),
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied.listed.len(), 4);
+    // One leaf for the incident, one per listed offender.
+    assert_eq!(applied.leaves, vec![0, 1, 2, 3, 4]);
+    assert_eq!(backend.store.leaf_count().await.unwrap(), 5);
+    assert_eq!(ledger.log_size(), 5);
+
+    let hits = ledger.with_index(|index| index.lookup_ip("198.51.100.7".parse().unwrap()));
+    assert_eq!(hits.len(), 1);
+    let hits = ledger.with_index(|index| index.lookup_jid(&BareJid::parse("other@bad.example").unwrap()));
+    assert_eq!(hits.len(), 1, "a domain entry covers its JIDs");
+
+    let entry = backend.store.entry(&offender("192.0.2.1")).await.unwrap().unwrap();
+    assert!(entry.active);
+    assert_eq!(entry.action, ListAction::Block);
+    assert_eq!(entry.expires_at, Some(ts(86_400)));
+    let reasons = backend.store.entry_reasons(entry.id).await.unwrap();
+    assert_eq!(reasons.len(), 1);
+    assert_eq!(reasons[0].incident_id.to_string(), incident(1, &[], ts(0)).id.to_string());
+
+    let changes = backend.store.changes_since(0, None, 100).await.unwrap();
+    assert_eq!(changes.len(), 4);
+    assert!(changes.iter().all(|c| c.op == ChangeOp::Add));
+    let ip_changes = backend.store.changes_since(0, Some(ListKind::Ip), 100).await.unwrap();
+    assert_eq!(ip_changes.len(), 2);
+
+    let record = backend.store.incident(&incident(1, &[], ts(0)).id).await.unwrap().unwrap();
+    assert_eq!(record.decision, Decision::Accepted);
+    assert!(record.share);
+    assert_eq!(record.log_index, 0);
+
+    // A second incident about the same IP adds a reason without duplicating the entry.
+    ledger.submit_local(&incident(2, &["192.0.2.1"], ts(10)), false, ts(10)).await.unwrap();
+    let entry = backend.store.entry(&offender("192.0.2.1")).await.unwrap().unwrap();
+    assert_eq!(backend.store.entry_reasons(entry.id).await.unwrap().len(), 2);
+    assert_eq!(ledger.with_index(|index| index.len()), 4);
+}
+
+async fn duplicate_incident_is_refused_and_nothing_is_written(backend: Backend) {
+    let ledger = ledger(&backend).await;
+    ledger.submit_local(&incident(1, &["192.0.2.1"], ts(0)), false, ts(0)).await.unwrap();
+    let before = backend.store.leaf_count().await.unwrap();
+    let error = ledger.submit_local(&incident(1, &["192.0.2.2"], ts(5)), false, ts(5)).await.unwrap_err();
+    assert!(matches!(error, StoreError::Conflict { .. }), "{error:?}");
+    assert_eq!(backend.store.leaf_count().await.unwrap(), before);
+    assert!(backend.store.entry(&offender("192.0.2.2")).await.unwrap().is_none());
+}
+
+async fn failed_transaction_leaves_nothing_behind(backend: Backend) {
+    let ledger = ledger(&backend).await;
+    // Occupy the leaf index the next write will take, so its transaction fails half-way
+    // (after the incident and entry rows were written inside it).
+    sqlx::query("INSERT INTO audit_log (idx, leaf, leaf_hash, at) VALUES (2, $1, $2, 0)")
+        .bind(b"x".to_vec())
+        .bind(leaf_hash(b"x").to_vec())
+        .execute(backend.store.pool())
+        .await
+        .unwrap();
+    let error = ledger.submit_local(&incident(7, &["192.0.2.1", "192.0.2.2"], ts(0)), false, ts(0)).await.unwrap_err();
+    assert!(matches!(error, StoreError::Conflict { .. } | StoreError::Unavailable(_)), "{error:?}");
+    assert!(backend.store.incident(&incident(7, &[], ts(0)).id).await.unwrap().is_none());
+    assert!(backend.store.entry(&offender("192.0.2.1")).await.unwrap().is_none());
+    assert!(backend.store.changes_since(0, None, 10).await.unwrap().is_empty());
+    assert_eq!(ledger.log_size(), 0, "memory must not move when the commit fails");
+    assert_eq!(ledger.with_index(|index| index.len()), 0);
+}
+
+async fn retraction_delists_entries_with_no_other_reason(backend: Backend) {
+    let ledger = ledger(&backend).await;
+    ledger.submit_local(&incident(1, &["192.0.2.1", "192.0.2.2"], ts(0)), false, ts(0)).await.unwrap();
+    ledger.submit_local(&incident(2, &["192.0.2.2"], ts(1)), false, ts(1)).await.unwrap();
+    let id = incident(1, &[], ts(0)).id;
+    let applied = ledger.retract(&id, ts(2)).await.unwrap();
+    assert_eq!(applied.delisted, vec![offender("192.0.2.1")]);
+    assert!(!backend.store.entry(&offender("192.0.2.1")).await.unwrap().unwrap().active);
+    assert!(backend.store.entry(&offender("192.0.2.2")).await.unwrap().unwrap().active, "still reported by incident 2");
+    assert_eq!(backend.store.incident(&id).await.unwrap().unwrap().incident.status, Status::Retracted);
+    assert!(matches!(ledger.retract(&id, ts(3)).await, Err(StoreError::Rejected(_))));
+    let missing = IncidentId::parse("incidents.ops.example:00000000-0000-0000-0000-000000000099").unwrap();
+    assert!(matches!(ledger.retract(&missing, ts(3)).await, Err(StoreError::NotFound { .. })));
+    assert!(ledger.with_index(|index| index.lookup_ip("192.0.2.1".parse().unwrap())).is_empty());
+}
+
+async fn expiry_is_applied_at_the_given_time_and_repeat_offenders_get_longer_ttls(backend: Backend) {
+    let ledger = ledger(&backend).await;
+    ledger.submit_local(&incident(1, &["192.0.2.1"], ts(0)), false, ts(0)).await.unwrap();
+    assert_eq!(ledger.expire(ts(86_399)).await.unwrap(), 0);
+    assert_eq!(ledger.expire(ts(86_400)).await.unwrap(), 1);
+    let entry = backend.store.entry(&offender("192.0.2.1")).await.unwrap().unwrap();
+    assert!(!entry.active);
+    assert!(ledger.with_index(|index| index.is_empty()));
+    let removed = backend.store.changes_since(0, None, 10).await.unwrap();
+    assert_eq!(removed.last().unwrap().op, ChangeOp::Remove);
+
+    // Listed again: the second listing lasts twice as long.
+    ledger.submit_local(&incident(2, &["192.0.2.1"], ts(100_000)), false, ts(100_000)).await.unwrap();
+    let entry = backend.store.entry(&offender("192.0.2.1")).await.unwrap().unwrap();
+    assert_eq!(entry.listings, 2);
+    assert_eq!(entry.expires_at, Some(ts(100_000 + 2 * 86_400)));
+    assert_eq!(entry.first_seen, ts(0));
+    assert_eq!(backend.store.entry_reasons(entry.id).await.unwrap().len(), 1, "reasons restart on relisting");
+}
+
+async fn allow_entries_win(backend: Backend) {
+    let ledger = ledger(&backend).await;
+    ledger.submit_local(&incident(1, &["192.0.2.1"], ts(0)), false, ts(0)).await.unwrap();
+    let applied = ledger.allow(&offender("192.0.2.1"), "our own monitoring host", ts(1)).await.unwrap();
+    assert_eq!(applied.delisted, vec![offender("192.0.2.1")]);
+    assert!(matches!(ledger.allow(&offender("192.0.2.1"), "again", ts(2)).await, Err(StoreError::Conflict { .. })));
+    let applied = ledger.submit_local(&incident(2, &["192.0.2.1", "192.0.2.9"], ts(3)), false, ts(3)).await.unwrap();
+    assert_eq!(applied.refused.len(), 1);
+    assert_eq!(applied.listed, vec![offender("192.0.2.9")]);
+    assert!(ledger.deny(&offender("192.0.2.1"), ListAction::Block, None, ts(4)).await.is_err());
+    assert_eq!(backend.store.allow_entries().await.unwrap().len(), 1);
+    ledger.disallow(&offender("192.0.2.1"), ts(5)).await.unwrap();
+    assert!(!ledger.is_allowed(&offender("192.0.2.1")));
+    assert!(backend.store.allow_entries().await.unwrap().is_empty());
+}
+
+async fn operator_deny_entries(backend: Backend) {
+    let ledger = ledger(&backend).await;
+    ledger.deny(&offender("spam.example"), ListAction::Quarantine, None, ts(0)).await.unwrap();
+    let entry = backend.store.entry(&offender("spam.example")).await.unwrap().unwrap();
+    assert_eq!(entry.action, ListAction::Quarantine);
+    assert_eq!(entry.expires_at, None, "operator entries may be permanent");
+    assert_eq!(ledger.expire(ts(10_000_000)).await.unwrap(), 0);
+    assert!(ledger.deny(&offender("x.example"), ListAction::Block, Some(ts(0)), ts(1)).await.is_err());
+    ledger.undeny(&offender("spam.example"), ts(2)).await.unwrap();
+    assert!(matches!(ledger.undeny(&offender("spam.example"), ts(3)).await, Err(StoreError::NotFound { .. })));
+}
+
+async fn state_survives_reopening(backend: Backend) {
+    let (root, size) = {
+        let ledger = ledger(&backend).await;
+        ledger.submit_local(&incident(1, &["192.0.2.1", "bot@bad.example"], ts(0)), false, ts(0)).await.unwrap();
+        ledger.allow(&offender("192.0.2.50"), "ours", ts(1)).await.unwrap();
+        let checkpoint = ledger.checkpoint().unwrap();
+        (checkpoint.checkpoint().root, checkpoint.checkpoint().size)
+    };
+    let store = Store::open(&backend.url).await.unwrap();
+    let reopened = Ledger::open(store, key(), config()).await.unwrap();
+    let checkpoint = reopened.checkpoint().unwrap();
+    assert_eq!((checkpoint.checkpoint().root, checkpoint.checkpoint().size), (root, size));
+    assert_eq!(reopened.with_index(|index| index.len()), 2);
+    assert!(reopened.is_allowed(&offender("192.0.2.50")));
+}
+
+async fn log_replay_equals_the_published_list_and_proofs_verify(backend: Backend) {
+    let ledger = ledger(&backend).await;
+    ledger
+        .submit_local(&incident(1, &["192.0.2.1", "192.0.2.2", "bot@bad.example"], ts(0)), false, ts(0))
+        .await
+        .unwrap();
+    let old = ledger.checkpoint().unwrap();
+    ledger.submit_local(&incident(2, &["192.0.2.3"], ts(10)), false, ts(10)).await.unwrap();
+    ledger.retract(&incident(1, &[], ts(0)).id, ts(20)).await.unwrap();
+    ledger.deny(&offender("spam.example"), ListAction::Block, None, ts(30)).await.unwrap();
+    ledger.expire(ts(10 + 86_400)).await.unwrap();
+
+    let size = ledger.log_size();
+    let leaves = backend.store.leaves(0, size).await.unwrap();
+    let state = ListState::replay(leaves.iter().map(|(_, bytes, _)| bytes.as_slice())).unwrap();
+    let active: std::collections::BTreeSet<Offender> =
+        backend.store.active_entries().await.unwrap().into_iter().map(|e| e.offender).collect();
+    let replayed: std::collections::BTreeSet<Offender> = state.entries().keys().cloned().collect();
+    assert_eq!(replayed, active);
+    assert_eq!(active, [offender("spam.example")].into_iter().collect());
+
+    let tree = MerkleTree::from_leaf_hashes(leaves.iter().map(|(_, bytes, _)| leaf_hash(bytes)));
+    let new = ledger.checkpoint().unwrap();
+    assert_eq!(tree.root(), new.checkpoint().root);
+    new.verify_signature("ops.example", key().public().verifying_key()).unwrap();
+    for index in [0, size / 2, size - 1] {
+        let proof = ledger.inclusion_proof(index, size).unwrap();
+        verify_inclusion(&leaf_hash(&leaves[index as usize].1), index, size, &proof, &new.checkpoint().root).unwrap();
+    }
+    let proof = ledger.consistency_proof(old.checkpoint().size, size).unwrap();
+    verify_consistency(old.checkpoint().size, size, &old.checkpoint().root, &new.checkpoint().root, &proof).unwrap();
+}
+
+async fn snapshots_are_signed_consistent_and_in_every_format(backend: Backend) {
+    let ledger = ledger(&backend).await;
+    ledger
+        .submit_local(&incident(1, &["192.0.2.1", "2001:db8::/48", "bot@bad.example"], ts(0)), false, ts(0))
+        .await
+        .unwrap();
+    for format in Format::ALL {
+        let snapshot = ledger.build_snapshot(ListKind::Ip, format, ts(5)).await.unwrap();
+        assert!(key().public().verify(&snapshot.body, &snapshot.signature), "{format:?}");
+        assert_eq!(snapshot.entries, 2);
+        assert_eq!(snapshot.checkpoint.checkpoint().size, ledger.log_size());
+        let mut decoder = flate2::read::GzDecoder::new(snapshot.gzip.as_slice());
+        let mut unzipped = Vec::new();
+        std::io::Read::read_to_end(&mut decoder, &mut unzipped).unwrap();
+        assert_eq!(unzipped, snapshot.body);
+        let text = String::from_utf8(snapshot.body.clone()).unwrap();
+        assert!(
+            text.contains("192.0.2.1") && text.contains("2001:db8::/48") && !text.contains("bot@bad.example"),
+            "{text}"
+        );
+        if format == Format::Txt {
+            assert_eq!(text, "2001:db8::/48\n192.0.2.1\n");
+        }
+        if format == Format::Json {
+            let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(json["items"].as_array().unwrap().len(), 2);
+            assert_eq!(json["checkpoint"]["size"], ledger.log_size());
+        }
+    }
+    let jids = ledger.build_snapshot(ListKind::Jid, Format::Txt, ts(5)).await.unwrap();
+    assert_eq!(String::from_utf8(jids.body).unwrap(), "bot@bad.example\n");
+}
+
+async fn change_feed_pages_and_prunes_behind_a_horizon(backend: Backend) {
+    let ledger = ledger(&backend).await;
+    for n in 0..5u8 {
+        ledger
+            .submit_local(
+                &incident(u128::from(n) + 1, &[&format!("192.0.2.{n}")], ts(i64::from(n))),
+                false,
+                ts(i64::from(n)),
+            )
+            .await
+            .unwrap();
+    }
+    let first = backend.store.changes_since(0, None, 2).await.unwrap();
+    assert_eq!(first.len(), 2);
+    let rest = backend.store.changes_since(first[1].seq, None, 100).await.unwrap();
+    assert_eq!(rest.len(), 3);
+    assert!(rest[0].seq > first[1].seq);
+    let last = backend.store.last_change_seq().await.unwrap();
+    assert_eq!(last, rest[2].seq);
+    // Everything is older than a week later.
+    let pruned = ledger.prune_changes(ts(8 * 86_400)).await.unwrap();
+    assert_eq!(pruned, 5);
+    assert_eq!(backend.store.pruned_through().await.unwrap(), last);
+    assert_eq!(backend.store.last_change_seq().await.unwrap(), last, "the cursor does not go backwards");
+}
+
+async fn tokens_are_stored_hashed_and_revocable(backend: Backend) {
+    let hash = [7u8; 32];
+    let token = backend.store.create_token("ci", Scope::Submit, &hash, ts(0)).await.unwrap();
+    assert_eq!(token.scope, Scope::Submit);
+    let (found, stored) = backend.store.token_by_hash(&hash).await.unwrap().unwrap();
+    assert_eq!(found.name, "ci");
+    assert_eq!(stored, hash.to_vec());
+    assert!(matches!(
+        backend.store.create_token("ci", Scope::Admin, &[8; 32], ts(1)).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert!(backend.store.revoke_token("ci", ts(2)).await.unwrap());
+    assert!(backend.store.token_by_hash(&hash).await.unwrap().is_none());
+    assert!(!backend.store.revoke_token("ci", ts(3)).await.unwrap());
+    assert_eq!(backend.store.tokens().await.unwrap().len(), 1);
+}
+
+async fn incidents_filter_and_page(backend: Backend) {
+    let ledger = ledger(&backend).await;
+    for n in 1..=5u128 {
+        let mut item = incident(n, &["192.0.2.1"], ts(n as i64));
+        if n % 2 == 0 {
+            item.category = Category::Spam;
+        }
+        ledger.submit_local(&item, false, ts(n as i64)).await.unwrap();
+    }
+    let all = backend.store.incidents(&IncidentFilter { limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(all.len(), 5);
+    assert!(all.windows(2).all(|w| w[0].seq > w[1].seq), "newest first");
+    let spam = backend
+        .store
+        .incidents(&IncidentFilter { category: Some("spam".into()), limit: 10, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(spam.len(), 2);
+    let page = backend.store.incidents(&IncidentFilter { limit: 2, ..Default::default() }).await.unwrap();
+    let next = backend
+        .store
+        .incidents(&IncidentFilter { limit: 2, before: Some(page[1].seq), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(next.len(), 2);
+    assert!(next[0].seq < page[1].seq);
+}
