@@ -85,6 +85,10 @@ impl Domain {
                 return Err(invalid("character not allowed in a domain"));
             }
         }
+        // RFC 3696 §2: a top-level label is never all digits, so `192.0.2.300` is a bad IP, not a domain.
+        if name.rsplit('.').next().is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit())) {
+            return Err(invalid("top-level label is all digits"));
+        }
         Ok(Self(name.to_owned()))
     }
 
@@ -398,8 +402,9 @@ impl Offender {
         {
             return Cidr::parse(text).map(Self::Cidr);
         }
-        if text.contains('@') {
-            return BareJid::parse(text).map(Self::Jid);
+        if text.contains('@') || text.contains('/') {
+            // An '@' may sit in a resource; a JID without a localpart names the server.
+            return BareJid::parse(text).map(Self::from_jid);
         }
         Domain::parse(text).map(Self::Domain)
     }
@@ -487,7 +492,18 @@ mod tests {
 
     #[test]
     fn invalid_domains_are_refused() {
-        for input in ["", ".", "a..b", "-a.example", "a-.example", "exa$mple.org", &"a".repeat(64), &"a.".repeat(130)] {
+        for input in [
+            "",
+            ".",
+            "a..b",
+            "-a.example",
+            "a-.example",
+            "exa$mple.org",
+            "192.0.2.300",
+            "localhost.1",
+            &"a".repeat(64),
+            &"a.".repeat(130),
+        ] {
             assert!(Domain::parse(input).is_err(), "{input}");
         }
     }
@@ -533,6 +549,8 @@ mod tests {
         assert_eq!(Offender::parse("bot@bad.example/res").unwrap().kind(), "jid");
         assert_eq!(Offender::parse("bad.example").unwrap().kind(), "domain");
         assert!(Offender::parse("192.0.2.0/40").is_err());
+        // Found by the `identifiers` fuzz target: the '@' is in the resource.
+        assert_eq!(Offender::parse("F/x@y").unwrap(), Offender::Domain(Domain::parse("f").unwrap()));
         let json = serde_json::to_string(&Offender::parse("2001:db8::1").unwrap()).unwrap();
         assert_eq!(json, r#"{"kind":"ip","value":"2001:db8::1"}"#);
         assert!(serde_json::from_str::<Offender>(r#"{"kind":"ip","value":"::ffff:192.0.2.1"}"#).is_err());

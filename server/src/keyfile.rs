@@ -24,6 +24,19 @@ pub struct LoadedKey {
     pub valid_from: Timestamp,
 }
 
+/// Writes a file only its owner can read (0600), refusing to overwrite an existing one.
+pub fn write_private(path: &Path, contents: &str) -> Result<(), ServerError> {
+    let io = |source| ServerError::Io { path: path.to_path_buf(), source };
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        fs::create_dir_all(parent).map_err(io)?;
+    }
+    let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io)?;
+    file.write_all(contents.as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)
+}
+
 /// Loads the key, or creates the directory (0700) and a new key (0600) if there is none.
 pub fn load_or_create(data_dir: &Path, now: Timestamp) -> Result<LoadedKey, ServerError> {
     let io = |path: &Path| {

@@ -1,19 +1,35 @@
-//! The Ostracon daemon: configuration, the node's signing key, and the wiring that runs the
-//! HTTP service (and, as the node grows, the XMPP component, outbox and reputation engine).
+//! The Ostracon daemon: configuration, the node's signing key and admin token, the
+//! maintenance loop (expiry, change-feed pruning), the HTTP service, and the command-line
+//! verbs (`init`, `verify`, and the operator verbs that call a running node's API).
 //!
-//! `main.rs` only parses the command line; everything runnable lives here so tests can start a
-//! node in process on a port of their choosing.
+//! `main.rs` only parses the command line; everything runnable lives here so tests can start
+//! a node in process on a port of their choosing.
 
+pub mod client;
+pub mod config;
+pub mod init;
 pub mod keyfile;
+pub mod verify;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
+use ostracon_protocol::ids::{BareJid, Domain};
 use ostracon_protocol::keys::PublishedKey;
 use ostracon_protocol::time::Timestamp;
-use ostracon_web::{AppState, NodeInfo};
+use ostracon_store::clock::Environment;
+use ostracon_store::ledger::{Ledger, LedgerConfig};
+use ostracon_store::model::Scope;
+use ostracon_store::traits::TokenStore as _;
+use ostracon_store::{Store, StoreError};
+use ostracon_web::auth::{hash_token, token_from_bytes};
+use ostracon_web::{AppState, NodeInfo, WebConfig};
 use tokio::net::TcpListener;
+
+use crate::config::{ADMIN_TOKEN_FILE, Config, Finding, Severity};
 
 /// Errors from the daemon's own code (configuration, key files, sockets).
 #[derive(Debug, thiserror::Error)]
@@ -25,50 +41,140 @@ pub enum ServerError {
     /// A key file exists but does not hold a key.
     #[error("{path}: {reason}")]
     BadKeyFile { path: PathBuf, reason: &'static str },
+    /// The configuration does not parse.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The configuration parses but is refused.
+    #[error("configuration refused:\n{}", .0.iter().map(|f| format!("  {f}")).collect::<Vec<_>>().join("\n"))]
+    Refused(Vec<Finding>),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// The HTTP listener failed.
     #[error("HTTP server: {0}")]
     Http(std::io::Error),
+    /// A request to a node failed (CLI verbs).
+    #[error("{0}")]
+    Client(String),
+    /// `ostracon verify` found a problem.
+    #[error("verification failed: {0}")]
+    Verify(String),
 }
 
-/// What `serve` needs, resolved from flags and defaults.
-#[derive(Clone, Debug)]
-pub struct ServeOptions {
-    /// Where the node keeps its key (and, later, its database).
-    pub data_dir: PathBuf,
-    /// The operator's XMPP domain.
-    pub domain: String,
-    /// HTTP listen address.
-    pub http: SocketAddr,
-}
+/// The real clock and the OS's randomness.
+#[derive(Debug, Default)]
+pub struct SystemEnvironment;
 
-impl Default for ServeOptions {
-    fn default() -> Self {
-        Self {
-            data_dir: PathBuf::from("ostracon-data"),
-            domain: "localhost".to_owned(),
-            http: SocketAddr::from(([127, 0, 0, 1], 8080)),
-        }
+impl Environment for SystemEnvironment {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_datetime(chrono::Utc::now())
+    }
+
+    fn uuid(&self) -> uuid::Uuid {
+        uuid::Uuid::new_v4()
+    }
+
+    fn random_bytes(&self) -> [u8; 32] {
+        rand::random()
     }
 }
 
-/// Runs the node until `shutdown` resolves. `now` is when the node's key becomes valid if it
-/// is created now.
+/// How often expiry and pruning run.
+pub const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Makes sure an admin token exists: the one in `OSTRACON_ADMIN_TOKEN` if set, else a new one
+/// written to `DATA_DIR/admin.token` (mode 0600) when the node has no token at all.
+pub async fn ensure_admin_token(
+    store: &Store,
+    config: &Config,
+    fixed: Option<&str>,
+    env: &dyn Environment,
+) -> Result<Option<PathBuf>, ServerError> {
+    if let Some(token) = fixed {
+        if token.len() < 16 {
+            return Err(ServerError::Config("OSTRACON_ADMIN_TOKEN must be at least 16 characters".to_owned()));
+        }
+        store.put_token("admin", Scope::Admin, &hash_token(token), env.now()).await?;
+        return Ok(None);
+    }
+    if !store.tokens().await?.is_empty() {
+        return Ok(None);
+    }
+    let token = token_from_bytes(&env.random_bytes());
+    let path = config.node.data_dir.join(ADMIN_TOKEN_FILE);
+    keyfile::write_private(&path, &format!("{token}\n"))?;
+    store.put_token("admin", Scope::Admin, &hash_token(&token), env.now()).await?;
+    Ok(Some(path))
+}
+
+/// Runs the node on `listener` until `shutdown` resolves.
 pub async fn serve(
-    options: ServeOptions,
-    now: Timestamp,
+    config: Config,
+    env: Arc<dyn Environment>,
+    admin_token: Option<String>,
+    listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let key = keyfile::load_or_create(&options.data_dir, now)?;
-    let node = NodeInfo {
-        domain: options.domain.clone(),
-        component: None,
-        keys: vec![PublishedKey::new(key.key.public(), key.valid_from)],
-    };
-    let listener = TcpListener::bind(options.http).await.map_err(ServerError::Http)?;
+    let errors: Vec<Finding> = config.check(None).into_iter().filter(|f| f.severity == Severity::Error).collect();
+    if !errors.is_empty() {
+        return Err(ServerError::Refused(errors));
+    }
+    let domain = Domain::parse(&config.node.domain).map_err(|e| ServerError::Config(e.to_string()))?;
+    let component = config
+        .xmpp
+        .as_ref()
+        .map(|x| BareJid::parse(&x.component))
+        .transpose()
+        .map_err(|e| ServerError::Config(e.to_string()))?;
+    let key = keyfile::load_or_create(&config.node.data_dir, env.now())?;
+    let store = Store::open(&config.database_url()).await?;
+    if let Some(path) = ensure_admin_token(&store, &config, admin_token.as_deref(), env.as_ref()).await? {
+        tracing::info!(path = %path.display(), "created an admin token (the file holds it; it is not logged)");
+    }
+    let ledger = Arc::new(
+        Ledger::open(
+            store.clone(),
+            key.key.clone(),
+            LedgerConfig {
+                origin: format!("{domain}/ostracon"),
+                key_name: domain.to_string(),
+                policy: config.lists.policy(),
+            },
+        )
+        .await?,
+    );
+    let node = NodeInfo { domain, component, keys: vec![PublishedKey::new(key.key.public(), key.valid_from)] };
+    let web = WebConfig { rate_per_second: config.http.rate_per_second, rate_burst: config.http.rate_burst };
+    let state = AppState::new(Arc::clone(&ledger), Arc::clone(&env), node, &web);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let maintenance = tokio::spawn(maintain(Arc::clone(&ledger), Arc::clone(&env), stop_rx));
     let address = listener.local_addr().map_err(ServerError::Http)?;
-    tracing::info!(%address, key_id = %key.key.key_id(), "listening for HTTP");
-    axum::serve(listener, ostracon_web::router(AppState::new(node)))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(ServerError::Http)
+    tracing::info!(%address, key_id = %key.key.key_id(), log_size = ledger.log_size(), "listening for HTTP");
+    let app = ostracon_web::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await.map_err(ServerError::Http);
+    let _ = stop_tx.send(true);
+    let _ = maintenance.await;
+    store.close().await;
+    tracing::info!("stopped");
+    result
+}
+
+/// Applies expiry and prunes the change feed on a timer until told to stop.
+async fn maintain(ledger: Arc<Ledger>, env: Arc<dyn Environment>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let now = env.now();
+        match ledger.expire(now).await {
+            Ok(0) => {}
+            Ok(expired) => tracing::info!(expired, "entries expired"),
+            Err(error) => tracing::warn!(%error, "expiry failed; will retry"),
+        }
+        if let Err(error) = ledger.prune_changes(now).await {
+            tracing::warn!(%error, "pruning the change feed failed; will retry");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(MAINTENANCE_INTERVAL) => {}
+            _ = stop.changed() => return,
+        }
+    }
 }

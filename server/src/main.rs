@@ -1,12 +1,20 @@
-//! The `ostracon` command line. Parses arguments and hands over to the library.
+//! The `ostracon` command line. Parses arguments and hands over to the library; the wall
+//! clock and the OS's randomness enter here, through `SystemEnvironment`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
 
-use anyhow::Context as _;
-use clap::{Parser, Subcommand};
-use ostracon::{ServeOptions, serve};
-use ostracon_protocol::time::Timestamp;
+use clap::{Args, Parser, Subcommand};
+use ostracon::client::{ApiClient, encode};
+use ostracon::config::{ADMIN_TOKEN_FILE, Config, Severity};
+use ostracon::init::{InitOptions, init};
+use ostracon::verify::{VerifyOptions, verify};
+use ostracon::{ServerError, SystemEnvironment, serve};
+use ostracon_store::model::ListKind;
+use reqwest::Method;
+use serde_json::{Value, json};
 
 /// Ostracon: signed incident reports, server reputation and verifiable blocklists for XMPP.
 #[derive(Parser)]
@@ -18,36 +26,392 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the node. With no flags: data under ./ostracon-data, HTTP on 127.0.0.1:8080, XMPP off.
+    /// Create a data directory: configuration, signing key, database and admin token.
+    Init(InitArgs),
+    /// Run the node. With no configuration: data in ./ostracon-data, HTTP on 127.0.0.1:8080, XMPP off.
     Serve {
-        /// Data directory (signing key, database).
-        #[arg(long, env = "OSTRACON_DATA", default_value = "ostracon-data")]
-        data: PathBuf,
-        /// The operator's XMPP domain.
-        #[arg(long, env = "OSTRACON_DOMAIN", default_value = "localhost")]
-        domain: String,
-        /// HTTP listen address.
-        #[arg(long, env = "OSTRACON_HTTP", default_value = "127.0.0.1:8080")]
-        http: SocketAddr,
+        /// Configuration file (also OSTRACON_CONFIG).
+        #[arg(long, env = "OSTRACON_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Configuration commands.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Submit, list, show and retract incidents (calls the node's API).
+    Incident {
+        #[command(subcommand)]
+        command: IncidentCommand,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Allow entries: offenders that are never listed.
+    Allow {
+        #[command(subcommand)]
+        command: EntryCommand,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Deny entries: offenders the operator lists directly.
+    Deny {
+        #[command(subcommand)]
+        command: EntryCommand,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Operator tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Is an IP, CIDR, JID or domain listed, and why?
+    Lookup {
+        /// `ip`, `cidr`, `jid` or `domain`.
+        kind: String,
+        /// The value.
+        value: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Verify a published list end to end: signature, log inclusion, and growth since a saved checkpoint.
+    Verify {
+        /// The node's base URL, e.g. https://ostracon.example.org
+        url: String,
+        /// Saved checkpoint: checked for consistency if present, replaced on success.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// Which list: ip, jid or domain.
+        #[arg(long, default_value = "ip")]
+        kind: String,
+        /// Pinned public key (base64); default: the key the node publishes.
+        #[arg(long)]
+        key: Option<String>,
     },
 }
 
+#[derive(Args)]
+struct InitArgs {
+    /// Data directory to create.
+    #[arg(long)]
+    data: PathBuf,
+    /// The operator's XMPP domain.
+    #[arg(long)]
+    domain: String,
+    /// Component JID (default incidents.DOMAIN).
+    #[arg(long)]
+    component: Option<String>,
+    /// The XMPP server's component port (XEP-0114), e.g. 127.0.0.1:5347.
+    #[arg(long)]
+    xmpp: Option<String>,
+    /// The component secret (stored in DATA/component.secret, mode 0600).
+    #[arg(long)]
+    secret: Option<String>,
+    /// HTTP listen address.
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// Database URL (default: SQLite in the data directory).
+    #[arg(long)]
+    database: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Refuse insecure or inconsistent settings (exit status 1), print warnings.
+    Check {
+        /// Configuration file (also OSTRACON_CONFIG).
+        #[arg(long, env = "OSTRACON_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+/// Where the node's API is and how to authenticate.
+#[derive(Args)]
+struct ApiArgs {
+    /// Node API base URL (default: from the configuration, else http://127.0.0.1:8080).
+    #[arg(long, env = "OSTRACON_URL", global = true)]
+    url: Option<String>,
+    /// Operator token (default: OSTRACON_TOKEN, else DATA_DIR/admin.token).
+    #[arg(long, env = "OSTRACON_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
+    /// Configuration file, to find the URL and the admin token file.
+    #[arg(long, env = "OSTRACON_CONFIG", global = true)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum IncidentCommand {
+    /// Submit an incident.
+    Submit {
+        /// An offender: IP, CIDR, JID or domain (repeatable).
+        #[arg(long = "offender", required = true)]
+        offenders: Vec<String>,
+        /// spam, abuse, flood, dos, registration-abuse, muc-abuse, brute-force or other.
+        #[arg(long)]
+        category: String,
+        /// low, medium or high.
+        #[arg(long, default_value = "medium")]
+        severity: String,
+        /// What happened.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Requested action, e.g. block-host.
+        #[arg(long)]
+        action: Option<String>,
+        /// Listing time in seconds (default: by severity, longer for repeat offenders).
+        #[arg(long)]
+        ttl: Option<i64>,
+        /// Share with buddies.
+        #[arg(long)]
+        share: bool,
+    },
+    /// List incidents, newest first.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        category: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Show one incident.
+    Show { id: String },
+    /// Retract a local incident.
+    Retract { id: String },
+}
+
+#[derive(Subcommand)]
+enum EntryCommand {
+    /// Add an entry.
+    Add {
+        value: String,
+        /// Note (allow entries).
+        #[arg(long, default_value = "")]
+        note: String,
+        /// block, quarantine or observe (deny entries).
+        #[arg(long, default_value = "block")]
+        action: String,
+        /// Seconds until it expires (deny entries; default: never).
+        #[arg(long)]
+        ttl: Option<i64>,
+    },
+    /// Remove an entry.
+    Remove { value: String },
+    /// List entries.
+    List,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token (shown once).
+    Create {
+        name: String,
+        /// submit or admin.
+        #[arg(long, default_value = "submit")]
+        scope: String,
+    },
+    /// List tokens.
+    List,
+    /// Revoke a token.
+    Revoke { name: String },
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config, ServerError> {
+    match path {
+        Some(path) => Config::load(path),
+        None => Ok(Config::default()),
+    }
+}
+
+impl ApiArgs {
+    fn client(&self) -> Result<ApiClient, ServerError> {
+        let config = load_config(self.config.as_deref())?;
+        let url = self.url.clone().unwrap_or_else(|| config.api_url());
+        let token = match &self.token {
+            Some(token) => Some(token.clone()),
+            None => {
+                std::fs::read_to_string(config.node.data_dir.join(ADMIN_TOKEN_FILE)).ok().map(|t| t.trim().to_owned())
+            }
+        };
+        ApiClient::new(&url, token)
+    }
+}
+
+fn print(value: &Value) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
-    match Cli::parse().command {
-        Command::Serve { data, domain, http } => {
-            let now = Timestamp::from_datetime(chrono_now());
-            serve(ServeOptions { data_dir: data, domain, http }, now, shutdown_signal()).await.context("ostracon serve")
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if matches!(cli.command, Command::Serve { .. }) {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+            .init();
+    }
+    match run(cli.command).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
         }
     }
 }
 
-/// The wall clock, read only here at the edge.
-fn chrono_now() -> chrono::DateTime<chrono::Utc> {
-    chrono::Utc::now()
+async fn run(command: Command) -> Result<ExitCode, ServerError> {
+    let env = Arc::new(SystemEnvironment);
+    let admin_token = std::env::var("OSTRACON_ADMIN_TOKEN").ok().filter(|t| !t.is_empty());
+    match command {
+        Command::Init(args) => {
+            let made = init(
+                InitOptions {
+                    data: args.data,
+                    domain: args.domain,
+                    component: args.component,
+                    xmpp: args.xmpp,
+                    secret: args.secret,
+                    http: args.http,
+                    database: args.database,
+                    admin_token: admin_token.clone(),
+                },
+                env.as_ref(),
+            )
+            .await?;
+            println!("wrote {}", made.config_path.display());
+            if admin_token.is_none() {
+                println!(
+                    "admin token (shown once; also in {}):",
+                    made.config.node.data_dir.join(ADMIN_TOKEN_FILE).display()
+                );
+                println!("{}", made.admin_token);
+            }
+            for finding in made.config.check(Some(&made.config_path)) {
+                println!("{finding}");
+            }
+            println!("start the node with: ostracon serve --config {}", made.config_path.display());
+        }
+        Command::Serve { config } => {
+            let loaded = load_config(config.as_deref())?;
+            for finding in loaded.check(config.as_deref()).iter().filter(|f| f.severity == Severity::Warning) {
+                tracing::warn!("{}", finding.message);
+            }
+            let errors: Vec<_> =
+                loaded.check(config.as_deref()).into_iter().filter(|f| f.severity == Severity::Error).collect();
+            if !errors.is_empty() {
+                return Err(ServerError::Refused(errors));
+            }
+            let listener = tokio::net::TcpListener::bind(loaded.http.listen).await.map_err(ServerError::Http)?;
+            serve(loaded, env, admin_token, listener, shutdown_signal()).await?;
+        }
+        Command::Config { command: ConfigCommand::Check { config } } => {
+            let loaded = load_config(config.as_deref())?;
+            let findings = loaded.check(config.as_deref());
+            for finding in &findings {
+                println!("{finding}");
+            }
+            if findings.iter().any(|f| f.severity == Severity::Error) {
+                return Ok(ExitCode::FAILURE);
+            }
+            println!("configuration ok");
+        }
+        Command::Incident { command, api } => {
+            let client = api.client()?;
+            let value = match command {
+                IncidentCommand::Submit { offenders, category, severity, description, action, ttl, share } => {
+                    let mut body = json!({ "offenders": offenders, "category": category, "severity": severity,
+                        "description": description, "share": share });
+                    if let Some(action) = action {
+                        body["action"] = json!(action);
+                    }
+                    if let Some(ttl) = ttl {
+                        body["ttl_seconds"] = json!(ttl);
+                    }
+                    client.json(Method::POST, "/v1/incidents", Some(&body)).await?
+                }
+                IncidentCommand::List { status, category, limit } => {
+                    let mut path = format!("/v1/incidents?limit={limit}");
+                    if let Some(status) = status {
+                        path.push_str(&format!("&status={}", encode(&status)));
+                    }
+                    if let Some(category) = category {
+                        path.push_str(&format!("&category={}", encode(&category)));
+                    }
+                    client.json(Method::GET, &path, None).await?
+                }
+                IncidentCommand::Show { id } => {
+                    client.json(Method::GET, &format!("/v1/incidents/{}", encode(&id)), None).await?
+                }
+                IncidentCommand::Retract { id } => {
+                    client.json(Method::POST, &format!("/v1/incidents/{}/retract", encode(&id)), None).await?
+                }
+            };
+            print(&value);
+        }
+        Command::Allow { command, api } => print(&entries(&api.client()?, "allow", command).await?),
+        Command::Deny { command, api } => print(&entries(&api.client()?, "deny", command).await?),
+        Command::Token { command, api } => {
+            let client = api.client()?;
+            let value = match command {
+                TokenCommand::Create { name, scope } => {
+                    client.json(Method::POST, "/v1/tokens", Some(&json!({ "name": name, "scope": scope }))).await?
+                }
+                TokenCommand::List => client.json(Method::GET, "/v1/tokens", None).await?,
+                TokenCommand::Revoke { name } => {
+                    client.json(Method::DELETE, &format!("/v1/tokens/{}", encode(&name)), None).await?
+                }
+            };
+            print(&value);
+        }
+        Command::Lookup { kind, value, api } => {
+            let client = api.client()?;
+            print(&client.json(Method::GET, &format!("/v1/lookup/{}/{}", encode(&kind), value), None).await?);
+        }
+        Command::Verify { url, checkpoint, kind, key } => {
+            let list = match kind.as_str() {
+                "ip" => ListKind::Ip,
+                "jid" => ListKind::Jid,
+                "domain" => ListKind::Domain,
+                other => return Err(ServerError::Client(format!("--kind {other:?}: use ip, jid or domain"))),
+            };
+            let report = verify(&VerifyOptions { url, list, checkpoint_file: checkpoint.clone(), key }).await?;
+            println!("ok: {} {} entries signed by key {}", report.entries, list, report.key_id);
+            println!(
+                "ok: every entry is in the log at size {} (log now {})",
+                report.snapshot_log_size, report.log_size
+            );
+            match report.grew_from {
+                Some(old) => {
+                    println!("ok: the log only grew since the saved checkpoint ({old} -> {})", report.log_size)
+                }
+                None if checkpoint.is_some() => println!("no saved checkpoint yet; saved this one"),
+                None => {}
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn entries(client: &ApiClient, list: &str, command: EntryCommand) -> Result<Value, ServerError> {
+    match command {
+        EntryCommand::Add { value, note, action, ttl } => {
+            let mut body = json!({ "value": value });
+            if list == "allow" {
+                body["note"] = json!(note);
+            } else {
+                body["action"] = json!(action);
+                if let Some(ttl) = ttl {
+                    body["ttl_seconds"] = json!(ttl);
+                }
+            }
+            client.json(Method::POST, &format!("/v1/{list}"), Some(&body)).await
+        }
+        EntryCommand::Remove { value } => {
+            client.json(Method::DELETE, &format!("/v1/{list}?value={}", encode(&value)), None).await
+        }
+        EntryCommand::List => client.json(Method::GET, &format!("/v1/{list}"), None).await,
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -7,6 +7,12 @@
 //!
 //! Run: `cargo bench -p ostracon-store --bench index`. A plain `main` (no criterion) keeps the
 //! dependency list short; each figure averages at least 200k calls.
+//!
+//! Queries are drawn at random from the listed values before timing and then read in order, so
+//! the figures hold the index's own cache misses and not those of picking a query.
+//! Memory appears twice: the index's capacity-based estimate, and, as a cross-check on Linux,
+//! how much the resident set grew while the index was built (an upper bound: tables left
+//! behind by rehashing may stay with the allocator).
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -17,7 +23,7 @@ use ostracon_protocol::ids::{BareJid, Cidr, Domain, Offender};
 use ostracon_store::index::BlocklistIndex;
 
 /// Calls per timed figure.
-const LOOKUPS: u32 = 400_000;
+const LOOKUPS: usize = 400_000;
 
 /// A small deterministic PRNG (xorshift64*), so every run builds the same lists.
 struct XorShift(u64);
@@ -90,70 +96,95 @@ fn workload(size: usize, rng: &mut XorShift) -> Workload {
     Workload { offenders, listed_v4, listed_jids }
 }
 
-/// Average nanoseconds per call of `call` over `LOOKUPS` calls.
-fn per_call(mut call: impl FnMut()) -> f64 {
+/// Average nanoseconds per call of `call` over each of `queries`.
+fn per_call<Q>(queries: &[Q], mut call: impl FnMut(&Q)) -> f64 {
     let start = Instant::now();
-    for _ in 0..LOOKUPS {
-        call();
+    for query in queries {
+        call(query);
     }
-    nanos(start.elapsed()) / f64::from(LOOKUPS)
+    nanos(start.elapsed()) / queries.len().max(1) as f64
 }
 
 fn nanos(elapsed: Duration) -> f64 {
     elapsed.as_secs_f64() * 1e9
 }
 
+/// `LOOKUPS` values drawn at random from `pool`.
+fn draw<T: Clone>(pool: &[T], rng: &mut XorShift) -> Vec<T> {
+    (0..LOOKUPS).filter_map(|_| pool.get(rng.index(pool.len())).cloned()).collect()
+}
+
+/// The resident set size in bytes, on Linux (`/proc/self/statm` counts 4 KiB pages there).
+fn resident_bytes() -> Option<usize> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: usize = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
 fn main() {
     let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
     println!(
         "| entries | build (ms) | insert (ns/entry) | lookup_ip hit (ns) | lookup_ip miss (ns) | lookup_jid hit (ns) \
-         | hash prefix, 4 digits (ns) | results per prefix | heap (bytes/entry) |"
+         | hash prefix, 4 digits (ns) | results per prefix | heap estimate (bytes/entry) | RSS growth (bytes/entry) |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    // Indexes, workloads and queries all stay allocated to the end, so a later build cannot
+    // reuse memory an earlier size freed and look smaller than it is.
+    let mut keep = Vec::new();
+    let all_prefixes: Vec<String> = (0..=0xffff_u32).map(|prefix| format!("{prefix:04x}")).collect();
     for size in [1_000, 10_000, 100_000, 1_000_000] {
         let work = workload(size, &mut rng);
         if work.listed_v4.is_empty() || work.listed_jids.is_empty() {
             continue;
         }
 
+        let resident_before = resident_bytes();
         let start = Instant::now();
         let mut index = BlocklistIndex::new();
         for (id, offender) in (1_i64..).zip(&work.offenders) {
             index.insert(offender, id);
         }
         let build = start.elapsed();
+        let resident_after = resident_bytes();
         let entries = index.len();
 
-        // Each call picks a random listed value, so large lists are measured with cold caches,
-        // not with a few hot keys.
-        let hit = per_call(|| {
-            let addr = work.listed_v4[rng.index(work.listed_v4.len())];
-            black_box(index.lookup_ip(black_box(IpAddr::V4(addr))));
+        let hits: Vec<IpAddr> = draw(&work.listed_v4, &mut rng).into_iter().map(IpAddr::V4).collect();
+        // Listed addresses and blocks lie in 0.0.0.0/1, so these miss, after probing every length in use.
+        let misses: Vec<IpAddr> =
+            (0..LOOKUPS).map(|_| IpAddr::V4(Ipv4Addr::from_bits(rng.next_u32() | 0x8000_0000))).collect();
+        let jids = draw(&work.listed_jids, &mut rng);
+        let prefixes = draw(&all_prefixes, &mut rng);
+
+        let hit = per_call(&hits, |&ip| {
+            black_box(index.lookup_ip(black_box(ip)));
         });
-        let miss = per_call(|| {
-            let addr = Ipv4Addr::from_bits(rng.next_u32() | 0x8000_0000);
-            black_box(index.lookup_ip(black_box(IpAddr::V4(addr))));
+        let miss = per_call(&misses, |&ip| {
+            black_box(index.lookup_ip(black_box(ip)));
         });
-        let jid = per_call(|| {
-            let jid = &work.listed_jids[rng.index(work.listed_jids.len())];
+        let jid = per_call(&jids, |jid| {
             black_box(index.lookup_jid(black_box(jid)));
         });
-        let prefixes: Vec<String> = (0..=0xffff_u32).map(|prefix| format!("{prefix:04x}")).collect();
         let mut results = 0_usize;
-        let prefix = per_call(|| {
-            let prefix = &prefixes[rng.index(prefixes.len())];
+        let prefix = per_call(&prefixes, |prefix| {
             let found = index.hashes_with_prefix(black_box(prefix)).unwrap_or_default();
             results += found.len();
             black_box(found);
         });
 
+        let per_entry = |bytes: usize| bytes as f64 / entries.max(1) as f64;
         let build_ms = nanos(build) / 1e6;
         let insert_ns = nanos(build) / work.offenders.len() as f64;
-        let results_per_prefix = results as f64 / f64::from(LOOKUPS);
-        let bytes_per_entry = index.approx_heap_bytes() as f64 / entries.max(1) as f64;
+        let results_per_prefix = results as f64 / prefixes.len().max(1) as f64;
+        let estimate = per_entry(index.approx_heap_bytes());
+        let resident = match (resident_before, resident_after) {
+            (Some(before), Some(after)) => format!("{:.1}", per_entry(after.saturating_sub(before))),
+            _ => "n/a".to_owned(),
+        };
         println!(
             "| {entries} | {build_ms:.1} | {insert_ns:.0} | {hit:.0} | {miss:.0} | {jid:.0} | {prefix:.0} \
-             | {results_per_prefix:.2} | {bytes_per_entry:.1} |"
+             | {results_per_prefix:.2} | {estimate:.1} | {resident} |"
         );
+        keep.push((index, work, hits, misses, jids, prefixes));
     }
+    black_box(keep);
 }

@@ -51,6 +51,8 @@ struct Memory {
     index: BlocklistIndex,
     tree: MerkleTree,
     allow: BTreeSet<Offender>,
+    /// Bumped by every commit that changed a published list (snapshot caches key on it).
+    list_version: u64,
 }
 
 /// The outcome of a write, for the caller's response.
@@ -82,6 +84,7 @@ struct Batch {
     ops: Vec<MemoryOp>,
     applied: Applied,
     now: Timestamp,
+    list_changed: bool,
 }
 
 /// A new listing contribution.
@@ -133,6 +136,7 @@ impl Batch {
         .bind(log_index as i64)
         .execute(&mut *self.tx)
         .await?;
+        self.list_changed = true;
         Ok(())
     }
 
@@ -305,7 +309,7 @@ impl Ledger {
             key,
             config,
             writer: tokio::sync::Mutex::new(()),
-            memory: RwLock::new(Memory { index, tree, allow }),
+            memory: RwLock::new(Memory { index, tree, allow, list_version: 0 }),
             checkpoint: Mutex::new(None),
         })
     }
@@ -334,15 +338,26 @@ impl Ledger {
     async fn begin(&self, now: Timestamp) -> Result<Batch> {
         let tx = self.store.pool().begin().await?;
         let next_leaf = self.read_memory().tree.len();
-        Ok(Batch { tx, next_leaf, leaves: Vec::new(), ops: Vec::new(), applied: Applied::default(), now })
+        Ok(Batch {
+            tx,
+            next_leaf,
+            leaves: Vec::new(),
+            ops: Vec::new(),
+            applied: Applied::default(),
+            now,
+            list_changed: false,
+        })
     }
 
     async fn commit(&self, batch: Batch) -> Result<Applied> {
-        let Batch { tx, leaves, ops, applied, .. } = batch;
+        let Batch { tx, leaves, ops, applied, list_changed, .. } = batch;
         tx.commit().await?;
         let mut memory = self.memory.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         for hash in leaves {
             memory.tree.push(hash);
+        }
+        if list_changed {
+            memory.list_version += 1;
         }
         for op in ops {
             match op {
@@ -603,6 +618,11 @@ impl Ledger {
     /// Runs `f` on the lookup index (read lock held only for the call).
     pub fn with_index<T>(&self, f: impl FnOnce(&BlocklistIndex) -> T) -> T {
         f(&self.read_memory().index)
+    }
+
+    /// A number that changes whenever a published list changes.
+    pub fn list_version(&self) -> u64 {
+        self.read_memory().list_version
     }
 
     /// Current number of audit leaves.

@@ -1,5 +1,6 @@
 //! Ostracon's persistence and node state.
 //!
+//! - [`clock`]: time and randomness as parameters ([`clock::Environment`]);
 //! - [`db`]: the one store ([`Store`]) over SQLite (embedded default, a WAL file) or PostgreSQL,
 //!   chosen by URL, with a migration folder per dialect;
 //! - [`model`]: the records the store keeps;
@@ -13,6 +14,7 @@
 //! **Architecture invariant:** writes that belong together share one transaction, and the
 //! in-memory index and Merkle tree change only after that transaction commits.
 
+pub mod clock;
 pub mod db;
 pub mod index;
 pub mod ledger;

@@ -183,6 +183,12 @@ impl BlocklistStore for Store {
             .collect()
     }
 
+    async fn operator_entries(&self) -> Result<Vec<EntryRecord>> {
+        let sql = format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE active = 1 AND source = 'operator' ORDER BY id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(self.pool()).await?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
     async fn active_entries(&self) -> Result<Vec<EntryRecord>> {
         let sql = format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE active = 1 ORDER BY id");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(self.pool()).await?;
@@ -322,6 +328,22 @@ impl TokenStore for Store {
             StoreError::Conflict { .. } => StoreError::Conflict { what: format!("token {name:?}") },
             other => other,
         })?;
+        token_from_row(&row)
+    }
+
+    async fn put_token(&self, name: &str, scope: Scope, hash: &[u8; 32], now: Timestamp) -> Result<TokenRecord> {
+        let row = sqlx::query(
+            "INSERT INTO tokens (name, scope, hash, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name) DO UPDATE SET scope = excluded.scope, hash = excluded.hash, \
+             created_at = excluded.created_at, revoked_at = NULL \
+             RETURNING id, name, scope, created_at, revoked_at",
+        )
+        .bind(name)
+        .bind(scope.as_str())
+        .bind(hash.to_vec())
+        .bind(now.unix())
+        .fetch_one(self.pool())
+        .await?;
         token_from_row(&row)
     }
 

@@ -47,6 +47,8 @@ pub trait BlocklistStore {
     fn entry(&self, offender: &Offender) -> impl Future<Output = Result<Option<EntryRecord>>> + Send;
     /// The incidents behind an entry.
     fn entry_reasons(&self, entry_id: i64) -> impl Future<Output = Result<Vec<EntryReason>>> + Send;
+    /// Active entries the operator listed directly.
+    fn operator_entries(&self) -> impl Future<Output = Result<Vec<EntryRecord>>> + Send;
     /// Every active entry, for loading the in-memory index.
     fn active_entries(&self) -> impl Future<Output = Result<Vec<EntryRecord>>> + Send;
     /// Changes after `since`, oldest first, optionally one list only.
@@ -86,6 +88,15 @@ pub trait OutboxStore {
 pub trait TokenStore {
     /// Stores a new token's hash.
     fn create_token(
+        &self,
+        name: &str,
+        scope: Scope,
+        hash: &[u8; 32],
+        now: Timestamp,
+    ) -> impl Future<Output = Result<TokenRecord>> + Send;
+    /// Creates or replaces the token called `name` (used for the admin token fixed by the
+    /// environment): the old hash stops working at once.
+    fn put_token(
         &self,
         name: &str,
         scope: Scope,

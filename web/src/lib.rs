@@ -4,129 +4,107 @@
 //! **Architecture invariant:** `web` never imports `server`. It gets what it serves through
 //! [`AppState`], built by whoever runs it, so routes are tested in process without a socket.
 //!
-//! Every error leaves as one JSON shape, `{"error": {"code", "message"}}` (see [`ApiError`]).
+//! Every error leaves as one JSON shape, `{"error": {"code", "message"}}` (see [`ApiError`]);
+//! every route is rate-limited per client address and bodies are capped at [`MAX_BODY_BYTES`].
 
-use std::sync::Arc;
+pub mod auth;
+pub mod error;
+pub mod metrics;
+pub mod ratelimit;
+mod routes;
+pub mod state;
 
-use axum::extract::State;
-use axum::http::StatusCode;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
-use ostracon_protocol::keys::PublishedKey;
-use serde::Serialize;
-use serde_json::json;
+use axum::routing::{delete, get, post};
 
-/// What `/.well-known/ostracon` publishes about this node.
-#[derive(Clone, Debug, Serialize)]
-pub struct NodeInfo {
-    /// The operator's XMPP domain.
-    pub domain: String,
-    /// The node's component JID, once XMPP is configured.
-    pub component: Option<String>,
-    /// Public keys with ids and validity.
-    pub keys: Vec<PublishedKey>,
-}
+pub use error::ApiError;
+pub use routes::blocklist::{CHECKPOINT_HEADER, CURSOR_HEADER, SIGNATURE_HEADER};
+pub use routes::log::MAX_ENTRIES_PER_REQUEST;
+pub use routes::meta::OPENAPI;
+pub use state::{AppState, NodeInfo, WebConfig};
 
-/// Everything the routes read.
-#[derive(Clone)]
-pub struct AppState {
-    node: Arc<NodeInfo>,
-}
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
-impl AppState {
-    /// State for a node described by `node`.
-    pub fn new(node: NodeInfo) -> Self {
-        Self { node: Arc::new(node) }
-    }
-}
-
-/// Errors the HTTP layer answers with.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ApiError {
-    /// No route or no such resource.
-    #[error("{0}")]
-    NotFound(String),
-}
-
-impl ApiError {
-    fn status_and_code(&self) -> (StatusCode, &'static str) {
-        match self {
-            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code) = self.status_and_code();
-        (status, Json(json!({ "error": { "code": code, "message": self.to_string() } }))).into_response()
-    }
-}
+/// Every route as `(method, path)`, in OpenAPI path syntax. `openapi.json` must list exactly these.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/healthz"),
+    ("get", "/metrics"),
+    ("get", "/openapi.json"),
+    ("get", "/.well-known/ostracon"),
+    ("post", "/v1/incidents"),
+    ("get", "/v1/incidents"),
+    ("get", "/v1/incidents/{id}"),
+    ("post", "/v1/incidents/{id}/retract"),
+    ("get", "/v1/allow"),
+    ("post", "/v1/allow"),
+    ("delete", "/v1/allow"),
+    ("get", "/v1/deny"),
+    ("post", "/v1/deny"),
+    ("delete", "/v1/deny"),
+    ("get", "/v1/tokens"),
+    ("post", "/v1/tokens"),
+    ("delete", "/v1/tokens/{name}"),
+    ("get", "/v1/blocklist"),
+    ("get", "/v1/blocklist/signature"),
+    ("get", "/v1/blocklist/changes"),
+    ("get", "/v1/lookup/hash/{prefix}"),
+    ("get", "/v1/lookup/{kind}/{value}"),
+    ("get", "/v1/log/checkpoint"),
+    ("get", "/v1/log/entries"),
+    ("get", "/v1/log/proof/inclusion"),
+    ("get", "/v1/log/proof/consistency"),
+];
 
 /// The application's routes.
 pub fn router(state: AppState) -> Router {
+    use routes::{blocklist, incidents, lists, log, lookup, meta, tokens};
     Router::new()
-        .route("/healthz", get(healthz))
-        .route("/.well-known/ostracon", get(well_known))
-        .fallback(not_found)
+        .route("/healthz", get(meta::healthz))
+        .route("/metrics", get(meta::metrics))
+        .route("/openapi.json", get(meta::openapi))
+        .route("/.well-known/ostracon", get(meta::well_known))
+        .route("/v1/incidents", post(incidents::submit).get(incidents::list))
+        .route("/v1/incidents/{id}", get(incidents::show))
+        .route("/v1/incidents/{id}/retract", post(incidents::retract))
+        .route("/v1/allow", get(lists::list_allow).post(lists::add_allow).delete(lists::remove_allow))
+        .route("/v1/deny", get(lists::list_deny).post(lists::add_deny).delete(lists::remove_deny))
+        .route("/v1/tokens", get(tokens::list).post(tokens::create))
+        .route("/v1/tokens/{name}", delete(tokens::revoke))
+        .route("/v1/blocklist", get(blocklist::snapshot))
+        .route("/v1/blocklist/signature", get(blocklist::signature))
+        .route("/v1/blocklist/changes", get(blocklist::changes))
+        .route("/v1/lookup/hash/{prefix}", get(lookup::hash_prefix))
+        // `{*value}` so CIDRs (which contain '/') can be looked up too.
+        .route("/v1/lookup/{kind}/{*value}", get(lookup::lookup))
+        .route("/v1/log/checkpoint", get(log::checkpoint))
+        .route("/v1/log/entries", get(log::entries))
+        .route("/v1/log/proof/inclusion", get(log::inclusion))
+        .route("/v1/log/proof/consistency", get(log::consistency))
+        .fallback(meta::not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), limit_and_count))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
-async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
-}
-
-async fn well_known(State(state): State<AppState>) -> Json<NodeInfo> {
-    Json((*state.node).clone())
-}
-
-async fn not_found() -> ApiError {
-    ApiError::NotFound("no such route".to_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use axum::body::{Body, to_bytes};
-    use axum::http::Request;
-    use ostracon_protocol::keys::NodeKey;
-    use ostracon_protocol::time::Timestamp;
-    use tower::ServiceExt as _;
-
-    use super::*;
-
-    fn app() -> Router {
-        let key = NodeKey::from_seed(&[3; 32]);
-        router(AppState::new(NodeInfo {
-            domain: "example.org".to_owned(),
-            component: None,
-            keys: vec![PublishedKey::new(key.public(), Timestamp::from_unix(1_800_000_000).unwrap())],
-        }))
-    }
-
-    async fn get_json(path: &str) -> (StatusCode, serde_json::Value) {
-        let response = app().oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
-        let status = response.status();
-        let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
-        (status, serde_json::from_slice(&body).unwrap())
-    }
-
-    #[tokio::test]
-    async fn well_known_publishes_the_signing_key() {
-        let (status, body) = get_json("/.well-known/ostracon").await;
-        assert_eq!(status, StatusCode::OK);
-        assert_eq!(body["domain"], "example.org");
-        let key = NodeKey::from_seed(&[3; 32]).public();
-        assert_eq!(body["keys"][0]["key"], key.to_base64());
-        assert_eq!(body["keys"][0]["kid"], key.key_id().to_string());
-    }
-
-    #[tokio::test]
-    async fn unknown_routes_get_the_json_error_shape() {
-        let (status, body) = get_json("/nope").await;
-        assert_eq!(status, StatusCode::NOT_FOUND);
-        assert_eq!(body["error"]["code"], "not_found");
-        assert!(body["error"]["message"].is_string());
-    }
+/// Per-client rate limit, then request counting by route template.
+async fn limit_and_count(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |info| info.0.ip());
+    let route =
+        request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = match state.limiter().check(client, Instant::now()) {
+        Ok(()) => next.run(request).await,
+        Err(retry_after) => ApiError::rate_limited(retry_after).into_response(),
+    };
+    state.metrics().record(&route, response.status().as_u16());
+    response
 }

@@ -1,0 +1,481 @@
+//! The configuration file (`ostracon.toml`): every section refuses unknown keys, every value
+//! has a named default, and [`Config::check`] refuses insecure or inconsistent settings with
+//! a message saying what to change.
+//!
+//! With no file at all, [`Config::default`] is the embedded setup: data under
+//! `./ostracon-data`, SQLite there, HTTP on 127.0.0.1:8080, XMPP off.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+
+use ostracon_protocol::ids::{BareJid, Domain};
+use ostracon_store::policy::ListingPolicy;
+use serde::{Deserialize, Serialize};
+
+use crate::ServerError;
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Who this node is and where it keeps its data.
+    #[serde(default)]
+    pub node: NodeSection,
+    /// The HTTP listener.
+    #[serde(default)]
+    pub http: HttpSection,
+    /// The database.
+    #[serde(default)]
+    pub database: DatabaseSection,
+    /// Listing rules.
+    #[serde(default)]
+    pub lists: ListsSection,
+    /// The XMPP component (absent: XMPP off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xmpp: Option<XmppSection>,
+}
+
+/// `[node]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// The operator's XMPP domain.
+    #[serde(default = "default_domain")]
+    pub domain: String,
+    /// Where the key, the admin token and (by default) the database live.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+}
+
+fn default_domain() -> String {
+    "localhost".to_owned()
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("ostracon-data")
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        Self { domain: default_domain(), data_dir: default_data_dir() }
+    }
+}
+
+/// `[http]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    /// Listen address.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Requests per second per client address (0 disables the limit).
+    #[serde(default = "default_rate")]
+    pub rate_per_second: u32,
+    /// Burst per client address.
+    #[serde(default = "default_burst")]
+    pub rate_burst: u32,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+fn default_rate() -> u32 {
+    50
+}
+
+fn default_burst() -> u32 {
+    200
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        Self { listen: default_listen(), rate_per_second: default_rate(), rate_burst: default_burst() }
+    }
+}
+
+/// `[database]`.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSection {
+    /// `sqlite://…` or `postgres://…`; default: `DATA_DIR/ostracon.db`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+impl fmt::Debug for DatabaseSection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL may carry a password.
+        f.debug_struct("DatabaseSection").field("url", &self.url.as_ref().map(|_| "<redacted>")).finish()
+    }
+}
+
+/// `[lists]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListsSection {
+    /// First-listing TTL for low-severity incidents (seconds).
+    #[serde(default = "ttl_low")]
+    pub base_ttl_low_secs: i64,
+    /// ... medium.
+    #[serde(default = "ttl_medium")]
+    pub base_ttl_medium_secs: i64,
+    /// ... high.
+    #[serde(default = "ttl_high")]
+    pub base_ttl_high_secs: i64,
+    /// Each relisting multiplies the TTL by this.
+    #[serde(default = "escalation")]
+    pub escalation_factor: i64,
+    /// Longest TTL.
+    #[serde(default = "max_ttl")]
+    pub max_ttl_secs: i64,
+    /// How long tombstones stay in the change feed.
+    #[serde(default = "horizon")]
+    pub tombstone_horizon_secs: i64,
+}
+
+fn ttl_low() -> i64 {
+    ListingPolicy::default().base_ttl_low_secs
+}
+fn ttl_medium() -> i64 {
+    ListingPolicy::default().base_ttl_medium_secs
+}
+fn ttl_high() -> i64 {
+    ListingPolicy::default().base_ttl_high_secs
+}
+fn escalation() -> i64 {
+    ListingPolicy::default().escalation_factor
+}
+fn max_ttl() -> i64 {
+    ListingPolicy::default().max_ttl_secs
+}
+fn horizon() -> i64 {
+    ListingPolicy::default().tombstone_horizon_secs
+}
+
+impl Default for ListsSection {
+    fn default() -> Self {
+        let policy = ListingPolicy::default();
+        Self {
+            base_ttl_low_secs: policy.base_ttl_low_secs,
+            base_ttl_medium_secs: policy.base_ttl_medium_secs,
+            base_ttl_high_secs: policy.base_ttl_high_secs,
+            escalation_factor: policy.escalation_factor,
+            max_ttl_secs: policy.max_ttl_secs,
+            tombstone_horizon_secs: policy.tombstone_horizon_secs,
+        }
+    }
+}
+
+impl ListsSection {
+    /// As the store's policy.
+    pub fn policy(&self) -> ListingPolicy {
+        ListingPolicy {
+            base_ttl_low_secs: self.base_ttl_low_secs,
+            base_ttl_medium_secs: self.base_ttl_medium_secs,
+            base_ttl_high_secs: self.base_ttl_high_secs,
+            escalation_factor: self.escalation_factor,
+            max_ttl_secs: self.max_ttl_secs,
+            tombstone_horizon_secs: self.tombstone_horizon_secs,
+        }
+    }
+}
+
+/// `[xmpp]`: the node as an XEP-0114 component of the operator's server.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XmppSection {
+    /// The component JID, e.g. `incidents.example.org`.
+    pub component: String,
+    /// The server's component port, e.g. `127.0.0.1:5347`.
+    pub server: String,
+    /// File holding the shared secret (preferred: keeps the secret out of this file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_file: Option<PathBuf>,
+    /// The shared secret inline (only if this file is private).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+impl fmt::Debug for XmppSection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("XmppSection")
+            .field("component", &self.component)
+            .field("server", &self.server)
+            .field("secret_file", &self.secret_file)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// How serious a finding of [`Config::check`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    /// The node refuses to start.
+    Error,
+    /// Allowed, but the operator should know.
+    Warning,
+}
+
+/// One finding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// Error or warning.
+    pub severity: Severity,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let label = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, "{label}: {}", self.message)
+    }
+}
+
+/// The file name `init` writes inside the data directory.
+pub const CONFIG_FILE: &str = "ostracon.toml";
+/// The admin token file.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+/// The component secret file `init` writes.
+pub const SECRET_FILE: &str = "component.secret";
+
+impl Config {
+    /// Reads and parses a file. Relative data directories are taken relative to the file.
+    pub fn load(path: &Path) -> Result<Self, ServerError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ServerError::Io { path: path.to_path_buf(), source })?;
+        let mut config: Self =
+            toml::from_str(&text).map_err(|e| ServerError::Config(format!("{}: {e}", path.display())))?;
+        if config.node.data_dir.is_relative()
+            && let Some(parent) = path.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            config.node.data_dir = parent.join(&config.node.data_dir);
+        }
+        Ok(config)
+    }
+
+    /// The database URL (default: SQLite in the data directory).
+    pub fn database_url(&self) -> String {
+        self.database
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.node.data_dir.join("ostracon.db").display()))
+    }
+
+    /// The HTTP base URL CLI verbs talk to.
+    pub fn api_url(&self) -> String {
+        let listen = self.http.listen;
+        let host = if listen.ip().is_unspecified() { "127.0.0.1".to_owned() } else { listen.ip().to_string() };
+        if listen.is_ipv6() && !listen.ip().is_unspecified() {
+            format!("http://[{host}]:{}", listen.port())
+        } else {
+            format!("http://{host}:{}", listen.port())
+        }
+    }
+
+    /// The component secret, from the file or inline.
+    pub fn xmpp_secret(&self) -> Result<Option<String>, ServerError> {
+        let Some(xmpp) = &self.xmpp else { return Ok(None) };
+        if let Some(path) = &xmpp.secret_file {
+            let text =
+                std::fs::read_to_string(path).map_err(|source| ServerError::Io { path: path.clone(), source })?;
+            return Ok(Some(text.trim().to_owned()));
+        }
+        Ok(xmpp.secret.clone())
+    }
+
+    /// Checks the configuration as loaded from `file` (if any). Errors mean "refuse to start".
+    pub fn check(&self, file: Option<&Path>) -> Vec<Finding> {
+        let mut findings = Vec::new();
+        let mut error = |message: String| findings.push(Finding { severity: Severity::Error, message });
+        let domain = Domain::parse(&self.node.domain);
+        if let Err(e) = &domain {
+            error(format!("[node] domain: {e}"));
+        }
+        let lists = &self.lists;
+        for (name, value) in [
+            ("base_ttl_low_secs", lists.base_ttl_low_secs),
+            ("base_ttl_medium_secs", lists.base_ttl_medium_secs),
+            ("base_ttl_high_secs", lists.base_ttl_high_secs),
+            ("max_ttl_secs", lists.max_ttl_secs),
+            ("tombstone_horizon_secs", lists.tombstone_horizon_secs),
+        ] {
+            if value <= 0 {
+                error(format!("[lists] {name} must be positive (is {value})"));
+            }
+        }
+        if lists.escalation_factor < 1 {
+            error(format!("[lists] escalation_factor must be at least 1 (is {})", lists.escalation_factor));
+        }
+        if lists.base_ttl_low_secs > lists.max_ttl_secs
+            || lists.base_ttl_medium_secs > lists.max_ttl_secs
+            || lists.base_ttl_high_secs > lists.max_ttl_secs
+        {
+            error("[lists] a base TTL is longer than max_ttl_secs".to_owned());
+        }
+        if self.http.rate_per_second > 0 && self.http.rate_burst == 0 {
+            error("[http] rate_burst must be at least 1 when rate limiting is on".to_owned());
+        }
+        let file_mode = file.and_then(|path| std::fs::metadata(path).ok()).map(|m| m.permissions().mode() & 0o777);
+        let file_is_private = file_mode.is_none_or(|mode| mode & 0o077 == 0);
+        if let Some(url) = &self.database.url {
+            if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                error(format!(
+                    "[database] url must start with sqlite:, postgres:// or postgresql:// (is {:?})",
+                    redact(url)
+                ));
+            }
+            if url_has_password(url) && !file_is_private {
+                error("[database] url contains a password but the configuration file is readable by other users; chmod 600 it or use a password file (PGPASSFILE)".to_owned());
+            }
+        }
+        if let Some(xmpp) = &self.xmpp {
+            match BareJid::parse(&xmpp.component) {
+                Ok(component) if !component.is_domain() => {
+                    error(format!("[xmpp] component {:?} must be a domain JID (no localpart)", xmpp.component));
+                }
+                Ok(component) => {
+                    if let Ok(domain) = &domain
+                        && !component.domain().is_within(domain)
+                    {
+                        error(format!(
+                            "[xmpp] component {} is not under the node's domain {domain}; peers check that reports from the component speak for the domain",
+                            component
+                        ));
+                    }
+                }
+                Err(e) => error(format!("[xmpp] component: {e}")),
+            }
+            if xmpp.server.parse::<SocketAddr>().is_err() {
+                error(format!(
+                    "[xmpp] server must be HOST:PORT of the component listener, e.g. 127.0.0.1:5347 (is {:?})",
+                    xmpp.server
+                ));
+            }
+            match (&xmpp.secret, &xmpp.secret_file) {
+                (Some(_), Some(_)) => error("[xmpp] set secret or secret_file, not both".to_owned()),
+                (None, None) => error("[xmpp] needs secret_file (or secret)".to_owned()),
+                (Some(secret), None) => {
+                    if !file_is_private {
+                        error("[xmpp] secret is inline but the configuration file is readable by other users; move it to secret_file or chmod 600 the file".to_owned());
+                    }
+                    if secret.len() < 16 {
+                        error(
+                            "[xmpp] secret is shorter than 16 characters; XEP-0114 has no other protection".to_owned(),
+                        );
+                    }
+                }
+                (None, Some(path)) => match std::fs::metadata(path) {
+                    Err(e) => error(format!("[xmpp] secret_file {}: {e}", path.display())),
+                    Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                        error(format!(
+                            "[xmpp] secret_file {} is readable by other users; chmod 600 it",
+                            path.display()
+                        ));
+                    }
+                    Ok(_) => {
+                        if std::fs::read_to_string(path).map(|s| s.trim().len()).unwrap_or(0) < 16 {
+                            error(format!("[xmpp] secret in {} is shorter than 16 characters", path.display()));
+                        }
+                    }
+                },
+            }
+        }
+        let key_path = self.node.data_dir.join(crate::keyfile::KEY_FILE);
+        if let Ok(meta) = std::fs::metadata(&key_path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            error(format!("{} is readable by other users; chmod 600 it", key_path.display()));
+        }
+        if let Ok(meta) = std::fs::metadata(&self.node.data_dir)
+            && meta.permissions().mode() & 0o002 != 0
+        {
+            error(format!("data directory {} is world-writable", self.node.data_dir.display()));
+        }
+        let mut warn = |message: String| findings.push(Finding { severity: Severity::Warning, message });
+        if !self.http.listen.ip().is_loopback() {
+            warn(format!(
+                "[http] listen {} is reachable from the network: put a TLS-terminating proxy in front so operator tokens never cross the network in clear",
+                self.http.listen
+            ));
+        }
+        if self.http.rate_per_second == 0 {
+            warn("[http] rate limiting is off (rate_per_second = 0)".to_owned());
+        }
+        if self.xmpp.is_none() {
+            warn("[xmpp] is not configured: the node publishes lists but exchanges nothing with peers".to_owned());
+        }
+        findings
+    }
+}
+
+fn url_has_password(url: &str) -> bool {
+    url.split_once("://").and_then(|(_, rest)| rest.split_once('@')).is_some_and(|(userinfo, _)| userinfo.contains(':'))
+}
+
+fn redact(url: &str) -> String {
+    if url_has_password(url) { "<url with password>".to_owned() } else { url.to_owned() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_embedded_setup_and_pass() {
+        let config = Config::default();
+        assert_eq!(config.http.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.database_url(), "sqlite://ostracon-data/ostracon.db");
+        assert!(config.check(None).iter().all(|f| f.severity == Severity::Warning));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let error = toml::from_str::<Config>("[node]\ndomian = \"x\"\n").unwrap_err().to_string();
+        assert!(error.contains("domian"), "{error}");
+    }
+
+    #[test]
+    fn the_example_configuration_parses_and_is_consistent() {
+        let config: Config = toml::from_str(include_str!("../../ostracon.example.toml")).unwrap();
+        assert_eq!(config.node.domain, "example.org");
+        let errors: Vec<_> = config.check(None).into_iter().filter(|f| f.severity == Severity::Error).collect();
+        // The example names a secret file that does not exist on this machine; nothing else may fail.
+        assert!(errors.iter().all(|f| f.message.contains("secret_file")), "{errors:?}");
+    }
+
+    #[test]
+    fn insecure_and_inconsistent_settings_are_refused() {
+        let mut config = Config::default();
+        config.node.domain = "example.org".into();
+        config.xmpp = Some(XmppSection {
+            component: "incidents.other.org".into(),
+            server: "localhost".into(),
+            secret_file: None,
+            secret: Some("short".into()),
+        });
+        config.lists.escalation_factor = 0;
+        config.lists.base_ttl_high_secs = config.lists.max_ttl_secs + 1;
+        config.database.url = Some("mysql://x".into());
+        let messages: Vec<String> =
+            config.check(None).into_iter().filter(|f| f.severity == Severity::Error).map(|f| f.message).collect();
+        for expected in [
+            "not under the node's domain",
+            "HOST:PORT",
+            "shorter than 16",
+            "escalation_factor",
+            "max_ttl_secs",
+            "url must start",
+        ] {
+            assert!(messages.iter().any(|m| m.contains(expected)), "missing {expected:?} in {messages:?}");
+        }
+        assert!(!format!("{config:?}").contains("short"), "secrets are redacted in Debug");
+    }
+}

@@ -1,0 +1,36 @@
+//! Prometheus metrics in the text exposition format, kept in a few counters rather than a
+//! metrics framework: the node has a handful of numbers worth watching.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+
+/// Request counters by route template and status.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(String, u16), u64>>,
+}
+
+impl Metrics {
+    /// Counts one answered request.
+    pub fn record(&self, route: &str, status: u16) {
+        let mut requests = self.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *requests.entry((route.to_owned(), status)).or_insert(0) += 1;
+    }
+
+    /// Renders the counters plus the gauges the caller supplies (`name`, help, value).
+    pub fn render(&self, gauges: &[(&str, &str, f64)]) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP ostracon_http_requests_total HTTP requests answered, by route and status.\n");
+        out.push_str("# TYPE ostracon_http_requests_total counter\n");
+        let requests = self.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for ((route, status), count) in requests.iter() {
+            let route = route.replace('\\', "\\\\").replace('"', "\\\"");
+            let _ = writeln!(out, "ostracon_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}");
+        }
+        for (name, help, value) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+        }
+        out
+    }
+}

@@ -1,0 +1,37 @@
+//! The route handlers, one module per resource, and the helpers they share.
+
+pub(crate) mod blocklist;
+pub(crate) mod incidents;
+pub(crate) mod lists;
+pub(crate) mod log;
+pub(crate) mod lookup;
+pub(crate) mod meta;
+pub(crate) mod tokens;
+
+use ostracon_protocol::ids::Offender;
+use ostracon_protocol::time::Timestamp;
+
+use crate::error::ApiError;
+
+/// Parses offenders, naming the first one that is invalid.
+pub(crate) fn offender_list(values: &[String]) -> Result<Vec<Offender>, ApiError> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(index, value)| {
+            Offender::parse(value)
+                .map_err(|e| ApiError::invalid("invalid_offender", format!("offenders[{index}]: {e}")))
+        })
+        .collect()
+}
+
+/// Parses one offender.
+pub(crate) fn offender(value: &str) -> Result<Offender, ApiError> {
+    Offender::parse(value).map_err(|e| ApiError::invalid("invalid_offender", e.to_string()))
+}
+
+/// Parses an RFC 3339 time field.
+pub(crate) fn parse_time(field: &str, text: &str) -> Result<Timestamp, ApiError> {
+    Timestamp::parse(text)
+        .map_err(|_| ApiError::invalid("invalid_time", format!("{field}: {text:?} is not an RFC 3339 time")))
+}

@@ -1,0 +1,203 @@
+//! `POST /v1/incidents`, `GET /v1/incidents`, `GET /v1/incidents/{id}`,
+//! `POST /v1/incidents/{id}/retract` (operator routes).
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use ostracon_protocol::ids::{IncidentId, Offender};
+use ostracon_protocol::incident::{Action, Category, Evidence, Incident, Severity, Status};
+use ostracon_protocol::limits::MAX_OFFENDERS;
+use ostracon_store::model::{Decision, IncidentOrigin, IncidentRecord, Scope};
+use ostracon_store::traits::{IncidentFilter, IncidentStore as _};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::authorize;
+use crate::error::{ApiError, ApiJson};
+use crate::routes::{offender_list, parse_time};
+use crate::state::AppState;
+
+/// The body of `POST /v1/incidents`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SubmitIncident {
+    offenders: Vec<String>,
+    category: Category,
+    #[serde(default = "default_severity")]
+    severity: Severity,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    evidence: Vec<Evidence>,
+    #[serde(default)]
+    action: Option<Action>,
+    #[serde(default)]
+    start: Option<String>,
+    #[serde(default)]
+    end: Option<String>,
+    #[serde(default)]
+    expires: Option<String>,
+    #[serde(default)]
+    ttl_seconds: Option<i64>,
+    #[serde(default)]
+    share: bool,
+}
+
+fn default_severity() -> Severity {
+    Severity::Medium
+}
+
+pub(crate) async fn submit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<SubmitIncident>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    authorize(&state, &headers, Scope::Submit).await?;
+    if body.offenders.is_empty() {
+        return Err(ApiError::invalid("invalid_offender", "an incident names at least one offender"));
+    }
+    if body.offenders.len() > MAX_OFFENDERS {
+        return Err(ApiError::invalid("too_many_offenders", format!("at most {MAX_OFFENDERS} offenders per incident")));
+    }
+    let offenders: Vec<Offender> = offender_list(&body.offenders)?;
+    let now = state.env().now();
+    let start = body.start.as_deref().map(|t| parse_time("start", t)).transpose()?.unwrap_or(now);
+    let end = body.end.as_deref().map(|t| parse_time("end", t)).transpose()?;
+    let expires = match (body.expires.as_deref(), body.ttl_seconds) {
+        (Some(_), Some(_)) => return Err(ApiError::invalid("invalid_expiry", "give expires or ttl_seconds, not both")),
+        (Some(text), None) => Some(parse_time("expires", text)?),
+        (None, Some(ttl)) if ttl > 0 => Some(now.plus_secs(ttl)),
+        (None, Some(_)) => return Err(ApiError::invalid("invalid_expiry", "ttl_seconds must be positive")),
+        (None, None) => None,
+    };
+    if expires.is_some_and(|at| at <= now) {
+        return Err(ApiError::invalid("invalid_expiry", "expires must be in the future"));
+    }
+    let reporter = state.node().reporter();
+    let incident = Incident {
+        id: IncidentId::new(reporter.domain().clone(), state.env().uuid()),
+        reporter,
+        status: Status::New,
+        category: body.category,
+        severity: body.severity,
+        offenders,
+        start,
+        end,
+        reported: now,
+        description: body.description,
+        evidence: body.evidence,
+        action: body.action,
+        expires,
+        related: None,
+        history: Vec::new(),
+    };
+    incident.validate()?;
+    let applied = state.ledger().submit_local(&incident, body.share, now).await?;
+    let refused: Vec<Value> =
+        applied.refused.iter().map(|(o, why)| json!({ "value": o.to_string(), "why": why })).collect();
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "id": incident.id,
+            "decision": Decision::Accepted,
+            "listed": applied.listed.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "refused": refused,
+            "log_index": applied.leaves.first(),
+        })),
+    ))
+}
+
+/// Query of `GET /v1/incidents`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    status: Option<String>,
+    category: Option<String>,
+    reporter: Option<String>,
+    origin: Option<String>,
+    decision: Option<String>,
+    before: Option<i64>,
+    limit: Option<u32>,
+}
+
+fn incident_json(record: &IncidentRecord) -> Value {
+    json!({
+        "seq": record.seq,
+        "id": record.incident.id,
+        "origin": record.origin,
+        "decision": record.decision,
+        "decision_reason": record.decision_reason,
+        "share": record.share,
+        "received_at": record.received_at,
+        "updated_at": record.updated_at,
+        "log_index": record.log_index,
+        "incident": record.incident,
+        "provenance": record.provenance,
+    })
+}
+
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers, Scope::Submit).await?;
+    let check = |field: &'static str, value: &Option<String>, valid: fn(&str) -> bool| -> Result<(), ApiError> {
+        match value {
+            Some(v) if !valid(v) => Err(ApiError::bad_request("bad_filter", format!("unknown {field} {v:?}"))),
+            _ => Ok(()),
+        }
+    };
+    check("status", &query.status, |v| Status::parse(v).is_ok())?;
+    check("category", &query.category, |v| Category::parse(v).is_ok())?;
+    check("origin", &query.origin, |v| v.parse::<IncidentOrigin>().is_ok())?;
+    check("decision", &query.decision, |v| v.parse::<Decision>().is_ok())?;
+    let limit = query.limit.unwrap_or(50).clamp(1, 500);
+    let filter = IncidentFilter {
+        status: query.status,
+        category: query.category,
+        reporter: query.reporter,
+        origin: query.origin.as_deref().and_then(|v| v.parse().ok()),
+        decision: query.decision.as_deref().and_then(|v| v.parse().ok()),
+        before: query.before,
+        limit,
+    };
+    let records = state.ledger().store().incidents(&filter).await?;
+    let next = (records.len() == limit as usize).then(|| records.last().map(|r| r.seq)).flatten();
+    Ok(Json(json!({ "incidents": records.iter().map(incident_json).collect::<Vec<_>>(), "next": next })))
+}
+
+fn parse_id(text: &str) -> Result<IncidentId, ApiError> {
+    IncidentId::parse(text).map_err(|e| ApiError::bad_request("bad_id", e.to_string()))
+}
+
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers, Scope::Submit).await?;
+    let id = parse_id(&id)?;
+    let record = state
+        .ledger()
+        .store()
+        .incident(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("incident {id} not found")))?;
+    Ok(Json(incident_json(&record)))
+}
+
+pub(crate) async fn retract(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers, Scope::Submit).await?;
+    let id = parse_id(&id)?;
+    let applied = state.ledger().retract(&id, state.env().now()).await?;
+    Ok(Json(json!({
+        "id": id,
+        "status": Status::Retracted,
+        "delisted": applied.delisted.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    })))
+}

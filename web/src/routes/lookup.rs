@@ -1,0 +1,103 @@
+//! Public lookups: `GET /v1/lookup/{ip|cidr|jid|domain}/{value}` (listed or not, and why) and
+//! `GET /v1/lookup/hash/{prefix}` (every listed SHA-256 with a 4-8 hex digit prefix, so the
+//! asker never reveals the JID it checks).
+//!
+//! Matching runs on the in-memory index; the database is read only for the entries that
+//! matched, to explain them.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use ostracon_protocol::ids::{BareJid, Cidr, Domain, Offender, parse_ip};
+use ostracon_store::index::EntryId;
+use ostracon_store::ledger::LOCAL_WEIGHT_MILLI;
+use ostracon_store::model::EntrySource;
+use ostracon_store::traits::BlocklistStore as _;
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub(crate) async fn lookup(
+    State(state): State<AppState>,
+    Path((kind, value)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    if value.len() > 3 * 1024 {
+        return Err(ApiError::invalid("invalid_value", "value is too long"));
+    }
+    let invalid = |e: ostracon_protocol::Error| ApiError::invalid("invalid_value", e.to_string());
+    let (query, matches): (Offender, Vec<(Offender, EntryId)>) = match kind.as_str() {
+        "ip" => {
+            let ip = parse_ip(&value).map_err(invalid)?;
+            (Offender::Ip(ip), state.ledger().with_index(|index| index.lookup_ip(ip)))
+        }
+        "cidr" => {
+            let cidr = Cidr::parse(&value).map_err(invalid)?;
+            (Offender::Cidr(cidr), state.ledger().with_index(|index| index.lookup_cidr(&cidr)))
+        }
+        "jid" => {
+            let jid = BareJid::parse(&value).map_err(invalid)?;
+            let matches = state.ledger().with_index(|index| index.lookup_jid(&jid));
+            (Offender::from_jid(jid), matches)
+        }
+        "domain" => {
+            let domain = Domain::parse(&value).map_err(invalid)?;
+            let matches = state.ledger().with_index(|index| index.lookup_domain(&domain));
+            (Offender::Domain(domain), matches)
+        }
+        other => {
+            return Err(ApiError::bad_request(
+                "bad_kind",
+                format!("unknown lookup kind {other:?}; use ip, cidr, jid or domain"),
+            ));
+        }
+    };
+    let allowed = state.ledger().is_allowed(&query);
+    let store = state.ledger().store();
+    let mut explained = Vec::with_capacity(matches.len());
+    for (offender, id) in &matches {
+        let Some(entry) = store.entries_by_id(&[*id]).await?.into_iter().next() else { continue };
+        let reasons = store.entry_reasons(entry.id).await?;
+        let total: i64 = reasons.iter().map(|r| r.weight_milli).sum();
+        explained.push(json!({
+            "value": offender.to_string(),
+            "kind": offender.kind(),
+            "action": entry.action,
+            "source": entry.source,
+            "first_seen": entry.first_seen,
+            "expires": entry.expires_at,
+            "listings": entry.listings,
+            "log_index": entry.log_index,
+            "why": {
+                "source": entry.source,
+                "reasons": reasons.iter().map(|r| json!({
+                    "incident": r.incident_id, "reporter": r.reporter,
+                    "weight": r.weight_milli as f64 / 1000.0, "added_at": r.added_at,
+                })).collect::<Vec<_>>(),
+                "total_weight": total as f64 / 1000.0,
+                // Until the reputation engine lands, one accepted report from this node's
+                // operator (weight 1) is the threshold; operator entries need none.
+                "threshold": if entry.source == EntrySource::Operator { 0.0 } else { LOCAL_WEIGHT_MILLI as f64 / 1000.0 },
+            },
+        }));
+    }
+    Ok(Json(json!({
+        "query": { "kind": query.kind(), "value": query.to_string() },
+        "listed": !explained.is_empty() && !allowed,
+        "allowed": allowed,
+        "matches": explained,
+    })))
+}
+
+pub(crate) async fn hash_prefix(
+    State(state): State<AppState>,
+    Path(prefix): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let matches = state
+        .ledger()
+        .with_index(|index| index.hashes_with_prefix(&prefix))
+        .ok_or_else(|| ApiError::bad_request("bad_prefix", "the prefix is 4 to 8 lowercase hex digits of a SHA-256"))?;
+    Ok(Json(json!({
+        "prefix": prefix,
+        "matches": matches.iter().map(|(hash, offender, _)| json!({ "sha256": hash, "kind": offender.kind() })).collect::<Vec<_>>(),
+    })))
+}

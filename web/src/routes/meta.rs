@@ -1,0 +1,55 @@
+//! `GET /healthz`, `GET /metrics`, `GET /openapi.json`, `GET /.well-known/ostracon`, and the
+//! fallback for unknown routes.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::state::{AppState, NodeInfo};
+
+/// The OpenAPI 3.1 document, kept in step with the routes by a test.
+pub const OPENAPI: &str = include_str!("../../openapi.json");
+
+pub(crate) async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let database = state.ledger().ping().await.is_ok();
+    let status = if database { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (
+        status,
+        Json(json!({
+            "status": if database { "ok" } else { "degraded" },
+            "database": if database { "ok" } else { "unavailable" },
+            "log_size": state.ledger().log_size(),
+            "listed": state.ledger().with_index(|index| index.len()),
+            "xmpp": "off",
+        })),
+    )
+}
+
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    let gauges = [
+        ("ostracon_log_size", "Leaves in the audit log.", state.ledger().log_size() as f64),
+        ("ostracon_listed_entries", "Entries on the published lists.", state.ledger().with_index(|i| i.len()) as f64),
+    ];
+    let mut response = state.metrics().render(&gauges).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    response
+}
+
+pub(crate) async fn openapi() -> Response {
+    let mut response = OPENAPI.into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+pub(crate) async fn well_known(State(state): State<AppState>) -> Json<NodeInfo> {
+    Json(state.node().clone())
+}
+
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such route; see /openapi.json")
+}

@@ -1,0 +1,135 @@
+//! What every route reads: the ledger, the environment (clock and ids), the node's public
+//! description, the rate limiter, the metrics and the snapshot cache.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use ostracon_protocol::ids::{BareJid, Domain};
+use ostracon_protocol::keys::PublishedKey;
+use ostracon_store::clock::Environment;
+use ostracon_store::ledger::Ledger;
+use ostracon_store::model::ListKind;
+use ostracon_store::snapshot::{Format, Snapshot};
+use serde::Serialize;
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
+
+/// What `/.well-known/ostracon` publishes about this node.
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeInfo {
+    /// The operator's XMPP domain.
+    pub domain: Domain,
+    /// The node's component JID, once XMPP is configured.
+    pub component: Option<BareJid>,
+    /// Public keys with ids and validity.
+    pub keys: Vec<PublishedKey>,
+}
+
+impl NodeInfo {
+    /// The JID this node reports as: its component, or its domain while XMPP is off.
+    pub fn reporter(&self) -> BareJid {
+        self.component.clone().unwrap_or_else(|| BareJid::from_domain(self.domain.clone()))
+    }
+}
+
+/// HTTP settings.
+#[derive(Clone, Debug)]
+pub struct WebConfig {
+    /// Sustained requests per second per client address.
+    pub rate_per_second: u32,
+    /// Burst size per client address.
+    pub rate_burst: u32,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self { rate_per_second: 50, rate_burst: 200 }
+    }
+}
+
+struct Cached {
+    version: u64,
+    snapshot: Arc<Snapshot>,
+}
+
+struct Inner {
+    ledger: Arc<Ledger>,
+    env: Arc<dyn Environment>,
+    node: NodeInfo,
+    limiter: RateLimiter,
+    metrics: Metrics,
+    snapshots: Mutex<HashMap<(ListKind, Format), Cached>>,
+    /// One snapshot build at a time: a burst of clients after a change waits for one build
+    /// instead of starting one each (CrowdSec's thundering herd, crowdsec#2450).
+    build: tokio::sync::Mutex<()>,
+}
+
+/// Shared state of the routes.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl AppState {
+    /// State over a ledger.
+    pub fn new(ledger: Arc<Ledger>, env: Arc<dyn Environment>, node: NodeInfo, config: &WebConfig) -> Self {
+        Self(Arc::new(Inner {
+            ledger,
+            env,
+            node,
+            limiter: RateLimiter::new(config.rate_per_second, config.rate_burst),
+            metrics: Metrics::default(),
+            snapshots: Mutex::new(HashMap::new()),
+            build: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    /// The ledger.
+    pub fn ledger(&self) -> &Ledger {
+        &self.0.ledger
+    }
+
+    /// Time and ids.
+    pub fn env(&self) -> &dyn Environment {
+        self.0.env.as_ref()
+    }
+
+    /// The node's public description.
+    pub fn node(&self) -> &NodeInfo {
+        &self.0.node
+    }
+
+    /// The per-client limiter.
+    pub fn limiter(&self) -> &RateLimiter {
+        &self.0.limiter
+    }
+
+    /// Request counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    fn cached(&self, key: (ListKind, Format), version: u64) -> Option<Arc<Snapshot>> {
+        let cache = self.0.snapshots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache.get(&key).filter(|cached| cached.version == version).map(|cached| Arc::clone(&cached.snapshot))
+    }
+
+    /// The current snapshot of a list, built at most once per list change.
+    pub async fn snapshot(&self, list: ListKind, format: Format) -> Result<Arc<Snapshot>, ApiError> {
+        // The database must answer even when a cached snapshot exists: a node that cannot
+        // reach its store says so (503) instead of serving a list it can no longer vouch for.
+        self.ledger().ping().await?;
+        let version = self.ledger().list_version();
+        if let Some(snapshot) = self.cached((list, format), version) {
+            return Ok(snapshot);
+        }
+        let _build = self.0.build.lock().await;
+        if let Some(snapshot) = self.cached((list, format), version) {
+            return Ok(snapshot);
+        }
+        let snapshot = Arc::new(self.ledger().build_snapshot(list, format, self.env().now()).await?);
+        let mut cache = self.0.snapshots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache.insert((list, format), Cached { version, snapshot: Arc::clone(&snapshot) });
+        Ok(snapshot)
+    }
+}

@@ -1,0 +1,579 @@
+//! The HTTP API in process (no socket): every route, the error shape, auth, bad input,
+//! caching, signatures, the change feed, the log and its proofs, and 503 on a dead store.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::http::{Request, StatusCode, header};
+use axum::response::Response;
+use base64::Engine as _;
+use ostracon_protocol::ids::Domain;
+use ostracon_protocol::keys::{NodeKey, PublishedKey};
+use ostracon_protocol::log::checkpoint::SignedCheckpoint;
+use ostracon_protocol::log::merkle::{leaf_hash, verify_consistency, verify_inclusion};
+use ostracon_protocol::time::Timestamp;
+use ostracon_store::Store;
+use ostracon_store::clock::{Environment as _, FixedEnvironment};
+use ostracon_store::ledger::{Ledger, LedgerConfig};
+use ostracon_store::model::Scope;
+use ostracon_store::policy::ListingPolicy;
+use ostracon_store::traits::TokenStore as _;
+use ostracon_web::auth::hash_token;
+use ostracon_web::{AppState, NodeInfo, ROUTES, WebConfig, router};
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+const ADMIN: &str = "ost_admin-token-for-tests";
+const SUBMIT: &str = "ost_submit-token-for-tests";
+
+struct Node {
+    app: Router,
+    env: Arc<FixedEnvironment>,
+    store: Store,
+    ledger: Arc<Ledger>,
+    _dir: TempDir,
+}
+
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn key() -> NodeKey {
+    NodeKey::from_seed(&[5; 32])
+}
+
+async fn node_with(config: WebConfig) -> Node {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "ostracon-web-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    ));
+    let store = Store::open(&format!("sqlite://{}/node.db", dir.display())).await.unwrap();
+    let env = Arc::new(FixedEnvironment::new(Timestamp::from_unix(1_800_000_000).unwrap()));
+    store.create_token("admin", Scope::Admin, &hash_token(ADMIN), env.now()).await.unwrap();
+    store.create_token("ci", Scope::Submit, &hash_token(SUBMIT), env.now()).await.unwrap();
+    let ledger = Arc::new(
+        Ledger::open(
+            store.clone(),
+            key(),
+            LedgerConfig {
+                origin: "ops.example/ostracon".into(),
+                key_name: "ops.example".into(),
+                policy: ListingPolicy::default(),
+            },
+        )
+        .await
+        .unwrap(),
+    );
+    let node = NodeInfo {
+        domain: Domain::parse("ops.example").unwrap(),
+        component: None,
+        keys: vec![PublishedKey::new(key().public(), env.now())],
+    };
+    let state = AppState::new(Arc::clone(&ledger), env.clone(), node, &config);
+    Node { app: router(state), env, store, ledger, _dir: TempDir(dir) }
+}
+
+async fn node() -> Node {
+    node_with(WebConfig { rate_per_second: 0, rate_burst: 0 }).await
+}
+
+impl Node {
+    async fn send(&self, request: Request<Body>) -> Response {
+        self.app.clone().oneshot(request).await.unwrap()
+    }
+
+    async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let mut builder = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = match body {
+            Some(body) => builder.header(header::CONTENT_TYPE, "application/json").body(Body::from(body.to_string())),
+            None => builder.body(Body::empty()),
+        }
+        .unwrap();
+        let response = self.send(request).await;
+        let status = response.status();
+        let bytes = to_bytes(response.into_body(), 64 << 20).await.unwrap();
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        (status, value)
+    }
+
+    async fn text(&self, path: &str) -> (StatusCode, String, axum::http::HeaderMap) {
+        let response = self.send(Request::get(path).body(Body::empty()).unwrap()).await;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = to_bytes(response.into_body(), 64 << 20).await.unwrap();
+        (status, String::from_utf8(bytes.to_vec()).unwrap(), headers)
+    }
+
+    async fn submit(&self, offenders: &[&str]) -> Value {
+        let (status, body) = self
+            .call(
+                "POST",
+                "/v1/incidents",
+                Some(SUBMIT),
+                Some(json!({ "offenders": offenders, "category": "spam", "severity": "high", "share": true })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body
+    }
+}
+
+fn assert_error(status: StatusCode, body: &Value, expected_status: StatusCode, code: &str) {
+    assert_eq!(status, expected_status, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+}
+
+#[tokio::test]
+async fn submit_then_lookup_explains_why() {
+    let node = node().await;
+    let created = node.submit(&["192.0.2.7", "198.51.100.0/24", "Bot@Bad.Example/x", "spam.example"]).await;
+    assert_eq!(created["listed"].as_array().unwrap().len(), 4);
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("ops.example:"));
+
+    let (status, body) = node.call("GET", "/v1/lookup/ip/198.51.100.9", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["listed"], true);
+    let matched = &body["matches"][0];
+    assert_eq!(matched["value"], "198.51.100.0/24");
+    assert_eq!(matched["why"]["reasons"][0]["incident"], id);
+    assert_eq!(matched["why"]["reasons"][0]["reporter"], "ops.example");
+    assert_eq!(matched["why"]["total_weight"], 1.0);
+    assert_eq!(matched["why"]["threshold"], 1.0);
+    assert!(matched["expires"].is_string());
+    assert!(matched["log_index"].is_u64());
+
+    let (_, body) = node.call("GET", "/v1/lookup/jid/someone@spam.example", None, None).await;
+    assert_eq!(body["listed"], true, "a domain entry covers its JIDs");
+    let (_, body) = node.call("GET", "/v1/lookup/cidr/198.51.100.0/25", None, None).await;
+    assert_eq!(body["listed"], true, "a covering CIDR matches");
+    let (_, body) = node.call("GET", "/v1/lookup/ip/203.0.113.1", None, None).await;
+    assert_eq!(body["listed"], false);
+    assert_eq!(body["matches"], json!([]));
+
+    let hash = ostracon_protocol::rtbl::sha256_hex("bot@bad.example");
+    let (status, body) = node.call("GET", &format!("/v1/lookup/hash/{}", &hash[..6]), None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body["matches"].as_array().unwrap().iter().any(|m| m["sha256"] == hash), "{body}");
+
+    let (status, body) = node.call("GET", &format!("/v1/incidents/{id}"), Some(SUBMIT), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["incident"]["category"], "spam");
+    assert_eq!(body["share"], true);
+    let (_, body) = node.call("GET", "/v1/incidents?category=spam&limit=10", Some(SUBMIT), None).await;
+    assert_eq!(body["incidents"].as_array().unwrap().len(), 1);
+
+    let (status, body) = node.call("POST", &format!("/v1/incidents/{id}/retract"), Some(SUBMIT), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["delisted"].as_array().unwrap().len(), 4);
+    let (status, body) = node.call("POST", &format!("/v1/incidents/{id}/retract"), Some(SUBMIT), None).await;
+    assert_error(status, &body, StatusCode::CONFLICT, "rejected");
+    let (_, body) = node.call("GET", "/v1/lookup/ip/198.51.100.9", None, None).await;
+    assert_eq!(body["listed"], false);
+}
+
+#[tokio::test]
+async fn operator_routes_need_the_right_token() {
+    let node = node().await;
+    let body = json!({ "offenders": ["192.0.2.1"], "category": "spam" });
+    let (status, error) = node.call("POST", "/v1/incidents", None, Some(body.clone())).await;
+    assert_error(status, &error, StatusCode::UNAUTHORIZED, "unauthorized");
+    let (status, error) = node.call("POST", "/v1/incidents", Some("ost_wrong"), Some(body.clone())).await;
+    assert_error(status, &error, StatusCode::UNAUTHORIZED, "unauthorized");
+    let (status, error) = node.call("GET", "/v1/tokens", Some(SUBMIT), None).await;
+    assert_error(status, &error, StatusCode::FORBIDDEN, "forbidden");
+    let (status, _) = node.call("GET", "/v1/tokens", Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // A new token works once created and stops working once revoked.
+    let (status, created) =
+        node.call("POST", "/v1/tokens", Some(ADMIN), Some(json!({ "name": "bot", "scope": "submit" }))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let token = created["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("ost_"));
+    let (status, _) = node.call("POST", "/v1/incidents", Some(&token), Some(body.clone())).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = node.call("DELETE", "/v1/tokens/bot", Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = node.call("GET", "/v1/incidents", Some(&token), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let listed = node.store.tokens().await.unwrap();
+    assert!(!serde_json::to_string(&listed).unwrap().contains(&token), "tokens are never stored in clear");
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_4xx_and_writes_nothing() {
+    let node = node().await;
+    let before = node.ledger.log_size();
+    let cases: Vec<(&str, Value, StatusCode, &str)> = vec![
+        ("not json", Value::String("{".into()), StatusCode::BAD_REQUEST, "bad_json"),
+        (
+            "unknown field",
+            json!({ "offenders": ["192.0.2.1"], "category": "spam", "colour": "red" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        ("missing category", json!({ "offenders": ["192.0.2.1"] }), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+        (
+            "bad category",
+            json!({ "offenders": ["192.0.2.1"], "category": "mean" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            "invalid IP",
+            json!({ "offenders": ["192.0.2.1", "192.0.2.300"], "category": "spam" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_offender",
+        ),
+        (
+            "invalid CIDR",
+            json!({ "offenders": ["192.0.2.0/33"], "category": "spam" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_offender",
+        ),
+        (
+            "invalid JID",
+            json!({ "offenders": ["a b@bad.example"], "category": "spam" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_offender",
+        ),
+        (
+            "no offenders",
+            json!({ "offenders": [], "category": "spam" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_offender",
+        ),
+        (
+            "expiry in the past",
+            json!({ "offenders": ["192.0.2.1"], "category": "spam", "expires": "2001-01-01T00:00:00Z" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_expiry",
+        ),
+        (
+            "description too long",
+            json!({ "offenders": ["192.0.2.1"], "category": "spam", "description": "x".repeat(5000) }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+        ),
+    ];
+    for (name, body, status, code) in cases {
+        let request = Request::post("/v1/incidents")
+            .header(header::AUTHORIZATION, format!("Bearer {SUBMIT}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(match &body {
+                Value::String(raw) => raw.clone(),
+                other => other.to_string(),
+            }))
+            .unwrap();
+        let response = node.send(request).await;
+        let got = response.status();
+        let value: Value = serde_json::from_slice(&to_bytes(response.into_body(), 1 << 20).await.unwrap()).unwrap();
+        assert_eq!(got, status, "{name}: {value}");
+        assert_eq!(value["error"]["code"], code, "{name}: {value}");
+    }
+    assert!(
+        node.call(
+            "POST",
+            "/v1/incidents",
+            Some(SUBMIT),
+            Some(json!({ "offenders": ["192.0.2.1", "192.0.2.300"], "category": "spam" }))
+        )
+        .await
+        .1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("offenders[1]"),
+        "the message names the bad offender"
+    );
+
+    let oversized =
+        json!({ "offenders": ["192.0.2.1"], "category": "spam", "description": "x".repeat(300_000) }).to_string();
+    let request = Request::post("/v1/incidents")
+        .header(header::AUTHORIZATION, format!("Bearer {SUBMIT}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(oversized))
+        .unwrap();
+    let response = node.send(request).await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    let request = Request::post("/v1/incidents")
+        .header(header::AUTHORIZATION, format!("Bearer {SUBMIT}"))
+        .body(Body::from("{}"))
+        .unwrap();
+    assert_eq!(node.send(request).await.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    for (path, status, code) in [
+        ("/v1/blocklist?kind=planets", StatusCode::BAD_REQUEST, "bad_kind"),
+        ("/v1/blocklist?format=xml", StatusCode::BAD_REQUEST, "bad_format"),
+        ("/v1/blocklist/changes?since=abc", StatusCode::BAD_REQUEST, "bad_cursor"),
+        ("/v1/blocklist/changes?since=-4", StatusCode::BAD_REQUEST, "bad_cursor"),
+        ("/v1/lookup/ip/300.1.1.1", StatusCode::UNPROCESSABLE_ENTITY, "invalid_value"),
+        ("/v1/lookup/planet/x", StatusCode::BAD_REQUEST, "bad_kind"),
+        ("/v1/lookup/hash/abc", StatusCode::BAD_REQUEST, "bad_prefix"),
+        ("/v1/lookup/hash/ABCD", StatusCode::BAD_REQUEST, "bad_prefix"),
+        ("/v1/log/proof/inclusion?index=5&size=2", StatusCode::BAD_REQUEST, "bad_proof_request"),
+        ("/v1/nowhere", StatusCode::NOT_FOUND, "no_route"),
+    ] {
+        let (got, body) = node.call("GET", path, None, None).await;
+        assert_error(got, &body, status, code);
+    }
+    let (status, body) = node.call("GET", "/v1/incidents/not-an-id", Some(SUBMIT), None).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_id");
+    assert_eq!(node.ledger.log_size(), before, "nothing was written");
+}
+
+#[tokio::test]
+async fn snapshots_are_signed_cached_and_compressed() {
+    let node = node().await;
+    node.submit(&["192.0.2.7", "2001:db8::1"]).await;
+    let (status, text, headers) = node.text("/v1/blocklist?kind=ip&format=txt").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(text, "192.0.2.7\n2001:db8::1\n");
+    let signature = headers[ostracon_web::SIGNATURE_HEADER].to_str().unwrap();
+    let sig = signature.split("sig=\"").nth(1).unwrap().trim_end_matches('"');
+    let sig: [u8; 64] = base64::engine::general_purpose::STANDARD.decode(sig).unwrap().try_into().unwrap();
+    assert!(key().public().verify(text.as_bytes(), &sig), "detached signature over the exact body");
+    assert!(signature.contains(&key().key_id().to_string()));
+    assert_eq!(headers[ostracon_web::CHECKPOINT_HEADER].to_str().unwrap(), node.ledger.log_size().to_string());
+    let etag = headers[header::ETAG].to_str().unwrap().to_owned();
+
+    let request = Request::get("/v1/blocklist?kind=ip&format=txt")
+        .header(header::IF_NONE_MATCH, &etag)
+        .body(Body::empty())
+        .unwrap();
+    let response = node.send(request).await;
+    assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
+    assert!(to_bytes(response.into_body(), 1024).await.unwrap().is_empty());
+
+    let request = Request::get("/v1/blocklist?kind=ip&format=txt")
+        .header(header::ACCEPT_ENCODING, "br, gzip;q=0.8")
+        .body(Body::empty())
+        .unwrap();
+    let response = node.send(request).await;
+    assert_eq!(response.headers()[header::CONTENT_ENCODING], "gzip");
+    let zipped = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    let mut unzipped = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(zipped.as_ref()), &mut unzipped).unwrap();
+    assert_eq!(unzipped, text);
+
+    // A change gives a new ETag; the old one no longer matches.
+    node.submit(&["192.0.2.8"]).await;
+    let request = Request::get("/v1/blocklist?kind=ip&format=txt")
+        .header(header::IF_NONE_MATCH, &etag)
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(node.send(request).await.status(), StatusCode::OK);
+
+    let (status, signature) = node.call("GET", "/v1/blocklist/signature?kind=ip&format=txt", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let checkpoint = SignedCheckpoint::parse(signature["checkpoint"].as_str().unwrap()).unwrap();
+    checkpoint.verify_signature("ops.example", key().public().verifying_key()).unwrap();
+
+    for format in ["json", "ndjson", "csv"] {
+        let (status, body, headers) = node.text(&format!("/v1/blocklist?kind=ip&format={format}")).await;
+        assert_eq!(status, StatusCode::OK, "{format}");
+        assert!(body.contains("192.0.2.8"), "{format}: {body}");
+        assert!(headers[header::CONTENT_TYPE].to_str().unwrap().contains(if format == "csv" { "csv" } else { "json" }));
+    }
+    let (_, jids, _) = node.text("/v1/blocklist?kind=jid&format=txt").await;
+    assert_eq!(jids, "");
+}
+
+#[tokio::test]
+async fn the_change_feed_follows_a_cursor_and_expires_it() {
+    let node = node().await;
+    node.submit(&["192.0.2.1", "bot@bad.example"]).await;
+    let (_, snapshot) = node.call("GET", "/v1/blocklist?kind=ip&format=json", None, None).await;
+    let cursor = snapshot["cursor"].as_i64().unwrap();
+    node.submit(&["192.0.2.2"]).await;
+    let (status, page) = node.call("GET", &format!("/v1/blocklist/changes?since={cursor}&kind=ip"), None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let changes = page["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0]["value"], "192.0.2.2");
+    assert_eq!(changes[0]["op"], "add");
+    let (_, page) = node.call("GET", "/v1/blocklist/changes?since=0&limit=1", None, None).await;
+    assert_eq!(page["more"], true);
+    assert_eq!(page["changes"].as_array().unwrap().len(), 1);
+
+    // Expiry produces tombstones; once they age past the horizon, old cursors get 410.
+    node.env.advance(4 * 86_400);
+    node.ledger.expire(node.env.now()).await.unwrap();
+    let (_, page) = node.call("GET", &format!("/v1/blocklist/changes?since={cursor}"), None, None).await;
+    assert!(page["changes"].as_array().unwrap().iter().any(|c| c["op"] == "remove"));
+    node.env.advance(8 * 86_400);
+    node.ledger.prune_changes(node.env.now()).await.unwrap();
+    let (status, body) = node.call("GET", &format!("/v1/blocklist/changes?since={cursor}"), None, None).await;
+    assert_error(status, &body, StatusCode::GONE, "cursor_expired");
+    assert!(body["error"]["message"].as_str().unwrap().contains("snapshot"));
+    let (status, _) = node.call("GET", "/v1/blocklist/changes?since=99999", None, None).await;
+    assert_eq!(status, StatusCode::GONE, "a cursor from the future is not silently accepted");
+}
+
+#[tokio::test]
+async fn the_log_is_verifiable_over_http() {
+    let node = node().await;
+    node.submit(&["192.0.2.1"]).await;
+    let (_, old_text, _) = node.text("/v1/log/checkpoint").await;
+    let old = SignedCheckpoint::parse(&old_text).unwrap();
+    node.submit(&["192.0.2.2", "192.0.2.3"]).await;
+    let (status, text, _) = node.text("/v1/log/checkpoint").await;
+    assert_eq!(status, StatusCode::OK);
+    let new = SignedCheckpoint::parse(&text).unwrap();
+    new.verify_signature("ops.example", key().public().verifying_key()).unwrap();
+    let size = new.checkpoint().size;
+    assert_eq!(size, 5);
+
+    let (_, entries) = node.call("GET", "/v1/log/entries?start=0", None, None).await;
+    let leaves: Vec<Vec<u8>> = entries["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| base64::engine::general_purpose::STANDARD.decode(e["leaf"].as_str().unwrap()).unwrap())
+        .collect();
+    assert_eq!(leaves.len() as u64, size);
+    assert_eq!(entries["entries"][0]["record"]["event"], "incident-accepted");
+    let (_, proof) = node.call("GET", &format!("/v1/log/proof/inclusion?index=3&size={size}"), None, None).await;
+    let hashes: Vec<[u8; 32]> = proof["hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| base64::engine::general_purpose::STANDARD.decode(h.as_str().unwrap()).unwrap().try_into().unwrap())
+        .collect();
+    verify_inclusion(&leaf_hash(&leaves[3]), 3, size, &hashes, &new.checkpoint().root).unwrap();
+    let (_, proof) = node
+        .call("GET", &format!("/v1/log/proof/consistency?old={}&new={size}", old.checkpoint().size), None, None)
+        .await;
+    let hashes: Vec<[u8; 32]> = proof["hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| base64::engine::general_purpose::STANDARD.decode(h.as_str().unwrap()).unwrap().try_into().unwrap())
+        .collect();
+    verify_consistency(old.checkpoint().size, size, &old.checkpoint().root, &new.checkpoint().root, &hashes).unwrap();
+}
+
+#[tokio::test]
+async fn allow_and_deny_entries() {
+    let node = node().await;
+    node.submit(&["192.0.2.1"]).await;
+    let (status, body) =
+        node.call("POST", "/v1/allow", Some(ADMIN), Some(json!({ "value": "192.0.2.1", "note": "ours" }))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["delisted"], json!(["192.0.2.1"]));
+    let (_, lookup) = node.call("GET", "/v1/lookup/ip/192.0.2.1", None, None).await;
+    assert_eq!((lookup["listed"].clone(), lookup["allowed"].clone()), (json!(false), json!(true)));
+    let (status, body) = node.call("POST", "/v1/allow", Some(SUBMIT), Some(json!({ "value": "192.0.2.1" }))).await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+
+    let (status, body) = node
+        .call(
+            "POST",
+            "/v1/deny",
+            Some(ADMIN),
+            Some(json!({ "value": "spam.example", "action": "quarantine", "ttl_seconds": 3600 })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (_, list) = node.call("GET", "/v1/deny", Some(ADMIN), None).await;
+    assert_eq!(list["deny"][0]["value"], "spam.example");
+    assert_eq!(list["deny"][0]["action"], "quarantine");
+    let (status, body) = node.call("POST", "/v1/deny", Some(ADMIN), Some(json!({ "value": "192.0.2.1" }))).await;
+    assert_error(status, &body, StatusCode::CONFLICT, "rejected");
+    let (status, _) = node.call("DELETE", "/v1/deny?value=spam.example", Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = node.call("DELETE", "/v1/allow?value=192.0.2.1", Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = node.call("DELETE", "/v1/allow?value=192.0.2.1", Some(ADMIN), None).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+}
+
+#[tokio::test]
+async fn a_dead_store_answers_503_never_an_empty_list() {
+    let node = node().await;
+    node.submit(&["192.0.2.1"]).await;
+    let (status, _, _) = node.text("/v1/blocklist?kind=ip&format=txt").await;
+    assert_eq!(status, StatusCode::OK);
+    node.store.close().await;
+    for path in [
+        "/v1/blocklist?kind=ip&format=txt",
+        "/v1/blocklist/changes?since=0",
+        "/v1/lookup/ip/192.0.2.1",
+        "/v1/log/checkpoint",
+    ] {
+        let (status, body) = node.call("GET", path, None, None).await;
+        assert_error(status, &body, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    }
+    let (status, body) = node.call("GET", "/healthz", None, None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["database"], "unavailable");
+}
+
+#[tokio::test]
+async fn public_routes_are_rate_limited_per_client() {
+    let node = node_with(WebConfig { rate_per_second: 1, rate_burst: 2 }).await;
+    for _ in 0..2 {
+        assert_eq!(node.call("GET", "/healthz", None, None).await.0, StatusCode::OK);
+    }
+    let response = node.send(Request::get("/healthz").body(Body::empty()).unwrap()).await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(response.headers().contains_key(header::RETRY_AFTER));
+}
+
+#[tokio::test]
+async fn openapi_lists_exactly_the_routes_and_every_route_exists() {
+    let node = node().await;
+    let (status, document) = node.call("GET", "/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(document["openapi"], "3.1.0");
+    let mut documented: Vec<(String, String)> = Vec::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            documented.push((method.clone(), path.clone()));
+        }
+    }
+    let mut routes: Vec<(String, String)> = ROUTES.iter().map(|(m, p)| ((*m).to_owned(), (*p).to_owned())).collect();
+    documented.sort();
+    routes.sort();
+    assert_eq!(documented, routes);
+    for (method, path) in ROUTES {
+        let concrete = path
+            .replace("{id}", "ops.example:00000000-0000-0000-0000-000000000001")
+            .replace("{name}", "x")
+            .replace("{prefix}", "abcd")
+            .replace("{kind}", "ip")
+            .replace("{value}", "192.0.2.1");
+        let request = Request::builder()
+            .method(method.to_uppercase().as_str())
+            .uri(concrete.as_str())
+            .body(Body::empty())
+            .unwrap();
+        let response = node.send(request).await;
+        let status = response.status();
+        let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        assert!(
+            status != StatusCode::METHOD_NOT_ALLOWED && value["error"]["code"] != "no_route",
+            "{method} {path}: {status} {value}"
+        );
+    }
+    let (_, metrics, _) = node.text("/metrics").await;
+    assert!(metrics.contains("ostracon_http_requests_total{route=\"/openapi.json\",status=\"200\"}"), "{metrics}");
+    assert!(metrics.contains("ostracon_log_size"));
+}
