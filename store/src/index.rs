@@ -436,14 +436,17 @@ impl NameKey {
 /// CPU's SHA extensions) and in return each name string is stored once, in `by_digest`, which
 /// the hash-prefix query needs anyway. Two different names with one SHA-256 digest would need a
 /// collision, which no one can produce.
+///
+/// The entry id is kept in both places (8 bytes more per name), so a prefix answer costs no
+/// second lookup per result; `insert` and `remove` change both together.
 #[derive(Clone, Default)]
 struct Names {
     /// JID digests to entry ids, for exact lookups.
     jids: HashMap<[u8; 32], EntryId>,
     /// Domain digests to entry ids, for exact lookups.
     domains: HashMap<[u8; 32], EntryId>,
-    /// Every name in item-id order, for hash-prefix queries.
-    by_digest: BTreeMap<NameKey, Offender>,
+    /// Every name with its entry id, in item-id order, for hash-prefix queries.
+    by_digest: BTreeMap<NameKey, (Offender, EntryId)>,
 }
 
 impl Names {
@@ -469,7 +472,10 @@ impl Names {
     fn insert(&mut self, key: NameKey, offender: &Offender, id: EntryId) -> bool {
         let added = self.ids_mut(key.kind).insert(key.digest, id).is_none();
         if added {
-            self.by_digest.insert(key, offender.clone());
+            self.by_digest.insert(key, (offender.clone(), id));
+        } else if let Some(listed) = self.by_digest.get_mut(&key) {
+            // Same digest, same name: only the id changes.
+            listed.1 = id;
         }
         added
     }
@@ -487,8 +493,7 @@ impl Names {
         self.by_digest
             .range(start..)
             .take_while(|(key, _)| prefix.matches(&key.digest))
-            // `ids` and `by_digest` change together, so every key here has an id.
-            .filter_map(|(key, offender)| Some((hex::encode(key.digest), offender.clone(), self.get(*key)?)))
+            .map(|(key, (offender, id))| (hex::encode(key.digest), offender.clone(), *id))
             .collect()
     }
 
@@ -496,7 +501,7 @@ impl Names {
         let strings: usize = self
             .by_digest
             .values()
-            .map(|offender| match offender {
+            .map(|(offender, _)| match offender {
                 Offender::Jid(jid) => {
                     jid.local().map_or(0, |local| malloc_bytes(local.len())) + malloc_bytes(jid.domain().as_str().len())
                 }

@@ -1,0 +1,281 @@
+//! The real `ostracon` binary end to end: `init`, `config check`, `serve`, the operator CLI
+//! verbs, every published format, lookups, and `ostracon verify` — which must accept the real
+//! node and reject a tampered snapshot, altered log leaves and a rewritten history.
+//! Also: an acknowledged incident survives `kill -9`, and SIGTERM shuts down cleanly.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{Request, Response};
+use ostracon_tests::{Process, TempDir, free_port, wait_for_port};
+use serde_json::Value;
+
+const TOKEN: &str = "ost_integration-admin-token";
+
+fn ostracon() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ostracon"));
+    command.env_remove("OSTRACON_CONFIG").env_remove("OSTRACON_URL").env_remove("OSTRACON_TOKEN");
+    command
+}
+
+fn run(args: &[&str]) -> Output {
+    ostracon().args(args).output().expect("run ostracon")
+}
+
+fn ok(args: &[&str]) -> String {
+    let output = run(args);
+    assert!(
+        output.status.success(),
+        "ostracon {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+struct Node {
+    dir: TempDir,
+    config: PathBuf,
+    address: SocketAddr,
+    process: Option<Process>,
+}
+
+impl Node {
+    fn init(label: &str) -> Self {
+        let dir = TempDir::new(label);
+        let address = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let data = dir.path().join("data");
+        let output = ostracon()
+            .env("OSTRACON_ADMIN_TOKEN", TOKEN)
+            .args(["init", "--data", data.to_str().unwrap(), "--domain", "ops.example", "--http", &address.to_string()])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(!stdout.contains(TOKEN), "a token fixed by the environment is not printed");
+        let config = data.join("ostracon.toml");
+        Self { dir, config, address, process: None }
+    }
+
+    fn start(&mut self) {
+        let mut command = ostracon();
+        command.args(["serve", "--config", self.config.to_str().unwrap()]).env("RUST_LOG", "info");
+        let log = self.dir.path().join(format!("serve-{}.log", self.process.is_some() as u8));
+        let process = Process::spawn("ostracon serve", command, &log).unwrap();
+        assert!(wait_for_port(self.address, Duration::from_secs(20)), "node did not start:\n{}", process.output());
+        self.process = Some(process);
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    fn cli(&self, args: &[&str]) -> Value {
+        let mut full: Vec<&str> = args.to_vec();
+        let url = self.url();
+        full.extend(["--url", &url, "--token", TOKEN]);
+        serde_json::from_str(&ok(&full)).unwrap()
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        let (status, _, body) = raw_get(&format!("{}{path}", self.url()));
+        (status, String::from_utf8(body).unwrap())
+    }
+}
+
+fn verify(url: &str, checkpoint: &Path) -> Output {
+    run(&["verify", url, "--checkpoint", checkpoint.to_str().unwrap()])
+}
+
+/// A plain HTTP/1.0 GET over std: status, headers, body (no chunking with HTTP/1.0).
+fn raw_get(url: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    use std::io::{Read as _, Write as _};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes).unwrap();
+    let split = bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&bytes[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines.next().unwrap()[9..12].parse().unwrap();
+    let headers =
+        lines.filter_map(|l| l.split_once(':')).map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned())).collect();
+    (status, headers, bytes[split + 4..].to_vec())
+}
+
+/// A proxy in front of a node that rewrites some responses, to play a dishonest publisher.
+async fn start_proxy(upstream: String, tamper: fn(&str, Vec<u8>) -> Vec<u8>) -> SocketAddr {
+    #[derive(Clone)]
+    struct Proxy {
+        upstream: String,
+        tamper: fn(&str, Vec<u8>) -> Vec<u8>,
+    }
+    async fn forward(State(proxy): State<Proxy>, request: Request<Body>) -> Response<Body> {
+        let path = request.uri().path_and_query().map_or("/".to_owned(), ToString::to_string);
+        let (status, headers, body) = tokio::task::spawn_blocking({
+            let url = format!("{}{path}", proxy.upstream);
+            move || raw_get(&url)
+        })
+        .await
+        .unwrap();
+        let mut response = Response::builder().status(status);
+        for (name, value) in headers {
+            if !name.eq_ignore_ascii_case("content-length") && !name.eq_ignore_ascii_case("transfer-encoding") {
+                response = response.header(name, value);
+            }
+        }
+        response.body(Body::from((proxy.tamper)(&path, body))).unwrap()
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let app = axum::Router::new().fallback(forward).with_state(Proxy { upstream, tamper });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    address
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_end_to_end() {
+    let mut node = Node::init("cli");
+    assert!(ok(&["config", "check", "--config", node.config.to_str().unwrap()]).contains("configuration ok"));
+    node.start();
+
+    // Operator verbs through the CLI.
+    let submitted = node.cli(&[
+        "incident",
+        "submit",
+        "--offender",
+        "192.0.2.7",
+        "--offender",
+        "198.51.100.0/24",
+        "--offender",
+        "bot@bad.example",
+        "--offender",
+        "spam.example",
+        "--category",
+        "muc-abuse",
+        "--severity",
+        "high",
+        "--description",
+        "join flood",
+        "--share",
+    ]);
+    let id = submitted["id"].as_str().unwrap().to_owned();
+    assert_eq!(submitted["listed"].as_array().unwrap().len(), 4);
+    let second = node.cli(&["incident", "submit", "--offender", "203.0.113.9", "--category", "spam", "--ttl", "3600"]);
+    node.cli(&["allow", "add", "192.0.2.200", "--note", "our monitoring"]);
+    node.cli(&["deny", "add", "abuse.example", "--action", "quarantine"]);
+    let listed = node.cli(&["incident", "list"]);
+    assert_eq!(listed["incidents"].as_array().unwrap().len(), 2);
+    assert_eq!(node.cli(&["incident", "show", &id])["incident"]["description"], "join flood");
+    let lookup = node.cli(&["lookup", "ip", "198.51.100.77"]);
+    assert_eq!(lookup["listed"], true);
+    assert_eq!(lookup["matches"][0]["why"]["reasons"][0]["incident"], id.as_str());
+
+    // Every format of every list.
+    for kind in ["ip", "jid", "domain"] {
+        for format in ["json", "txt", "ndjson", "csv"] {
+            let (status, body) = node.get(&format!("/v1/blocklist?kind={kind}&format={format}"));
+            assert_eq!(status, 200, "{kind} {format}: {body}");
+        }
+    }
+    let (_, ips) = node.get("/v1/blocklist?kind=ip&format=txt");
+    // CIDRs first, then addresses (ordered by kind, then value).
+    assert_eq!(ips, "198.51.100.0/24\n192.0.2.7\n203.0.113.9\n");
+    let (_, domains) = node.get("/v1/blocklist?kind=domain&format=txt");
+    assert_eq!(domains, "abuse.example\nspam.example\n");
+
+    // verify accepts the honest node, saves the checkpoint, and sees growth next time.
+    let checkpoint = node.dir.path().join("checkpoint.txt");
+    let output = verify(&node.url(), &checkpoint);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(checkpoint.exists());
+    node.cli(&["incident", "retract", second["id"].as_str().unwrap()]);
+    let output = verify(&node.url(), &checkpoint);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("only grew"));
+    for kind in ["jid", "domain"] {
+        assert!(run(&["verify", &node.url(), "--kind", kind]).status.success());
+    }
+
+    // A dishonest publisher: the snapshot is changed after signing.
+    let proxy = start_proxy(node.url(), |path, body| {
+        if path.starts_with("/v1/blocklist?") {
+            String::from_utf8(body).unwrap().replace("192.0.2.7", "192.0.2.8").into_bytes()
+        } else {
+            body
+        }
+    })
+    .await;
+    let output = verify(&format!("http://{proxy}"), &node.dir.path().join("c2.txt"));
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("snapshot signature does not verify"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // A dishonest publisher: log leaves served differ from the signed log.
+    let proxy = start_proxy(node.url(), |path, body| {
+        if path.starts_with("/v1/log/entries") {
+            let mut page: Value = serde_json::from_slice(&body).unwrap();
+            page["entries"][1]["leaf"] = Value::String(base64_of(br#"{"event":"allow-removed"}"#));
+            serde_json::to_vec(&page).unwrap()
+        } else {
+            body
+        }
+    })
+    .await;
+    let output = verify(&format!("http://{proxy}"), &node.dir.path().join("c3.txt"));
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("do not hash to the signed checkpoint root"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // kill -9 right after an acknowledged submission: nothing is lost.
+    let acknowledged = node.cli(&["incident", "submit", "--offender", "192.0.2.99", "--category", "brute-force"]);
+    node.process.as_mut().unwrap().signal_and_wait("KILL");
+    node.start();
+    let shown = node.cli(&["incident", "show", acknowledged["id"].as_str().unwrap()]);
+    assert_eq!(shown["decision"], "accepted");
+    let (_, ips) = node.get("/v1/blocklist?kind=ip&format=txt");
+    assert!(ips.contains("192.0.2.99"));
+    let output = verify(&node.url(), &checkpoint);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+
+    // A forked log: history is rewritten behind the node's back (same key, same size).
+    let status = node.process.as_mut().unwrap().signal_and_wait("TERM").unwrap();
+    assert!(status.success(), "SIGTERM shuts down cleanly: {status:?}");
+    rewrite_first_leaf(&node.dir.path().join("data/ostracon.db")).await;
+    node.start();
+    let output = verify(&node.url(), &checkpoint);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("not an extension of the saved checkpoint"), "{stderr}");
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Replaces leaf 0 with another valid record (and its hash), as an operator rewriting
+/// history behind the log's back would.
+async fn rewrite_first_leaf(db: &Path) {
+    let store = ostracon_store::Store::open(&format!("sqlite://{}", db.display())).await.unwrap();
+    let forged = br#"{"at":"2026-01-01T00:00:00Z","event":"incident-retracted","id":"ops.example:00000000-0000-0000-0000-000000000000"}"#;
+    sqlx::query("UPDATE audit_log SET leaf = $1, leaf_hash = $2 WHERE idx = 0")
+        .bind(forged.to_vec())
+        .bind(ostracon_protocol::log::merkle::leaf_hash(forged).to_vec())
+        .execute(store.pool())
+        .await
+        .unwrap();
+    store.close().await;
+}
