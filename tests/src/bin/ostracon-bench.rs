@@ -1,0 +1,321 @@
+//! `ostracon-bench`: the measurements behind BENCHMARKS.md.
+//!
+//! - `seed`: fills a database through the ledger (the same transactions the API runs) and
+//!   reports the bulk ingest rate;
+//! - `snapshot`: builds, signs and compresses a list snapshot and reports time and sizes;
+//! - `ingest`: posts incidents to a running node with N concurrent clients;
+//! - `lookups`: looks up IPs on a running node with N concurrent clients (hits and misses);
+//! - `noop`: an axum server with one no-op route, the baseline for what the HTTP stack serves.
+//!
+//! Load generators share the machine with the node, so numbers are conservative.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use ostracon_protocol::ids::{BareJid, Domain, IncidentId, Offender};
+use ostracon_protocol::incident::{Category, Incident, Severity, Status};
+use ostracon_protocol::keys::NodeKey;
+use ostracon_protocol::time::Timestamp;
+use ostracon_store::Store;
+use ostracon_store::ledger::{Ledger, LedgerConfig};
+use ostracon_store::model::ListKind;
+use ostracon_store::policy::ListingPolicy;
+use ostracon_store::snapshot::Format;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fill a database with `entries` listed offenders, `per_incident` per incident.
+    Seed {
+        #[arg(long)]
+        db: String,
+        #[arg(long)]
+        entries: u64,
+        #[arg(long, default_value_t = 1000)]
+        per_incident: u64,
+        /// The node's data directory (its signing key), so a node served later signs with it.
+        #[arg(long)]
+        seed_hex: Option<String>,
+    },
+    /// Build a snapshot of a seeded database.
+    Snapshot {
+        #[arg(long)]
+        db: String,
+        #[arg(long, default_value = "ip")]
+        kind: String,
+        #[arg(long, default_value = "txt")]
+        format: String,
+    },
+    /// POST incidents to a running node.
+    Ingest {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        token: String,
+        #[arg(long, default_value_t = 2000)]
+        incidents: u64,
+        #[arg(long, default_value_t = 8)]
+        concurrency: u64,
+        #[arg(long, default_value_t = 1)]
+        offenders: u64,
+    },
+    /// Look up IPs on a running node.
+    Lookups {
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 64)]
+        concurrency: u64,
+        #[arg(long, default_value_t = 100_000)]
+        requests: u64,
+        /// Entries seeded (hits are drawn from the seeded IPv4 range).
+        #[arg(long)]
+        entries: u64,
+        /// Path to request instead (e.g. /noop on the baseline server).
+        #[arg(long)]
+        path: Option<String>,
+    },
+    /// Serve a no-op route on `listen`.
+    Noop {
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: SocketAddr,
+    },
+}
+
+/// The i-th seeded offender: 80% IPv4 addresses, 5% IPv4 /24s, 5% IPv6, 7% JIDs, 3% domains.
+fn offender(i: u64) -> Offender {
+    let kind = i % 100;
+    let text = match kind {
+        0..=79 => Ipv4Addr::from(0x0a00_0000u32 + i as u32).to_string(),
+        80..=84 => format!("{}/24", Ipv4Addr::from(0x6400_0000u32 + ((i as u32) << 8))),
+        85..=89 => format!("2001:db8::{:x}:{:x}", i >> 16, i & 0xffff),
+        90..=96 => format!("bot{i}@spam{}.example", i % 997),
+        _ => format!("spam-{i}.example"),
+    };
+    Offender::parse(&text).expect("valid seeded offender")
+}
+
+fn node_key(seed_hex: Option<&str>) -> anyhow::Result<NodeKey> {
+    let mut seed = [7u8; 32];
+    if let Some(hex) = seed_hex {
+        for (i, byte) in seed.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2).context("seed is 64 hex digits")?, 16)?;
+        }
+    }
+    Ok(NodeKey::from_seed(&seed))
+}
+
+async fn ledger(db: &str, key: NodeKey) -> anyhow::Result<Ledger> {
+    let store = Store::open(db).await?;
+    Ok(Ledger::open(
+        store,
+        key,
+        LedgerConfig {
+            origin: "bench.example/ostracon".into(),
+            key_name: "bench.example".into(),
+            policy: ListingPolicy::default(),
+        },
+    )
+    .await?)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn report_latencies(label: &str, mut latencies: Vec<Duration>, elapsed: Duration) {
+    latencies.sort_unstable();
+    let n = latencies.len();
+    println!(
+        "{label}: {n} requests in {:.2} s = {:.0} req/s; p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+        elapsed.as_secs_f64(),
+        n as f64 / elapsed.as_secs_f64(),
+        percentile(&latencies, 0.50).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+    );
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Seed { db, entries, per_incident, seed_hex } => {
+            let ledger = ledger(&db, node_key(seed_hex.as_deref())?).await?;
+            let issuer = Domain::parse("bench.example")?;
+            let reporter = BareJid::parse("bench.example")?;
+            let start = Instant::now();
+            let now = Timestamp::from_unix(1_800_000_000).context("time")?;
+            let mut next = ledger.with_index(|index| index.len()) as u64;
+            let target = next + entries;
+            let mut incidents = 0u64;
+            while next < target {
+                let count = per_incident.min(target - next);
+                let incident = Incident {
+                    id: IncidentId::new(issuer.clone(), uuid::Uuid::from_u128(u128::from(next) + 1)),
+                    reporter: reporter.clone(),
+                    status: Status::New,
+                    category: Category::Spam,
+                    severity: Severity::Medium,
+                    offenders: (next..next + count).map(offender).collect(),
+                    start: now,
+                    end: None,
+                    reported: now,
+                    description: String::new(),
+                    evidence: Vec::new(),
+                    action: None,
+                    expires: Some(now.plus_secs(30 * 86_400)),
+                    related: None,
+                    history: Vec::new(),
+                };
+                ledger.submit_local(&incident, false, now).await?;
+                next += count;
+                incidents += 1;
+            }
+            let elapsed = start.elapsed();
+            println!(
+                "seeded {entries} offenders in {incidents} incidents in {:.1} s: {:.0} offenders/s, {:.1} incidents/s; log {} leaves",
+                elapsed.as_secs_f64(),
+                entries as f64 / elapsed.as_secs_f64(),
+                incidents as f64 / elapsed.as_secs_f64(),
+                ledger.log_size()
+            );
+        }
+        Command::Snapshot { db, kind, format } => {
+            let load = Instant::now();
+            let ledger = ledger(&db, node_key(None)?).await?;
+            println!(
+                "loaded ledger ({} listed, {} leaves) in {:.2} s",
+                ledger.with_index(|i| i.len()),
+                ledger.log_size(),
+                load.elapsed().as_secs_f64()
+            );
+            let list = match kind.as_str() {
+                "jid" => ListKind::Jid,
+                "domain" => ListKind::Domain,
+                _ => ListKind::Ip,
+            };
+            let format = Format::parse(&format).context("format")?;
+            for round in 0..3 {
+                let start = Instant::now();
+                let snapshot =
+                    ledger.build_snapshot(list, format, Timestamp::from_unix(1_800_000_000).context("time")?).await?;
+                println!(
+                    "round {round}: {} entries, body {} bytes, gzip {} bytes, built+signed+gzipped in {:.3} s",
+                    snapshot.entries,
+                    snapshot.body.len(),
+                    snapshot.gzip.len(),
+                    start.elapsed().as_secs_f64()
+                );
+            }
+        }
+        Command::Ingest { url, token, incidents, concurrency, offenders } => {
+            let client = reqwest::Client::new();
+            let counter = Arc::new(AtomicU64::new(0));
+            let start = Instant::now();
+            let mut tasks = Vec::new();
+            // Distinct offenders per run, far from the seeded ranges.
+            let base = u64::from(u32::from(Ipv4Addr::new(172, 16, 0, 0)))
+                + (start.elapsed().as_nanos() as u64 % 1000) * 1_000_000;
+            for _ in 0..concurrency {
+                let (client, url, token, counter) = (client.clone(), url.clone(), token.clone(), Arc::clone(&counter));
+                tasks.push(tokio::spawn(async move {
+                    let mut latencies = Vec::new();
+                    loop {
+                        let n = counter.fetch_add(1, Ordering::SeqCst);
+                        if n >= incidents {
+                            return latencies;
+                        }
+                        let list: Vec<String> = (0..offenders)
+                            .map(|k| IpAddr::V4(Ipv4Addr::from((base + n * offenders + k) as u32)).to_string())
+                            .collect();
+                        let body = serde_json::json!({ "offenders": list, "category": "spam" }).to_string();
+                        let sent = Instant::now();
+                        let response = client
+                            .post(format!("{url}/v1/incidents"))
+                            .bearer_auth(&token)
+                            .header("content-type", "application/json")
+                            .body(body)
+                            .send()
+                            .await;
+                        match response {
+                            Ok(r) if r.status().as_u16() == 201 => latencies.push(sent.elapsed()),
+                            Ok(r) => eprintln!("unexpected status {}", r.status()),
+                            Err(e) => eprintln!("request failed: {e}"),
+                        }
+                    }
+                }));
+            }
+            let mut latencies = Vec::new();
+            for task in tasks {
+                latencies.extend(task.await?);
+            }
+            report_latencies(
+                &format!("ingest ({offenders} offender(s) per incident, {concurrency} clients)"),
+                latencies,
+                start.elapsed(),
+            );
+        }
+        Command::Lookups { url, concurrency, requests, entries, path } => {
+            let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency as usize).build()?;
+            let counter = Arc::new(AtomicU64::new(0));
+            let start = Instant::now();
+            let mut tasks = Vec::new();
+            for _ in 0..concurrency {
+                let (client, url, counter, path) = (client.clone(), url.clone(), Arc::clone(&counter), path.clone());
+                tasks.push(tokio::spawn(async move {
+                    let mut latencies = Vec::with_capacity((requests / concurrency) as usize + 1);
+                    let mut hits = 0u64;
+                    loop {
+                        let n = counter.fetch_add(1, Ordering::Relaxed);
+                        if n >= requests {
+                            return (latencies, hits);
+                        }
+                        // Even requests hit a seeded IPv4 address, odd ones miss.
+                        let target = match &path {
+                            Some(path) => format!("{url}{path}"),
+                            None if n % 2 == 0 => {
+                                let i = (n.wrapping_mul(2_654_435_761) % entries.max(1)) / 100 * 100 + (n % 80);
+                                format!("{url}/v1/lookup/ip/{}", Ipv4Addr::from(0x0a00_0000u32 + i as u32))
+                            }
+                            None => format!("{url}/v1/lookup/ip/{}", Ipv4Addr::from(0xc000_0200u32 + (n % 200) as u32)),
+                        };
+                        let sent = Instant::now();
+                        if let Ok(response) = client.get(&target).send().await {
+                            let ok = response.status().is_success();
+                            let body = response.bytes().await.unwrap_or_default();
+                            if ok {
+                                latencies.push(sent.elapsed());
+                                hits += u64::from(body.windows(13).any(|w| w == b"\"listed\":true"));
+                            }
+                        }
+                    }
+                }));
+            }
+            let mut latencies = Vec::new();
+            let mut hits = 0;
+            for task in tasks {
+                let (l, h) = task.await?;
+                latencies.extend(l);
+                hits += h;
+            }
+            report_latencies(&format!("lookups ({concurrency} clients, {hits} listed)"), latencies, start.elapsed());
+        }
+        Command::Noop { listen } => {
+            let app = axum::Router::new().route("/noop", axum::routing::get(|| async { "{}" }));
+            let listener = tokio::net::TcpListener::bind(listen).await?;
+            axum::serve(listener, app).await?;
+        }
+    }
+    Ok(())
+}
