@@ -10,9 +10,10 @@
 //! **Invariant:** leaf `n` in the database is leaf `n` of the in-memory tree. Writers are
 //! serialised by one async mutex, so leaf indexes are assigned without gaps or races.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, RwLock};
 
+use futures_util::TryStreamExt as _;
 use ostracon_protocol::ids::{BareJid, IncidentId, Offender};
 use ostracon_protocol::incident::{Incident, Severity, Status};
 use ostracon_protocol::keys::NodeKey;
@@ -23,14 +24,20 @@ use ostracon_protocol::time::Timestamp;
 use sqlx::{Any, Row as _, Transaction};
 
 use crate::index::BlocklistIndex;
-use crate::model::{ChangeOp, Decision, EntryRecord, EntrySource, IncidentOrigin, IncidentRecord, ListAction};
+use crate::model::{
+    ChangeOp, Decision, EntryRecord, EntrySource, IncidentOrigin, IncidentRecord, ListAction, offender_from_row,
+};
 use crate::policy::ListingPolicy;
 use crate::queries::{ENTRY_COLUMNS, entry_from_row, offender_kind};
-use crate::traits::{AuditLogStore as _, BlocklistStore as _, IncidentStore as _};
+use crate::traits::{BlocklistStore as _, IncidentStore as _};
 use crate::{Result, Store, StoreError};
 
 /// Weight of the operator's own reports, in thousandths.
 pub const LOCAL_WEIGHT_MILLI: i64 = 1_000;
+
+/// Offenders per multi-row statement: 10 columns x 500 rows stays under SQLite's 32,766 and
+/// PostgreSQL's 65,535 bind parameters.
+const LIST_CHUNK: usize = 500;
 
 /// Most entries expired in one transaction (keeps transactions short under large expiries).
 const EXPIRY_BATCH: u32 = 5_000;
@@ -150,114 +157,219 @@ impl Batch {
         row.as_ref().map(entry_from_row).transpose()
     }
 
-    /// Lists an offender (or strengthens its listing) for one contribution.
-    async fn list(&mut self, listing: Listing<'_>, policy: &ListingPolicy) -> Result<()> {
-        let offender = listing.offender;
-        let existing = self.entry(offender).await?;
-        let active = existing.as_ref().is_some_and(|e| e.active);
-        let listing_number = match &existing {
-            Some(entry) if entry.active => entry.listings.max(1),
-            Some(entry) => entry.listings.saturating_add(1),
-            None => 1,
-        };
-        let expires = match listing.source {
-            EntrySource::Incidents => Some(policy.expiry(self.now, listing.expires, listing.severity, listing_number)),
-            EntrySource::Operator => listing.expires,
-        };
-        let (action, expires, changed) = match &existing {
-            Some(entry) if entry.active => {
-                // Another contribution to a live entry: keep the stronger action and the later expiry.
-                let action = entry.action.min(listing.action);
-                let expires = match (entry.expires_at, expires) {
-                    (None, _) | (_, None) => None,
-                    (Some(a), Some(b)) => Some(a.max(b)),
-                };
-                (action, expires, action != entry.action || expires != entry.expires_at)
-            }
-            _ => (listing.action, expires, true),
-        };
-
-        let mut reasons: Vec<IncidentId> = Vec::new();
-        if let Some((id, _, _)) = listing.reason {
-            reasons.push(id.clone());
+    /// Lists offenders (or strengthens their listings), one contribution each.
+    ///
+    /// Works in chunks with multi-row statements: one read of the existing entries, one insert
+    /// for the leaves, one for new entries, one for reasons, one for change rows. Per-offender
+    /// round trips would cap bulk ingest at a few thousand offenders per second.
+    async fn list_many(&mut self, listings: &[Listing<'_>], policy: &ListingPolicy) -> Result<()> {
+        let mut seen = BTreeSet::new();
+        let unique: Vec<&Listing<'_>> = listings.iter().filter(|l| seen.insert(l.offender.clone())).collect();
+        for chunk in unique.chunks(LIST_CHUNK) {
+            self.list_chunk(chunk, policy).await?;
         }
-        let log_index = self
-            .leaf(&AuditRecord::EntryAdded {
+        Ok(())
+    }
+
+    async fn list_chunk(&mut self, chunk: &[&Listing<'_>], policy: &ListingPolicy) -> Result<()> {
+        // 1. What is already there.
+        let mut existing: HashMap<Offender, EntryRecord> = HashMap::new();
+        {
+            let mut sql = format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE (kind, value) IN (VALUES ");
+            push_placeholders(&mut sql, chunk.len(), 2, 1);
+            sql.push(')');
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for listing in chunk {
+                query = query.bind(offender_kind(listing.offender)).bind(listing.offender.to_string());
+            }
+            for row in query.fetch_all(&mut *self.tx).await? {
+                let entry = entry_from_row(&row)?;
+                existing.insert(entry.offender.clone(), entry);
+            }
+        }
+
+        // 2. Decide each listing and write its leaf.
+        struct Planned {
+            offender: Offender,
+            action: ListAction,
+            expires: Option<Timestamp>,
+            changed: bool,
+            listing_number: u32,
+            source: EntrySource,
+            log_index: u64,
+            existing: Option<(i64, bool)>,
+            reason: Option<(IncidentId, BareJid, i64)>,
+        }
+        let mut planned = Vec::with_capacity(chunk.len());
+        let mut leaves: Vec<(u64, Vec<u8>)> = Vec::with_capacity(chunk.len());
+        for listing in chunk {
+            let entry = existing.get(listing.offender);
+            let active = entry.is_some_and(|e| e.active);
+            let listing_number = match entry {
+                Some(e) if e.active => e.listings.max(1),
+                Some(e) => e.listings.saturating_add(1),
+                None => 1,
+            };
+            let expires = match listing.source {
+                EntrySource::Incidents => {
+                    Some(policy.expiry(self.now, listing.expires, listing.severity, listing_number))
+                }
+                EntrySource::Operator => listing.expires,
+            };
+            let (action, expires, changed) = match entry {
+                Some(e) if e.active => {
+                    // Another contribution to a live entry: keep the stronger action and the later expiry.
+                    let action = e.action.min(listing.action);
+                    let expires = match (e.expires_at, expires) {
+                        (None, _) | (_, None) => None,
+                        (Some(a), Some(b)) => Some(a.max(b)),
+                    };
+                    (action, expires, action != e.action || expires != e.expires_at)
+                }
+                _ => (listing.action, expires, true),
+            };
+            let source = match entry {
+                Some(e) if active && e.source == EntrySource::Operator => EntrySource::Operator,
+                _ => listing.source,
+            };
+            let record = AuditRecord::EntryAdded {
                 at: self.now,
-                offender: offender.clone(),
+                offender: listing.offender.clone(),
                 action: action.as_str().to_owned(),
                 expires,
-                reasons,
+                reasons: listing.reason.iter().map(|(id, _, _)| (*id).clone()).collect(),
                 source: listing.source.as_str().to_owned(),
-            })
-            .await?;
+            };
+            let bytes = record.to_leaf()?;
+            let log_index = self.next_leaf;
+            self.next_leaf += 1;
+            self.leaves.push(leaf_hash(&bytes));
+            self.applied.leaves.push(log_index);
+            leaves.push((log_index, bytes));
+            planned.push(Planned {
+                offender: listing.offender.clone(),
+                action,
+                expires,
+                changed,
+                listing_number,
+                source,
+                log_index,
+                existing: entry.map(|e| (e.id, e.active)),
+                reason: listing.reason.map(|(id, reporter, weight)| (id.clone(), reporter.clone(), weight)),
+            });
+        }
+        {
+            let mut sql = "INSERT INTO audit_log (idx, leaf, leaf_hash, at) VALUES ".to_owned();
+            push_placeholders(&mut sql, leaves.len(), 4, 1);
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (index, bytes) in leaves {
+                let hash = leaf_hash(&bytes).to_vec();
+                query = query.bind(leaf_index(index)?).bind(bytes).bind(hash).bind(self.now.unix());
+            }
+            query.execute(&mut *self.tx).await?;
+        }
 
-        let entry_id: i64 = match &existing {
-            None => {
-                let row = sqlx::query(
-                    "INSERT INTO entries (kind, value, action, source, first_seen, updated_at, expires_at, listings, \
-                     active, log_index) VALUES ($1, $2, $3, $4, $5, $5, $6, 1, 1, $7) RETURNING id",
-                )
-                .bind(offender_kind(offender))
-                .bind(offender.to_string())
-                .bind(action.as_str())
-                .bind(listing.source.as_str())
-                .bind(self.now.unix())
-                .bind(expires.map(Timestamp::unix))
-                .bind(log_index as i64)
-                .fetch_one(&mut *self.tx)
-                .await?;
-                row.try_get("id")?
+        // 3. New entries in one statement; relistings and updates row by row (they are rare).
+        let mut ids: HashMap<Offender, i64> = HashMap::new();
+        let new: Vec<&Planned> = planned.iter().filter(|p| p.existing.is_none()).collect();
+        if !new.is_empty() {
+            let mut sql =
+                "INSERT INTO entries (kind, value, action, source, first_seen, updated_at, expires_at, listings, \
+                           active, log_index) VALUES "
+                    .to_owned();
+            push_placeholders(&mut sql, new.len(), 10, 1);
+            sql.push_str(" RETURNING id, kind, value");
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for p in &new {
+                query = query
+                    .bind(offender_kind(&p.offender))
+                    .bind(p.offender.to_string())
+                    .bind(p.action.as_str())
+                    .bind(p.source.as_str())
+                    .bind(self.now.unix())
+                    .bind(self.now.unix())
+                    .bind(p.expires.map(Timestamp::unix))
+                    .bind(1i64)
+                    .bind(1i64)
+                    .bind(leaf_index(p.log_index)?);
             }
-            Some(entry) => {
-                if !active {
-                    // A relisting starts a new set of reasons.
-                    sqlx::query("DELETE FROM entry_reasons WHERE entry_id = $1")
-                        .bind(entry.id)
-                        .execute(&mut *self.tx)
-                        .await?;
-                }
-                let source = if active && entry.source == EntrySource::Operator {
-                    EntrySource::Operator
-                } else {
-                    listing.source
-                };
-                sqlx::query(
-                    "UPDATE entries SET action = $1, source = $2, updated_at = $3, expires_at = $4, listings = $5, \
-                     active = 1, log_index = $6 WHERE id = $7",
-                )
-                .bind(action.as_str())
-                .bind(source.as_str())
-                .bind(self.now.unix())
-                .bind(expires.map(Timestamp::unix))
-                .bind(i64::from(listing_number))
-                .bind(log_index as i64)
-                .bind(entry.id)
-                .execute(&mut *self.tx)
-                .await?;
-                entry.id
+            for row in query.fetch_all(&mut *self.tx).await? {
+                let offender =
+                    offender_from_row(&row.try_get::<String, _>("kind")?, &row.try_get::<String, _>("value")?)?;
+                ids.insert(offender, row.try_get("id")?);
             }
-        };
-        if let Some((incident, reporter, weight)) = listing.reason {
+        }
+        for p in planned.iter().filter(|p| p.existing.is_some()) {
+            let Some((id, active)) = p.existing else { continue };
+            if !active {
+                // A relisting starts a new set of reasons.
+                sqlx::query("DELETE FROM entry_reasons WHERE entry_id = $1").bind(id).execute(&mut *self.tx).await?;
+            }
             sqlx::query(
-                "INSERT INTO entry_reasons (entry_id, incident_id, reporter, weight_milli, added_at) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (entry_id, incident_id) DO NOTHING",
+                "UPDATE entries SET action = $1, source = $2, updated_at = $3, expires_at = $4, listings = $5, \
+                 active = 1, log_index = $6 WHERE id = $7",
             )
-            .bind(entry_id)
-            .bind(incident.to_string())
-            .bind(reporter.to_string())
-            .bind(weight)
+            .bind(p.action.as_str())
+            .bind(p.source.as_str())
             .bind(self.now.unix())
+            .bind(p.expires.map(Timestamp::unix))
+            .bind(i64::from(p.listing_number))
+            .bind(leaf_index(p.log_index)?)
+            .bind(id)
             .execute(&mut *self.tx)
             .await?;
+            ids.insert(p.offender.clone(), id);
         }
-        if changed {
-            self.change(ChangeOp::Add, offender, Some(action), expires, log_index).await?;
+
+        // 4. Reasons and change rows.
+        let with_reason: Vec<&Planned> = planned.iter().filter(|p| p.reason.is_some()).collect();
+        if !with_reason.is_empty() {
+            let mut sql = "INSERT INTO entry_reasons (entry_id, incident_id, reporter, weight_milli, added_at) VALUES "
+                .to_owned();
+            push_placeholders(&mut sql, with_reason.len(), 5, 1);
+            sql.push_str(" ON CONFLICT (entry_id, incident_id) DO NOTHING");
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for p in &with_reason {
+                let (incident, reporter, weight) =
+                    p.reason.as_ref().ok_or_else(|| StoreError::Corrupt("reason".into()))?;
+                let id =
+                    *ids.get(&p.offender).ok_or_else(|| StoreError::Corrupt(format!("no id for {}", p.offender)))?;
+                query = query
+                    .bind(id)
+                    .bind(incident.to_string())
+                    .bind(reporter.to_string())
+                    .bind(*weight)
+                    .bind(self.now.unix());
+            }
+            query.execute(&mut *self.tx).await?;
         }
-        if !active {
-            self.ops.push(MemoryOp::Index(offender.clone(), entry_id));
+        let changed: Vec<&Planned> = planned.iter().filter(|p| p.changed).collect();
+        if !changed.is_empty() {
+            let mut sql =
+                "INSERT INTO list_changes (kind, value, op, action, expires_at, at, log_index) VALUES ".to_owned();
+            push_placeholders(&mut sql, changed.len(), 7, 1);
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for p in &changed {
+                query = query
+                    .bind(offender_kind(&p.offender))
+                    .bind(p.offender.to_string())
+                    .bind(ChangeOp::Add.as_str())
+                    .bind(Some(p.action.as_str().to_owned()))
+                    .bind(p.expires.map(Timestamp::unix))
+                    .bind(self.now.unix())
+                    .bind(leaf_index(p.log_index)?);
+            }
+            query.execute(&mut *self.tx).await?;
+            self.list_changed = true;
         }
-        self.applied.listed.push(offender.clone());
+        for p in planned {
+            if p.existing.is_none_or(|(_, active)| !active) {
+                let id =
+                    *ids.get(&p.offender).ok_or_else(|| StoreError::Corrupt(format!("no id for {}", p.offender)))?;
+                self.ops.push(MemoryOp::Index(p.offender.clone(), id));
+            }
+            self.applied.listed.push(p.offender);
+        }
         Ok(())
     }
 
@@ -297,12 +409,28 @@ impl std::fmt::Debug for Ledger {
 
 impl Ledger {
     /// Loads the in-memory state from the store.
+    ///
+    /// Rows are streamed, not collected: at a million entries, materialising them first would
+    /// cost several times the memory the index itself needs.
     pub async fn open(store: Store, key: NodeKey, config: LedgerConfig) -> Result<Self> {
-        let tree = MerkleTree::from_leaf_hashes(store.leaf_hashes().await?);
-        let mut index = BlocklistIndex::new();
-        for entry in store.active_entries().await? {
-            index.insert(&entry.offender, entry.id);
+        let mut tree = MerkleTree::new();
+        let mut leaves = sqlx::query("SELECT idx, leaf_hash FROM audit_log ORDER BY idx").fetch(store.pool());
+        while let Some(row) = leaves.try_next().await? {
+            let idx: i64 = row.try_get("idx")?;
+            if u64::try_from(idx).ok() != Some(tree.len()) {
+                return Err(StoreError::Corrupt(format!("audit log has a gap before leaf {idx}")));
+            }
+            let hash: Vec<u8> = row.try_get("leaf_hash")?;
+            tree.push(hash.try_into().map_err(|_| StoreError::Corrupt("leaf hash is not 32 bytes".to_owned()))?);
         }
+        drop(leaves);
+        let mut index = BlocklistIndex::new();
+        let mut entries = sqlx::query("SELECT id, kind, value FROM entries WHERE active = 1").fetch(store.pool());
+        while let Some(row) = entries.try_next().await? {
+            let offender = offender_from_row(&row.try_get::<String, _>("kind")?, &row.try_get::<String, _>("value")?)?;
+            index.insert(&offender, row.try_get("id")?);
+        }
+        drop(entries);
         let allow = store.allow_entries().await?.into_iter().map(|a| a.offender).collect();
         Ok(Self {
             store,
@@ -395,6 +523,7 @@ impl Ledger {
         insert_incident(&mut batch, incident, IncidentOrigin::Local, share, Decision::Accepted, None, log_index)
             .await?;
         let action = ListingPolicy::action_for(incident.action);
+        let mut listings = Vec::with_capacity(incident.offenders.len());
         for offender in &incident.offenders {
             if self.is_allowed(offender) {
                 batch
@@ -408,16 +537,16 @@ impl Ledger {
                 batch.applied.refused.push((offender.clone(), "allowed by the operator".to_owned()));
                 continue;
             }
-            let listing = Listing {
+            listings.push(Listing {
                 offender,
                 action,
                 expires: incident.expires,
                 severity: incident.severity,
                 source: EntrySource::Incidents,
                 reason: Some((&incident.id, &incident.reporter, LOCAL_WEIGHT_MILLI)),
-            };
-            batch.list(listing, &self.config.policy).await?;
+            });
         }
+        batch.list_many(&listings, &self.config.policy).await?;
         self.commit(batch).await
     }
 
@@ -595,7 +724,7 @@ impl Ledger {
             source: EntrySource::Operator,
             reason: None,
         };
-        batch.list(listing, &self.config.policy).await?;
+        batch.list_many(&[listing], &self.config.policy).await?;
         self.commit(batch).await
     }
 
@@ -684,6 +813,23 @@ impl Ledger {
     pub async fn ping(&self) -> Result<()> {
         self.store.ping().await
     }
+}
+
+/// Appends `rows` groups of `columns` placeholders, `($1, $2), ($3, $4)`, numbering from `first`.
+fn push_placeholders(sql: &mut String, rows: usize, columns: usize, first: usize) {
+    use std::fmt::Write as _;
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..columns {
+            let _ = write!(sql, "{}${}", if column == 0 { "" } else { ", " }, first + row * columns + column);
+        }
+        sql.push(')');
+    }
+}
+
+/// A leaf index as stored (BIGINT).
+fn leaf_index(index: u64) -> Result<i64> {
+    i64::try_from(index).map_err(|_| StoreError::Rejected("audit log is full".to_owned()))
 }
 
 async fn insert_incident(

@@ -256,21 +256,6 @@ impl AuditLogStore for Store {
         u64::try_from(row.try_get::<i64, _>("n")?).map_err(|e| corrupt("leaf count", e))
     }
 
-    async fn leaf_hashes(&self) -> Result<Vec<[u8; 32]>> {
-        let rows = sqlx::query("SELECT idx, leaf_hash FROM audit_log ORDER BY idx").fetch_all(self.pool()).await?;
-        rows.iter()
-            .enumerate()
-            .map(|(position, row)| {
-                let idx: i64 = row.try_get("idx")?;
-                if usize::try_from(idx).ok() != Some(position) {
-                    return Err(corrupt("audit log", format!("gap before leaf {idx}")));
-                }
-                let hash: Vec<u8> = row.try_get("leaf_hash")?;
-                hash.try_into().map_err(|_| corrupt("audit log", "leaf hash is not 32 bytes"))
-            })
-            .collect()
-    }
-
     async fn leaves(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>, Timestamp)>> {
         let rows = sqlx::query("SELECT idx, leaf, at FROM audit_log WHERE idx >= $1 AND idx < $2 ORDER BY idx")
             .bind(i64::try_from(start).unwrap_or(i64::MAX))

@@ -70,8 +70,7 @@ pub trait BlocklistStore {
 pub trait AuditLogStore {
     /// Number of leaves.
     fn leaf_count(&self) -> impl Future<Output = Result<u64>> + Send;
-    /// Leaf hashes in order, for rebuilding the Merkle tree at start-up.
-    fn leaf_hashes(&self) -> impl Future<Output = Result<Vec<[u8; 32]>>> + Send;
+
     /// Leaves `start..end` as `(index, bytes, time)`.
     fn leaves(&self, start: u64, end: u64) -> impl Future<Output = Result<Vec<(u64, Vec<u8>, Timestamp)>>> + Send;
 }

@@ -115,6 +115,7 @@ battery!(
     change_feed_pages_and_prunes_behind_a_horizon,
     tokens_are_stored_hashed_and_revocable,
     incidents_filter_and_page,
+    large_incidents_are_written_in_chunks_with_duplicates_and_relistings,
 );
 
 const NODE: &str = "incidents.ops.example";
@@ -454,4 +455,39 @@ async fn incidents_filter_and_page(backend: Backend) {
         .unwrap();
     assert_eq!(next.len(), 2);
     assert!(next[0].seq < page[1].seq);
+}
+
+async fn large_incidents_are_written_in_chunks_with_duplicates_and_relistings(backend: Backend) {
+    let ledger = ledger(&backend).await;
+    // Listed once, then expired, so the big incident relists it.
+    ledger.submit_local(&incident(1, &["10.0.0.7"], ts(0)), false, ts(0)).await.unwrap();
+    ledger.expire(ts(86_400)).await.unwrap();
+    // Active, so the big incident adds a reason without a change row.
+    ledger.submit_local(&incident(2, &["10.0.0.8"], ts(86_400)), false, ts(86_400)).await.unwrap();
+    let changes_before = backend.store.changes_since(0, None, 10_000).await.unwrap().len();
+
+    let mut offenders: Vec<String> =
+        (0..999u32).map(|i| std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string()).collect();
+    offenders.push("10.0.0.1".to_owned()); // a duplicate inside the incident
+    let refs: Vec<&str> = offenders.iter().map(String::as_str).collect();
+    let applied = ledger.submit_local(&incident(3, &refs, ts(86_500)), false, ts(86_500)).await.unwrap();
+    assert_eq!(applied.listed.len(), 999, "duplicates are listed once");
+    assert_eq!(applied.leaves.len(), 1_000, "one incident leaf and one per distinct offender");
+    assert_eq!(ledger.with_index(|index| index.len()), 999);
+    let relisted = backend.store.entry(&offender("10.0.0.7")).await.unwrap().unwrap();
+    assert_eq!((relisted.active, relisted.listings), (true, 2));
+    let reasons = backend.store.entry_reasons(relisted.id).await.unwrap();
+    assert_eq!(reasons.len(), 1, "a relisting starts with only the new reason");
+    let live = backend.store.entry(&offender("10.0.0.8")).await.unwrap().unwrap();
+    assert_eq!(backend.store.entry_reasons(live.id).await.unwrap().len(), 2);
+    let changes = backend.store.changes_since(0, None, 10_000).await.unwrap().len();
+    // 997 new entries and one relisting change; the live entry's expiry moved too.
+    assert!(changes - changes_before >= 998, "{changes} - {changes_before}");
+
+    // The log still replays to exactly the active entries.
+    let leaves = backend.store.leaves(0, ledger.log_size()).await.unwrap();
+    let state = ListState::replay(leaves.iter().map(|(_, bytes, _)| bytes.as_slice())).unwrap();
+    assert_eq!(state.entries().len(), 999);
+    let tree = MerkleTree::from_leaf_hashes(leaves.iter().map(|(_, bytes, _)| leaf_hash(bytes)));
+    assert_eq!(tree.root(), ledger.checkpoint().unwrap().checkpoint().root);
 }
