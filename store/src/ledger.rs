@@ -23,6 +23,7 @@ use ostracon_protocol::log::record::AuditRecord;
 use ostracon_protocol::time::Timestamp;
 use sqlx::{Any, Row as _, Transaction};
 
+use crate::db::Dialect;
 use crate::index::BlocklistIndex;
 use crate::model::{
     ChangeOp, Decision, EntryRecord, EntrySource, IncidentOrigin, IncidentRecord, ListAction, offender_from_row,
@@ -92,6 +93,7 @@ struct Batch {
     applied: Applied,
     now: Timestamp,
     list_changed: bool,
+    dialect: Dialect,
 }
 
 /// A new listing contribution.
@@ -176,7 +178,7 @@ impl Batch {
         let mut existing: HashMap<Offender, EntryRecord> = HashMap::new();
         {
             let mut sql = format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE (kind, value) IN (VALUES ");
-            push_placeholders(&mut sql, chunk.len(), 2, 1);
+            push_placeholders(&mut sql, self.dialect, chunk.len(), 2, 1);
             sql.push(')');
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for listing in chunk {
@@ -260,7 +262,7 @@ impl Batch {
         }
         {
             let mut sql = "INSERT INTO audit_log (idx, leaf, leaf_hash, at) VALUES ".to_owned();
-            push_placeholders(&mut sql, leaves.len(), 4, 1);
+            push_placeholders(&mut sql, self.dialect, leaves.len(), 4, 1);
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for (index, bytes) in leaves {
                 let hash = leaf_hash(&bytes).to_vec();
@@ -277,7 +279,7 @@ impl Batch {
                 "INSERT INTO entries (kind, value, action, source, first_seen, updated_at, expires_at, listings, \
                            active, log_index) VALUES "
                     .to_owned();
-            push_placeholders(&mut sql, new.len(), 10, 1);
+            push_placeholders(&mut sql, self.dialect, new.len(), 10, 1);
             sql.push_str(" RETURNING id, kind, value");
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for p in &new {
@@ -326,7 +328,7 @@ impl Batch {
         if !with_reason.is_empty() {
             let mut sql = "INSERT INTO entry_reasons (entry_id, incident_id, reporter, weight_milli, added_at) VALUES "
                 .to_owned();
-            push_placeholders(&mut sql, with_reason.len(), 5, 1);
+            push_placeholders(&mut sql, self.dialect, with_reason.len(), 5, 1);
             sql.push_str(" ON CONFLICT (entry_id, incident_id) DO NOTHING");
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for p in &with_reason {
@@ -347,7 +349,7 @@ impl Batch {
         if !changed.is_empty() {
             let mut sql =
                 "INSERT INTO list_changes (kind, value, op, action, expires_at, at, log_index) VALUES ".to_owned();
-            push_placeholders(&mut sql, changed.len(), 7, 1);
+            push_placeholders(&mut sql, self.dialect, changed.len(), 7, 1);
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for p in &changed {
                 query = query
@@ -474,6 +476,7 @@ impl Ledger {
             applied: Applied::default(),
             now,
             list_changed: false,
+            dialect: self.store.dialect(),
         })
     }
 
@@ -815,13 +818,25 @@ impl Ledger {
     }
 }
 
-/// Appends `rows` groups of `columns` placeholders, `($1, $2), ($3, $4)`, numbering from `first`.
-fn push_placeholders(sql: &mut String, rows: usize, columns: usize, first: usize) {
+/// Appends `rows` groups of `columns` placeholders, numbered from `first`: `($1, $2), ($3, $4)`
+/// for PostgreSQL, `(?, ?), (?, ?)` for SQLite.
+///
+/// SQLite gets anonymous `?`: the driver resolves each numbered parameter by name, a linear
+/// scan per parameter, which made a 5,000-parameter statement spend most of its time there.
+fn push_placeholders(sql: &mut String, dialect: Dialect, rows: usize, columns: usize, first: usize) {
     use std::fmt::Write as _;
     for row in 0..rows {
         sql.push_str(if row == 0 { "(" } else { ", (" });
         for column in 0..columns {
-            let _ = write!(sql, "{}${}", if column == 0 { "" } else { ", " }, first + row * columns + column);
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            match dialect {
+                Dialect::Sqlite => sql.push('?'),
+                Dialect::Postgres => {
+                    let _ = write!(sql, "${}", first + row * columns + column);
+                }
+            }
         }
         sql.push(')');
     }
