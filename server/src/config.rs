@@ -197,6 +197,10 @@ pub struct XmppSection {
     /// The shared secret inline (only if this file is private).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    /// Approve incoming buddy requests without the operator. Off unless set: XEP-0267 says
+    /// servers must not approve without their administrator unless explicitly configured.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto_approve: bool,
 }
 
 impl fmt::Debug for XmppSection {
@@ -206,6 +210,7 @@ impl fmt::Debug for XmppSection {
             .field("server", &self.server)
             .field("secret_file", &self.secret_file)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("auto_approve", &self.auto_approve)
             .finish()
     }
 }
@@ -409,6 +414,9 @@ impl Config {
         if self.http.rate_per_second == 0 {
             warn("[http] rate limiting is off (rate_per_second = 0)".to_owned());
         }
+        if self.xmpp.as_ref().is_some_and(|x| x.auto_approve) {
+            warn("[xmpp] auto_approve is on: any node that asks becomes a buddy without the operator".to_owned());
+        }
         if self.xmpp.is_none() {
             warn("[xmpp] is not configured: the node publishes lists but exchanges nothing with peers".to_owned());
         }
@@ -460,6 +468,7 @@ mod tests {
             server: "localhost".into(),
             secret_file: None,
             secret: Some("short".into()),
+            auto_approve: false,
         });
         config.lists.escalation_factor = 0;
         config.lists.base_ttl_high_secs = config.lists.max_ttl_secs + 1;

@@ -10,6 +10,7 @@ pub mod config;
 pub mod init;
 pub mod keyfile;
 pub mod verify;
+pub mod xmpp;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -143,18 +144,59 @@ pub async fn serve(
         )
         .await?,
     );
-    let node = NodeInfo { domain, component, keys: vec![PublishedKey::new(key.key.public(), key.valid_from)] };
+    let published = PublishedKey::new(key.key.public(), key.valid_from);
+    let node = NodeInfo { domain: domain.clone(), component: component.clone(), keys: vec![published.clone()] };
     let web = WebConfig { rate_per_second: config.http.rate_per_second, rate_burst: config.http.rate_burst };
-    let state = AppState::new(Arc::clone(&ledger), Arc::clone(&env), node, &web);
+    let link_status = Arc::new(xmpp::connection::LinkStatus::default());
+    let status_for_web = Arc::clone(&link_status);
+    let state = AppState::with_xmpp_status(
+        Arc::clone(&ledger),
+        Arc::clone(&env),
+        node,
+        &web,
+        Arc::new(move || status_for_web.as_str()),
+    );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let maintenance = tokio::spawn(maintain(Arc::clone(&ledger), Arc::clone(&env), stop_rx));
+    let mut tasks = vec![tokio::spawn(maintain(Arc::clone(&ledger), Arc::clone(&env), stop_rx.clone()))];
+    if let (Some(section), Some(component)) = (&config.xmpp, component) {
+        let secret = config.xmpp_secret()?.ok_or_else(|| ServerError::Config("[xmpp] has no secret".to_owned()))?;
+        let server =
+            section.server.parse().map_err(|_| ServerError::Config("[xmpp] server is not HOST:PORT".to_owned()))?;
+        let link = xmpp::connection::LinkConfig {
+            component: component.to_string(),
+            server,
+            secret,
+            server_domain: domain.to_string(),
+        };
+        let (out_tx, out_rx) = tokio::sync::mpsc::channel(1024);
+        let (in_tx, in_rx) = tokio::sync::mpsc::channel(1024);
+        let settings = xmpp::node::NodeSettings {
+            jid: component,
+            auto_approve: section.auto_approve,
+            name: "Ostracon".to_owned(),
+        };
+        let node = Arc::new(xmpp::node::XmppNode::new(
+            Arc::clone(&ledger),
+            Arc::clone(&env),
+            key.key.clone(),
+            published,
+            settings,
+            out_tx,
+        ));
+        link_status.set(xmpp::connection::LinkState::Connecting);
+        tasks.push(tokio::spawn(xmpp::connection::run(link, Arc::clone(&link_status), in_tx, out_rx, stop_rx.clone())));
+        tasks.push(tokio::spawn(Arc::clone(&node).run_incoming(in_rx)));
+        tasks.push(tokio::spawn(node.run_outbox(stop_rx.clone())));
+    }
     let address = listener.local_addr().map_err(ServerError::Http)?;
     tracing::info!(%address, key_id = %key.key.key_id(), log_size = ledger.log_size(), "listening for HTTP");
     let app = ostracon_web::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await.map_err(ServerError::Http);
     let _ = stop_tx.send(true);
-    let _ = maintenance.await;
+    for task in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     store.close().await;
     tracing::info!("stopped");
     result

@@ -14,6 +14,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, RwLock};
 
 use futures_util::TryStreamExt as _;
+use ostracon_protocol::envelope::SignedEnvelope;
 use ostracon_protocol::ids::{BareJid, IncidentId, Offender};
 use ostracon_protocol::incident::{Incident, Severity, Status};
 use ostracon_protocol::keys::NodeKey;
@@ -35,6 +36,13 @@ use crate::{Result, Store, StoreError};
 
 /// Weight of the operator's own reports, in thousandths.
 pub const LOCAL_WEIGHT_MILLI: i64 = 1_000;
+
+/// Outbox kind: deliver a local incident as a signed XEP-0268 report.
+pub const OUTBOX_REPORT: &str = "report";
+/// Outbox kind: a presence stanza of the XEP-0267 handshake (payload: the presence type).
+pub const OUTBOX_PRESENCE: &str = "presence";
+/// Outbox kind: fetch and pin the peer's keys, then complete the relation.
+pub const OUTBOX_FETCH_KEYS: &str = "fetch-keys";
 
 /// Offenders per multi-row statement: 10 columns x 500 rows stays under SQLite's 32,766 and
 /// PostgreSQL's 65,535 bind parameters.
@@ -523,8 +531,27 @@ impl Ledger {
                 origin: IncidentOrigin::Local.as_str().to_owned(),
             })
             .await?;
-        insert_incident(&mut batch, incident, IncidentOrigin::Local, share, Decision::Accepted, None, log_index)
+        let row = IncidentRow {
+            origin: IncidentOrigin::Local,
+            provenance: None,
+            share,
+            decision: Decision::Accepted,
+            decision_reason: None,
+            log_index,
+        };
+        insert_incident(&mut batch, incident, row).await?;
+        if share {
+            // Queue one delivery per buddy we share with, in the same transaction as the incident.
+            let buddies = sqlx::query(
+                "SELECT jid FROM peers WHERE state = 'buddy' AND trust IN ('accept', 'auto-apply') ORDER BY jid",
+            )
+            .fetch_all(&mut *batch.tx)
             .await?;
+            for row in buddies {
+                let peer: String = row.try_get("jid")?;
+                enqueue(&mut batch.tx, &peer, OUTBOX_REPORT, &incident.id.to_string(), "", now).await?;
+            }
+        }
         let action = ListingPolicy::action_for(incident.action);
         let mut listings = Vec::with_capacity(incident.offenders.len());
         for offender in &incident.offenders {
@@ -742,6 +769,110 @@ impl Ledger {
         self.commit(batch).await
     }
 
+    /// Stores an incident received from a peer (verified) or an unsigned sender, with the
+    /// decision taken about it; an accepted one is applied to the lists with `weight_milli`.
+    ///
+    /// Returns `Ok(None)` when the incident id is already stored: deliveries are retried, so
+    /// a duplicate is expected and answered as a success.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_remote(
+        &self,
+        incident: &Incident,
+        origin: IncidentOrigin,
+        provenance: Option<&[SignedEnvelope]>,
+        decision: Decision,
+        decision_reason: Option<&str>,
+        weight_milli: i64,
+        now: Timestamp,
+    ) -> Result<Option<Applied>> {
+        incident.validate()?;
+        let _writer = self.writer.lock().await;
+        if self.store.incident(&incident.id).await?.is_some() {
+            return Ok(None);
+        }
+        let mut batch = self.begin(now).await?;
+        let record = match decision {
+            Decision::Accepted => AuditRecord::IncidentAccepted {
+                at: now,
+                id: incident.id.clone(),
+                reporter: incident.reporter.to_string(),
+                origin: origin.as_str().to_owned(),
+            },
+            Decision::Ignored | Decision::Pending => AuditRecord::IncidentIgnored {
+                at: now,
+                id: incident.id.clone(),
+                reporter: incident.reporter.to_string(),
+                why: decision_reason.unwrap_or(decision.as_str()).to_owned(),
+            },
+        };
+        let log_index = batch.leaf(&record).await?;
+        let row = IncidentRow { origin, provenance, share: false, decision, decision_reason, log_index };
+        insert_incident(&mut batch, incident, row).await?;
+        if decision == Decision::Accepted && incident.status != Status::Retracted {
+            let action = ListingPolicy::action_for(incident.action);
+            let mut listings = Vec::new();
+            for offender in &incident.offenders {
+                if self.is_allowed(offender) {
+                    batch
+                        .leaf(&AuditRecord::ListingRefused {
+                            at: now,
+                            offender: offender.clone(),
+                            incident: incident.id.clone(),
+                            why: "allowed by the operator".to_owned(),
+                        })
+                        .await?;
+                    batch.applied.refused.push((offender.clone(), "allowed by the operator".to_owned()));
+                    continue;
+                }
+                listings.push(Listing {
+                    offender,
+                    action,
+                    expires: incident.expires,
+                    severity: incident.severity,
+                    source: EntrySource::Incidents,
+                    reason: Some((&incident.id, &incident.reporter, weight_milli)),
+                });
+            }
+            batch.list_many(&listings, &self.config.policy).await?;
+        }
+        self.commit(batch).await.map(Some)
+    }
+
+    /// Queues an outbox row on its own (peer handshake steps).
+    pub async fn enqueue(&self, peer: &str, kind: &str, reference: &str, payload: &str, now: Timestamp) -> Result<()> {
+        let mut tx = self.store.pool().begin().await?;
+        enqueue(&mut tx, peer, kind, reference, payload, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Marks an outbox row delivered.
+    pub async fn outbox_delivered(&self, id: i64, now: Timestamp) -> Result<()> {
+        sqlx::query(
+            "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, next_attempt_at = $1 WHERE id = $2",
+        )
+        .bind(now.unix())
+        .bind(id)
+        .execute(self.store.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Records a failed attempt: retry at `next`, or give up (`next` = `None`).
+    pub async fn outbox_failed(&self, id: i64, error: &str, next: Option<Timestamp>) -> Result<()> {
+        let error: String = error.chars().take(512).collect();
+        sqlx::query(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = COALESCE($2, next_attempt_at), \
+             state = CASE WHEN $2 IS NULL THEN 'failed' ELSE 'pending' END WHERE id = $3",
+        )
+        .bind(error)
+        .bind(next.map(Timestamp::unix))
+        .bind(id)
+        .execute(self.store.pool())
+        .await?;
+        Ok(())
+    }
+
     /// True if the operator allowed this offender.
     pub fn is_allowed(&self, offender: &Offender) -> bool {
         self.read_memory().allow.contains(offender)
@@ -818,6 +949,29 @@ impl Ledger {
     }
 }
 
+/// Queues one outbox row.
+async fn enqueue(
+    tx: &mut Transaction<'static, Any>,
+    peer: &str,
+    kind: &str,
+    reference: &str,
+    payload: &str,
+    now: Timestamp,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO outbox (peer, kind, reference, payload, created_at, next_attempt_at, attempts, state) \
+         VALUES ($1, $2, $3, $4, $5, $5, 0, 'pending')",
+    )
+    .bind(peer)
+    .bind(kind)
+    .bind(reference)
+    .bind(payload)
+    .bind(now.unix())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Appends `rows` groups of `columns` placeholders, numbered from `first`: `($1, $2), ($3, $4)`
 /// for PostgreSQL, `(?, ?), (?, ?)` for SQLite.
 ///
@@ -847,20 +1001,25 @@ fn leaf_index(index: u64) -> Result<i64> {
     i64::try_from(index).map_err(|_| StoreError::Rejected("audit log is full".to_owned()))
 }
 
-async fn insert_incident(
-    batch: &mut Batch,
-    incident: &Incident,
+/// The columns of a new incident row besides the incident itself.
+struct IncidentRow<'a> {
     origin: IncidentOrigin,
+    provenance: Option<&'a [SignedEnvelope]>,
     share: bool,
     decision: Decision,
-    decision_reason: Option<&str>,
+    decision_reason: Option<&'a str>,
     log_index: u64,
-) -> Result<()> {
+}
+
+async fn insert_incident(batch: &mut Batch, incident: &Incident, row: IncidentRow<'_>) -> Result<()> {
     let body = serde_json::to_string(incident).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let IncidentRow { origin, provenance, share, decision, decision_reason, log_index } = row;
+    let provenance =
+        provenance.map(serde_json::to_string).transpose().map_err(|e| StoreError::Corrupt(e.to_string()))?;
     sqlx::query(
         "INSERT INTO incidents (id, issuer, reporter, origin, status, category, severity, body, provenance, share, \
          decision, decision_reason, received_at, updated_at, log_index) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9, $10, $11, $12, $12, $13)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14)",
     )
     .bind(incident.id.to_string())
     .bind(incident.id.issuer().to_string())
@@ -870,6 +1029,7 @@ async fn insert_incident(
     .bind(incident.category.as_str())
     .bind(incident.severity.as_str())
     .bind(body)
+    .bind(provenance)
     .bind(i64::from(share))
     .bind(decision.as_str())
     .bind(decision_reason.map(str::to_owned))

@@ -314,3 +314,50 @@ pub fn offender_from_row(kind: &str, value: &str) -> Result<Offender, StoreError
 pub fn ts_from_row(secs: i64) -> Result<Timestamp, StoreError> {
     Timestamp::from_unix(secs).ok_or_else(|| StoreError::Corrupt(format!("timestamp {secs} out of range")))
 }
+
+/// Where a buddy relation stands (XEP-0267).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PeerState {
+    /// We asked them (sent `subscribe`); waiting for their operator.
+    Requested,
+    /// They asked us; waiting for our operator.
+    Pending,
+    /// Mutual, keys pinned.
+    Buddy,
+    /// Ended by either side.
+    Revoked,
+}
+
+text_enum!(PeerState { Requested => "requested", Pending => "pending", Buddy => "buddy", Revoked => "revoked" });
+
+/// How far we act on a peer's reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trust {
+    /// Store and show, never list.
+    Observe,
+    /// List what they report.
+    Accept,
+    /// List what they report and act on their requests without asking.
+    AutoApply,
+}
+
+text_enum!(Trust { Observe => "observe", Accept => "accept", AutoApply => "auto-apply" });
+
+/// A peer node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PeerRecord {
+    /// Its component JID.
+    pub jid: BareJid,
+    /// Relation state.
+    pub state: PeerState,
+    /// Our trust in it.
+    pub trust: Trust,
+    /// Its pinned keys (empty until the relation is approved).
+    pub keys: Vec<ostracon_protocol::keys::PublishedKey>,
+    /// When we first heard of it.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+}

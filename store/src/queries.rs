@@ -8,10 +8,10 @@ use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
 use crate::model::{
-    AllowEntry, EntryReason, EntryRecord, IncidentRecord, ListAction, ListChange, ListKind, OutboxItem, Scope,
-    TokenRecord, offender_from_row, ts_from_row,
+    AllowEntry, EntryReason, EntryRecord, IncidentRecord, ListAction, ListChange, ListKind, OutboxItem, PeerRecord,
+    Scope, TokenRecord, offender_from_row, ts_from_row,
 };
-use crate::traits::{AuditLogStore, BlocklistStore, IncidentFilter, IncidentStore, OutboxStore, TokenStore};
+use crate::traits::{AuditLogStore, BlocklistStore, IncidentFilter, IncidentStore, OutboxStore, PeerStore, TokenStore};
 use crate::{Result, Store, StoreError};
 
 pub(crate) const INCIDENT_COLUMNS: &str = "seq, body, origin, provenance, share, decision, decision_reason, \
@@ -356,5 +356,49 @@ impl TokenStore for Store {
             .execute(self.pool())
             .await?;
         Ok(result.rows_affected() > 0)
+    }
+}
+
+fn peer_from_row(row: &AnyRow) -> Result<PeerRecord> {
+    let keys: String = row.try_get("keys")?;
+    Ok(PeerRecord {
+        jid: BareJid::parse(&row.try_get::<String, _>("jid")?).map_err(|e| corrupt("peer", e))?,
+        state: row.try_get::<String, _>("state")?.parse()?,
+        trust: row.try_get::<String, _>("trust")?.parse()?,
+        keys: serde_json::from_str(&keys).map_err(|e| corrupt("peer keys", e))?,
+        created_at: ts_from_row(row.try_get("created_at")?)?,
+        updated_at: ts_from_row(row.try_get("updated_at")?)?,
+    })
+}
+
+impl PeerStore for Store {
+    async fn peer(&self, jid: &BareJid) -> Result<Option<PeerRecord>> {
+        let row =
+            sqlx::query("SELECT * FROM peers WHERE jid = $1").bind(jid.to_string()).fetch_optional(self.pool()).await?;
+        row.as_ref().map(peer_from_row).transpose()
+    }
+
+    async fn peers(&self) -> Result<Vec<PeerRecord>> {
+        let rows = sqlx::query("SELECT * FROM peers ORDER BY jid").fetch_all(self.pool()).await?;
+        rows.iter().map(peer_from_row).collect()
+    }
+
+    async fn put_peer(&self, peer: &PeerRecord) -> Result<()> {
+        let keys = serde_json::to_string(&peer.keys).map_err(|e| corrupt("peer keys", e))?;
+        sqlx::query(
+            "INSERT INTO peers (jid, domain, state, trust, keys, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (jid) DO UPDATE SET state = excluded.state, trust = excluded.trust, keys = excluded.keys, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(peer.jid.to_string())
+        .bind(peer.jid.domain().to_string())
+        .bind(peer.state.as_str())
+        .bind(peer.trust.as_str())
+        .bind(keys)
+        .bind(peer.created_at.unix())
+        .bind(peer.updated_at.unix())
+        .execute(self.pool())
+        .await?;
+        Ok(())
     }
 }

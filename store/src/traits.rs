@@ -9,7 +9,7 @@ use ostracon_protocol::time::Timestamp;
 use crate::Result;
 use crate::model::{
     AllowEntry, Decision, EntryReason, EntryRecord, IncidentOrigin, IncidentRecord, ListChange, ListKind, OutboxItem,
-    Scope, TokenRecord,
+    PeerRecord, Scope, TokenRecord,
 };
 
 /// Filters for listing incidents. Results come newest first; `before` is a paging cursor (a `seq`).
@@ -108,4 +108,14 @@ pub trait TokenStore {
     fn tokens(&self) -> impl Future<Output = Result<Vec<TokenRecord>>> + Send;
     /// Revokes a token by name; false if there was none.
     fn revoke_token(&self, name: &str, now: Timestamp) -> impl Future<Output = Result<bool>> + Send;
+}
+
+/// Peer nodes and their pinned keys.
+pub trait PeerStore {
+    /// One peer.
+    fn peer(&self, jid: &ostracon_protocol::ids::BareJid) -> impl Future<Output = Result<Option<PeerRecord>>> + Send;
+    /// Every peer.
+    fn peers(&self) -> impl Future<Output = Result<Vec<PeerRecord>>> + Send;
+    /// Creates or replaces a peer.
+    fn put_peer(&self, peer: &PeerRecord) -> impl Future<Output = Result<()>> + Send;
 }

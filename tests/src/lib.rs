@@ -5,6 +5,8 @@
 //! `OSTRACON_REQUIRE_INTEGRATION=1` (set by `scripts/test`) turns any skip for a missing
 //! service into a failure, so nothing skips silently in CI.
 
+pub mod prosody;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -27,7 +27,7 @@ pub use error::ApiError;
 pub use routes::blocklist::{CHECKPOINT_HEADER, CURSOR_HEADER, SIGNATURE_HEADER};
 pub use routes::log::MAX_ENTRIES_PER_REQUEST;
 pub use routes::meta::OPENAPI;
-pub use state::{AppState, NodeInfo, WebConfig};
+pub use state::{AppState, NodeInfo, WebConfig, XmppStatus};
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -48,6 +48,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/deny"),
     ("post", "/v1/deny"),
     ("delete", "/v1/deny"),
+    ("get", "/v1/peers"),
+    ("post", "/v1/peers"),
+    ("post", "/v1/peers/{jid}/approve"),
+    ("post", "/v1/peers/{jid}/trust"),
+    ("delete", "/v1/peers/{jid}"),
     ("get", "/v1/tokens"),
     ("post", "/v1/tokens"),
     ("delete", "/v1/tokens/{name}"),
@@ -64,7 +69,7 @@ pub const ROUTES: &[(&str, &str)] = &[
 
 /// The application's routes.
 pub fn router(state: AppState) -> Router {
-    use routes::{blocklist, incidents, lists, log, lookup, meta, tokens};
+    use routes::{blocklist, incidents, lists, log, lookup, meta, peers, tokens};
     Router::new()
         .route("/healthz", get(meta::healthz))
         .route("/metrics", get(meta::metrics))
@@ -75,6 +80,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/incidents/{id}/retract", post(incidents::retract))
         .route("/v1/allow", get(lists::list_allow).post(lists::add_allow).delete(lists::remove_allow))
         .route("/v1/deny", get(lists::list_deny).post(lists::add_deny).delete(lists::remove_deny))
+        .route("/v1/peers", get(peers::list).post(peers::add))
+        .route("/v1/peers/{jid}/approve", post(peers::approve))
+        .route("/v1/peers/{jid}/trust", post(peers::set_trust))
+        .route("/v1/peers/{jid}", delete(peers::revoke))
         .route("/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/v1/tokens/{name}", delete(tokens::revoke))
         .route("/v1/blocklist", get(blocklist::snapshot))

@@ -54,7 +54,11 @@ struct Cached {
     snapshot: Arc<Snapshot>,
 }
 
+/// Reports the XMPP link's state for `/healthz` (`off`, `connecting`, `online`).
+pub type XmppStatus = Arc<dyn Fn() -> &'static str + Send + Sync>;
+
 struct Inner {
+    xmpp: XmppStatus,
     ledger: Arc<Ledger>,
     env: Arc<dyn Environment>,
     node: NodeInfo,
@@ -73,7 +77,19 @@ pub struct AppState(Arc<Inner>);
 impl AppState {
     /// State over a ledger.
     pub fn new(ledger: Arc<Ledger>, env: Arc<dyn Environment>, node: NodeInfo, config: &WebConfig) -> Self {
+        Self::with_xmpp_status(ledger, env, node, config, Arc::new(|| "off"))
+    }
+
+    /// State whose `/healthz` reports the XMPP link through `xmpp`.
+    pub fn with_xmpp_status(
+        ledger: Arc<Ledger>,
+        env: Arc<dyn Environment>,
+        node: NodeInfo,
+        config: &WebConfig,
+        xmpp: XmppStatus,
+    ) -> Self {
         Self(Arc::new(Inner {
+            xmpp,
             ledger,
             env,
             node,
@@ -82,6 +98,11 @@ impl AppState {
             snapshots: Mutex::new(HashMap::new()),
             build: tokio::sync::Mutex::new(()),
         }))
+    }
+
+    /// The XMPP link's state.
+    pub fn xmpp_status(&self) -> &'static str {
+        (self.0.xmpp)()
     }
 
     /// The ledger.

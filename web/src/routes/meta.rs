@@ -23,7 +23,7 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<
             "database": if database { "ok" } else { "unavailable" },
             "log_size": state.ledger().log_size(),
             "listed": state.ledger().with_index(|index| index.len()),
-            "xmpp": "off",
+                        "xmpp": state.xmpp_status(),
         })),
     )
 }

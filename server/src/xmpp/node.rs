@@ -1,0 +1,566 @@
+//! What the component does: answers disco, key, XEP-0268 and XEP-0275 queries, runs the
+//! XEP-0267 buddy handshake, and delivers the outbox.
+//!
+//! **Invariant:** a report's content is used only after `Unverified::verify` succeeded with
+//! the keys pinned for buddies, the last signer is the peer that delivered it, and the peer's
+//! trust allows it; everything else is refused with a defined error condition.
+//!
+//! Every stanza the node sends is built here as a `minidom::Element` in the stream's
+//! namespace and handed to the connection task through a channel.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use minidom::Element;
+use ostracon_protocol::envelope::{self, Nonce, VerifyPolicy};
+use ostracon_protocol::ids::{BareJid, KeyId, Offender};
+use ostracon_protocol::incident::ReportClaim;
+use ostracon_protocol::keys::{KeyResolver, NodeKey, PublicKey, PublishedKey};
+use ostracon_protocol::xml::buddies::{BuddyPresence, DISCO_INFO_NS, DiscoInfo};
+use ostracon_protocol::xml::errors::StanzaError;
+use ostracon_protocol::xml::keys::{KEYS_NS, keys_from_element, keys_query, keys_to_element};
+use ostracon_protocol::xml::reputation::REPUTATION_NS;
+use ostracon_protocol::xml::xep0268::{INCIDENT_NS, IncidentPayload};
+use ostracon_protocol::xml::{check_bounds, to_string};
+use ostracon_store::clock::Environment;
+use ostracon_store::ledger::{Ledger, OUTBOX_FETCH_KEYS, OUTBOX_PRESENCE, OUTBOX_REPORT};
+use ostracon_store::model::{Decision, IncidentOrigin, OutboxItem, PeerRecord, PeerState, Trust};
+use ostracon_store::traits::{IncidentStore as _, OutboxStore as _, PeerStore as _};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+
+use super::replay::ReplayCache;
+
+/// The stream's stanza namespace (`jabber:component:accept`).
+const STANZA_NS: &str = xmpp_parsers::ns::DEFAULT_NS;
+/// XEP-0199.
+const PING_NS: &str = "urn:xmpp:ping";
+/// How long to wait for an IQ answer.
+const IQ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most outbox attempts before an item is marked failed (about two days of backoff).
+const MAX_ATTEMPTS: u32 = 40;
+/// Reports accepted per peer per second, and the burst.
+const PEER_RATE: f64 = 20.0;
+const PEER_BURST: f64 = 100.0;
+/// Incoming stanzas handled at once.
+const MAX_IN_FLIGHT: usize = 64;
+/// Signature timestamp window (seconds).
+const WINDOW_SECS: i64 = 300;
+
+/// Settings of the component's behaviour.
+#[derive(Clone, Debug)]
+pub struct NodeSettings {
+    /// Our component JID.
+    pub jid: BareJid,
+    /// Approve incoming buddy requests without the operator (off unless configured).
+    pub auto_approve: bool,
+    /// Human name in disco.
+    pub name: String,
+}
+
+/// The component's logic.
+pub struct XmppNode {
+    ledger: Arc<Ledger>,
+    env: Arc<dyn Environment>,
+    key: NodeKey,
+    published: PublishedKey,
+    settings: NodeSettings,
+    out: mpsc::Sender<Element>,
+    pending: Mutex<HashMap<String, oneshot::Sender<Element>>>,
+    replay: Mutex<ReplayCache>,
+    peer_buckets: Mutex<HashMap<String, (f64, Instant)>>,
+    next_id: AtomicU64,
+}
+
+/// The keys pinned for buddies.
+struct BuddyKeys(BTreeMap<(BareJid, KeyId), PublicKey>);
+
+impl KeyResolver for BuddyKeys {
+    fn resolve(&self, signer: &BareJid, kid: &KeyId) -> Option<PublicKey> {
+        self.0.get(&(signer.clone(), kid.clone())).copied()
+    }
+}
+
+fn attr(element: &Element, name: &str) -> Option<String> {
+    element.attr(name).map(str::to_owned)
+}
+
+fn set(element: &mut Element, name: &'static str, value: &str) {
+    element.set_attr(
+        minidom::rxml::Namespace::NONE,
+        minidom::rxml::NcName::try_from(name).expect("static attribute names are valid"),
+        value.to_owned(),
+    );
+}
+
+fn stanza(name: &str, attrs: &[(&'static str, &str)]) -> Element {
+    let mut element = Element::bare(name, STANZA_NS);
+    for (key, value) in attrs {
+        set(&mut element, key, value);
+    }
+    element
+}
+
+impl XmppNode {
+    /// Builds the node; stanzas it sends go to `out`.
+    pub fn new(
+        ledger: Arc<Ledger>,
+        env: Arc<dyn Environment>,
+        key: NodeKey,
+        published: PublishedKey,
+        settings: NodeSettings,
+        out: mpsc::Sender<Element>,
+    ) -> Self {
+        Self {
+            ledger,
+            env,
+            key,
+            published,
+            settings,
+            out,
+            pending: Mutex::new(HashMap::new()),
+            replay: Mutex::new(ReplayCache::new(WINDOW_SECS, 200_000)),
+            peer_buckets: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    fn jid(&self) -> String {
+        self.settings.jid.to_string()
+    }
+
+    async fn send(&self, element: Element) {
+        if self.out.send(element).await.is_err() {
+            tracing::warn!("XMPP link task is gone; stanza dropped");
+        }
+    }
+
+    fn iq_result(&self, to: &str, id: &str, payload: Option<Element>) -> Element {
+        let mut iq = stanza("iq", &[("type", "result"), ("from", &self.jid()), ("to", to), ("id", id)]);
+        if let Some(payload) = payload {
+            iq.append_child(payload);
+        }
+        iq
+    }
+
+    fn iq_error(&self, to: &str, id: &str, error: &StanzaError) -> Element {
+        let mut iq = stanza("iq", &[("type", "error"), ("from", &self.jid()), ("to", to), ("id", id)]);
+        iq.append_child(error.to_element(STANZA_NS));
+        iq
+    }
+
+    fn feature_not_implemented(what: &str) -> StanzaError {
+        StanzaError {
+            error_type: "cancel",
+            condition: "feature-not-implemented",
+            app_condition: None,
+            text: format!("{what} is not supported by this node yet"),
+        }
+    }
+
+    fn service_unavailable() -> StanzaError {
+        StanzaError { error_type: "cancel", condition: "service-unavailable", app_condition: None, text: String::new() }
+    }
+
+    /// Sends an IQ and waits for its answer (the whole `<iq/>` element).
+    pub async fn request(&self, to: &str, iq_type: &str, payload: Element) -> Result<Element, String> {
+        let id = format!("ost-{}", self.next_id.fetch_add(1, Ordering::SeqCst));
+        let mut iq = stanza("iq", &[("type", iq_type), ("from", &self.jid()), ("to", to), ("id", &id)]);
+        iq.append_child(payload);
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id.clone(), tx);
+        self.send(iq).await;
+        let answer = tokio::time::timeout(IQ_TIMEOUT, rx).await;
+        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id);
+        match answer {
+            Ok(Ok(element)) if element.attr("type") == Some("result") => Ok(element),
+            Ok(Ok(element)) => {
+                let (defined, app) = element
+                    .children()
+                    .find(|c| c.name() == "error")
+                    .map(StanzaError::conditions_of)
+                    .unwrap_or((None, None));
+                Err(format!("{} ({})", defined.unwrap_or_else(|| "error".to_owned()), app.unwrap_or_default()))
+            }
+            Ok(Err(_)) => Err("the link closed before the answer".to_owned()),
+            Err(_) => Err(format!("no answer within {} s", IQ_TIMEOUT.as_secs())),
+        }
+    }
+
+    /// Handles every incoming stanza until `incoming` closes, a bounded number at a time.
+    pub async fn run_incoming(self: Arc<Self>, mut incoming: mpsc::Receiver<Element>) {
+        let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+        while let Some(element) = incoming.recv().await {
+            let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { return };
+            let node = Arc::clone(&self);
+            tokio::spawn(async move {
+                node.handle(element).await;
+                drop(permit);
+            });
+        }
+    }
+
+    /// Handles one stanza.
+    pub async fn handle(&self, element: Element) {
+        match element.name() {
+            "iq" => self.handle_iq(element).await,
+            "presence" => self.handle_presence(&element).await,
+            // XEP-0377 relayed reports arrive as messages; they are not taken yet.
+            _ => {}
+        }
+    }
+
+    async fn handle_iq(&self, iq: Element) {
+        let from = attr(&iq, "from").unwrap_or_default();
+        let id = attr(&iq, "id").unwrap_or_default();
+        let iq_type = attr(&iq, "type").unwrap_or_default();
+        if iq_type == "result" || iq_type == "error" {
+            let waiter = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id);
+            if let Some(waiter) = waiter {
+                let _ = waiter.send(iq);
+            }
+            return;
+        }
+        if iq_type != "get" && iq_type != "set" {
+            return;
+        }
+        let Some(child) = iq.children().next() else {
+            let error =
+                StanzaError::from_error(&ostracon_protocol::Error::Missing { element: "iq", what: "a child element" });
+            return self.send(self.iq_error(&from, &id, &error)).await;
+        };
+        if let Err(error) = check_bounds(child) {
+            return self.send(self.iq_error(&from, &id, &StanzaError::from_error(&error))).await;
+        }
+        let answer = match (child.name(), child.ns().as_str(), iq_type.as_str()) {
+            ("query", DISCO_INFO_NS, "get") => {
+                let info = DiscoInfo {
+                    name: self.settings.name.clone(),
+                    abuse_addresses: Vec::new(),
+                    report_addresses: vec![format!("xmpp:{}", self.jid())],
+                };
+                Ok(Some(info.to_element()))
+            }
+            ("ping", PING_NS, "get") => Ok(None),
+            ("keys", KEYS_NS, "get") => Ok(Some(keys_to_element(std::slice::from_ref(&self.published)))),
+            (_, INCIDENT_NS, _) => self.handle_incident(&from, &iq_type, child).await,
+            ("score", REPUTATION_NS, "get") => match self.buddy(&from).await {
+                Some(_) => Err(StanzaError::no_score()),
+                None => Err(StanzaError::not_buddy()),
+            },
+            _ => Err(Self::service_unavailable()),
+        };
+        let reply = match answer {
+            Ok(payload) => self.iq_result(&from, &id, payload),
+            Err(error) => self.iq_error(&from, &id, &error),
+        };
+        self.send(reply).await;
+    }
+
+    /// The peer for a sender, if it is a buddy.
+    async fn buddy(&self, from: &str) -> Option<PeerRecord> {
+        let jid = BareJid::parse(from).ok()?;
+        match self.ledger.store().peer(&jid).await {
+            Ok(Some(peer)) if peer.state == PeerState::Buddy => Some(peer),
+            _ => None,
+        }
+    }
+
+    fn allow_peer(&self, peer: &str) -> bool {
+        let now = Instant::now();
+        let mut buckets = self.peer_buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if buckets.len() > 10_000 {
+            buckets.clear();
+        }
+        let (tokens, updated) = buckets.entry(peer.to_owned()).or_insert((PEER_BURST, now));
+        *tokens = (*tokens + now.duration_since(*updated).as_secs_f64() * PEER_RATE).min(PEER_BURST);
+        *updated = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    async fn handle_incident(
+        &self,
+        from: &str,
+        iq_type: &str,
+        child: &Element,
+    ) -> Result<Option<Element>, StanzaError> {
+        let payload = IncidentPayload::from_element(child).map_err(|e| StanzaError::from_error(&e))?;
+        if payload.iq_type() != iq_type {
+            let error = ostracon_protocol::Error::InvalidValue {
+                field: "iq type",
+                value: ostracon_protocol::error::Excerpt::new(iq_type),
+            };
+            return Err(StanzaError::from_error(&error));
+        }
+        let peer = self.buddy(from).await.ok_or_else(StanzaError::not_buddy)?;
+        if !self.allow_peer(from) {
+            return Err(StanzaError::rate_limited());
+        }
+        let IncidentPayload::Report { incident, signed } = payload else {
+            return Err(Self::feature_not_implemented("XEP-0268 inquiry, request and response"));
+        };
+        let now = self.env.now();
+        let from_jid = peer.jid.clone();
+        match signed {
+            Some(chain) => {
+                let keys = self.buddy_keys().await.map_err(|_| Self::service_unavailable())?;
+                let policy = VerifyPolicy { now, window_secs: WINDOW_SECS, max_links: 1 };
+                let verified = {
+                    let mut replay = self.replay.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    chain.verify(&keys, &mut *replay, &policy)
+                }
+                .map_err(|error| {
+                    tracing::info!(peer = %from_jid, %error, "refused a signed report");
+                    StanzaError::from_error(&error)
+                })?;
+                if verified.last_signer() != &from_jid {
+                    let error = ostracon_protocol::Error::SignerMismatch {
+                        signer: ostracon_protocol::error::Excerpt::new(&verified.last_signer().to_string()),
+                        claimed: ostracon_protocol::error::Excerpt::new(from),
+                    };
+                    return Err(StanzaError::from_error(&error));
+                }
+                let (decision, reason) = match peer.trust {
+                    Trust::Observe => (Decision::Ignored, Some("the peer is observe-only")),
+                    Trust::Accept | Trust::AutoApply => (Decision::Accepted, None),
+                };
+                let links = verified.links().to_vec();
+                let claim = verified.into_parts().0.0;
+                self.ledger
+                    .record_remote(&claim, IncidentOrigin::Peer, Some(&links), decision, reason, 1_000, now)
+                    .await
+                    .map_err(|error| {
+                        tracing::warn!(%error, "storing a verified report failed");
+                        Self::service_unavailable()
+                    })?;
+                tracing::info!(peer = %from_jid, incident = %claim.id, ?decision, "signed report received");
+            }
+            None => {
+                // Plain XEP-0268 (as Metronome sends): kept for the operator, never treated as signed.
+                if !from_jid.domain().is_within(incident.id.issuer()) {
+                    let error = ostracon_protocol::Error::SignerMismatch {
+                        signer: ostracon_protocol::error::Excerpt::new(from),
+                        claimed: ostracon_protocol::error::Excerpt::new(&incident.id.to_string()),
+                    };
+                    return Err(StanzaError::from_error(&error));
+                }
+                self.ledger
+                    .record_remote(
+                        &incident,
+                        IncidentOrigin::Unsigned,
+                        None,
+                        Decision::Pending,
+                        Some("unsigned report: waits for the operator"),
+                        0,
+                        now,
+                    )
+                    .await
+                    .map_err(|_| Self::service_unavailable())?;
+            }
+        }
+        Ok(None)
+    }
+
+    async fn buddy_keys(&self) -> ostracon_store::Result<BuddyKeys> {
+        let mut keys = BTreeMap::new();
+        let now = self.env.now();
+        for peer in self.ledger.store().peers().await? {
+            if peer.state != PeerState::Buddy {
+                continue;
+            }
+            for key in peer.keys.iter().filter(|k| k.is_valid_at(now)) {
+                keys.insert((peer.jid.clone(), key.kid.clone()), key.key);
+            }
+        }
+        Ok(BuddyKeys(keys))
+    }
+
+    async fn handle_presence(&self, element: &Element) {
+        let Ok(Some((kind, from, to))) = BuddyPresence::from_stanza(element) else { return };
+        if to != self.settings.jid || !from.is_domain() {
+            return;
+        }
+        let now = self.env.now();
+        let store = self.ledger.store();
+        let existing = store.peer(&from).await.ok().flatten();
+        let mut peer = existing.clone().unwrap_or(PeerRecord {
+            jid: from.clone(),
+            state: PeerState::Pending,
+            trust: Trust::Observe,
+            keys: Vec::new(),
+            created_at: now,
+            updated_at: now,
+        });
+        peer.updated_at = now;
+        let jid = from.to_string();
+        let result = match kind {
+            BuddyPresence::Subscribe => match existing.map(|p| p.state) {
+                // We asked them, or are buddies: our operator already consented.
+                Some(PeerState::Requested | PeerState::Buddy) => {
+                    self.ledger.enqueue(&jid, OUTBOX_PRESENCE, "", "subscribed", now).await
+                }
+                Some(PeerState::Pending) => Ok(()),
+                _ => {
+                    peer.state = PeerState::Pending;
+                    peer.keys.clear();
+                    tracing::info!(peer = %jid, "buddy request received; waiting for the operator");
+                    let stored = store.put_peer(&peer).await;
+                    // Fetch the keys now so the operator sees fingerprints before approving.
+                    let queued = self.ledger.enqueue(&jid, OUTBOX_FETCH_KEYS, "", "", now).await;
+                    if self.settings.auto_approve && stored.is_ok() {
+                        tracing::warn!(peer = %jid, "auto-approving a buddy request (auto_approve is on)");
+                        let _ = self.ledger.enqueue(&jid, OUTBOX_FETCH_KEYS, "", "approve", now).await;
+                    }
+                    stored.and(queued)
+                }
+            },
+            BuddyPresence::Subscribed => match peer.state {
+                PeerState::Requested => self.ledger.enqueue(&jid, OUTBOX_FETCH_KEYS, "", "", now).await,
+                _ => Ok(()),
+            },
+            BuddyPresence::Unsubscribe | BuddyPresence::Unsubscribed => {
+                if existing.is_some() && peer.state != PeerState::Revoked {
+                    peer.state = PeerState::Revoked;
+                    tracing::info!(peer = %jid, "buddy relation ended by the peer");
+                    store.put_peer(&peer).await
+                } else {
+                    Ok(())
+                }
+            }
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, peer = %jid, "could not record a buddy presence");
+        }
+    }
+
+    /// Delivers due outbox items until `stop` turns true.
+    pub async fn run_outbox(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let in_flight: Arc<Mutex<std::collections::BTreeSet<i64>>> = Arc::default();
+        let permits = Arc::new(Semaphore::new(16));
+        loop {
+            let now = self.env.now();
+            match self.ledger.store().due(now, 100).await {
+                Ok(items) => {
+                    for item in items {
+                        if !in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(item.id) {
+                            continue;
+                        }
+                        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { return };
+                        let (node, in_flight) = (Arc::clone(&self), Arc::clone(&in_flight));
+                        tokio::spawn(async move {
+                            node.deliver(&item).await;
+                            in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&item.id);
+                            drop(permit);
+                        });
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "reading the outbox failed"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    async fn deliver(&self, item: &OutboxItem) {
+        let outcome = match item.kind.as_str() {
+            OUTBOX_PRESENCE => self.deliver_presence(item).await,
+            OUTBOX_FETCH_KEYS => self.fetch_keys(item).await,
+            OUTBOX_REPORT => self.deliver_report(item).await,
+            other => Err(format!("unknown outbox kind {other:?}")),
+        };
+        let now = self.env.now();
+        let result = match outcome {
+            Ok(()) => self.ledger.outbox_delivered(item.id, now).await,
+            Err(error) => {
+                let attempts = item.attempts.saturating_add(1);
+                let next = (attempts < MAX_ATTEMPTS).then(|| {
+                    let delay = super::connection::backoff(attempts, rand::random::<f64>()).max(Duration::from_secs(1));
+                    now.plus_secs(i64::try_from(delay.as_secs()).unwrap_or(60).clamp(1, 3_600))
+                });
+                tracing::info!(peer = %item.peer, kind = %item.kind, attempts, %error, "outbox delivery failed");
+                self.ledger.outbox_failed(item.id, &error, next).await
+            }
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, "updating the outbox failed");
+        }
+    }
+
+    async fn deliver_presence(&self, item: &OutboxItem) -> Result<(), String> {
+        let kind =
+            BuddyPresence::from_type(&item.payload).ok_or_else(|| format!("bad presence type {:?}", item.payload))?;
+        let to = BareJid::parse(&item.peer).map_err(|e| e.to_string())?;
+        self.send(kind.to_stanza(&self.settings.jid, &to, STANZA_NS)).await;
+        Ok(())
+    }
+
+    async fn fetch_keys(&self, item: &OutboxItem) -> Result<(), String> {
+        let answer = self.request(&item.peer, "get", keys_query()).await?;
+        let keys_element = answer.children().next().ok_or("empty keys answer")?;
+        let keys = keys_from_element(keys_element).map_err(|e| e.to_string())?;
+        if keys.is_empty() {
+            return Err("the peer published no keys".to_owned());
+        }
+        let jid = BareJid::parse(&item.peer).map_err(|e| e.to_string())?;
+        let store = self.ledger.store();
+        let mut peer = store.peer(&jid).await.map_err(|e| e.to_string())?.ok_or("unknown peer")?;
+        peer.updated_at = self.env.now();
+        match peer.state {
+            // We asked them and they agreed: pin and become buddies.
+            PeerState::Requested => {
+                peer.keys = keys;
+                peer.state = PeerState::Buddy;
+            }
+            // They asked us: show the keys; pin on approval (or now, with auto-approve).
+            PeerState::Pending => {
+                peer.keys = keys;
+                if item.payload == "approve" {
+                    peer.state = PeerState::Buddy;
+                    peer.trust = Trust::Accept;
+                    let now = self.env.now();
+                    let _ = self.ledger.enqueue(&item.peer, OUTBOX_PRESENCE, "", "subscribed", now).await;
+                    let _ = self.ledger.enqueue(&item.peer, OUTBOX_PRESENCE, "", "subscribe", now).await;
+                }
+            }
+            PeerState::Buddy | PeerState::Revoked => return Ok(()),
+        }
+        tracing::info!(peer = %jid, state = %peer.state, keys = peer.keys.len(), "peer keys fetched");
+        store.put_peer(&peer).await.map_err(|e| e.to_string())
+    }
+
+    async fn deliver_report(&self, item: &OutboxItem) -> Result<(), String> {
+        let id = ostracon_protocol::ids::IncidentId::parse(&item.reference).map_err(|e| e.to_string())?;
+        let record = self.ledger.store().incident(&id).await.map_err(|e| e.to_string())?.ok_or("incident is gone")?;
+        // Signed at delivery time, so a delivery delayed by an outage still has a fresh timestamp.
+        let nonce_bytes: [u8; 16] = rand::random();
+        let chain = envelope::sign(
+            &ReportClaim(record.incident.clone()),
+            &self.key,
+            &self.settings.jid,
+            self.env.now(),
+            Nonce::from_bytes(&nonce_bytes),
+        )
+        .map_err(|e| e.to_string())?;
+        let payload = IncidentPayload::Report { incident: record.incident, signed: Some(chain) };
+        self.request(&item.peer, "set", payload.to_element()).await.map(drop)
+    }
+}
+
+/// Lists the offenders of a payload for logs without printing the whole stanza.
+pub fn describe(element: &Element) -> String {
+    let text = to_string(element);
+    text.chars().take(200).collect::<String>() + if text.len() > 200 { "…" } else { "" }
+}
+
+/// A convenience for tests: the offenders of an incident as text.
+pub fn offender_texts(offenders: &[Offender]) -> Vec<String> {
+    offenders.iter().map(ToString::to_string).collect()
+}

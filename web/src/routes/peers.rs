@@ -1,0 +1,178 @@
+//! Buddies (XEP-0267), operator routes: `GET|POST /v1/peers`, `POST /v1/peers/{jid}/approve`,
+//! `POST /v1/peers/{jid}/trust`, `DELETE /v1/peers/{jid}`.
+//!
+//! These routes change the peer table and queue presence stanzas and key fetches in the
+//! outbox; the XMPP component (in `server`) sends them. Nothing is sent or approved without
+//! the operator calling one of these routes.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use ostracon_protocol::ids::BareJid;
+use ostracon_store::ledger::OUTBOX_PRESENCE;
+use ostracon_store::model::{PeerRecord, PeerState, Scope, Trust};
+use ostracon_store::traits::PeerStore as _;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::authorize;
+use crate::error::{ApiError, ApiJson};
+use crate::state::AppState;
+
+fn peer_json(peer: &PeerRecord) -> Value {
+    json!({
+        "jid": peer.jid,
+        "state": peer.state,
+        "trust": peer.trust,
+        "keys": peer.keys.iter().map(|k| json!({
+            "kid": k.kid, "fingerprint": k.key.fingerprint(), "valid_from": k.valid_from, "valid_until": k.valid_until,
+        })).collect::<Vec<_>>(),
+        "created_at": peer.created_at,
+        "updated_at": peer.updated_at,
+    })
+}
+
+fn parse_jid(text: &str) -> Result<BareJid, ApiError> {
+    let jid = BareJid::parse(text).map_err(|e| ApiError::invalid("invalid_jid", e.to_string()))?;
+    if !jid.is_domain() {
+        return Err(ApiError::invalid("invalid_jid", "a peer is a node's component JID, without a localpart"));
+    }
+    Ok(jid)
+}
+
+pub(crate) async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers, Scope::Admin).await?;
+    let peers = state.ledger().store().peers().await?;
+    Ok(Json(json!({ "peers": peers.iter().map(peer_json).collect::<Vec<_>>() })))
+}
+
+/// Body of `POST /v1/peers`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AddPeer {
+    jid: String,
+    #[serde(default = "default_trust")]
+    trust: Trust,
+}
+
+fn default_trust() -> Trust {
+    Trust::Accept
+}
+
+/// Body of the approve and trust routes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TrustBody {
+    #[serde(default)]
+    trust: Option<Trust>,
+}
+
+pub(crate) async fn add(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<AddPeer>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    authorize(&state, &headers, Scope::Admin).await?;
+    let jid = parse_jid(&body.jid)?;
+    if Some(&jid) == state.node().component.as_ref() {
+        return Err(ApiError::invalid("invalid_jid", "a node cannot be its own buddy"));
+    }
+    let now = state.env().now();
+    let store = state.ledger().store();
+    let existing = store.peer(&jid).await?;
+    if existing.as_ref().is_some_and(|p| p.state == PeerState::Buddy) {
+        return Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("{jid} is already a buddy")));
+    }
+    if existing.as_ref().is_some_and(|p| p.state == PeerState::Pending) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("{jid} asked to be a buddy; approve it with POST /v1/peers/{jid}/approve"),
+        ));
+    }
+    let peer = PeerRecord {
+        jid: jid.clone(),
+        state: PeerState::Requested,
+        trust: body.trust,
+        keys: Vec::new(),
+        created_at: existing.map_or(now, |p| p.created_at),
+        updated_at: now,
+    };
+    store.put_peer(&peer).await?;
+    state.ledger().enqueue(&jid.to_string(), OUTBOX_PRESENCE, "", "subscribe", now).await?;
+    Ok((StatusCode::ACCEPTED, Json(peer_json(&peer))))
+}
+
+pub(crate) async fn approve(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(jid): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers, Scope::Admin).await?;
+    let jid = parse_jid(&jid)?;
+    let store = state.ledger().store();
+    let mut peer = store.peer(&jid).await?.ok_or_else(|| ApiError::not_found(format!("no peer {jid}")))?;
+    if peer.state != PeerState::Pending {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "rejected",
+            format!("{jid} is {}, not waiting for approval", peer.state),
+        ));
+    }
+    if peer.keys.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "keys_not_fetched",
+            format!("{jid}'s keys have not been fetched yet; check that it is reachable and retry"),
+        ));
+    }
+    let now = state.env().now();
+    peer.state = PeerState::Buddy;
+    // The body is optional: no body approves with trust `accept`.
+    let body: TrustBody = if body.is_empty() {
+        TrustBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid("invalid_body", e.to_string()))?
+    };
+    peer.trust = body.trust.unwrap_or(Trust::Accept);
+    peer.updated_at = now;
+    store.put_peer(&peer).await?;
+    state.ledger().enqueue(&jid.to_string(), OUTBOX_PRESENCE, "", "subscribed", now).await?;
+    state.ledger().enqueue(&jid.to_string(), OUTBOX_PRESENCE, "", "subscribe", now).await?;
+    Ok(Json(peer_json(&peer)))
+}
+
+pub(crate) async fn set_trust(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(jid): Path<String>,
+    ApiJson(body): ApiJson<TrustBody>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers, Scope::Admin).await?;
+    let jid = parse_jid(&jid)?;
+    let store = state.ledger().store();
+    let mut peer = store.peer(&jid).await?.ok_or_else(|| ApiError::not_found(format!("no peer {jid}")))?;
+    peer.trust = body.trust.ok_or_else(|| ApiError::invalid("invalid_body", "trust is required"))?;
+    peer.updated_at = state.env().now();
+    store.put_peer(&peer).await?;
+    Ok(Json(peer_json(&peer)))
+}
+
+pub(crate) async fn revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(jid): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    authorize(&state, &headers, Scope::Admin).await?;
+    let jid = parse_jid(&jid)?;
+    let store = state.ledger().store();
+    let mut peer = store.peer(&jid).await?.ok_or_else(|| ApiError::not_found(format!("no peer {jid}")))?;
+    let now = state.env().now();
+    peer.state = PeerState::Revoked;
+    peer.updated_at = now;
+    store.put_peer(&peer).await?;
+    state.ledger().enqueue(&jid.to_string(), OUTBOX_PRESENCE, "", "unsubscribe", now).await?;
+    state.ledger().enqueue(&jid.to_string(), OUTBOX_PRESENCE, "", "unsubscribed", now).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
