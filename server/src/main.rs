@@ -60,6 +60,13 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Buddies (XEP-0267): ask, approve, set trust, revoke, list.
+    Peers {
+        #[command(subcommand)]
+        command: PeersCommand,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Operator tokens.
     Token {
         #[command(subcommand)]
@@ -200,6 +207,30 @@ enum EntryCommand {
     /// Remove an entry.
     Remove { value: String },
     /// List entries.
+    List,
+}
+
+#[derive(Subcommand)]
+enum PeersCommand {
+    /// Ask a node to be a buddy (sends a presence subscription from our component).
+    Add {
+        /// The peer's component JID, e.g. incidents.example.net
+        jid: String,
+        /// observe, accept or auto-apply.
+        #[arg(long, default_value = "accept")]
+        trust: String,
+    },
+    /// Approve a node that asked us (pins the key fingerprints shown by `peers list`).
+    Approve {
+        jid: String,
+        #[arg(long, default_value = "accept")]
+        trust: String,
+    },
+    /// Change a peer's trust level.
+    Trust { jid: String, trust: String },
+    /// End a buddy relation.
+    Revoke { jid: String },
+    /// List peers with their state, trust and key fingerprints.
     List,
 }
 
@@ -351,6 +382,27 @@ async fn run(command: Command) -> Result<ExitCode, ServerError> {
         }
         Command::Allow { command, api } => print(&entries(&api.client()?, "allow", command).await?),
         Command::Deny { command, api } => print(&entries(&api.client()?, "deny", command).await?),
+        Command::Peers { command, api } => {
+            let client = api.client()?;
+            let value = match command {
+                PeersCommand::Add { jid, trust } => {
+                    client.json(Method::POST, "/v1/peers", Some(&json!({ "jid": jid, "trust": trust }))).await?
+                }
+                PeersCommand::Approve { jid, trust } => {
+                    let path = format!("/v1/peers/{}/approve", encode(&jid));
+                    client.json(Method::POST, &path, Some(&json!({ "trust": trust }))).await?
+                }
+                PeersCommand::Trust { jid, trust } => {
+                    let path = format!("/v1/peers/{}/trust", encode(&jid));
+                    client.json(Method::POST, &path, Some(&json!({ "trust": trust }))).await?
+                }
+                PeersCommand::Revoke { jid } => {
+                    client.json(Method::DELETE, &format!("/v1/peers/{}", encode(&jid)), None).await?
+                }
+                PeersCommand::List => client.json(Method::GET, "/v1/peers", None).await?,
+            };
+            print(&value);
+        }
         Command::Token { command, api } => {
             let client = api.client()?;
             let value = match command {

@@ -196,3 +196,189 @@ async fn buddies_exchange_signed_reports_through_prosody() {
     beta.wait_for("the delayed report at beta", "/v1/lookup/ip/203.0.113.200", |l| l["listed"] == true).await;
     assert!(prosody.log().contains("incidents.beta.test"));
 }
+
+/// A bare component driven by the test, to send what an honest node never would.
+struct RawComponent {
+    component: tokio_xmpp::Component<tokio_xmpp::connect::TcpServerConnector>,
+    jid: String,
+}
+
+impl RawComponent {
+    async fn connect(jid: &str, secret: &str, prosody: &Prosody) -> Self {
+        let component = tokio_xmpp::Component::new_plaintext(
+            jid,
+            secret,
+            tokio_xmpp::connect::DnsConfig::addr(&prosody.component_address.to_string()),
+            tokio_xmpp::xmlstream::Timeouts::tight(),
+        )
+        .await
+        .expect("raw component connects");
+        Self { component, jid: jid.to_owned() }
+    }
+
+    /// Sends an IQ with `payload` and returns the answer's type and error conditions.
+    async fn iq(
+        &mut self,
+        to: &str,
+        iq_type: &str,
+        payload: minidom::Element,
+    ) -> (String, Option<String>, Option<String>) {
+        use futures_util::StreamExt as _;
+        let id = format!("raw-{}", rand_id());
+        let text = format!(
+            "<iq xmlns='{}' type='{iq_type}' from='{}' to='{to}' id='{id}'>{}</iq>",
+            xmpp_parsers::ns::DEFAULT_NS,
+            self.jid,
+            ostracon_protocol::xml::to_string(&payload)
+        );
+        let element: minidom::Element = text.parse().unwrap();
+        let stanza = xmpp_parsers::stanza::Stanza::try_from(element).unwrap();
+        self.component.send_stanza(stanza).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let Ok(Some(stanza)) = tokio::time::timeout(Duration::from_secs(5), self.component.next()).await else {
+                continue;
+            };
+            let element = minidom::Element::from(stanza);
+            if element.name() == "iq" && element.attr("id") == Some(id.as_str()) {
+                let kind = element.attr("type").unwrap_or_default().to_owned();
+                let (defined, app) = element
+                    .children()
+                    .find(|c| c.name() == "error")
+                    .map(ostracon_protocol::xml::errors::StanzaError::conditions_of)
+                    .unwrap_or((None, None));
+                return (kind, defined, app);
+            }
+        }
+        panic!("no answer to {id}");
+    }
+}
+
+fn rand_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::SeqCst)
+}
+
+fn report(
+    key: &ostracon_protocol::keys::NodeKey,
+    signer: &str,
+    at: ostracon_protocol::time::Timestamp,
+    nonce: u8,
+) -> minidom::Element {
+    use ostracon_protocol::ids::{BareJid, IncidentId, Offender};
+    use ostracon_protocol::incident::{Category, Incident, ReportClaim, Severity, Status};
+    let signer = BareJid::parse(signer).unwrap();
+    let incident = Incident {
+        id: IncidentId::new(signer.domain().clone(), uuid::Uuid::from_u128(u128::from(nonce) + 1000)),
+        reporter: signer.clone(),
+        status: Status::New,
+        category: Category::Spam,
+        severity: Severity::Low,
+        offenders: vec![Offender::parse(&format!("192.0.2.{nonce}")).unwrap()],
+        start: at,
+        end: None,
+        reported: at,
+        description: "raw".to_owned(),
+        evidence: vec![],
+        action: None,
+        expires: None,
+        related: None,
+        history: vec![],
+    };
+    let chain = ostracon_protocol::envelope::sign(
+        &ReportClaim(incident.clone()),
+        key,
+        &signer,
+        at,
+        ostracon_protocol::envelope::Nonce::from_bytes(&[nonce; 16]),
+    )
+    .unwrap();
+    ostracon_protocol::xml::xep0268::IncidentPayload::Report { incident, signed: Some(chain) }.to_element()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forged_unknown_replayed_and_stranger_reports_are_refused_with_their_conditions() {
+    use ostracon_protocol::keys::{NodeKey, PublishedKey};
+    use ostracon_protocol::time::Timestamp;
+    use ostracon_store::model::{PeerRecord, PeerState, Trust};
+    use ostracon_store::traits::PeerStore as _;
+
+    if !available() {
+        return;
+    }
+    let specs = vec![
+        ComponentSpec { domain: "incidents.beta.test".into(), secret: "beta.test-component-secret".into() },
+        ComponentSpec { domain: "incidents.gamma.test".into(), secret: "gamma-secret-gamma-secret".into() },
+        ComponentSpec { domain: "incidents.delta.test".into(), secret: "delta-secret-delta-secret".into() },
+    ];
+    let prosody = Prosody::start(&["beta.test"], &specs);
+    let dir = Arc::new(TempDir::new("xmpp-refusals"));
+    let beta = Node::start("beta.test", &prosody, Arc::clone(&dir)).await;
+    beta.wait_for("beta online", "/healthz", |h| h["xmpp"] == "online").await;
+
+    // Gamma is a buddy of beta whose key beta pinned (set up directly in beta's store).
+    let gamma_key = NodeKey::from_seed(&[0x6a; 32]);
+    let now = Timestamp::from_datetime(chrono_now());
+    let store = ostracon_store::Store::open(&beta.config.database_url()).await.unwrap();
+    store
+        .put_peer(&PeerRecord {
+            jid: ostracon_protocol::ids::BareJid::parse("incidents.gamma.test").unwrap(),
+            state: PeerState::Buddy,
+            trust: Trust::Accept,
+            keys: vec![PublishedKey::new(gamma_key.public(), now.plus_secs(-60))],
+            created_at: now,
+            updated_at: now,
+        })
+        .await
+        .unwrap();
+    let mut gamma = RawComponent::connect("incidents.gamma.test", "gamma-secret-gamma-secret", &prosody).await;
+    let to = "incidents.beta.test";
+
+    let (kind, ..) = gamma.iq(to, "set", report(&gamma_key, "incidents.gamma.test", now, 1)).await;
+    assert_eq!(kind, "result", "a valid signed report from a buddy is taken");
+    beta.wait_for("gamma's report listed", "/v1/lookup/ip/192.0.2.1", |l| l["listed"] == true).await;
+
+    let answer = gamma.iq(to, "set", report(&gamma_key, "incidents.gamma.test", now, 1)).await;
+    assert_eq!(answer, ("error".into(), Some("conflict".into()), Some("replay".into())));
+
+    let mut forged = report(&gamma_key, "incidents.gamma.test", now, 2);
+    let text = ostracon_protocol::xml::to_string(&forged);
+    let payload_start = text.find("<payload>").unwrap() + "<payload>".len();
+    let flipped = if &text[payload_start..payload_start + 1] == "e" { "f" } else { "e" };
+    forged = format!("{}{flipped}{}", &text[..payload_start], &text[payload_start + 1..]).parse().unwrap();
+    let answer = gamma.iq(to, "set", forged).await;
+    assert_eq!(answer.2.as_deref(), Some("bad-signature"), "{answer:?}");
+
+    let stranger_key = NodeKey::from_seed(&[0x77; 32]);
+    let answer = gamma.iq(to, "set", report(&stranger_key, "incidents.gamma.test", now, 3)).await;
+    assert_eq!((answer.1.as_deref(), answer.2.as_deref()), (Some("not-authorized"), Some("unknown-key")));
+
+    let answer = gamma.iq(to, "set", report(&gamma_key, "incidents.gamma.test", now.plus_secs(-3_600), 4)).await;
+    assert_eq!(answer.2.as_deref(), Some("bad-timestamp"));
+
+    let answer = gamma.iq(to, "set", "<report xmlns='urn:xmpp:incident:2'/>".parse().unwrap()).await;
+    assert_eq!(answer.1.as_deref(), Some("bad-request"));
+
+    // Delta is not a buddy: forbidden, whatever it sends.
+    let delta_key = NodeKey::from_seed(&[0x0d; 32]);
+    let mut delta = RawComponent::connect("incidents.delta.test", "delta-secret-delta-secret", &prosody).await;
+    let answer = delta.iq(to, "set", report(&delta_key, "incidents.delta.test", now, 5)).await;
+    assert_eq!((answer.1.as_deref(), answer.2.as_deref()), (Some("forbidden"), Some("not-buddy")));
+    let score: minidom::Element = "<score xmlns='urn:xmpp:reputation:0' jid='spam.example'/>".parse().unwrap();
+    let answer = delta.iq(to, "get", score).await;
+    assert_eq!(answer.1.as_deref(), Some("forbidden"), "XEP-0275 answers only buddies");
+
+    // Disco and keys answer anyone.
+    let disco: minidom::Element = "<query xmlns='http://jabber.org/protocol/disco#info'/>".parse().unwrap();
+    assert_eq!(delta.iq(to, "get", disco).await.0, "result");
+    assert_eq!(delta.iq(to, "get", ostracon_protocol::xml::keys::keys_query()).await.0, "result");
+    // Nothing refused was listed.
+    for n in [2, 3, 4, 5] {
+        assert_eq!(beta.get(&format!("/v1/lookup/ip/192.0.2.{n}")).await["listed"], false);
+    }
+}
+
+fn chrono_now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}

@@ -206,7 +206,7 @@ impl BlocklistStore for Store {
             .bind(first)
             .bind(second)
             .bind(i64::from(list.is_some()))
-            .bind(i64::from(limit.clamp(1, 10_000)))
+            .bind(i64::from(limit.clamp(1, 10_001)))
             .fetch_all(self.pool())
             .await?;
         rows.iter().map(change_from_row).collect()

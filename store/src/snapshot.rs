@@ -30,7 +30,7 @@ pub enum Format {
     Txt,
     /// One JSON object per entry per line, then a metadata line (Spamhaus DROP style).
     Ndjson,
-    /// `value,action,expires,first_seen,log_index` with a header row.
+    /// `value,kind,action,expires,first_seen,log_index` with a header row.
     Csv,
 }
 
@@ -212,8 +212,15 @@ impl Ledger {
             .await?
             .try_get("s")?;
         let kinds = list.entry_kinds();
+        // Byte order on both dialects, so the same list has the same bytes, ETag and signature
+        // whatever the PostgreSQL collation is.
+        let collate = match store.dialect() {
+            Dialect::Postgres => " COLLATE \"C\"",
+            Dialect::Sqlite => "",
+        };
         let sql = format!(
-            "SELECT {ENTRY_COLUMNS} FROM entries WHERE active = 1 AND (kind = $1 OR kind = $2) ORDER BY kind, value"
+            "SELECT {ENTRY_COLUMNS} FROM entries WHERE active = 1 AND (kind = $1 OR kind = $2) \
+             ORDER BY kind{collate}, value{collate}"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(kinds[0])

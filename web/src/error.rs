@@ -153,3 +153,17 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         other => ApiError::bad_request("bad_body", other.body_text()),
     }
 }
+
+/// A query string whose parse errors come back in our error shape.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + 'static> axum::extract::FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::bad_request("bad_query", rejection.body_text())),
+        }
+    }
+}

@@ -97,6 +97,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/log/proof/inclusion", get(log::inclusion))
         .route("/v1/log/proof/consistency", get(log::consistency))
         .fallback(meta::not_found)
+        .method_not_allowed_fallback(meta::method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), limit_and_count))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

@@ -18,7 +18,7 @@ use ostracon_store::clock::{Environment as _, FixedEnvironment};
 use ostracon_store::ledger::{Ledger, LedgerConfig};
 use ostracon_store::model::Scope;
 use ostracon_store::policy::ListingPolicy;
-use ostracon_store::traits::TokenStore as _;
+use ostracon_store::traits::{OutboxStore as _, TokenStore as _};
 use ostracon_web::auth::hash_token;
 use ostracon_web::{AppState, NodeInfo, ROUTES, WebConfig, router};
 use serde_json::{Value, json};
@@ -329,10 +329,15 @@ async fn bad_input_gets_a_clear_4xx_and_writes_nothing() {
         ("/v1/lookup/hash/ABCD", StatusCode::BAD_REQUEST, "bad_prefix"),
         ("/v1/log/proof/inclusion?index=5&size=2", StatusCode::BAD_REQUEST, "bad_proof_request"),
         ("/v1/nowhere", StatusCode::NOT_FOUND, "no_route"),
+        ("/v1/log/entries", StatusCode::BAD_REQUEST, "bad_query"),
+        ("/v1/blocklist?colour=red", StatusCode::BAD_REQUEST, "bad_query"),
+        ("/v1/blocklist/changes?limit=lots", StatusCode::BAD_REQUEST, "bad_query"),
     ] {
         let (got, body) = node.call("GET", path, None, None).await;
         assert_error(got, &body, status, code);
     }
+    let (status, body) = node.call("DELETE", "/healthz", None, None).await;
+    assert_error(status, &body, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
     let (status, body) = node.call("GET", "/v1/incidents/not-an-id", Some(SUBMIT), None).await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_id");
     assert_eq!(node.ledger.log_size(), before, "nothing was written");
@@ -576,4 +581,47 @@ async fn openapi_lists_exactly_the_routes_and_every_route_exists() {
     let (_, metrics, _) = node.text("/metrics").await;
     assert!(metrics.contains("ostracon_http_requests_total{route=\"/openapi.json\",status=\"200\"}"), "{metrics}");
     assert!(metrics.contains("ostracon_log_size"));
+}
+
+#[tokio::test]
+async fn peers_are_managed_by_the_operator_only() {
+    let node = node().await;
+    let (status, body) =
+        node.call("POST", "/v1/peers", Some(ADMIN), Some(json!({ "jid": "incidents.beta.example" }))).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["state"], "requested");
+    assert_eq!(body["trust"], "accept");
+    let queued = node.store.outbox_for("incidents.beta.example", 10).await.unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!((queued[0].kind.as_str(), queued[0].payload.as_str()), ("presence", "subscribe"));
+
+    let (status, body) =
+        node.call("POST", "/v1/peers", Some(SUBMIT), Some(json!({ "jid": "incidents.gamma.example" }))).await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let (status, body) =
+        node.call("POST", "/v1/peers", Some(ADMIN), Some(json!({ "jid": "someone@beta.example" }))).await;
+    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "invalid_jid");
+    let (status, body) = node.call("POST", "/v1/peers/incidents.beta.example/approve", Some(ADMIN), None).await;
+    assert_error(status, &body, StatusCode::CONFLICT, "rejected");
+    let (status, body) = node.call("POST", "/v1/peers/incidents.nobody.example/approve", Some(ADMIN), None).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let (status, body) = node
+        .call("POST", "/v1/peers/incidents.beta.example/trust", Some(ADMIN), Some(json!({ "trust": "observe" })))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["trust"], "observe");
+
+    let (status, _) = node.call("DELETE", "/v1/peers/incidents.beta.example", Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, peers) = node.call("GET", "/v1/peers", Some(ADMIN), None).await;
+    assert_eq!(peers["peers"][0]["state"], "revoked");
+    let kinds: Vec<String> = node
+        .store
+        .outbox_for("incidents.beta.example", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|item| item.payload)
+        .collect();
+    assert_eq!(kinds, ["unsubscribed", "unsubscribe", "subscribe"]);
 }

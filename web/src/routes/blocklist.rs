@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -15,7 +15,7 @@ use ostracon_store::traits::BlocklistStore as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiQuery};
 use crate::state::AppState;
 
 /// Header carrying the detached signature: `keyid="…", sig="…"` (Ed25519 over the exact body).
@@ -61,7 +61,7 @@ fn header(value: &str) -> HeaderValue {
 pub(crate) async fn snapshot(
     State(state): State<AppState>,
     request_headers: HeaderMap,
-    Query(query): Query<SnapshotQuery>,
+    ApiQuery(query): ApiQuery<SnapshotQuery>,
 ) -> Result<Response, ApiError> {
     let (list, format) = parse_query(&query)?;
     let snapshot = state.snapshot(list, format).await?;
@@ -69,9 +69,7 @@ pub(crate) async fn snapshot(
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|tags| tags.split(',').any(|tag| tag.trim() == snapshot.etag || tag.trim() == "*"));
-    let gzip = request_headers.get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()).is_some_and(|accepted| {
-        accepted.split(',').any(|coding| coding.split(';').next().is_some_and(|c| c.trim() == "gzip"))
-    });
+    let gzip = request_headers.get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()).is_some_and(accepts_gzip);
 
     let mut response = if not_modified {
         StatusCode::NOT_MODIFIED.into_response()
@@ -96,9 +94,20 @@ pub(crate) async fn snapshot(
     Ok(response)
 }
 
+/// True if an Accept-Encoding value accepts gzip (explicitly or through `*`) with a non-zero q.
+fn accepts_gzip(accepted: &str) -> bool {
+    accepted.split(',').any(|coding| {
+        let mut parts = coding.split(';');
+        let name = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let refused = parts
+            .any(|p| p.trim().strip_prefix("q=").and_then(|q| q.trim().parse::<f32>().ok()).is_some_and(|q| q <= 0.0));
+        (name == "gzip" || name == "*") && !refused
+    })
+}
+
 pub(crate) async fn signature(
     State(state): State<AppState>,
-    Query(query): Query<SnapshotQuery>,
+    ApiQuery(query): ApiQuery<SnapshotQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let (list, format) = parse_query(&query)?;
     let snapshot = state.snapshot(list, format).await?;
@@ -126,7 +135,7 @@ pub(crate) struct ChangesQuery {
 
 pub(crate) async fn changes(
     State(state): State<AppState>,
-    Query(query): Query<ChangesQuery>,
+    ApiQuery(query): ApiQuery<ChangesQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let since: i64 = match query.since.as_deref() {
         None => 0,
@@ -164,4 +173,19 @@ pub(crate) async fn changes(
         "cursor": cursor,
         "more": more,
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::accepts_gzip;
+
+    #[test]
+    fn gzip_negotiation() {
+        assert!(accepts_gzip("gzip"));
+        assert!(accepts_gzip("br, GZIP;q=0.5"));
+        assert!(accepts_gzip("*"));
+        assert!(!accepts_gzip("gzip;q=0"));
+        assert!(!accepts_gzip("br, deflate"));
+        assert!(!accepts_gzip(""));
+    }
 }

@@ -2,7 +2,7 @@
 //! `POST /v1/incidents/{id}/retract` (operator routes).
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use ostracon_protocol::ids::{IncidentId, Offender};
 use ostracon_protocol::incident::{Action, Category, Evidence, Incident, Severity, Status};
@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::authorize;
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::routes::{offender_list, parse_time};
 use crate::state::AppState;
 
@@ -139,7 +139,7 @@ fn incident_json(record: &IncidentRecord) -> Value {
 pub(crate) async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers, Scope::Submit).await?;
     let check = |field: &'static str, value: &Option<String>, valid: fn(&str) -> bool| -> Result<(), ApiError> {

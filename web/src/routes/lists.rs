@@ -2,7 +2,7 @@
 //! `GET|POST|DELETE /v1/allow`, `GET|POST|DELETE /v1/deny` (`DELETE` takes `?value=`).
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use ostracon_store::model::{ListAction, Scope};
 use ostracon_store::traits::BlocklistStore as _;
@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::authorize;
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::routes::{offender, parse_time};
 use crate::state::AppState;
 
@@ -62,7 +62,7 @@ pub(crate) async fn add_allow(
 pub(crate) async fn remove_allow(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(query): Query<ValueQuery>,
+    ApiQuery(query): ApiQuery<ValueQuery>,
 ) -> Result<StatusCode, ApiError> {
     authorize(&state, &headers, Scope::Admin).await?;
     state.ledger().disallow(&offender(&query.value)?, state.env().now()).await?;
@@ -117,7 +117,7 @@ pub(crate) async fn add_deny(
 pub(crate) async fn remove_deny(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(query): Query<ValueQuery>,
+    ApiQuery(query): ApiQuery<ValueQuery>,
 ) -> Result<StatusCode, ApiError> {
     authorize(&state, &headers, Scope::Admin).await?;
     state.ledger().undeny(&offender(&query.value)?, state.env().now()).await?;

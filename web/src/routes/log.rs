@@ -3,7 +3,7 @@
 //! `GET /v1/log/proof/consistency?old=&new=`.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -13,7 +13,7 @@ use ostracon_store::traits::AuditLogStore as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiQuery};
 use crate::state::AppState;
 
 /// Most leaves returned by one `entries` request.
@@ -38,7 +38,7 @@ pub(crate) struct EntriesQuery {
 
 pub(crate) async fn entries(
     State(state): State<AppState>,
-    Query(query): Query<EntriesQuery>,
+    ApiQuery(query): ApiQuery<EntriesQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let size = state.ledger().log_size();
     let end = query.end.unwrap_or(size).min(size).min(query.start.saturating_add(MAX_ENTRIES_PER_REQUEST));
@@ -66,7 +66,7 @@ pub(crate) struct InclusionQuery {
 
 pub(crate) async fn inclusion(
     State(state): State<AppState>,
-    Query(query): Query<InclusionQuery>,
+    ApiQuery(query): ApiQuery<InclusionQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let size = query.size.unwrap_or_else(|| state.ledger().log_size());
     let proof = state
@@ -88,7 +88,7 @@ pub(crate) struct ConsistencyQuery {
 
 pub(crate) async fn consistency(
     State(state): State<AppState>,
-    Query(query): Query<ConsistencyQuery>,
+    ApiQuery(query): ApiQuery<ConsistencyQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let new = query.new.unwrap_or_else(|| state.ledger().log_size());
     let proof = state

@@ -50,6 +50,14 @@ pub(crate) async fn well_known(State(state): State<AppState>) -> Json<NodeInfo> 
     Json(state.node().clone())
 }
 
+pub(crate) async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method; see /openapi.json",
+    )
+}
+
 pub(crate) async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such route; see /openapi.json")
 }
