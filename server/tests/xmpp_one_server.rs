@@ -2,119 +2,15 @@
 //! pinning, a signed XEP-0268 report delivered, verified and listed, refusals of a non-buddy,
 //! and delivery of a report queued while the receiving node was down.
 
-use std::net::SocketAddr;
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ostracon::config::{Config, XmppSection};
-use ostracon::{SystemEnvironment, serve};
+use common::{Node, peer};
+use ostracon_tests::TempDir;
 use ostracon_tests::prosody::{ComponentSpec, Prosody, available};
-use ostracon_tests::{TempDir, free_port};
-use serde_json::{Value, json};
-use tokio::sync::oneshot;
-
-const TOKEN: &str = "ost_xmpp-integration-admin";
-
-/// One node running in process.
-struct Node {
-    url: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-    config: Config,
-    _dir: Arc<TempDir>,
-}
-
-impl Node {
-    async fn start(domain: &str, prosody: &Prosody, dir: Arc<TempDir>) -> Self {
-        let mut config = Config::default();
-        config.node.domain = domain.to_owned();
-        config.node.data_dir = dir.path().join(domain);
-        config.http.listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        config.http.rate_per_second = 0;
-        config.xmpp = Some(XmppSection {
-            component: format!("incidents.{domain}"),
-            server: prosody.component_address.to_string(),
-            secret_file: None,
-            secret: Some(format!("{domain}-component-secret")),
-            auto_approve: false,
-        });
-        Self::run(config, dir).await
-    }
-
-    async fn run(config: Config, dir: Arc<TempDir>) -> Self {
-        let listener = tokio::net::TcpListener::bind(config.http.listen).await.unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let url = format!("http://{}", config.http.listen);
-        let running = config.clone();
-        let task = tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = stopped.await;
-            };
-            if let Err(error) =
-                serve(running, Arc::new(SystemEnvironment), Some(TOKEN.to_owned()), listener, shutdown).await
-            {
-                panic!("node failed: {error}");
-            }
-        });
-        Self { url, stop: Some(stop), task: Some(task), config, _dir: dir }
-    }
-
-    async fn stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
-        }
-    }
-
-    async fn restart(&mut self) {
-        self.stop().await;
-        let restarted = Self::run(self.config.clone(), Arc::clone(&self._dir)).await;
-        *self = restarted;
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let client = reqwest::Client::new();
-        let mut request = client.request(method, format!("{}{path}", self.url)).bearer_auth(TOKEN);
-        if let Some(body) = body {
-            request = request.header("content-type", "application/json").body(body.to_string());
-        }
-        match request.send().await {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                let bytes = response.bytes().await.unwrap_or_default();
-                (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-            }
-            Err(_) => (0, Value::Null),
-        }
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        self.call(reqwest::Method::GET, path, None).await.1
-    }
-
-    /// Polls `check` on `path` until it holds (the network is asynchronous; no fixed sleeps).
-    async fn wait_for(&self, what: &str, path: &str, check: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let value = self.get(path).await;
-            if check(&value) {
-                return value;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what} at {}{path}; last answer: {value}",
-                self.url
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-fn peer<'a>(peers: &'a Value, jid: &str) -> Option<&'a Value> {
-    peers["peers"].as_array()?.iter().find(|p| p["jid"] == jid)
-}
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn buddies_exchange_signed_reports_through_prosody() {

@@ -1,0 +1,136 @@
+//! Shared by the XMPP integration tests: a node running in process with a real
+//! configuration, and polling helpers (the network is asynchronous; tests never sleep a
+//! fixed time to wait for an outcome).
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ostracon::config::{Config, XmppSection};
+use ostracon::{SystemEnvironment, serve};
+use ostracon_tests::TempDir;
+use ostracon_tests::free_port;
+use ostracon_tests::prosody::Prosody;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+pub const TOKEN: &str = "ost_xmpp-integration-admin";
+
+/// One node running in process.
+pub struct Node {
+    pub url: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    pub config: Config,
+    _dir: Arc<TempDir>,
+}
+
+impl Node {
+    pub async fn start(domain: &str, prosody: &Prosody, dir: Arc<TempDir>) -> Self {
+        let mut config = Config::default();
+        config.node.domain = domain.to_owned();
+        config.node.data_dir = dir.path().join(domain);
+        config.http.listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        config.http.rate_per_second = 0;
+        config.xmpp = Some(XmppSection {
+            component: format!("incidents.{domain}"),
+            server: prosody.component_address.to_string(),
+            secret_file: None,
+            secret: Some(format!("{domain}-component-secret")),
+            auto_approve: false,
+        });
+        Self::run(config, dir).await
+    }
+
+    async fn run(config: Config, dir: Arc<TempDir>) -> Self {
+        let listener = tokio::net::TcpListener::bind(config.http.listen).await.unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let url = format!("http://{}", config.http.listen);
+        let running = config.clone();
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            if let Err(error) =
+                serve(running, Arc::new(SystemEnvironment), Some(TOKEN.to_owned()), listener, shutdown).await
+            {
+                panic!("node failed: {error}");
+            }
+        });
+        Self { url, stop: Some(stop), task: Some(task), config, _dir: dir }
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let restarted = Self::run(self.config.clone(), Arc::clone(&self._dir)).await;
+        *self = restarted;
+    }
+
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let client = reqwest::Client::new();
+        let mut request = client.request(method, format!("{}{path}", self.url)).bearer_auth(TOKEN);
+        if let Some(body) = body {
+            request = request.header("content-type", "application/json").body(body.to_string());
+        }
+        match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let bytes = response.bytes().await.unwrap_or_default();
+                (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+            }
+            Err(_) => (0, Value::Null),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        self.call(reqwest::Method::GET, path, None).await.1
+    }
+
+    /// Polls `check` on `path` until it holds (the network is asynchronous; no fixed sleeps).
+    pub async fn wait_for(&self, what: &str, path: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let value = self.get(path).await;
+            if check(&value) {
+                return value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what} at {}{path}; last answer: {value}",
+                self.url
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The peer `jid` in a `/v1/peers` answer.
+pub fn peer<'a>(peers: &'a Value, jid: &str) -> Option<&'a Value> {
+    peers["peers"].as_array()?.iter().find(|p| p["jid"] == jid)
+}
+
+/// Makes `a` and `b` buddies through the operator routes and waits until both pinned keys.
+pub async fn make_buddies(a: &Node, a_jid: &str, b: &Node, b_jid: &str) {
+    let (status, body) = a.call(reqwest::Method::POST, "/v1/peers", Some(serde_json::json!({ "jid": b_jid }))).await;
+    assert_eq!(status, 202, "{body}");
+    b.wait_for("the buddy request with keys", "/v1/peers", |p| {
+        peer(p, a_jid).is_some_and(|x| x["state"] == "pending" && !x["keys"].as_array().unwrap().is_empty())
+    })
+    .await;
+    let (status, body) = b.call(reqwest::Method::POST, &format!("/v1/peers/{a_jid}/approve"), None).await;
+    assert_eq!(status, 200, "{body}");
+    a.wait_for("the buddy with keys", "/v1/peers", |p| {
+        peer(p, b_jid).is_some_and(|x| x["state"] == "buddy" && !x["keys"].as_array().unwrap().is_empty())
+    })
+    .await;
+}
