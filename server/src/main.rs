@@ -187,6 +187,35 @@ enum IncidentCommand {
     Show { id: String },
     /// Retract a local incident.
     Retract { id: String },
+    /// Ask the offender's home server to act on a local report (XEP-0268 request).
+    Request {
+        id: String,
+        /// The home server's Ostracon component JID.
+        #[arg(long)]
+        to: String,
+    },
+    /// Ask a peer for its report about an incident id (XEP-0268 inquiry).
+    Inquire {
+        id: String,
+        #[arg(long)]
+        to: String,
+    },
+    /// Answer a request: list what you found (e.g. the flooder's IPs) under your signature.
+    Respond {
+        /// The request's incident id.
+        id: String,
+        /// What you found (repeatable): typically IPs only your server knows.
+        #[arg(long = "offender", required = true)]
+        offenders: Vec<String>,
+        /// What you did, e.g. block-host or disable-account.
+        #[arg(long, default_value = "block-host")]
+        action: String,
+        #[arg(long, default_value = "")]
+        note: String,
+        /// Listing time in seconds.
+        #[arg(long)]
+        ttl: Option<i64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -376,6 +405,21 @@ async fn run(command: Command) -> Result<ExitCode, ServerError> {
                 }
                 IncidentCommand::Retract { id } => {
                     client.json(Method::POST, &format!("/v1/incidents/{}/retract", encode(&id)), None).await?
+                }
+                IncidentCommand::Request { id, to } => {
+                    let path = format!("/v1/incidents/{}/request", encode(&id));
+                    client.json(Method::POST, &path, Some(&json!({ "to": to }))).await?
+                }
+                IncidentCommand::Inquire { id, to } => {
+                    let path = format!("/v1/incidents/{}/inquire", encode(&id));
+                    client.json(Method::POST, &path, Some(&json!({ "to": to }))).await?
+                }
+                IncidentCommand::Respond { id, offenders, action, note, ttl } => {
+                    let mut body = json!({ "offenders": offenders, "action": action, "note": note });
+                    if let Some(ttl) = ttl {
+                        body["ttl_seconds"] = json!(ttl);
+                    }
+                    client.json(Method::POST, &format!("/v1/incidents/{}/respond", encode(&id)), Some(&body)).await?
                 }
             };
             print(&value);

@@ -278,3 +278,119 @@ async fn forged_unknown_replayed_and_stranger_reports_are_refused_with_their_con
 fn chrono_now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
 }
+
+/// The seed flow: the victim asks the flooder's home server, which confirms, lists the IPs
+/// only it knows under its own signature, and answers; the victim gets them too. Also an
+/// inquiry, answered later by a report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn request_response_and_inquiry_round_trips() {
+    if !available() {
+        return;
+    }
+    let components: Vec<ComponentSpec> = ["victim.test", "home.test"]
+        .iter()
+        .map(|d| ComponentSpec { domain: format!("incidents.{d}"), secret: format!("{d}-component-secret") })
+        .collect();
+    let prosody = Prosody::start(&["victim.test", "home.test"], &components);
+    let dir = Arc::new(TempDir::new("seed"));
+    let victim = Node::start("victim.test", &prosody, Arc::clone(&dir)).await;
+    let home = Node::start("home.test", &prosody, Arc::clone(&dir)).await;
+    victim.wait_for("victim online", "/healthz", |h| h["xmpp"] == "online").await;
+    home.wait_for("home online", "/healthz", |h| h["xmpp"] == "online").await;
+    common::make_buddies(&victim, "incidents.victim.test", &home, "incidents.home.test").await;
+
+    // The victim knows only the flooder's JID.
+    let (_, created) = victim
+        .call(
+            reqwest::Method::POST,
+            "/v1/incidents",
+            Some(json!({ "offenders": ["flooder@home.test"], "category": "muc-abuse", "severity": "high", "action": "disable-account" })),
+        )
+        .await;
+    let request_id = created["id"].as_str().unwrap().to_owned();
+    let (status, body) = victim
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/incidents/{request_id}/request"),
+            Some(json!({ "to": "incidents.home.test" })),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+
+    // The home server sees the request, waiting for its operator.
+    let requests = home
+        .wait_for("the request at home", "/v1/incidents?verb=request", |l| {
+            l["incidents"].as_array().is_some_and(|a| !a.is_empty())
+        })
+        .await;
+    assert_eq!(requests["incidents"][0]["id"], request_id);
+    assert_eq!(requests["incidents"][0]["decision"], "pending");
+    assert_eq!(requests["incidents"][0]["counterpart"], "incidents.victim.test");
+    assert_eq!(
+        home.get("/v1/lookup/jid/flooder@home.test").await["listed"],
+        false,
+        "a request lists nothing by itself"
+    );
+
+    // Its operator confirms and supplies the flooder's IP.
+    let (status, answered) = home
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/incidents/{request_id}/respond"),
+            Some(json!({ "offenders": ["203.0.113.66", "flooder@home.test"], "action": "disable-account", "note": "account disabled; IP listed" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{answered}");
+    let response_id = answered["id"].as_str().unwrap().to_owned();
+    let at_home = home.get("/v1/lookup/ip/203.0.113.66").await;
+    assert_eq!(at_home["listed"], true);
+    assert_eq!(
+        at_home["matches"][0]["why"]["reasons"][0]["reporter"], "incidents.home.test",
+        "listed under the home server's own name"
+    );
+    let (status, _) = home
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/incidents/{request_id}/respond"),
+            Some(json!({ "offenders": ["203.0.113.67"] })),
+        )
+        .await;
+    assert_eq!(status, 409, "a request is answered once");
+
+    // The signed response reaches the victim, which now lists the IP it could not know.
+    let at_victim =
+        victim.wait_for("the response's IP at the victim", "/v1/lookup/ip/203.0.113.66", |l| l["listed"] == true).await;
+    assert_eq!(at_victim["matches"][0]["why"]["reasons"][0]["incident"], response_id);
+    let responses = victim.get("/v1/incidents?verb=response").await;
+    assert_eq!(responses["incidents"][0]["incident"]["related"], request_id);
+    assert_eq!(responses["incidents"][0]["incident"]["history"][0]["action"], "disable-account");
+    assert_eq!(responses["incidents"][0]["provenance"][0]["typ"], "incident-response");
+
+    // Inquiry: the victim asks about a report the home server kept to itself; it arrives later.
+    let (_, own) = home
+        .call(
+            reqwest::Method::POST,
+            "/v1/incidents",
+            Some(json!({ "offenders": ["198.51.100.150"], "category": "brute-force" })),
+        )
+        .await;
+    let own_id = own["id"].as_str().unwrap().to_owned();
+    let (status, _) = victim
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/incidents/{own_id}/inquire"),
+            Some(json!({ "to": "incidents.home.test" })),
+        )
+        .await;
+    assert_eq!(status, 202);
+    victim.wait_for("the inquired report at the victim", "/v1/lookup/ip/198.51.100.150", |l| l["listed"] == true).await;
+    let unknown = "incidents.home.test:00000000-0000-0000-0000-00000000dead";
+    let (status, _) = victim
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/incidents/{unknown}/inquire"),
+            Some(json!({ "to": "incidents.home.test" })),
+        )
+        .await;
+    assert_eq!(status, 202, "queued; the home server answers item-not-found, which the outbox records");
+}

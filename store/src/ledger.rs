@@ -27,7 +27,7 @@ use sqlx::{Any, Row as _, Transaction};
 use crate::db::Dialect;
 use crate::index::BlocklistIndex;
 use crate::model::{
-    ChangeOp, Decision, EntryRecord, EntrySource, IncidentOrigin, IncidentRecord, ListAction, offender_from_row,
+    ChangeOp, Decision, EntryRecord, EntrySource, IncidentOrigin, IncidentRecord, ListAction, Verb, offender_from_row,
 };
 use crate::policy::ListingPolicy;
 use crate::queries::{ENTRY_COLUMNS, entry_from_row, offender_kind};
@@ -41,6 +41,12 @@ pub const LOCAL_WEIGHT_MILLI: i64 = 1_000;
 pub const OUTBOX_REPORT: &str = "report";
 /// Outbox kind: a presence stanza of the XEP-0267 handshake (payload: the presence type).
 pub const OUTBOX_PRESENCE: &str = "presence";
+/// Outbox kind: ask a peer to act on a local incident (signed XEP-0268 request).
+pub const OUTBOX_REQUEST: &str = "request";
+/// Outbox kind: answer a request (signed XEP-0268 response).
+pub const OUTBOX_RESPONSE: &str = "response";
+/// Outbox kind: ask a peer what it knows about an incident id (XEP-0268 inquiry).
+pub const OUTBOX_INQUIRY: &str = "inquiry";
 /// Outbox kind: fetch and pin the peer's keys, then complete the relation.
 pub const OUTBOX_FETCH_KEYS: &str = "fetch-keys";
 
@@ -60,6 +66,27 @@ pub struct LedgerConfig {
     pub key_name: String,
     /// Listing rules.
     pub policy: ListingPolicy,
+}
+
+/// An incident that arrived from another node.
+#[derive(Clone, Copy, Debug)]
+pub struct RemoteIncident<'a> {
+    /// The incident (for signed ones, the verified claim).
+    pub incident: &'a Incident,
+    /// Report, request or response.
+    pub verb: Verb,
+    /// The peer that delivered it.
+    pub from: &'a str,
+    /// Peer (signed) or unsigned.
+    pub origin: IncidentOrigin,
+    /// The verified provenance chain.
+    pub provenance: Option<&'a [SignedEnvelope]>,
+    /// What the node decided.
+    pub decision: Decision,
+    /// Why, when not accepted.
+    pub decision_reason: Option<&'a str>,
+    /// Weight of each listing contribution, in thousandths.
+    pub weight_milli: i64,
 }
 
 /// What the in-memory state holds.
@@ -532,6 +559,8 @@ impl Ledger {
             })
             .await?;
         let row = IncidentRow {
+            verb: Verb::Report,
+            counterpart: None,
             origin: IncidentOrigin::Local,
             provenance: None,
             share,
@@ -770,21 +799,14 @@ impl Ledger {
     }
 
     /// Stores an incident received from a peer (verified) or an unsigned sender, with the
-    /// decision taken about it; an accepted one is applied to the lists with `weight_milli`.
+    /// decision taken about it; an accepted report or response is applied to the lists with
+    /// its weight. Requests are never applied: they wait for the operator.
     ///
     /// Returns `Ok(None)` when the incident id is already stored: deliveries are retried, so
     /// a duplicate is expected and answered as a success.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn record_remote(
-        &self,
-        incident: &Incident,
-        origin: IncidentOrigin,
-        provenance: Option<&[SignedEnvelope]>,
-        decision: Decision,
-        decision_reason: Option<&str>,
-        weight_milli: i64,
-        now: Timestamp,
-    ) -> Result<Option<Applied>> {
+    pub async fn record_remote(&self, remote: RemoteIncident<'_>, now: Timestamp) -> Result<Option<Applied>> {
+        let RemoteIncident { incident, verb, from, origin, provenance, decision, decision_reason, weight_milli } =
+            remote;
         incident.validate()?;
         let _writer = self.writer.lock().await;
         if self.store.incident(&incident.id).await?.is_some() {
@@ -806,9 +828,18 @@ impl Ledger {
             },
         };
         let log_index = batch.leaf(&record).await?;
-        let row = IncidentRow { origin, provenance, share: false, decision, decision_reason, log_index };
+        let row = IncidentRow {
+            verb,
+            counterpart: Some(from),
+            origin,
+            provenance,
+            share: false,
+            decision,
+            decision_reason,
+            log_index,
+        };
         insert_incident(&mut batch, incident, row).await?;
-        if decision == Decision::Accepted && incident.status != Status::Retracted {
+        if decision == Decision::Accepted && verb != Verb::Request && incident.status != Status::Retracted {
             let action = ListingPolicy::action_for(incident.action);
             let mut listings = Vec::new();
             for offender in &incident.offenders {
@@ -836,6 +867,79 @@ impl Ledger {
             batch.list_many(&listings, &self.config.policy).await?;
         }
         self.commit(batch).await.map(Some)
+    }
+
+    /// Answers a peer's request (XEP-0268): lists `response`'s offenders under this node's own
+    /// signature, marks the request answered, and queues the signed response to the requester,
+    /// all in one transaction. `response.related` must name the request.
+    ///
+    /// This is the seed flow: the home server knows the flooder's IPs; once it answers, every
+    /// node that consumes its list has them under its signature.
+    pub async fn respond(&self, request_id: &IncidentId, response: &Incident, now: Timestamp) -> Result<Applied> {
+        response.validate()?;
+        if response.related.as_ref() != Some(request_id) {
+            return Err(StoreError::Rejected("a response must name the request it answers".to_owned()));
+        }
+        let _writer = self.writer.lock().await;
+        let request = self
+            .store
+            .incident(request_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound { what: format!("request {request_id}") })?;
+        if request.verb != Verb::Request {
+            return Err(StoreError::Rejected(format!("{request_id} is a {}, not a request", request.verb)));
+        }
+        if request.decision != Decision::Pending {
+            return Err(StoreError::Rejected(format!("request {request_id} was already answered")));
+        }
+        let requester =
+            request.counterpart.clone().ok_or_else(|| StoreError::Corrupt("request without sender".to_owned()))?;
+        if self.store.incident(&response.id).await?.is_some() {
+            return Err(StoreError::Conflict { what: format!("incident {}", response.id) });
+        }
+        let mut batch = self.begin(now).await?;
+        let log_index = batch
+            .leaf(&AuditRecord::IncidentAccepted {
+                at: now,
+                id: response.id.clone(),
+                reporter: response.reporter.to_string(),
+                origin: IncidentOrigin::Local.as_str().to_owned(),
+            })
+            .await?;
+        let row = IncidentRow {
+            verb: Verb::Response,
+            counterpart: Some(&requester),
+            origin: IncidentOrigin::Local,
+            provenance: None,
+            share: true,
+            decision: Decision::Accepted,
+            decision_reason: None,
+            log_index,
+        };
+        insert_incident(&mut batch, response, row).await?;
+        let action = ListingPolicy::action_for(response.action);
+        let listings: Vec<Listing<'_>> = response
+            .offenders
+            .iter()
+            .filter(|offender| !self.is_allowed(offender))
+            .map(|offender| Listing {
+                offender,
+                action,
+                expires: response.expires,
+                severity: response.severity,
+                source: EntrySource::Incidents,
+                reason: Some((&response.id, &response.reporter, LOCAL_WEIGHT_MILLI)),
+            })
+            .collect();
+        batch.list_many(&listings, &self.config.policy).await?;
+        sqlx::query("UPDATE incidents SET decision = 'accepted', decision_reason = $1, updated_at = $2 WHERE id = $3")
+            .bind(format!("answered by {}", response.id))
+            .bind(now.unix())
+            .bind(request_id.to_string())
+            .execute(&mut *batch.tx)
+            .await?;
+        enqueue(&mut batch.tx, &requester, OUTBOX_RESPONSE, &response.id.to_string(), "", now).await?;
+        self.commit(batch).await
     }
 
     /// Queues an outbox row on its own (peer handshake steps).
@@ -1003,6 +1107,8 @@ fn leaf_index(index: u64) -> Result<i64> {
 
 /// The columns of a new incident row besides the incident itself.
 struct IncidentRow<'a> {
+    verb: Verb,
+    counterpart: Option<&'a str>,
     origin: IncidentOrigin,
     provenance: Option<&'a [SignedEnvelope]>,
     share: bool,
@@ -1013,13 +1119,13 @@ struct IncidentRow<'a> {
 
 async fn insert_incident(batch: &mut Batch, incident: &Incident, row: IncidentRow<'_>) -> Result<()> {
     let body = serde_json::to_string(incident).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let IncidentRow { origin, provenance, share, decision, decision_reason, log_index } = row;
+    let IncidentRow { verb, counterpart, origin, provenance, share, decision, decision_reason, log_index } = row;
     let provenance =
         provenance.map(serde_json::to_string).transpose().map_err(|e| StoreError::Corrupt(e.to_string()))?;
     sqlx::query(
         "INSERT INTO incidents (id, issuer, reporter, origin, status, category, severity, body, provenance, share, \
-         decision, decision_reason, received_at, updated_at, log_index) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14)",
+                  decision, decision_reason, received_at, updated_at, log_index, verb, counterpart) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15, $16)",
     )
     .bind(incident.id.to_string())
     .bind(incident.id.issuer().to_string())
@@ -1035,6 +1141,8 @@ async fn insert_incident(batch: &mut Batch, incident: &Incident, row: IncidentRo
     .bind(decision_reason.map(str::to_owned))
     .bind(batch.now.unix())
     .bind(log_index as i64)
+    .bind(verb.as_str())
+    .bind(counterpart.map(str::to_owned))
     .execute(&mut *batch.tx)
     .await
     .map_err(|error| match StoreError::from(error) {

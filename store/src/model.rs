@@ -104,6 +104,20 @@ pub enum IncidentOrigin {
 
 text_enum!(IncidentOrigin { Local => "local", Peer => "peer", Unsigned => "unsigned" });
 
+/// Which XEP-0268 verb brought an incident.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verb {
+    /// "This happened."
+    Report,
+    /// "Please act on this" (to the offender's home server).
+    Request,
+    /// "This is what we did."
+    Response,
+}
+
+text_enum!(Verb { Report => "report", Request => "request", Response => "response" });
+
 /// What the node decided about an incident.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -153,6 +167,10 @@ pub struct IncidentRecord {
     pub updated_at: Timestamp,
     /// The audit leaf recording the decision.
     pub log_index: u64,
+    /// Report, request or response.
+    pub verb: Verb,
+    /// The peer that sent it, or that a local response answers.
+    pub counterpart: Option<String>,
 }
 
 /// One published list entry.

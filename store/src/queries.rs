@@ -15,7 +15,7 @@ use crate::traits::{AuditLogStore, BlocklistStore, IncidentFilter, IncidentStore
 use crate::{Result, Store, StoreError};
 
 pub(crate) const INCIDENT_COLUMNS: &str = "seq, body, origin, provenance, share, decision, decision_reason, \
-     received_at, updated_at, log_index";
+     received_at, updated_at, log_index, verb, counterpart";
 pub(crate) const ENTRY_COLUMNS: &str =
     "id, kind, value, action, source, first_seen, updated_at, expires_at, listings, active, log_index";
 
@@ -42,6 +42,8 @@ pub(crate) fn incident_from_row(row: &AnyRow) -> Result<IncidentRecord> {
         received_at: ts_from_row(row.try_get("received_at")?)?,
         updated_at: ts_from_row(row.try_get("updated_at")?)?,
         log_index: u64::try_from(row.try_get::<i64, _>("log_index")?).map_err(|e| corrupt("log index", e))?,
+        verb: row.try_get::<String, _>("verb")?.parse()?,
+        counterpart: row.try_get("counterpart")?,
     })
 }
 
@@ -120,8 +122,8 @@ impl IncidentStore for Store {
         let sql = format!(
             "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE \
              ($1 IS NULL OR status = $1) AND ($2 IS NULL OR category = $2) AND ($3 IS NULL OR reporter = $3) \
-             AND ($4 IS NULL OR origin = $4) AND ($5 IS NULL OR decision = $5) AND seq < $6 \
-             ORDER BY seq DESC LIMIT $7"
+                          AND ($4 IS NULL OR origin = $4) AND ($5 IS NULL OR decision = $5) AND seq < $6 \
+             AND ($8 IS NULL OR verb = $8) ORDER BY seq DESC LIMIT $7"
         );
         let limit = i64::from(filter.limit.clamp(1, 500));
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -132,6 +134,7 @@ impl IncidentStore for Store {
             .bind(filter.decision.map(|d| d.as_str().to_owned()))
             .bind(filter.before.unwrap_or(i64::MAX))
             .bind(limit)
+            .bind(filter.verb.map(|v| v.as_str().to_owned()))
             .fetch_all(self.pool())
             .await?;
         rows.iter().map(incident_from_row).collect()

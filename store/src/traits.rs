@@ -9,7 +9,7 @@ use ostracon_protocol::time::Timestamp;
 use crate::Result;
 use crate::model::{
     AllowEntry, Decision, EntryReason, EntryRecord, IncidentOrigin, IncidentRecord, ListChange, ListKind, OutboxItem,
-    PeerRecord, Scope, TokenRecord,
+    PeerRecord, Scope, TokenRecord, Verb,
 };
 
 /// Filters for listing incidents. Results come newest first; `before` is a paging cursor (a `seq`).
@@ -25,6 +25,8 @@ pub struct IncidentFilter {
     pub origin: Option<IncidentOrigin>,
     /// Only this decision.
     pub decision: Option<Decision>,
+    /// Only this verb.
+    pub verb: Option<Verb>,
     /// Only incidents with `seq` below this.
     pub before: Option<i64>,
     /// At most this many (capped at 500).

@@ -42,6 +42,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/incidents"),
     ("get", "/v1/incidents/{id}"),
     ("post", "/v1/incidents/{id}/retract"),
+    ("post", "/v1/incidents/{id}/request"),
+    ("post", "/v1/incidents/{id}/inquire"),
+    ("post", "/v1/incidents/{id}/respond"),
     ("get", "/v1/allow"),
     ("post", "/v1/allow"),
     ("delete", "/v1/allow"),
@@ -78,6 +81,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/incidents", post(incidents::submit).get(incidents::list))
         .route("/v1/incidents/{id}", get(incidents::show))
         .route("/v1/incidents/{id}/retract", post(incidents::retract))
+        .route("/v1/incidents/{id}/request", post(incidents::request))
+        .route("/v1/incidents/{id}/inquire", post(incidents::inquire))
+        .route("/v1/incidents/{id}/respond", post(incidents::respond))
         .route("/v1/allow", get(lists::list_allow).post(lists::add_allow).delete(lists::remove_allow))
         .route("/v1/deny", get(lists::list_deny).post(lists::add_deny).delete(lists::remove_deny))
         .route("/v1/peers", get(peers::list).post(peers::add))

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use minidom::Element;
 use ostracon_protocol::envelope::{self, Nonce, VerifyPolicy};
 use ostracon_protocol::ids::{BareJid, KeyId, Offender};
-use ostracon_protocol::incident::ReportClaim;
+use ostracon_protocol::incident::{ReportClaim, RequestClaim, ResponseClaim};
 use ostracon_protocol::keys::{KeyResolver, NodeKey, PublicKey, PublishedKey};
 use ostracon_protocol::xml::buddies::{BuddyPresence, DISCO_INFO_NS, DiscoInfo};
 use ostracon_protocol::xml::errors::StanzaError;
@@ -25,8 +25,11 @@ use ostracon_protocol::xml::reputation::REPUTATION_NS;
 use ostracon_protocol::xml::xep0268::{INCIDENT_NS, IncidentPayload};
 use ostracon_protocol::xml::{check_bounds, to_string};
 use ostracon_store::clock::Environment;
-use ostracon_store::ledger::{Ledger, OUTBOX_FETCH_KEYS, OUTBOX_PRESENCE, OUTBOX_REPORT};
-use ostracon_store::model::{Decision, IncidentOrigin, OutboxItem, PeerRecord, PeerState, Trust};
+use ostracon_store::ledger::{
+    Ledger, OUTBOX_FETCH_KEYS, OUTBOX_INQUIRY, OUTBOX_PRESENCE, OUTBOX_REPORT, OUTBOX_REQUEST, OUTBOX_RESPONSE,
+    RemoteIncident,
+};
+use ostracon_store::model::{Decision, IncidentOrigin, OutboxItem, PeerRecord, PeerState, Trust, Verb};
 use ostracon_store::traits::{IncidentStore as _, OutboxStore as _, PeerStore as _};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
@@ -148,15 +151,6 @@ impl XmppNode {
         let mut iq = stanza("iq", &[("type", "error"), ("from", &self.jid()), ("to", to), ("id", id)]);
         iq.append_child(error.to_element(STANZA_NS));
         iq
-    }
-
-    fn feature_not_implemented(what: &str) -> StanzaError {
-        StanzaError {
-            error_type: "cancel",
-            condition: "feature-not-implemented",
-            app_condition: None,
-            text: format!("{what} is not supported by this node yet"),
-        }
     }
 
     fn service_unavailable() -> StanzaError {
@@ -302,46 +296,69 @@ impl XmppNode {
         if !self.allow_peer(from) {
             return Err(StanzaError::rate_limited());
         }
-        let IncidentPayload::Report { incident, signed } = payload else {
-            return Err(Self::feature_not_implemented("XEP-0268 inquiry, request and response"));
-        };
         let now = self.env.now();
         let from_jid = peer.jid.clone();
-        match signed {
-            Some(chain) => {
-                let keys = self.buddy_keys().await.map_err(|_| Self::service_unavailable())?;
-                let policy = VerifyPolicy { now, window_secs: WINDOW_SECS, max_links: 1 };
-                let verified = {
-                    let mut replay = self.replay.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    chain.verify(&keys, &mut *replay, &policy)
+        let accept = |trust: Trust| match trust {
+            Trust::Observe => (Decision::Ignored, Some("the peer is observe-only")),
+            Trust::Accept | Trust::AutoApply => (Decision::Accepted, None),
+        };
+        match payload {
+            IncidentPayload::Inquiry { id } => {
+                // Answer now, send the report later (XEP-0268): only for our own incidents.
+                let record = self.ledger.store().incident(&id).await.map_err(|_| Self::service_unavailable())?;
+                match record {
+                    Some(record) if record.origin == IncidentOrigin::Local && record.verb == Verb::Report => {
+                        self.ledger
+                            .enqueue(from, OUTBOX_REPORT, &id.to_string(), "", now)
+                            .await
+                            .map_err(|_| Self::service_unavailable())?;
+                        Ok(None)
+                    }
+                    _ => Err(StanzaError::unknown_incident()),
                 }
-                .map_err(|error| {
-                    tracing::info!(peer = %from_jid, %error, "refused a signed report");
-                    StanzaError::from_error(&error)
-                })?;
-                if verified.last_signer() != &from_jid {
-                    let error = ostracon_protocol::Error::SignerMismatch {
-                        signer: ostracon_protocol::error::Excerpt::new(&verified.last_signer().to_string()),
-                        claimed: ostracon_protocol::error::Excerpt::new(from),
-                    };
-                    return Err(StanzaError::from_error(&error));
-                }
-                let (decision, reason) = match peer.trust {
-                    Trust::Observe => (Decision::Ignored, Some("the peer is observe-only")),
-                    Trust::Accept | Trust::AutoApply => (Decision::Accepted, None),
-                };
-                let links = verified.links().to_vec();
-                let claim = verified.into_parts().0.0;
-                self.ledger
-                    .record_remote(&claim, IncidentOrigin::Peer, Some(&links), decision, reason, 1_000, now)
-                    .await
-                    .map_err(|error| {
-                        tracing::warn!(%error, "storing a verified report failed");
-                        Self::service_unavailable()
-                    })?;
-                tracing::info!(peer = %from_jid, incident = %claim.id, ?decision, "signed report received");
             }
-            None => {
+            IncidentPayload::Report { signed: Some(chain), .. } => {
+                let claim = self.verify_from(chain, &from_jid, now).await?;
+                let (links, ReportClaim(claim)) = (claim.links().to_vec(), claim.into_parts().0);
+                let (decision, reason) = accept(peer.trust);
+                self.store_remote(&claim, Verb::Report, from, IncidentOrigin::Peer, Some(&links), decision, reason, now)
+                    .await
+            }
+            IncidentPayload::Response { signed: Some(chain), .. } => {
+                let claim = self.verify_from(chain, &from_jid, now).await?;
+                let (links, ResponseClaim(claim)) = (claim.links().to_vec(), claim.into_parts().0);
+                let (decision, reason) = accept(peer.trust);
+                self.store_remote(
+                    &claim,
+                    Verb::Response,
+                    from,
+                    IncidentOrigin::Peer,
+                    Some(&links),
+                    decision,
+                    reason,
+                    now,
+                )
+                .await
+            }
+            IncidentPayload::Request { signed: Some(chain), .. } => {
+                let claim = self.verify_from(chain, &from_jid, now).await?;
+                let (links, RequestClaim(claim)) = (claim.links().to_vec(), claim.into_parts().0);
+                let reason = Some("request: waits for the operator to confirm and answer");
+                self.store_remote(
+                    &claim,
+                    Verb::Request,
+                    from,
+                    IncidentOrigin::Peer,
+                    Some(&links),
+                    Decision::Pending,
+                    reason,
+                    now,
+                )
+                .await
+            }
+            IncidentPayload::Report { incident, signed: None }
+            | IncidentPayload::Request { incident, signed: None }
+            | IncidentPayload::Response { incident, signed: None } => {
                 // Plain XEP-0268 (as Metronome sends): kept for the operator, never treated as signed.
                 if !from_jid.domain().is_within(incident.id.issuer()) {
                     let error = ostracon_protocol::Error::SignerMismatch {
@@ -350,20 +367,70 @@ impl XmppNode {
                     };
                     return Err(StanzaError::from_error(&error));
                 }
-                self.ledger
-                    .record_remote(
-                        &incident,
-                        IncidentOrigin::Unsigned,
-                        None,
-                        Decision::Pending,
-                        Some("unsigned report: waits for the operator"),
-                        0,
-                        now,
-                    )
-                    .await
-                    .map_err(|_| Self::service_unavailable())?;
+                let reason = Some("unsigned: waits for the operator");
+                self.store_remote(
+                    &incident,
+                    verb_of(child),
+                    from,
+                    IncidentOrigin::Unsigned,
+                    None,
+                    Decision::Pending,
+                    reason,
+                    now,
+                )
+                .await
             }
         }
+    }
+
+    /// Verifies a signed claim from `from`: signatures with the buddies' pinned keys, the
+    /// window, replay, and that `from` signed last.
+    async fn verify_from<T: envelope::Claim>(
+        &self,
+        chain: envelope::Unverified<T>,
+        from: &BareJid,
+        now: ostracon_protocol::time::Timestamp,
+    ) -> Result<envelope::Verified<T>, StanzaError> {
+        let keys = self.buddy_keys().await.map_err(|_| Self::service_unavailable())?;
+        let policy = VerifyPolicy { now, window_secs: WINDOW_SECS, max_links: 1 };
+        let verified = {
+            let mut replay = self.replay.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            chain.verify(&keys, &mut *replay, &policy)
+        }
+        .map_err(|error| {
+            tracing::info!(peer = %from, %error, "refused a signed claim");
+            StanzaError::from_error(&error)
+        })?;
+        if verified.last_signer() != from {
+            let error = ostracon_protocol::Error::SignerMismatch {
+                signer: ostracon_protocol::error::Excerpt::new(&verified.last_signer().to_string()),
+                claimed: ostracon_protocol::error::Excerpt::new(&from.to_string()),
+            };
+            return Err(StanzaError::from_error(&error));
+        }
+        Ok(verified)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn store_remote(
+        &self,
+        incident: &ostracon_protocol::incident::Incident,
+        verb: Verb,
+        from: &str,
+        origin: IncidentOrigin,
+        provenance: Option<&[envelope::SignedEnvelope]>,
+        decision: Decision,
+        decision_reason: Option<&str>,
+        now: ostracon_protocol::time::Timestamp,
+    ) -> Result<Option<Element>, StanzaError> {
+        let weight_milli = if decision == Decision::Accepted { 1_000 } else { 0 };
+        let remote =
+            RemoteIncident { incident, verb, from, origin, provenance, decision, decision_reason, weight_milli };
+        self.ledger.record_remote(remote, now).await.map_err(|error| {
+            tracing::warn!(%error, "storing a received incident failed");
+            Self::service_unavailable()
+        })?;
+        tracing::info!(peer = %from, incident = %incident.id, %verb, ?decision, "incident received");
         Ok(None)
     }
 
@@ -473,7 +540,10 @@ impl XmppNode {
         let outcome = match item.kind.as_str() {
             OUTBOX_PRESENCE => self.deliver_presence(item).await,
             OUTBOX_FETCH_KEYS => self.fetch_keys(item).await,
-            OUTBOX_REPORT => self.deliver_report(item).await,
+            OUTBOX_REPORT => self.deliver_signed(item, Verb::Report).await,
+            OUTBOX_REQUEST => self.deliver_signed(item, Verb::Request).await,
+            OUTBOX_RESPONSE => self.deliver_signed(item, Verb::Response).await,
+            OUTBOX_INQUIRY => self.deliver_inquiry(item).await,
             other => Err(format!("unknown outbox kind {other:?}")),
         };
         let now = self.env.now();
@@ -536,21 +606,53 @@ impl XmppNode {
         store.put_peer(&peer).await.map_err(|e| e.to_string())
     }
 
-    async fn deliver_report(&self, item: &OutboxItem) -> Result<(), String> {
+    /// Signs a stored incident as a report, request or response and sends it. Signed at
+    /// delivery time, so a delivery delayed by an outage still has a fresh timestamp.
+    async fn deliver_signed(&self, item: &OutboxItem, verb: Verb) -> Result<(), String> {
         let id = ostracon_protocol::ids::IncidentId::parse(&item.reference).map_err(|e| e.to_string())?;
         let record = self.ledger.store().incident(&id).await.map_err(|e| e.to_string())?.ok_or("incident is gone")?;
-        // Signed at delivery time, so a delivery delayed by an outage still has a fresh timestamp.
-        let nonce_bytes: [u8; 16] = rand::random();
-        let chain = envelope::sign(
-            &ReportClaim(record.incident.clone()),
-            &self.key,
-            &self.settings.jid,
-            self.env.now(),
-            Nonce::from_bytes(&nonce_bytes),
-        )
-        .map_err(|e| e.to_string())?;
-        let payload = IncidentPayload::Report { incident: record.incident, signed: Some(chain) };
-        self.request(&item.peer, "set", payload.to_element()).await.map(drop)
+        let nonce = Nonce::from_bytes(&rand::random::<[u8; 16]>());
+        let (signer, now) = (&self.settings.jid, self.env.now());
+        let incident = record.incident;
+        let payload = match verb {
+            Verb::Report => IncidentPayload::Report {
+                signed: Some(
+                    envelope::sign(&ReportClaim(incident.clone()), &self.key, signer, now, nonce)
+                        .map_err(|e| e.to_string())?,
+                ),
+                incident,
+            },
+            Verb::Request => IncidentPayload::Request {
+                signed: Some(
+                    envelope::sign(&RequestClaim(incident.clone()), &self.key, signer, now, nonce)
+                        .map_err(|e| e.to_string())?,
+                ),
+                incident,
+            },
+            Verb::Response => IncidentPayload::Response {
+                signed: Some(
+                    envelope::sign(&ResponseClaim(incident.clone()), &self.key, signer, now, nonce)
+                        .map_err(|e| e.to_string())?,
+                ),
+                incident,
+            },
+        };
+        self.request(&item.peer, payload.iq_type(), payload.to_element()).await.map(drop)
+    }
+
+    async fn deliver_inquiry(&self, item: &OutboxItem) -> Result<(), String> {
+        let id = ostracon_protocol::ids::IncidentId::parse(&item.reference).map_err(|e| e.to_string())?;
+        let payload = IncidentPayload::Inquiry { id };
+        self.request(&item.peer, payload.iq_type(), payload.to_element()).await.map(drop)
+    }
+}
+
+/// The verb of an XEP-0268 wrapper element.
+fn verb_of(wrapper: &Element) -> Verb {
+    match wrapper.name() {
+        "request" => Verb::Request,
+        "response" => Verb::Response,
+        _ => Verb::Report,
     }
 }
 

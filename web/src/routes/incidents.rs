@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use ostracon_protocol::ids::{IncidentId, Offender};
 use ostracon_protocol::incident::{Action, Category, Evidence, Incident, Severity, Status};
 use ostracon_protocol::limits::MAX_OFFENDERS;
-use ostracon_store::model::{Decision, IncidentOrigin, IncidentRecord, Scope};
+use ostracon_store::model::{Decision, IncidentOrigin, IncidentRecord, Scope, Verb};
 use ostracon_store::traits::{IncidentFilter, IncidentStore as _};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -116,14 +116,17 @@ pub(crate) struct ListQuery {
     reporter: Option<String>,
     origin: Option<String>,
     decision: Option<String>,
+    verb: Option<String>,
     before: Option<i64>,
     limit: Option<u32>,
 }
 
 fn incident_json(record: &IncidentRecord) -> Value {
     json!({
-        "seq": record.seq,
+                "seq": record.seq,
         "id": record.incident.id,
+        "verb": record.verb,
+        "counterpart": record.counterpart,
         "origin": record.origin,
         "decision": record.decision,
         "decision_reason": record.decision_reason,
@@ -152,6 +155,7 @@ pub(crate) async fn list(
     check("category", &query.category, |v| Category::parse(v).is_ok())?;
     check("origin", &query.origin, |v| v.parse::<IncidentOrigin>().is_ok())?;
     check("decision", &query.decision, |v| v.parse::<Decision>().is_ok())?;
+    check("verb", &query.verb, |v| v.parse::<Verb>().is_ok())?;
     let limit = query.limit.unwrap_or(50).clamp(1, 500);
     let filter = IncidentFilter {
         status: query.status,
@@ -159,6 +163,7 @@ pub(crate) async fn list(
         reporter: query.reporter,
         origin: query.origin.as_deref().and_then(|v| v.parse().ok()),
         decision: query.decision.as_deref().and_then(|v| v.parse().ok()),
+        verb: query.verb.as_deref().and_then(|v| v.parse().ok()),
         before: query.before,
         limit,
     };
@@ -200,4 +205,139 @@ pub(crate) async fn retract(
         "status": Status::Retracted,
         "delisted": applied.delisted.iter().map(ToString::to_string).collect::<Vec<_>>(),
     })))
+}
+
+/// Body of the request and inquire routes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ToPeer {
+    to: String,
+}
+
+fn peer_jid(text: &str) -> Result<ostracon_protocol::ids::BareJid, ApiError> {
+    ostracon_protocol::ids::BareJid::parse(text)
+        .ok()
+        .filter(ostracon_protocol::ids::BareJid::is_domain)
+        .ok_or_else(|| ApiError::invalid("invalid_jid", format!("{text:?} is not a node's component JID")))
+}
+
+/// `POST /v1/incidents/{id}/request`: asks the offender's home server (`to`) to act.
+pub(crate) async fn request(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ToPeer>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    authorize(&state, &headers, Scope::Submit).await?;
+    let id = parse_id(&id)?;
+    let to = peer_jid(&body.to)?;
+    let record = state
+        .ledger()
+        .store()
+        .incident(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("incident {id} not found")))?;
+    if record.origin != IncidentOrigin::Local || record.verb != Verb::Report {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "rejected",
+            "only this node's own reports can be sent as requests",
+        ));
+    }
+    state
+        .ledger()
+        .enqueue(&to.to_string(), ostracon_store::ledger::OUTBOX_REQUEST, &id.to_string(), "", state.env().now())
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "requested_of": to }))))
+}
+
+/// `POST /v1/incidents/{id}/inquire`: asks `to` for its report about `id` (XEP-0268 inquiry).
+pub(crate) async fn inquire(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ToPeer>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    authorize(&state, &headers, Scope::Submit).await?;
+    let id = parse_id(&id)?;
+    let to = peer_jid(&body.to)?;
+    state
+        .ledger()
+        .enqueue(&to.to_string(), ostracon_store::ledger::OUTBOX_INQUIRY, &id.to_string(), "", state.env().now())
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "inquired_of": to }))))
+}
+
+/// Body of `POST /v1/incidents/{id}/respond`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Respond {
+    /// What this node found: typically the offenders' IPs, which only the home server knows.
+    offenders: Vec<String>,
+    #[serde(default = "default_response_action")]
+    action: Action,
+    #[serde(default)]
+    note: String,
+    #[serde(default)]
+    ttl_seconds: Option<i64>,
+}
+
+fn default_response_action() -> Action {
+    Action::BlockHost
+}
+
+/// `POST /v1/incidents/{id}/respond`: the home server confirms a request, lists what it found
+/// under its own signature, and answers the requester.
+pub(crate) async fn respond(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<Respond>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    authorize(&state, &headers, Scope::Admin).await?;
+    let request_id = parse_id(&id)?;
+    if body.offenders.is_empty() || body.offenders.len() > MAX_OFFENDERS {
+        return Err(ApiError::invalid("invalid_offender", format!("a response names 1 to {MAX_OFFENDERS} offenders")));
+    }
+    let offenders = offender_list(&body.offenders)?;
+    let request = state
+        .ledger()
+        .store()
+        .incident(&request_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("request {request_id} not found")))?;
+    let now = state.env().now();
+    let expires = match body.ttl_seconds {
+        Some(ttl) if ttl > 0 => Some(now.plus_secs(ttl)),
+        Some(_) => return Err(ApiError::invalid("invalid_expiry", "ttl_seconds must be positive")),
+        None => None,
+    };
+    let reporter = state.node().reporter();
+    let response = Incident {
+        id: IncidentId::new(reporter.domain().clone(), state.env().uuid()),
+        reporter,
+        status: Status::New,
+        category: request.incident.category,
+        severity: request.incident.severity,
+        offenders,
+        start: request.incident.start,
+        end: request.incident.end,
+        reported: now,
+        description: body.note.clone(),
+        evidence: Vec::new(),
+        action: None,
+        expires,
+        related: Some(request_id.clone()),
+        history: vec![ostracon_protocol::incident::HistoryItem { action: body.action, at: now, note: body.note }],
+    };
+    response.validate()?;
+    let applied = state.ledger().respond(&request_id, &response, now).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "id": response.id,
+            "answers": request_id,
+            "listed": applied.listed.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        })),
+    ))
 }
