@@ -128,6 +128,7 @@ struct Batch {
     applied: Applied,
     now: Timestamp,
     list_changed: bool,
+    outbox_queued: bool,
     dialect: Dialect,
 }
 
@@ -436,6 +437,8 @@ pub struct Ledger {
     writer: tokio::sync::Mutex<()>,
     memory: RwLock<Memory>,
     checkpoint: Mutex<Option<SignedCheckpoint>>,
+    /// Woken after every commit that queued outbox rows, so delivery starts at once.
+    outbox_queued: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -476,6 +479,7 @@ impl Ledger {
             writer: tokio::sync::Mutex::new(()),
             memory: RwLock::new(Memory { index, tree, allow, list_version: 0 }),
             checkpoint: Mutex::new(None),
+            outbox_queued: tokio::sync::Notify::new(),
         })
     }
 
@@ -511,13 +515,17 @@ impl Ledger {
             applied: Applied::default(),
             now,
             list_changed: false,
+            outbox_queued: false,
             dialect: self.store.dialect(),
         })
     }
 
     async fn commit(&self, batch: Batch) -> Result<Applied> {
-        let Batch { tx, leaves, ops, applied, list_changed, .. } = batch;
+        let Batch { tx, leaves, ops, applied, list_changed, outbox_queued, .. } = batch;
         tx.commit().await?;
+        if outbox_queued {
+            self.outbox_queued.notify_waiters();
+        }
         let mut memory = self.memory.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         for hash in leaves {
             memory.tree.push(hash);
@@ -579,6 +587,7 @@ impl Ledger {
             for row in buddies {
                 let peer: String = row.try_get("jid")?;
                 enqueue(&mut batch.tx, &peer, OUTBOX_REPORT, &incident.id.to_string(), "", now).await?;
+                batch.outbox_queued = true;
             }
         }
         let action = ListingPolicy::action_for(incident.action);
@@ -939,6 +948,7 @@ impl Ledger {
             .execute(&mut *batch.tx)
             .await?;
         enqueue(&mut batch.tx, &requester, OUTBOX_RESPONSE, &response.id.to_string(), "", now).await?;
+        batch.outbox_queued = true;
         self.commit(batch).await
     }
 
@@ -947,7 +957,14 @@ impl Ledger {
         let mut tx = self.store.pool().begin().await?;
         enqueue(&mut tx, peer, kind, reference, payload, now).await?;
         tx.commit().await?;
+        self.outbox_queued.notify_waiters();
         Ok(())
+    }
+
+    /// Resolves when a commit queues outbox rows (or at once if one did since the last call
+    /// was registered); the delivery loop waits on it between polls.
+    pub fn outbox_queued(&self) -> tokio::sync::futures::Notified<'_> {
+        self.outbox_queued.notified()
     }
 
     /// Marks an outbox row delivered.

@@ -511,6 +511,8 @@ impl XmppNode {
         let in_flight: Arc<Mutex<std::collections::BTreeSet<i64>>> = Arc::default();
         let permits = Arc::new(Semaphore::new(16));
         loop {
+            // Registered before reading, so a row queued while we read is not missed.
+            let queued = self.ledger.outbox_queued();
             let now = self.env.now();
             match self.ledger.store().due(now, 100).await {
                 Ok(items) => {
@@ -529,8 +531,10 @@ impl XmppNode {
                 }
                 Err(error) => tracing::warn!(%error, "reading the outbox failed"),
             }
+            // Retries come due with time; new rows wake us at once.
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = queued => {}
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 _ = stop.changed() => return,
             }
         }

@@ -83,6 +83,27 @@ enum Command {
         #[arg(long)]
         path: Option<String>,
     },
+    /// Signed reports verified and stored per second, against the raw Ed25519 verify rate.
+    VerifyRate {
+        #[arg(long)]
+        db: String,
+        #[arg(long, default_value_t = 20_000)]
+        reports: u64,
+    },
+    /// End-to-end latency: POST /v1/incidents at node A until B lists the offender.
+    E2e {
+        /// The `ostracon` binary.
+        #[arg(long, default_value = "target/release/ostracon")]
+        binary: String,
+        #[arg(long, default_value_t = 200)]
+        incidents: u64,
+        /// Two Prosody servers federating over s2s instead of one.
+        #[arg(long)]
+        s2s: bool,
+        /// Pause between incidents (ms); the receiver limits each peer to 20 reports/s.
+        #[arg(long, default_value_t = 100)]
+        interval_ms: u64,
+    },
     /// Serve a no-op route on `listen`.
     Noop {
         #[arg(long, default_value = "127.0.0.1:8090")]
@@ -311,11 +332,247 @@ async fn main() -> anyhow::Result<()> {
             }
             report_latencies(&format!("lookups ({concurrency} clients, {hits} listed)"), latencies, start.elapsed());
         }
+        Command::VerifyRate { db, reports } => verify_rate(&db, reports).await?,
+        Command::E2e { binary, incidents, s2s, interval_ms } => e2e(&binary, incidents, s2s, interval_ms).await?,
         Command::Noop { listen } => {
             let app = axum::Router::new().route("/noop", axum::routing::get(|| async { "{}" }));
             let listener = tokio::net::TcpListener::bind(listen).await?;
             axum::serve(listener, app).await?;
         }
     }
+    Ok(())
+}
+
+/// A replay guard that remembers every pair (the bench never repeats one).
+#[derive(Default)]
+struct Seen(std::collections::BTreeSet<(String, String)>);
+
+impl ostracon_protocol::envelope::ReplayGuard for Seen {
+    fn check_and_remember(
+        &mut self,
+        signer: &BareJid,
+        nonce: &ostracon_protocol::envelope::Nonce,
+        _: Timestamp,
+    ) -> bool {
+        self.0.insert((signer.to_string(), nonce.as_str().to_owned()))
+    }
+}
+
+async fn verify_rate(db: &str, reports: u64) -> anyhow::Result<()> {
+    use ostracon_protocol::envelope::{Nonce, Unverified, VerifyPolicy, sign};
+    use ostracon_protocol::incident::ReportClaim;
+    use ostracon_protocol::keys::KeyRing;
+    use ostracon_store::ledger::RemoteIncident;
+    use ostracon_store::model::{Decision, IncidentOrigin, Verb};
+
+    let peer_key = NodeKey::from_seed(&[0x21; 32]);
+    let peer = BareJid::parse("incidents.peer.example")?;
+    let now = Timestamp::from_unix(1_800_000_000).context("time")?;
+    let mut ring = KeyRing::new();
+    ring.insert(peer.clone(), peer_key.public());
+    let chains: Vec<Unverified<ReportClaim>> = (0..reports)
+        .map(|n| {
+            let incident = Incident {
+                id: IncidentId::new(peer.domain().clone(), uuid::Uuid::from_u128(u128::from(n) + 1)),
+                reporter: peer.clone(),
+                status: Status::New,
+                category: Category::Spam,
+                severity: Severity::Medium,
+                offenders: vec![Offender::Ip(IpAddr::V4(Ipv4Addr::from(0x0b00_0000 + n as u32)))],
+                start: now,
+                end: None,
+                reported: now,
+                description: "bench".to_owned(),
+                evidence: Vec::new(),
+                action: None,
+                expires: None,
+                related: None,
+                history: Vec::new(),
+            };
+            let mut nonce = [0u8; 16];
+            nonce[..8].copy_from_slice(&n.to_be_bytes());
+            sign(&ReportClaim(incident), &peer_key, &peer, now, Nonce::from_bytes(&nonce)).expect("sign")
+        })
+        .collect();
+
+    // The physical limit: Ed25519 verification of the same signing inputs on one core.
+    let inputs: Vec<(Vec<u8>, [u8; 64])> =
+        chains.iter().map(|c| (c.links()[0].signing_input(), c.links()[0].signature)).collect();
+    let start = Instant::now();
+    let mut valid = 0u64;
+    for (input, signature) in &inputs {
+        valid += u64::from(peer_key.public().verify(input, signature));
+    }
+    let raw = start.elapsed();
+    println!(
+        "raw Ed25519 verify: {valid} signatures in {:.2} s = {:.0}/s (one core)",
+        raw.as_secs_f64(),
+        reports as f64 / raw.as_secs_f64()
+    );
+
+    let ledger = ledger(db, node_key(None)?).await?;
+    let policy = VerifyPolicy::at(now);
+    let mut seen = Seen::default();
+    let from = peer.to_string();
+    let start = Instant::now();
+    for chain in chains {
+        let verified = chain.verify(&ring, &mut seen, &policy)?;
+        let links = verified.links().to_vec();
+        let ReportClaim(incident) = verified.into_parts().0;
+        let remote = RemoteIncident {
+            incident: &incident,
+            verb: Verb::Report,
+            from: &from,
+            origin: IncidentOrigin::Peer,
+            provenance: Some(&links),
+            decision: Decision::Accepted,
+            decision_reason: None,
+            weight_milli: 1_000,
+        };
+        ledger.record_remote(remote, now).await?;
+    }
+    let total = start.elapsed();
+    println!(
+        "verified + stored + listed: {reports} reports in {:.2} s = {:.0}/s ({:.0}% of the raw verify rate)",
+        total.as_secs_f64(),
+        reports as f64 / total.as_secs_f64(),
+        100.0 * raw.as_secs_f64() / total.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// A node process for the end-to-end bench.
+struct BenchNode {
+    url: String,
+    _process: ostracon_tests::Process,
+}
+
+async fn json_call(
+    method: reqwest::Method,
+    url: &str,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> anyhow::Result<serde_json::Value> {
+    let client = reqwest::Client::new();
+    let mut request = client.request(method, url).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.header("content-type", "application/json").body(body.to_string());
+    }
+    let response = request.send().await?;
+    let bytes = response.bytes().await?;
+    Ok(serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+}
+
+async fn wait_until(
+    what: &str,
+    url: &str,
+    token: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if check(&json_call(reqwest::Method::GET, url, token, None).await.unwrap_or_default()) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("timed out waiting for {what}")
+}
+
+async fn e2e(binary: &str, incidents: u64, s2s: bool, interval_ms: u64) -> anyhow::Result<()> {
+    use ostracon_tests::prosody::{ComponentSpec, Prosody};
+    const TOKEN: &str = "ost_bench-e2e-admin-token";
+    let dir = ostracon_tests::TempDir::new("e2e");
+    let spec = |d: &str| ComponentSpec { domain: format!("incidents.{d}"), secret: format!("{d}-component-secret") };
+    let hosts = dir.path().join("hosts");
+    let (alpha_ip, beta_ip) = (IpAddr::from([127, 77, 0, 2]), IpAddr::from([127, 77, 0, 3]));
+    std::fs::write(
+        &hosts,
+        format!("{alpha_ip} alpha.test incidents.alpha.test\n{beta_ip} beta.test incidents.beta.test\n"),
+    )?;
+    let servers: Vec<Prosody> = if s2s {
+        vec![
+            Prosody::start_on(&["alpha.test"], alpha_ip, Some(&hosts), &[spec("alpha.test")]),
+            Prosody::start_on(&["beta.test"], beta_ip, Some(&hosts), &[spec("beta.test")]),
+        ]
+    } else {
+        vec![Prosody::start(&["alpha.test", "beta.test"], &[spec("alpha.test"), spec("beta.test")])]
+    };
+    let mut nodes = Vec::new();
+    for (index, domain) in ["alpha.test", "beta.test"].iter().enumerate() {
+        let server = &servers[index.min(servers.len() - 1)];
+        let port = ostracon_tests::free_port();
+        let data = dir.path().join(domain);
+        std::fs::create_dir_all(&data)?;
+        let secret = data.join("secret");
+        std::fs::write(&secret, format!("{domain}-component-secret"))?;
+        std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        let config = data.join("ostracon.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[node]\ndomain = \"{domain}\"\ndata_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{port}\"\nrate_per_second = 0\n\
+                 [xmpp]\ncomponent = \"incidents.{domain}\"\nserver = \"{}\"\nsecret_file = \"{}\"\n",
+                data.display(),
+                server.component_address,
+                secret.display()
+            ),
+        )?;
+        let mut command = std::process::Command::new(binary);
+        command
+            .args(["serve", "--config", &config.display().to_string()])
+            .env("OSTRACON_ADMIN_TOKEN", TOKEN)
+            .env("RUST_LOG", "warn");
+        let process = ostracon_tests::Process::spawn(domain, command, &data.join("serve.log"))?;
+        let url = format!("http://127.0.0.1:{port}");
+        wait_until("node online", &format!("{url}/healthz"), TOKEN, |h| h["xmpp"] == "online").await?;
+        nodes.push(BenchNode { url, _process: process });
+    }
+    let (alpha, beta) = (&nodes[0], &nodes[1]);
+    json_call(
+        reqwest::Method::POST,
+        &format!("{}/v1/peers", alpha.url),
+        TOKEN,
+        Some(serde_json::json!({ "jid": "incidents.beta.test" })),
+    )
+    .await?;
+    wait_until("request at beta", &format!("{}/v1/peers", beta.url), TOKEN, |p| {
+        p["peers"][0]["state"] == "pending" && p["peers"][0]["keys"].as_array().is_some_and(|k| !k.is_empty())
+    })
+    .await?;
+    json_call(reqwest::Method::POST, &format!("{}/v1/peers/incidents.alpha.test/approve", beta.url), TOKEN, None)
+        .await?;
+    wait_until("buddy at alpha", &format!("{}/v1/peers", alpha.url), TOKEN, |p| p["peers"][0]["state"] == "buddy")
+        .await?;
+
+    let client = reqwest::Client::new();
+    let mut latencies = Vec::with_capacity(incidents as usize);
+    for n in 0..incidents {
+        let ip = Ipv4Addr::from(0xc633_6400u32 + n as u32);
+        let sent = Instant::now();
+        json_call(
+            reqwest::Method::POST,
+            &format!("{}/v1/incidents", alpha.url),
+            TOKEN,
+            Some(serde_json::json!({ "offenders": [ip.to_string()], "category": "spam", "share": true })),
+        )
+        .await?;
+        loop {
+            let text = client.get(format!("{}/v1/lookup/ip/{ip}", beta.url)).send().await?.text().await?;
+            if text.contains("\"listed\":true") {
+                break;
+            }
+            anyhow::ensure!(sent.elapsed() < Duration::from_secs(30), "incident {n} never arrived");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        latencies.push(sent.elapsed());
+        tokio::time::sleep(Duration::from_millis(interval_ms)).await;
+    }
+    let total: Duration = latencies.iter().sum();
+    report_latencies(
+        &format!("end-to-end POST at A -> listed at B ({})", if s2s { "two servers, s2s" } else { "one server" }),
+        latencies,
+        total,
+    );
     Ok(())
 }
