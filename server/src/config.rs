@@ -201,6 +201,9 @@ pub struct XmppSection {
     /// servers must not approve without their administrator unless explicitly configured.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub auto_approve: bool,
+    /// XEP-0157 abuse addresses announced in disco (`xmpp:abuse@example.org`, `mailto:…`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub abuse_addresses: Vec<String>,
 }
 
 impl fmt::Debug for XmppSection {
@@ -211,6 +214,7 @@ impl fmt::Debug for XmppSection {
             .field("secret_file", &self.secret_file)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("auto_approve", &self.auto_approve)
+            .field("abuse_addresses", &self.abuse_addresses)
             .finish()
     }
 }
@@ -358,6 +362,12 @@ impl Config {
                 }
                 Err(e) => error(format!("[xmpp] component: {e}")),
             }
+            for address in &xmpp.abuse_addresses {
+                let scheme_ok = ["xmpp:", "mailto:", "https:"].iter().any(|s| address.starts_with(s));
+                if !scheme_ok || address.len() > 256 || address.chars().any(char::is_whitespace) {
+                    error(format!("[xmpp] abuse address {address:?} must be an xmpp:, mailto: or https: URI"));
+                }
+            }
             if xmpp.server.parse::<SocketAddr>().is_err() {
                 error(format!(
                     "[xmpp] server must be HOST:PORT of the component listener, e.g. 127.0.0.1:5347 (is {:?})",
@@ -469,6 +479,7 @@ mod tests {
             secret_file: None,
             secret: Some("short".into()),
             auto_approve: false,
+            abuse_addresses: vec!["http://nope".into()],
         });
         config.lists.escalation_factor = 0;
         config.lists.base_ttl_high_secs = config.lists.max_ttl_secs + 1;
@@ -482,6 +493,7 @@ mod tests {
             "escalation_factor",
             "max_ttl_secs",
             "url must start",
+            "abuse address",
         ] {
             assert!(messages.iter().any(|m| m.contains(expected)), "missing {expected:?} in {messages:?}");
         }

@@ -79,6 +79,7 @@ pub async fn init(options: InitOptions, env: &dyn Environment) -> Result<Initial
             secret_file: Some(secret_path),
             secret: None,
             auto_approve: false,
+            abuse_addresses: Vec::new(),
         });
     } else if options.component.is_some() || options.secret.is_some() {
         return Err(ServerError::Config("--component and --secret need --xmpp HOST:PORT".to_owned()));

@@ -173,8 +173,10 @@ pub async fn serve(
         let (in_tx, in_rx) = tokio::sync::mpsc::channel(1024);
         let settings = xmpp::node::NodeSettings {
             jid: component,
+            server_domain: domain.clone(),
             auto_approve: section.auto_approve,
             name: "Ostracon".to_owned(),
+            abuse_addresses: section.abuse_addresses.clone(),
         };
         let node = Arc::new(xmpp::node::XmppNode::new(
             Arc::clone(&ledger),

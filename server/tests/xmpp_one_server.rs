@@ -112,6 +112,12 @@ impl RawComponent {
         Self { component, jid: jid.to_owned() }
     }
 
+    /// Sends a stanza given as XML text, without waiting for anything.
+    async fn send(&mut self, text: &str) {
+        let element: minidom::Element = text.parse().unwrap();
+        self.component.send_stanza(xmpp_parsers::stanza::Stanza::try_from(element).unwrap()).await.unwrap();
+    }
+
     /// Sends an IQ with `payload` and returns the answer's type and error conditions.
     async fn iq(
         &mut self,
@@ -268,6 +274,42 @@ async fn forged_unknown_replayed_and_stranger_reports_are_refused_with_their_con
     // Disco and keys answer anyone.
     let disco: minidom::Element = "<query xmlns='http://jabber.org/protocol/disco#info'/>".parse().unwrap();
     assert_eq!(delta.iq(to, "get", disco).await.0, "result");
+
+    // A user's report relayed in the mod_report_forward shape: from a buddy, with the user's
+    // consent to tell the offender's server, it waits for the operator; from a stranger it is dropped.
+    let relayed = |from: &str, jid: &str, consent: &str| {
+        format!(
+            "<message xmlns='{}' from='{from}' to='{to}' id='r-{jid}'><body>SPAM/ABUSE REPORT</body>\
+             <report xmlns='urn:xmpp:reporting:1' reason='urn:xmpp:reporting:abuse'><text>harassment</text>{consent}\
+             <jid xmlns='urn:xmpp:jid:0'>{jid}</jid></report></message>",
+            xmpp_parsers::ns::DEFAULT_NS
+        )
+    };
+    delta.send(&relayed("incidents.delta.test", "stranger@beta.test", "<report-origin/>")).await;
+    gamma.send(&relayed("incidents.gamma.test", "troll@beta.test", "<report-origin/>")).await;
+    let pending = beta
+        .wait_for("the relayed report at beta", "/v1/incidents?origin=user-report", |l| {
+            l["incidents"].as_array().is_some_and(|a| !a.is_empty())
+        })
+        .await;
+    // The stranger's message was sent first; give it a bounded while to (wrongly) show up.
+    for _ in 0..10 {
+        let all = beta.get("/v1/incidents?origin=user-report").await;
+        assert_eq!(all["incidents"].as_array().map(Vec::len), Some(1), "only the buddy's report is kept: {all}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let candidates = pending["incidents"].as_array().unwrap();
+    assert_eq!(candidates[0]["decision"], "pending");
+    assert_eq!(candidates[0]["incident"]["category"], "abuse");
+    assert_eq!(
+        beta.get("/v1/lookup/jid/troll@beta.test").await["listed"],
+        false,
+        "nothing is listed before the operator"
+    );
+    let id = candidates[0]["id"].as_str().unwrap();
+    let (status, body) = beta.call(reqwest::Method::POST, &format!("/v1/incidents/{id}/accept"), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(beta.get("/v1/lookup/jid/troll@beta.test").await["listed"], true);
     assert_eq!(delta.iq(to, "get", ostracon_protocol::xml::keys::keys_query()).await.0, "result");
     // Nothing refused was listed.
     for n in [2, 3, 4, 5] {

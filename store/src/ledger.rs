@@ -878,6 +878,55 @@ impl Ledger {
         self.commit(batch).await.map(Some)
     }
 
+    /// The operator accepts an incident that was waiting (an unsigned report or a user's
+    /// report): it is applied to the lists now, with the operator's weight.
+    pub async fn accept_pending(&self, id: &IncidentId, now: Timestamp) -> Result<Applied> {
+        let _writer = self.writer.lock().await;
+        let record =
+            self.store.incident(id).await?.ok_or_else(|| StoreError::NotFound { what: format!("incident {id}") })?;
+        if record.decision != Decision::Pending {
+            return Err(StoreError::Rejected(format!(
+                "incident {id} is {}, not waiting for the operator",
+                record.decision
+            )));
+        }
+        if record.verb == Verb::Request {
+            return Err(StoreError::Rejected(format!("{id} is a request; answer it with respond")));
+        }
+        let incident = record.incident;
+        let mut batch = self.begin(now).await?;
+        batch
+            .leaf(&AuditRecord::IncidentAccepted {
+                at: now,
+                id: incident.id.clone(),
+                reporter: incident.reporter.to_string(),
+                origin: record.origin.as_str().to_owned(),
+            })
+            .await?;
+        sqlx::query("UPDATE incidents SET decision = 'accepted', decision_reason = $1, updated_at = $2 WHERE id = $3")
+            .bind("accepted by the operator")
+            .bind(now.unix())
+            .bind(id.to_string())
+            .execute(&mut *batch.tx)
+            .await?;
+        let action = ListingPolicy::action_for(incident.action);
+        let listings: Vec<Listing<'_>> = incident
+            .offenders
+            .iter()
+            .filter(|offender| !self.is_allowed(offender))
+            .map(|offender| Listing {
+                offender,
+                action,
+                expires: incident.expires,
+                severity: incident.severity,
+                source: EntrySource::Incidents,
+                reason: Some((&incident.id, &incident.reporter, LOCAL_WEIGHT_MILLI)),
+            })
+            .collect();
+        batch.list_many(&listings, &self.config.policy).await?;
+        self.commit(batch).await
+    }
+
     /// Answers a peer's request (XEP-0268): lists `response`'s offenders under this node's own
     /// signature, marks the request answered, and queues the signed response to the requester,
     /// all in one transaction. `response.related` must name the request.

@@ -100,9 +100,12 @@ pub enum IncidentOrigin {
     Peer,
     /// Received without a signature (plain XEP-0268, e.g. from Metronome).
     Unsigned,
+    /// A user's XEP-0377 report relayed by a server (mod_report_forward).
+    #[serde(rename = "user-report")]
+    UserReport,
 }
 
-text_enum!(IncidentOrigin { Local => "local", Peer => "peer", Unsigned => "unsigned" });
+text_enum!(IncidentOrigin { Local => "local", Peer => "peer", Unsigned => "unsigned", UserReport => "user-report" });
 
 /// Which XEP-0268 verb brought an incident.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

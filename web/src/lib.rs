@@ -42,6 +42,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/incidents"),
     ("get", "/v1/incidents/{id}"),
     ("post", "/v1/incidents/{id}/retract"),
+    ("post", "/v1/incidents/{id}/accept"),
     ("post", "/v1/incidents/{id}/request"),
     ("post", "/v1/incidents/{id}/inquire"),
     ("post", "/v1/incidents/{id}/respond"),
@@ -81,6 +82,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/incidents", post(incidents::submit).get(incidents::list))
         .route("/v1/incidents/{id}", get(incidents::show))
         .route("/v1/incidents/{id}/retract", post(incidents::retract))
+        .route("/v1/incidents/{id}/accept", post(incidents::accept))
         .route("/v1/incidents/{id}/request", post(incidents::request))
         .route("/v1/incidents/{id}/inquire", post(incidents::inquire))
         .route("/v1/incidents/{id}/respond", post(incidents::respond))

@@ -21,6 +21,7 @@ use ostracon_protocol::keys::{KeyResolver, NodeKey, PublicKey, PublishedKey};
 use ostracon_protocol::xml::buddies::{BuddyPresence, DISCO_INFO_NS, DiscoInfo};
 use ostracon_protocol::xml::errors::StanzaError;
 use ostracon_protocol::xml::keys::{KEYS_NS, keys_from_element, keys_query, keys_to_element};
+use ostracon_protocol::xml::reporting::ForwardedReport;
 use ostracon_protocol::xml::reputation::REPUTATION_NS;
 use ostracon_protocol::xml::xep0268::{INCIDENT_NS, IncidentPayload};
 use ostracon_protocol::xml::{check_bounds, to_string};
@@ -56,6 +57,10 @@ const WINDOW_SECS: i64 = 300;
 pub struct NodeSettings {
     /// Our component JID.
     pub jid: BareJid,
+    /// The operator's XMPP domain: its server relays users' XEP-0377 reports to us.
+    pub server_domain: ostracon_protocol::ids::Domain,
+    /// XEP-0157 abuse addresses for disco.
+    pub abuse_addresses: Vec<String>,
     /// Approve incoming buddy requests without the operator (off unless configured).
     pub auto_approve: bool,
     /// Human name in disco.
@@ -200,7 +205,7 @@ impl XmppNode {
         match element.name() {
             "iq" => self.handle_iq(element).await,
             "presence" => self.handle_presence(&element).await,
-            // XEP-0377 relayed reports arrive as messages; they are not taken yet.
+            "message" => self.handle_message(&element).await,
             _ => {}
         }
     }
@@ -231,7 +236,7 @@ impl XmppNode {
             ("query", DISCO_INFO_NS, "get") => {
                 let info = DiscoInfo {
                     name: self.settings.name.clone(),
-                    abuse_addresses: Vec::new(),
+                    abuse_addresses: self.settings.abuse_addresses.clone(),
                     report_addresses: vec![format!("xmpp:{}", self.jid())],
                 };
                 Ok(Some(info.to_element()))
@@ -432,6 +437,77 @@ impl XmppNode {
         })?;
         tracing::info!(peer = %from, incident = %incident.id, %verb, ?decision, "incident received");
         Ok(None)
+    }
+
+    /// Takes a user's XEP-0377 report relayed in the mod_report_forward shape: from our own
+    /// server, or from a buddy when the user allowed forwarding to the offender's server
+    /// (`report-origin`, and we are that server) or to third parties. It becomes an incident
+    /// waiting for the operator; nothing is listed until they accept it.
+    async fn handle_message(&self, element: &Element) {
+        let report = match ForwardedReport::from_message(element) {
+            Ok(Some(report)) => report,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::info!(%error, "ignored a malformed relayed report");
+                return;
+            }
+        };
+        let from_own_server =
+            report.relayed_by.is_domain() && report.relayed_by.domain() == &self.settings.server_domain;
+        let about_our_users = report.reported.domain().is_within(&self.settings.server_domain);
+        let from_buddy = self.buddy(&report.relayed_by.to_string()).await.is_some();
+        let opted_in = (report.report.report_origin && about_our_users) || report.report.third_party;
+        if !(from_own_server || (from_buddy && opted_in)) {
+            tracing::info!(from = %report.relayed_by, "ignored a relayed report from a server that may not send us one");
+            return;
+        }
+        let now = self.env.now();
+        let description: String =
+            report.report.texts.join("\n").chars().take(ostracon_protocol::limits::MAX_DESCRIPTION_CHARS).collect();
+        let evidence = report
+            .message_body
+            .iter()
+            .map(|body| {
+                ostracon_protocol::incident::Evidence::Sample(
+                    body.chars().take(ostracon_protocol::limits::MAX_SAMPLE_CHARS).collect(),
+                )
+            })
+            .collect();
+        let incident = ostracon_protocol::incident::Incident {
+            id: ostracon_protocol::ids::IncidentId::new(self.settings.jid.domain().clone(), self.env.uuid()),
+            reporter: report.relayed_by.clone(),
+            status: ostracon_protocol::incident::Status::New,
+            category: report.report.category,
+            severity: ostracon_protocol::incident::Severity::Low,
+            offenders: vec![Offender::from_jid(report.reported.clone())],
+            start: report.message_sent.unwrap_or(now).min(now),
+            end: None,
+            reported: now,
+            description,
+            evidence,
+            action: None,
+            expires: None,
+            related: None,
+            history: Vec::new(),
+        };
+        if let Err(error) = incident.validate() {
+            tracing::info!(%error, "ignored a relayed report that does not make a valid incident");
+            return;
+        }
+        let from = report.relayed_by.to_string();
+        let reason = Some("user report: waits for the operator");
+        let _ = self
+            .store_remote(
+                &incident,
+                Verb::Report,
+                &from,
+                IncidentOrigin::UserReport,
+                None,
+                Decision::Pending,
+                reason,
+                now,
+            )
+            .await;
     }
 
     async fn buddy_keys(&self) -> ostracon_store::Result<BuddyKeys> {

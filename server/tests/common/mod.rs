@@ -39,6 +39,7 @@ impl Node {
             secret_file: None,
             secret: Some(format!("{domain}-component-secret")),
             auto_approve: false,
+            abuse_addresses: vec![format!("xmpp:abuse@{domain}")],
         });
         Self::run(config, dir).await
     }

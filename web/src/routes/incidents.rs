@@ -207,6 +207,23 @@ pub(crate) async fn retract(
     })))
 }
 
+/// `POST /v1/incidents/{id}/accept`: the operator applies a waiting incident (an unsigned
+/// report or a user's XEP-0377 report) to the lists.
+pub(crate) async fn accept(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers, Scope::Admin).await?;
+    let id = parse_id(&id)?;
+    let applied = state.ledger().accept_pending(&id, state.env().now()).await?;
+    Ok(Json(json!({
+        "id": id,
+        "decision": Decision::Accepted,
+        "listed": applied.listed.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    })))
+}
+
 /// Body of the request and inquire routes.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
