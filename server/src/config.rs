@@ -204,6 +204,14 @@ pub struct XmppSection {
     /// XEP-0157 abuse addresses announced in disco (`xmpp:abuse@example.org`, `mailto:…`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub abuse_addresses: Vec<String>,
+    /// How many times a report may be forwarded between buddies (0: never forward; at most 7).
+    /// It bounds both what we forward and the chains we accept.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub forward_hops: u8,
+}
+
+fn is_zero(value: &u8) -> bool {
+    *value == 0
 }
 
 impl fmt::Debug for XmppSection {
@@ -215,6 +223,7 @@ impl fmt::Debug for XmppSection {
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("auto_approve", &self.auto_approve)
             .field("abuse_addresses", &self.abuse_addresses)
+            .field("forward_hops", &self.forward_hops)
             .finish()
     }
 }
@@ -362,6 +371,9 @@ impl Config {
                 }
                 Err(e) => error(format!("[xmpp] component: {e}")),
             }
+            if xmpp.forward_hops > 7 {
+                error(format!("[xmpp] forward_hops is at most 7 (is {})", xmpp.forward_hops));
+            }
             for address in &xmpp.abuse_addresses {
                 let scheme_ok = ["xmpp:", "mailto:", "https:"].iter().any(|s| address.starts_with(s));
                 if !scheme_ok || address.len() > 256 || address.chars().any(char::is_whitespace) {
@@ -480,6 +492,7 @@ mod tests {
             secret: Some("short".into()),
             auto_approve: false,
             abuse_addresses: vec!["http://nope".into()],
+            forward_hops: 9,
         });
         config.lists.escalation_factor = 0;
         config.lists.base_ttl_high_secs = config.lists.max_ttl_secs + 1;
@@ -494,6 +507,7 @@ mod tests {
             "max_ttl_secs",
             "url must start",
             "abuse address",
+            "forward_hops",
         ] {
             assert!(messages.iter().any(|m| m.contains(expected)), "missing {expected:?} in {messages:?}");
         }

@@ -80,6 +80,7 @@ pub async fn init(options: InitOptions, env: &dyn Environment) -> Result<Initial
             secret: None,
             auto_approve: false,
             abuse_addresses: Vec::new(),
+            forward_hops: 0,
         });
     } else if options.component.is_some() || options.secret.is_some() {
         return Err(ServerError::Config("--component and --secret need --xmpp HOST:PORT".to_owned()));

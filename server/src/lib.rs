@@ -177,6 +177,7 @@ pub async fn serve(
             auto_approve: section.auto_approve,
             name: "Ostracon".to_owned(),
             abuse_addresses: section.abuse_addresses.clone(),
+            forward_hops: section.forward_hops,
         };
         let node = Arc::new(xmpp::node::XmppNode::new(
             Arc::clone(&ledger),

@@ -436,3 +436,58 @@ async fn request_response_and_inquiry_round_trips() {
         .await;
     assert_eq!(status, 202, "queued; the home server answers item-not-found, which the outbox records");
 }
+
+/// Forwarding: beta forwards alpha's report to gamma, keeping alpha's signature and adding
+/// its own; gamma verifies both links. Alpha does not share with gamma directly (it only
+/// observes gamma), so the report can only arrive through beta.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_buddy_forwards_a_report_with_its_provenance_chain() {
+    if !available() {
+        return;
+    }
+    let domains = ["alpha.test", "beta.test", "gamma.test"];
+    let components: Vec<ComponentSpec> = domains
+        .iter()
+        .map(|d| ComponentSpec { domain: format!("incidents.{d}"), secret: format!("{d}-component-secret") })
+        .collect();
+    let prosody = Prosody::start(&domains, &components);
+    let dir = Arc::new(TempDir::new("forward"));
+    let hops = |config: &mut ostracon::config::Config| {
+        if let Some(xmpp) = config.xmpp.as_mut() {
+            xmpp.forward_hops = 1;
+        }
+    };
+    let alpha = Node::start_with("alpha.test", &prosody, Arc::clone(&dir), hops).await;
+    let beta = Node::start_with("beta.test", &prosody, Arc::clone(&dir), hops).await;
+    let gamma = Node::start_with("gamma.test", &prosody, Arc::clone(&dir), hops).await;
+    for node in [&alpha, &beta, &gamma] {
+        node.wait_for("online", "/healthz", |h| h["xmpp"] == "online").await;
+    }
+    common::make_buddies(&alpha, "incidents.alpha.test", &beta, "incidents.beta.test").await;
+    common::make_buddies(&beta, "incidents.beta.test", &gamma, "incidents.gamma.test").await;
+    common::make_buddies(&gamma, "incidents.gamma.test", &alpha, "incidents.alpha.test").await;
+    let (status, _) = alpha
+        .call(reqwest::Method::POST, "/v1/peers/incidents.gamma.test/trust", Some(json!({ "trust": "observe" })))
+        .await;
+    assert_eq!(status, 200);
+
+    let (_, created) = alpha
+        .call(
+            reqwest::Method::POST,
+            "/v1/incidents",
+            Some(json!({ "offenders": ["192.0.2.222"], "category": "spam", "share": true })),
+        )
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    gamma.wait_for("the forwarded report at gamma", "/v1/lookup/ip/192.0.2.222", |l| l["listed"] == true).await;
+    let stored = gamma.get(&format!("/v1/incidents/{id}")).await;
+    let chain = stored["provenance"].as_array().unwrap();
+    assert_eq!(chain.len(), 2, "{stored}");
+    assert_eq!(chain[0]["signer"], "incidents.alpha.test");
+    assert_eq!(chain[1]["signer"], "incidents.beta.test");
+    assert_eq!(chain[1]["typ"], "forward");
+    assert_eq!(stored["counterpart"], "incidents.beta.test");
+    // The chain stops there: gamma's hop limit is 1, and alpha is already in the chain.
+    let at_alpha = alpha.get(&format!("/v1/incidents/{id}")).await;
+    assert_eq!(at_alpha["origin"], "local", "the report never comes back to its issuer as a peer's");
+}

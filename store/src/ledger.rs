@@ -45,6 +45,8 @@ pub const OUTBOX_PRESENCE: &str = "presence";
 pub const OUTBOX_REQUEST: &str = "request";
 /// Outbox kind: answer a request (signed XEP-0268 response).
 pub const OUTBOX_RESPONSE: &str = "response";
+/// Outbox kind: forward a buddy's signed report to another buddy, adding our link.
+pub const OUTBOX_FORWARD: &str = "forward";
 /// Outbox kind: ask a peer what it knows about an incident id (XEP-0268 inquiry).
 pub const OUTBOX_INQUIRY: &str = "inquiry";
 /// Outbox kind: fetch and pin the peer's keys, then complete the relation.
@@ -87,6 +89,8 @@ pub struct RemoteIncident<'a> {
     pub decision_reason: Option<&'a str>,
     /// Weight of each listing contribution, in thousandths.
     pub weight_milli: i64,
+    /// Buddies to forward it to (queued in the same transaction).
+    pub forward_to: &'a [String],
 }
 
 /// What the in-memory state holds.
@@ -814,8 +818,17 @@ impl Ledger {
     /// Returns `Ok(None)` when the incident id is already stored: deliveries are retried, so
     /// a duplicate is expected and answered as a success.
     pub async fn record_remote(&self, remote: RemoteIncident<'_>, now: Timestamp) -> Result<Option<Applied>> {
-        let RemoteIncident { incident, verb, from, origin, provenance, decision, decision_reason, weight_milli } =
-            remote;
+        let RemoteIncident {
+            incident,
+            verb,
+            from,
+            origin,
+            provenance,
+            decision,
+            decision_reason,
+            weight_milli,
+            forward_to,
+        } = remote;
         incident.validate()?;
         let _writer = self.writer.lock().await;
         if self.store.incident(&incident.id).await?.is_some() {
@@ -874,6 +887,10 @@ impl Ledger {
                 });
             }
             batch.list_many(&listings, &self.config.policy).await?;
+        }
+        for peer in forward_to {
+            enqueue(&mut batch.tx, peer, OUTBOX_FORWARD, &incident.id.to_string(), "", now).await?;
+            batch.outbox_queued = true;
         }
         self.commit(batch).await.map(Some)
     }

@@ -27,8 +27,8 @@ use ostracon_protocol::xml::xep0268::{INCIDENT_NS, IncidentPayload};
 use ostracon_protocol::xml::{check_bounds, to_string};
 use ostracon_store::clock::Environment;
 use ostracon_store::ledger::{
-    Ledger, OUTBOX_FETCH_KEYS, OUTBOX_INQUIRY, OUTBOX_PRESENCE, OUTBOX_REPORT, OUTBOX_REQUEST, OUTBOX_RESPONSE,
-    RemoteIncident,
+    Ledger, OUTBOX_FETCH_KEYS, OUTBOX_FORWARD, OUTBOX_INQUIRY, OUTBOX_PRESENCE, OUTBOX_REPORT, OUTBOX_REQUEST,
+    OUTBOX_RESPONSE, RemoteIncident,
 };
 use ostracon_store::model::{Decision, IncidentOrigin, OutboxItem, PeerRecord, PeerState, Trust, Verb};
 use ostracon_store::traits::{IncidentStore as _, OutboxStore as _, PeerStore as _};
@@ -61,6 +61,8 @@ pub struct NodeSettings {
     pub server_domain: ostracon_protocol::ids::Domain,
     /// XEP-0157 abuse addresses for disco.
     pub abuse_addresses: Vec<String>,
+    /// How many forwards a report may take (0: we neither forward nor accept forwarded reports).
+    pub forward_hops: u8,
     /// Approve incoming buddy requests without the operator (off unless configured).
     pub auto_approve: bool,
     /// Human name in disco.
@@ -325,9 +327,21 @@ impl XmppNode {
             IncidentPayload::Report { signed: Some(chain), .. } => {
                 let claim = self.verify_from(chain, &from_jid, now).await?;
                 let (links, ReportClaim(claim)) = (claim.links().to_vec(), claim.into_parts().0);
-                let (decision, reason) = accept(peer.trust);
-                self.store_remote(&claim, Verb::Report, from, IncidentOrigin::Peer, Some(&links), decision, reason, now)
-                    .await
+                let (mut decision, mut reason) = accept(peer.trust);
+                // A forwarded report counts only if we also trust the node that first issued it.
+                if links.len() > 1 && decision == Decision::Accepted {
+                    let origin = self.buddy(&links[0].signer.to_string()).await;
+                    if !origin.is_some_and(|o| o.trust != Trust::Observe) {
+                        (decision, reason) = (Decision::Ignored, Some("forwarded from an issuer we do not trust"));
+                    }
+                }
+                let forward_to =
+                    if decision == Decision::Accepted && links.len() <= usize::from(self.settings.forward_hops) {
+                        self.forward_targets(&links).await
+                    } else {
+                        Vec::new()
+                    };
+                self.store_remote_forwarding(&claim, from, Some(&links), decision, reason, &forward_to, now).await
             }
             IncidentPayload::Response { signed: Some(chain), .. } => {
                 let claim = self.verify_from(chain, &from_jid, now).await?;
@@ -397,7 +411,8 @@ impl XmppNode {
         now: ostracon_protocol::time::Timestamp,
     ) -> Result<envelope::Verified<T>, StanzaError> {
         let keys = self.buddy_keys().await.map_err(|_| Self::service_unavailable())?;
-        let policy = VerifyPolicy { now, window_secs: WINDOW_SECS, max_links: 1 };
+        let policy =
+            VerifyPolicy { now, window_secs: WINDOW_SECS, max_links: usize::from(self.settings.forward_hops) + 1 };
         let verified = {
             let mut replay = self.replay.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             chain.verify(&keys, &mut *replay, &policy)
@@ -429,8 +444,17 @@ impl XmppNode {
         now: ostracon_protocol::time::Timestamp,
     ) -> Result<Option<Element>, StanzaError> {
         let weight_milli = if decision == Decision::Accepted { 1_000 } else { 0 };
-        let remote =
-            RemoteIncident { incident, verb, from, origin, provenance, decision, decision_reason, weight_milli };
+        let remote = RemoteIncident {
+            incident,
+            verb,
+            from,
+            origin,
+            provenance,
+            decision,
+            decision_reason,
+            weight_milli,
+            forward_to: &[],
+        };
         self.ledger.record_remote(remote, now).await.map_err(|error| {
             tracing::warn!(%error, "storing a received incident failed");
             Self::service_unavailable()
@@ -508,6 +532,47 @@ impl XmppNode {
                 now,
             )
             .await;
+    }
+
+    /// Buddies a report should be forwarded to: trusted, and not already in its chain.
+    async fn forward_targets(&self, links: &[envelope::SignedEnvelope]) -> Vec<String> {
+        let peers = self.ledger.store().peers().await.unwrap_or_default();
+        peers
+            .into_iter()
+            .filter(|p| p.state == PeerState::Buddy && p.trust != Trust::Observe)
+            .filter(|p| !links.iter().any(|link| link.signer == p.jid))
+            .map(|p| p.jid.to_string())
+            .collect()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn store_remote_forwarding(
+        &self,
+        incident: &ostracon_protocol::incident::Incident,
+        from: &str,
+        provenance: Option<&[envelope::SignedEnvelope]>,
+        decision: Decision,
+        decision_reason: Option<&str>,
+        forward_to: &[String],
+        now: ostracon_protocol::time::Timestamp,
+    ) -> Result<Option<Element>, StanzaError> {
+        let remote = RemoteIncident {
+            incident,
+            verb: Verb::Report,
+            from,
+            origin: IncidentOrigin::Peer,
+            provenance,
+            decision,
+            decision_reason,
+            weight_milli: if decision == Decision::Accepted { 1_000 } else { 0 },
+            forward_to,
+        };
+        self.ledger.record_remote(remote, now).await.map_err(|error| {
+            tracing::warn!(%error, "storing a received report failed");
+            Self::service_unavailable()
+        })?;
+        tracing::info!(peer = %from, incident = %incident.id, ?decision, forwards = forward_to.len(), "report received");
+        Ok(None)
     }
 
     async fn buddy_keys(&self) -> ostracon_store::Result<BuddyKeys> {
@@ -624,6 +689,7 @@ impl XmppNode {
             OUTBOX_REQUEST => self.deliver_signed(item, Verb::Request).await,
             OUTBOX_RESPONSE => self.deliver_signed(item, Verb::Response).await,
             OUTBOX_INQUIRY => self.deliver_inquiry(item).await,
+            OUTBOX_FORWARD => self.deliver_forward(item).await,
             other => Err(format!("unknown outbox kind {other:?}")),
         };
         let now = self.env.now();
@@ -718,6 +784,25 @@ impl XmppNode {
             },
         };
         self.request(&item.peer, payload.iq_type(), payload.to_element()).await.map(drop)
+    }
+
+    /// Forwards a stored, verified report: re-verifies its chain with today's pinned keys,
+    /// adds our link (signed now) and sends it.
+    async fn deliver_forward(&self, item: &OutboxItem) -> Result<(), String> {
+        let id = ostracon_protocol::ids::IncidentId::parse(&item.reference).map_err(|e| e.to_string())?;
+        let record = self.ledger.store().incident(&id).await.map_err(|e| e.to_string())?.ok_or("incident is gone")?;
+        let links = record.provenance.ok_or("the report has no provenance to forward")?;
+        let keys = self.buddy_keys().await.map_err(|e| e.to_string())?;
+        let now = self.env.now();
+        let policy =
+            VerifyPolicy { now, window_secs: WINDOW_SECS, max_links: usize::from(self.settings.forward_hops) + 1 };
+        let verified = envelope::Unverified::<ReportClaim>::new(links)
+            .and_then(|chain| chain.verify_stored(&keys, &policy))
+            .map_err(|e| e.to_string())?;
+        let nonce = Nonce::from_bytes(&rand::random::<[u8; 16]>());
+        let chain = verified.forward(&self.key, &self.settings.jid, now, nonce).map_err(|e| e.to_string())?;
+        let payload = IncidentPayload::Report { incident: record.incident, signed: Some(chain) };
+        self.request(&item.peer, "set", payload.to_element()).await.map(drop)
     }
 
     async fn deliver_inquiry(&self, item: &OutboxItem) -> Result<(), String> {

@@ -28,6 +28,16 @@ pub struct Node {
 
 impl Node {
     pub async fn start(domain: &str, prosody: &Prosody, dir: Arc<TempDir>) -> Self {
+        Self::start_with(domain, prosody, dir, |_| {}).await
+    }
+
+    /// Like `start`, with a chance to change the configuration first.
+    pub async fn start_with(
+        domain: &str,
+        prosody: &Prosody,
+        dir: Arc<TempDir>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
         let mut config = Config::default();
         config.node.domain = domain.to_owned();
         config.node.data_dir = dir.path().join(domain);
@@ -40,7 +50,9 @@ impl Node {
             secret: Some(format!("{domain}-component-secret")),
             auto_approve: false,
             abuse_addresses: vec![format!("xmpp:abuse@{domain}")],
+            forward_hops: 0,
         });
+        adjust(&mut config);
         Self::run(config, dir).await
     }
 

@@ -428,6 +428,7 @@ async fn verify_rate(db: &str, reports: u64) -> anyhow::Result<()> {
             decision: Decision::Accepted,
             decision_reason: None,
             weight_milli: 1_000,
+            forward_to: &[],
         };
         ledger.record_remote(remote, now).await?;
     }
