@@ -331,7 +331,7 @@ impl XmppNode {
                 // A forwarded report counts only if we also trust the node that first issued it.
                 if links.len() > 1 && decision == Decision::Accepted {
                     let origin = self.buddy(&links[0].signer.to_string()).await;
-                    if !origin.is_some_and(|o| o.trust != Trust::Observe) {
+                    if origin.is_none_or(|o| o.trust == Trust::Observe) {
                         (decision, reason) = (Decision::Ignored, Some("forwarded from an issuer we do not trust"));
                     }
                 }
