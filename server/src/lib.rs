@@ -188,7 +188,16 @@ pub async fn serve(
             out_tx,
         ));
         link_status.set(xmpp::connection::LinkState::Connecting);
-        tasks.push(tokio::spawn(xmpp::connection::run(link, Arc::clone(&link_status), in_tx, out_rx, stop_rx.clone())));
+        let online = Arc::new(tokio::sync::Notify::new());
+        tasks.push(tokio::spawn(xmpp::connection::run(
+            link,
+            Arc::clone(&link_status),
+            Arc::clone(&online),
+            in_tx,
+            out_rx,
+            stop_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(Arc::clone(&node).run_link_resets(online, stop_rx.clone())));
         tasks.push(tokio::spawn(Arc::clone(&node).run_incoming(in_rx)));
         tasks.push(tokio::spawn(node.run_outbox(stop_rx.clone())));
     }

@@ -8,6 +8,7 @@ mod common;
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::{Node, make_buddies};
 use ostracon_tests::TempDir;
@@ -69,5 +70,8 @@ async fn an_incident_crosses_s2s_into_the_other_nodes_list() {
     assert_eq!(status, 201, "submitting works while the XMPP server is down");
     alpha_server.restart();
     alpha.wait_for("alpha back online", "/healthz", |h| h["xmpp"] == "online").await;
-    beta.wait_for("the queued incident at beta", "/v1/lookup/ip/203.0.113.99", |l| l["listed"] == true).await;
+    beta.wait_for_within(Duration::from_secs(120), "the queued incident at beta", "/v1/lookup/ip/203.0.113.99", |l| {
+        l["listed"] == true
+    })
+    .await;
 }

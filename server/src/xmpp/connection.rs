@@ -95,6 +95,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 pub async fn run(
     config: LinkConfig,
     status: Arc<LinkStatus>,
+    online: Arc<tokio::sync::Notify>,
     incoming: mpsc::Sender<Element>,
     mut outgoing: mpsc::Receiver<Element>,
     mut stop: watch::Receiver<bool>,
@@ -117,6 +118,8 @@ pub async fn run(
             Ok(Ok(mut component)) => {
                 failures = 0;
                 status.set(LinkState::Online);
+                // Answers to IQs sent on an earlier stream may never come: let waiters retry now.
+                online.notify_waiters();
                 tracing::info!(component = %config.component, server = %config.server, "XMPP component online");
                 let reason = serve_link(&config, &mut component, &incoming, &mut outgoing, &mut stop).await;
                 status.set(LinkState::Connecting);

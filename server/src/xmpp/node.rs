@@ -647,6 +647,23 @@ impl XmppNode {
         }
     }
 
+    /// Fails every IQ still waiting for an answer, so its sender retries at once (called when
+    /// the link comes back: answers to stanzas sent before may have been lost with it).
+    pub async fn run_link_resets(self: Arc<Self>, online: Arc<tokio::sync::Notify>, mut stop: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                () = online.notified() => {
+                    let waiting: Vec<_> =
+                        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain().collect();
+                    if !waiting.is_empty() {
+                        tracing::info!(requests = waiting.len(), "link re-established; retrying unanswered requests");
+                    }
+                }
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
     /// Delivers due outbox items until `stop` turns true.
     pub async fn run_outbox(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let in_flight: Arc<Mutex<std::collections::BTreeSet<i64>>> = Arc::default();

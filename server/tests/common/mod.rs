@@ -111,7 +111,19 @@ impl Node {
 
     /// Polls `check` on `path` until it holds (the network is asynchronous; no fixed sleeps).
     pub async fn wait_for(&self, what: &str, path: &str, check: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        self.wait_for_within(Duration::from_secs(30), what, path, check).await
+    }
+
+    /// Like `wait_for`, with a longer bound for recoveries that include an IQ timeout and a
+    /// retry (an answer lost on a dead s2s link is only noticed when the 30 s IQ timeout fires).
+    pub async fn wait_for_within(
+        &self,
+        within: Duration,
+        what: &str,
+        path: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + within;
         loop {
             let value = self.get(path).await;
             if check(&value) {
