@@ -435,6 +435,21 @@ async fn request_response_and_inquiry_round_trips() {
         )
         .await;
     assert_eq!(status, 202, "queued; the home server answers item-not-found, which the outbox records");
+
+    // XEP-0275: the victim asks its buddies about the flooder; the home server, which lists
+    // the account, answers with a score that the victim keeps.
+    let (status, asked) = victim
+        .call(reqwest::Method::POST, "/v1/peers/scores/ask", Some(json!({ "subject": "flooder@home.test" })))
+        .await;
+    assert_eq!(status, 202, "{asked}");
+    assert_eq!(asked["asked"], json!(["incidents.home.test"]));
+    let scores = victim
+        .wait_for("the home server's score", "/v1/peers/scores?subject=flooder@home.test", |s| {
+            s["answers"].as_array().is_some_and(|a| !a.is_empty())
+        })
+        .await;
+    assert_eq!(scores["answers"][0]["peer"], "incidents.home.test");
+    assert_eq!(scores["answers"][0]["num"], -100);
 }
 
 /// Forwarding: beta forwards alpha's report to gamma, keeping alpha's signature and adding

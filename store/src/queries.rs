@@ -386,6 +386,30 @@ impl PeerStore for Store {
         rows.iter().map(peer_from_row).collect()
     }
 
+    async fn put_peer_score(&self, peer: &str, subject: &str, num: i64, at: Timestamp) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO peer_scores (peer, subject, num, received_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (peer, subject) DO UPDATE SET num = excluded.num, received_at = excluded.received_at",
+        )
+        .bind(peer)
+        .bind(subject)
+        .bind(num)
+        .bind(at.unix())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn peer_scores(&self, subject: &str) -> Result<Vec<(String, i64, Timestamp)>> {
+        let rows = sqlx::query("SELECT peer, num, received_at FROM peer_scores WHERE subject = $1 ORDER BY peer")
+            .bind(subject)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("peer")?, row.try_get("num")?, ts_from_row(row.try_get("received_at")?)?)))
+            .collect()
+    }
+
     async fn put_peer(&self, peer: &PeerRecord) -> Result<()> {
         let keys = serde_json::to_string(&peer.keys).map_err(|e| corrupt("peer keys", e))?;
         sqlx::query(

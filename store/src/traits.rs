@@ -120,4 +120,14 @@ pub trait PeerStore {
     fn peers(&self) -> impl Future<Output = Result<Vec<PeerRecord>>> + Send;
     /// Creates or replaces a peer.
     fn put_peer(&self, peer: &PeerRecord) -> impl Future<Output = Result<()>> + Send;
+    /// Records a peer's XEP-0275 answer about a subject (replacing its earlier one).
+    fn put_peer_score(
+        &self,
+        peer: &str,
+        subject: &str,
+        num: i64,
+        at: Timestamp,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Every peer's latest answer about a subject, as `(peer, num, received_at)`.
+    fn peer_scores(&self, subject: &str) -> impl Future<Output = Result<Vec<(String, i64, Timestamp)>>> + Send;
 }

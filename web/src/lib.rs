@@ -54,6 +54,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("delete", "/v1/deny"),
     ("get", "/v1/peers"),
     ("post", "/v1/peers"),
+    ("get", "/v1/peers/scores"),
+    ("post", "/v1/peers/scores/ask"),
     ("post", "/v1/peers/{jid}/approve"),
     ("post", "/v1/peers/{jid}/trust"),
     ("delete", "/v1/peers/{jid}"),
@@ -89,6 +91,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/allow", get(lists::list_allow).post(lists::add_allow).delete(lists::remove_allow))
         .route("/v1/deny", get(lists::list_deny).post(lists::add_deny).delete(lists::remove_deny))
         .route("/v1/peers", get(peers::list).post(peers::add))
+        .route("/v1/peers/scores", get(peers::scores))
+        .route("/v1/peers/scores/ask", post(peers::ask_scores))
         .route("/v1/peers/{jid}/approve", post(peers::approve))
         .route("/v1/peers/{jid}/trust", post(peers::set_trust))
         .route("/v1/peers/{jid}", delete(peers::revoke))

@@ -22,16 +22,16 @@ use ostracon_protocol::xml::buddies::{BuddyPresence, DISCO_INFO_NS, DiscoInfo};
 use ostracon_protocol::xml::errors::StanzaError;
 use ostracon_protocol::xml::keys::{KEYS_NS, keys_from_element, keys_query, keys_to_element};
 use ostracon_protocol::xml::reporting::ForwardedReport;
-use ostracon_protocol::xml::reputation::REPUTATION_NS;
+use ostracon_protocol::xml::reputation::{REPUTATION_NS, Score};
 use ostracon_protocol::xml::xep0268::{INCIDENT_NS, IncidentPayload};
 use ostracon_protocol::xml::{check_bounds, to_string};
 use ostracon_store::clock::Environment;
 use ostracon_store::ledger::{
     Ledger, OUTBOX_FETCH_KEYS, OUTBOX_FORWARD, OUTBOX_INQUIRY, OUTBOX_PRESENCE, OUTBOX_REPORT, OUTBOX_REQUEST,
-    OUTBOX_RESPONSE, RemoteIncident,
+    OUTBOX_RESPONSE, OUTBOX_SCORE_QUERY, RemoteIncident,
 };
-use ostracon_store::model::{Decision, IncidentOrigin, OutboxItem, PeerRecord, PeerState, Trust, Verb};
-use ostracon_store::traits::{IncidentStore as _, OutboxStore as _, PeerStore as _};
+use ostracon_store::model::{Decision, IncidentOrigin, ListAction, OutboxItem, PeerRecord, PeerState, Trust, Verb};
+use ostracon_store::traits::{BlocklistStore as _, IncidentStore as _, OutboxStore as _, PeerStore as _};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use super::replay::ReplayCache;
@@ -247,7 +247,7 @@ impl XmppNode {
             ("keys", KEYS_NS, "get") => Ok(Some(keys_to_element(std::slice::from_ref(&self.published)))),
             (_, INCIDENT_NS, _) => self.handle_incident(&from, &iq_type, child).await,
             ("score", REPUTATION_NS, "get") => match self.buddy(&from).await {
-                Some(_) => Err(StanzaError::no_score()),
+                Some(_) => self.score(child).await,
                 None => Err(StanzaError::not_buddy()),
             },
             _ => Err(Self::service_unavailable()),
@@ -257,6 +257,30 @@ impl XmppNode {
             Err(error) => self.iq_error(&from, &id, &error),
         };
         self.send(reply).await;
+    }
+
+    /// Our XEP-0275 answer about a subject. Until the reputation engine exists this is read
+    /// off our own lists: a listed subject scores -100 (block), -50 (quarantine) or -20
+    /// (observe); anything else has no score (`item-not-found`).
+    async fn score(&self, query: &Element) -> Result<Option<Element>, StanzaError> {
+        let score = Score::from_element(query).map_err(|e| StanzaError::from_error(&e))?;
+        let subject = Offender::from_jid(score.jid.clone());
+        let matches = self.ledger.with_index(|index| match &subject {
+            Offender::Jid(jid) => index.lookup_jid(jid),
+            Offender::Domain(domain) => index.lookup_domain(domain),
+            _ => Vec::new(),
+        });
+        let ids: Vec<i64> = matches.iter().map(|(_, id)| *id).collect();
+        let entries = self.ledger.store().entries_by_id(&ids).await.map_err(|_| Self::service_unavailable())?;
+        let strongest = entries.iter().filter(|e| e.active).map(|e| e.action).min();
+        let num = match strongest {
+            Some(ListAction::Block) => -100,
+            Some(ListAction::Quarantine) => -50,
+            Some(ListAction::Observe) => -20,
+            None => return Err(StanzaError::no_score()),
+        };
+        let answer = Score::answer(score.jid, num).map_err(|e| StanzaError::from_error(&e))?;
+        Ok(Some(answer.to_element()))
     }
 
     /// The peer for a sender, if it is a buddy.
@@ -707,6 +731,7 @@ impl XmppNode {
             OUTBOX_RESPONSE => self.deliver_signed(item, Verb::Response).await,
             OUTBOX_INQUIRY => self.deliver_inquiry(item).await,
             OUTBOX_FORWARD => self.deliver_forward(item).await,
+            OUTBOX_SCORE_QUERY => self.ask_score(item).await,
             other => Err(format!("unknown outbox kind {other:?}")),
         };
         let now = self.env.now();
@@ -820,6 +845,32 @@ impl XmppNode {
         let chain = verified.forward(&self.key, &self.settings.jid, now, nonce).map_err(|e| e.to_string())?;
         let payload = IncidentPayload::Report { incident: record.incident, signed: Some(chain) };
         self.request(&item.peer, "set", payload.to_element()).await.map(drop)
+    }
+
+    /// Asks a buddy its XEP-0275 score for a subject and keeps the answer.
+    async fn ask_score(&self, item: &OutboxItem) -> Result<(), String> {
+        let subject = BareJid::parse(&item.reference).map_err(|e| e.to_string())?;
+        let answer = match self.request(&item.peer, "get", Score::query(subject.clone()).to_element()).await {
+            Ok(answer) => answer,
+            // "No score" is an answer, not a failure to retry.
+            Err(error) if error.starts_with("item-not-found") => return Ok(()),
+            Err(error) => return Err(error),
+        };
+        let score = answer
+            .children()
+            .next()
+            .map(Score::from_element)
+            .ok_or("empty score answer")?
+            .map_err(|e| e.to_string())?;
+        let num = score.num.ok_or("score answer without num")?;
+        if score.jid != subject {
+            return Err(format!("asked about {subject}, got an answer about {}", score.jid));
+        }
+        self.ledger
+            .store()
+            .put_peer_score(&item.peer, &subject.to_string(), i64::from(num), self.env.now())
+            .await
+            .map_err(|e| e.to_string())
     }
 
     async fn deliver_inquiry(&self, item: &OutboxItem) -> Result<(), String> {

@@ -176,3 +176,52 @@ pub(crate) async fn revoke(
     state.ledger().enqueue(&jid.to_string(), OUTBOX_PRESENCE, "", "unsubscribed", now).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// Body of `POST /v1/peers/scores/ask`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AskScore {
+    subject: String,
+}
+
+/// `POST /v1/peers/scores/ask`: asks every buddy its XEP-0275 score for a subject.
+pub(crate) async fn ask_scores(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<AskScore>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    authorize(&state, &headers, Scope::Admin).await?;
+    let subject = BareJid::parse(&body.subject).map_err(|e| ApiError::invalid("invalid_jid", e.to_string()))?;
+    let now = state.env().now();
+    let mut asked = Vec::new();
+    for peer in state.ledger().store().peers().await?.into_iter().filter(|p| p.state == PeerState::Buddy) {
+        state
+            .ledger()
+            .enqueue(&peer.jid.to_string(), ostracon_store::ledger::OUTBOX_SCORE_QUERY, &subject.to_string(), "", now)
+            .await?;
+        asked.push(peer.jid.to_string());
+    }
+    Ok((StatusCode::ACCEPTED, Json(json!({ "subject": subject, "asked": asked }))))
+}
+
+/// `?subject=`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SubjectQuery {
+    subject: String,
+}
+
+/// `GET /v1/peers/scores?subject=`: the buddies' latest answers.
+pub(crate) async fn scores(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    crate::error::ApiQuery(query): crate::error::ApiQuery<SubjectQuery>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers, Scope::Admin).await?;
+    let subject = BareJid::parse(&query.subject).map_err(|e| ApiError::invalid("invalid_jid", e.to_string()))?;
+    let answers = state.ledger().store().peer_scores(&subject.to_string()).await?;
+    Ok(Json(json!({
+        "subject": subject,
+        "answers": answers.iter().map(|(peer, num, at)| json!({ "peer": peer, "num": num, "received_at": at })).collect::<Vec<_>>(),
+    })))
+}
