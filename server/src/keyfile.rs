@@ -1,5 +1,9 @@
 //! The node's signing key on disk: `DATA_DIR/signing.key`, mode 0600, holding the validity
 //! start and the base64 seed. Created on first start from the OS's randomness.
+//!
+//! Rotation ([`rotate`]) replaces it and appends the old public key, with the end of its
+//! validity, to `DATA_DIR/retired-keys.json`; the node keeps publishing retired keys so
+//! signatures made while they were current still verify. Retired private keys are not kept.
 
 use std::fs;
 use std::io::Write as _;
@@ -22,6 +26,43 @@ pub struct LoadedKey {
     pub key: NodeKey,
     /// Its validity start.
     pub valid_from: Timestamp,
+}
+
+/// Retired public keys, newest last.
+pub const RETIRED_FILE: &str = "retired-keys.json";
+
+/// The public keys this node used before its current one.
+pub fn load_retired(data_dir: &Path) -> Result<Vec<ostracon_protocol::keys::PublishedKey>, ServerError> {
+    let path = data_dir.join(RETIRED_FILE);
+    match fs::read_to_string(&path) {
+        Ok(text) => {
+            serde_json::from_str(&text).map_err(|_| ServerError::BadKeyFile { path, reason: "not a JSON list of keys" })
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(source) => Err(ServerError::Io { path, source }),
+    }
+}
+
+/// Replaces the signing key with a fresh one valid from `now`; the old public key is retired
+/// at `now`. Returns the old and the new key (the old one signs the rotation announcement).
+pub fn rotate(data_dir: &Path, now: Timestamp) -> Result<(LoadedKey, LoadedKey), ServerError> {
+    let old = load_or_create(data_dir, now)?;
+    let mut retired = load_retired(data_dir)?;
+    let mut published = ostracon_protocol::keys::PublishedKey::new(old.key.public(), old.valid_from);
+    published.valid_until = Some(now);
+    retired.push(published);
+    let seed: [u8; 32] = rand::random();
+    replace_private(&data_dir.join(RETIRED_FILE), &serde_json::to_string_pretty(&retired).unwrap_or_default())?;
+    replace_private(&data_dir.join(KEY_FILE), &format!("{now} {}\n", STANDARD.encode(seed)))?;
+    Ok((old, LoadedKey { key: NodeKey::from_seed(&seed), valid_from: now }))
+}
+
+/// Atomically replaces a private (0600) file: write a temporary file, then rename it.
+fn replace_private(path: &Path, contents: &str) -> Result<(), ServerError> {
+    let temporary = path.with_extension("new");
+    let _ = fs::remove_file(&temporary);
+    write_private(&temporary, contents)?;
+    fs::rename(&temporary, path).map_err(|source| ServerError::Io { path: path.to_path_buf(), source })
 }
 
 /// Writes a file only its owner can read (0600), refusing to overwrite an existing one.

@@ -108,6 +108,63 @@ pub async fn ensure_admin_token(
     Ok(Some(path))
 }
 
+/// What `ostracon key rotate` did.
+#[derive(Debug)]
+pub struct Rotation {
+    /// The retired key's id.
+    pub old: ostracon_protocol::ids::KeyId,
+    /// The new key.
+    pub new: ostracon_protocol::keys::PublicKey,
+    /// Buddies the signed announcement was queued for.
+    pub announced_to: Vec<String>,
+}
+
+/// Replaces the node's signing key (run it while the node is stopped; it uses the new key at
+/// its next start). The old key signs a rotation claim, queued for every buddy, which pins
+/// the new key on the strength of the old one.
+pub async fn rotate_key(config: &Config, env: &dyn Environment) -> Result<Rotation, ServerError> {
+    use ostracon_protocol::envelope::{Nonce, sign};
+    use ostracon_protocol::keys::KeyRotation;
+    use ostracon_store::traits::PeerStore as _;
+
+    let now = env.now();
+    let (old, new) = keyfile::rotate(&config.node.data_dir, now)?;
+    let mut announced_to = Vec::new();
+    if let Some(xmpp) = &config.xmpp {
+        let signer = BareJid::parse(&xmpp.component).map_err(|e| ServerError::Config(e.to_string()))?;
+        let claim = KeyRotation { old_kid: old.key.key_id(), new_key: PublishedKey::new(new.key.public(), now) };
+        let nonce: [u8; 16] = env.random_bytes()[..16].try_into().unwrap_or([0; 16]);
+        let signed = sign(&claim, &old.key, &signer, now, Nonce::from_bytes(&nonce))
+            .map_err(|e| ServerError::Config(e.to_string()))?;
+        let payload = serde_json::to_string(signed.links()).map_err(|e| ServerError::Config(e.to_string()))?;
+        let store = Store::open(&config.database_url()).await?;
+        let ledger = Ledger::open(
+            store.clone(),
+            new.key.clone(),
+            LedgerConfig {
+                origin: format!("{}/ostracon", config.node.domain),
+                key_name: config.node.domain.clone(),
+                policy: config.lists.policy(),
+            },
+        )
+        .await?;
+        for peer in store.peers().await?.into_iter().filter(|p| p.state == ostracon_store::model::PeerState::Buddy) {
+            ledger
+                .enqueue(
+                    &peer.jid.to_string(),
+                    ostracon_store::ledger::OUTBOX_ROTATION,
+                    &claim.old_kid.to_string(),
+                    &payload,
+                    now,
+                )
+                .await?;
+            announced_to.push(peer.jid.to_string());
+        }
+        store.close().await;
+    }
+    Ok(Rotation { old: old.key.key_id(), new: new.key.public(), announced_to })
+}
+
 /// Runs the node on `listener` until `shutdown` resolves.
 pub async fn serve(
     config: Config,
@@ -144,8 +201,9 @@ pub async fn serve(
         )
         .await?,
     );
-    let published = PublishedKey::new(key.key.public(), key.valid_from);
-    let node = NodeInfo { domain: domain.clone(), component: component.clone(), keys: vec![published.clone()] };
+    let mut published = keyfile::load_retired(&config.node.data_dir)?;
+    published.push(PublishedKey::new(key.key.public(), key.valid_from));
+    let node = NodeInfo { domain: domain.clone(), component: component.clone(), keys: published.clone() };
     let web = WebConfig { rate_per_second: config.http.rate_per_second, rate_burst: config.http.rate_burst };
     let link_status = Arc::new(xmpp::connection::LinkStatus::default());
     let status_for_web = Arc::clone(&link_status);

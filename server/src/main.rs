@@ -67,6 +67,14 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// The node's signing key.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+        /// Configuration file (also OSTRACON_CONFIG).
+        #[arg(long, env = "OSTRACON_CONFIG", global = true)]
+        config: Option<PathBuf>,
+    },
     /// Operator tokens.
     Token {
         #[command(subcommand)]
@@ -264,6 +272,13 @@ enum PeersCommand {
 }
 
 #[derive(Subcommand)]
+enum KeyCommand {
+    /// Replace the signing key (stop the node first). The old key signs an announcement that
+    /// buddies use to pin the new one; the old public key stays published as retired.
+    Rotate,
+}
+
+#[derive(Subcommand)]
 enum TokenCommand {
     /// Create a token (shown once).
     Create {
@@ -426,6 +441,13 @@ async fn run(command: Command) -> Result<ExitCode, ServerError> {
         }
         Command::Allow { command, api } => print(&entries(&api.client()?, "allow", command).await?),
         Command::Deny { command, api } => print(&entries(&api.client()?, "deny", command).await?),
+        Command::Key { command: KeyCommand::Rotate, config } => {
+            let loaded = load_config(config.as_deref())?;
+            let rotation = ostracon::rotate_key(&loaded, env.as_ref()).await?;
+            println!("retired key {}", rotation.old);
+            println!("new key {} (fingerprint {})", rotation.new.key_id(), rotation.new.fingerprint());
+            println!("announcement queued for {} buddies; start the node to send it", rotation.announced_to.len());
+        }
         Command::Peers { command, api } => {
             let client = api.client()?;
             let value = match command {

@@ -248,9 +248,16 @@ pub async fn verify(options: &VerifyOptions) -> Result<VerifyReport, ServerError
             std::fs::read_to_string(file).map_err(|source| ServerError::Io { path: file.clone(), source })?;
         let saved = SignedCheckpoint::parse(&saved_text)
             .map_err(|e| fail(format!("saved checkpoint {}: {e}", file.display())))?;
-        saved
-            .verify_signature(&domain, key.verifying_key())
-            .map_err(|e| fail(format!("saved checkpoint {} signature: {e}", file.display())))?;
+        // A checkpoint saved before a key rotation is signed by a key the node now lists as retired.
+        let signed_by_known_key = std::iter::once(&key)
+            .chain(published.iter())
+            .any(|candidate| saved.verify_signature(&domain, candidate.verifying_key()).is_ok());
+        if !signed_by_known_key {
+            return Err(fail(format!(
+                "saved checkpoint {} is not signed by any key the node publishes",
+                file.display()
+            )));
+        }
         let old = saved.checkpoint();
         if old.origin != checkpoint.origin {
             return Err(fail(format!("the saved checkpoint is for log {:?}, not {:?}", old.origin, checkpoint.origin)));

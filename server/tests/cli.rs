@@ -250,6 +250,15 @@ async fn the_binary_end_to_end() {
     let output = verify(&node.url(), &checkpoint);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 
+    // A key rotation: the checkpoint saved under the old key still verifies the log's growth.
+    let status = node.process.as_mut().unwrap().signal_and_wait("TERM").unwrap();
+    assert!(status.success(), "SIGTERM shuts down cleanly: {status:?}");
+    let rotated = ok(&["key", "rotate", "--config", node.config.to_str().unwrap()]);
+    assert!(rotated.contains("new key"), "{rotated}");
+    node.start();
+    let output = verify(&node.url(), &checkpoint);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+
     // A forked log: history is rewritten behind the node's back (same key, same size).
     let status = node.process.as_mut().unwrap().signal_and_wait("TERM").unwrap();
     assert!(status.success(), "SIGTERM shuts down cleanly: {status:?}");

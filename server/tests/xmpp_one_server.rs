@@ -506,3 +506,59 @@ async fn a_buddy_forwards_a_report_with_its_provenance_chain() {
     let at_alpha = alpha.get(&format!("/v1/incidents/{id}")).await;
     assert_eq!(at_alpha["origin"], "local", "the report never comes back to its issuer as a peer's");
 }
+
+/// Key rotation: the old key signs the announcement, the buddy pins the new key, reports
+/// signed with the new key are accepted, and the old key stays published as retired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_rotation_signed_by_the_old_key_is_pinned_by_buddies() {
+    if !available() {
+        return;
+    }
+    let components: Vec<ComponentSpec> = ["alpha.test", "beta.test"]
+        .iter()
+        .map(|d| ComponentSpec { domain: format!("incidents.{d}"), secret: format!("{d}-component-secret") })
+        .collect();
+    let prosody = Prosody::start(&["alpha.test", "beta.test"], &components);
+    let dir = Arc::new(TempDir::new("rotation"));
+    let mut alpha = Node::start("alpha.test", &prosody, Arc::clone(&dir)).await;
+    let beta = Node::start("beta.test", &prosody, Arc::clone(&dir)).await;
+    alpha.wait_for("alpha online", "/healthz", |h| h["xmpp"] == "online").await;
+    beta.wait_for("beta online", "/healthz", |h| h["xmpp"] == "online").await;
+    common::make_buddies(&alpha, "incidents.alpha.test", &beta, "incidents.beta.test").await;
+    let old_kid = alpha.get("/.well-known/ostracon").await["keys"][0]["kid"].as_str().unwrap().to_owned();
+
+    alpha.stop().await;
+    let rotation = ostracon::rotate_key(&alpha.config, &ostracon::SystemEnvironment).await.unwrap();
+    assert_eq!(rotation.old.to_string(), old_kid);
+    assert_eq!(rotation.announced_to, ["incidents.beta.test"]);
+    alpha.restart().await;
+    alpha.wait_for("alpha back online", "/healthz", |h| h["xmpp"] == "online").await;
+
+    let published = alpha.get("/.well-known/ostracon").await;
+    assert_eq!(published["keys"].as_array().unwrap().len(), 2);
+    assert_eq!(published["keys"][0]["kid"], old_kid.as_str());
+    assert!(published["keys"][0]["valid_until"].is_string(), "the old key is published as retired");
+
+    let new_kid = rotation.new.key_id().to_string();
+    let peers = beta
+        .wait_for("the new key pinned at beta", "/v1/peers", |p| {
+            peer(p, "incidents.alpha.test")
+                .is_some_and(|a| a["keys"].as_array().is_some_and(|k| k.iter().any(|k| k["kid"] == new_kid.as_str())))
+        })
+        .await;
+    let keys = &peer(&peers, "incidents.alpha.test").unwrap()["keys"];
+    assert!(keys.as_array().unwrap().iter().any(|k| k["kid"] == old_kid.as_str() && k["valid_until"].is_string()));
+
+    let (status, _) = alpha
+        .call(
+            reqwest::Method::POST,
+            "/v1/incidents",
+            Some(json!({ "offenders": ["192.0.2.201"], "category": "spam", "share": true })),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let at_beta =
+        beta.wait_for("a report signed with the new key", "/v1/lookup/ip/192.0.2.201", |l| l["listed"] == true).await;
+    let id = at_beta["matches"][0]["why"]["reasons"][0]["incident"].as_str().unwrap().to_owned();
+    assert_eq!(beta.get(&format!("/v1/incidents/{id}")).await["provenance"][0]["kid"], new_kid.as_str());
+}

@@ -45,6 +45,8 @@ pub const OUTBOX_PRESENCE: &str = "presence";
 pub const OUTBOX_REQUEST: &str = "request";
 /// Outbox kind: answer a request (signed XEP-0268 response).
 pub const OUTBOX_RESPONSE: &str = "response";
+/// Outbox kind: announce our key rotation (payload: the signed claim's links as JSON).
+pub const OUTBOX_ROTATION: &str = "rotation";
 /// Outbox kind: ask a buddy its XEP-0275 score for a subject (reference: the subject).
 pub const OUTBOX_SCORE_QUERY: &str = "score-query";
 /// Outbox kind: forward a buddy's signed report to another buddy, adding our link.

@@ -17,19 +17,18 @@ use minidom::Element;
 use ostracon_protocol::envelope::{self, Nonce, VerifyPolicy};
 use ostracon_protocol::ids::{BareJid, KeyId, Offender};
 use ostracon_protocol::incident::{ReportClaim, RequestClaim, ResponseClaim};
-use ostracon_protocol::keys::{KeyResolver, NodeKey, PublicKey, PublishedKey};
+use ostracon_protocol::keys::{KeyResolver, KeyRotation, NodeKey, PublicKey, PublishedKey};
 use ostracon_protocol::xml::buddies::{BuddyPresence, DISCO_INFO_NS, DiscoInfo};
 use ostracon_protocol::xml::errors::StanzaError;
-use ostracon_protocol::xml::keys::{KEYS_NS, keys_from_element, keys_query, keys_to_element};
+use ostracon_protocol::xml::keys::{
+    KEYS_NS, keys_from_element, keys_query, keys_to_element, rotation_from_element, rotation_to_element,
+};
 use ostracon_protocol::xml::reporting::ForwardedReport;
 use ostracon_protocol::xml::reputation::{REPUTATION_NS, Score};
 use ostracon_protocol::xml::xep0268::{INCIDENT_NS, IncidentPayload};
 use ostracon_protocol::xml::{check_bounds, to_string};
 use ostracon_store::clock::Environment;
-use ostracon_store::ledger::{
-    Ledger, OUTBOX_FETCH_KEYS, OUTBOX_FORWARD, OUTBOX_INQUIRY, OUTBOX_PRESENCE, OUTBOX_REPORT, OUTBOX_REQUEST,
-    OUTBOX_RESPONSE, OUTBOX_SCORE_QUERY, RemoteIncident,
-};
+use ostracon_store::ledger::{self, Ledger, RemoteIncident};
 use ostracon_store::model::{Decision, IncidentOrigin, ListAction, OutboxItem, PeerRecord, PeerState, Trust, Verb};
 use ostracon_store::traits::{BlocklistStore as _, IncidentStore as _, OutboxStore as _, PeerStore as _};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
@@ -74,7 +73,7 @@ pub struct XmppNode {
     ledger: Arc<Ledger>,
     env: Arc<dyn Environment>,
     key: NodeKey,
-    published: PublishedKey,
+    published: Vec<PublishedKey>,
     settings: NodeSettings,
     out: mpsc::Sender<Element>,
     pending: Mutex<HashMap<String, oneshot::Sender<Element>>>,
@@ -83,12 +82,31 @@ pub struct XmppNode {
     next_id: AtomicU64,
 }
 
-/// The keys pinned for buddies.
-struct BuddyKeys(BTreeMap<(BareJid, KeyId), PublicKey>);
+/// The keys pinned for buddies, with their validity.
+struct BuddyKeys(BTreeMap<(BareJid, KeyId), PublishedKey>);
 
 impl KeyResolver for BuddyKeys {
     fn resolve(&self, signer: &BareJid, kid: &KeyId) -> Option<PublicKey> {
-        self.0.get(&(signer.clone(), kid.clone())).copied()
+        self.0.get(&(signer.clone(), kid.clone())).map(|k| k.key)
+    }
+}
+
+impl BuddyKeys {
+    /// Refuses links signed by a key outside its validity (a retired key signing after its
+    /// rotation), allowing the clock skew the timestamp window allows.
+    fn check_validity(&self, links: &[envelope::SignedEnvelope]) -> Result<(), StanzaError> {
+        for link in links {
+            let Some(key) = self.0.get(&(link.signer.clone(), link.kid.clone())) else { continue };
+            let skewed_from = key.valid_from.plus_secs(-WINDOW_SECS);
+            if link.ts < skewed_from || key.valid_until.is_some_and(|until| link.ts >= until) {
+                let error = ostracon_protocol::Error::UnknownKey {
+                    signer: ostracon_protocol::error::Excerpt::new(&link.signer.to_string()),
+                    kid: ostracon_protocol::error::Excerpt::new(&format!("{} (not valid at {})", link.kid, link.ts)),
+                };
+                return Err(StanzaError::from_error(&error));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -118,7 +136,7 @@ impl XmppNode {
         ledger: Arc<Ledger>,
         env: Arc<dyn Environment>,
         key: NodeKey,
-        published: PublishedKey,
+        published: Vec<PublishedKey>,
         settings: NodeSettings,
         out: mpsc::Sender<Element>,
     ) -> Self {
@@ -244,7 +262,8 @@ impl XmppNode {
                 Ok(Some(info.to_element()))
             }
             ("ping", PING_NS, "get") => Ok(None),
-            ("keys", KEYS_NS, "get") => Ok(Some(keys_to_element(std::slice::from_ref(&self.published)))),
+            ("keys", KEYS_NS, "get") => Ok(Some(keys_to_element(&self.published))),
+            ("rotation", KEYS_NS, "set") => self.handle_rotation(&from, child).await,
             (_, INCIDENT_NS, _) => self.handle_incident(&from, &iq_type, child).await,
             ("score", REPUTATION_NS, "get") => match self.buddy(&from).await {
                 Some(_) => self.score(child).await,
@@ -340,7 +359,7 @@ impl XmppNode {
                 match record {
                     Some(record) if record.origin == IncidentOrigin::Local && record.verb == Verb::Report => {
                         self.ledger
-                            .enqueue(from, OUTBOX_REPORT, &id.to_string(), "", now)
+                            .enqueue(from, ledger::OUTBOX_REPORT, &id.to_string(), "", now)
                             .await
                             .map_err(|_| Self::service_unavailable())?;
                         Ok(None)
@@ -435,6 +454,7 @@ impl XmppNode {
         now: ostracon_protocol::time::Timestamp,
     ) -> Result<envelope::Verified<T>, StanzaError> {
         let keys = self.buddy_keys().await.map_err(|_| Self::service_unavailable())?;
+        keys.check_validity(chain.links())?;
         let policy =
             VerifyPolicy { now, window_secs: WINDOW_SECS, max_links: usize::from(self.settings.forward_hops) + 1 };
         let verified = {
@@ -601,13 +621,12 @@ impl XmppNode {
 
     async fn buddy_keys(&self) -> ostracon_store::Result<BuddyKeys> {
         let mut keys = BTreeMap::new();
-        let now = self.env.now();
         for peer in self.ledger.store().peers().await? {
             if peer.state != PeerState::Buddy {
                 continue;
             }
-            for key in peer.keys.iter().filter(|k| k.is_valid_at(now)) {
-                keys.insert((peer.jid.clone(), key.kid.clone()), key.key);
+            for key in &peer.keys {
+                keys.insert((peer.jid.clone(), key.kid.clone()), key.clone());
             }
         }
         Ok(BuddyKeys(keys))
@@ -635,7 +654,7 @@ impl XmppNode {
             BuddyPresence::Subscribe => match existing.map(|p| p.state) {
                 // We asked them, or are buddies: our operator already consented.
                 Some(PeerState::Requested | PeerState::Buddy) => {
-                    self.ledger.enqueue(&jid, OUTBOX_PRESENCE, "", "subscribed", now).await
+                    self.ledger.enqueue(&jid, ledger::OUTBOX_PRESENCE, "", "subscribed", now).await
                 }
                 Some(PeerState::Pending) => Ok(()),
                 _ => {
@@ -644,16 +663,16 @@ impl XmppNode {
                     tracing::info!(peer = %jid, "buddy request received; waiting for the operator");
                     let stored = store.put_peer(&peer).await;
                     // Fetch the keys now so the operator sees fingerprints before approving.
-                    let queued = self.ledger.enqueue(&jid, OUTBOX_FETCH_KEYS, "", "", now).await;
+                    let queued = self.ledger.enqueue(&jid, ledger::OUTBOX_FETCH_KEYS, "", "", now).await;
                     if self.settings.auto_approve && stored.is_ok() {
                         tracing::warn!(peer = %jid, "auto-approving a buddy request (auto_approve is on)");
-                        let _ = self.ledger.enqueue(&jid, OUTBOX_FETCH_KEYS, "", "approve", now).await;
+                        let _ = self.ledger.enqueue(&jid, ledger::OUTBOX_FETCH_KEYS, "", "approve", now).await;
                     }
                     stored.and(queued)
                 }
             },
             BuddyPresence::Subscribed => match peer.state {
-                PeerState::Requested => self.ledger.enqueue(&jid, OUTBOX_FETCH_KEYS, "", "", now).await,
+                PeerState::Requested => self.ledger.enqueue(&jid, ledger::OUTBOX_FETCH_KEYS, "", "", now).await,
                 _ => Ok(()),
             },
             BuddyPresence::Unsubscribe | BuddyPresence::Unsubscribed => {
@@ -723,15 +742,17 @@ impl XmppNode {
     }
 
     async fn deliver(&self, item: &OutboxItem) {
+        // Path patterns (`ledger::…`) are always constants, never a catch-all binding.
         let outcome = match item.kind.as_str() {
-            OUTBOX_PRESENCE => self.deliver_presence(item).await,
-            OUTBOX_FETCH_KEYS => self.fetch_keys(item).await,
-            OUTBOX_REPORT => self.deliver_signed(item, Verb::Report).await,
-            OUTBOX_REQUEST => self.deliver_signed(item, Verb::Request).await,
-            OUTBOX_RESPONSE => self.deliver_signed(item, Verb::Response).await,
-            OUTBOX_INQUIRY => self.deliver_inquiry(item).await,
-            OUTBOX_FORWARD => self.deliver_forward(item).await,
-            OUTBOX_SCORE_QUERY => self.ask_score(item).await,
+            ledger::OUTBOX_PRESENCE => self.deliver_presence(item).await,
+            ledger::OUTBOX_FETCH_KEYS => self.fetch_keys(item).await,
+            ledger::OUTBOX_REPORT => self.deliver_signed(item, Verb::Report).await,
+            ledger::OUTBOX_REQUEST => self.deliver_signed(item, Verb::Request).await,
+            ledger::OUTBOX_RESPONSE => self.deliver_signed(item, Verb::Response).await,
+            ledger::OUTBOX_INQUIRY => self.deliver_inquiry(item).await,
+            ledger::OUTBOX_FORWARD => self.deliver_forward(item).await,
+            ledger::OUTBOX_SCORE_QUERY => self.ask_score(item).await,
+            ledger::OUTBOX_ROTATION => self.announce_rotation(item).await,
             other => Err(format!("unknown outbox kind {other:?}")),
         };
         let now = self.env.now();
@@ -784,8 +805,8 @@ impl XmppNode {
                     peer.state = PeerState::Buddy;
                     peer.trust = Trust::Accept;
                     let now = self.env.now();
-                    let _ = self.ledger.enqueue(&item.peer, OUTBOX_PRESENCE, "", "subscribed", now).await;
-                    let _ = self.ledger.enqueue(&item.peer, OUTBOX_PRESENCE, "", "subscribe", now).await;
+                    let _ = self.ledger.enqueue(&item.peer, ledger::OUTBOX_PRESENCE, "", "subscribed", now).await;
+                    let _ = self.ledger.enqueue(&item.peer, ledger::OUTBOX_PRESENCE, "", "subscribe", now).await;
                 }
             }
             PeerState::Buddy | PeerState::Revoked => return Ok(()),
@@ -835,6 +856,7 @@ impl XmppNode {
         let record = self.ledger.store().incident(&id).await.map_err(|e| e.to_string())?.ok_or("incident is gone")?;
         let links = record.provenance.ok_or("the report has no provenance to forward")?;
         let keys = self.buddy_keys().await.map_err(|e| e.to_string())?;
+        keys.check_validity(&links).map_err(|e| e.text)?;
         let now = self.env.now();
         let policy =
             VerifyPolicy { now, window_secs: WINDOW_SECS, max_links: usize::from(self.settings.forward_hops) + 1 };
@@ -845,6 +867,43 @@ impl XmppNode {
         let chain = verified.forward(&self.key, &self.settings.jid, now, nonce).map_err(|e| e.to_string())?;
         let payload = IncidentPayload::Report { incident: record.incident, signed: Some(chain) };
         self.request(&item.peer, "set", payload.to_element()).await.map(drop)
+    }
+
+    /// Sends our signed key-rotation claim to a buddy.
+    async fn announce_rotation(&self, item: &OutboxItem) -> Result<(), String> {
+        let links: Vec<envelope::SignedEnvelope> = serde_json::from_str(&item.payload).map_err(|e| e.to_string())?;
+        let claim = envelope::Unverified::<KeyRotation>::new(links).map_err(|e| e.to_string())?;
+        self.request(&item.peer, "set", rotation_to_element(&claim)).await.map(drop)
+    }
+
+    /// A buddy announces a new key, signed by the key we pinned: pin the new one and retire
+    /// the old one from the new key's start. Timestamps are not windowed here: re-pinning the
+    /// same key is harmless, and the announcement may wait in the sender's outbox.
+    async fn handle_rotation(&self, from: &str, child: &Element) -> Result<Option<Element>, StanzaError> {
+        let mut peer = self.buddy(from).await.ok_or_else(StanzaError::not_buddy)?;
+        let claim = rotation_from_element(child).map_err(|e| StanzaError::from_error(&e))?;
+        let keys = self.buddy_keys().await.map_err(|_| Self::service_unavailable())?;
+        keys.check_validity(claim.links())?;
+        let policy = VerifyPolicy { now: self.env.now(), window_secs: WINDOW_SECS, max_links: 1 };
+        let verified = claim.verify_stored(&keys, &policy).map_err(|e| StanzaError::from_error(&e))?;
+        if verified.origin() != &peer.jid {
+            let error = ostracon_protocol::Error::SignerMismatch {
+                signer: ostracon_protocol::error::Excerpt::new(&verified.origin().to_string()),
+                claimed: ostracon_protocol::error::Excerpt::new(from),
+            };
+            return Err(StanzaError::from_error(&error));
+        }
+        let rotation = verified.value().clone();
+        for key in peer.keys.iter_mut().filter(|k| k.kid == rotation.old_kid && k.valid_until.is_none()) {
+            key.valid_until = Some(rotation.new_key.valid_from);
+        }
+        if !peer.keys.iter().any(|k| k.kid == rotation.new_key.kid) {
+            peer.keys.push(rotation.new_key.clone());
+        }
+        peer.updated_at = self.env.now();
+        self.ledger.store().put_peer(&peer).await.map_err(|_| Self::service_unavailable())?;
+        tracing::info!(peer = %peer.jid, old = %rotation.old_kid, new = %rotation.new_key.kid, "peer rotated its key");
+        Ok(None)
     }
 
     /// Asks a buddy its XEP-0275 score for a subject and keeps the answer.
