@@ -228,7 +228,7 @@ async fn forged_unknown_replayed_and_stranger_reports_are_refused_with_their_con
             jid: ostracon_protocol::ids::BareJid::parse("incidents.gamma.test").unwrap(),
             state: PeerState::Buddy,
             trust: Trust::Accept,
-            keys: vec![PublishedKey::new(gamma_key.public(), now.plus_secs(-60))],
+            keys: vec![PublishedKey::new(gamma_key.public(), now.plus_secs(-86_400))],
             created_at: now,
             updated_at: now,
         })
