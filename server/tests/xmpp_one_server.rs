@@ -228,7 +228,12 @@ async fn forged_unknown_replayed_and_stranger_reports_are_refused_with_their_con
             jid: ostracon_protocol::ids::BareJid::parse("incidents.gamma.test").unwrap(),
             state: PeerState::Buddy,
             trust: Trust::Accept,
-            keys: vec![PublishedKey::new(gamma_key.public(), now.plus_secs(-86_400))],
+            keys: vec![PublishedKey::new(gamma_key.public(), now.plus_secs(-86_400)), {
+                // A key gamma retired an hour ago.
+                let mut retired = PublishedKey::new(NodeKey::from_seed(&[0x6b; 32]).public(), now.plus_secs(-172_800));
+                retired.valid_until = Some(now.plus_secs(-3_600));
+                retired
+            }],
             created_at: now,
             updated_at: now,
         })
@@ -258,6 +263,10 @@ async fn forged_unknown_replayed_and_stranger_reports_are_refused_with_their_con
 
     let answer = gamma.iq(to, "set", report(&gamma_key, "incidents.gamma.test", now.plus_secs(-3_600), 4)).await;
     assert_eq!(answer.2.as_deref(), Some("bad-timestamp"));
+
+    let retired_key = NodeKey::from_seed(&[0x6b; 32]);
+    let answer = gamma.iq(to, "set", report(&retired_key, "incidents.gamma.test", now, 6)).await;
+    assert_eq!(answer.2.as_deref(), Some("unknown-key"), "a retired key cannot sign new reports: {answer:?}");
 
     let answer = gamma.iq(to, "set", "<report xmlns='urn:xmpp:incident:2'/>".parse().unwrap()).await;
     assert_eq!(answer.1.as_deref(), Some("bad-request"));
