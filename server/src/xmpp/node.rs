@@ -958,3 +958,119 @@ pub fn describe(element: &Element) -> String {
 pub fn offender_texts(offenders: &[Offender]) -> Vec<String> {
     offenders.iter().map(ToString::to_string).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    //! The component's logic in process: stanzas in through `handle`, stanzas out through the
+    //! channel, a real SQLite store, no XMPP server. The real-server tests are in `server/tests`.
+
+    use std::sync::Arc;
+
+    use ostracon_protocol::time::Timestamp;
+    use ostracon_store::Store;
+    use ostracon_store::clock::FixedEnvironment;
+    use ostracon_store::ledger::LedgerConfig;
+    use ostracon_store::policy::ListingPolicy;
+
+    use super::*;
+
+    struct Harness {
+        node: Arc<XmppNode>,
+        out: mpsc::Receiver<Element>,
+        _dir: Dir,
+    }
+
+    /// The test's data directory, removed on drop.
+    struct Dir(std::path::PathBuf);
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    async fn harness() -> Harness {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "ostracon-node-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
+        let store = Store::open(&format!("sqlite://{}/node.db", dir.display())).await.unwrap();
+        let key = NodeKey::from_seed(&[4; 32]);
+        let env = Arc::new(FixedEnvironment::new(Timestamp::from_unix(1_800_000_000).unwrap()));
+        let config = LedgerConfig {
+            origin: "b.test/ostracon".into(),
+            key_name: "b.test".into(),
+            policy: ListingPolicy::default(),
+        };
+        let ledger = Arc::new(Ledger::open(store, key.clone(), config).await.unwrap());
+        let (tx, out) = mpsc::channel(16);
+        let settings = NodeSettings {
+            jid: BareJid::parse("incidents.b.test").unwrap(),
+            server_domain: ostracon_protocol::ids::Domain::parse("b.test").unwrap(),
+            auto_approve: false,
+            name: "Ostracon".into(),
+            abuse_addresses: vec!["xmpp:abuse@b.test".into()],
+            forward_hops: 0,
+        };
+        let published = vec![PublishedKey::new(key.public(), env.now())];
+        let node = Arc::new(XmppNode::new(ledger, env, key, published, settings, tx));
+        Harness { node, out, _dir: Dir(dir) }
+    }
+
+    fn iq(iq_type: &str, from: &str, child: &str) -> Element {
+        format!("<iq xmlns='{STANZA_NS}' type='{iq_type}' from='{from}' to='incidents.b.test' id='q1'>{child}</iq>")
+            .parse()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn disco_answers_features_and_abuse_addresses() {
+        let mut h = harness().await;
+        h.node.handle(iq("get", "incidents.a.test", "<query xmlns='http://jabber.org/protocol/disco#info'/>")).await;
+        let answer = h.out.recv().await.unwrap();
+        assert_eq!(answer.attr("type"), Some("result"));
+        assert_eq!(answer.attr("to"), Some("incidents.a.test"));
+        let text = to_string(&answer);
+        assert!(text.contains("urn:xmpp:incident:2") && text.contains("xmpp:abuse@b.test"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn reports_from_strangers_are_forbidden_and_garbage_is_a_bad_request() {
+        let mut h = harness().await;
+        let report = IncidentPayload::Inquiry {
+            id: ostracon_protocol::ids::IncidentId::parse("a.test:0f6c1c52-7d3e-4e0a-9a51-2b1f4a7e9c10").unwrap(),
+        };
+        h.node.handle(iq("get", "incidents.a.test", &to_string(&report.to_element()))).await;
+        let answer = h.out.recv().await.unwrap();
+        let error = answer.children().find(|c| c.name() == "error").unwrap();
+        assert_eq!(StanzaError::conditions_of(error), (Some("forbidden".into()), Some("not-buddy".into())));
+
+        h.node.handle(iq("set", "incidents.a.test", "<report xmlns='urn:xmpp:incident:2'><x/></report>")).await;
+        let answer = h.out.recv().await.unwrap();
+        let error = answer.children().find(|c| c.name() == "error").unwrap();
+        assert_eq!(StanzaError::conditions_of(error).0.as_deref(), Some("bad-request"));
+
+        h.node.handle(iq("get", "incidents.a.test", "<unknown xmlns='urn:example'/>")).await;
+        let answer = h.out.recv().await.unwrap();
+        let error = answer.children().find(|c| c.name() == "error").unwrap();
+        assert_eq!(StanzaError::conditions_of(error).0.as_deref(), Some("service-unavailable"));
+    }
+
+    #[tokio::test]
+    async fn a_buddy_request_waits_for_the_operator_and_fetches_keys() {
+        let h = harness().await;
+        let presence: Element =
+            format!("<presence xmlns='{STANZA_NS}' from='incidents.a.test' to='incidents.b.test' type='subscribe'/>")
+                .parse()
+                .unwrap();
+        h.node.handle(presence).await;
+        let peer = h.node.ledger.store().peer(&BareJid::parse("incidents.a.test").unwrap()).await.unwrap().unwrap();
+        assert_eq!(peer.state, PeerState::Pending);
+        assert_eq!(peer.trust, Trust::Observe);
+        let queued = h.node.ledger.store().outbox_for("incidents.a.test", 10).await.unwrap();
+        assert_eq!(queued.len(), 1);
+        assert_eq!(queued[0].kind, ledger::OUTBOX_FETCH_KEYS, "keys are fetched, nothing is approved");
+    }
+}
