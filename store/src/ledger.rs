@@ -598,19 +598,26 @@ impl Ledger {
                 batch.outbox_queued = true;
             }
         }
+        self.apply_incident(&mut batch, incident, LOCAL_WEIGHT_MILLI).await?;
+        self.commit(batch).await
+    }
+
+    /// Lists an accepted incident's offenders with `weight_milli` each; offenders the operator
+    /// allowed are not listed, and each refusal is recorded as an audit leaf.
+    async fn apply_incident(&self, batch: &mut Batch, incident: &Incident, weight_milli: i64) -> Result<()> {
         let action = ListingPolicy::action_for(incident.action);
         let mut listings = Vec::with_capacity(incident.offenders.len());
         for offender in &incident.offenders {
             if self.is_allowed(offender) {
-                batch
-                    .leaf(&AuditRecord::ListingRefused {
-                        at: now,
-                        offender: offender.clone(),
-                        incident: incident.id.clone(),
-                        why: "allowed by the operator".to_owned(),
-                    })
-                    .await?;
-                batch.applied.refused.push((offender.clone(), "allowed by the operator".to_owned()));
+                let why = "allowed by the operator";
+                let record = AuditRecord::ListingRefused {
+                    at: batch.now,
+                    offender: offender.clone(),
+                    incident: incident.id.clone(),
+                    why: why.to_owned(),
+                };
+                batch.leaf(&record).await?;
+                batch.applied.refused.push((offender.clone(), why.to_owned()));
                 continue;
             }
             listings.push(Listing {
@@ -619,11 +626,10 @@ impl Ledger {
                 expires: incident.expires,
                 severity: incident.severity,
                 source: EntrySource::Incidents,
-                reason: Some((&incident.id, &incident.reporter, LOCAL_WEIGHT_MILLI)),
+                reason: Some((&incident.id, &incident.reporter, weight_milli)),
             });
         }
-        batch.list_many(&listings, &self.config.policy).await?;
-        self.commit(batch).await
+        batch.list_many(&listings, &self.config.policy).await
     }
 
     /// Withdraws a local incident: its contributions leave every entry, and entries left with no
@@ -866,31 +872,7 @@ impl Ledger {
         };
         insert_incident(&mut batch, incident, row).await?;
         if decision == Decision::Accepted && verb != Verb::Request && incident.status != Status::Retracted {
-            let action = ListingPolicy::action_for(incident.action);
-            let mut listings = Vec::new();
-            for offender in &incident.offenders {
-                if self.is_allowed(offender) {
-                    batch
-                        .leaf(&AuditRecord::ListingRefused {
-                            at: now,
-                            offender: offender.clone(),
-                            incident: incident.id.clone(),
-                            why: "allowed by the operator".to_owned(),
-                        })
-                        .await?;
-                    batch.applied.refused.push((offender.clone(), "allowed by the operator".to_owned()));
-                    continue;
-                }
-                listings.push(Listing {
-                    offender,
-                    action,
-                    expires: incident.expires,
-                    severity: incident.severity,
-                    source: EntrySource::Incidents,
-                    reason: Some((&incident.id, &incident.reporter, weight_milli)),
-                });
-            }
-            batch.list_many(&listings, &self.config.policy).await?;
+            self.apply_incident(&mut batch, incident, weight_milli).await?;
         }
         for peer in forward_to {
             enqueue(&mut batch.tx, peer, OUTBOX_FORWARD, &incident.id.to_string(), "", now).await?;
@@ -930,21 +912,7 @@ impl Ledger {
             .bind(id.to_string())
             .execute(&mut *batch.tx)
             .await?;
-        let action = ListingPolicy::action_for(incident.action);
-        let listings: Vec<Listing<'_>> = incident
-            .offenders
-            .iter()
-            .filter(|offender| !self.is_allowed(offender))
-            .map(|offender| Listing {
-                offender,
-                action,
-                expires: incident.expires,
-                severity: incident.severity,
-                source: EntrySource::Incidents,
-                reason: Some((&incident.id, &incident.reporter, LOCAL_WEIGHT_MILLI)),
-            })
-            .collect();
-        batch.list_many(&listings, &self.config.policy).await?;
+        self.apply_incident(&mut batch, &incident, LOCAL_WEIGHT_MILLI).await?;
         self.commit(batch).await
     }
 
@@ -996,21 +964,7 @@ impl Ledger {
             log_index,
         };
         insert_incident(&mut batch, response, row).await?;
-        let action = ListingPolicy::action_for(response.action);
-        let listings: Vec<Listing<'_>> = response
-            .offenders
-            .iter()
-            .filter(|offender| !self.is_allowed(offender))
-            .map(|offender| Listing {
-                offender,
-                action,
-                expires: response.expires,
-                severity: response.severity,
-                source: EntrySource::Incidents,
-                reason: Some((&response.id, &response.reporter, LOCAL_WEIGHT_MILLI)),
-            })
-            .collect();
-        batch.list_many(&listings, &self.config.policy).await?;
+        self.apply_incident(&mut batch, response, LOCAL_WEIGHT_MILLI).await?;
         sqlx::query("UPDATE incidents SET decision = 'accepted', decision_reason = $1, updated_at = $2 WHERE id = $3")
             .bind(format!("answered by {}", response.id))
             .bind(now.unix())
