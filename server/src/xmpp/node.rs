@@ -384,7 +384,18 @@ impl XmppNode {
                     } else {
                         Vec::new()
                     };
-                self.store_remote_forwarding(&claim, from, Some(&links), decision, reason, &forward_to, now).await
+                let provenance = Some(links.as_slice());
+                self.store_remote(
+                    &claim,
+                    Verb::Report,
+                    from,
+                    IncidentOrigin::Peer,
+                    provenance,
+                    (decision, reason),
+                    &forward_to,
+                    now,
+                )
+                .await
             }
             IncidentPayload::Response { signed: Some(chain), .. } => {
                 let claim = self.verify_from(chain, &from_jid, now).await?;
@@ -396,8 +407,8 @@ impl XmppNode {
                     from,
                     IncidentOrigin::Peer,
                     Some(&links),
-                    decision,
-                    reason,
+                    (decision, reason),
+                    &[],
                     now,
                 )
                 .await
@@ -412,8 +423,8 @@ impl XmppNode {
                     from,
                     IncidentOrigin::Peer,
                     Some(&links),
-                    Decision::Pending,
-                    reason,
+                    (Decision::Pending, reason),
+                    &[],
                     now,
                 )
                 .await
@@ -436,8 +447,8 @@ impl XmppNode {
                     from,
                     IncidentOrigin::Unsigned,
                     None,
-                    Decision::Pending,
-                    reason,
+                    (Decision::Pending, reason),
+                    &[],
                     now,
                 )
                 .await
@@ -475,6 +486,7 @@ impl XmppNode {
         Ok(verified)
     }
 
+    /// Records a received incident with our decision, queueing any forwards with it.
     #[allow(clippy::too_many_arguments)]
     async fn store_remote(
         &self,
@@ -483,8 +495,8 @@ impl XmppNode {
         from: &str,
         origin: IncidentOrigin,
         provenance: Option<&[envelope::SignedEnvelope]>,
-        decision: Decision,
-        decision_reason: Option<&str>,
+        (decision, decision_reason): (Decision, Option<&str>),
+        forward_to: &[String],
         now: ostracon_protocol::time::Timestamp,
     ) -> Result<Option<Element>, StanzaError> {
         let weight_milli = if decision == Decision::Accepted { 1_000 } else { 0 };
@@ -497,13 +509,13 @@ impl XmppNode {
             decision,
             decision_reason,
             weight_milli,
-            forward_to: &[],
+            forward_to,
         };
         self.ledger.record_remote(remote, now).await.map_err(|error| {
             tracing::warn!(%error, "storing a received incident failed");
             Self::service_unavailable()
         })?;
-        tracing::info!(peer = %from, incident = %incident.id, %verb, ?decision, "incident received");
+        tracing::info!(peer = %from, incident = %incident.id, %verb, ?decision, forwards = forward_to.len(), "incident received");
         Ok(None)
     }
 
@@ -571,8 +583,8 @@ impl XmppNode {
                 &from,
                 IncidentOrigin::UserReport,
                 None,
-                Decision::Pending,
-                reason,
+                (Decision::Pending, reason),
+                &[],
                 now,
             )
             .await;
@@ -587,36 +599,6 @@ impl XmppNode {
             .filter(|p| !links.iter().any(|link| link.signer == p.jid))
             .map(|p| p.jid.to_string())
             .collect()
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn store_remote_forwarding(
-        &self,
-        incident: &ostracon_protocol::incident::Incident,
-        from: &str,
-        provenance: Option<&[envelope::SignedEnvelope]>,
-        decision: Decision,
-        decision_reason: Option<&str>,
-        forward_to: &[String],
-        now: ostracon_protocol::time::Timestamp,
-    ) -> Result<Option<Element>, StanzaError> {
-        let remote = RemoteIncident {
-            incident,
-            verb: Verb::Report,
-            from,
-            origin: IncidentOrigin::Peer,
-            provenance,
-            decision,
-            decision_reason,
-            weight_milli: if decision == Decision::Accepted { 1_000 } else { 0 },
-            forward_to,
-        };
-        self.ledger.record_remote(remote, now).await.map_err(|error| {
-            tracing::warn!(%error, "storing a received report failed");
-            Self::service_unavailable()
-        })?;
-        tracing::info!(peer = %from, incident = %incident.id, ?decision, forwards = forward_to.len(), "report received");
-        Ok(None)
     }
 
     async fn buddy_keys(&self) -> ostracon_store::Result<BuddyKeys> {
