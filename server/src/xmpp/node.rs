@@ -19,6 +19,7 @@ use ostracon_protocol::ids::{BareJid, KeyId, Offender};
 use ostracon_protocol::incident::{ReportClaim, RequestClaim, ResponseClaim};
 use ostracon_protocol::keys::{KeyResolver, KeyRotation, NodeKey, PublicKey, PublishedKey};
 use ostracon_protocol::xml::buddies::{BuddyPresence, DISCO_INFO_NS, DiscoInfo};
+use ostracon_protocol::xml::check_bounds;
 use ostracon_protocol::xml::errors::StanzaError;
 use ostracon_protocol::xml::keys::{
     KEYS_NS, keys_from_element, keys_query, keys_to_element, rotation_from_element, rotation_to_element,
@@ -26,7 +27,6 @@ use ostracon_protocol::xml::keys::{
 use ostracon_protocol::xml::reporting::ForwardedReport;
 use ostracon_protocol::xml::reputation::{REPUTATION_NS, Score};
 use ostracon_protocol::xml::xep0268::{INCIDENT_NS, IncidentPayload};
-use ostracon_protocol::xml::{check_bounds, to_string};
 use ostracon_store::clock::Environment;
 use ostracon_store::ledger::{self, Ledger, RemoteIncident};
 use ostracon_store::model::{Decision, IncidentOrigin, ListAction, OutboxItem, PeerRecord, PeerState, Trust, Verb};
@@ -930,17 +930,6 @@ fn verb_of(wrapper: &Element) -> Verb {
     }
 }
 
-/// Lists the offenders of a payload for logs without printing the whole stanza.
-pub fn describe(element: &Element) -> String {
-    let text = to_string(element);
-    text.chars().take(200).collect::<String>() + if text.len() > 200 { "…" } else { "" }
-}
-
-/// A convenience for tests: the offenders of an incident as text.
-pub fn offender_texts(offenders: &[Offender]) -> Vec<String> {
-    offenders.iter().map(ToString::to_string).collect()
-}
-
 #[cfg(test)]
 mod tests {
     //! The component's logic in process: stanzas in through `handle`, stanzas out through the
@@ -953,6 +942,8 @@ mod tests {
     use ostracon_store::clock::FixedEnvironment;
     use ostracon_store::ledger::LedgerConfig;
     use ostracon_store::policy::ListingPolicy;
+
+    use ostracon_protocol::xml::to_string;
 
     use super::*;
 
