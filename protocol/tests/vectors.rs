@@ -219,6 +219,7 @@ fn every_vector_file_is_loaded_by_a_test() {
         ("bad/cases.json", "bad_input::every_bad_input_vector_is_refused_with_its_error"),
         ("log/merkle.json", "log::merkle tests"),
         ("log/checkpoint.json", "log::checkpoint tests"),
+        ("reputation.json", "store/tests/reputation.rs the_specs_worked_examples"),
     ];
     let root = vectors_dir();
     let mut stack = vec![root.clone()];

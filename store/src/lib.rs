@@ -9,6 +9,7 @@
 //!   list entries, change feed, audit leaves, outbox rows) and keeps the in-memory state in step;
 //! - [`index`]: the in-memory lookup index that answers public lookups without the database;
 //! - [`policy`]: listing rules (TTLs, repeat-offender escalation);
+//! - [`reputation`]: the reputation function, reporter weights and the listing quorum;
 //! - [`snapshot`]: published list bodies in every format.
 //!
 //! **Architecture invariant:** writes that belong together share one transaction, and the
@@ -21,6 +22,7 @@ pub mod ledger;
 pub mod model;
 pub mod policy;
 mod queries;
+pub mod reputation;
 pub mod snapshot;
 pub mod traits;
 

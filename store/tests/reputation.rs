@@ -1,0 +1,208 @@
+//! The reputation function against its specification: the worked examples in
+//! `spec/vectors/reputation.json`, properties, and the attack scenarios the listing rule must
+//! withstand (Sybils, liars, recovery, retraction).
+
+use ostracon_protocol::incident::Severity;
+use ostracon_protocol::time::Timestamp;
+use ostracon_store::model::Trust;
+use ostracon_store::reputation::{Fact, ReputationParams, Subject, decay, quorum, reporter_weight, score, squash};
+use proptest::prelude::*;
+use serde_json::Value;
+
+const NOW: i64 = 1_800_000_000;
+
+fn at_days_ago(days: i64) -> Timestamp {
+    Timestamp::from_unix(NOW - days * 86_400).unwrap()
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_unix(NOW).unwrap()
+}
+
+fn fact_from(json: &Value) -> Fact {
+    let (kind, body) = json.as_object().unwrap().iter().next().unwrap();
+    let days = body["age_days"].as_i64().unwrap_or(0);
+    match kind.as_str() {
+        "incident" => Fact::Incident {
+            at: at_days_ago(days),
+            severity: Severity::parse(body["severity"].as_str().unwrap()).unwrap(),
+            weight_milli: body["weight_milli"].as_i64().unwrap(),
+        },
+        "request_answered" => Fact::RequestAnswered { at: at_days_ago(days) },
+        "request_ignored" => Fact::RequestIgnored { at: at_days_ago(days) },
+        "corroborated" => Fact::Corroborated { at: at_days_ago(days) },
+        "retracted" => Fact::Retracted { at: at_days_ago(days) },
+        "contradicted" => Fact::Contradicted { at: at_days_ago(days) },
+        "opinion" => {
+            Fact::Opinion { num: body["num"].as_i64().unwrap(), weight_milli: body["weight_milli"].as_i64().unwrap() }
+        }
+        other => panic!("unknown fact {other}"),
+    }
+}
+
+#[test]
+fn the_specs_worked_examples() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../spec/vectors/reputation.json");
+    let vectors: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(vectors["now"].as_i64(), Some(NOW));
+    let cases = vectors["cases"].as_array().unwrap();
+    assert!(cases.len() >= 6);
+    for case in cases {
+        let subject_json = &case["subject"];
+        let subject = Subject {
+            buddy_since: subject_json["buddy_days"].as_i64().map(at_days_ago),
+            operator_override: subject_json["override"].as_i64(),
+            facts: subject_json["facts"].as_array().unwrap().iter().map(fact_from).collect(),
+        };
+        let explained = score(&subject, &ReputationParams::default(), now());
+        let name = case["name"].as_str().unwrap();
+        assert_eq!(explained.score, case["expected"]["score"].as_i64().unwrap(), "{name}");
+        assert_eq!(explained.raw, case["expected"]["raw"].as_i64().unwrap(), "{name}");
+        let components: std::collections::BTreeMap<String, i64> =
+            explained.components.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
+        let expected: std::collections::BTreeMap<String, i64> = case["expected"]["components"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_i64().unwrap()))
+            .collect();
+        assert_eq!(components, expected, "{name}");
+    }
+}
+
+#[test]
+fn twenty_fresh_peers_do_not_list_a_legitimate_domain() {
+    let params = ReputationParams::default();
+    // Freshly seen peers are not buddies: observe-only, weight 0, however many there are.
+    let weight = reporter_weight(Trust::Observe, 0, &params);
+    let names: Vec<String> = (0..20).map(|n| format!("incidents.sybil{n}.example")).collect();
+    let decision = quorum(names.iter().map(|n| (n.as_str(), weight)), &params);
+    assert!(!decision.listed);
+    assert_eq!(decision.total_milli, 0);
+    // Even as accept-trusted buddies, subdomains of one operator are one voice.
+    let weight = reporter_weight(Trust::Accept, 0, &params);
+    let same_operator: Vec<String> = (0..20).map(|n| format!("node{n}.sybil.example")).collect();
+    assert!(!quorum(same_operator.iter().map(|n| (n.as_str(), weight)), &params).listed);
+}
+
+#[test]
+fn three_trusted_buddies_list_a_botnet_address_and_one_does_not() {
+    let params = ReputationParams::default();
+    let weight = reporter_weight(Trust::Accept, 10, &params);
+    assert_eq!(weight, 500);
+    assert!(!quorum([("incidents.a.example", weight)], &params).listed, "one voice is not a quorum");
+    let decision = quorum(
+        [("incidents.a.example", weight), ("incidents.b.example", weight), ("incidents.c.example", weight)],
+        &params,
+    );
+    assert!(decision.listed);
+    assert_eq!(decision.total_milli, 1_500);
+    assert!(
+        quorum([("incidents.ops.example", params.local_weight_milli)], &params).listed,
+        "the operator's own report lists"
+    );
+}
+
+#[test]
+fn a_buddy_that_starts_lying_loses_weight_until_ignored() {
+    let params = ReputationParams::default();
+    let mut liar = Subject { buddy_since: Some(at_days_ago(365)), operator_override: None, facts: Vec::new() };
+    let mut weights = Vec::new();
+    for _ in 0..6 {
+        let current = score(&liar, &params, now()).score;
+        weights.push(reporter_weight(Trust::Accept, current, &params));
+        liar.facts.push(Fact::Contradicted { at: now() });
+    }
+    assert_eq!(weights[0], 500, "a well-behaved buddy has full weight");
+    assert!(weights.windows(2).all(|w| w[1] <= w[0]), "weights only fall: {weights:?}");
+    assert_eq!(*weights.last().unwrap(), 0, "its reports end up ignored: {weights:?}");
+}
+
+#[test]
+fn a_domain_that_stops_abusing_climbs_back_and_a_retraction_removes_its_contribution() {
+    let params = ReputationParams::default();
+    let abusive = Subject {
+        buddy_since: None,
+        operator_override: None,
+        facts: (0..10).map(|_| Fact::Incident { at: now(), severity: Severity::High, weight_milli: 1_000 }).collect(),
+    };
+    let today = score(&abusive, &params, now()).score;
+    let later = score(&abusive, &params, Timestamp::from_unix(NOW + 90 * 86_400).unwrap()).score;
+    let much_later = score(&abusive, &params, Timestamp::from_unix(NOW + 365 * 86_400).unwrap()).score;
+    assert!(today < -60, "{today}");
+    assert!(today < later && later < much_later && much_later <= 0, "{today} {later} {much_later}");
+    assert!(much_later > -5);
+
+    let mut retracted = abusive.clone();
+    retracted.facts.pop();
+    let without_one = score(&retracted, &params, now()).score;
+    assert!(without_one > today);
+    retracted.facts.clear();
+    assert_eq!(score(&retracted, &params, now()).score, 0, "no evidence, neutral");
+}
+
+fn fact() -> impl Strategy<Value = Fact> {
+    let at = (0i64..400).prop_map(at_days_ago);
+    prop_oneof![
+        (at.clone(), prop::sample::select(vec![Severity::Low, Severity::Medium, Severity::High]), 0i64..2_000)
+            .prop_map(|(at, severity, weight_milli)| Fact::Incident { at, severity, weight_milli }),
+        at.clone().prop_map(|at| Fact::RequestAnswered { at }),
+        at.clone().prop_map(|at| Fact::RequestIgnored { at }),
+        at.clone().prop_map(|at| Fact::Corroborated { at }),
+        at.clone().prop_map(|at| Fact::Retracted { at }),
+        at.prop_map(|at| Fact::Contradicted { at }),
+        (-100i64..=100, 0i64..2_000).prop_map(|(num, weight_milli)| Fact::Opinion { num, weight_milli }),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn scores_stay_in_range_and_do_not_depend_on_fact_order(
+        facts in prop::collection::vec(fact(), 0..60),
+        buddy in prop::option::of(0i64..2_000),
+        shift in 0usize..60,
+    ) {
+        let params = ReputationParams::default();
+        let subject = Subject { buddy_since: buddy.map(at_days_ago), operator_override: None, facts: facts.clone() };
+        let first = score(&subject, &params, now());
+        prop_assert!((-100..=100).contains(&first.score));
+        let mut rotated = facts;
+        let len = rotated.len().max(1);
+        rotated.rotate_left(shift % len);
+        let again = score(&Subject { facts: rotated, ..subject }, &params, now());
+        prop_assert_eq!(first, again);
+    }
+
+    #[test]
+    fn evidence_decays_toward_neutral(facts in prop::collection::vec(fact(), 0..30), days in 0i64..400, more in 1i64..400) {
+        let params = ReputationParams::default();
+        let facts: Vec<Fact> = facts.into_iter().filter(|f| !matches!(f, Fact::Opinion { .. })).collect();
+        let subject = Subject { buddy_since: None, operator_override: None, facts };
+        let t1 = Timestamp::from_unix(NOW + days * 86_400).unwrap();
+        let t2 = t1.plus_secs(more * 86_400);
+        let (s1, s2) = (score(&subject, &params, t1), score(&subject, &params, t2));
+        prop_assert!(s2.score.abs() <= s1.score.abs(), "{} then {}", s1.score, s2.score);
+    }
+
+    #[test]
+    fn another_independent_report_never_unlists(
+        weights in prop::collection::vec(0i64..1_500, 0..12),
+        extra in 0i64..1_500,
+    ) {
+        let params = ReputationParams::default();
+        let names: Vec<String> = (0..weights.len()).map(|n| format!("incidents.r{n}.example")).collect();
+        let before = quorum(names.iter().map(String::as_str).zip(weights.iter().copied()), &params);
+        let extra_name = "incidents.extra.example".to_owned();
+        let after = quorum(names.iter().chain(std::iter::once(&extra_name)).map(String::as_str).zip(weights.iter().copied().chain([extra])), &params);
+        prop_assert!(after.total_milli >= before.total_milli);
+        prop_assert!(after.listed || !before.listed);
+    }
+
+    #[test]
+    fn decay_and_squash_are_monotonic(value in -10_000i64..10_000, age in 0i64..10_000_000, later in 0i64..10_000_000, raw in -100_000i64..100_000) {
+        let half = 30 * 86_400;
+        prop_assert!(decay(value, age + later, half).abs() <= decay(value, age, half).abs());
+        prop_assert!(squash(raw) <= squash(raw + 1));
+        prop_assert!((-100..=100).contains(&squash(raw)));
+    }
+}
