@@ -90,6 +90,14 @@ async fn buddies_exchange_signed_reports_through_prosody() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     beta.restart().await;
     beta.wait_for("the delayed report at beta", "/v1/lookup/ip/203.0.113.200", |l| l["listed"] == true).await;
+
+    // Alpha retracts the first incident: the signed retraction reaches beta, which delists.
+    let (status, body) = alpha.call(reqwest::Method::POST, &format!("/v1/incidents/{id}/retract"), None).await;
+    assert_eq!(status, 200, "{body}");
+    beta.wait_for("the retraction at beta", "/v1/lookup/ip/198.51.100.77", |l| l["listed"] == false).await;
+    assert_eq!(beta.get(&format!("/v1/incidents/{id}")).await["incident"]["status"], "retracted");
+    assert_eq!(beta.get("/v1/lookup/jid/flooder@spam.example").await["listed"], false);
+    assert_eq!(beta.get("/v1/lookup/ip/203.0.113.200").await["listed"], true, "other incidents are untouched");
     assert!(prosody.log().contains("incidents.beta.test"));
 }
 

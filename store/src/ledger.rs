@@ -586,17 +586,8 @@ impl Ledger {
         };
         insert_incident(&mut batch, incident, row).await?;
         if share {
-            // Queue one delivery per buddy we share with, in the same transaction as the incident.
-            let buddies = sqlx::query(
-                "SELECT jid FROM peers WHERE state = 'buddy' AND trust IN ('accept', 'auto-apply') ORDER BY jid",
-            )
-            .fetch_all(&mut *batch.tx)
-            .await?;
-            for row in buddies {
-                let peer: String = row.try_get("jid")?;
-                enqueue(&mut batch.tx, &peer, OUTBOX_REPORT, &incident.id.to_string(), "", now).await?;
-                batch.outbox_queued = true;
-            }
+            // One delivery per buddy we share with, in the same transaction as the incident.
+            queue_for_buddies(&mut batch, &incident.id).await?;
         }
         self.apply_incident(&mut batch, incident, LOCAL_WEIGHT_MILLI).await?;
         self.commit(batch).await
@@ -648,42 +639,11 @@ impl Ledger {
             return Err(StoreError::Rejected(format!("incident {id} is already retracted")));
         }
         let mut batch = self.begin(now).await?;
-        let log_index = batch.leaf(&AuditRecord::IncidentRetracted { at: now, id: id.clone() }).await?;
-        let mut incident = record.incident;
-        incident.status = Status::Retracted;
-        let body = serde_json::to_string(&incident).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        sqlx::query("UPDATE incidents SET status = $1, body = $2, updated_at = $3, log_index = $4 WHERE id = $5")
-            .bind(Status::Retracted.as_str())
-            .bind(body)
-            .bind(now.unix())
-            .bind(log_index as i64)
-            .bind(id.to_string())
-            .execute(&mut *batch.tx)
-            .await?;
-        let entry_ids: Vec<i64> =
-            sqlx::query("SELECT entry_id FROM entry_reasons WHERE incident_id = $1 ORDER BY entry_id")
-                .bind(id.to_string())
-                .fetch_all(&mut *batch.tx)
-                .await?
-                .iter()
-                .map(|row| row.try_get("entry_id"))
-                .collect::<std::result::Result<_, _>>()?;
-        sqlx::query("DELETE FROM entry_reasons WHERE incident_id = $1")
-            .bind(id.to_string())
-            .execute(&mut *batch.tx)
-            .await?;
-        for entry_id in entry_ids {
-            let remaining: i64 = sqlx::query("SELECT COUNT(*) AS n FROM entry_reasons WHERE entry_id = $1")
-                .bind(entry_id)
-                .fetch_one(&mut *batch.tx)
-                .await?
-                .try_get("n")?;
-            let sql = format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE id = $1");
-            let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(entry_id).fetch_one(&mut *batch.tx).await?;
-            let entry = entry_from_row(&row)?;
-            if remaining == 0 && entry.active && entry.source == EntrySource::Incidents {
-                batch.delist(&entry, "retracted").await?;
-            }
+        retract_in(&mut batch, record.incident).await?;
+        if record.share {
+            // The retraction reaches the buddies the incident went to, as a signed report with
+            // status `retracted`, queued in the same transaction.
+            queue_for_buddies(&mut batch, id).await?;
         }
         self.commit(batch).await
     }
@@ -841,8 +801,19 @@ impl Ledger {
         } = remote;
         incident.validate()?;
         let _writer = self.writer.lock().await;
-        if self.store.incident(&incident.id).await?.is_some() {
-            return Ok(None);
+        if let Some(stored) = self.store.incident(&incident.id).await? {
+            // A signed retraction from the issuer undoes what its report did; anything else
+            // about a stored id is a duplicate delivery.
+            let retraction = incident.status == Status::Retracted
+                && stored.incident.status != Status::Retracted
+                && origin == IncidentOrigin::Peer
+                && stored.origin == IncidentOrigin::Peer;
+            if !retraction {
+                return Ok(None);
+            }
+            let mut batch = self.begin(now).await?;
+            retract_in(&mut batch, stored.incident).await?;
+            return self.commit(batch).await.map(Some);
         }
         let mut batch = self.begin(now).await?;
         let record = match decision {
@@ -1092,6 +1063,65 @@ impl Ledger {
     pub async fn ping(&self) -> Result<()> {
         self.store.ping().await
     }
+}
+
+/// Marks an incident retracted and takes its contributions off every entry; entries left
+/// with no reason leave the list.
+async fn retract_in(batch: &mut Batch, mut incident: Incident) -> Result<()> {
+    let id = incident.id.clone();
+    let now = batch.now;
+    let log_index = batch.leaf(&AuditRecord::IncidentRetracted { at: now, id: id.clone() }).await?;
+    incident.status = Status::Retracted;
+    let body = serde_json::to_string(&incident).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    sqlx::query("UPDATE incidents SET status = $1, body = $2, updated_at = $3, log_index = $4 WHERE id = $5")
+        .bind(Status::Retracted.as_str())
+        .bind(body)
+        .bind(now.unix())
+        .bind(log_index as i64)
+        .bind(id.to_string())
+        .execute(&mut *batch.tx)
+        .await?;
+    let entry_ids: Vec<i64> =
+        sqlx::query("SELECT entry_id FROM entry_reasons WHERE incident_id = $1 ORDER BY entry_id")
+            .bind(id.to_string())
+            .fetch_all(&mut *batch.tx)
+            .await?
+            .iter()
+            .map(|row| row.try_get("entry_id"))
+            .collect::<std::result::Result<_, _>>()?;
+    sqlx::query("DELETE FROM entry_reasons WHERE incident_id = $1")
+        .bind(id.to_string())
+        .execute(&mut *batch.tx)
+        .await?;
+    for entry_id in entry_ids {
+        let remaining: i64 = sqlx::query("SELECT COUNT(*) AS n FROM entry_reasons WHERE entry_id = $1")
+            .bind(entry_id)
+            .fetch_one(&mut *batch.tx)
+            .await?
+            .try_get("n")?;
+        let sql = format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(entry_id).fetch_one(&mut *batch.tx).await?;
+        let entry = entry_from_row(&row)?;
+        if remaining == 0 && entry.active && entry.source == EntrySource::Incidents {
+            batch.delist(&entry, "retracted").await?;
+        }
+    }
+    Ok(())
+}
+
+/// Queues a report delivery of `id` for every buddy we share with.
+async fn queue_for_buddies(batch: &mut Batch, id: &IncidentId) -> Result<()> {
+    let buddies =
+        sqlx::query("SELECT jid FROM peers WHERE state = 'buddy' AND trust IN ('accept', 'auto-apply') ORDER BY jid")
+            .fetch_all(&mut *batch.tx)
+            .await?;
+    let now = batch.now;
+    for row in buddies {
+        let peer: String = row.try_get("jid")?;
+        enqueue(&mut batch.tx, &peer, OUTBOX_REPORT, &id.to_string(), "", now).await?;
+        batch.outbox_queued = true;
+    }
+    Ok(())
 }
 
 /// Queues one outbox row.

@@ -41,8 +41,11 @@ const STANZA_NS: &str = xmpp_parsers::ns::DEFAULT_NS;
 const PING_NS: &str = "urn:xmpp:ping";
 /// How long to wait for an IQ answer.
 const IQ_TIMEOUT: Duration = Duration::from_secs(30);
-/// Most outbox attempts before an item is marked failed (about two days of backoff).
-const MAX_ATTEMPTS: u32 = 40;
+/// An outbox item still undelivered this long after it was queued is marked failed: a buddy
+/// down for two weeks gets a fresh start (it can inquire) rather than a backlog.
+const GIVE_UP_AFTER_SECS: i64 = 14 * 86_400;
+/// Longest wait between two delivery attempts.
+const MAX_RETRY_SECS: u64 = 3_600;
 /// Reports accepted per peer per second, and the burst.
 const PEER_RATE: f64 = 20.0;
 const PEER_BURST: f64 = 100.0;
@@ -94,11 +97,16 @@ impl KeyResolver for BuddyKeys {
 impl BuddyKeys {
     /// Refuses links signed by a key outside its validity (a retired key signing after its
     /// rotation), allowing the clock skew the timestamp window allows.
-    fn check_validity(&self, links: &[envelope::SignedEnvelope]) -> Result<(), StanzaError> {
+    ///
+    /// `end_inclusive` accepts a signature made at the very end of the key's validity: a
+    /// rotation claim is signed by the old key at the instant it retires it.
+    fn check_validity(&self, links: &[envelope::SignedEnvelope], end_inclusive: bool) -> Result<(), StanzaError> {
         for link in links {
             let Some(key) = self.0.get(&(link.signer.clone(), link.kid.clone())) else { continue };
             let skewed_from = key.valid_from.plus_secs(-WINDOW_SECS);
-            if link.ts < skewed_from || key.valid_until.is_some_and(|until| link.ts >= until) {
+            let after_end =
+                key.valid_until.is_some_and(|until| if end_inclusive { link.ts > until } else { link.ts >= until });
+            if link.ts < skewed_from || after_end {
                 let error = ostracon_protocol::Error::UnknownKey {
                     signer: ostracon_protocol::error::Excerpt::new(&link.signer.to_string()),
                     kid: ostracon_protocol::error::Excerpt::new(&format!("{} (not valid at {})", link.kid, link.ts)),
@@ -465,7 +473,7 @@ impl XmppNode {
         now: ostracon_protocol::time::Timestamp,
     ) -> Result<envelope::Verified<T>, StanzaError> {
         let keys = self.buddy_keys().await.map_err(|_| Self::service_unavailable())?;
-        keys.check_validity(chain.links())?;
+        keys.check_validity(chain.links(), false)?;
         let policy =
             VerifyPolicy { now, window_secs: WINDOW_SECS, max_links: usize::from(self.settings.forward_hops) + 1 };
         let verified = {
@@ -644,12 +652,15 @@ impl XmppNode {
                     peer.keys.clear();
                     tracing::info!(peer = %jid, "buddy request received; waiting for the operator");
                     let stored = store.put_peer(&peer).await;
-                    // Fetch the keys now so the operator sees fingerprints before approving.
-                    let queued = self.ledger.enqueue(&jid, ledger::OUTBOX_FETCH_KEYS, "", "", now).await;
-                    if self.settings.auto_approve && stored.is_ok() {
+                    // Fetch the keys now so the operator sees fingerprints before approving; with
+                    // auto-approve, the same fetch also approves (one row, so no race between two).
+                    let then = if self.settings.auto_approve {
                         tracing::warn!(peer = %jid, "auto-approving a buddy request (auto_approve is on)");
-                        let _ = self.ledger.enqueue(&jid, ledger::OUTBOX_FETCH_KEYS, "", "approve", now).await;
-                    }
+                        "approve"
+                    } else {
+                        ""
+                    };
+                    let queued = self.ledger.enqueue(&jid, ledger::OUTBOX_FETCH_KEYS, "", then, now).await;
                     stored.and(queued)
                 }
             },
@@ -742,10 +753,8 @@ impl XmppNode {
             Ok(()) => self.ledger.outbox_delivered(item.id, now).await,
             Err(error) => {
                 let attempts = item.attempts.saturating_add(1);
-                let next = (attempts < MAX_ATTEMPTS).then(|| {
-                    let delay = super::connection::backoff(attempts, rand::random::<f64>()).max(Duration::from_secs(1));
-                    now.plus_secs(i64::try_from(delay.as_secs()).unwrap_or(60).clamp(1, 3_600))
-                });
+                let expired = now.unix() - item.created_at.unix() > GIVE_UP_AFTER_SECS;
+                let next = (!expired).then(|| now.plus_secs(retry_delay_secs(attempts, rand::random::<f64>())));
                 tracing::info!(peer = %item.peer, kind = %item.kind, attempts, %error, "outbox delivery failed");
                 self.ledger.outbox_failed(item.id, &error, next).await
             }
@@ -838,7 +847,7 @@ impl XmppNode {
         let record = self.ledger.store().incident(&id).await.map_err(|e| e.to_string())?.ok_or("incident is gone")?;
         let links = record.provenance.ok_or("the report has no provenance to forward")?;
         let keys = self.buddy_keys().await.map_err(|e| e.to_string())?;
-        keys.check_validity(&links).map_err(|e| e.text)?;
+        keys.check_validity(&links, false).map_err(|e| e.text)?;
         let now = self.env.now();
         let policy =
             VerifyPolicy { now, window_secs: WINDOW_SECS, max_links: usize::from(self.settings.forward_hops) + 1 };
@@ -865,7 +874,7 @@ impl XmppNode {
         let mut peer = self.buddy(from).await.ok_or_else(StanzaError::not_buddy)?;
         let claim = rotation_from_element(child).map_err(|e| StanzaError::from_error(&e))?;
         let keys = self.buddy_keys().await.map_err(|_| Self::service_unavailable())?;
-        keys.check_validity(claim.links())?;
+        keys.check_validity(claim.links(), true)?;
         let policy = VerifyPolicy { now: self.env.now(), window_secs: WINDOW_SECS, max_links: 1 };
         let verified = claim.verify_stored(&keys, &policy).map_err(|e| StanzaError::from_error(&e))?;
         if verified.origin() != &peer.jid {
@@ -919,6 +928,14 @@ impl XmppNode {
         let payload = IncidentPayload::Inquiry { id };
         self.request(&item.peer, payload.iq_type(), payload.to_element()).await.map(drop)
     }
+}
+
+/// Seconds until the next delivery attempt: doubling from 1 s up to an hour, times a jitter
+/// factor in 0.5..1.5 so retries after an outage do not arrive in lockstep.
+fn retry_delay_secs(attempts: u32, jitter: f64) -> i64 {
+    let base = 1u64 << attempts.min(12);
+    let delay = (base.min(MAX_RETRY_SECS) as f64 * (0.5 + jitter.clamp(0.0, 1.0))).round() as i64;
+    delay.max(1)
 }
 
 /// The verb of an XEP-0268 wrapper element.
@@ -996,6 +1013,15 @@ mod tests {
         format!("<iq xmlns='{STANZA_NS}' type='{iq_type}' from='{from}' to='incidents.b.test' id='q1'>{child}</iq>")
             .parse()
             .unwrap()
+    }
+
+    #[test]
+    fn retries_back_off_to_an_hour_with_jitter() {
+        assert_eq!(retry_delay_secs(1, 0.5), 2);
+        assert_eq!(retry_delay_secs(5, 0.5), 32);
+        assert_eq!(retry_delay_secs(40, 0.5), 3_600);
+        assert_eq!(retry_delay_secs(40, 1.0), 5_400);
+        assert!(retry_delay_secs(0, 0.0) >= 1);
     }
 
     #[tokio::test]
