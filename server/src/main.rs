@@ -91,6 +91,12 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// A remote domain's reputation score and the components behind it.
+    Reputation {
+        domain: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Verify a published list end to end: signature, log inclusion, and growth since a saved checkpoint.
     Verify {
         /// The node's base URL, e.g. https://ostracon.example.org
@@ -485,6 +491,9 @@ async fn run(command: Command) -> Result<ExitCode, ServerError> {
         Command::Lookup { kind, value, api } => {
             let client = api.client()?;
             print(&client.json(Method::GET, &format!("/v1/lookup/{}/{}", encode(&kind), value), None).await?);
+        }
+        Command::Reputation { domain, api } => {
+            print(&api.client()?.json(Method::GET, &format!("/v1/reputation/{}", encode(&domain)), None).await?);
         }
         Command::Verify { url, checkpoint, kind, key } => {
             let list = match kind.as_str() {

@@ -253,3 +253,74 @@ pub fn quorum<'a>(reports: impl IntoIterator<Item = (&'a str, i64)>, params: &Re
         threshold_milli: params.listing_threshold_milli,
     }
 }
+
+impl crate::Store {
+    /// Gathers the facts this node holds about `domain` (accepted incidents about it, its
+    /// users and IPs it listed; its buddy relation; buddies' opinions; answers to our requests;
+    /// its retracted reports) for [`score`]. At most 1,000 incident facts are read.
+    pub async fn reputation_subject(&self, domain: &ostracon_protocol::ids::Domain) -> crate::Result<Subject> {
+        use sqlx::Row as _;
+
+        use crate::traits::{IncidentStore as _, PeerStore as _};
+
+        let mut facts = Vec::new();
+        let rows = sqlx::query(
+            "SELECT r.incident_id, r.weight_milli, r.added_at FROM entry_reasons r JOIN entries e ON e.id = r.entry_id \
+             WHERE (e.kind = 'domain' AND e.value = $1) OR (e.kind = 'jid' AND e.value LIKE $2 ESCAPE '\\') \
+             ORDER BY r.added_at DESC LIMIT 1000",
+        )
+        .bind(domain.as_str())
+        .bind(format!("%@{}", like_escape(domain.as_str())))
+        .fetch_all(self.pool())
+        .await?;
+        let mut seen = std::collections::BTreeSet::new();
+        for row in rows {
+            let id_text: String = row.try_get("incident_id")?;
+            if !seen.insert(id_text.clone()) {
+                continue;
+            }
+            let Ok(id) = ostracon_protocol::ids::IncidentId::parse(&id_text) else { continue };
+            let Some(record) = self.incident(&id).await? else { continue };
+            facts.push(Fact::Incident {
+                at: crate::model::ts_from_row(row.try_get("added_at")?)?,
+                severity: record.incident.severity,
+                weight_milli: row.try_get("weight_milli")?,
+            });
+        }
+        // Its node's behaviour: answers to our requests, and reports it withdrew.
+        let rows = sqlx::query(
+            "SELECT verb, status, received_at FROM incidents WHERE origin = 'peer' AND (issuer = $1 OR issuer LIKE $2 ESCAPE '\\') \
+             ORDER BY seq DESC LIMIT 1000",
+        )
+        .bind(domain.as_str())
+        .bind(format!("%.{}", like_escape(domain.as_str())))
+        .fetch_all(self.pool())
+        .await?;
+        for row in rows {
+            let at = crate::model::ts_from_row(row.try_get("received_at")?)?;
+            let verb: String = row.try_get("verb")?;
+            let status: String = row.try_get("status")?;
+            if verb == "response" {
+                facts.push(Fact::RequestAnswered { at });
+            }
+            if status == "retracted" {
+                facts.push(Fact::Retracted { at });
+            }
+        }
+        let mut buddy_since = None;
+        for peer in self.peers().await? {
+            if peer.jid.domain().is_within(domain) && peer.state == crate::model::PeerState::Buddy {
+                buddy_since = Some(buddy_since.map_or(peer.created_at, |s: Timestamp| s.min(peer.created_at)));
+            }
+        }
+        for (_, num, _) in self.peer_scores(domain.as_str()).await? {
+            facts.push(Fact::Opinion { num, weight_milli: 1_000 });
+        }
+        Ok(Subject { buddy_since, operator_override: None, facts })
+    }
+}
+
+/// Escapes LIKE wildcards (`_` is allowed in domains) with `\`.
+fn like_escape(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}

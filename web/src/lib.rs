@@ -65,6 +65,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/blocklist"),
     ("get", "/v1/blocklist/signature"),
     ("get", "/v1/blocklist/changes"),
+    ("get", "/v1/reputation/{domain}"),
     ("get", "/v1/lookup/hash/{prefix}"),
     ("get", "/v1/lookup/{kind}/{value}"),
     ("get", "/v1/log/checkpoint"),
@@ -75,7 +76,7 @@ pub const ROUTES: &[(&str, &str)] = &[
 
 /// The application's routes.
 pub fn router(state: AppState) -> Router {
-    use routes::{blocklist, incidents, lists, log, lookup, meta, peers, tokens};
+    use routes::{blocklist, incidents, lists, log, lookup, meta, peers, reputation, tokens};
     Router::new()
         .route("/healthz", get(meta::healthz))
         .route("/metrics", get(meta::metrics))
@@ -101,6 +102,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/blocklist", get(blocklist::snapshot))
         .route("/v1/blocklist/signature", get(blocklist::signature))
         .route("/v1/blocklist/changes", get(blocklist::changes))
+        .route("/v1/reputation/{domain}", get(reputation::domain))
         .route("/v1/lookup/hash/{prefix}", get(lookup::hash_prefix))
         // `{*value}` so CIDRs (which contain '/') can be looked up too.
         .route("/v1/lookup/{kind}/{*value}", get(lookup::lookup))

@@ -7,6 +7,7 @@ pub(crate) mod log;
 pub(crate) mod lookup;
 pub(crate) mod meta;
 pub(crate) mod peers;
+pub(crate) mod reputation;
 pub(crate) mod tokens;
 
 use ostracon_protocol::ids::Offender;

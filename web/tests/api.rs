@@ -625,3 +625,20 @@ async fn peers_are_managed_by_the_operator_only() {
         .collect();
     assert_eq!(kinds, ["unsubscribed", "unsubscribe", "subscribe"]);
 }
+
+#[tokio::test]
+async fn reputation_explains_a_domains_score() {
+    let node = node().await;
+    let (status, neutral) = node.call("GET", "/v1/reputation/spam.example", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(neutral["score"], 0);
+    node.submit(&["bot1@spam.example", "bot2@spam.example", "spam.example", "192.0.2.1"]).await;
+    let (_, scored) = node.call("GET", "/v1/reputation/spam.example", None, None).await;
+    // One high-severity incident at full weight (-20), counted once although it names three offenders there.
+    assert_eq!(scored["components"]["incidents"], -20, "{scored}");
+    assert_eq!(scored["score"], -16);
+    let (_, other) = node.call("GET", "/v1/reputation/notspam.example", None, None).await;
+    assert_eq!(other["score"], 0, "a suffix match is not a subdomain");
+    let (status, body) = node.call("GET", "/v1/reputation/bad%20domain", None, None).await;
+    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "invalid_domain");
+}
