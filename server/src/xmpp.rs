@@ -10,5 +10,6 @@
 //! without a server, and the connection knows nothing of our protocol.
 
 pub mod connection;
+pub mod group_commit;
 pub mod node;
 pub mod replay;

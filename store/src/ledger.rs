@@ -30,7 +30,7 @@ use crate::model::{
     ChangeOp, Decision, EntryRecord, EntrySource, IncidentOrigin, IncidentRecord, ListAction, Verb, offender_from_row,
 };
 use crate::policy::ListingPolicy;
-use crate::queries::{ENTRY_COLUMNS, entry_from_row, offender_kind};
+use crate::queries::{ENTRY_COLUMNS, INCIDENT_COLUMNS, entry_from_row, incident_from_row, offender_kind};
 use crate::traits::{BlocklistStore as _, IncidentStore as _};
 use crate::{Result, Store, StoreError};
 
@@ -788,6 +788,33 @@ impl Ledger {
     /// Returns `Ok(None)` when the incident id is already stored: deliveries are retried, so
     /// a duplicate is expected and answered as a success.
     pub async fn record_remote(&self, remote: RemoteIncident<'_>, now: Timestamp) -> Result<Option<Applied>> {
+        let (applied, recorded) = self.record_remote_many(&[remote], now).await?;
+        Ok(recorded.first().copied().unwrap_or(false).then_some(applied))
+    }
+
+    /// Records several received incidents in one transaction (group commit): the receiver
+    /// collects what arrives within a few milliseconds, so a burst of reports costs one commit
+    /// instead of one each. Returns what changed, and per input whether it was recorded
+    /// (`false`: a duplicate). If any write fails, none is recorded and all may be retried.
+    pub async fn record_remote_many(
+        &self,
+        remotes: &[RemoteIncident<'_>],
+        now: Timestamp,
+    ) -> Result<(Applied, Vec<bool>)> {
+        for remote in remotes {
+            remote.incident.validate()?;
+        }
+        let _writer = self.writer.lock().await;
+        let mut batch = self.begin(now).await?;
+        let mut recorded = Vec::with_capacity(remotes.len());
+        for remote in remotes {
+            recorded.push(self.record_in(&mut batch, *remote).await?);
+        }
+        let applied = self.commit(batch).await?;
+        Ok((applied, recorded))
+    }
+
+    async fn record_in(&self, batch: &mut Batch, remote: RemoteIncident<'_>) -> Result<bool> {
         let RemoteIncident {
             incident,
             verb,
@@ -799,9 +826,16 @@ impl Ledger {
             weight_milli,
             forward_to,
         } = remote;
-        incident.validate()?;
-        let _writer = self.writer.lock().await;
-        if let Some(stored) = self.store.incident(&incident.id).await? {
+        let now = batch.now;
+        let sql = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1");
+        let stored = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(incident.id.to_string())
+            .fetch_optional(&mut *batch.tx)
+            .await?
+            .as_ref()
+            .map(incident_from_row)
+            .transpose()?;
+        if let Some(stored) = stored {
             // A signed retraction from the issuer undoes what its report did; anything else
             // about a stored id is a duplicate delivery.
             let retraction = incident.status == Status::Retracted
@@ -809,13 +843,11 @@ impl Ledger {
                 && origin == IncidentOrigin::Peer
                 && stored.origin == IncidentOrigin::Peer;
             if !retraction {
-                return Ok(None);
+                return Ok(false);
             }
-            let mut batch = self.begin(now).await?;
-            retract_in(&mut batch, stored.incident).await?;
-            return self.commit(batch).await.map(Some);
+            retract_in(batch, stored.incident).await?;
+            return Ok(true);
         }
-        let mut batch = self.begin(now).await?;
         let record = match decision {
             Decision::Accepted => AuditRecord::IncidentAccepted {
                 at: now,
@@ -841,15 +873,15 @@ impl Ledger {
             decision_reason,
             log_index,
         };
-        insert_incident(&mut batch, incident, row).await?;
+        insert_incident(batch, incident, row).await?;
         if decision == Decision::Accepted && verb != Verb::Request && incident.status != Status::Retracted {
-            self.apply_incident(&mut batch, incident, weight_milli).await?;
+            self.apply_incident(batch, incident, weight_milli).await?;
         }
         for peer in forward_to {
             enqueue(&mut batch.tx, peer, OUTBOX_FORWARD, &incident.id.to_string(), "", now).await?;
             batch.outbox_queued = true;
         }
-        self.commit(batch).await.map(Some)
+        Ok(true)
     }
 
     /// The operator accepts an incident that was waiting (an unsigned report or a user's

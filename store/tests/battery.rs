@@ -10,8 +10,8 @@ use ostracon_protocol::keys::NodeKey;
 use ostracon_protocol::log::merkle::{MerkleTree, leaf_hash, verify_consistency, verify_inclusion};
 use ostracon_protocol::log::record::ListState;
 use ostracon_protocol::time::Timestamp;
-use ostracon_store::ledger::{Ledger, LedgerConfig};
-use ostracon_store::model::{ChangeOp, Decision, ListAction, ListKind, Scope};
+use ostracon_store::ledger::{Ledger, LedgerConfig, RemoteIncident};
+use ostracon_store::model::{ChangeOp, Decision, IncidentOrigin, ListAction, ListKind, Scope, Verb};
 use ostracon_store::policy::ListingPolicy;
 use ostracon_store::snapshot::Format;
 use ostracon_store::traits::{AuditLogStore, BlocklistStore, IncidentFilter, IncidentStore, TokenStore};
@@ -116,6 +116,7 @@ battery!(
     tokens_are_stored_hashed_and_revocable,
     incidents_filter_and_page,
     large_incidents_are_written_in_chunks_with_duplicates_and_relistings,
+    received_reports_commit_as_a_group,
 );
 
 const NODE: &str = "incidents.ops.example";
@@ -490,4 +491,75 @@ async fn large_incidents_are_written_in_chunks_with_duplicates_and_relistings(ba
     assert_eq!(state.entries().len(), 999);
     let tree = MerkleTree::from_leaf_hashes(leaves.iter().map(|(_, bytes, _)| leaf_hash(bytes)));
     assert_eq!(tree.root(), ledger.checkpoint().unwrap().checkpoint().root);
+}
+
+const PEER: &str = "incidents.peer.example";
+
+/// An incident a buddy issued.
+fn peer_incident(n: u128, offenders: &[&str], at: Timestamp) -> Incident {
+    Incident {
+        id: IncidentId::new(ostracon_protocol::ids::Domain::parse(PEER).unwrap(), uuid::Uuid::from_u128(n)),
+        reporter: BareJid::parse(PEER).unwrap(),
+        ..incident(n, offenders, at)
+    }
+}
+
+fn received(incident: &Incident) -> RemoteIncident<'_> {
+    RemoteIncident {
+        incident,
+        verb: Verb::Report,
+        from: PEER,
+        origin: IncidentOrigin::Peer,
+        provenance: None,
+        decision: Decision::Accepted,
+        decision_reason: None,
+        weight_milli: 1_000,
+        forward_to: &[],
+    }
+}
+
+async fn received_reports_commit_as_a_group(backend: Backend) {
+    let ledger = ledger(&backend).await;
+    let first = peer_incident(1, &["203.0.113.1"], ts(0));
+    let second = peer_incident(2, &["203.0.113.1", "203.0.113.2"], ts(0));
+    // The same id twice in one group: the second sees the first inside the transaction.
+    let (applied, recorded) =
+        ledger.record_remote_many(&[received(&first), received(&second), received(&first)], ts(0)).await.unwrap();
+    assert_eq!(recorded, vec![true, true, false]);
+    assert_eq!(applied.listed.iter().filter(|o| **o == offender("203.0.113.1")).count(), 2, "listed, then updated");
+    let entry = backend.store.entry(&offender("203.0.113.1")).await.unwrap().unwrap();
+    assert_eq!(backend.store.entry_reasons(entry.id).await.unwrap().len(), 2, "one reason per incident");
+    assert_eq!(ledger.with_index(|index| index.len()), 2);
+    assert_eq!(ledger.log_size(), backend.store.leaf_count().await.unwrap());
+    assert_eq!(applied.leaves.len() as u64, ledger.log_size());
+
+    // A retraction of the first and a new report, together: the retraction only removes
+    // the first one's contribution.
+    let retraction = Incident { status: Status::Retracted, ..first.clone() };
+    let third = peer_incident(3, &["203.0.113.3"], ts(5));
+    let (applied, recorded) =
+        ledger.record_remote_many(&[received(&retraction), received(&third)], ts(5)).await.unwrap();
+    assert_eq!(recorded, vec![true, true]);
+    assert!(applied.delisted.is_empty(), "203.0.113.1 is still reported by the second incident");
+    assert!(backend.store.entry(&offender("203.0.113.1")).await.unwrap().unwrap().active);
+    assert_eq!(backend.store.incident(&first.id).await.unwrap().unwrap().incident.status, Status::Retracted);
+    assert!(backend.store.entry(&offender("203.0.113.3")).await.unwrap().unwrap().active);
+
+    // A write that fails half-way through the group takes the whole group with it.
+    let size = ledger.log_size();
+    sqlx::query("INSERT INTO audit_log (idx, leaf, leaf_hash, at) VALUES ($1, $2, $3, 0)")
+        .bind(i64::try_from(size + 2).unwrap())
+        .bind(b"x".to_vec())
+        .bind(leaf_hash(b"x").to_vec())
+        .execute(backend.store.pool())
+        .await
+        .unwrap();
+    let fourth = peer_incident(4, &["203.0.113.4"], ts(9));
+    let fifth = peer_incident(5, &["203.0.113.5"], ts(9));
+    let error = ledger.record_remote_many(&[received(&fourth), received(&fifth)], ts(9)).await.unwrap_err();
+    assert!(matches!(error, StoreError::Conflict { .. } | StoreError::Unavailable(_)), "{error:?}");
+    assert!(backend.store.incident(&fourth.id).await.unwrap().is_none());
+    assert!(backend.store.entry(&offender("203.0.113.4")).await.unwrap().is_none());
+    assert_eq!(ledger.log_size(), size, "memory must not move when the commit fails");
+    assert_eq!(ledger.with_index(|index| index.len()), 3);
 }

@@ -28,11 +28,12 @@ use ostracon_protocol::xml::reporting::ForwardedReport;
 use ostracon_protocol::xml::reputation::{REPUTATION_NS, Score};
 use ostracon_protocol::xml::xep0268::{INCIDENT_NS, IncidentPayload};
 use ostracon_store::clock::Environment;
-use ostracon_store::ledger::{self, Ledger, RemoteIncident};
+use ostracon_store::ledger::{self, Ledger};
 use ostracon_store::model::{Decision, IncidentOrigin, ListAction, OutboxItem, PeerRecord, PeerState, Trust, Verb};
 use ostracon_store::traits::{BlocklistStore as _, IncidentStore as _, OutboxStore as _, PeerStore as _};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
+use super::group_commit::{GroupCommit, Outcome, Received};
 use super::replay::ReplayCache;
 
 /// The stream's stanza namespace (`jabber:component:accept`).
@@ -74,6 +75,8 @@ pub struct NodeSettings {
 /// The component's logic.
 pub struct XmppNode {
     ledger: Arc<Ledger>,
+    /// Stores received incidents, several per transaction under a burst.
+    committer: GroupCommit,
     env: Arc<dyn Environment>,
     key: NodeKey,
     published: Vec<PublishedKey>,
@@ -139,7 +142,8 @@ fn stanza(name: &str, attrs: &[(&'static str, &str)]) -> Element {
 }
 
 impl XmppNode {
-    /// Builds the node; stanzas it sends go to `out`.
+    /// Builds the node; stanzas it sends go to `out`. Starts the group-commit task for
+    /// received incidents, which ends with the node.
     pub fn new(
         ledger: Arc<Ledger>,
         env: Arc<dyn Environment>,
@@ -149,6 +153,7 @@ impl XmppNode {
         out: mpsc::Sender<Element>,
     ) -> Self {
         Self {
+            committer: GroupCommit::start(Arc::clone(&ledger)),
             ledger,
             env,
             key,
@@ -508,21 +513,26 @@ impl XmppNode {
         now: ostracon_protocol::time::Timestamp,
     ) -> Result<Option<Element>, StanzaError> {
         let weight_milli = if decision == Decision::Accepted { 1_000 } else { 0 };
-        let remote = RemoteIncident {
-            incident,
+        let received = Received {
+            incident: incident.clone(),
             verb,
-            from,
+            from: from.to_owned(),
             origin,
-            provenance,
+            provenance: provenance.map(<[_]>::to_vec),
             decision,
-            decision_reason,
+            decision_reason: decision_reason.map(str::to_owned),
             weight_milli,
-            forward_to,
+            forward_to: forward_to.to_vec(),
+            now,
         };
-        self.ledger.record_remote(remote, now).await.map_err(|error| {
-            tracing::warn!(%error, "storing a received incident failed");
-            Self::service_unavailable()
-        })?;
+        match self.committer.record(received).await {
+            Outcome::Recorded => {}
+            Outcome::Duplicate => {
+                tracing::debug!(peer = %from, incident = %incident.id, "repeated delivery");
+                return Ok(None);
+            }
+            Outcome::Failed => return Err(Self::service_unavailable()),
+        }
         tracing::info!(peer = %from, incident = %incident.id, %verb, ?decision, forwards = forward_to.len(), "incident received");
         Ok(None)
     }
