@@ -208,10 +208,19 @@ pub struct XmppSection {
     /// It bounds both what we forward and the chains we accept.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub forward_hops: u8,
+    /// A buddy whose reputation score (spec/reputation.md) is below this has its reports
+    /// stored and recorded as ignored instead of applied; between this and 0 its reports
+    /// carry proportionally less weight. In [-100, 0]; -20 by default.
+    #[serde(default = "default_ignore_below")]
+    pub ignore_below: i64,
 }
 
 fn is_zero(value: &u8) -> bool {
     *value == 0
+}
+
+pub(crate) fn default_ignore_below() -> i64 {
+    ostracon_store::reputation::ReputationParams::default().ignore_below
 }
 
 impl fmt::Debug for XmppSection {
@@ -224,6 +233,7 @@ impl fmt::Debug for XmppSection {
             .field("auto_approve", &self.auto_approve)
             .field("abuse_addresses", &self.abuse_addresses)
             .field("forward_hops", &self.forward_hops)
+            .field("ignore_below", &self.ignore_below)
             .finish()
     }
 }
@@ -374,6 +384,9 @@ impl Config {
             if xmpp.forward_hops > 7 {
                 error(format!("[xmpp] forward_hops is at most 7 (is {})", xmpp.forward_hops));
             }
+            if !(-100..=0).contains(&xmpp.ignore_below) {
+                error(format!("[xmpp] ignore_below is a score in [-100, 0] (is {})", xmpp.ignore_below));
+            }
             for address in &xmpp.abuse_addresses {
                 let scheme_ok = ["xmpp:", "mailto:", "https:"].iter().any(|s| address.starts_with(s));
                 if !scheme_ok || address.len() > 256 || address.chars().any(char::is_whitespace) {
@@ -493,6 +506,7 @@ mod tests {
             auto_approve: false,
             abuse_addresses: vec!["http://nope".into()],
             forward_hops: 9,
+            ignore_below: 5,
         });
         config.lists.escalation_factor = 0;
         config.lists.base_ttl_high_secs = config.lists.max_ttl_secs + 1;
@@ -508,6 +522,7 @@ mod tests {
             "url must start",
             "abuse address",
             "forward_hops",
+            "ignore_below",
         ] {
             assert!(messages.iter().any(|m| m.contains(expected)), "missing {expected:?} in {messages:?}");
         }

@@ -236,6 +236,10 @@ pub async fn serve(
             name: "Ostracon".to_owned(),
             abuse_addresses: section.abuse_addresses.clone(),
             forward_hops: section.forward_hops,
+            reputation: ostracon_store::reputation::ReputationParams {
+                ignore_below: section.ignore_below,
+                ..Default::default()
+            },
         };
         let node = Arc::new(xmpp::node::XmppNode::new(
             Arc::clone(&ledger),

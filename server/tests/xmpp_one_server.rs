@@ -176,16 +176,30 @@ fn report(
     at: ostracon_protocol::time::Timestamp,
     nonce: u8,
 ) -> minidom::Element {
+    use ostracon_protocol::incident::Status;
+    signed_report(key, signer, at, u128::from(nonce) + 1000, nonce, Status::New, &format!("192.0.2.{nonce}"))
+}
+
+/// A signed XEP-0268 report of incident `number` with `status`, naming one offender.
+fn signed_report(
+    key: &ostracon_protocol::keys::NodeKey,
+    signer: &str,
+    at: ostracon_protocol::time::Timestamp,
+    number: u128,
+    nonce: u8,
+    status: ostracon_protocol::incident::Status,
+    offender: &str,
+) -> minidom::Element {
     use ostracon_protocol::ids::{BareJid, IncidentId, Offender};
-    use ostracon_protocol::incident::{Category, Incident, ReportClaim, Severity, Status};
+    use ostracon_protocol::incident::{Category, Incident, ReportClaim, Severity};
     let signer = BareJid::parse(signer).unwrap();
     let incident = Incident {
-        id: IncidentId::new(signer.domain().clone(), uuid::Uuid::from_u128(u128::from(nonce) + 1000)),
+        id: IncidentId::new(signer.domain().clone(), uuid::Uuid::from_u128(number)),
         reporter: signer.clone(),
-        status: Status::New,
+        status,
         category: Category::Spam,
         severity: Severity::Low,
-        offenders: vec![Offender::parse(&format!("192.0.2.{nonce}")).unwrap()],
+        offenders: vec![Offender::parse(offender).unwrap()],
         start: at,
         end: None,
         reported: at,
@@ -596,4 +610,98 @@ async fn a_key_rotation_signed_by_the_old_key_is_pinned_by_buddies() {
         beta.wait_for("a report signed with the new key", "/v1/lookup/ip/192.0.2.201", |l| l["listed"] == true).await;
     let id = at_beta["matches"][0]["why"]["reasons"][0]["incident"].as_str().unwrap().to_owned();
     assert_eq!(beta.get(&format!("/v1/incidents/{id}")).await["provenance"][0]["kid"], new_kid.as_str());
+}
+
+/// spec/reputation.md, Reporter weight: a buddy whose reports keep being withdrawn loses
+/// weight, then reaches `ignore_below` (-20, after seven) and its reports are stored as
+/// ignored, not listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_buddy_that_keeps_retracting_loses_weight_then_is_ignored() {
+    use ostracon_protocol::ids::{BareJid, Domain, IncidentId};
+    use ostracon_protocol::incident::Status;
+    use ostracon_protocol::keys::{NodeKey, PublishedKey};
+    use ostracon_protocol::time::Timestamp;
+    use ostracon_store::model::{PeerRecord, PeerState, Trust};
+    use ostracon_store::traits::PeerStore as _;
+
+    if !available() {
+        return;
+    }
+    let specs = vec![
+        ComponentSpec { domain: "incidents.beta.test".into(), secret: "beta.test-component-secret".into() },
+        ComponentSpec { domain: "incidents.gamma.test".into(), secret: "gamma-secret-gamma-secret".into() },
+    ];
+    let prosody = Prosody::start(&["beta.test"], &specs);
+    let dir = Arc::new(TempDir::new("xmpp-reputation"));
+    let beta = Node::start("beta.test", &prosody, Arc::clone(&dir)).await;
+    beta.wait_for("beta online", "/healthz", |h| h["xmpp"] == "online").await;
+
+    let gamma_key = NodeKey::from_seed(&[0x5c; 32]);
+    let now = Timestamp::from_datetime(chrono_now());
+    let store = ostracon_store::Store::open(&beta.config.database_url()).await.unwrap();
+    store
+        .put_peer(&PeerRecord {
+            jid: BareJid::parse("incidents.gamma.test").unwrap(),
+            state: PeerState::Buddy,
+            trust: Trust::Accept,
+            keys: vec![PublishedKey::new(gamma_key.public(), now.plus_secs(-86_400))],
+            created_at: now,
+            updated_at: now,
+        })
+        .await
+        .unwrap();
+    let mut gamma = RawComponent::connect("incidents.gamma.test", "gamma-secret-gamma-secret", &prosody).await;
+    let to = "incidents.beta.test";
+    let signer = "incidents.gamma.test";
+    let id_of =
+        |number: u128| IncidentId::new(Domain::parse(signer).unwrap(), uuid::Uuid::from_u128(number)).to_string();
+
+    retract_reports(&mut gamma, &beta, &gamma_key, now, 1..=4).await;
+
+    // Four withdrawals in a row (a buddy's +10, four times -5): score -9, still listened to,
+    // at less than an `accept` buddy's 0.5.
+    let report = signed_report(&gamma_key, signer, now, 50, 50, Status::New, "192.0.2.50");
+    assert_eq!(gamma.iq(to, "set", report).await.0, "result");
+    let lookup = beta.get("/v1/lookup/ip/192.0.2.50").await;
+    assert_eq!(lookup["listed"], true, "{lookup}");
+    let weight = lookup["matches"][0]["why"]["reasons"][0]["weight"].as_f64().unwrap();
+    assert!(weight > 0.0 && weight < 0.5, "reduced weight, got {weight}: {lookup}");
+    let score = beta.get("/v1/reputation/incidents.gamma.test").await["score"].as_i64().unwrap();
+    assert!((-20..0).contains(&score), "between ignore_below and neutral: {score}");
+
+    retract_reports(&mut gamma, &beta, &gamma_key, now, 5..=7).await;
+    let score = beta.get("/v1/reputation/incidents.gamma.test").await["score"].as_i64().unwrap();
+    assert!(score <= -20, "at ignore_below its weight reaches 0: {score}");
+
+    // Now its report is stored and answered, but ignored with the reason, and nothing is listed.
+    let report = signed_report(&gamma_key, signer, now, 60, 60, Status::New, "192.0.2.60");
+    assert_eq!(gamma.iq(to, "set", report).await.0, "result");
+    let stored = beta.get(&format!("/v1/incidents/{}", id_of(60))).await;
+    assert_eq!(stored["decision"], "ignored", "{stored}");
+    assert!(stored["decision_reason"].as_str().unwrap().contains("reputation"), "{stored}");
+    assert_eq!(beta.get("/v1/lookup/ip/192.0.2.60").await["listed"], false);
+    // What it had listed before stays, and its retractions still count.
+    assert_eq!(beta.get("/v1/lookup/ip/192.0.2.50").await["listed"], true);
+}
+
+/// Gamma reports each of `numbers` (taken and listed at beta), then withdraws it by a signed
+/// retraction (delisted).
+async fn retract_reports(
+    gamma: &mut RawComponent,
+    beta: &Node,
+    key: &ostracon_protocol::keys::NodeKey,
+    now: ostracon_protocol::time::Timestamp,
+    numbers: std::ops::RangeInclusive<u8>,
+) {
+    use ostracon_protocol::incident::Status;
+    let (to, signer) = ("incidents.beta.test", "incidents.gamma.test");
+    for n in numbers {
+        let ip = format!("192.0.2.{}", 100 + n);
+        let report = signed_report(key, signer, now, u128::from(n), n, Status::New, &ip);
+        assert_eq!(gamma.iq(to, "set", report).await.0, "result");
+        assert_eq!(beta.get(&format!("/v1/lookup/ip/{ip}")).await["listed"], true);
+        let retraction = signed_report(key, signer, now, u128::from(n), 100 + n, Status::Retracted, &ip);
+        assert_eq!(gamma.iq(to, "set", retraction).await.0, "result");
+        assert_eq!(beta.get(&format!("/v1/lookup/ip/{ip}")).await["listed"], false);
+    }
 }

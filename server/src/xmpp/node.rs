@@ -30,6 +30,7 @@ use ostracon_protocol::xml::xep0268::{INCIDENT_NS, IncidentPayload};
 use ostracon_store::clock::Environment;
 use ostracon_store::ledger::{self, Ledger};
 use ostracon_store::model::{Decision, IncidentOrigin, ListAction, OutboxItem, PeerRecord, PeerState, Trust, Verb};
+use ostracon_store::reputation::{self, ReputationParams};
 use ostracon_store::traits::{BlocklistStore as _, IncidentStore as _, OutboxStore as _, PeerStore as _};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
@@ -70,6 +71,18 @@ pub struct NodeSettings {
     pub auto_approve: bool,
     /// Human name in disco.
     pub name: String,
+    /// Reputation parameters: a buddy's score sets the weight of its reports, and below
+    /// `ignore_below` they are stored as ignored.
+    pub reputation: ReputationParams,
+}
+
+/// A buddy's standing as a reporter when its report arrives (spec/reputation.md).
+#[derive(Clone, Copy, Debug)]
+struct Standing {
+    /// Its domain's score from the facts we hold.
+    score: i64,
+    /// The weight its accepted reports get, in thousandths (0: ignored).
+    weight_milli: i64,
 }
 
 /// The component's logic.
@@ -361,8 +374,20 @@ impl XmppNode {
         }
         let now = self.env.now();
         let from_jid = peer.jid.clone();
+        let standing = if matches!(payload, IncidentPayload::Inquiry { .. }) || peer.trust == Trust::Observe {
+            Standing { score: 0, weight_milli: 0 }
+        } else {
+            self.reporter_standing(&peer, now).await?
+        };
+        let low_reputation = format!(
+            "the peer's reputation {} gives its reports no weight (ignore_below {})",
+            standing.score, self.settings.reputation.ignore_below
+        );
         let accept = |trust: Trust| match trust {
             Trust::Observe => (Decision::Ignored, Some("the peer is observe-only")),
+            Trust::Accept | Trust::AutoApply if standing.weight_milli == 0 => {
+                (Decision::Ignored, Some(low_reputation.as_str()))
+            }
             Trust::Accept | Trust::AutoApply => (Decision::Accepted, None),
         };
         match payload {
@@ -405,6 +430,7 @@ impl XmppNode {
                     IncidentOrigin::Peer,
                     provenance,
                     (decision, reason),
+                    standing.weight_milli,
                     &forward_to,
                     now,
                 )
@@ -421,6 +447,7 @@ impl XmppNode {
                     IncidentOrigin::Peer,
                     Some(&links),
                     (decision, reason),
+                    standing.weight_milli,
                     &[],
                     now,
                 )
@@ -437,6 +464,7 @@ impl XmppNode {
                     IncidentOrigin::Peer,
                     Some(&links),
                     (Decision::Pending, reason),
+                    0,
                     &[],
                     now,
                 )
@@ -461,12 +489,29 @@ impl XmppNode {
                     IncidentOrigin::Unsigned,
                     None,
                     (Decision::Pending, reason),
+                    0,
                     &[],
                     now,
                 )
                 .await
             }
         }
+    }
+
+    /// A buddy's standing as a reporter: its domain's score from the facts we hold, and the
+    /// weight that gives its reports (spec/reputation.md, Reporter weight).
+    async fn reporter_standing(
+        &self,
+        peer: &PeerRecord,
+        now: ostracon_protocol::time::Timestamp,
+    ) -> Result<Standing, StanzaError> {
+        let subject = self.ledger.store().reputation_subject(peer.jid.domain()).await.map_err(|error| {
+            tracing::warn!(%error, "reading a peer's reputation failed");
+            Self::service_unavailable()
+        })?;
+        let params = &self.settings.reputation;
+        let score = reputation::score(&subject, params, now).score;
+        Ok(Standing { score, weight_milli: reputation::reporter_weight(peer.trust, score, params) })
     }
 
     /// Verifies a signed claim from `from`: signatures with the buddies' pinned keys, the
@@ -509,10 +554,11 @@ impl XmppNode {
         origin: IncidentOrigin,
         provenance: Option<&[envelope::SignedEnvelope]>,
         (decision, decision_reason): (Decision, Option<&str>),
+        weight_milli: i64,
         forward_to: &[String],
         now: ostracon_protocol::time::Timestamp,
     ) -> Result<Option<Element>, StanzaError> {
-        let weight_milli = if decision == Decision::Accepted { 1_000 } else { 0 };
+        let weight_milli = if decision == Decision::Accepted { weight_milli } else { 0 };
         let received = Received {
             incident: incident.clone(),
             verb,
@@ -602,6 +648,7 @@ impl XmppNode {
                 IncidentOrigin::UserReport,
                 None,
                 (Decision::Pending, reason),
+                0,
                 &[],
                 now,
             )
@@ -1013,6 +1060,7 @@ mod tests {
             name: "Ostracon".into(),
             abuse_addresses: vec!["xmpp:abuse@b.test".into()],
             forward_hops: 0,
+            reputation: ReputationParams::default(),
         };
         let published = vec![PublishedKey::new(key.public(), env.now())];
         let node = Arc::new(XmppNode::new(ledger, env, key, published, settings, tx));
