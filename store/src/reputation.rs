@@ -289,8 +289,8 @@ impl crate::Store {
         }
         // Its node's behaviour: answers to our requests, and reports it withdrew.
         let rows = sqlx::query(
-            "SELECT verb, status, received_at FROM incidents WHERE origin = 'peer' AND (issuer = $1 OR issuer LIKE $2 ESCAPE '\\') \
-             ORDER BY seq DESC LIMIT 1000",
+            "SELECT verb, status, received_at FROM incidents WHERE origin = 'peer' AND (verb = 'response' OR status = 'retracted') \
+             AND (issuer = $1 OR issuer LIKE $2 ESCAPE '\\') ORDER BY seq DESC LIMIT 1000",
         )
         .bind(domain.as_str())
         .bind(format!("%.{}", like_escape(domain.as_str())))

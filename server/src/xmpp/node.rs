@@ -53,6 +53,10 @@ const PEER_RATE: f64 = 20.0;
 const PEER_BURST: f64 = 100.0;
 /// Incoming stanzas handled at once.
 const MAX_IN_FLIGHT: usize = 64;
+/// How long a buddy's computed standing is reused. Gathering a domain's facts reads the
+/// store (see `Store::reputation_subject`), and scores move over days, so a burst of reports
+/// pays for it once; a retraction from the buddy drops its standing at once.
+const STANDING_TTL_SECS: i64 = 60;
 /// Signature timestamp window (seconds).
 const WINDOW_SECS: i64 = 300;
 
@@ -98,6 +102,9 @@ pub struct XmppNode {
     pending: Mutex<HashMap<String, oneshot::Sender<Element>>>,
     replay: Mutex<ReplayCache>,
     peer_buckets: Mutex<HashMap<String, (f64, Instant)>>,
+    /// Buddies' standings as reporters with when they were computed (one per buddy, so
+    /// bounded by the operator's buddy list); see [`STANDING_TTL_SECS`].
+    standings: Mutex<HashMap<String, (Standing, ostracon_protocol::time::Timestamp)>>,
     next_id: AtomicU64,
 }
 
@@ -176,6 +183,7 @@ impl XmppNode {
             pending: Mutex::new(HashMap::new()),
             replay: Mutex::new(ReplayCache::new(WINDOW_SECS, 200_000)),
             peer_buckets: Mutex::new(HashMap::new()),
+            standings: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
         }
     }
@@ -505,13 +513,25 @@ impl XmppNode {
         peer: &PeerRecord,
         now: ostracon_protocol::time::Timestamp,
     ) -> Result<Standing, StanzaError> {
+        let key = peer.jid.to_string();
+        {
+            let cached = self.standings.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((standing, at)) = cached.get(&key)
+                && now.unix() - at.unix() < STANDING_TTL_SECS
+                && now >= *at
+            {
+                return Ok(*standing);
+            }
+        }
         let subject = self.ledger.store().reputation_subject(peer.jid.domain()).await.map_err(|error| {
             tracing::warn!(%error, "reading a peer's reputation failed");
             Self::service_unavailable()
         })?;
         let params = &self.settings.reputation;
         let score = reputation::score(&subject, params, now).score;
-        Ok(Standing { score, weight_milli: reputation::reporter_weight(peer.trust, score, params) })
+        let standing = Standing { score, weight_milli: reputation::reporter_weight(peer.trust, score, params) };
+        self.standings.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key, (standing, now));
+        Ok(standing)
     }
 
     /// Verifies a signed claim from `from`: signatures with the buddies' pinned keys, the
@@ -572,7 +592,15 @@ impl XmppNode {
             now,
         };
         match self.committer.record(received).await {
-            Outcome::Recorded => {}
+            Outcome::Recorded => {
+                if incident.status == ostracon_protocol::incident::Status::Retracted {
+                    // A withdrawn report is a fact against the peer's record: score it afresh.
+                    if let Ok(peer) = BareJid::parse(from) {
+                        let mut standings = self.standings.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                        standings.remove(&peer.to_string());
+                    }
+                }
+            }
             Outcome::Duplicate => {
                 tracing::debug!(peer = %from, incident = %incident.id, "repeated delivery");
                 return Ok(None);
