@@ -1144,6 +1144,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_buddys_standing_is_reused_for_a_minute_then_scored_afresh() {
+        let h = harness().await;
+        let t0 = h.node.env.now();
+        let buddy = PeerRecord {
+            jid: BareJid::parse("incidents.a.test").unwrap(),
+            state: PeerState::Buddy,
+            trust: Trust::Accept,
+            keys: vec![],
+            created_at: t0,
+            updated_at: t0,
+        };
+        h.node.ledger.store().put_peer(&buddy).await.unwrap();
+        let first = h.node.reporter_standing(&buddy, t0).await.unwrap();
+        assert_eq!((first.score, first.weight_milli), (9, 500), "a fresh buddy: +10 raw, full `accept` weight");
+
+        // A buddy's XEP-0275 opinion of -100 about it (-30 raw) changes its score, but only
+        // once the cached standing is older than the TTL.
+        h.node.ledger.store().put_peer_score("incidents.c.test", "incidents.a.test", -100, t0).await.unwrap();
+        let cached = h.node.reporter_standing(&buddy, t0.plus_secs(STANDING_TTL_SECS - 1)).await.unwrap();
+        assert_eq!(cached.score, first.score);
+        let fresh = h.node.reporter_standing(&buddy, t0.plus_secs(STANDING_TTL_SECS)).await.unwrap();
+        assert_eq!(fresh.score, -16, "10 - 30 raw");
+        assert!(fresh.weight_milli > 0 && fresh.weight_milli < first.weight_milli, "{fresh:?}");
+    }
+
+    #[tokio::test]
     async fn a_buddy_request_waits_for_the_operator_and_fetches_keys() {
         let h = harness().await;
         let presence: Element =
