@@ -173,15 +173,30 @@ proptest! {
         prop_assert_eq!(first, again);
     }
 
+    /// Evidence that agrees in sign only ever moves the score toward 0 as it ages; mixed
+    /// evidence decays at different points of the halving curve, so its sum may cross 0 on
+    /// the way, but every score is back at 0 once the facts are 20 half-lives old.
     #[test]
-    fn evidence_decays_toward_neutral(facts in prop::collection::vec(fact(), 0..30), days in 0i64..400, more in 1i64..400) {
+    fn evidence_decays_toward_neutral(
+        facts in prop::collection::vec(fact(), 0..30),
+        positive in any::<bool>(),
+        days in 0i64..400,
+        more in 1i64..400,
+    ) {
         let params = ReputationParams::default();
-        let facts: Vec<Fact> = facts.into_iter().filter(|f| !matches!(f, Fact::Opinion { .. })).collect();
+        let evidence: Vec<Fact> = facts.into_iter().filter(|f| !matches!(f, Fact::Opinion { .. })).collect();
+        let far = Timestamp::from_unix(NOW + 20 * params.half_life_secs).unwrap();
+        let mixed = Subject { buddy_since: None, operator_override: None, facts: evidence.clone() };
+        prop_assert_eq!(score(&mixed, &params, far).score, 0);
+
+        let raises = |f: &Fact| matches!(f, Fact::RequestAnswered { .. } | Fact::Corroborated { .. });
+        let facts = evidence.into_iter().filter(|f| raises(f) == positive).collect();
         let subject = Subject { buddy_since: None, operator_override: None, facts };
         let t1 = Timestamp::from_unix(NOW + days * 86_400).unwrap();
         let t2 = t1.plus_secs(more * 86_400);
         let (s1, s2) = (score(&subject, &params, t1), score(&subject, &params, t2));
         prop_assert!(s2.score.abs() <= s1.score.abs(), "{} then {}", s1.score, s2.score);
+        prop_assert!(s1.score * s2.score >= 0, "one-signed evidence never crosses 0: {} then {}", s1.score, s2.score);
     }
 
     #[test]
