@@ -225,43 +225,18 @@ fn signed_report(
 async fn forged_unknown_replayed_and_stranger_reports_are_refused_with_their_conditions() {
     use ostracon_protocol::keys::{NodeKey, PublishedKey};
     use ostracon_protocol::time::Timestamp;
-    use ostracon_store::model::{PeerRecord, PeerState, Trust};
-    use ostracon_store::traits::PeerStore as _;
 
     if !available() {
         return;
     }
-    let specs = vec![
-        ComponentSpec { domain: "incidents.beta.test".into(), secret: "beta.test-component-secret".into() },
-        ComponentSpec { domain: "incidents.gamma.test".into(), secret: "gamma-secret-gamma-secret".into() },
-        ComponentSpec { domain: "incidents.delta.test".into(), secret: "delta-secret-delta-secret".into() },
-    ];
-    let prosody = Prosody::start(&["beta.test"], &specs);
-    let dir = Arc::new(TempDir::new("xmpp-refusals"));
-    let beta = Node::start("beta.test", &prosody, Arc::clone(&dir)).await;
-    beta.wait_for("beta online", "/healthz", |h| h["xmpp"] == "online").await;
-
-    // Gamma is a buddy of beta whose key beta pinned (set up directly in beta's store).
+    // Gamma is a buddy of beta whose key beta pinned, and a key it retired an hour ago.
     let gamma_key = NodeKey::from_seed(&[0x6a; 32]);
     let now = Timestamp::from_datetime(chrono_now());
-    let store = ostracon_store::Store::open(&beta.config.database_url()).await.unwrap();
-    store
-        .put_peer(&PeerRecord {
-            jid: ostracon_protocol::ids::BareJid::parse("incidents.gamma.test").unwrap(),
-            state: PeerState::Buddy,
-            trust: Trust::Accept,
-            keys: vec![PublishedKey::new(gamma_key.public(), now.plus_secs(-86_400)), {
-                // A key gamma retired an hour ago.
-                let mut retired = PublishedKey::new(NodeKey::from_seed(&[0x6b; 32]).public(), now.plus_secs(-172_800));
-                retired.valid_until = Some(now.plus_secs(-3_600));
-                retired
-            }],
-            created_at: now,
-            updated_at: now,
-        })
-        .await
-        .unwrap();
-    let mut gamma = RawComponent::connect("incidents.gamma.test", "gamma-secret-gamma-secret", &prosody).await;
+    let mut retired = PublishedKey::new(NodeKey::from_seed(&[0x6b; 32]).public(), now.plus_secs(-172_800));
+    retired.valid_until = Some(now.plus_secs(-3_600));
+    let keys = vec![PublishedKey::new(gamma_key.public(), now.plus_secs(-86_400)), retired];
+    let delta = ComponentSpec { domain: "incidents.delta.test".into(), secret: "delta-secret-delta-secret".into() };
+    let RawBuddy { prosody, beta, mut gamma, _dir } = beta_with_raw_buddy("xmpp-refusals", keys, &[delta], now).await;
     let to = "incidents.beta.test";
 
     let (kind, ..) = gamma.iq(to, "set", report(&gamma_key, "incidents.gamma.test", now, 1)).await;
@@ -617,40 +592,19 @@ async fn a_key_rotation_signed_by_the_old_key_is_pinned_by_buddies() {
 /// ignored, not listed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_buddy_that_keeps_retracting_loses_weight_then_is_ignored() {
-    use ostracon_protocol::ids::{BareJid, Domain, IncidentId};
+    use ostracon_protocol::ids::{Domain, IncidentId};
     use ostracon_protocol::incident::Status;
     use ostracon_protocol::keys::{NodeKey, PublishedKey};
     use ostracon_protocol::time::Timestamp;
-    use ostracon_store::model::{PeerRecord, PeerState, Trust};
-    use ostracon_store::traits::PeerStore as _;
 
     if !available() {
         return;
     }
-    let specs = vec![
-        ComponentSpec { domain: "incidents.beta.test".into(), secret: "beta.test-component-secret".into() },
-        ComponentSpec { domain: "incidents.gamma.test".into(), secret: "gamma-secret-gamma-secret".into() },
-    ];
-    let prosody = Prosody::start(&["beta.test"], &specs);
-    let dir = Arc::new(TempDir::new("xmpp-reputation"));
-    let beta = Node::start("beta.test", &prosody, Arc::clone(&dir)).await;
-    beta.wait_for("beta online", "/healthz", |h| h["xmpp"] == "online").await;
-
     let gamma_key = NodeKey::from_seed(&[0x5c; 32]);
     let now = Timestamp::from_datetime(chrono_now());
-    let store = ostracon_store::Store::open(&beta.config.database_url()).await.unwrap();
-    store
-        .put_peer(&PeerRecord {
-            jid: BareJid::parse("incidents.gamma.test").unwrap(),
-            state: PeerState::Buddy,
-            trust: Trust::Accept,
-            keys: vec![PublishedKey::new(gamma_key.public(), now.plus_secs(-86_400))],
-            created_at: now,
-            updated_at: now,
-        })
-        .await
-        .unwrap();
-    let mut gamma = RawComponent::connect("incidents.gamma.test", "gamma-secret-gamma-secret", &prosody).await;
+    let keys = vec![PublishedKey::new(gamma_key.public(), now.plus_secs(-86_400))];
+    let RawBuddy { beta, mut gamma, prosody: _prosody, _dir } =
+        beta_with_raw_buddy("xmpp-reputation", keys, &[], now).await;
     let to = "incidents.beta.test";
     let signer = "incidents.gamma.test";
     let id_of =
@@ -704,4 +658,49 @@ async fn retract_reports(
         assert_eq!(gamma.iq(to, "set", retraction).await.0, "result");
         assert_eq!(beta.get(&format!("/v1/lookup/ip/{ip}")).await["listed"], false);
     }
+}
+
+/// Beta as a node on a real Prosody, and `incidents.gamma.test` as a raw component the test
+/// drives, which beta holds as an `accept` buddy with `keys` pinned (set up directly in
+/// beta's store). `more` components are declared on the server for the test to connect.
+/// Bind every field: the server and the data directory must live as long as the test.
+struct RawBuddy {
+    beta: Node,
+    gamma: RawComponent,
+    prosody: Prosody,
+    _dir: Arc<TempDir>,
+}
+
+async fn beta_with_raw_buddy(
+    name: &str,
+    keys: Vec<ostracon_protocol::keys::PublishedKey>,
+    more: &[ComponentSpec],
+    now: ostracon_protocol::time::Timestamp,
+) -> RawBuddy {
+    use ostracon_store::model::{PeerRecord, PeerState, Trust};
+    use ostracon_store::traits::PeerStore as _;
+
+    let mut specs = vec![
+        ComponentSpec { domain: "incidents.beta.test".into(), secret: "beta.test-component-secret".into() },
+        ComponentSpec { domain: "incidents.gamma.test".into(), secret: "gamma-secret-gamma-secret".into() },
+    ];
+    specs.extend(more.iter().map(|spec| ComponentSpec { domain: spec.domain.clone(), secret: spec.secret.clone() }));
+    let prosody = Prosody::start(&["beta.test"], &specs);
+    let dir = Arc::new(TempDir::new(name));
+    let beta = Node::start("beta.test", &prosody, Arc::clone(&dir)).await;
+    beta.wait_for("beta online", "/healthz", |h| h["xmpp"] == "online").await;
+    let store = ostracon_store::Store::open(&beta.config.database_url()).await.unwrap();
+    store
+        .put_peer(&PeerRecord {
+            jid: ostracon_protocol::ids::BareJid::parse("incidents.gamma.test").unwrap(),
+            state: PeerState::Buddy,
+            trust: Trust::Accept,
+            keys,
+            created_at: now,
+            updated_at: now,
+        })
+        .await
+        .unwrap();
+    let gamma = RawComponent::connect("incidents.gamma.test", "gamma-secret-gamma-secret", &prosody).await;
+    RawBuddy { beta, gamma, prosody, _dir: dir }
 }
