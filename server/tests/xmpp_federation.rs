@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::{Node, make_buddies};
 use ostracon_tests::TempDir;
-use ostracon_tests::prosody::{ComponentSpec, Prosody, available};
+use ostracon_tests::prosody::{Prosody, available};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -31,13 +31,14 @@ async fn an_incident_crosses_s2s_into_the_other_nodes_list() {
         format!("{alpha_ip} alpha.test incidents.alpha.test\n{beta_ip} beta.test incidents.beta.test\n"),
     )
     .unwrap();
-    let spec = |d: &str| ComponentSpec { domain: format!("incidents.{d}"), secret: format!("{d}-component-secret") };
-    let mut alpha_server = Prosody::start_on(&["alpha.test"], alpha_ip, Some(&hosts), &[spec("alpha.test")]);
-    let beta_server = Prosody::start_on(&["beta.test"], beta_ip, Some(&hosts), &[spec("beta.test")]);
+    let mut alpha_server =
+        Prosody::start_on(&["alpha.test"], alpha_ip, Some(&hosts), &common::component_specs(&["alpha.test"]));
+    let beta_server =
+        Prosody::start_on(&["beta.test"], beta_ip, Some(&hosts), &common::component_specs(&["beta.test"]));
     let alpha = Node::start("alpha.test", &alpha_server, Arc::clone(&dir)).await;
     let beta = Node::start("beta.test", &beta_server, Arc::clone(&dir)).await;
-    alpha.wait_for("alpha online", "/healthz", |h| h["xmpp"] == "online").await;
-    beta.wait_for("beta online", "/healthz", |h| h["xmpp"] == "online").await;
+    alpha.wait_online().await;
+    beta.wait_online().await;
 
     make_buddies(&alpha, "incidents.alpha.test", &beta, "incidents.beta.test").await;
 

@@ -17,16 +17,13 @@ async fn buddies_exchange_signed_reports_through_prosody() {
     if !available() {
         return;
     }
-    let components: Vec<ComponentSpec> = ["alpha.test", "beta.test"]
-        .iter()
-        .map(|d| ComponentSpec { domain: format!("incidents.{d}"), secret: format!("{d}-component-secret") })
-        .collect();
+    let components = common::component_specs(&["alpha.test", "beta.test"]);
     let prosody = Prosody::start(&["alpha.test", "beta.test"], &components);
     let dir = Arc::new(TempDir::new("xmpp"));
     let alpha = Node::start("alpha.test", &prosody, Arc::clone(&dir)).await;
     let mut beta = Node::start("beta.test", &prosody, Arc::clone(&dir)).await;
-    alpha.wait_for("alpha online", "/healthz", |h| h["xmpp"] == "online").await;
-    beta.wait_for("beta online", "/healthz", |h| h["xmpp"] == "online").await;
+    alpha.wait_online().await;
+    beta.wait_online().await;
 
     // Alpha's operator asks beta; beta's operator sees alpha's key fingerprints, then approves.
     let (status, body) =
@@ -353,16 +350,13 @@ async fn request_response_and_inquiry_round_trips() {
     if !available() {
         return;
     }
-    let components: Vec<ComponentSpec> = ["victim.test", "home.test"]
-        .iter()
-        .map(|d| ComponentSpec { domain: format!("incidents.{d}"), secret: format!("{d}-component-secret") })
-        .collect();
+    let components = common::component_specs(&["victim.test", "home.test"]);
     let prosody = Prosody::start(&["victim.test", "home.test"], &components);
     let dir = Arc::new(TempDir::new("seed"));
     let victim = Node::start("victim.test", &prosody, Arc::clone(&dir)).await;
     let home = Node::start("home.test", &prosody, Arc::clone(&dir)).await;
-    victim.wait_for("victim online", "/healthz", |h| h["xmpp"] == "online").await;
-    home.wait_for("home online", "/healthz", |h| h["xmpp"] == "online").await;
+    victim.wait_online().await;
+    home.wait_online().await;
     common::make_buddies(&victim, "incidents.victim.test", &home, "incidents.home.test").await;
 
     // The victim knows only the flooder's JID.
@@ -485,10 +479,7 @@ async fn a_buddy_forwards_a_report_with_its_provenance_chain() {
         return;
     }
     let domains = ["alpha.test", "beta.test", "gamma.test"];
-    let components: Vec<ComponentSpec> = domains
-        .iter()
-        .map(|d| ComponentSpec { domain: format!("incidents.{d}"), secret: format!("{d}-component-secret") })
-        .collect();
+    let components = common::component_specs(&domains);
     let prosody = Prosody::start(&domains, &components);
     let dir = Arc::new(TempDir::new("forward"));
     let hops = |config: &mut ostracon::config::Config| {
@@ -538,16 +529,13 @@ async fn a_key_rotation_signed_by_the_old_key_is_pinned_by_buddies() {
     if !available() {
         return;
     }
-    let components: Vec<ComponentSpec> = ["alpha.test", "beta.test"]
-        .iter()
-        .map(|d| ComponentSpec { domain: format!("incidents.{d}"), secret: format!("{d}-component-secret") })
-        .collect();
+    let components = common::component_specs(&["alpha.test", "beta.test"]);
     let prosody = Prosody::start(&["alpha.test", "beta.test"], &components);
     let dir = Arc::new(TempDir::new("rotation"));
     let mut alpha = Node::start("alpha.test", &prosody, Arc::clone(&dir)).await;
     let beta = Node::start("beta.test", &prosody, Arc::clone(&dir)).await;
-    alpha.wait_for("alpha online", "/healthz", |h| h["xmpp"] == "online").await;
-    beta.wait_for("beta online", "/healthz", |h| h["xmpp"] == "online").await;
+    alpha.wait_online().await;
+    beta.wait_online().await;
     common::make_buddies(&alpha, "incidents.alpha.test", &beta, "incidents.beta.test").await;
     let old_kid = alpha.get("/.well-known/ostracon").await["keys"][0]["kid"].as_str().unwrap().to_owned();
 
@@ -680,15 +668,13 @@ async fn beta_with_raw_buddy(
     use ostracon_store::model::{PeerRecord, PeerState, Trust};
     use ostracon_store::traits::PeerStore as _;
 
-    let mut specs = vec![
-        ComponentSpec { domain: "incidents.beta.test".into(), secret: "beta.test-component-secret".into() },
-        ComponentSpec { domain: "incidents.gamma.test".into(), secret: "gamma-secret-gamma-secret".into() },
-    ];
+    let mut specs = common::component_specs(&["beta.test"]);
+    specs.push(ComponentSpec { domain: "incidents.gamma.test".into(), secret: "gamma-secret-gamma-secret".into() });
     specs.extend(more.iter().map(|spec| ComponentSpec { domain: spec.domain.clone(), secret: spec.secret.clone() }));
     let prosody = Prosody::start(&["beta.test"], &specs);
     let dir = Arc::new(TempDir::new(name));
     let beta = Node::start("beta.test", &prosody, Arc::clone(&dir)).await;
-    beta.wait_for("beta online", "/healthz", |h| h["xmpp"] == "online").await;
+    beta.wait_online().await;
     let store = ostracon_store::Store::open(&beta.config.database_url()).await.unwrap();
     store
         .put_peer(&PeerRecord {

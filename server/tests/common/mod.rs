@@ -11,7 +11,7 @@ use ostracon::config::{Config, XmppSection};
 use ostracon::{SystemEnvironment, serve};
 use ostracon_tests::TempDir;
 use ostracon_tests::free_port;
-use ostracon_tests::prosody::Prosody;
+use ostracon_tests::prosody::{ComponentSpec, Prosody};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
@@ -29,6 +29,12 @@ pub struct Node {
 impl Node {
     pub async fn start(domain: &str, prosody: &Prosody, dir: Arc<TempDir>) -> Self {
         Self::start_with(domain, prosody, dir, |_| {}).await
+    }
+
+    /// Waits until the node's XMPP link to its server is up.
+    pub async fn wait_online(&self) {
+        let what = format!("{} online", self.config.node.domain);
+        self.wait_for(&what, "/healthz", |h| h["xmpp"] == "online").await;
     }
 
     /// Like `start`, with a chance to change the configuration first.
@@ -159,4 +165,13 @@ pub async fn make_buddies(a: &Node, a_jid: &str, b: &Node, b_jid: &str) {
         peer(p, b_jid).is_some_and(|x| x["state"] == "buddy" && !x["keys"].as_array().unwrap().is_empty())
     })
     .await;
+}
+
+/// The component each test domain's node runs as (`incidents.DOMAIN`), with the secret
+/// `Node::start` configures for it.
+pub fn component_specs(domains: &[&str]) -> Vec<ComponentSpec> {
+    domains
+        .iter()
+        .map(|d| ComponentSpec { domain: format!("incidents.{d}"), secret: format!("{d}-component-secret") })
+        .collect()
 }
