@@ -81,7 +81,6 @@ pub async fn init(options: InitOptions, env: &dyn Environment) -> Result<Initial
             auto_approve: false,
             abuse_addresses: Vec::new(),
             forward_hops: 0,
-            ignore_below: crate::config::default_ignore_below(),
         });
     } else if options.component.is_some() || options.secret.is_some() {
         return Err(ServerError::Config("--component and --secret need --xmpp HOST:PORT".to_owned()));

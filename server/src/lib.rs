@@ -145,6 +145,7 @@ pub async fn rotate_key(config: &Config, env: &dyn Environment) -> Result<Rotati
                 origin: format!("{}/ostracon", config.node.domain),
                 key_name: config.node.domain.clone(),
                 policy: config.lists.policy(),
+                reputation: config.reputation.params(),
             },
         )
         .await?;
@@ -197,6 +198,7 @@ pub async fn serve(
                 origin: format!("{domain}/ostracon"),
                 key_name: domain.to_string(),
                 policy: config.lists.policy(),
+                reputation: config.reputation.params(),
             },
         )
         .await?,
@@ -236,10 +238,7 @@ pub async fn serve(
             name: "Ostracon".to_owned(),
             abuse_addresses: section.abuse_addresses.clone(),
             forward_hops: section.forward_hops,
-            reputation: ostracon_store::reputation::ReputationParams {
-                ignore_below: section.ignore_below,
-                ..Default::default()
-            },
+            reputation: config.reputation.params(),
         };
         let node = Arc::new(xmpp::node::XmppNode::new(
             Arc::clone(&ledger),
@@ -276,7 +275,8 @@ pub async fn serve(
     result
 }
 
-/// Applies expiry and prunes the change feed on a timer until told to stop.
+/// Applies expiry, prunes the change feed and keeps reputation current (unanswered
+/// requests, decay, candidates past their window) on a timer until told to stop.
 async fn maintain(ledger: Arc<Ledger>, env: Arc<dyn Environment>, mut stop: tokio::sync::watch::Receiver<bool>) {
     loop {
         let now = env.now();
@@ -287,6 +287,11 @@ async fn maintain(ledger: Arc<Ledger>, env: Arc<dyn Environment>, mut stop: toki
         }
         if let Err(error) = ledger.prune_changes(now).await {
             tracing::warn!(%error, "pruning the change feed failed; will retry");
+        }
+        match ledger.maintain_reputation(now).await {
+            Ok(0) => {}
+            Ok(refreshed) => tracing::debug!(refreshed, "reputation scores refreshed"),
+            Err(error) => tracing::warn!(%error, "reputation maintenance failed; will retry"),
         }
         tokio::select! {
             _ = tokio::time::sleep(MAINTENANCE_INTERVAL) => {}

@@ -9,7 +9,9 @@
 //!   list entries, change feed, audit leaves, outbox rows) and keeps the in-memory state in step;
 //! - [`index`]: the in-memory lookup index that answers public lookups without the database;
 //! - [`policy`]: listing rules (TTLs, repeat-offender escalation);
-//! - [`reputation`]: the reputation function, reporter weights and the listing quorum;
+//! - [`reputation`]: the reputation function, reporter weights and the listing quorum (pure);
+//! - [`dry_run`]: what a different listing threshold would change;
+//! - [`facts`]: reputation facts and scores as stored, and their reads;
 //! - [`snapshot`]: published list bodies in every format.
 //!
 //! **Architecture invariant:** writes that belong together share one transaction, and the
@@ -17,6 +19,8 @@
 
 pub mod clock;
 pub mod db;
+pub mod dry_run;
+pub mod facts;
 pub mod index;
 pub mod ledger;
 pub mod model;

@@ -39,6 +39,8 @@ macro_rules! text_enum {
     };
 }
 
+pub(crate) use text_enum;
+
 /// What a published list entry asks consumers to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -143,9 +145,12 @@ pub enum EntrySource {
     Incidents,
     /// The operator directly (a deny entry).
     Operator,
+    /// The reputation engine: a domain entry for a server whose score fell below
+    /// `domain_block_below` while it ignored our requests (spec/reputation.md).
+    Reputation,
 }
 
-text_enum!(EntrySource { Incidents => "incidents", Operator => "operator" });
+text_enum!(EntrySource { Incidents => "incidents", Operator => "operator", Reputation => "reputation" });
 
 /// A stored incident with what the node did with it.
 #[derive(Clone, Debug, PartialEq, Serialize)]

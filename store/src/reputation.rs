@@ -47,6 +47,18 @@ pub struct ReputationParams {
     pub contradicted_points: i64,
     /// Share of buddies' XEP-0275 opinions in the score, in thousandths (0.3).
     pub opinion_share_milli: i64,
+    /// A domain scoring at or below this that also left our requests unanswered gets a domain
+    /// entry (an s2s block recommendation) (-50).
+    pub domain_block_below: i64,
+    /// A request counts as ignored once this long passes without an answer (2 days).
+    pub request_deadline_secs: i64,
+    /// Candidate contributions older than this no longer count toward a quorum (7 days).
+    pub candidate_window_secs: i64,
+    /// Per-category factors on peers' contributions, in thousandths (absent: 1.0).
+    pub category_weights_milli: BTreeMap<String, i64>,
+    /// Per-peer base weights, in thousandths, by the peer's server domain; they replace the
+    /// trust level's weight (absent: by trust).
+    pub peer_weights_milli: BTreeMap<String, i64>,
 }
 
 impl Default for ReputationParams {
@@ -68,6 +80,11 @@ impl Default for ReputationParams {
             retracted_points: -5,
             contradicted_points: -15,
             opinion_share_milli: 300,
+            domain_block_below: -50,
+            request_deadline_secs: 2 * 86_400,
+            candidate_window_secs: 7 * 86_400,
+            category_weights_milli: BTreeMap::new(),
+            peer_weights_milli: BTreeMap::new(),
         }
     }
 }
@@ -207,6 +224,27 @@ pub fn reporter_weight(trust: Trust, reporter_score: i64, params: &ReputationPar
         Trust::Accept => params.accept_weight_milli,
         Trust::AutoApply => params.auto_apply_weight_milli,
     };
+    scaled_by_score(base, reporter_score, params)
+}
+
+/// [`reporter_weight`] with the operator's per-peer base weight, if one is configured for the
+/// peer's server domain, in place of the trust level's.
+pub fn peer_weight(trust: Trust, peer_server: &str, reporter_score: i64, params: &ReputationParams) -> i64 {
+    match (trust, params.peer_weights_milli.get(peer_server)) {
+        (Trust::Observe, _) => 0,
+        (_, Some(base)) => scaled_by_score((*base).clamp(0, 10_000), reporter_score, params),
+        (_, None) => reporter_weight(trust, reporter_score, params),
+    }
+}
+
+/// A peer's contribution about an incident of `category`: its weight times the category's
+/// factor.
+pub fn contribution_weight(weight_milli: i64, category: &str, params: &ReputationParams) -> i64 {
+    let factor = params.category_weights_milli.get(category).copied().unwrap_or(1_000).clamp(0, 10_000);
+    weight_milli * factor / 1_000
+}
+
+fn scaled_by_score(base: i64, reporter_score: i64, params: &ReputationParams) -> i64 {
     if reporter_score < params.ignore_below {
         return 0;
     }
@@ -222,6 +260,47 @@ pub fn reporter_weight(trust: Trust, reporter_score: i64, params: &ReputationPar
 pub fn independence_key(domain: &str) -> String {
     let labels: Vec<&str> = domain.rsplit('.').take(2).collect();
     labels.into_iter().rev().collect::<Vec<_>>().join(".")
+}
+
+/// The server a node speaks for: an XEP-0114 component is a subdomain of its server
+/// (`incidents.a.example` serves `a.example`), so a domain of three or more labels loses its
+/// first; a two-label domain is a server itself. Facts about a peer's behaviour are kept
+/// under this domain, together with the incidents about its users.
+pub fn server_domain(domain: &str) -> &str {
+    match domain.split_once('.') {
+        Some((_, parent)) if parent.contains('.') => parent,
+        _ => domain,
+    }
+}
+
+/// A domain with its labels reversed (`a.example` -> `example.a`): a domain and all its
+/// subdomains then share a prefix, so one index range holds a domain's subtree.
+pub fn reversed(domain: &str) -> String {
+    domain.rsplit('.').collect::<Vec<_>>().join(".")
+}
+
+/// `domain` and its ancestors of at least two labels, most specific first
+/// (`x.a.example`, `a.example`): the scores a fact about `domain` changes.
+pub fn scored_ancestors(domain: &str) -> Vec<&str> {
+    let mut out = vec![domain];
+    let mut rest = domain;
+    while let Some((_, parent)) = rest.split_once('.') {
+        if !parent.contains('.') {
+            break;
+        }
+        out.push(parent);
+        rest = parent;
+    }
+    out
+}
+
+/// Whether a score recommends a domain entry (an s2s block): the score is at or below
+/// `domain_block_below`, and either the operator fixed it or the domain's node left our
+/// requests unanswered. Incidents alone never block a whole server: a provider whose users
+/// were abused by a botnet, and that answers when asked, keeps federating.
+pub fn recommends_domain_entry(explained: &Explained, params: &ReputationParams) -> bool {
+    explained.score <= params.domain_block_below
+        && (explained.overridden || explained.components.get("requests").is_some_and(|points| *points < 0))
 }
 
 /// A listing decision and its numbers, for the lookup API's "why".
@@ -252,75 +331,4 @@ pub fn quorum<'a>(reports: impl IntoIterator<Item = (&'a str, i64)>, params: &Re
         total_milli,
         threshold_milli: params.listing_threshold_milli,
     }
-}
-
-impl crate::Store {
-    /// Gathers the facts this node holds about `domain` (accepted incidents about it, its
-    /// users and IPs it listed; its buddy relation; buddies' opinions; answers to our requests;
-    /// its retracted reports) for [`score`]. At most 1,000 incident facts are read.
-    pub async fn reputation_subject(&self, domain: &ostracon_protocol::ids::Domain) -> crate::Result<Subject> {
-        use sqlx::Row as _;
-
-        use crate::traits::{IncidentStore as _, PeerStore as _};
-
-        let mut facts = Vec::new();
-        let rows = sqlx::query(
-            "SELECT r.incident_id, r.weight_milli, r.added_at FROM entry_reasons r JOIN entries e ON e.id = r.entry_id \
-             WHERE (e.kind = 'domain' AND e.value = $1) OR (e.kind = 'jid' AND e.value LIKE $2 ESCAPE '\\') \
-             ORDER BY r.added_at DESC LIMIT 1000",
-        )
-        .bind(domain.as_str())
-        .bind(format!("%@{}", like_escape(domain.as_str())))
-        .fetch_all(self.pool())
-        .await?;
-        let mut seen = std::collections::BTreeSet::new();
-        for row in rows {
-            let id_text: String = row.try_get("incident_id")?;
-            if !seen.insert(id_text.clone()) {
-                continue;
-            }
-            let Ok(id) = ostracon_protocol::ids::IncidentId::parse(&id_text) else { continue };
-            let Some(record) = self.incident(&id).await? else { continue };
-            facts.push(Fact::Incident {
-                at: crate::model::ts_from_row(row.try_get("added_at")?)?,
-                severity: record.incident.severity,
-                weight_milli: row.try_get("weight_milli")?,
-            });
-        }
-        // Its node's behaviour: answers to our requests, and reports it withdrew.
-        let rows = sqlx::query(
-            "SELECT verb, status, received_at FROM incidents WHERE origin = 'peer' AND (verb = 'response' OR status = 'retracted') \
-             AND (issuer = $1 OR issuer LIKE $2 ESCAPE '\\') ORDER BY seq DESC LIMIT 1000",
-        )
-        .bind(domain.as_str())
-        .bind(format!("%.{}", like_escape(domain.as_str())))
-        .fetch_all(self.pool())
-        .await?;
-        for row in rows {
-            let at = crate::model::ts_from_row(row.try_get("received_at")?)?;
-            let verb: String = row.try_get("verb")?;
-            let status: String = row.try_get("status")?;
-            if verb == "response" {
-                facts.push(Fact::RequestAnswered { at });
-            }
-            if status == "retracted" {
-                facts.push(Fact::Retracted { at });
-            }
-        }
-        let mut buddy_since = None;
-        for peer in self.peers().await? {
-            if peer.jid.domain().is_within(domain) && peer.state == crate::model::PeerState::Buddy {
-                buddy_since = Some(buddy_since.map_or(peer.created_at, |s: Timestamp| s.min(peer.created_at)));
-            }
-        }
-        for (_, num, _) in self.peer_scores(domain.as_str()).await? {
-            facts.push(Fact::Opinion { num, weight_milli: 1_000 });
-        }
-        Ok(Subject { buddy_since, operator_override: None, facts })
-    }
-}
-
-/// Escapes LIKE wildcards (`_` is allowed in domains) with `\`.
-fn like_escape(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
 }

@@ -134,6 +134,7 @@ fn config() -> LedgerConfig {
         origin: "ops.example/ostracon".to_owned(),
         key_name: "ops.example".to_owned(),
         policy: ListingPolicy::default(),
+        reputation: Default::default(),
     }
 }
 

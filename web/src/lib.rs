@@ -21,7 +21,7 @@ use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 
 pub use error::ApiError;
 pub use routes::blocklist::{CHECKPOINT_HEADER, CURSOR_HEADER, SIGNATURE_HEADER};
@@ -65,7 +65,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/blocklist"),
     ("get", "/v1/blocklist/signature"),
     ("get", "/v1/blocklist/changes"),
+    ("get", "/v1/reputation"),
     ("get", "/v1/reputation/{domain}"),
+    ("put", "/v1/reputation/{domain}/override"),
+    ("delete", "/v1/reputation/{domain}/override"),
+    ("get", "/v1/policy/dry-run"),
     ("get", "/v1/lookup/hash/{prefix}"),
     ("get", "/v1/lookup/{kind}/{value}"),
     ("get", "/v1/log/checkpoint"),
@@ -102,7 +106,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/blocklist", get(blocklist::snapshot))
         .route("/v1/blocklist/signature", get(blocklist::signature))
         .route("/v1/blocklist/changes", get(blocklist::changes))
+        .route("/v1/reputation", get(reputation::list))
         .route("/v1/reputation/{domain}", get(reputation::domain))
+        .route("/v1/reputation/{domain}/override", put(reputation::set_override).delete(reputation::clear_override))
+        .route("/v1/policy/dry-run", get(reputation::dry_run))
         .route("/v1/lookup/hash/{prefix}", get(lookup::hash_prefix))
         // `{*value}` so CIDRs (which contain '/') can be looked up too.
         .route("/v1/lookup/{kind}/{*value}", get(lookup::lookup))

@@ -66,6 +66,7 @@ async fn node_with(config: WebConfig) -> Node {
                 origin: "ops.example/ostracon".into(),
                 key_name: "ops.example".into(),
                 policy: ListingPolicy::default(),
+                reputation: Default::default(),
             },
         )
         .await

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::canonical::to_canonical_json;
 use crate::error::{Error, Result};
-use crate::ids::{IncidentId, Offender};
+use crate::ids::{Domain, IncidentId, Offender};
 use crate::time::Timestamp;
 
 /// One audit record.
@@ -99,6 +99,24 @@ pub enum AuditRecord {
         at: Timestamp,
         /// What.
         offender: Offender,
+    },
+    /// The operator fixed a remote domain's reputation score (spec/reputation.md).
+    ReputationOverridden {
+        /// When.
+        at: Timestamp,
+        /// Which domain.
+        domain: Domain,
+        /// The fixed score in [-100, 100].
+        score: i64,
+        /// The operator's note.
+        note: String,
+    },
+    /// The operator removed a fixed score; the computed one applies again.
+    ReputationOverrideCleared {
+        /// When.
+        at: Timestamp,
+        /// Which domain.
+        domain: Domain,
     },
 }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use minidom::Element;
 use ostracon_protocol::envelope::{self, Nonce, VerifyPolicy};
-use ostracon_protocol::ids::{BareJid, KeyId, Offender};
+use ostracon_protocol::ids::{BareJid, Domain, KeyId, Offender};
 use ostracon_protocol::incident::{ReportClaim, RequestClaim, ResponseClaim};
 use ostracon_protocol::keys::{KeyResolver, KeyRotation, NodeKey, PublicKey, PublishedKey};
 use ostracon_protocol::xml::buddies::{BuddyPresence, DISCO_INFO_NS, DiscoInfo};
@@ -66,7 +66,7 @@ pub struct NodeSettings {
     /// Our component JID.
     pub jid: BareJid,
     /// The operator's XMPP domain: its server relays users' XEP-0377 reports to us.
-    pub server_domain: ostracon_protocol::ids::Domain,
+    pub server_domain: Domain,
     /// XEP-0157 abuse addresses for disco.
     pub abuse_addresses: Vec<String>,
     /// How many forwards a report may take (0: we neither forward nor accept forwarded reports).
@@ -523,13 +523,17 @@ impl XmppNode {
                 return Ok(*standing);
             }
         }
-        let subject = self.ledger.store().reputation_subject(peer.jid.domain()).await.map_err(|error| {
+        let params = &self.settings.reputation;
+        // A component speaks for its server: the server's score is the peer's standing.
+        let server = Domain::parse(reputation::server_domain(peer.jid.domain().as_str()))
+            .map_err(|_| Self::service_unavailable())?;
+        let subject = self.ledger.store().reputation_subject(&server, params).await.map_err(|error| {
             tracing::warn!(%error, "reading a peer's reputation failed");
             Self::service_unavailable()
         })?;
-        let params = &self.settings.reputation;
         let score = reputation::score(&subject, params, now).score;
-        let standing = Standing { score, weight_milli: reputation::reporter_weight(peer.trust, score, params) };
+        let standing =
+            Standing { score, weight_milli: reputation::peer_weight(peer.trust, server.as_str(), score, params) };
         self.standings.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key, (standing, now));
         Ok(standing)
     }
@@ -578,7 +582,11 @@ impl XmppNode {
         forward_to: &[String],
         now: ostracon_protocol::time::Timestamp,
     ) -> Result<Option<Element>, StanzaError> {
-        let weight_milli = if decision == Decision::Accepted { weight_milli } else { 0 };
+        let weight_milli = if decision == Decision::Accepted {
+            reputation::contribution_weight(weight_milli, incident.category.as_str(), &self.settings.reputation)
+        } else {
+            0
+        };
         let received = Received {
             incident: incident.clone(),
             verb,
@@ -1078,12 +1086,13 @@ mod tests {
             origin: "b.test/ostracon".into(),
             key_name: "b.test".into(),
             policy: ListingPolicy::default(),
+            reputation: ReputationParams::default(),
         };
         let ledger = Arc::new(Ledger::open(store, key.clone(), config).await.unwrap());
         let (tx, out) = mpsc::channel(16);
         let settings = NodeSettings {
             jid: BareJid::parse("incidents.b.test").unwrap(),
-            server_domain: ostracon_protocol::ids::Domain::parse("b.test").unwrap(),
+            server_domain: Domain::parse("b.test").unwrap(),
             auto_approve: false,
             name: "Ostracon".into(),
             abuse_addresses: vec!["xmpp:abuse@b.test".into()],

@@ -57,7 +57,6 @@ impl Node {
             auto_approve: false,
             abuse_addresses: vec![format!("xmpp:abuse@{domain}")],
             forward_hops: 0,
-            ignore_below: ostracon_store::reputation::ReputationParams::default().ignore_below,
         });
         adjust(&mut config);
         Self::run(config, dir).await

@@ -146,6 +146,7 @@ async fn ledger(db: &str, key: NodeKey) -> anyhow::Result<Ledger> {
             origin: "bench.example/ostracon".into(),
             key_name: "bench.example".into(),
             policy: ListingPolicy::default(),
+            reputation: Default::default(),
         },
     )
     .await?)

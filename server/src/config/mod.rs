@@ -16,8 +16,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::ServerError;
 
+mod reputation;
+
+pub use reputation::ReputationSection;
+
 /// The whole configuration.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Who this node is and where it keeps its data.
@@ -32,6 +36,9 @@ pub struct Config {
     /// Listing rules.
     #[serde(default)]
     pub lists: ListsSection,
+    /// The reputation function and the listing quorum.
+    #[serde(default)]
+    pub reputation: ReputationSection,
     /// The XMPP component (absent: XMPP off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub xmpp: Option<XmppSection>,
@@ -208,19 +215,10 @@ pub struct XmppSection {
     /// It bounds both what we forward and the chains we accept.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub forward_hops: u8,
-    /// A buddy whose reputation score (spec/reputation.md) is below this has its reports
-    /// stored and recorded as ignored instead of applied; between this and 0 its reports
-    /// carry proportionally less weight. In [-100, 0]; -20 by default.
-    #[serde(default = "default_ignore_below")]
-    pub ignore_below: i64,
 }
 
 fn is_zero(value: &u8) -> bool {
     *value == 0
-}
-
-pub(crate) fn default_ignore_below() -> i64 {
-    ostracon_store::reputation::ReputationParams::default().ignore_below
 }
 
 impl fmt::Debug for XmppSection {
@@ -233,7 +231,6 @@ impl fmt::Debug for XmppSection {
             .field("auto_approve", &self.auto_approve)
             .field("abuse_addresses", &self.abuse_addresses)
             .field("forward_hops", &self.forward_hops)
-            .field("ignore_below", &self.ignore_below)
             .finish()
     }
 }
@@ -327,6 +324,9 @@ impl Config {
         if let Err(e) = &domain {
             error(format!("[node] domain: {e}"));
         }
+        for problem in self.reputation.problems() {
+            error(problem);
+        }
         let lists = &self.lists;
         for (name, value) in [
             ("base_ttl_low_secs", lists.base_ttl_low_secs),
@@ -383,9 +383,6 @@ impl Config {
             }
             if xmpp.forward_hops > 7 {
                 error(format!("[xmpp] forward_hops is at most 7 (is {})", xmpp.forward_hops));
-            }
-            if !(-100..=0).contains(&xmpp.ignore_below) {
-                error(format!("[xmpp] ignore_below is a score in [-100, 0] (is {})", xmpp.ignore_below));
             }
             for address in &xmpp.abuse_addresses {
                 let scheme_ok = ["xmpp:", "mailto:", "https:"].iter().any(|s| address.starts_with(s));
@@ -487,7 +484,7 @@ mod tests {
 
     #[test]
     fn the_example_configuration_parses_and_is_consistent() {
-        let config: Config = toml::from_str(include_str!("../../ostracon.example.toml")).unwrap();
+        let config: Config = toml::from_str(include_str!("../../../ostracon.example.toml")).unwrap();
         assert_eq!(config.node.domain, "example.org");
         let errors: Vec<_> = config.check(None).into_iter().filter(|f| f.severity == Severity::Error).collect();
         // The example names a secret file that does not exist on this machine; nothing else may fail.
@@ -506,8 +503,9 @@ mod tests {
             auto_approve: false,
             abuse_addresses: vec!["http://nope".into()],
             forward_hops: 9,
-            ignore_below: 5,
         });
+        config.reputation.ignore_below = 5;
+        config.reputation.category_weights.insert("nonsense".into(), 1.0);
         config.lists.escalation_factor = 0;
         config.lists.base_ttl_high_secs = config.lists.max_ttl_secs + 1;
         config.database.url = Some("mysql://x".into());
@@ -523,6 +521,7 @@ mod tests {
             "abuse address",
             "forward_hops",
             "ignore_below",
+            "unknown category",
         ] {
             assert!(messages.iter().any(|m| m.contains(expected)), "missing {expected:?} in {messages:?}");
         }

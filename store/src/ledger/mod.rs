@@ -10,6 +10,9 @@
 //! **Invariant:** leaf `n` in the database is leaf `n` of the in-memory tree. Writers are
 //! serialised by one async mutex, so leaf indexes are assigned without gaps or races.
 
+mod quorum;
+mod standing;
+
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, RwLock};
 
@@ -25,12 +28,14 @@ use ostracon_protocol::time::Timestamp;
 use sqlx::{Any, Row as _, Transaction};
 
 use crate::db::Dialect;
+use crate::facts::FactKind;
 use crate::index::BlocklistIndex;
 use crate::model::{
     ChangeOp, Decision, EntryRecord, EntrySource, IncidentOrigin, IncidentRecord, ListAction, Verb, offender_from_row,
 };
 use crate::policy::ListingPolicy;
 use crate::queries::{ENTRY_COLUMNS, INCIDENT_COLUMNS, entry_from_row, incident_from_row, offender_kind};
+use crate::reputation::{ReputationParams, server_domain};
 use crate::traits::{BlocklistStore as _, IncidentStore as _};
 use crate::{Result, Store, StoreError};
 
@@ -72,6 +77,8 @@ pub struct LedgerConfig {
     pub key_name: String,
     /// Listing rules.
     pub policy: ListingPolicy,
+    /// The reputation function's parameters, the listing quorum among them.
+    pub reputation: ReputationParams,
 }
 
 /// An incident that arrived from another node.
@@ -138,6 +145,10 @@ struct Batch {
     list_changed: bool,
     outbox_queued: bool,
     dialect: Dialect,
+    /// Domains whose reputation facts changed: rescored before commit.
+    touched: BTreeSet<String>,
+    /// The node's own domain (no facts are kept about it).
+    home: String,
 }
 
 /// A new listing contribution.
@@ -208,16 +219,17 @@ impl Batch {
     /// Works in chunks with multi-row statements: one read of the existing entries, one insert
     /// for the leaves, one for new entries, one for reasons, one for change rows. Per-offender
     /// round trips would cap bulk ingest at a few thousand offenders per second.
-    async fn list_many(&mut self, listings: &[Listing<'_>], policy: &ListingPolicy) -> Result<()> {
+    async fn list_many(&mut self, listings: &[Listing<'_>], config: &LedgerConfig) -> Result<()> {
         let mut seen = BTreeSet::new();
         let unique: Vec<&Listing<'_>> = listings.iter().filter(|l| seen.insert(l.offender.clone())).collect();
         for chunk in unique.chunks(LIST_CHUNK) {
-            self.list_chunk(chunk, policy).await?;
+            self.list_chunk(chunk, config).await?;
         }
         Ok(())
     }
 
-    async fn list_chunk(&mut self, chunk: &[&Listing<'_>], policy: &ListingPolicy) -> Result<()> {
+    async fn list_chunk(&mut self, chunk: &[&Listing<'_>], config: &LedgerConfig) -> Result<()> {
+        let policy = &config.policy;
         // 1. What is already there.
         let mut existing: HashMap<Offender, EntryRecord> = HashMap::new();
         {
@@ -233,6 +245,14 @@ impl Batch {
                 existing.insert(entry.offender.clone(), entry);
             }
         }
+
+        // 1b. The evidence already held, and the quorum for contributions that cannot list alone.
+        let held = self.evidence(chunk, &existing, config).await?;
+        let kept = self.apply_quorum(chunk, &existing, &held, config).await?;
+        if kept.is_empty() {
+            return Ok(());
+        }
+        let chunk: &[&Listing<'_>] = &kept;
 
         // 2. Decide each listing and write its leaf.
         struct Planned {
@@ -260,7 +280,7 @@ impl Batch {
                 EntrySource::Incidents => {
                     Some(policy.expiry(self.now, listing.expires, listing.severity, listing_number))
                 }
-                EntrySource::Operator => listing.expires,
+                EntrySource::Operator | EntrySource::Reputation => listing.expires,
             };
             let (action, expires, changed) = match entry {
                 Some(e) if e.active => {
@@ -416,7 +436,7 @@ impl Batch {
             }
             self.applied.listed.push(p.offender);
         }
-        Ok(())
+        self.after_listing(chunk, &ids, &held).await
     }
 
     /// Takes an entry off the list.
@@ -525,10 +545,15 @@ impl Ledger {
             list_changed: false,
             outbox_queued: false,
             dialect: self.store.dialect(),
+            touched: BTreeSet::new(),
+            home: self.config.key_name.clone(),
         })
     }
 
-    async fn commit(&self, batch: Batch) -> Result<Applied> {
+    async fn commit(&self, mut batch: Batch) -> Result<Applied> {
+        if !batch.touched.is_empty() {
+            self.rescore_touched(&mut batch).await?;
+        }
         let Batch { tx, leaves, ops, applied, list_changed, outbox_queued, .. } = batch;
         tx.commit().await?;
         if outbox_queued {
@@ -596,6 +621,23 @@ impl Ledger {
     /// Lists an accepted incident's offenders with `weight_milli` each; offenders the operator
     /// allowed are not listed, and each refusal is recorded as an audit leaf.
     async fn apply_incident(&self, batch: &mut Batch, incident: &Incident, weight_milli: i64) -> Result<()> {
+        // What the incident says about the servers of its offenders, with the reporter's
+        // weight (IPs are counted through the JIDs and domains reported with them).
+        if weight_milli > 0 {
+            let subjects: BTreeSet<&str> = incident
+                .offenders
+                .iter()
+                .filter_map(|offender| match offender {
+                    Offender::Jid(jid) => Some(jid.domain().as_str()),
+                    Offender::Domain(domain) => Some(domain.as_str()),
+                    Offender::Ip(_) | Offender::Cidr(_) => None,
+                })
+                .collect();
+            let reference = incident.id.to_string();
+            for subject in subjects {
+                batch.fact(subject, FactKind::Incident, Some(incident.severity), weight_milli, &reference).await?;
+            }
+        }
         let action = ListingPolicy::action_for(incident.action);
         let mut listings = Vec::with_capacity(incident.offenders.len());
         for offender in &incident.offenders {
@@ -620,7 +662,7 @@ impl Ledger {
                 reason: Some((&incident.id, &incident.reporter, weight_milli)),
             });
         }
-        batch.list_many(&listings, &self.config.policy).await
+        batch.list_many(&listings, &self.config).await
     }
 
     /// Withdraws a local incident: its contributions leave every entry, and entries left with no
@@ -639,7 +681,7 @@ impl Ledger {
             return Err(StoreError::Rejected(format!("incident {id} is already retracted")));
         }
         let mut batch = self.begin(now).await?;
-        retract_in(&mut batch, record.incident).await?;
+        retract_in(&mut batch, record.incident, &self.config).await?;
         if record.share {
             // The retraction reaches the buddies the incident went to, as a signed report with
             // status `retracted`, queued in the same transaction.
@@ -716,7 +758,9 @@ impl Ledger {
             .bind(log_index as i64)
             .execute(&mut *batch.tx)
             .await?;
-        if let Some(entry) = batch.entry(offender).await?
+        let entry = batch.entry(offender).await?;
+        batch.contradict(offender, entry.as_ref()).await?;
+        if let Some(entry) = entry
             && entry.active
         {
             batch.delist(&entry, "allowed").await?;
@@ -766,7 +810,7 @@ impl Ledger {
             source: EntrySource::Operator,
             reason: None,
         };
-        batch.list_many(&[listing], &self.config.policy).await?;
+        batch.list_many(&[listing], &self.config).await?;
         self.commit(batch).await
     }
 
@@ -845,7 +889,7 @@ impl Ledger {
             if !retraction {
                 return Ok(false);
             }
-            retract_in(batch, stored.incident).await?;
+            retract_in(batch, stored.incident, &self.config).await?;
             return Ok(true);
         }
         let record = match decision {
@@ -876,6 +920,12 @@ impl Ledger {
         insert_incident(batch, incident, row).await?;
         if decision == Decision::Accepted && verb != Verb::Request && incident.status != Status::Retracted {
             self.apply_incident(batch, incident, weight_milli).await?;
+        }
+        if decision == Decision::Accepted && verb == Verb::Response && batch.is_remote(incident.id.issuer().as_str()) {
+            // The peer answered our request: the answer counts for its server.
+            let request = incident.related.as_ref().unwrap_or(&incident.id).to_string();
+            let server = server_domain(incident.id.issuer().as_str()).to_owned();
+            batch.fact(&server, FactKind::RequestAnswered, None, 0, &request).await?;
         }
         for peer in forward_to {
             enqueue(&mut batch.tx, peer, OUTBOX_FORWARD, &incident.id.to_string(), "", now).await?;
@@ -1097,9 +1147,10 @@ impl Ledger {
     }
 }
 
-/// Marks an incident retracted and takes its contributions off every entry; entries left
-/// with no reason leave the list.
-async fn retract_in(batch: &mut Batch, mut incident: Incident) -> Result<()> {
+/// Marks an incident retracted and takes its contributions off every entry, its candidates
+/// and the reputation facts it gave; entries left without a quorum leave the list. A remote
+/// issuer's retraction is itself a fact about it.
+async fn retract_in(batch: &mut Batch, mut incident: Incident, config: &LedgerConfig) -> Result<()> {
     let id = incident.id.clone();
     let now = batch.now;
     let log_index = batch.leaf(&AuditRecord::IncidentRetracted { at: now, id: id.clone() }).await?;
@@ -1121,24 +1172,18 @@ async fn retract_in(batch: &mut Batch, mut incident: Incident) -> Result<()> {
             .iter()
             .map(|row| row.try_get("entry_id"))
             .collect::<std::result::Result<_, _>>()?;
-    sqlx::query("DELETE FROM entry_reasons WHERE incident_id = $1")
-        .bind(id.to_string())
-        .execute(&mut *batch.tx)
-        .await?;
-    for entry_id in entry_ids {
-        let remaining: i64 = sqlx::query("SELECT COUNT(*) AS n FROM entry_reasons WHERE entry_id = $1")
-            .bind(entry_id)
-            .fetch_one(&mut *batch.tx)
-            .await?
-            .try_get("n")?;
-        let sql = format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE id = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(entry_id).fetch_one(&mut *batch.tx).await?;
-        let entry = entry_from_row(&row)?;
-        if remaining == 0 && entry.active && entry.source == EntrySource::Incidents {
-            batch.delist(&entry, "retracted").await?;
-        }
+    for table in ["entry_reasons", "candidate_reasons"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE incident_id = $1")))
+            .bind(id.to_string())
+            .execute(&mut *batch.tx)
+            .await?;
     }
-    Ok(())
+    batch.forget_facts(&id.to_string()).await?;
+    let issuer = id.issuer().to_string();
+    if batch.is_remote(&issuer) {
+        batch.fact(server_domain(&issuer), FactKind::Retracted, None, 0, &id.to_string()).await?;
+    }
+    batch.requorum(&entry_ids, "retracted", config).await
 }
 
 /// Queues a report delivery of `id` for every buddy we share with.
