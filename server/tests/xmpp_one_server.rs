@@ -26,8 +26,8 @@ async fn buddies_exchange_signed_reports_through_prosody() {
     beta.wait_online().await;
 
     // Alpha's operator asks beta; beta's operator sees alpha's key fingerprints, then approves.
-    let (status, body) =
-        alpha.call(reqwest::Method::POST, "/v1/peers", Some(json!({ "jid": "incidents.beta.test" }))).await;
+    let request = json!({ "jid": "incidents.beta.test", "trust": "auto-apply" });
+    let (status, body) = alpha.call(reqwest::Method::POST, "/v1/peers", Some(request)).await;
     assert_eq!(status, 202, "{body}");
     let pending = beta
         .wait_for("alpha's request with keys at beta", "/v1/peers", |p| {
@@ -44,7 +44,10 @@ async fn buddies_exchange_signed_reports_through_prosody() {
         "nothing happens without beta's operator"
     );
 
-    let (status, body) = beta.call(reqwest::Method::POST, "/v1/peers/incidents.alpha.test/approve", None).await;
+    // `auto-apply`: one report from alpha lists at beta (an `accept` buddy would need a quorum).
+    let approval = json!({ "trust": "auto-apply" });
+    let (status, body) =
+        beta.call(reqwest::Method::POST, "/v1/peers/incidents.alpha.test/approve", Some(approval)).await;
     assert_eq!(status, 200, "{body}");
     alpha
         .wait_for("beta as buddy at alpha", "/v1/peers", |p| {
@@ -443,7 +446,19 @@ async fn request_response_and_inquiry_round_trips() {
         )
         .await;
     assert_eq!(status, 202);
-    victim.wait_for("the inquired report at the victim", "/v1/lookup/ip/198.51.100.150", |l| l["listed"] == true).await;
+    // It arrives as home's own report. home.test hosted the flooder, so its reports weigh less
+    // than 1 for now: the contribution waits for a quorum instead of listing alone.
+    let lookup = victim
+        .wait_for("the inquired report at the victim", "/v1/lookup/ip/198.51.100.150", |l| {
+            l["awaiting_quorum"]["reasons"][0]["incident"] == own_id.as_str()
+        })
+        .await;
+    assert_eq!(lookup["listed"], false, "{lookup}");
+    let weight = lookup["awaiting_quorum"]["total_weight"].as_f64().unwrap();
+    assert!(weight > 0.0 && weight < 1.0, "{lookup}");
+    // The answer to our request counted for it.
+    let reputation = victim.get("/v1/reputation/home.test").await;
+    assert!(reputation["components"]["requests"].as_i64().unwrap() > 0, "{reputation}");
     let unknown = "incidents.home.test:00000000-0000-0000-0000-00000000dead";
     let (status, _) = victim
         .call(
@@ -600,20 +615,26 @@ async fn a_buddy_that_keeps_retracting_loses_weight_then_is_ignored() {
 
     retract_reports(&mut gamma, &beta, &gamma_key, now, 1..=4).await;
 
-    // Four withdrawals in a row (a buddy's +10, four times -5): score -9, still listened to,
-    // at less than an `accept` buddy's 0.5.
+    // Four withdrawals in a row (a buddy's +10, four times -5): gamma.test scores -9. It is
+    // still listened to, but at less than full weight its report no longer lists alone: the
+    // contribution waits for a quorum of independent reporters.
+    let score = beta.get("/v1/reputation/gamma.test").await["score"].as_i64().unwrap();
+    assert!((-20..0).contains(&score), "between ignore_below and neutral: {score}");
     let report = signed_report(&gamma_key, signer, now, 50, 50, Status::New, "192.0.2.50");
     assert_eq!(gamma.iq(to, "set", report).await.0, "result");
+    assert_eq!(beta.get(&format!("/v1/incidents/{}", id_of(50))).await["decision"], "accepted");
     let lookup = beta.get("/v1/lookup/ip/192.0.2.50").await;
-    assert_eq!(lookup["listed"], true, "{lookup}");
-    let weight = lookup["matches"][0]["why"]["reasons"][0]["weight"].as_f64().unwrap();
-    assert!(weight > 0.0 && weight < 0.5, "reduced weight, got {weight}: {lookup}");
-    let score = beta.get("/v1/reputation/incidents.gamma.test").await["score"].as_i64().unwrap();
-    assert!((-20..0).contains(&score), "between ignore_below and neutral: {score}");
+    assert_eq!(lookup["listed"], false, "{lookup}");
+    let waiting = &lookup["awaiting_quorum"];
+    let weight = waiting["reasons"][0]["weight"].as_f64().unwrap();
+    assert!(weight > 0.0 && weight < 1.0, "reduced weight, got {weight}: {lookup}");
+    assert_eq!(waiting["independent_reporters"]["gamma.test"].as_f64(), Some(weight), "{lookup}");
+    assert_eq!((waiting["threshold"].as_f64(), &waiting["quorum"]), (Some(1.0), &json!(false)), "{lookup}");
 
     retract_reports(&mut gamma, &beta, &gamma_key, now, 5..=7).await;
-    let score = beta.get("/v1/reputation/incidents.gamma.test").await["score"].as_i64().unwrap();
-    assert!(score <= -20, "at ignore_below its weight reaches 0: {score}");
+    let reputation = beta.get("/v1/reputation/gamma.test").await;
+    assert!(reputation["score"].as_i64().unwrap() <= -20, "at ignore_below its weight reaches 0: {reputation}");
+    assert_eq!(reputation["consequences"]["reports_ignored"], true, "{reputation}");
 
     // Now its report is stored and answered, but ignored with the reason, and nothing is listed.
     let report = signed_report(&gamma_key, signer, now, 60, 60, Status::New, "192.0.2.60");
@@ -622,12 +643,13 @@ async fn a_buddy_that_keeps_retracting_loses_weight_then_is_ignored() {
     assert_eq!(stored["decision"], "ignored", "{stored}");
     assert!(stored["decision_reason"].as_str().unwrap().contains("reputation"), "{stored}");
     assert_eq!(beta.get("/v1/lookup/ip/192.0.2.60").await["listed"], false);
-    // What it had listed before stays, and its retractions still count.
-    assert_eq!(beta.get("/v1/lookup/ip/192.0.2.50").await["listed"], true);
+    // The contribution still waiting from before weighs nothing once its score fell that far.
+    let lookup = beta.get("/v1/lookup/ip/192.0.2.50").await;
+    assert_eq!(lookup["awaiting_quorum"]["total_weight"].as_f64(), Some(0.0), "{lookup}");
 }
 
-/// Gamma reports each of `numbers` (taken and listed at beta), then withdraws it by a signed
-/// retraction (delisted).
+/// Gamma reports each of `numbers` (accepted at beta), then withdraws it by a signed
+/// retraction (not listed afterwards).
 async fn retract_reports(
     gamma: &mut RawComponent,
     beta: &Node,
@@ -635,13 +657,15 @@ async fn retract_reports(
     now: ostracon_protocol::time::Timestamp,
     numbers: std::ops::RangeInclusive<u8>,
 ) {
+    use ostracon_protocol::ids::{Domain, IncidentId};
     use ostracon_protocol::incident::Status;
     let (to, signer) = ("incidents.beta.test", "incidents.gamma.test");
     for n in numbers {
         let ip = format!("192.0.2.{}", 100 + n);
         let report = signed_report(key, signer, now, u128::from(n), n, Status::New, &ip);
         assert_eq!(gamma.iq(to, "set", report).await.0, "result");
-        assert_eq!(beta.get(&format!("/v1/lookup/ip/{ip}")).await["listed"], true);
+        let id = IncidentId::new(Domain::parse(signer).unwrap(), uuid::Uuid::from_u128(u128::from(n)));
+        assert_eq!(beta.get(&format!("/v1/incidents/{id}")).await["decision"], "accepted");
         let retraction = signed_report(key, signer, now, u128::from(n), 100 + n, Status::Retracted, &ip);
         assert_eq!(gamma.iq(to, "set", retraction).await.0, "result");
         assert_eq!(beta.get(&format!("/v1/lookup/ip/{ip}")).await["listed"], false);
@@ -649,7 +673,7 @@ async fn retract_reports(
 }
 
 /// Beta as a node on a real Prosody, and `incidents.gamma.test` as a raw component the test
-/// drives, which beta holds as an `accept` buddy with `keys` pinned (set up directly in
+/// drives, which beta holds as an `auto-apply` buddy with `keys` pinned (set up directly in
 /// beta's store). `more` components are declared on the server for the test to connect.
 /// Bind every field: the server and the data directory must live as long as the test.
 struct RawBuddy {
@@ -680,7 +704,7 @@ async fn beta_with_raw_buddy(
         .put_peer(&PeerRecord {
             jid: ostracon_protocol::ids::BareJid::parse("incidents.gamma.test").unwrap(),
             state: PeerState::Buddy,
-            trust: Trust::Accept,
+            trust: Trust::AutoApply,
             keys,
             created_at: now,
             updated_at: now,

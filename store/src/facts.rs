@@ -209,6 +209,18 @@ impl Store {
         Ok((out, total))
     }
 
+    /// Whether this node sent `peer` the request `request` (a response to it is an answer we
+    /// asked for).
+    pub async fn sent_request(&self, peer: &str, request: &ostracon_protocol::ids::IncidentId) -> Result<bool> {
+        let row =
+            sqlx::query("SELECT 1 AS one FROM outbox WHERE kind = 'request' AND peer = $1 AND reference = $2 LIMIT 1")
+                .bind(peer)
+                .bind(request.to_string())
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(row.is_some())
+    }
+
     /// The operator's fixed score for `domain`, if any.
     pub async fn reputation_override(&self, domain: &Domain) -> Result<Option<ScoreOverride>> {
         let row = sqlx::query("SELECT score, note, set_at FROM reputation_overrides WHERE domain = $1")

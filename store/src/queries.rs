@@ -172,18 +172,19 @@ impl BlocklistStore for Store {
         .bind(entry_id)
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(EntryReason {
-                    incident_id: IncidentId::parse(&row.try_get::<String, _>("incident_id")?)
-                        .map_err(|e| corrupt("reason", e))?,
-                    reporter: BareJid::parse(&row.try_get::<String, _>("reporter")?)
-                        .map_err(|e| corrupt("reason", e))?,
-                    weight_milli: row.try_get("weight_milli")?,
-                    added_at: ts_from_row(row.try_get("added_at")?)?,
-                })
-            })
-            .collect()
+        reasons_from_rows(&rows)
+    }
+
+    async fn candidate_reasons(&self, offender: &Offender) -> Result<Vec<EntryReason>> {
+        let rows = sqlx::query(
+            "SELECT incident_id, reporter, weight_milli, added_at FROM candidate_reasons WHERE kind = $1 AND value = $2 \
+             ORDER BY added_at, incident_id",
+        )
+        .bind(offender_kind(offender))
+        .bind(offender.to_string())
+        .fetch_all(self.pool())
+        .await?;
+        reasons_from_rows(&rows)
     }
 
     async fn operator_entries(&self) -> Result<Vec<EntryRecord>> {
@@ -428,4 +429,19 @@ impl PeerStore for Store {
         .await?;
         Ok(())
     }
+}
+
+/// Reasons (of an entry, or candidates) from their rows.
+fn reasons_from_rows(rows: &[AnyRow]) -> Result<Vec<EntryReason>> {
+    rows.iter()
+        .map(|row| {
+            Ok(EntryReason {
+                incident_id: IncidentId::parse(&row.try_get::<String, _>("incident_id")?)
+                    .map_err(|e| corrupt("reason", e))?,
+                reporter: BareJid::parse(&row.try_get::<String, _>("reporter")?).map_err(|e| corrupt("reason", e))?,
+                weight_milli: row.try_get("weight_milli")?,
+                added_at: ts_from_row(row.try_get("added_at")?)?,
+            })
+        })
+        .collect()
 }

@@ -49,6 +49,9 @@ pub trait BlocklistStore {
     fn entry(&self, offender: &Offender) -> impl Future<Output = Result<Option<EntryRecord>>> + Send;
     /// The incidents behind an entry.
     fn entry_reasons(&self, entry_id: i64) -> impl Future<Output = Result<Vec<EntryReason>>> + Send;
+
+    /// Contributions waiting for a listing quorum for `offender` (spec/reputation.md).
+    fn candidate_reasons(&self, offender: &Offender) -> impl Future<Output = Result<Vec<EntryReason>>> + Send;
     /// Active entries the operator listed directly.
     fn operator_entries(&self) -> impl Future<Output = Result<Vec<EntryRecord>>> + Send;
     /// Every active entry, for loading the in-memory index.

@@ -448,6 +448,20 @@ impl XmppNode {
                 let claim = self.verify_from(chain, &from_jid, now).await?;
                 let (links, ResponseClaim(claim)) = (claim.links().to_vec(), claim.into_parts().0);
                 let (decision, reason) = accept(peer.trust);
+                // An answer to a request our operator sent this peer carries our operator's
+                // weight (unless the peer is ignored): we asked that server about its own
+                // users, and it answered under its signature (spec/reputation.md).
+                let asked = match &claim.related {
+                    Some(request) => self
+                        .ledger
+                        .store()
+                        .sent_request(from, request)
+                        .await
+                        .map_err(|_| Self::service_unavailable())?,
+                    None => false,
+                };
+                let weight_milli =
+                    if asked && standing.weight_milli > 0 { ledger::LOCAL_WEIGHT_MILLI } else { standing.weight_milli };
                 self.store_remote(
                     &claim,
                     Verb::Response,
@@ -455,7 +469,7 @@ impl XmppNode {
                     IncidentOrigin::Peer,
                     Some(&links),
                     (decision, reason),
-                    standing.weight_milli,
+                    weight_milli,
                     &[],
                     now,
                 )

@@ -150,15 +150,24 @@ pub fn peer<'a>(peers: &'a Value, jid: &str) -> Option<&'a Value> {
     peers["peers"].as_array()?.iter().find(|p| p["jid"] == jid)
 }
 
-/// Makes `a` and `b` buddies through the operator routes and waits until both pinned keys.
+/// Makes `a` and `b` buddies through the operator routes, each trusting the other with
+/// `auto-apply` (weight 1.0: one report lists, spec/reputation.md), and waits until both
+/// pinned keys.
 pub async fn make_buddies(a: &Node, a_jid: &str, b: &Node, b_jid: &str) {
-    let (status, body) = a.call(reqwest::Method::POST, "/v1/peers", Some(serde_json::json!({ "jid": b_jid }))).await;
+    make_buddies_trusting(a, a_jid, b, b_jid, "auto-apply").await;
+}
+
+/// [`make_buddies`] with `trust` on both sides.
+pub async fn make_buddies_trusting(a: &Node, a_jid: &str, b: &Node, b_jid: &str, trust: &str) {
+    let request = serde_json::json!({ "jid": b_jid, "trust": trust });
+    let (status, body) = a.call(reqwest::Method::POST, "/v1/peers", Some(request)).await;
     assert_eq!(status, 202, "{body}");
     b.wait_for("the buddy request with keys", "/v1/peers", |p| {
         peer(p, a_jid).is_some_and(|x| x["state"] == "pending" && !x["keys"].as_array().unwrap().is_empty())
     })
     .await;
-    let (status, body) = b.call(reqwest::Method::POST, &format!("/v1/peers/{a_jid}/approve"), None).await;
+    let approval = serde_json::json!({ "trust": trust });
+    let (status, body) = b.call(reqwest::Method::POST, &format!("/v1/peers/{a_jid}/approve"), Some(approval)).await;
     assert_eq!(status, 200, "{body}");
     a.wait_for("the buddy with keys", "/v1/peers", |p| {
         peer(p, b_jid).is_some_and(|x| x["state"] == "buddy" && !x["keys"].as_array().unwrap().is_empty())

@@ -622,8 +622,10 @@ impl Ledger {
     /// allowed are not listed, and each refusal is recorded as an audit leaf.
     async fn apply_incident(&self, batch: &mut Batch, incident: &Incident, weight_milli: i64) -> Result<()> {
         // What the incident says about the servers of its offenders, with the reporter's
-        // weight (IPs are counted through the JIDs and domains reported with them).
+        // weight (IPs are counted through the JIDs and domains reported with them). A server
+        // reporting its own users is acting on abuse, not suffering from it: no fact.
         if weight_milli > 0 {
+            let issuer_server = server_domain(incident.id.issuer().as_str());
             let subjects: BTreeSet<&str> = incident
                 .offenders
                 .iter()
@@ -632,6 +634,7 @@ impl Ledger {
                     Offender::Domain(domain) => Some(domain.as_str()),
                     Offender::Ip(_) | Offender::Cidr(_) => None,
                 })
+                .filter(|subject| *subject != issuer_server && !subject.ends_with(&format!(".{issuer_server}")))
                 .collect();
             let reference = incident.id.to_string();
             for subject in subjects {

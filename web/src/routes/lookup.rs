@@ -3,14 +3,15 @@
 //! asker never reveals the JID it checks).
 //!
 //! Matching runs on the in-memory index; the database is read only for the entries that
-//! matched, to explain them.
+//! matched, to explain them: who reported, each weight, the independent reporters, the sum
+//! and the threshold (spec/reputation.md), and the evidence still waiting for a quorum.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use ostracon_protocol::ids::{BareJid, Cidr, Domain, Offender, parse_ip};
 use ostracon_store::index::EntryId;
-use ostracon_store::ledger::LOCAL_WEIGHT_MILLI;
-use ostracon_store::model::EntrySource;
+use ostracon_store::model::{EntryReason, EntrySource};
+use ostracon_store::reputation::{self, ReputationParams};
 use ostracon_store::traits::BlocklistStore as _;
 use serde_json::{Value, json};
 
@@ -53,11 +54,27 @@ pub(crate) async fn lookup(
     };
     let allowed = state.ledger().is_allowed(&query);
     let store = state.ledger().store();
+    let params = &state.ledger().config().reputation;
     let mut explained = Vec::with_capacity(matches.len());
     for (offender, id) in &matches {
         let Some(entry) = store.entries_by_id(&[*id]).await?.into_iter().next() else { continue };
         let reasons = store.entry_reasons(entry.id).await?;
-        let total: i64 = reasons.iter().map(|r| r.weight_milli).sum();
+        let why = match entry.source {
+            // The operator's own entry needs no quorum.
+            EntrySource::Operator => json!({ "source": entry.source, "reasons": [], "threshold": 0.0 }),
+            EntrySource::Reputation => {
+                let Offender::Domain(domain) = offender else { continue };
+                let subject = store.reputation_subject(domain, params).await?;
+                let score = reputation::score(&subject, params, state.env().now());
+                json!({
+                    "source": entry.source,
+                    "score": score.score,
+                    "components": score.components,
+                    "domain_block_below": params.domain_block_below,
+                })
+            }
+            EntrySource::Incidents => quorum_json(entry.source, &reasons, params),
+        };
         explained.push(json!({
             "value": offender.to_string(),
             "kind": offender.kind(),
@@ -67,25 +84,42 @@ pub(crate) async fn lookup(
             "expires": entry.expires_at,
             "listings": entry.listings,
             "log_index": entry.log_index,
-            "why": {
-                "source": entry.source,
-                "reasons": reasons.iter().map(|r| json!({
-                    "incident": r.incident_id, "reporter": r.reporter,
-                    "weight": r.weight_milli as f64 / 1000.0, "added_at": r.added_at,
-                })).collect::<Vec<_>>(),
-                "total_weight": total as f64 / 1000.0,
-                // Until the reputation engine lands, one accepted report from this node's
-                // operator (weight 1) is the threshold; operator entries need none.
-                "threshold": if entry.source == EntrySource::Operator { 0.0 } else { LOCAL_WEIGHT_MILLI as f64 / 1000.0 },
-            },
+            "why": why,
         }));
     }
-    Ok(Json(json!({
+    // Evidence that has not (yet) made a quorum for exactly this offender.
+    let candidates = store.candidate_reasons(&query).await?;
+    let mut body = json!({
         "query": { "kind": query.kind(), "value": query.to_string() },
         "listed": !explained.is_empty() && !allowed,
         "allowed": allowed,
         "matches": explained,
-    })))
+    });
+    if !candidates.is_empty() {
+        body["awaiting_quorum"] = quorum_json(EntrySource::Incidents, &candidates, params);
+    }
+    Ok(Json(body))
+}
+
+/// The numbers behind a quorum decision: each reason with its weight, each independent
+/// reporter (by issuer) with the weight it counts with, the sum and the threshold.
+fn quorum_json(source: EntrySource, reasons: &[EntryReason], params: &ReputationParams) -> Value {
+    let issuers: Vec<String> = reasons.iter().map(|r| r.incident_id.issuer().to_string()).collect();
+    let decision =
+        reputation::quorum(issuers.iter().map(String::as_str).zip(reasons.iter().map(|r| r.weight_milli)), params);
+    json!({
+        "source": source,
+        "reasons": reasons.iter().map(|r| json!({
+            "incident": r.incident_id, "issuer": r.incident_id.issuer(), "reporter": r.reporter,
+            "weight": r.weight_milli as f64 / 1000.0, "added_at": r.added_at,
+        })).collect::<Vec<_>>(),
+        "independent_reporters": decision.weights.iter()
+            .map(|(voice, weight)| (voice.clone(), json!(*weight as f64 / 1000.0)))
+            .collect::<serde_json::Map<_, _>>(),
+        "total_weight": decision.total_milli as f64 / 1000.0,
+        "threshold": decision.threshold_milli as f64 / 1000.0,
+        "quorum": decision.listed,
+    })
 }
 
 pub(crate) async fn hash_prefix(
