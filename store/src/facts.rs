@@ -69,7 +69,8 @@ pub(crate) fn subtree_bounds(domain: &str) -> [String; 3] {
 pub(crate) async fn load_subject(conn: &mut AnyConnection, domain: &str, params: &ReputationParams) -> Result<Subject> {
     let [rev, low, high] = subtree_bounds(domain);
     let sql = format!(
-        "SELECT kind, at, severity, weight_milli FROM reputation_facts WHERE {SUBTREE} ORDER BY at DESC, id DESC LIMIT $4"
+        "SELECT kind, at, severity, weight_milli, reference FROM reputation_facts WHERE {SUBTREE} \
+         ORDER BY at DESC, id DESC LIMIT $4"
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(rev)
@@ -79,9 +80,14 @@ pub(crate) async fn load_subject(conn: &mut AnyConnection, domain: &str, params:
         .fetch_all(&mut *conn)
         .await?;
     let mut facts = Vec::with_capacity(rows.len());
+    // One incident about a domain and its subdomains is one fact for the domain.
+    let mut seen = std::collections::BTreeSet::new();
     for row in rows {
-        let at = ts_from_row(row.try_get("at")?)?;
         let kind: String = row.try_get("kind")?;
+        if !seen.insert((kind.clone(), row.try_get::<String, _>("reference")?)) {
+            continue;
+        }
+        let at = ts_from_row(row.try_get("at")?)?;
         facts.push(match kind.parse::<FactKind>()? {
             FactKind::Incident => {
                 let severity: Option<String> = row.try_get("severity")?;

@@ -117,6 +117,12 @@ battery!(
     incidents_filter_and_page,
     large_incidents_are_written_in_chunks_with_duplicates_and_relistings,
     received_reports_commit_as_a_group,
+    one_voice_is_not_a_quorum_but_independent_reporters_are,
+    allow_entries_contradict_the_reports_behind_them,
+    scores_are_updated_incrementally_and_listed_in_order,
+    a_domain_that_scores_low_and_ignores_requests_gets_a_domain_entry,
+    a_reporter_that_falls_to_ignore_below_loses_its_listings,
+    maintenance_refreshes_stale_scores_and_the_dry_run_changes_nothing,
 );
 
 const NODE: &str = "incidents.ops.example";
@@ -563,4 +569,240 @@ async fn received_reports_commit_as_a_group(backend: Backend) {
     assert!(backend.store.entry(&offender("203.0.113.4")).await.unwrap().is_none());
     assert_eq!(ledger.log_size(), size, "memory must not move when the commit fails");
     assert_eq!(ledger.with_index(|index| index.len()), 3);
+}
+
+// ---- Reputation and the listing quorum (spec/reputation.md) ----
+
+/// A report issued by the node `issuer` (e.g. `incidents.a.example`).
+fn report_by(issuer: &str, n: u128, offenders: &[&str], at: Timestamp) -> Incident {
+    Incident {
+        id: IncidentId::new(ostracon_protocol::ids::Domain::parse(issuer).unwrap(), uuid::Uuid::from_u128(n)),
+        reporter: BareJid::parse(issuer).unwrap(),
+        ..incident(n, offenders, at)
+    }
+}
+
+/// `incident` as received from its issuer with `weight_milli`.
+fn received_with(incident: &Incident, weight_milli: i64) -> RemoteIncident<'_> {
+    RemoteIncident { from: "", weight_milli, ..received(incident) }
+}
+
+async fn score_of(backend: &Backend, domain: &str, at: Timestamp) -> ostracon_store::reputation::Explained {
+    let params = ostracon_store::reputation::ReputationParams::default();
+    let subject = backend
+        .store
+        .reputation_subject(&ostracon_protocol::ids::Domain::parse(domain).unwrap(), &params)
+        .await
+        .unwrap();
+    ostracon_store::reputation::score(&subject, &params, at)
+}
+
+async fn one_voice_is_not_a_quorum_but_independent_reporters_are(backend: Backend) {
+    let ledger = ledger(&backend).await;
+    let ip = offender("198.51.100.9");
+    // An `accept` buddy (0.5) alone: stored, not listed, the numbers in the refusal and the log.
+    let first = report_by("incidents.a.example", 1, &["198.51.100.9"], ts(0));
+    let applied = ledger.record_remote(received_with(&first, 500), ts(0)).await.unwrap().unwrap();
+    assert!(applied.listed.is_empty(), "{applied:?}");
+    assert_eq!(applied.refused.len(), 1);
+    assert!(applied.refused[0].1.contains("awaiting a quorum: 0.500 of 1.000 from 1"), "{applied:?}");
+    let last = applied.leaves[applied.leaves.len() - 1];
+    let leaf = backend.store.leaves(last, last + 1).await.unwrap();
+    let record = ostracon_protocol::log::record::AuditRecord::from_leaf(&leaf[0].1).unwrap();
+    assert!(matches!(record, ostracon_protocol::log::record::AuditRecord::ListingRefused { .. }), "{record:?}");
+    assert_eq!(backend.store.candidate_reasons(&ip).await.unwrap().len(), 1);
+    assert!(!ledger.with_index(|index| !index.lookup_ip("198.51.100.9".parse().unwrap()).is_empty()));
+
+    // The same operator under another name is the same voice.
+    let again = report_by("x.a.example", 2, &["198.51.100.9"], ts(1));
+    let applied = ledger.record_remote(received_with(&again, 500), ts(1)).await.unwrap().unwrap();
+    assert!(applied.listed.is_empty(), "{applied:?}");
+
+    // Twenty fresh peers weigh nothing: never a quorum (Sybils).
+    for n in 0..20u128 {
+        let sybil = report_by(&format!("incidents.sybil{n}.example"), 100 + n, &["198.51.100.9"], ts(2));
+        let applied = ledger.record_remote(received_with(&sybil, 0), ts(2)).await.unwrap().unwrap();
+        assert!(applied.listed.is_empty());
+    }
+
+    // An independent buddy completes the quorum: listed with every contribution as a reason.
+    let second = report_by("incidents.b.example", 3, &["198.51.100.9"], ts(3));
+    let applied = ledger.record_remote(received_with(&second, 500), ts(3)).await.unwrap().unwrap();
+    assert_eq!(applied.listed, vec![ip.clone()]);
+    let entry = backend.store.entry(&ip).await.unwrap().unwrap();
+    assert_eq!(backend.store.entry_reasons(entry.id).await.unwrap().len(), 23);
+    assert!(backend.store.candidate_reasons(&ip).await.unwrap().is_empty());
+    // Independent reports with weight corroborate each other (a.example's two reports each);
+    // the Sybils' weightless ones neither corroborate nor are corroborated.
+    assert_eq!(score_of(&backend, "a.example", ts(3)).await.components.get("reporting"), Some(&6));
+    assert_eq!(score_of(&backend, "sybil0.example", ts(3)).await.components.get("reporting"), None);
+    assert_eq!(score_of(&backend, "b.example", ts(3)).await.components.get("reporting"), Some(&3));
+
+    // One of the two withdraws: no quorum is left, the entry leaves the list, and the other
+    // voice's contributions wait as candidates again.
+    let retraction = Incident { status: Status::Retracted, ..second.clone() };
+    let applied = ledger.record_remote(received_with(&retraction, 500), ts(4)).await.unwrap().unwrap();
+    assert_eq!(applied.delisted, vec![ip.clone()]);
+    assert_eq!(backend.store.candidate_reasons(&ip).await.unwrap().len(), 22);
+    let b = score_of(&backend, "b.example", ts(4)).await;
+    assert_eq!(b.components.get("reporting"), Some(&-5), "its corroboration is gone, its retraction counts: {b:?}");
+    // A new independent voice lists it again.
+    let third = report_by("incidents.c.example", 4, &["198.51.100.9"], ts(5));
+    let applied = ledger.record_remote(received_with(&third, 500), ts(5)).await.unwrap().unwrap();
+    assert_eq!(applied.listed, vec![ip]);
+}
+
+async fn allow_entries_contradict_the_reports_behind_them(backend: Backend) {
+    let ledger = ledger(&backend).await;
+    let report = report_by("incidents.a.example", 1, &["liar-target@good.example"], ts(0));
+    let applied = ledger.record_remote(received_with(&report, 1_000), ts(0)).await.unwrap().unwrap();
+    assert_eq!(applied.listed.len(), 1, "an auto-apply buddy lists alone");
+    ledger.allow(&offender("liar-target@good.example"), "a customer, not a spammer", ts(1)).await.unwrap();
+    let a = score_of(&backend, "a.example", ts(1)).await;
+    assert_eq!(a.components.get("reporting"), Some(&-15), "{a:?}");
+    // And the contradicted report no longer counts against the domain it named.
+    assert_eq!(score_of(&backend, "good.example", ts(1)).await.components.get("incidents"), None);
+}
+
+async fn scores_are_updated_incrementally_and_listed_in_order(backend: Backend) {
+    let ledger = ledger(&backend).await;
+    let high = |n, offenders: &[&str]| Incident { severity: Severity::High, ..incident(n, offenders, ts(0)) };
+    ledger.submit_local(&high(1, &["a@spam.example", "b@spam.example"]), false, ts(0)).await.unwrap();
+    ledger.submit_local(&high(2, &["c@spam.example"]), false, ts(0)).await.unwrap();
+    ledger.submit_local(&high(3, &["d@meh.example", "room@muc.meh.example"]), false, ts(0)).await.unwrap();
+    let (rows, total) = backend.store.reputation_scores(ostracon_store::facts::ScoreOrder::Worst, 10, 0).await.unwrap();
+    assert_eq!(total, 3, "spam.example, meh.example and muc.meh.example: {rows:?}");
+    assert_eq!(rows[0].domain, "spam.example");
+    assert_eq!((rows[0].raw, rows[0].facts), (-40, 2), "one fact per incident, not per offender: {rows:?}");
+    // One incident about a domain and its subdomain counts once for the domain.
+    assert_eq!((rows[1].domain.as_str(), rows[1].raw, rows[1].facts), ("meh.example", -20, 1), "{rows:?}");
+    let (best, _) = backend.store.reputation_scores(ostracon_store::facts::ScoreOrder::Best, 1, 0).await.unwrap();
+    assert_eq!(best[0].domain, "meh.example", "ties by domain");
+    let (page, _) = backend.store.reputation_scores(ostracon_store::facts::ScoreOrder::Worst, 1, 2).await.unwrap();
+    assert_eq!(page[0].domain, "muc.meh.example");
+
+    // A retraction takes its contribution out of the stored score in the same transaction.
+    ledger.retract(&incident(2, &[], ts(0)).id, ts(1)).await.unwrap();
+    let (rows, _) = backend.store.reputation_scores(ostracon_store::facts::ScoreOrder::Worst, 10, 0).await.unwrap();
+    let spam = rows.iter().find(|r| r.domain == "spam.example").unwrap();
+    assert_eq!((spam.raw, spam.facts), (-20, 1), "{rows:?}");
+    assert_eq!(spam.score, score_of(&backend, "spam.example", ts(1)).await.score);
+}
+
+async fn a_domain_that_scores_low_and_ignores_requests_gets_a_domain_entry(backend: Backend) {
+    let ledger = ledger(&backend).await;
+    let day = 86_400;
+    for (n, domain) in [(1u128, "haven.example"), (10, "busy.example")] {
+        for k in 0..5u128 {
+            let user = format!("bot{k}@{domain}");
+            let incident = Incident { severity: Severity::High, ..incident(n + k, &[user.as_str()], ts(0)) };
+            ledger.submit_local(&incident, false, ts(0)).await.unwrap();
+        }
+    }
+    // We ask both home servers to act; busy.example answers, haven.example never does.
+    for (n, peer) in [(1u128, "incidents.haven.example"), (10, "incidents.busy.example")] {
+        let request = incident(n, &[], ts(0)).id.to_string();
+        ledger.enqueue(peer, ostracon_store::ledger::OUTBOX_REQUEST, &request, "", ts(0)).await.unwrap();
+    }
+    let answer = Incident {
+        related: Some(incident(10, &[], ts(0)).id),
+        ..report_by("incidents.busy.example", 99, &["203.0.113.99"], ts(3600))
+    };
+    let response = RemoteIncident { verb: Verb::Response, ..received_with(&answer, 1_000) };
+    ledger.record_remote(response, ts(3600)).await.unwrap().unwrap();
+
+    // Before the deadline nothing is ignored; after it, haven.example's silence is a fact.
+    ledger.maintain_reputation(ts(day)).await.unwrap();
+    assert!(backend.store.entry(&offender("haven.example")).await.unwrap().is_none());
+    ledger.maintain_reputation(ts(3 * day)).await.unwrap();
+    let haven = score_of(&backend, "haven.example", ts(3 * day)).await;
+    assert!(haven.score <= -50 && haven.components["requests"] < 0, "{haven:?}");
+    let entry = backend.store.entry(&offender("haven.example")).await.unwrap().unwrap();
+    assert!(entry.active);
+    assert_eq!(entry.source, ostracon_store::model::EntrySource::Reputation);
+    assert!(ledger.with_index(|index| !index.lookup_domain(&"haven.example".parse().unwrap()).is_empty()));
+    // The provider whose users were abused, and that answered, keeps federating.
+    let busy = score_of(&backend, "busy.example", ts(3 * day)).await;
+    assert!(busy.components["requests"] > 0, "{busy:?}");
+    assert!(backend.store.entry(&offender("busy.example")).await.unwrap().is_none());
+
+    // The operator vouches for haven.example: the entry goes; clearing the override brings it back.
+    let domain = ostracon_protocol::ids::Domain::parse("haven.example").unwrap();
+    let applied =
+        ledger.set_reputation_override(&domain, Some((0, "talked to their admin")), ts(3 * day)).await.unwrap();
+    assert_eq!(applied.delisted, vec![offender("haven.example")]);
+    assert_eq!(backend.store.reputation_override(&domain).await.unwrap().unwrap().score, 0);
+    let applied = ledger.set_reputation_override(&domain, None, ts(3 * day + 1)).await.unwrap();
+    assert_eq!(applied.listed, vec![offender("haven.example")]);
+    assert!(matches!(
+        ledger.set_reputation_override(&domain, None, ts(3 * day + 2)).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    // Evidence decays: months later the maintenance pass finds it recovered and delists it.
+    let later = ts(200 * day);
+    ledger.maintain_reputation(later).await.unwrap();
+    assert!(!backend.store.entry(&offender("haven.example")).await.unwrap().unwrap().active);
+}
+
+async fn a_reporter_that_falls_to_ignore_below_loses_its_listings(backend: Backend) {
+    let ledger = ledger(&backend).await;
+    let report = report_by("incidents.a.example", 1, &["203.0.113.50"], ts(0));
+    ledger.record_remote(received_with(&report, 1_000), ts(0)).await.unwrap().unwrap();
+    let waiting = report_by("incidents.a.example", 2, &["203.0.113.51"], ts(0));
+    ledger.record_remote(received_with(&waiting, 500), ts(0)).await.unwrap().unwrap();
+    let local = incident(3, &["203.0.113.50", "203.0.113.52"], ts(0));
+    let also = report_by("incidents.a.example", 4, &["203.0.113.52"], ts(0));
+    ledger.submit_local(&local, false, ts(0)).await.unwrap();
+    ledger.record_remote(received_with(&also, 1_000), ts(0)).await.unwrap().unwrap();
+
+    let domain = ostracon_protocol::ids::Domain::parse("a.example").unwrap();
+    let applied = ledger.set_reputation_override(&domain, Some((-60, "caught lying")), ts(10)).await.unwrap();
+    // Only what rested on its word alone leaves the list; our own evidence stands.
+    assert!(applied.delisted.is_empty(), "{applied:?}");
+    assert!(backend.store.entry(&offender("203.0.113.50")).await.unwrap().unwrap().active, "our own report lists it");
+    assert!(backend.store.entry(&offender("203.0.113.52")).await.unwrap().unwrap().active);
+    let waiting = backend.store.candidate_reasons(&offender("203.0.113.51")).await.unwrap();
+    assert_eq!(waiting[0].weight_milli, 0, "its waiting contribution weighs nothing now");
+    // And an entry it listed alone goes.
+    let alone = report_by("incidents.a.example", 5, &["203.0.113.53"], ts(0));
+    ledger.set_reputation_override(&domain, None, ts(11)).await.unwrap();
+    ledger.record_remote(received_with(&alone, 1_000), ts(12)).await.unwrap().unwrap();
+    assert!(backend.store.entry(&offender("203.0.113.53")).await.unwrap().unwrap().active);
+    let applied = ledger.set_reputation_override(&domain, Some((-60, "caught lying")), ts(13)).await.unwrap();
+    assert_eq!(applied.delisted, vec![offender("203.0.113.53")]);
+}
+
+async fn maintenance_refreshes_stale_scores_and_the_dry_run_changes_nothing(backend: Backend) {
+    let ledger = ledger(&backend).await;
+    let day = 86_400;
+    let params = ostracon_store::reputation::ReputationParams::default();
+    let report = report_by("incidents.a.example", 1, &["u@spam.example", "198.51.100.1"], ts(0));
+    ledger.record_remote(received_with(&report, 500), ts(0)).await.unwrap().unwrap();
+    let stored = |rows: Vec<ostracon_store::facts::ScoreRow>| rows.into_iter().find(|r| r.domain == "spam.example");
+    let (rows, _) = backend.store.reputation_scores(ostracon_store::facts::ScoreOrder::Worst, 10, 0).await.unwrap();
+    let before = stored(rows).unwrap();
+    assert_eq!(ledger.maintain_reputation(ts(day / 2)).await.unwrap(), 0, "fresh scores are left alone");
+    assert!(ledger.maintain_reputation(ts(45 * day)).await.unwrap() >= 1);
+    let (rows, _) = backend.store.reputation_scores(ostracon_store::facts::ScoreOrder::Worst, 10, 0).await.unwrap();
+    let after = stored(rows).unwrap();
+    assert!(after.raw > before.raw && after.raw < 0, "decayed toward neutral: {before:?} {after:?}");
+
+    // The dry run: at 0.5 the waiting contribution would list; nothing changes.
+    let fresh = report_by("incidents.b.example", 2, &["198.51.100.2"], ts(45 * day));
+    ledger.record_remote(received_with(&fresh, 500), ts(45 * day)).await.unwrap().unwrap();
+    let local = incident(3, &["198.51.100.3"], ts(45 * day));
+    ledger.submit_local(&local, false, ts(45 * day)).await.unwrap();
+    let size = ledger.log_size();
+    let run = backend.store.dry_run(&params, 500, ts(45 * day).unix()).await.unwrap();
+    let values =
+        |items: &[ostracon_store::dry_run::DryRunItem]| items.iter().map(|i| i.value.clone()).collect::<Vec<_>>();
+    assert_eq!(values(&run.would_list), vec!["198.51.100.2"], "the first report is past its window: {run:?}");
+    assert!(run.would_delist.is_empty());
+    let run = backend.store.dry_run(&params, 2_000, ts(45 * day).unix()).await.unwrap();
+    assert_eq!(values(&run.would_delist), vec!["198.51.100.3"]);
+    assert_eq!(ledger.log_size(), size);
+    assert!(backend.store.entry(&offender("198.51.100.2")).await.unwrap().is_none());
+    // Candidates past their window are dropped by maintenance.
+    ledger.maintain_reputation(ts(60 * day)).await.unwrap();
+    assert!(backend.store.candidate_reasons(&offender("198.51.100.2")).await.unwrap().is_empty());
 }

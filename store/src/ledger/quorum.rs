@@ -214,11 +214,16 @@ impl Batch {
                     .execute(&mut *self.tx)
                     .await?;
             }
-            let Some((incident, _, _)) = listing.reason else { continue };
+            // Only contributions that carry weight corroborate or are corroborated: Sybils
+            // agreeing with each other earn nothing.
+            let Some((incident, _, weight)) = listing.reason else { continue };
+            if weight <= 0 {
+                continue;
+            }
             let issuer = incident.issuer().to_string();
             let voice = independence_key(&issuer);
             let mut corroborated = false;
-            for other in evidence.iter().filter(|e| independence_key(&e.issuer) != voice) {
+            for other in evidence.iter().filter(|e| e.weight_milli > 0 && independence_key(&e.issuer) != voice) {
                 corroborated = true;
                 if self.is_remote(&other.issuer) {
                     let domain = server_domain(&other.issuer).to_owned();
@@ -300,7 +305,21 @@ impl Batch {
         for row in rows {
             incident_ids.push(row.try_get("incident_id")?);
         }
+        // The domain the allowed offender belongs to no longer carries those reports.
+        let named = match offender {
+            Offender::Jid(jid) => Some(jid.domain().to_string()),
+            Offender::Domain(domain) => Some(domain.to_string()),
+            Offender::Ip(_) | Offender::Cidr(_) => None,
+        };
         for incident_id in incident_ids {
+            if let Some(domain) = &named {
+                sqlx::query("DELETE FROM reputation_facts WHERE subject = $1 AND kind = 'incident' AND reference = $2")
+                    .bind(crate::reputation::reversed(domain))
+                    .bind(&incident_id)
+                    .execute(&mut *self.tx)
+                    .await?;
+                self.touch(domain);
+            }
             let issuer = issuer_of(&incident_id)?;
             if self.is_remote(&issuer) {
                 self.fact(server_domain(&issuer), FactKind::Contradicted, None, 0, &incident_id).await?;
