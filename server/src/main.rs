@@ -91,9 +91,21 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
-    /// A remote domain's reputation score and the components behind it.
+    /// Reputation: `reputation DOMAIN` shows a domain's score and its components; the
+    /// subcommands list scores and set or clear the operator's fixed score.
+    #[command(args_conflicts_with_subcommands = true)]
     Reputation {
-        domain: String,
+        /// The domain to show.
+        domain: Option<String>,
+        #[command(subcommand)]
+        command: Option<ReputationCommand>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// The listing policy.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -251,6 +263,44 @@ enum EntryCommand {
     Remove { value: String },
     /// List entries.
     List,
+}
+
+#[derive(Subcommand)]
+enum ReputationCommand {
+    /// Stored scores, worst (default) or best first.
+    List {
+        /// worst or best.
+        #[arg(long, default_value = "worst")]
+        order: String,
+        /// Page size (1-500).
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// Where the page starts.
+        #[arg(long, default_value_t = 0)]
+        offset: i64,
+    },
+    /// Fix a domain's score (its consequences apply at once; an audit leaf records it).
+    Override {
+        domain: String,
+        /// The score in [-100, 100].
+        #[arg(allow_negative_numbers = true)]
+        score: i64,
+        /// Why.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Remove a fixed score; the computed one applies again.
+    Clear { domain: String },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// What another listing threshold would list and delist, without changing anything.
+    DryRun {
+        /// The threshold to try (the weight of independent reporters that lists; default 1.0).
+        #[arg(long)]
+        threshold: f64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -492,8 +542,34 @@ async fn run(command: Command) -> Result<ExitCode, ServerError> {
             let client = api.client()?;
             print(&client.json(Method::GET, &format!("/v1/lookup/{}/{}", encode(&kind), value), None).await?);
         }
-        Command::Reputation { domain, api } => {
-            print(&api.client()?.json(Method::GET, &format!("/v1/reputation/{}", encode(&domain)), None).await?);
+        Command::Reputation { domain, command, api } => {
+            let client = api.client()?;
+            let value = match (domain, command) {
+                (Some(domain), _) => {
+                    client.json(Method::GET, &format!("/v1/reputation/{}", encode(&domain)), None).await?
+                }
+                (None, Some(ReputationCommand::List { order, limit, offset })) => {
+                    let path = format!("/v1/reputation?order={}&limit={limit}&offset={offset}", encode(&order));
+                    client.json(Method::GET, &path, None).await?
+                }
+                (None, Some(ReputationCommand::Override { domain, score, note })) => {
+                    let path = format!("/v1/reputation/{}/override", encode(&domain));
+                    client.json(Method::PUT, &path, Some(&json!({ "score": score, "note": note }))).await?
+                }
+                (None, Some(ReputationCommand::Clear { domain })) => {
+                    client.json(Method::DELETE, &format!("/v1/reputation/{}/override", encode(&domain)), None).await?
+                }
+                (None, None) => {
+                    return Err(ServerError::Client(
+                        "name a domain (ostracon reputation DOMAIN) or a subcommand (list, override, clear)".to_owned(),
+                    ));
+                }
+            };
+            print(&value);
+        }
+        Command::Policy { command: PolicyCommand::DryRun { threshold }, api } => {
+            let path = format!("/v1/policy/dry-run?threshold={threshold}");
+            print(&api.client()?.json(Method::GET, &path, None).await?);
         }
         Command::Verify { url, checkpoint, kind, key } => {
             let list = match kind.as_str() {

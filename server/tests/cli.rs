@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{Request, Response};
 use ostracon_tests::{Process, TempDir, free_port, wait_for_port};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const TOKEN: &str = "ost_integration-admin-token";
 
@@ -287,4 +287,47 @@ async fn rewrite_first_leaf(db: &Path) {
         .await
         .unwrap();
     store.close().await;
+}
+
+#[tokio::test]
+async fn reputation_and_policy_verbs() {
+    let mut node = Node::init("cli-reputation");
+    node.start();
+    for user in ["a@spam.example", "b@spam.example"] {
+        node.cli(&["incident", "submit", "--offender", user, "--category", "spam", "--severity", "high"]);
+    }
+    node.cli(&["incident", "submit", "--offender", "c@meh.example", "--category", "spam", "--severity", "low"]);
+
+    // Scores are kept as incidents arrive, worst first.
+    let list = node.cli(&["reputation", "list"]);
+    assert_eq!(list["total"], 2, "{list}");
+    assert_eq!(list["scores"][0]["domain"], "spam.example", "{list}");
+    assert_eq!(list["scores"][0]["components"]["incidents"], -40, "{list}");
+    let best = node.cli(&["reputation", "list", "--order", "best", "--limit", "1"]);
+    assert_eq!((&best["scores"][0]["domain"], &best["next_offset"]), (&json!("meh.example"), &json!(1)), "{best}");
+
+    // The operator fixes a score: the domain entry follows at once, and is audited.
+    let shown = node.cli(&["reputation", "spam.example"]);
+    assert_eq!((shown["score"].as_i64(), &shown["overridden"]), (Some(-28), &json!(false)), "{shown}");
+    let set = node.cli(&["reputation", "override", "spam.example", "-80", "--note", "open relay"]);
+    assert_eq!(set["listed"], json!(["spam.example"]), "{set}");
+    let shown = node.cli(&["reputation", "spam.example"]);
+    assert_eq!((shown["score"].as_i64(), &shown["override"]["note"]), (Some(-80), &json!("open relay")), "{shown}");
+    let lookup = node.cli(&["lookup", "domain", "spam.example"]);
+    assert_eq!(lookup["matches"][0]["why"]["source"], "reputation", "{lookup}");
+    let cleared = node.cli(&["reputation", "clear", "spam.example"]);
+    assert_eq!(cleared["delisted"], json!(["spam.example"]), "{cleared}");
+
+    // A bad score and a missing override are clear errors, not panics.
+    let output = run(&["reputation", "override", "spam.example", "500", "--url", &node.url(), "--token", TOKEN]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("[-100, 100]"), "{output:?}");
+    let output = run(&["reputation", "clear", "spam.example", "--url", &node.url(), "--token", TOKEN]);
+    assert!(!output.status.success());
+
+    // The dry run: our own reports (weight 1.0) would not list at a threshold of 2.
+    let run = node.cli(&["policy", "dry-run", "--threshold", "2"]);
+    assert_eq!(run["would_delist"].as_array().unwrap().len(), 3, "{run}");
+    assert_eq!(run["threshold_now_milli"], 1000);
+    assert_eq!(node.cli(&["lookup", "jid", "a@spam.example"])["listed"], true, "a dry run changes nothing");
 }

@@ -643,3 +643,47 @@ async fn reputation_explains_a_domains_score() {
     let (status, body) = node.call("GET", "/v1/reputation/bad%20domain", None, None).await;
     assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "invalid_domain");
 }
+
+#[tokio::test]
+async fn reputation_list_overrides_and_dry_run_check_their_input_and_tokens() {
+    let node = node().await;
+    node.submit(&["bot1@spam.example"]).await;
+    let (status, list) = node.call("GET", "/v1/reputation?order=worst&limit=10", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((&list["total"], &list["scores"][0]["domain"]), (&json!(1), &json!("spam.example")), "{list}");
+    for (query, code) in
+        [("order=sideways", "invalid_order"), ("limit=0", "invalid_limit"), ("offset=-1", "invalid_offset")]
+    {
+        let (status, body) = node.call("GET", &format!("/v1/reputation?{query}"), None, None).await;
+        assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, code);
+    }
+    let (status, body) = node.call("GET", "/v1/reputation?bogus=1", None, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    let fixed = json!({ "score": -70, "note": "spam haven" });
+    let (status, body) = node.call("PUT", "/v1/reputation/spam.example/override", None, Some(fixed.clone())).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    let (status, body) =
+        node.call("PUT", "/v1/reputation/spam.example/override", Some(SUBMIT), Some(fixed.clone())).await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let (status, body) =
+        node.call("PUT", "/v1/reputation/spam.example/override", Some(ADMIN), Some(json!({ "score": 101 }))).await;
+    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "invalid_score");
+    let (status, body) = node.call("PUT", "/v1/reputation/spam.example/override", Some(ADMIN), Some(fixed)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["listed"], json!(["spam.example"]), "a fixed low score recommends a domain entry: {body}");
+    let (_, shown) = node.call("GET", "/v1/reputation/spam.example", None, None).await;
+    assert_eq!((&shown["score"], &shown["consequences"]["domain_entry_recommended"]), (&json!(-70), &json!(true)));
+    let (status, _) = node.call("DELETE", "/v1/reputation/spam.example/override", Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = node.call("DELETE", "/v1/reputation/spam.example/override", Some(ADMIN), None).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+
+    let (status, body) = node.call("GET", "/v1/policy/dry-run?threshold=2", None, None).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    let (status, body) = node.call("GET", "/v1/policy/dry-run?threshold=0", Some(ADMIN), None).await;
+    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "invalid_threshold");
+    let (status, run) = node.call("GET", "/v1/policy/dry-run?threshold=2", Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(run["would_delist"][0]["value"], "bot1@spam.example", "{run}");
+}
