@@ -5,7 +5,9 @@
 //! - `snapshot`: builds, signs and compresses a list snapshot and reports time and sizes;
 //! - `ingest`: posts incidents to a running node with N concurrent clients;
 //! - `lookups`: looks up IPs on a running node with N concurrent clients (hits and misses);
-//! - `noop`: an axum server with one no-op route, the baseline for what the HTTP stack serves.
+//! - `noop`: an axum server with one no-op route, the baseline for what the HTTP stack serves;
+//! - `reputation`: a full recomputation of every stored score, and the time to apply one
+//!   incident (its transaction and the rescoring it causes), over a history of N facts.
 //!
 //! Load generators share the machine with the node, so numbers are conservative.
 
@@ -106,6 +108,18 @@ enum Command {
         /// Pause between incidents (ms); the receiver limits each peer to 20 reports/s.
         #[arg(long, default_value_t = 100)]
         interval_ms: u64,
+    },
+    /// Seed `incidents` reputation facts over `domains` domains, then time a full recomputation
+    /// and `apply` single-offender incidents (JIDs at seeded domains, and IPs for comparison).
+    Reputation {
+        #[arg(long)]
+        db: String,
+        #[arg(long, default_value_t = 10_000)]
+        domains: u64,
+        #[arg(long, default_value_t = 1_000_000)]
+        incidents: u64,
+        #[arg(long, default_value_t = 500)]
+        apply: u64,
     },
     /// Serve a no-op route on `listen`.
     Noop {
@@ -338,6 +352,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::VerifyRate { db, reports, batch } => verify_rate(&db, reports, batch).await?,
         Command::E2e { binary, incidents, s2s, interval_ms } => e2e(&binary, incidents, s2s, interval_ms).await?,
+        Command::Reputation { db, domains, incidents, apply } => {
+            reputation_bench(&db, domains, incidents, apply).await?;
+        }
         Command::Noop { listen } => {
             let app = axum::Router::new().route("/noop", axum::routing::get(|| async { "{}" }));
             let listener = tokio::net::TcpListener::bind(listen).await?;
@@ -588,5 +605,107 @@ async fn e2e(binary: &str, incidents: u64, s2s: bool, interval_ms: u64) -> anyho
         latencies,
         total,
     );
+    Ok(())
+}
+
+/// Seeds the facts table directly (what `incidents` accepted incidents about `domains` domains
+/// leave behind: one fact each), then measures a full recomputation and single incidents
+/// applied through the ledger, which rescore the domain they touch in their transaction.
+async fn reputation_bench(db: &str, domains: u64, incidents: u64, apply: u64) -> anyhow::Result<()> {
+    let ledger = ledger(db, node_key(None)?).await?;
+    let store = ledger.store().clone();
+    let now = Timestamp::from_unix(1_800_000_000).context("time")?;
+    let postgres = db.starts_with("postgres");
+    let started = Instant::now();
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    const ROWS: u64 = 2_000;
+    let mut written = 0u64;
+    while written < incidents {
+        let rows = ROWS.min(incidents - written);
+        let mut sql =
+            "INSERT INTO reputation_facts (subject, kind, at, severity, weight_milli, reference) VALUES ".to_owned();
+        for row in 0..rows {
+            let n = written + row;
+            let domain = n % domains;
+            let age = next() % (90 * 86_400);
+            let severity = ["low", "medium", "high"][(next() % 3) as usize];
+            let weight = [500, 1_000][(next() % 2) as usize];
+            if row > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!(
+                "('example.d{domain}', 'incident', {}, '{severity}', {weight}, 'bench:{n}')",
+                now.unix() - age as i64
+            ));
+        }
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(store.pool()).await?;
+        written += rows;
+    }
+    let mut sql = "INSERT INTO reputation_scores (domain, score, raw, components, facts, computed_at) VALUES ".to_owned();
+    for domain in 0..domains {
+        if domain > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("('d{domain}.example', 0, 0, '{{}}', 0, 0)"));
+    }
+    sqlx::query(sqlx::AssertSqlSafe(sql)).execute(store.pool()).await?;
+    if postgres {
+        sqlx::query("ANALYZE").execute(store.pool()).await?;
+    }
+    println!(
+        "seeded {incidents} facts over {domains} domains ({} per domain) in {:.1} s",
+        incidents / domains.max(1),
+        started.elapsed().as_secs_f64()
+    );
+
+    let started = Instant::now();
+    let scored = ledger.recompute_scores(now).await?;
+    let elapsed = started.elapsed();
+    println!(
+        "full recomputation: {scored} domains in {:.2} s = {:.0} domains/s, {:.0} facts/s",
+        elapsed.as_secs_f64(),
+        scored as f64 / elapsed.as_secs_f64(),
+        incidents as f64 / elapsed.as_secs_f64()
+    );
+
+    for (label, jid) in [("incident naming an IP (no fact, baseline)", false), ("incident naming a JID (fact + rescore)", true)] {
+        let mut latencies = Vec::with_capacity(apply as usize);
+        let started = Instant::now();
+        for i in 0..apply {
+            let n = next();
+            let offender = if jid {
+                Offender::from_jid(BareJid::parse(&format!("bot{i}@d{}.example", n % domains))?)
+            } else {
+                Offender::Ip(IpAddr::V4(Ipv4Addr::from((n as u32) | 0x0100_0000)))
+            };
+            let incident = Incident {
+                id: IncidentId::new(Domain::parse("bench.example")?, uuid::Uuid::from_u128(u128::from(n) << 1 | u128::from(jid))),
+                reporter: BareJid::parse("bench.example")?,
+                status: Status::New,
+                category: Category::Spam,
+                severity: Severity::High,
+                offenders: vec![offender],
+                start: now,
+                end: None,
+                reported: now,
+                description: String::new(),
+                evidence: vec![],
+                action: None,
+                expires: None,
+                related: None,
+                history: vec![],
+            };
+            let one = Instant::now();
+            ledger.submit_local(&incident, false, now).await?;
+            latencies.push(one.elapsed());
+        }
+        report_latencies(label, latencies, started.elapsed());
+    }
     Ok(())
 }
