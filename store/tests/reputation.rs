@@ -221,3 +221,57 @@ proptest! {
         prop_assert!((-100..=100).contains(&squash(raw)));
     }
 }
+
+#[test]
+fn a_component_speaks_for_its_server_and_subtrees_are_one_range() {
+    use ostracon_store::reputation::{reversed, scored_ancestors, server_domain};
+    assert_eq!(server_domain("incidents.a.example"), "a.example");
+    assert_eq!(server_domain("a.example"), "a.example");
+    assert_eq!(server_domain("localhost"), "localhost");
+    assert_eq!(reversed("incidents.a.example"), "example.a.incidents");
+    assert_eq!(scored_ancestors("muc.x.a.example"), vec!["muc.x.a.example", "x.a.example", "a.example"]);
+    assert_eq!(scored_ancestors("a.example"), vec!["a.example"]);
+    // The subtree of a.example is the range [example.a., example.a/): a-b.example is outside.
+    let (low, high) = (format!("{}.", reversed("a.example")), format!("{}/", reversed("a.example")));
+    assert!(reversed("x.a.example") >= low && reversed("x.a.example") < high);
+    assert!(!(reversed("a-b.example") >= low && reversed("a-b.example") < high));
+    assert!(!(reversed("ab.example") >= low && reversed("ab.example") < high));
+}
+
+#[test]
+fn operator_weights_replace_the_trust_level_and_categories_scale_contributions() {
+    use ostracon_store::reputation::{contribution_weight, peer_weight};
+    let mut params = ReputationParams::default();
+    params.peer_weights_milli.insert("a.example".into(), 800);
+    params.category_weights_milli.insert("spam".into(), 500);
+    assert_eq!(peer_weight(Trust::Accept, "a.example", 0, &params), 800);
+    assert_eq!(peer_weight(Trust::Accept, "a.example", -10, &params), 400, "the score still scales it");
+    assert_eq!(peer_weight(Trust::Observe, "a.example", 50, &params), 0, "observe is never applied");
+    assert_eq!(peer_weight(Trust::Accept, "b.example", 0, &params), 500);
+    assert_eq!(contribution_weight(1_000, "spam", &params), 500);
+    assert_eq!(contribution_weight(1_000, "dos", &params), 1_000);
+}
+
+#[test]
+fn only_a_low_score_with_ignored_requests_or_an_override_recommends_a_domain_entry() {
+    use ostracon_store::reputation::recommends_domain_entry;
+    let params = ReputationParams::default();
+    let incidents = |n: usize| {
+        (0..n).map(|_| Fact::Incident { at: now(), severity: Severity::High, weight_milli: 1_000 }).collect::<Vec<_>>()
+    };
+    let abused = Subject { facts: incidents(10), ..Subject::default() };
+    let scored = score(&abused, &params, now());
+    assert!(scored.score <= -50 && !recommends_domain_entry(&scored, &params), "incidents alone: {scored:?}");
+    let mut silent = abused.clone();
+    silent.facts.push(Fact::RequestIgnored { at: now() });
+    assert!(recommends_domain_entry(&score(&silent, &params, now()), &params));
+    let mut answering = silent.clone();
+    answering.facts.extend([
+        Fact::RequestAnswered { at: now() },
+        Fact::RequestAnswered { at: now() },
+        Fact::RequestAnswered { at: now() },
+    ]);
+    assert!(!recommends_domain_entry(&score(&answering, &params, now()), &params), "it answers more than it ignores");
+    let fixed = Subject { operator_override: Some(-60), ..Subject::default() };
+    assert!(recommends_domain_entry(&score(&fixed, &params, now()), &params));
+}

@@ -647,7 +647,8 @@ async fn reputation_bench(db: &str, domains: u64, incidents: u64, apply: u64) ->
         sqlx::query(sqlx::AssertSqlSafe(sql)).execute(store.pool()).await?;
         written += rows;
     }
-    let mut sql = "INSERT INTO reputation_scores (domain, score, raw, components, facts, computed_at) VALUES ".to_owned();
+    let mut sql =
+        "INSERT INTO reputation_scores (domain, score, raw, components, facts, computed_at) VALUES ".to_owned();
     for domain in 0..domains {
         if domain > 0 {
             sql.push_str(", ");
@@ -674,7 +675,9 @@ async fn reputation_bench(db: &str, domains: u64, incidents: u64, apply: u64) ->
         incidents as f64 / elapsed.as_secs_f64()
     );
 
-    for (label, jid) in [("incident naming an IP (no fact, baseline)", false), ("incident naming a JID (fact + rescore)", true)] {
+    for (label, jid) in
+        [("incident naming an IP (no fact, baseline)", false), ("incident naming a JID (fact + rescore)", true)]
+    {
         let mut latencies = Vec::with_capacity(apply as usize);
         let started = Instant::now();
         for i in 0..apply {
@@ -685,7 +688,10 @@ async fn reputation_bench(db: &str, domains: u64, incidents: u64, apply: u64) ->
                 Offender::Ip(IpAddr::V4(Ipv4Addr::from((n as u32) | 0x0100_0000)))
             };
             let incident = Incident {
-                id: IncidentId::new(Domain::parse("bench.example")?, uuid::Uuid::from_u128(u128::from(n) << 1 | u128::from(jid))),
+                id: IncidentId::new(
+                    Domain::parse("bench.example")?,
+                    uuid::Uuid::from_u128(u128::from(n) << 1 | u128::from(jid)),
+                ),
                 reporter: BareJid::parse("bench.example")?,
                 status: Status::New,
                 category: Category::Spam,
