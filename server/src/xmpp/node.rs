@@ -1201,9 +1201,11 @@ mod tests {
         let first = h.node.reporter_standing(&buddy, t0).await.unwrap();
         assert_eq!((first.score, first.weight_milli), (9, 500), "a fresh buddy: +10 raw, full `accept` weight");
 
-        // A buddy's XEP-0275 opinion of -100 about it (-30 raw) changes its score, but only
-        // once the cached standing is older than the TTL.
-        h.node.ledger.store().put_peer_score("incidents.c.test", "incidents.a.test", -100, t0).await.unwrap();
+        // Another buddy's XEP-0275 opinion of -100 about its server (-30 raw) changes its score,
+        // but only once the cached standing is older than the TTL.
+        let other = PeerRecord { jid: BareJid::parse("incidents.c.test").unwrap(), ..buddy.clone() };
+        h.node.ledger.store().put_peer(&other).await.unwrap();
+        h.node.ledger.store().put_peer_score("incidents.c.test", "a.test", -100, t0).await.unwrap();
         let cached = h.node.reporter_standing(&buddy, t0.plus_secs(STANDING_TTL_SECS - 1)).await.unwrap();
         assert_eq!(cached.score, first.score);
         let fresh = h.node.reporter_standing(&buddy, t0.plus_secs(STANDING_TTL_SECS)).await.unwrap();
