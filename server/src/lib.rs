@@ -209,12 +209,17 @@ pub async fn serve(
     let web = WebConfig { rate_per_second: config.http.rate_per_second, rate_burst: config.http.rate_burst };
     let link_status = Arc::new(xmpp::connection::LinkStatus::default());
     let status_for_web = Arc::clone(&link_status);
-    let state = AppState::with_xmpp_status(
+    let traffic_for_web = Arc::clone(&link_status);
+    let state = AppState::with_xmpp(
         Arc::clone(&ledger),
         Arc::clone(&env),
         node,
         &web,
         Arc::new(move || status_for_web.as_str()),
+        Arc::new(move || {
+            let [stanzas_in, stanzas_out, bytes_in, bytes_out] = traffic_for_web.traffic();
+            ostracon_web::XmppCounters { stanzas_in, stanzas_out, bytes_in, bytes_out }
+        }),
     );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -153,6 +153,8 @@ pub struct ScoreRow {
     pub raw: i64,
     /// The raw sum's parts.
     pub components: BTreeMap<String, i64>,
+    /// Its standing as a reporter (the score without incidents about its users).
+    pub reporter_score: i64,
     /// How many facts it was computed from.
     pub facts: i64,
     /// When.
@@ -194,7 +196,7 @@ impl Store {
             ScoreOrder::Best => "DESC",
         };
         let sql = format!(
-            "SELECT domain, score, raw, components, facts, computed_at FROM reputation_scores \
+            "SELECT domain, score, raw, components, facts, computed_at, reporter_score FROM reputation_scores \
              ORDER BY score {direction}, domain LIMIT $1 OFFSET $2"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(limit).bind(offset).fetch_all(self.pool()).await?;
@@ -207,6 +209,7 @@ impl Store {
                 raw: row.try_get("raw")?,
                 components: serde_json::from_str(&components).map_err(|e| StoreError::Corrupt(e.to_string()))?,
                 facts: row.try_get("facts")?,
+                reporter_score: row.try_get("reporter_score")?,
                 computed_at: ts_from_row(row.try_get("computed_at")?)?,
             });
         }

@@ -215,6 +215,18 @@ pub fn score(subject: &Subject, params: &ReputationParams, now: Timestamp) -> Ex
     }
 }
 
+/// A domain's standing as a reporter: its score from everything but the incidents about its
+/// users and IPs. A large provider whose open registration bots abuse is still an honest
+/// reporter; what makes a reporter untrustworthy is how it behaves as one (retracted and
+/// contradicted reports, ignored requests, buddies' opinions), so incidents never silence it.
+pub fn reporter_score(subject: &Subject, params: &ReputationParams, now: Timestamp) -> Explained {
+    let as_reporter = Subject {
+        facts: subject.facts.iter().filter(|f| !matches!(f, Fact::Incident { .. })).cloned().collect(),
+        ..subject.clone()
+    };
+    score(&as_reporter, params, now)
+}
+
 /// How much a reporter's accepted reports count, in thousandths: nothing from peers we only
 /// observe or that score below `ignore_below`; full trust weight from peers scoring 0 or more;
 /// linearly less in between, so a peer that starts lying loses weight before it is ignored.

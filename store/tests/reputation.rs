@@ -275,3 +275,18 @@ fn only_a_low_score_with_ignored_requests_or_an_override_recommends_a_domain_ent
     let fixed = Subject { operator_override: Some(-60), ..Subject::default() };
     assert!(recommends_domain_entry(&score(&fixed, &params, now()), &params));
 }
+
+#[test]
+fn incidents_about_a_servers_users_lower_its_score_not_its_voice() {
+    use ostracon_store::reputation::reporter_score;
+    let params = ReputationParams::default();
+    let mut provider = Subject { buddy_since: Some(now()), ..Subject::default() };
+    provider.facts =
+        (0..10).map(|_| Fact::Incident { at: now(), severity: Severity::High, weight_milli: 1_000 }).collect();
+    assert!(score(&provider, &params, now()).score < -50);
+    let voice = reporter_score(&provider, &params, now()).score;
+    assert_eq!(reporter_weight(Trust::AutoApply, voice, &params), 1_000, "standing {voice}");
+    provider.facts.extend((0..3).map(|_| Fact::Contradicted { at: now() }));
+    let voice = reporter_score(&provider, &params, now()).score;
+    assert_eq!(reporter_weight(Trust::AutoApply, voice, &params), 0, "lying silences it: {voice}");
+}

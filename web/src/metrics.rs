@@ -18,8 +18,9 @@ impl Metrics {
         *requests.entry((route.to_owned(), status)).or_insert(0) += 1;
     }
 
-    /// Renders the counters plus the gauges the caller supplies (`name`, help, value).
-    pub fn render(&self, gauges: &[(&str, &str, f64)]) -> String {
+    /// Renders the request counters, plus the counters and gauges the caller supplies
+    /// (`name`, help, value).
+    pub fn render(&self, counters: &[(&str, &str, u64)], gauges: &[(&str, &str, f64)]) -> String {
         let mut out = String::new();
         out.push_str("# HELP ostracon_http_requests_total HTTP requests answered, by route and status.\n");
         out.push_str("# TYPE ostracon_http_requests_total counter\n");
@@ -27,6 +28,10 @@ impl Metrics {
         for ((route, status), count) in requests.iter() {
             let route = route.replace('\\', "\\\\").replace('"', "\\\"");
             let _ = writeln!(out, "ostracon_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}");
+        }
+        drop(requests);
+        for (name, help, value) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
         }
         for (name, help, value) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");

@@ -57,8 +57,25 @@ struct Cached {
 /// Reports the XMPP link's state for `/healthz` (`off`, `connecting`, `online`).
 pub type XmppStatus = Arc<dyn Fn() -> &'static str + Send + Sync>;
 
+/// Reports the XMPP link's traffic for `/metrics`: stanzas and bytes in and out since start.
+pub type XmppTraffic = Arc<dyn Fn() -> XmppCounters + Send + Sync>;
+
+/// Stanzas and bytes through the XMPP link since the node started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XmppCounters {
+    /// Stanzas received.
+    pub stanzas_in: u64,
+    /// Stanzas sent.
+    pub stanzas_out: u64,
+    /// Bytes of the stanzas received (serialised).
+    pub bytes_in: u64,
+    /// Bytes of the stanzas sent (serialised).
+    pub bytes_out: u64,
+}
+
 struct Inner {
     xmpp: XmppStatus,
+    traffic: XmppTraffic,
     ledger: Arc<Ledger>,
     env: Arc<dyn Environment>,
     node: NodeInfo,
@@ -88,8 +105,22 @@ impl AppState {
         config: &WebConfig,
         xmpp: XmppStatus,
     ) -> Self {
+        Self::with_xmpp(ledger, env, node, config, xmpp, Arc::new(XmppCounters::default))
+    }
+
+    /// State whose `/healthz` reports the XMPP link through `xmpp` and whose `/metrics`
+    /// count its traffic through `traffic`.
+    pub fn with_xmpp(
+        ledger: Arc<Ledger>,
+        env: Arc<dyn Environment>,
+        node: NodeInfo,
+        config: &WebConfig,
+        xmpp: XmppStatus,
+        traffic: XmppTraffic,
+    ) -> Self {
         Self(Arc::new(Inner {
             xmpp,
+            traffic,
             ledger,
             env,
             node,
@@ -103,6 +134,11 @@ impl AppState {
     /// The XMPP link's state.
     pub fn xmpp_status(&self) -> &'static str {
         (self.0.xmpp)()
+    }
+
+    /// The XMPP link's traffic so far.
+    pub fn xmpp_traffic(&self) -> XmppCounters {
+        (self.0.traffic)()
     }
 
     /// The ledger.

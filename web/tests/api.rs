@@ -582,6 +582,10 @@ async fn openapi_lists_exactly_the_routes_and_every_route_exists() {
     let (_, metrics, _) = node.text("/metrics").await;
     assert!(metrics.contains("ostracon_http_requests_total{route=\"/openapi.json\",status=\"200\"}"), "{metrics}");
     assert!(metrics.contains("ostracon_log_size"));
+    assert!(
+        metrics.contains("# TYPE ostracon_xmpp_stanzas_sent_total counter\nostracon_xmpp_stanzas_sent_total 0"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

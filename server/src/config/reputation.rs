@@ -31,9 +31,9 @@ pub struct ReputationSection {
     /// Weight of a buddy trusted with `auto-apply`.
     #[serde(default = "auto_apply_weight")]
     pub auto_apply_weight: f64,
-    /// A request counts as ignored once this many hours pass without an answer.
-    #[serde(default = "request_deadline_hours")]
-    pub request_deadline_hours: i64,
+    /// A request counts as ignored once this many seconds pass without an answer (48 hours).
+    #[serde(default = "request_deadline_secs")]
+    pub request_deadline_secs: i64,
     /// Contributions waiting for a quorum count for this many days.
     #[serde(default = "candidate_window_days")]
     pub candidate_window_days: i64,
@@ -67,8 +67,8 @@ fn accept_weight() -> f64 {
 fn auto_apply_weight() -> f64 {
     defaults().auto_apply_weight_milli as f64 / 1000.0
 }
-fn request_deadline_hours() -> i64 {
-    defaults().request_deadline_secs / 3_600
+fn request_deadline_secs() -> i64 {
+    defaults().request_deadline_secs
 }
 fn candidate_window_days() -> i64 {
     defaults().candidate_window_secs / 86_400
@@ -83,7 +83,7 @@ impl Default for ReputationSection {
             listing_threshold: listing_threshold(),
             accept_weight: accept_weight(),
             auto_apply_weight: auto_apply_weight(),
-            request_deadline_hours: request_deadline_hours(),
+            request_deadline_secs: request_deadline_secs(),
             candidate_window_days: candidate_window_days(),
             category_weights: BTreeMap::new(),
             peer_weights: BTreeMap::new(),
@@ -105,7 +105,7 @@ impl ReputationSection {
             listing_threshold_milli: milli(self.listing_threshold),
             accept_weight_milli: milli(self.accept_weight),
             auto_apply_weight_milli: milli(self.auto_apply_weight),
-            request_deadline_secs: self.request_deadline_hours * 3_600,
+            request_deadline_secs: self.request_deadline_secs,
             candidate_window_secs: self.candidate_window_days * 86_400,
             category_weights_milli: self.category_weights.iter().map(|(k, v)| (k.clone(), milli(*v))).collect(),
             peer_weights_milli: self.peer_weights.iter().map(|(k, v)| (k.to_lowercase(), milli(*v))).collect(),
@@ -133,8 +133,12 @@ impl ReputationSection {
                 out.push(format!("[reputation] {name} is a weight from 0 to 10 (is {value})"));
             }
         }
-        if !(1..=24 * 90).contains(&self.request_deadline_hours) {
-            out.push(format!("[reputation] request_deadline_hours is 1 to 2160 (is {})", self.request_deadline_hours));
+        // Short deadlines are for test federations (the harness); 90 days is the longest.
+        if !(10..=90 * 86_400).contains(&self.request_deadline_secs) {
+            out.push(format!(
+                "[reputation] request_deadline_secs is 10 to 7776000 (is {})",
+                self.request_deadline_secs
+            ));
         }
         if !(1..=90).contains(&self.candidate_window_days) {
             out.push(format!("[reputation] candidate_window_days is 1 to 90 (is {})", self.candidate_window_days));

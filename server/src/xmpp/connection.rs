@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
@@ -29,14 +29,37 @@ pub enum LinkState {
     Online = 2,
 }
 
-/// Shared view of the link state.
+/// Shared view of the link state and its traffic.
 #[derive(Debug, Default)]
-pub struct LinkStatus(AtomicU8);
+pub struct LinkStatus(AtomicU8, Traffic);
+
+/// Stanzas and bytes through the link since start (all streams).
+#[derive(Debug, Default)]
+struct Traffic {
+    stanzas_in: AtomicU64,
+    stanzas_out: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+}
 
 impl LinkStatus {
     /// Records a state.
     pub fn set(&self, state: LinkState) {
         self.0.store(state as u8, Ordering::SeqCst);
+    }
+
+    /// Stanzas in, stanzas out, bytes in, bytes out, since start.
+    pub fn traffic(&self) -> [u64; 4] {
+        let t = &self.1;
+        [&t.stanzas_in, &t.stanzas_out, &t.bytes_in, &t.bytes_out].map(|c| c.load(Ordering::Relaxed))
+    }
+
+    fn count(&self, incoming: bool, element: &Element) {
+        let bytes = String::from(element).len() as u64;
+        let (stanzas, total) =
+            if incoming { (&self.1.stanzas_in, &self.1.bytes_in) } else { (&self.1.stanzas_out, &self.1.bytes_out) };
+        stanzas.fetch_add(1, Ordering::Relaxed);
+        total.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// The current state.
@@ -121,7 +144,7 @@ pub async fn run(
                 // Answers to IQs sent on an earlier stream may never come: let waiters retry now.
                 online.notify_waiters();
                 tracing::info!(component = %config.component, server = %config.server, "XMPP component online");
-                let reason = serve_link(&config, &mut component, &incoming, &mut outgoing, &mut stop).await;
+                let reason = serve_link(&config, &status, &mut component, &incoming, &mut outgoing, &mut stop).await;
                 status.set(LinkState::Connecting);
                 if reason.is_none() {
                     let _ = tokio::time::timeout(Duration::from_secs(2), component.send_end()).await;
@@ -151,6 +174,7 @@ pub fn backoff(failures: u32, jitter: f64) -> Duration {
 /// Serves one connected stream; `None` means "stop requested", `Some(reason)` "reconnect".
 async fn serve_link<C: tokio_xmpp::connect::ServerConnector>(
     config: &LinkConfig,
+    status: &LinkStatus,
     component: &mut Component<C>,
     incoming: &mpsc::Sender<Element>,
     outgoing: &mut mpsc::Receiver<Element>,
@@ -165,6 +189,7 @@ async fn serve_link<C: tokio_xmpp::connect::ServerConnector>(
                 Some(stanza) => {
                     last_heard = Instant::now();
                     let element = Element::from(stanza);
+                    status.count(true, &element);
                     if incoming.send(element).await.is_err() {
                         return None;
                     }
@@ -174,7 +199,7 @@ async fn serve_link<C: tokio_xmpp::connect::ServerConnector>(
                     if last_heard.elapsed() > DEAD_AFTER {
                         return Some("no traffic, not even ping answers".to_owned());
                     }
-                    if let Err(error) = send(component, ping(config)).await {
+                    if let Err(error) = send(status, component, ping(config)).await {
                         return Some(format!("send failed: {error}"));
                     }
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -182,7 +207,7 @@ async fn serve_link<C: tokio_xmpp::connect::ServerConnector>(
             },
             element = outgoing.recv() => match element {
                 Some(element) => {
-                    if let Err(error) = send(component, element).await {
+                    if let Err(error) = send(status, component, element).await {
                         return Some(format!("send failed: {error}"));
                     }
                 }
@@ -192,7 +217,7 @@ async fn serve_link<C: tokio_xmpp::connect::ServerConnector>(
                 if last_heard.elapsed() > DEAD_AFTER {
                     return Some("no traffic, not even ping answers".to_owned());
                 }
-                if let Err(error) = send(component, ping(config)).await {
+                if let Err(error) = send(status, component, ping(config)).await {
                     return Some(format!("keepalive failed: {error}"));
                 }
             }
@@ -202,9 +227,11 @@ async fn serve_link<C: tokio_xmpp::connect::ServerConnector>(
 }
 
 async fn send<C: tokio_xmpp::connect::ServerConnector>(
+    status: &LinkStatus,
     component: &mut Component<C>,
     element: Element,
 ) -> Result<(), String> {
+    status.count(false, &element);
     let stanza = Stanza::try_from(element).map_err(|e| format!("not a stanza: {e}"))?;
     component.send_stanza(stanza).await.map_err(|e| e.to_string())
 }

@@ -564,7 +564,7 @@ impl XmppNode {
             tracing::warn!(%error, "reading a peer's reputation failed");
             Self::service_unavailable()
         })?;
-        let score = reputation::score(&subject, params, now).score;
+        let score = reputation::reporter_score(&subject, params, now).score;
         let standing =
             Standing { score, weight_milli: reputation::peer_weight(peer.trust, server.as_str(), score, params) };
         self.standings.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key, (standing, now));

@@ -1029,6 +1029,9 @@ impl Ledger {
             .await?;
         enqueue(&mut batch.tx, &requester, OUTBOX_RESPONSE, &response.id.to_string(), "", now).await?;
         batch.outbox_queued = true;
+        // Our other buddies get the answer as our report: what we listed under our signature
+        // (the IPs only we knew) reaches every list that trusts us, not only the requester's.
+        queue_for_buddies_except(&mut batch, &response.id, Some(&requester)).await?;
         self.commit(batch).await
     }
 
@@ -1191,6 +1194,11 @@ async fn retract_in(batch: &mut Batch, mut incident: Incident, config: &LedgerCo
 
 /// Queues a report delivery of `id` for every buddy we share with.
 async fn queue_for_buddies(batch: &mut Batch, id: &IncidentId) -> Result<()> {
+    queue_for_buddies_except(batch, id, None).await
+}
+
+/// [`queue_for_buddies`], leaving out `except`.
+async fn queue_for_buddies_except(batch: &mut Batch, id: &IncidentId, except: Option<&str>) -> Result<()> {
     let buddies =
         sqlx::query("SELECT jid FROM peers WHERE state = 'buddy' AND trust IN ('accept', 'auto-apply') ORDER BY jid")
             .fetch_all(&mut *batch.tx)
@@ -1198,6 +1206,9 @@ async fn queue_for_buddies(batch: &mut Batch, id: &IncidentId) -> Result<()> {
     let now = batch.now;
     for row in buddies {
         let peer: String = row.try_get("jid")?;
+        if Some(peer.as_str()) == except {
+            continue;
+        }
         enqueue(&mut batch.tx, &peer, OUTBOX_REPORT, &id.to_string(), "", now).await?;
         batch.outbox_queued = true;
     }

@@ -18,7 +18,7 @@ use sqlx::Row as _;
 use super::{Applied, Batch, Ledger, Listing};
 use crate::facts::{FactKind, like_escape, load_subject};
 use crate::model::{EntrySource, ListAction};
-use crate::reputation::{Explained, recommends_domain_entry, reversed, score, scored_ancestors};
+use crate::reputation::{Explained, recommends_domain_entry, reporter_score, reversed, score, scored_ancestors};
 use crate::{Result, StoreError};
 
 /// Most domains one maintenance pass rescores (keeps its transaction short).
@@ -86,19 +86,20 @@ impl Ledger {
         while let Some(domain) = batch.touched.pop_first() {
             let subject = load_subject(&mut batch.tx, &domain, params).await?;
             let explained = score(&subject, params, batch.now);
-            let previous: Option<i64> = sqlx::query("SELECT score FROM reputation_scores WHERE domain = $1")
+            let as_reporter = reporter_score(&subject, params, batch.now).score;
+            let previous: Option<i64> = sqlx::query("SELECT reporter_score FROM reputation_scores WHERE domain = $1")
                 .bind(&domain)
                 .fetch_optional(&mut *batch.tx)
                 .await?
-                .map(|row| row.try_get("score"))
+                .map(|row| row.try_get("reporter_score"))
                 .transpose()?;
             let components =
                 serde_json::to_string(&explained.components).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             sqlx::query(
-                "INSERT INTO reputation_scores (domain, score, raw, components, facts, computed_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (domain) DO UPDATE SET score = excluded.score, \
+                "INSERT INTO reputation_scores (domain, score, raw, components, facts, computed_at, reporter_score) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (domain) DO UPDATE SET score = excluded.score, \
                  raw = excluded.raw, components = excluded.components, facts = excluded.facts, \
-                 computed_at = excluded.computed_at",
+                 computed_at = excluded.computed_at, reporter_score = excluded.reporter_score",
             )
             .bind(&domain)
             .bind(explained.score)
@@ -106,22 +107,24 @@ impl Ledger {
             .bind(components)
             .bind(subject.facts.len() as i64)
             .bind(batch.now.unix())
+            .bind(as_reporter)
             .execute(&mut *batch.tx)
             .await?;
             if batch.is_remote(&domain) {
-                self.apply_consequences(batch, &domain, &explained, previous).await?;
+                self.apply_consequences(batch, &domain, &explained, as_reporter, previous).await?;
             }
         }
         Ok(())
     }
 
     /// A domain entry while the score recommends one; the weight of the domain's reports
-    /// withdrawn when its score falls to `ignore_below`.
+    /// withdrawn when its standing as a reporter falls to `ignore_below`.
     async fn apply_consequences(
         &self,
         batch: &mut Batch,
         domain: &str,
         explained: &Explained,
+        as_reporter: i64,
         previous: Option<i64>,
     ) -> Result<()> {
         let params = &self.config.reputation;
@@ -146,7 +149,7 @@ impl Ledger {
             }
             _ => {}
         }
-        let ignored_now = explained.score <= params.ignore_below;
+        let ignored_now = as_reporter <= params.ignore_below;
         if ignored_now && previous.is_none_or(|before| before > params.ignore_below) {
             self.withdraw_reports_of(batch, domain).await?;
         }

@@ -13,7 +13,9 @@ use axum::http::HeaderMap;
 use ostracon_protocol::ids::Domain;
 use ostracon_store::facts::ScoreOrder;
 use ostracon_store::model::Scope;
-use ostracon_store::reputation::{ReputationParams, recommends_domain_entry, reporter_weight, score, server_domain};
+use ostracon_store::reputation::{
+    ReputationParams, recommends_domain_entry, reporter_score, reporter_weight, score, server_domain,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -43,6 +45,7 @@ pub(crate) async fn domain(State(state): State<AppState>, Path(domain): Path<Str
     let store = state.ledger().store();
     let subject = store.reputation_subject(&domain, params).await?;
     let explained = score(&subject, params, state.env().now());
+    let as_reporter = reporter_score(&subject, params, state.env().now()).score;
     let fixed = store.reputation_override(&domain).await?;
     Ok(Json(json!({
         "domain": domain,
@@ -53,12 +56,13 @@ pub(crate) async fn domain(State(state): State<AppState>, Path(domain): Path<Str
         "overridden": explained.overridden,
         "override": fixed,
         "facts": subject.facts.len(),
+        "reporter_score": as_reporter,
         "consequences": {
             "reporter_weight": {
-                "accept": reporter_weight(ostracon_store::model::Trust::Accept, explained.score, params) as f64 / 1000.0,
-                "auto-apply": reporter_weight(ostracon_store::model::Trust::AutoApply, explained.score, params) as f64 / 1000.0,
+                "accept": reporter_weight(ostracon_store::model::Trust::Accept, as_reporter, params) as f64 / 1000.0,
+                "auto-apply": reporter_weight(ostracon_store::model::Trust::AutoApply, as_reporter, params) as f64 / 1000.0,
             },
-            "reports_ignored": explained.score <= params.ignore_below,
+            "reports_ignored": as_reporter <= params.ignore_below,
             "domain_entry_recommended": recommends_domain_entry(&explained, params),
         },
         "params": params_json(params),
