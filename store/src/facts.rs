@@ -218,6 +218,16 @@ impl Store {
         Ok((out, total))
     }
 
+    /// The stored standing of `domain` as a reporter and when it was computed, if any fact
+    /// about it is held (one indexed row: the node's reputation gate reads it per report).
+    pub async fn stored_reporter_score(&self, domain: &Domain) -> Result<Option<(i64, Timestamp)>> {
+        let row = sqlx::query("SELECT reporter_score, computed_at FROM reputation_scores WHERE domain = $1")
+            .bind(domain.as_str())
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|row| Ok((row.try_get("reporter_score")?, ts_from_row(row.try_get("computed_at")?)?))).transpose()
+    }
+
     /// Whether this node sent `peer` the request `request` (a response to it is an answer we
     /// asked for).
     pub async fn sent_request(&self, peer: &str, request: &ostracon_protocol::ids::IncidentId) -> Result<bool> {

@@ -123,6 +123,7 @@ battery!(
     a_domain_that_scores_low_and_ignores_requests_gets_a_domain_entry,
     a_reporter_that_falls_to_ignore_below_loses_its_listings,
     maintenance_refreshes_stale_scores_and_the_dry_run_changes_nothing,
+    a_request_for_a_report_already_held_waits_for_the_operator,
 );
 
 const NODE: &str = "incidents.ops.example";
@@ -805,4 +806,35 @@ async fn maintenance_refreshes_stale_scores_and_the_dry_run_changes_nothing(back
     // Candidates past their window are dropped by maintenance.
     ledger.maintain_reputation(ts(60 * day)).await.unwrap();
     assert!(backend.store.candidate_reasons(&offender("198.51.100.2")).await.unwrap().is_empty());
+}
+
+async fn a_request_for_a_report_already_held_waits_for_the_operator(backend: Backend) {
+    let ledger = ledger(&backend).await;
+    let report = peer_incident(1, &["bot@ops.example"], ts(0));
+    ledger.record_remote(received(&report), ts(0)).await.unwrap().unwrap();
+    let request = RemoteIncident {
+        verb: Verb::Request,
+        decision: Decision::Pending,
+        decision_reason: Some("request: waits for the operator to confirm and answer"),
+        weight_milli: 0,
+        ..received(&report)
+    };
+    assert!(ledger.record_remote(request, ts(1)).await.unwrap().is_some(), "recorded, not a duplicate");
+    let stored = backend.store.incident(&report.id).await.unwrap().unwrap();
+    assert_eq!((stored.verb, stored.decision), (Verb::Request, Decision::Pending));
+    assert!(backend.store.entry(&offender("bot@ops.example")).await.unwrap().unwrap().active, "the listing stays");
+    // Once more is a duplicate.
+    assert!(ledger.record_remote(request, ts(2)).await.unwrap().is_none());
+
+    // The other order: the request first (nothing listed), then the shared report, which
+    // lists with its weight while the request still waits; a second delivery changes nothing.
+    let second = peer_incident(2, &["other@ops.example"], ts(3));
+    let request = RemoteIncident { incident: &second, ..request };
+    ledger.record_remote(request, ts(3)).await.unwrap().unwrap();
+    assert!(backend.store.entry(&offender("other@ops.example")).await.unwrap().is_none());
+    let applied = ledger.record_remote(received(&second), ts(4)).await.unwrap().unwrap();
+    assert_eq!(applied.listed, vec![offender("other@ops.example")]);
+    let stored = backend.store.incident(&second.id).await.unwrap().unwrap();
+    assert_eq!((stored.verb, stored.decision), (Verb::Request, Decision::Pending));
+    assert!(ledger.record_remote(received(&second), ts(5)).await.unwrap().is_none());
 }

@@ -1,10 +1,12 @@
-//! Ostracon's integration-test support and, later, the federation harness: temporary
-//! directories, free loopback ports, and child processes (real `ostracon` binaries, Prosody
-//! servers, PostgreSQL clusters) that are killed when dropped.
+//! Ostracon's integration-test support and the federation harness: temporary directories,
+//! free loopback ports, child processes (real `ostracon` binaries, Prosody servers,
+//! PostgreSQL clusters) that are killed when dropped, and [`harness`], which runs scripted
+//! attacks on a federation of real nodes and reports what happened.
 //!
 //! `OSTRACON_REQUIRE_INTEGRATION=1` (set by `scripts/test`) turns any skip for a missing
 //! service into a failure, so nothing skips silently in CI.
 
+pub mod harness;
 pub mod prosody;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -53,9 +53,10 @@ const PEER_RATE: f64 = 20.0;
 const PEER_BURST: f64 = 100.0;
 /// Incoming stanzas handled at once.
 const MAX_IN_FLIGHT: usize = 64;
-/// How long a buddy's computed standing is reused. Gathering a domain's facts reads the
-/// store (see `Store::reputation_subject`), and scores move over days, so a burst of reports
-/// pays for it once; a retraction from the buddy drops its standing at once.
+/// How old a stored standing may be and still be used as it is. Every fact rescores its
+/// domain in the fact's own transaction, so a stored score is never behind the facts; what
+/// it can miss is what is not a fact (a buddy's new XEP-0275 opinion, the relation's age),
+/// and that may lag by this long. Older rows are recomputed from the facts.
 const STANDING_TTL_SECS: i64 = 60;
 /// Signature timestamp window (seconds).
 const WINDOW_SECS: i64 = 300;
@@ -102,9 +103,6 @@ pub struct XmppNode {
     pending: Mutex<HashMap<String, oneshot::Sender<Element>>>,
     replay: Mutex<ReplayCache>,
     peer_buckets: Mutex<HashMap<String, (f64, Instant)>>,
-    /// Buddies' standings as reporters with when they were computed (one per buddy, so
-    /// bounded by the operator's buddy list); see [`STANDING_TTL_SECS`].
-    standings: Mutex<HashMap<String, (Standing, ostracon_protocol::time::Timestamp)>>,
     next_id: AtomicU64,
 }
 
@@ -183,7 +181,6 @@ impl XmppNode {
             pending: Mutex::new(HashMap::new()),
             replay: Mutex::new(ReplayCache::new(WINDOW_SECS, 200_000)),
             peer_buckets: Mutex::new(HashMap::new()),
-            standings: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
         }
     }
@@ -539,36 +536,31 @@ impl XmppNode {
         }
     }
 
-    /// A buddy's standing as a reporter: its domain's score from the facts we hold, and the
+    /// A buddy's standing as a reporter: its server domain's reporter score (the stored one,
+    /// one indexed row, when it is recent; else computed from the facts we hold), and the
     /// weight that gives its reports (spec/reputation.md, Reporter weight).
     async fn reporter_standing(
         &self,
         peer: &PeerRecord,
         now: ostracon_protocol::time::Timestamp,
     ) -> Result<Standing, StanzaError> {
-        let key = peer.jid.to_string();
-        {
-            let cached = self.standings.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some((standing, at)) = cached.get(&key)
-                && now.unix() - at.unix() < STANDING_TTL_SECS
-                && now >= *at
-            {
-                return Ok(*standing);
-            }
-        }
         let params = &self.settings.reputation;
         // A component speaks for its server: the server's score is the peer's standing.
         let server = Domain::parse(reputation::server_domain(peer.jid.domain().as_str()))
             .map_err(|_| Self::service_unavailable())?;
-        let subject = self.ledger.store().reputation_subject(&server, params).await.map_err(|error| {
+        let unavailable = |error: ostracon_store::StoreError| {
             tracing::warn!(%error, "reading a peer's reputation failed");
             Self::service_unavailable()
-        })?;
-        let score = reputation::reporter_score(&subject, params, now).score;
-        let standing =
-            Standing { score, weight_milli: reputation::peer_weight(peer.trust, server.as_str(), score, params) };
-        self.standings.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key, (standing, now));
-        Ok(standing)
+        };
+        let stored = self.ledger.store().stored_reporter_score(&server).await.map_err(unavailable)?;
+        let score = match stored {
+            Some((score, at)) if (0..STANDING_TTL_SECS).contains(&(now.unix() - at.unix())) => score,
+            _ => {
+                let subject = self.ledger.store().reputation_subject(&server, params).await.map_err(unavailable)?;
+                reputation::reporter_score(&subject, params, now).score
+            }
+        };
+        Ok(Standing { score, weight_milli: reputation::peer_weight(peer.trust, server.as_str(), score, params) })
     }
 
     /// Verifies a signed claim from `from`: signatures with the buddies' pinned keys, the
@@ -633,15 +625,7 @@ impl XmppNode {
             now,
         };
         match self.committer.record(received).await {
-            Outcome::Recorded => {
-                if incident.status == ostracon_protocol::incident::Status::Retracted {
-                    // A withdrawn report is a fact against the peer's record: score it afresh.
-                    if let Ok(peer) = BareJid::parse(from) {
-                        let mut standings = self.standings.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                        standings.remove(&peer.to_string());
-                    }
-                }
-            }
+            Outcome::Recorded => {}
             Outcome::Duplicate => {
                 tracing::debug!(peer = %from, incident = %incident.id, "repeated delivery");
                 return Ok(None);
@@ -1186,7 +1170,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_buddys_standing_is_reused_for_a_minute_then_scored_afresh() {
+    async fn a_buddys_standing_follows_its_facts_at_once_and_other_changes_within_a_minute() {
         let h = harness().await;
         let t0 = h.node.env.now();
         let buddy = PeerRecord {
@@ -1201,16 +1185,51 @@ mod tests {
         let first = h.node.reporter_standing(&buddy, t0).await.unwrap();
         assert_eq!((first.score, first.weight_milli), (9, 500), "a fresh buddy: +10 raw, full `accept` weight");
 
-        // Another buddy's XEP-0275 opinion of -100 about its server (-30 raw) changes its score,
-        // but only once the cached standing is older than the TTL.
+        // Our operator contradicts one of its reports: a fact, so its stored standing moves at once.
+        let report = ostracon_protocol::incident::Incident {
+            id: ostracon_protocol::ids::IncidentId::parse("incidents.a.test:0f6c1c52-7d3e-4e0a-9a51-2b1f4a7e9c10")
+                .unwrap(),
+            reporter: BareJid::parse("incidents.a.test").unwrap(),
+            status: ostracon_protocol::incident::Status::New,
+            category: ostracon_protocol::incident::Category::Spam,
+            severity: ostracon_protocol::incident::Severity::Low,
+            offenders: vec![Offender::parse("customer@b.test").unwrap()],
+            start: t0,
+            end: None,
+            reported: t0,
+            description: String::new(),
+            evidence: vec![],
+            action: None,
+            expires: None,
+            related: None,
+            history: vec![],
+        };
+        let received = ledger::RemoteIncident {
+            incident: &report,
+            verb: Verb::Report,
+            from: "incidents.a.test",
+            origin: IncidentOrigin::Peer,
+            provenance: None,
+            decision: Decision::Accepted,
+            decision_reason: None,
+            weight_milli: 500,
+            forward_to: &[],
+        };
+        h.node.ledger.record_remote(received, t0).await.unwrap();
+        h.node.ledger.allow(&Offender::parse("customer@b.test").unwrap(), "ours", t0).await.unwrap();
+        let contradicted = h.node.reporter_standing(&buddy, t0).await.unwrap();
+        assert_eq!(contradicted.score, -4, "10 - 15 raw");
+        assert!(contradicted.weight_milli > 0 && contradicted.weight_milli < first.weight_milli, "{contradicted:?}");
+
+        // Another buddy's XEP-0275 opinion of -100 about its server (-30 raw) is not a fact:
+        // the stored standing serves for a minute, then it is computed afresh.
         let other = PeerRecord { jid: BareJid::parse("incidents.c.test").unwrap(), ..buddy.clone() };
         h.node.ledger.store().put_peer(&other).await.unwrap();
         h.node.ledger.store().put_peer_score("incidents.c.test", "a.test", -100, t0).await.unwrap();
-        let cached = h.node.reporter_standing(&buddy, t0.plus_secs(STANDING_TTL_SECS - 1)).await.unwrap();
-        assert_eq!(cached.score, first.score);
+        let stored = h.node.reporter_standing(&buddy, t0.plus_secs(STANDING_TTL_SECS - 1)).await.unwrap();
+        assert_eq!(stored.score, -4);
         let fresh = h.node.reporter_standing(&buddy, t0.plus_secs(STANDING_TTL_SECS)).await.unwrap();
-        assert_eq!(fresh.score, -16, "10 - 30 raw");
-        assert!(fresh.weight_milli > 0 && fresh.weight_milli < first.weight_milli, "{fresh:?}");
+        assert_eq!((fresh.score, fresh.weight_milli), (-25, 0), "10 - 15 - 30 raw: ignored");
     }
 
     #[tokio::test]

@@ -889,6 +889,58 @@ impl Ledger {
                 && stored.incident.status != Status::Retracted
                 && origin == IncidentOrigin::Peer
                 && stored.origin == IncidentOrigin::Peer;
+            // A victim both shares its report and asks us, as the offender's home server, to
+            // act on it: the same id arrives as a report and then as a request. The request
+            // still needs our operator, so the stored report becomes a pending request (what
+            // the report listed stays).
+            let request_for_report = verb == Verb::Request
+                && stored.verb == Verb::Report
+                && stored.decision != Decision::Pending
+                && origin == IncidentOrigin::Peer
+                && stored.origin == IncidentOrigin::Peer;
+            if request_for_report {
+                sqlx::query(
+                    "UPDATE incidents SET verb = 'request', decision = 'pending', decision_reason = $1, updated_at = $2 \
+                     WHERE id = $3",
+                )
+                .bind(decision_reason.unwrap_or("request: waits for the operator to confirm and answer"))
+                .bind(now.unix())
+                .bind(incident.id.to_string())
+                .execute(&mut *batch.tx)
+                .await?;
+                return Ok(true);
+            }
+            // The other order: the request came first and waits for our operator; the shared
+            // report is still a buddy's report, applied with its weight (once).
+            let report_for_request = verb == Verb::Report
+                && stored.verb == Verb::Request
+                && decision == Decision::Accepted
+                && origin == IncidentOrigin::Peer
+                && stored.origin == IncidentOrigin::Peer
+                && incident.status != Status::Retracted;
+            if report_for_request {
+                let applied = sqlx::query(
+                    "SELECT 1 AS one FROM entry_reasons WHERE incident_id = $1 \
+                     UNION ALL SELECT 1 AS one FROM candidate_reasons WHERE incident_id = $1 LIMIT 1",
+                )
+                .bind(incident.id.to_string())
+                .fetch_optional(&mut *batch.tx)
+                .await?
+                .is_some();
+                if applied {
+                    return Ok(false);
+                }
+                batch
+                    .leaf(&AuditRecord::IncidentAccepted {
+                        at: now,
+                        id: incident.id.clone(),
+                        reporter: incident.reporter.to_string(),
+                        origin: origin.as_str().to_owned(),
+                    })
+                    .await?;
+                self.apply_incident(batch, incident, weight_milli).await?;
+                return Ok(true);
+            }
             if !retraction {
                 return Ok(false);
             }
