@@ -99,6 +99,7 @@ async fn reports_are_written_as_markdown_html_svg_and_json() {
         tracks: vec![harness::scenarios::Track {
             offender: "192.0.2.1".into(),
             listed_after: vec![Some(0.1), Some(0.3)],
+            reported_after: Some(0.05),
         }],
         false_positives: 0,
         false_negatives: 0,
@@ -110,7 +111,7 @@ async fn reports_are_written_as_markdown_html_svg_and_json() {
     let dir = ostracon_tests::TempDir::new("report");
     let html = harness::report::write(dir.path(), &[outcome]).unwrap();
     let page = std::fs::read_to_string(html).unwrap();
-    assert!(page.contains("<svg") && page.contains("0.30 s"), "{page}");
+    assert!(page.contains("<svg") && page.contains("0.30 s") && page.contains("0.25 s"), "{page}");
     for file in ["report.md", "report.json", "retraction-convergence.svg", "retraction-traffic.svg"] {
         assert!(dir.path().join(file).exists(), "{file}");
     }

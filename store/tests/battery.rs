@@ -727,16 +727,39 @@ async fn a_domain_that_scores_low_and_ignores_requests_gets_a_domain_entry(backe
     assert!(busy.components["requests"] > 0, "{busy:?}");
     assert!(backend.store.entry(&offender("busy.example")).await.unwrap().is_none());
 
+    // A late answer is still an answer: it replaces the ignored fact, and the entry goes.
+    let late = Incident {
+        related: Some(incident(1, &[], ts(0)).id),
+        ..report_by("incidents.haven.example", 98, &["203.0.113.98"], ts(3 * day))
+    };
+    let response = RemoteIncident { verb: Verb::Response, ..received_with(&late, 1_000) };
+    let applied = ledger.record_remote(response, ts(3 * day)).await.unwrap().unwrap();
+    assert!(applied.delisted.contains(&offender("haven.example")), "{applied:?}");
+    let haven = score_of(&backend, "haven.example", ts(3 * day)).await;
+    assert!(haven.components["requests"] > 0, "{haven:?}");
+    // It goes silent again on a new request: blocked again once the deadline passes.
+    for n in [2, 3] {
+        let again = incident(n, &[], ts(0)).id.to_string();
+        ledger
+            .enqueue("incidents.haven.example", ostracon_store::ledger::OUTBOX_REQUEST, &again, "", ts(3 * day))
+            .await
+            .unwrap();
+    }
+    ledger.maintain_reputation(ts(6 * day)).await.unwrap();
+    let haven = score_of(&backend, "haven.example", ts(6 * day)).await;
+    assert!(haven.components["requests"] < 0 && haven.score <= -50, "{haven:?}");
+    assert!(backend.store.entry(&offender("haven.example")).await.unwrap().unwrap().active);
+
     // The operator vouches for haven.example: the entry goes; clearing the override brings it back.
     let domain = ostracon_protocol::ids::Domain::parse("haven.example").unwrap();
     let applied =
-        ledger.set_reputation_override(&domain, Some((0, "talked to their admin")), ts(3 * day)).await.unwrap();
+        ledger.set_reputation_override(&domain, Some((0, "talked to their admin")), ts(6 * day)).await.unwrap();
     assert_eq!(applied.delisted, vec![offender("haven.example")]);
     assert_eq!(backend.store.reputation_override(&domain).await.unwrap().unwrap().score, 0);
-    let applied = ledger.set_reputation_override(&domain, None, ts(3 * day + 1)).await.unwrap();
+    let applied = ledger.set_reputation_override(&domain, None, ts(6 * day + 1)).await.unwrap();
     assert_eq!(applied.listed, vec![offender("haven.example")]);
     assert!(matches!(
-        ledger.set_reputation_override(&domain, None, ts(3 * day + 2)).await,
+        ledger.set_reputation_override(&domain, None, ts(6 * day + 2)).await,
         Err(StoreError::NotFound { .. })
     ));
     // Evidence decays: months later the maintenance pass finds it recovered and delists it.

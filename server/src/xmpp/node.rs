@@ -53,6 +53,8 @@ const PEER_RATE: f64 = 20.0;
 const PEER_BURST: f64 = 100.0;
 /// Incoming stanzas handled at once.
 const MAX_IN_FLIGHT: usize = 64;
+/// Outbox rows read per pass.
+const OUTBOX_BATCH: u32 = 100;
 /// How old a stored standing may be and still be used as it is. Every fact rescores its
 /// domain in the fact's own transaction, so a stored score is never behind the facts; what
 /// it can miss is what is not a fact (a buddy's new XEP-0275 opinion, the relation's age),
@@ -818,12 +820,19 @@ impl XmppNode {
             // Registered before reading, so a row queued while we read is not missed.
             let queued = self.ledger.outbox_queued();
             let now = self.env.now();
-            match self.ledger.store().due(now, 100).await {
+            let mut more = false;
+            match self.ledger.store().due(now, OUTBOX_BATCH).await {
                 Ok(items) => {
+                    // A full batch of which some were new: more may be due behind it, so read
+                    // again at once instead of waiting (a burst of thousands of deliveries
+                    // otherwise waited half a second per hundred). At most 16 of a batch are
+                    // in flight when the loop ends, so a full batch always has new rows.
+                    let full = items.len() == OUTBOX_BATCH as usize;
                     for item in items {
                         if !in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(item.id) {
                             continue;
                         }
+                        more |= full;
                         let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { return };
                         let (node, in_flight) = (Arc::clone(&self), Arc::clone(&in_flight));
                         tokio::spawn(async move {
@@ -834,6 +843,9 @@ impl XmppNode {
                     }
                 }
                 Err(error) => tracing::warn!(%error, "reading the outbox failed"),
+            }
+            if more {
+                continue;
             }
             // Retries come due with time; new rows wake us at once.
             tokio::select! {

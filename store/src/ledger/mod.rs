@@ -980,6 +980,11 @@ impl Ledger {
             // The peer answered our request: the answer counts for its server.
             let request = incident.related.as_ref().unwrap_or(&incident.id).to_string();
             let server = server_domain(incident.id.issuer().as_str()).to_owned();
+            // A late answer is still an answer: it replaces the request's "ignored" fact.
+            sqlx::query("DELETE FROM reputation_facts WHERE reference = $1 AND kind = 'request-ignored'")
+                .bind(&request)
+                .execute(&mut *batch.tx)
+                .await?;
             batch.fact(&server, FactKind::RequestAnswered, None, 0, &request).await?;
         }
         for peer in forward_to {

@@ -100,12 +100,19 @@ pub struct Track {
     pub offender: String,
     /// Per honest node, in node order; `None`: never within the limit.
     pub listed_after: Vec<Option<f64>>,
+    /// When the report (or answer) naming it was submitted, if the scenario records it.
+    pub reported_after: Option<f64>,
 }
 
 impl Track {
     /// Seconds until the last honest node listed it, if all did.
     pub fn converged_after(&self) -> Option<f64> {
         self.listed_after.iter().try_fold(0.0f64, |max, t| t.map(|t| max.max(t)))
+    }
+
+    /// Seconds from its own report (or answer) until the last honest node listed it.
+    pub fn converged_after_its_report(&self) -> Option<f64> {
+        Some((self.converged_after()? - self.reported_after?).max(0.0))
     }
 }
 
@@ -181,8 +188,15 @@ impl Outcome {
 
     /// The `p`-quantile (0..1) of the convergence times.
     pub fn convergence_quantile(&self, p: f64) -> Option<f64> {
-        let times = self.convergence();
-        (!times.is_empty()).then(|| times[((times.len() - 1) as f64 * p).round() as usize])
+        quantile(&self.convergence(), p)
+    }
+
+    /// The `p`-quantile of the times from each offender's own report until every honest
+    /// node listed it (offenders whose report time the scenario recorded).
+    pub fn from_report_quantile(&self, p: f64) -> Option<f64> {
+        let mut times: Vec<f64> = self.tracks.iter().filter_map(Track::converged_after_its_report).collect();
+        times.sort_by(f64::total_cmp);
+        quantile(&times, p)
     }
 
     /// Failed checks, for error messages.
@@ -208,6 +222,31 @@ impl Outcome {
             out.push(format!("{} false negatives (first: {})", self.false_negatives, missed.join(", ")));
         }
         out
+    }
+}
+
+fn quantile(sorted: &[f64], p: f64) -> Option<f64> {
+    (!sorted.is_empty()).then(|| sorted[((sorted.len() - 1) as f64 * p).round() as usize])
+}
+
+/// When each offender's report (or answer) was submitted, seconds after the first.
+#[derive(Default)]
+struct Reported(std::sync::Mutex<BTreeMap<String, f64>>);
+
+impl Reported {
+    fn mark(&self, offenders: &[&str], t0: Instant) {
+        let at = t0.elapsed().as_secs_f64();
+        let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for offender in offenders {
+            map.entry((*offender).to_owned()).or_insert(at);
+        }
+    }
+
+    fn apply(self, tracks: &mut [Track]) {
+        let map = self.0.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for track in tracks {
+            track.reported_after = map.get(&track.offender).copied();
+        }
     }
 }
 
@@ -315,34 +354,58 @@ async fn botnet(fed: &mut Federation, progress: &Progress) -> Result<Body> {
         homes.len(),
         silent.map_or("every home server answers".to_owned(), |s| format!("n{s}.test never answers requests"))
     ));
-    let t0 = Instant::now();
-    for &h in &homes {
-        for k in 0..BOTS {
-            let id = submit(fed, victim, &[&bot(h, k)], "dos", "high", true).await?;
-            let to = fed.nodes[h].component.clone();
-            let (status, body) = fed
-                .call(victim, reqwest::Method::POST, &format!("/v1/incidents/{id}/request"), Some(json!({ "to": to })))
-                .await?;
-            expect(status == 202, "request", status, &body)?;
-        }
-    }
-    // Each answering home's operator confirms each bot and supplies the IP only it knows.
-    for &h in homes.iter().filter(|h| Some(**h) != silent) {
-        let requests = wait_requests(fed, h, BOTS).await?;
-        for (request, offenders) in requests {
-            let Some(jid) = offenders.first() else { continue };
-            let k: usize = jid.trim_start_matches("bot").split('@').next().and_then(|k| k.parse().ok()).unwrap_or(0);
-            let answer =
-                json!({ "offenders": [bot_ip(h, k), jid], "action": "disable-account", "note": "account disabled" });
-            let path = format!("/v1/incidents/{request}/respond");
-            let (status, body) = fed.call(h, reqwest::Method::POST, &path, Some(answer)).await?;
-            expect(status == 201, "respond", status, &body)?;
-        }
-    }
     let mut expected: Vec<String> = homes.iter().flat_map(|&h| (0..BOTS).map(move |k| bot(h, k))).collect();
     expected.extend(homes.iter().filter(|h| Some(**h) != silent).flat_map(|&h| (0..BOTS).map(move |k| bot_ip(h, k))));
     let honest: Vec<usize> = (0..n).collect();
-    let tracks = watch(fed, &expected, &honest, t0, CONVERGE_WITHIN, progress).await?;
+    let fed_ref: &Federation = fed;
+    let reported = Reported::default();
+    let reported = &reported;
+    let t0 = Instant::now();
+    // The victim reports each bot and asks its home server; each answering home's operator,
+    // all at once, confirms each bot and supplies the IP only it knows. The lists are watched
+    // from the first report on, while all this happens.
+    let act = async {
+        for &h in &homes {
+            for k in 0..BOTS {
+                let id = submit(fed_ref, victim, &[&bot(h, k)], "dos", "high", true).await?;
+                reported.mark(&[&bot(h, k)], t0);
+                let to = fed_ref.nodes[h].component.clone();
+                let path = format!("/v1/incidents/{id}/request");
+                let (status, body) =
+                    fed_ref.call(victim, reqwest::Method::POST, &path, Some(json!({ "to": to }))).await?;
+                expect(status == 202, "request", status, &body)?;
+            }
+        }
+        let operators = homes.iter().filter(|h| Some(**h) != silent).map(|&h| async move {
+            let requests = wait_requests(fed_ref, h, BOTS).await?;
+            for (request, offenders) in requests {
+                let Some(jid) = offenders.first() else { continue };
+                let k: usize =
+                    jid.trim_start_matches("bot").split('@').next().and_then(|k| k.parse().ok()).unwrap_or(0);
+                let answer =
+                    json!({ "offenders": [bot_ip(h, k), jid], "action": "disable-account", "note": "account disabled" });
+                let path = format!("/v1/incidents/{request}/respond");
+                let (status, body) = fed_ref.call(h, reqwest::Method::POST, &path, Some(answer)).await?;
+                expect(status == 201, "respond", status, &body)?;
+                reported.mark(&[&bot_ip(h, k)], t0);
+            }
+            Ok::<(), HarnessError>(())
+        });
+        for result in futures_util::future::join_all(operators).await {
+            result?;
+        }
+        Ok::<(), HarnessError>(())
+    };
+    let (tracks, acted) = tokio::join!(watch(fed_ref, &expected, &honest, t0, CONVERGE_WITHIN, progress), act);
+    acted?;
+    let mut tracks = tracks?;
+    std::mem::take(&mut *reported.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)).into_iter().for_each(
+        |(offender, at)| {
+            if let Some(track) = tracks.iter_mut().find(|t| t.offender == offender) {
+                track.reported_after = Some(at);
+            }
+        },
+    );
     let mut body = Body { tracks, ..Body::default() };
     // Innocent servers hosting bots are not blocked wholesale.
     body.must_not_list = homes.iter().filter(|h| Some(**h) != silent).map(|h| format!("n{h}.test")).collect();
@@ -383,25 +446,35 @@ async fn muc_flood(fed: &mut Federation, progress: &Progress) -> Result<Body> {
     let bots: Vec<String> = (0..10).map(|k| format!("flood{k}@n1.test")).collect();
     let ips: Vec<String> = (0..10).map(|k| format!("203.0.113.{}", k + 10)).collect();
     progress.say("ten bots from n1.test flood a room at n0.test");
-    let t0 = Instant::now();
-    let jids: Vec<&str> = bots.iter().map(String::as_str).collect();
-    let id = submit(fed, victim, &jids, "muc-abuse", "high", true).await?;
-    let to = fed.nodes[home].component.clone();
-    let (status, body) = fed
-        .call(victim, reqwest::Method::POST, &format!("/v1/incidents/{id}/request"), Some(json!({ "to": to })))
-        .await?;
-    expect(status == 202, "request", status, &body)?;
-    let requests = wait_requests(fed, home, 1).await?;
-    let mut offenders: Vec<String> = ips.clone();
-    offenders.extend(bots.iter().cloned());
-    let answer = json!({ "offenders": offenders, "action": "disable-account", "note": "flooder's accounts disabled" });
-    let path = format!("/v1/incidents/{}/respond", requests[0].0);
-    let (status, body) = fed.call(home, reqwest::Method::POST, &path, Some(answer)).await?;
-    expect(status == 201, "respond", status, &body)?;
     let honest: Vec<usize> = (0..fed.honest).collect();
     let mut expected = ips.clone();
-    expected.extend(bots);
-    let tracks = watch(fed, &expected, &honest, t0, CONVERGE_WITHIN, progress).await?;
+    expected.extend(bots.iter().cloned());
+    let fed_ref: &Federation = fed;
+    let reported = Reported::default();
+    let t0 = Instant::now();
+    let act = async {
+        let jids: Vec<&str> = bots.iter().map(String::as_str).collect();
+        let id = submit(fed_ref, victim, &jids, "muc-abuse", "high", true).await?;
+        reported.mark(&jids, t0);
+        let to = fed_ref.nodes[home].component.clone();
+        let path = format!("/v1/incidents/{id}/request");
+        let (status, body) = fed_ref.call(victim, reqwest::Method::POST, &path, Some(json!({ "to": to }))).await?;
+        expect(status == 202, "request", status, &body)?;
+        let requests = wait_requests(fed_ref, home, 1).await?;
+        let mut offenders: Vec<String> = ips.clone();
+        offenders.extend(bots.iter().cloned());
+        let answer =
+            json!({ "offenders": offenders, "action": "disable-account", "note": "flooder's accounts disabled" });
+        let path = format!("/v1/incidents/{}/respond", requests[0].0);
+        let (status, body) = fed_ref.call(home, reqwest::Method::POST, &path, Some(answer)).await?;
+        expect(status == 201, "respond", status, &body)?;
+        reported.mark(&ips.iter().map(String::as_str).collect::<Vec<_>>(), t0);
+        Ok::<(), HarnessError>(())
+    };
+    let (tracks, acted) = tokio::join!(watch(fed_ref, &expected, &honest, t0, CONVERGE_WITHIN, progress), act);
+    acted?;
+    let mut tracks = tracks?;
+    reported.apply(&mut tracks);
     let mut body = Body { tracks, must_not_list: vec!["n1.test".into()], ..Body::default() };
     let at_third = fed.get(fed.honest - 1, &format!("/v1/lookup/ip/{}", ips[0])).await?;
     let signer = at_third["matches"][0]["why"]["reasons"][0]["issuer"].clone();
@@ -694,8 +767,10 @@ fn lookup_path(offender: &str) -> String {
     format!("/v1/lookup/{kind}/{offender}")
 }
 
-/// Polls every (offender, node) pair until each is listed or `within` passes, recording when
-/// each was first seen listed (seconds after `t0`).
+/// Follows every node's change feed (`/v1/blocklist/changes`, as a consumer would: one
+/// request per node per round, whatever the number of offenders) until each offender was
+/// added at each node or `within` passes, recording when each was first seen (seconds
+/// after `t0`; the resolution is one polling round, tens of milliseconds).
 async fn watch(
     fed: &Federation,
     offenders: &[String],
@@ -704,39 +779,42 @@ async fn watch(
     within: Duration,
     progress: &Progress,
 ) -> Result<Vec<Track>> {
+    let index: BTreeMap<&str, usize> = offenders.iter().enumerate().map(|(i, o)| (o.as_str(), i)).collect();
     let mut seen: Vec<Vec<Option<f64>>> = vec![vec![None; nodes.len()]; offenders.len()];
+    let mut cursors = vec![0i64; nodes.len()];
     let deadline = Instant::now() + within;
+    let total = offenders.len() * nodes.len();
+    let mut done = 0;
     let mut reported = 0;
-    loop {
-        let pending: Vec<(usize, usize)> = (0..offenders.len())
-            .flat_map(|o| (0..nodes.len()).map(move |n| (o, n)))
-            .filter(|&(o, n)| seen[o][n].is_none())
-            .collect();
-        if pending.is_empty() || Instant::now() >= deadline {
-            break;
-        }
-        for chunk in pending.chunks(32) {
-            let probes = chunk.iter().map(|&(o, n)| async move {
-                let listed = fed.get(nodes[n], &lookup_path(&offenders[o])).await.is_ok_and(|l| l["listed"] == true);
-                (o, n, listed)
-            });
-            for (o, n, listed) in futures_util::future::join_all(probes).await {
-                if listed {
-                    seen[o][n] = Some(t0.elapsed().as_secs_f64());
+    while done < total && Instant::now() < deadline {
+        let rounds = nodes.iter().zip(&cursors).map(|(&node, &cursor)| async move {
+            fed.get(node, &format!("/v1/blocklist/changes?since={cursor}&limit=10000")).await
+        });
+        let answers = futures_util::future::join_all(rounds).await;
+        let at = t0.elapsed().as_secs_f64();
+        for (n, answer) in answers.into_iter().enumerate() {
+            let Ok(feed) = answer else { continue };
+            if let Some(cursor) = feed["cursor"].as_i64() {
+                cursors[n] = cursor;
+            }
+            for change in feed["changes"].as_array().into_iter().flatten() {
+                let Some(&o) = change["value"].as_str().and_then(|v| index.get(v)) else { continue };
+                if change["op"] == "add" && seen[o][n].is_none() {
+                    seen[o][n] = Some(at);
+                    done += 1;
                 }
             }
         }
-        let done = offenders.len() * nodes.len() - seen.iter().flatten().filter(|s| s.is_none()).count();
-        if done * 10 / (offenders.len() * nodes.len()).max(1) > reported {
-            reported = done * 10 / (offenders.len() * nodes.len()).max(1);
-            progress.say(&format!("{done} of {} (offender, node) listings", offenders.len() * nodes.len()));
+        if done * 10 / total.max(1) > reported {
+            reported = done * 10 / total.max(1);
+            progress.say(&format!("{done} of {total} (offender, node) listings"));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(offenders
         .iter()
         .zip(seen)
-        .map(|(offender, listed_after)| Track { offender: offender.clone(), listed_after })
+        .map(|(offender, listed_after)| Track { offender: offender.clone(), listed_after, reported_after: None })
         .collect())
 }
 
