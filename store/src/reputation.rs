@@ -215,15 +215,18 @@ pub fn score(subject: &Subject, params: &ReputationParams, now: Timestamp) -> Ex
     }
 }
 
-/// A domain's standing as a reporter: its score from everything but the incidents about its
-/// users and IPs. A large provider whose open registration bots abuse is still an honest
-/// reporter; what makes a reporter untrustworthy is how it behaves as one (retracted and
-/// contradicted reports, ignored requests, buddies' opinions), so incidents never silence it.
+/// A domain's standing as a reporter: its score from how it reports (corroborated, retracted
+/// and contradicted reports), buddies' opinions, the buddy relation and the operator's
+/// override, leaving out the incidents about its users and how it answers our requests.
+/// A large provider whose open registration bots abuse is still an honest reporter, and a
+/// busy one that answers late must still be heard when it answers: those facts lower its
+/// score and can earn it a domain entry, but never silence it.
 pub fn reporter_score(subject: &Subject, params: &ReputationParams, now: Timestamp) -> Explained {
-    let as_reporter = Subject {
-        facts: subject.facts.iter().filter(|f| !matches!(f, Fact::Incident { .. })).cloned().collect(),
-        ..subject.clone()
+    let about_reporting = |fact: &&Fact| {
+        !matches!(fact, Fact::Incident { .. } | Fact::RequestAnswered { .. } | Fact::RequestIgnored { .. })
     };
+    let as_reporter =
+        Subject { facts: subject.facts.iter().filter(about_reporting).cloned().collect(), ..subject.clone() };
     score(&as_reporter, params, now)
 }
 
