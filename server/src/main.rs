@@ -121,6 +121,10 @@ enum Command {
         /// Where the report goes.
         #[arg(long)]
         out: PathBuf,
+        /// Share one PostgreSQL server (an admin URL; a database per node is created) instead
+        /// of one SQLite file per node.
+        #[arg(long)]
+        postgres: Option<String>,
     },
     /// The listing policy.
     Policy {
@@ -587,7 +591,7 @@ async fn run(command: Command) -> Result<ExitCode, ServerError> {
             };
             print(&value);
         }
-        Command::Harness { nodes, scenario, topology, servers, out } => {
+        Command::Harness { nodes, scenario, topology, servers, out, postgres } => {
             use ostracon_tests::harness::{self, Scenario, Topology};
             let topology = Topology::parse(&topology).map_err(ServerError::Client)?;
             let scenarios = if scenario == "all" {
@@ -596,7 +600,7 @@ async fn run(command: Command) -> Result<ExitCode, ServerError> {
                 vec![Scenario::parse(&scenario).map_err(ServerError::Client)?]
             };
             let binary = std::env::current_exe().map_err(|e| ServerError::Client(format!("own path: {e}")))?;
-            let options = harness::RunOptions { binary, nodes, servers, topology, out: None, quiet: false };
+            let options = harness::RunOptions { binary, nodes, servers, topology, out: None, postgres, quiet: false };
             let mut outcomes = Vec::new();
             for scenario in scenarios {
                 // Ctrl-C drops the run, and with it every process the federation started.

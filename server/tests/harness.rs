@@ -9,6 +9,10 @@ use ostracon_tests::prosody::available;
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn run(scenario: Scenario) -> Option<Outcome> {
+    run_with(scenario, None).await
+}
+
+async fn run_with(scenario: Scenario, postgres: Option<String>) -> Option<Outcome> {
     if !available() {
         return None;
     }
@@ -19,6 +23,7 @@ async fn run(scenario: Scenario) -> Option<Outcome> {
         servers: 1,
         topology: Topology::FullMesh,
         out: None,
+        postgres,
         quiet: true,
     };
     let outcome = harness::run(scenario, &options).await.unwrap_or_else(|e| panic!("{scenario}: {e}"));
@@ -80,6 +85,18 @@ async fn a_retraction_propagates() {
     let Some(outcome) = run(Scenario::Retraction).await else { return };
     every_tracked_offender_reached_every_node(&outcome);
     assert_eq!(outcome.false_positives, 0, "delisted everywhere");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_can_share_one_postgresql_server() {
+    // The throwaway cluster scripts/test starts; without it (outside the test script) this
+    // test skips, and in CI (`OSTRACON_REQUIRE_INTEGRATION=1`) a missing cluster fails it.
+    let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
+        assert!(!ostracon_tests::integration_required(), "TEST_DATABASE_URL is not set in CI");
+        return;
+    };
+    let Some(outcome) = run_with(Scenario::Retraction, Some(admin)).await else { return };
+    every_tracked_offender_reached_every_node(&outcome);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -38,6 +38,9 @@ pub struct FederationSpec {
     pub trust: String,
     /// Extra `[reputation]` lines for every node's configuration.
     pub reputation: String,
+    /// A PostgreSQL server's admin URL (`postgres://user@host:port/db`): the nodes share it,
+    /// each with a database of its own created for the run. `None`: each its own SQLite.
+    pub postgres: Option<String>,
 }
 
 /// One node process and how to reach it.
@@ -107,10 +110,15 @@ impl Federation {
                 servers.push(Prosody::start_on(&hosts, ip(s), Some(&hosts_file), &specs(&mine)));
             }
         }
+        let databases = match &spec.postgres {
+            Some(admin) => Some(create_databases(admin, total).await?),
+            None => None,
+        };
         let mut nodes = Vec::with_capacity(total);
         for (i, domain) in domains.iter().enumerate() {
             let server = server_of(i);
-            nodes.push(write_node(dir.path(), domain, server, &servers[server], &spec.reputation)?);
+            let database = databases.as_ref().map(|d| d[i].as_str());
+            nodes.push(write_node(dir.path(), domain, server, &servers[server], &spec.reputation, database)?);
         }
         let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
         let mut federation = Self {
@@ -337,8 +345,41 @@ fn specs(domains: &[String]) -> Vec<ComponentSpec> {
         .collect()
 }
 
+/// Creates one database per node on the PostgreSQL server `admin` names and returns their
+/// URLs. They are named after this process and dropped by whoever owns the server (the
+/// test script's throwaway cluster is deleted whole).
+async fn create_databases(admin: &str, count: usize) -> Result<Vec<String>> {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(admin).await.map_err(|e| HarnessError::Setup(format!("PostgreSQL: {e}")))?;
+    let base = admin.rsplit_once('/').map_or(admin, |(base, _)| base);
+    let mut urls = Vec::with_capacity(count);
+    for i in 0..count {
+        let name = format!("ostracon_harness_{}_{}_{i}", std::process::id(), unique());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&pool)
+            .await
+            .map_err(|e| HarnessError::Setup(format!("PostgreSQL: {e}")))?;
+        urls.push(format!("{base}/{name}"));
+    }
+    pool.close().await;
+    Ok(urls)
+}
+
+/// A number unique within this process (two federations may start one after the other).
+fn unique() -> u32 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Writes node `domain`'s configuration (mode 0600: it holds the component secret).
-fn write_node(base: &Path, domain: &str, server: usize, prosody: &Prosody, reputation: &str) -> Result<NodeHandle> {
+fn write_node(
+    base: &Path,
+    domain: &str,
+    server: usize,
+    prosody: &Prosody,
+    reputation: &str,
+    database: Option<&str>,
+) -> Result<NodeHandle> {
     use std::os::unix::fs::PermissionsExt as _;
     let data = base.join(domain);
     std::fs::create_dir_all(&data)?;
@@ -347,9 +388,10 @@ fn write_node(base: &Path, domain: &str, server: usize, prosody: &Prosody, reput
     let text = format!(
         "[node]\ndomain = \"{domain}\"\ndata_dir = \"{data}\"\n\n[http]\nlisten = \"{listen}\"\nrate_per_second = 0\n\n\
          [xmpp]\ncomponent = \"incidents.{domain}\"\nserver = \"{component}\"\nsecret = \"{domain}-harness-secret\"\n\n\
-         [reputation]\n{reputation}\n",
+         [reputation]\n{reputation}\n{database}",
         data = data.display(),
         component = prosody.component_address,
+        database = database.map_or(String::new(), |url| format!("\n[database]\nurl = \"{url}\"\n")),
     );
     std::fs::write(&config, text)?;
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600))?;

@@ -83,6 +83,8 @@ pub struct RunOptions {
     pub topology: Topology,
     /// Where the report goes (`None`: no files).
     pub out: Option<PathBuf>,
+    /// Share this PostgreSQL server (admin URL), a database per node, instead of SQLite.
+    pub postgres: Option<String>,
     /// Print nothing while running.
     pub quiet: bool,
 }

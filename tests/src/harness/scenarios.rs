@@ -290,6 +290,7 @@ pub(super) async fn run(scenario: Scenario, options: &RunOptions, progress: &Pro
         topology: options.topology,
         trust: trust.to_owned(),
         reputation,
+        postgres: options.postgres.clone(),
     };
     let mut fed = Federation::start(&spec, progress).await?;
     progress.say(&format!("federation up: {}", scenario.story()));
