@@ -411,6 +411,22 @@ impl PeerStore for Store {
             .collect()
     }
 
+    async fn update_peer_if(&self, peer: &PeerRecord, expected: crate::model::PeerState) -> Result<bool> {
+        let keys = serde_json::to_string(&peer.keys).map_err(|e| corrupt("peer keys", e))?;
+        let updated = sqlx::query(
+            "UPDATE peers SET state = $1, trust = $2, keys = $3, updated_at = $4 WHERE jid = $5 AND state = $6",
+        )
+        .bind(peer.state.as_str())
+        .bind(peer.trust.as_str())
+        .bind(keys)
+        .bind(peer.updated_at.unix())
+        .bind(peer.jid.to_string())
+        .bind(expected.as_str())
+        .execute(self.pool())
+        .await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
     async fn put_peer(&self, peer: &PeerRecord) -> Result<()> {
         let keys = serde_json::to_string(&peer.keys).map_err(|e| corrupt("peer keys", e))?;
         sqlx::query(

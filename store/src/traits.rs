@@ -123,6 +123,14 @@ pub trait PeerStore {
     fn peers(&self) -> impl Future<Output = Result<Vec<PeerRecord>>> + Send;
     /// Creates or replaces a peer.
     fn put_peer(&self, peer: &PeerRecord) -> impl Future<Output = Result<()>> + Send;
+    /// Replaces a peer only if its stored state is still `expected` (compare and set), so two
+    /// steps of the handshake racing each other cannot undo one another. Returns whether it
+    /// was written.
+    fn update_peer_if(
+        &self,
+        peer: &PeerRecord,
+        expected: crate::model::PeerState,
+    ) -> impl Future<Output = Result<bool>> + Send;
     /// Records a peer's XEP-0275 answer about a subject (replacing its earlier one).
     fn put_peer_score(
         &self,

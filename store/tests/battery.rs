@@ -124,6 +124,7 @@ battery!(
     a_reporter_that_falls_to_ignore_below_loses_its_listings,
     maintenance_refreshes_stale_scores_and_the_dry_run_changes_nothing,
     a_request_for_a_report_already_held_waits_for_the_operator,
+    peer_updates_compare_the_state_they_read,
 );
 
 const NODE: &str = "incidents.ops.example";
@@ -860,4 +861,28 @@ async fn a_request_for_a_report_already_held_waits_for_the_operator(backend: Bac
     let stored = backend.store.incident(&second.id).await.unwrap().unwrap();
     assert_eq!((stored.verb, stored.decision), (Verb::Request, Decision::Pending));
     assert!(ledger.record_remote(received(&second), ts(5)).await.unwrap().is_none());
+}
+
+async fn peer_updates_compare_the_state_they_read(backend: Backend) {
+    use ostracon_store::model::{PeerRecord, PeerState, Trust};
+    use ostracon_store::traits::PeerStore as _;
+    let peer = PeerRecord {
+        jid: BareJid::parse("incidents.peer.example").unwrap(),
+        state: PeerState::Pending,
+        trust: Trust::Observe,
+        keys: vec![],
+        created_at: ts(0),
+        updated_at: ts(0),
+    };
+    backend.store.put_peer(&peer).await.unwrap();
+    // The operator approves while a key fetch that read `pending` is still in flight.
+    let approved = PeerRecord { state: PeerState::Buddy, trust: Trust::AutoApply, updated_at: ts(1), ..peer.clone() };
+    assert!(backend.store.update_peer_if(&approved, PeerState::Pending).await.unwrap());
+    let late_fetch = PeerRecord { updated_at: ts(2), ..peer.clone() };
+    assert!(
+        !backend.store.update_peer_if(&late_fetch, PeerState::Pending).await.unwrap(),
+        "must not undo the approval"
+    );
+    let stored = backend.store.peer(&peer.jid).await.unwrap().unwrap();
+    assert_eq!((stored.state, stored.trust), (PeerState::Buddy, Trust::AutoApply));
 }

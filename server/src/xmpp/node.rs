@@ -905,6 +905,7 @@ impl XmppNode {
         let store = self.ledger.store();
         let mut peer = store.peer(&jid).await.map_err(|e| e.to_string())?.ok_or("unknown peer")?;
         peer.updated_at = self.env.now();
+        let read_state = peer.state;
         match peer.state {
             // We asked them and they agreed: pin and become buddies.
             PeerState::Requested => {
@@ -925,7 +926,14 @@ impl XmppNode {
             PeerState::Buddy | PeerState::Revoked => return Ok(()),
         }
         tracing::info!(peer = %jid, state = %peer.state, keys = peer.keys.len(), "peer keys fetched");
-        store.put_peer(&peer).await.map_err(|e| e.to_string())
+        // Only if nothing moved the relation meanwhile: an operator's approval (or a second
+        // fetch) that landed during our IQ must not be overwritten with the state we read.
+        // The harness found this at 50 nodes: a late fetch put an approved buddy back to
+        // `pending`, and the pair stopped exchanging reports in both directions.
+        if !store.update_peer_if(&peer, read_state).await.map_err(|e| e.to_string())? {
+            tracing::info!(peer = %jid, "relation changed while its keys were fetched; left as it is");
+        }
+        Ok(())
     }
 
     /// Signs a stored incident as a report, request or response and sends it. Signed at

@@ -137,7 +137,13 @@ pub(crate) async fn approve(
     };
     peer.trust = body.trust.unwrap_or(Trust::Accept);
     peer.updated_at = now;
-    store.put_peer(&peer).await?;
+    if !store.update_peer_if(&peer, PeerState::Pending).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "rejected",
+            format!("{jid} changed state; list peers and retry"),
+        ));
+    }
     state.ledger().enqueue(&jid.to_string(), OUTBOX_PRESENCE, "", "subscribed", now).await?;
     state.ledger().enqueue(&jid.to_string(), OUTBOX_PRESENCE, "", "subscribe", now).await?;
     Ok(Json(peer_json(&peer)))
