@@ -115,10 +115,19 @@ impl Federation {
             None => None,
         };
         let mut nodes = Vec::with_capacity(total);
+        // `free_port` can hand out a port twice when asked many times in a row; a collision
+        // would leave a node unable to listen, so every port of the run is distinct.
+        let mut taken: std::collections::BTreeSet<u16> = servers.iter().map(|s| s.component_address.port()).collect();
         for (i, domain) in domains.iter().enumerate() {
             let server = server_of(i);
             let database = databases.as_ref().map(|d| d[i].as_str());
-            nodes.push(write_node(dir.path(), domain, server, &servers[server], &spec.reputation, database)?);
+            let port = loop {
+                let port = free_port();
+                if taken.insert(port) {
+                    break port;
+                }
+            };
+            nodes.push(write_node(dir.path(), domain, server, &servers[server], &spec.reputation, database, port)?);
         }
         let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
         let mut federation = Self {
@@ -174,10 +183,19 @@ impl Federation {
         Ok(())
     }
 
-    /// Waits until node `i`'s XMPP link is up.
+    /// Waits until node `i`'s XMPP link is up; on failure the error carries the end of the
+    /// node's own log.
     pub async fn wait_online(&self, i: usize, within: Duration) -> Result<()> {
         let what = format!("{} online", self.nodes[i].domain);
-        self.wait_for(i, &what, "/healthz", within, |h| h["xmpp"] == "online").await.map(|_| ())
+        match self.wait_for(i, &what, "/healthz", within, |h| h["xmpp"] == "online").await {
+            Ok(_) => Ok(()),
+            Err(HarnessError::Timeout { what, last }) => {
+                let log = self.nodes[i].process.as_ref().map(Process::output).unwrap_or_default();
+                let tail: String = log.chars().rev().take(1500).collect::<Vec<_>>().into_iter().rev().collect();
+                Err(HarnessError::Timeout { what, last: format!("{last}; node log ends:\n{tail}") })
+            }
+            Err(other) => Err(other),
+        }
     }
 
     /// Makes `a` and `b` buddies: `a` asks with `trust_a`, `b`'s operator approves with
@@ -379,11 +397,12 @@ fn write_node(
     prosody: &Prosody,
     reputation: &str,
     database: Option<&str>,
+    port: u16,
 ) -> Result<NodeHandle> {
     use std::os::unix::fs::PermissionsExt as _;
     let data = base.join(domain);
     std::fs::create_dir_all(&data)?;
-    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let listen = SocketAddr::from(([127, 0, 0, 1], port));
     let config = data.join("ostracon.toml");
     let text = format!(
         "[node]\ndomain = \"{domain}\"\ndata_dir = \"{data}\"\n\n[http]\nlisten = \"{listen}\"\nrate_per_second = 0\n\n\
