@@ -564,15 +564,21 @@ async fn e2e(binary: &str, incidents: u64, s2s: bool, interval_ms: u64) -> anyho
         reqwest::Method::POST,
         &format!("{}/v1/peers", alpha.url),
         TOKEN,
-        Some(serde_json::json!({ "jid": "incidents.beta.test" })),
+        Some(serde_json::json!({ "jid": "incidents.beta.test", "trust": "auto-apply" })),
     )
     .await?;
     wait_until("request at beta", &format!("{}/v1/peers", beta.url), TOKEN, |p| {
         p["peers"][0]["state"] == "pending" && p["peers"][0]["keys"].as_array().is_some_and(|k| !k.is_empty())
     })
     .await?;
-    json_call(reqwest::Method::POST, &format!("{}/v1/peers/incidents.alpha.test/approve", beta.url), TOKEN, None)
-        .await?;
+    // `auto-apply`: one report from alpha lists at beta (an `accept` buddy needs a quorum).
+    json_call(
+        reqwest::Method::POST,
+        &format!("{}/v1/peers/incidents.alpha.test/approve", beta.url),
+        TOKEN,
+        Some(serde_json::json!({ "trust": "auto-apply" })),
+    )
+    .await?;
     wait_until("buddy at alpha", &format!("{}/v1/peers", alpha.url), TOKEN, |p| p["peers"][0]["state"] == "buddy")
         .await?;
 
