@@ -72,8 +72,8 @@ pub struct Federation {
     servers: Vec<Prosody>,
     client: reqwest::Client,
     spec: FederationSpec,
-    // Last: dropped after the processes that use it.
-    dir: TempDir,
+    // Held only to be removed on drop; last, so after the processes that use it.
+    _dir: TempDir,
 }
 
 impl Federation {
@@ -137,7 +137,7 @@ impl Federation {
             servers,
             client,
             spec: spec.clone(),
-            dir,
+            _dir: dir,
         };
         progress.say(&format!("starting {total} nodes"));
         for i in 0..total {
@@ -348,11 +348,6 @@ impl Federation {
         let pid = self.nodes[i].process.as_ref()?.id();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         status.lines().find_map(|line| line.strip_prefix("VmHWM:")?.trim().trim_end_matches("kB").trim().parse().ok())
-    }
-
-    /// Where the federation keeps its files (node data, logs, Prosody configuration).
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 }
 

@@ -359,8 +359,8 @@ async fn botnet(fed: &mut Federation, progress: &Progress) -> Result<Body> {
     expected.extend(homes.iter().filter(|h| Some(**h) != silent).flat_map(|&h| (0..BOTS).map(move |k| bot_ip(h, k))));
     let honest: Vec<usize> = (0..n).collect();
     let fed_ref: &Federation = fed;
-    let reported = Reported::default();
-    let reported = &reported;
+    let reported_times = Reported::default();
+    let reported = &reported_times;
     let t0 = Instant::now();
     // The victim reports each bot and asks its home server; each answering home's operator,
     // all at once, confirms each bot and supplies the IP only it knows. The lists are watched
@@ -400,13 +400,7 @@ async fn botnet(fed: &mut Federation, progress: &Progress) -> Result<Body> {
     let (tracks, acted) = tokio::join!(watch(fed_ref, &expected, &honest, t0, CONVERGE_WITHIN, progress), act);
     acted?;
     let mut tracks = tracks?;
-    std::mem::take(&mut *reported.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)).into_iter().for_each(
-        |(offender, at)| {
-            if let Some(track) = tracks.iter_mut().find(|t| t.offender == offender) {
-                track.reported_after = Some(at);
-            }
-        },
-    );
+    reported_times.apply(&mut tracks);
     let mut body = Body { tracks, ..Body::default() };
     // Innocent servers hosting bots are not blocked wholesale.
     body.must_not_list = homes.iter().filter(|h| Some(**h) != silent).map(|h| format!("n{h}.test")).collect();

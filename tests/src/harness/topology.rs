@@ -93,12 +93,6 @@ impl Topology {
         }
         edges.into_iter().collect()
     }
-
-    /// Whether every node can reach every other directly (the only topology where a report
-    /// reaches everyone in one hop: buddies count reports only from issuers they trust).
-    pub fn is_full_mesh(&self) -> bool {
-        *self == Self::FullMesh
-    }
 }
 
 impl fmt::Display for Topology {
