@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::ServerError;
+use crate::error::ServerError;
 
 /// The node's API.
 #[derive(Clone, Debug)]

@@ -15,7 +15,7 @@ use base64::engine::general_purpose::STANDARD;
 use ostracon_protocol::keys::NodeKey;
 use ostracon_protocol::time::Timestamp;
 
-use crate::ServerError;
+use crate::error::ServerError;
 
 /// File name of the key inside the data directory.
 pub const KEY_FILE: &str = "signing.key";

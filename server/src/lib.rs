@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod config;
+pub mod error;
 pub mod init;
 pub mod keyfile;
 pub mod verify;
@@ -21,46 +22,17 @@ use std::time::Duration;
 use ostracon_protocol::ids::{BareJid, Domain};
 use ostracon_protocol::keys::PublishedKey;
 use ostracon_protocol::time::Timestamp;
+use ostracon_store::Store;
 use ostracon_store::clock::Environment;
 use ostracon_store::ledger::{Ledger, LedgerConfig};
-use ostracon_store::model::Scope;
+use ostracon_store::model::{OutboxJob, Scope};
 use ostracon_store::traits::TokenStore as _;
-use ostracon_store::{Store, StoreError};
 use ostracon_web::auth::{hash_token, token_from_bytes};
 use ostracon_web::{AppState, NodeInfo, WebConfig};
 use tokio::net::TcpListener;
 
 use crate::config::{ADMIN_TOKEN_FILE, Config, Finding, Severity};
-
-/// Errors from the daemon's own code (configuration, key files, sockets).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ServerError {
-    /// A file could not be read or written.
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    /// A key file exists but does not hold a key.
-    #[error("{path}: {reason}")]
-    BadKeyFile { path: PathBuf, reason: &'static str },
-    /// The configuration does not parse.
-    #[error("configuration: {0}")]
-    Config(String),
-    /// The configuration parses but is refused.
-    #[error("configuration refused:\n{}", .0.iter().map(|f| format!("  {f}")).collect::<Vec<_>>().join("\n"))]
-    Refused(Vec<Finding>),
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The HTTP listener failed.
-    #[error("HTTP server: {0}")]
-    Http(std::io::Error),
-    /// A request to a node failed (CLI verbs).
-    #[error("{0}")]
-    Client(String),
-    /// `ostracon verify` found a problem.
-    #[error("verification failed: {0}")]
-    Verify(String),
-}
+use crate::error::ServerError;
 
 /// The real clock and the OS's randomness.
 #[derive(Debug, Default)]
@@ -136,7 +108,6 @@ pub async fn rotate_key(config: &Config, env: &dyn Environment) -> Result<Rotati
         let nonce: [u8; 16] = env.random_bytes()[..16].try_into().unwrap_or([0; 16]);
         let signed = sign(&claim, &old.key, &signer, now, Nonce::from_bytes(&nonce))
             .map_err(|e| ServerError::Config(e.to_string()))?;
-        let payload = serde_json::to_string(signed.links()).map_err(|e| ServerError::Config(e.to_string()))?;
         let store = Store::open(&config.database_url()).await?;
         let ledger = Ledger::open(
             store.clone(),
@@ -149,16 +120,9 @@ pub async fn rotate_key(config: &Config, env: &dyn Environment) -> Result<Rotati
             },
         )
         .await?;
+        let job = OutboxJob::Rotation { old_kid: claim.old_kid.to_string(), links: signed.links().to_vec() };
         for peer in store.peers().await?.into_iter().filter(|p| p.state == ostracon_store::model::PeerState::Buddy) {
-            ledger
-                .enqueue(
-                    &peer.jid.to_string(),
-                    ostracon_store::ledger::OUTBOX_ROTATION,
-                    &claim.old_kid.to_string(),
-                    &payload,
-                    now,
-                )
-                .await?;
+            ledger.enqueue(&peer.jid, &job, now).await?;
             announced_to.push(peer.jid.to_string());
         }
         store.close().await;
@@ -216,10 +180,7 @@ pub async fn serve(
         node,
         &web,
         Arc::new(move || status_for_web.as_str()),
-        Arc::new(move || {
-            let [stanzas_in, stanzas_out, bytes_in, bytes_out] = traffic_for_web.traffic();
-            ostracon_web::XmppCounters { stanzas_in, stanzas_out, bytes_in, bytes_out }
-        }),
+        Arc::new(move || traffic_for_web.counters()),
     );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -235,11 +196,17 @@ pub async fn serve(
             server_domain: domain.to_string(),
         };
         let (out_tx, out_rx) = tokio::sync::mpsc::channel(1024);
-        let (in_tx, in_rx) = tokio::sync::mpsc::channel(1024);
+        // Stanzas read but not yet handled: with the handlers' own bound, at most about
+        // (64 + 64) x 256 KiB of a peer's bytes are held in memory.
+        let (in_tx, in_rx) = tokio::sync::mpsc::channel(64);
         let settings = xmpp::node::NodeSettings {
             jid: component,
             server_domain: domain.clone(),
-            auto_approve: section.auto_approve,
+            strangers: ostracon_store::ledger::peers::StrangerLimits {
+                auto_approve: section.auto_approve,
+                ..Default::default()
+            },
+            rates: xmpp::limits::SenderRates::default(),
             name: "Ostracon".to_owned(),
             abuse_addresses: section.abuse_addresses.clone(),
             forward_hops: section.forward_hops,
@@ -252,6 +219,7 @@ pub async fn serve(
             published,
             settings,
             out_tx,
+            Arc::clone(&link_status),
         ));
         link_status.set(xmpp::connection::LinkState::Connecting);
         let online = Arc::new(tokio::sync::Notify::new());

@@ -26,8 +26,8 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::ServerError;
 use crate::client::ApiClient;
+use crate::error::ServerError;
 
 /// What to verify.
 #[derive(Clone, Debug)]

@@ -164,6 +164,35 @@ impl RawComponent {
     }
 }
 
+impl RawComponent {
+    /// Plays the peer side of a buddy request from `from`: answers its `subscribe` with
+    /// `subscribed` and its key fetch with `keys`, then returns.
+    async fn accept_buddy_request(&mut self, from: &str, keys: &[ostracon_protocol::keys::PublishedKey]) {
+        use futures_util::StreamExt as _;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let Ok(Some(stanza)) = tokio::time::timeout(Duration::from_secs(5), self.component.next()).await else {
+                continue;
+            };
+            let element = minidom::Element::from(stanza);
+            let ns = xmpp_parsers::ns::DEFAULT_NS;
+            if element.name() == "presence" && element.attr("type") == Some("subscribe") {
+                self.send(&format!("<presence xmlns='{ns}' type='subscribed' from='{}' to='{from}'/>", self.jid)).await;
+            } else if element.name() == "iq" && element.children().any(|c| c.name() == "keys") {
+                let id = element.attr("id").unwrap_or_default().to_owned();
+                let keys = ostracon_protocol::xml::to_string(&ostracon_protocol::xml::keys::keys_to_element(keys));
+                self.send(&format!(
+                    "<iq xmlns='{ns}' type='result' from='{}' to='{from}' id='{id}'>{keys}</iq>",
+                    self.jid
+                ))
+                .await;
+                return;
+            }
+        }
+        panic!("{from} never fetched our keys");
+    }
+}
+
 fn rand_id() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(1);
@@ -682,9 +711,7 @@ async fn beta_with_raw_buddy(
     more: &[ComponentSpec],
     now: ostracon_protocol::time::Timestamp,
 ) -> RawBuddy {
-    use ostracon_store::model::{PeerRecord, PeerState, Trust};
-    use ostracon_store::traits::PeerStore as _;
-
+    let _ = now;
     let mut specs = common::component_specs(&["beta.test"]);
     specs.push(ComponentSpec { domain: "incidents.gamma.test".into(), secret: "gamma-secret-gamma-secret".into() });
     specs.extend(more.iter().map(|spec| ComponentSpec { domain: spec.domain.clone(), secret: spec.secret.clone() }));
@@ -692,18 +719,15 @@ async fn beta_with_raw_buddy(
     let dir = Arc::new(TempDir::new(name));
     let beta = Node::start("beta.test", &prosody, Arc::clone(&dir)).await;
     beta.wait_online().await;
-    let store = ostracon_store::Store::open(&beta.config.database_url()).await.unwrap();
-    store
-        .put_peer(&PeerRecord {
-            jid: ostracon_protocol::ids::BareJid::parse("incidents.gamma.test").unwrap(),
-            state: PeerState::Buddy,
-            trust: Trust::AutoApply,
-            keys,
-            created_at: now,
-            updated_at: now,
-        })
-        .await
-        .unwrap();
-    let gamma = RawComponent::connect("incidents.gamma.test", "gamma-secret-gamma-secret", &prosody).await;
+    // The real handshake: beta's operator asks, gamma agrees and hands over its keys.
+    let mut gamma = RawComponent::connect("incidents.gamma.test", "gamma-secret-gamma-secret", &prosody).await;
+    let body = serde_json::json!({ "jid": "incidents.gamma.test", "trust": "auto-apply" });
+    let (status, answer) = beta.call(reqwest::Method::POST, "/v1/peers", Some(body)).await;
+    assert_eq!(status, 202, "{answer}");
+    gamma.accept_buddy_request("incidents.beta.test", &keys).await;
+    beta.wait_for("gamma as a buddy", "/v1/peers", |peers| {
+        peer(peers, "incidents.gamma.test").is_some_and(|p| p["state"] == "buddy")
+    })
+    .await;
     RawBuddy { beta, gamma, prosody, _dir: dir }
 }

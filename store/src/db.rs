@@ -77,6 +77,17 @@ impl Store {
         &self.pool
     }
 
+    /// Begins a write transaction. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads first fails with `SQLITE_BUSY`,
+    /// without waiting, when another connection writes before it does (the outbox updates
+    /// run beside the ledger's writer).
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Dialect::Postgres => self.pool.begin().await,
+        }
+    }
+
     /// Which dialect this is.
     pub fn dialect(&self) -> Dialect {
         self.dialect

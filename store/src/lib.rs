@@ -26,6 +26,7 @@ pub mod ledger;
 pub mod model;
 pub mod policy;
 mod queries;
+pub mod ratelimit;
 pub mod reputation;
 pub mod snapshot;
 pub mod traits;
@@ -51,6 +52,9 @@ pub enum StoreError {
     /// The request contradicts the state (e.g. retracting a retracted incident).
     #[error("{0}")]
     Rejected(String),
+    /// A buddy request cannot be approved before the peer's keys were fetched.
+    #[error("{peer}'s keys have not been fetched yet; check that it is reachable and retry")]
+    KeysNotFetched { peer: String },
     /// A stored value failed protocol validation: a corrupted or foreign row.
     #[error("stored value is invalid: {0}")]
     Corrupt(String),

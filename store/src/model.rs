@@ -7,6 +7,7 @@ use ostracon_protocol::envelope::SignedEnvelope;
 use ostracon_protocol::ids::{BareJid, IncidentId, Offender};
 use ostracon_protocol::incident::Incident;
 use ostracon_protocol::time::Timestamp;
+use ostracon_protocol::xml::buddies::BuddyPresence;
 use serde::{Deserialize, Serialize};
 
 use crate::StoreError;
@@ -299,26 +300,111 @@ pub struct TokenRecord {
     pub revoked_at: Option<Timestamp>,
 }
 
+/// What an outbox row asks the XMPP side to do.
+///
+/// Stored as three columns (`kind`, `reference`, `payload`); [`OutboxJob::columns`] and
+/// [`OutboxJob::from_columns`] are the only places that know the mapping.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutboxJob {
+    /// Deliver a stored incident as a signed XEP-0268 report.
+    Report { incident: IncidentId },
+    /// Ask a peer to act on a local incident (signed XEP-0268 request).
+    Request { incident: IncidentId },
+    /// Answer a request (signed XEP-0268 response).
+    Response { incident: IncidentId },
+    /// Forward a buddy's signed report to another buddy, adding our link.
+    Forward { incident: IncidentId },
+    /// Ask a peer what it knows about an incident (XEP-0268 inquiry).
+    Inquiry { incident: IncidentId },
+    /// A presence stanza of the XEP-0267 handshake.
+    Presence { presence: BuddyPresence },
+    /// Fetch the peer's keys and pin them (approving it too when `approve`, by auto-approve).
+    FetchKeys { approve: bool },
+    /// Ask a buddy its XEP-0275 score for a subject.
+    ScoreQuery { subject: BareJid },
+    /// Announce our key rotation: the signed claim's links.
+    Rotation { old_kid: String, links: Vec<SignedEnvelope> },
+}
+
+impl OutboxJob {
+    /// The stored `kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Report { .. } => "report",
+            Self::Request { .. } => "request",
+            Self::Response { .. } => "response",
+            Self::Forward { .. } => "forward",
+            Self::Inquiry { .. } => "inquiry",
+            Self::Presence { .. } => "presence",
+            Self::FetchKeys { .. } => "fetch-keys",
+            Self::ScoreQuery { .. } => "score-query",
+            Self::Rotation { .. } => "rotation",
+        }
+    }
+
+    /// The stored (`kind`, `reference`, `payload`).
+    pub fn columns(&self) -> Result<(&'static str, String, String), StoreError> {
+        let (reference, payload) = match self {
+            Self::Report { incident }
+            | Self::Request { incident }
+            | Self::Response { incident }
+            | Self::Forward { incident }
+            | Self::Inquiry { incident } => (incident.to_string(), String::new()),
+            Self::Presence { presence } => (String::new(), presence.as_type().to_owned()),
+            Self::FetchKeys { approve } => (String::new(), if *approve { "approve" } else { "" }.to_owned()),
+            Self::ScoreQuery { subject } => (subject.to_string(), String::new()),
+            Self::Rotation { old_kid, links } => (
+                old_kid.clone(),
+                serde_json::to_string(links).map_err(|e| StoreError::Corrupt(format!("rotation links: {e}")))?,
+            ),
+        };
+        Ok((self.kind(), reference, payload))
+    }
+
+    /// Reads the stored columns back.
+    pub fn from_columns(kind: &str, reference: &str, payload: &str) -> Result<Self, StoreError> {
+        let incident =
+            || IncidentId::parse(reference).map_err(|e| StoreError::Corrupt(format!("outbox reference: {e}")));
+        Ok(match kind {
+            "report" => Self::Report { incident: incident()? },
+            "request" => Self::Request { incident: incident()? },
+            "response" => Self::Response { incident: incident()? },
+            "forward" => Self::Forward { incident: incident()? },
+            "inquiry" => Self::Inquiry { incident: incident()? },
+            "presence" => Self::Presence {
+                presence: BuddyPresence::from_type(payload)
+                    .ok_or_else(|| StoreError::Corrupt(format!("outbox presence type {payload:?}")))?,
+            },
+            "fetch-keys" => Self::FetchKeys { approve: payload == "approve" },
+            "score-query" => Self::ScoreQuery {
+                subject: BareJid::parse(reference).map_err(|e| StoreError::Corrupt(format!("outbox subject: {e}")))?,
+            },
+            "rotation" => Self::Rotation {
+                old_kid: reference.to_owned(),
+                links: serde_json::from_str(payload)
+                    .map_err(|e| StoreError::Corrupt(format!("outbox rotation links: {e}")))?,
+            },
+            other => return Err(StoreError::Corrupt(format!("unknown outbox kind {other:?}"))),
+        })
+    }
+}
+
 /// An outgoing stanza waiting for delivery.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutboxItem {
     /// Database id.
     pub id: i64,
     /// The peer JID.
-    pub peer: String,
-    /// What it carries (`report`, `retraction`, ...).
-    pub kind: String,
-    /// What it is about (an incident id).
-    pub reference: String,
-    /// The serialised payload.
-    pub payload: String,
+    pub peer: BareJid,
+    /// What to do.
+    pub job: OutboxJob,
     /// When it was queued.
     pub created_at: Timestamp,
     /// When to try next.
     pub next_attempt_at: Timestamp,
     /// Attempts so far.
     pub attempts: u32,
-    /// `pending`, `delivered` or `failed`.
+    /// `pending`, `delivered`, `failed` or `cancelled`.
     pub state: String,
     /// The last error, if any.
     pub last_error: Option<String>,

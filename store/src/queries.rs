@@ -8,8 +8,8 @@ use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
 use crate::model::{
-    AllowEntry, EntryReason, EntryRecord, IncidentRecord, ListAction, ListChange, ListKind, OutboxItem, PeerRecord,
-    Scope, TokenRecord, offender_from_row, ts_from_row,
+    AllowEntry, EntryReason, EntryRecord, IncidentRecord, ListAction, ListChange, ListKind, OutboxItem, OutboxJob,
+    PeerRecord, Scope, TokenRecord, offender_from_row, ts_from_row,
 };
 use crate::traits::{AuditLogStore, BlocklistStore, IncidentFilter, IncidentStore, OutboxStore, PeerStore, TokenStore};
 use crate::{Result, Store, StoreError};
@@ -92,10 +92,12 @@ fn token_from_row(row: &AnyRow) -> Result<TokenRecord> {
 fn outbox_from_row(row: &AnyRow) -> Result<OutboxItem> {
     Ok(OutboxItem {
         id: row.try_get("id")?,
-        peer: row.try_get("peer")?,
-        kind: row.try_get("kind")?,
-        reference: row.try_get("reference")?,
-        payload: row.try_get("payload")?,
+        peer: BareJid::parse(&row.try_get::<String, _>("peer")?).map_err(|e| corrupt("outbox peer", e))?,
+        job: OutboxJob::from_columns(
+            &row.try_get::<String, _>("kind")?,
+            &row.try_get::<String, _>("reference")?,
+            &row.try_get::<String, _>("payload")?,
+        )?,
         created_at: ts_from_row(row.try_get("created_at")?)?,
         next_attempt_at: ts_from_row(row.try_get("next_attempt_at")?)?,
         attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).map_err(|e| corrupt("attempts", e))?,
@@ -280,10 +282,26 @@ impl AuditLogStore for Store {
 }
 
 impl OutboxStore for Store {
-    async fn due(&self, now: Timestamp, limit: u32) -> Result<Vec<OutboxItem>> {
+    async fn peers_with_due_work(&self, now: Timestamp, limit: u32) -> Result<Vec<BareJid>> {
         let rows = sqlx::query(
-            "SELECT * FROM outbox WHERE state = 'pending' AND next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT $2",
+            "SELECT DISTINCT peer FROM outbox WHERE state = 'pending' AND next_attempt_at <= $1 ORDER BY peer LIMIT $2",
         )
+        .bind(now.unix())
+        .bind(i64::from(limit.clamp(1, 100_000)))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| BareJid::parse(&row.try_get::<String, _>("peer")?).map_err(|e| corrupt("outbox peer", e)))
+            .collect()
+    }
+
+    async fn due_for(&self, peer: &BareJid, now: Timestamp, limit: u32) -> Result<Vec<OutboxItem>> {
+        // Fresh rows before retries: a backlog of failing rows never holds back new work.
+        let rows = sqlx::query(
+            "SELECT * FROM outbox WHERE peer = $1 AND state = 'pending' AND next_attempt_at <= $2 \
+             ORDER BY attempts > 0, id LIMIT $3",
+        )
+        .bind(peer.to_string())
         .bind(now.unix())
         .bind(i64::from(limit.clamp(1, 10_000)))
         .fetch_all(self.pool())
@@ -363,7 +381,7 @@ impl TokenStore for Store {
     }
 }
 
-fn peer_from_row(row: &AnyRow) -> Result<PeerRecord> {
+pub(crate) fn peer_from_row(row: &AnyRow) -> Result<PeerRecord> {
     let keys: String = row.try_get("keys")?;
     Ok(PeerRecord {
         jid: BareJid::parse(&row.try_get::<String, _>("jid")?).map_err(|e| corrupt("peer", e))?,
@@ -409,41 +427,6 @@ impl PeerStore for Store {
         rows.iter()
             .map(|row| Ok((row.try_get("peer")?, row.try_get("num")?, ts_from_row(row.try_get("received_at")?)?)))
             .collect()
-    }
-
-    async fn update_peer_if(&self, peer: &PeerRecord, expected: crate::model::PeerState) -> Result<bool> {
-        let keys = serde_json::to_string(&peer.keys).map_err(|e| corrupt("peer keys", e))?;
-        let updated = sqlx::query(
-            "UPDATE peers SET state = $1, trust = $2, keys = $3, updated_at = $4 WHERE jid = $5 AND state = $6",
-        )
-        .bind(peer.state.as_str())
-        .bind(peer.trust.as_str())
-        .bind(keys)
-        .bind(peer.updated_at.unix())
-        .bind(peer.jid.to_string())
-        .bind(expected.as_str())
-        .execute(self.pool())
-        .await?;
-        Ok(updated.rows_affected() == 1)
-    }
-
-    async fn put_peer(&self, peer: &PeerRecord) -> Result<()> {
-        let keys = serde_json::to_string(&peer.keys).map_err(|e| corrupt("peer keys", e))?;
-        sqlx::query(
-            "INSERT INTO peers (jid, domain, state, trust, keys, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (jid) DO UPDATE SET state = excluded.state, trust = excluded.trust, keys = excluded.keys, \
-             updated_at = excluded.updated_at",
-        )
-        .bind(peer.jid.to_string())
-        .bind(peer.jid.domain().to_string())
-        .bind(peer.state.as_str())
-        .bind(peer.trust.as_str())
-        .bind(keys)
-        .bind(peer.created_at.unix())
-        .bind(peer.updated_at.unix())
-        .execute(self.pool())
-        .await?;
-        Ok(())
     }
 }
 

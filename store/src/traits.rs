@@ -82,8 +82,19 @@ pub trait AuditLogStore {
 
 /// The durable outbox.
 pub trait OutboxStore {
-    /// Items due for delivery at `now`, oldest first.
-    fn due(&self, now: Timestamp, limit: u32) -> impl Future<Output = Result<Vec<OutboxItem>>> + Send;
+    /// Peers with items due for delivery at `now`.
+    fn peers_with_due_work(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<ostracon_protocol::ids::BareJid>>> + Send;
+    /// One peer's items due at `now`: never attempted first, then retries, oldest first.
+    fn due_for(
+        &self,
+        peer: &ostracon_protocol::ids::BareJid,
+        now: Timestamp,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<OutboxItem>>> + Send;
     /// Items for a peer in any state, newest first.
     fn outbox_for(&self, peer: &str, limit: u32) -> impl Future<Output = Result<Vec<OutboxItem>>> + Send;
 }
@@ -121,16 +132,6 @@ pub trait PeerStore {
     fn peer(&self, jid: &ostracon_protocol::ids::BareJid) -> impl Future<Output = Result<Option<PeerRecord>>> + Send;
     /// Every peer.
     fn peers(&self) -> impl Future<Output = Result<Vec<PeerRecord>>> + Send;
-    /// Creates or replaces a peer.
-    fn put_peer(&self, peer: &PeerRecord) -> impl Future<Output = Result<()>> + Send;
-    /// Replaces a peer only if its stored state is still `expected` (compare and set), so two
-    /// steps of the handshake racing each other cannot undo one another. Returns whether it
-    /// was written.
-    fn update_peer_if(
-        &self,
-        peer: &PeerRecord,
-        expected: crate::model::PeerState,
-    ) -> impl Future<Output = Result<bool>> + Send;
     /// Records a peer's XEP-0275 answer about a subject (replacing its earlier one).
     fn put_peer_score(
         &self,

@@ -124,7 +124,7 @@ battery!(
     a_reporter_that_falls_to_ignore_below_loses_its_listings,
     maintenance_refreshes_stale_scores_and_the_dry_run_changes_nothing,
     a_request_for_a_report_already_held_waits_for_the_operator,
-    peer_updates_compare_the_state_they_read,
+    the_handshake_is_ledger_operations_with_audit_leaves,
 );
 
 const NODE: &str = "incidents.ops.example";
@@ -703,8 +703,8 @@ async fn a_domain_that_scores_low_and_ignores_requests_gets_a_domain_entry(backe
     }
     // We ask both home servers to act; busy.example answers, haven.example never does.
     for (n, peer) in [(1u128, "incidents.haven.example"), (10, "incidents.busy.example")] {
-        let request = incident(n, &[], ts(0)).id.to_string();
-        ledger.enqueue(peer, ostracon_store::ledger::OUTBOX_REQUEST, &request, "", ts(0)).await.unwrap();
+        let request = ostracon_store::model::OutboxJob::Request { incident: incident(n, &[], ts(0)).id };
+        ledger.enqueue(&BareJid::parse(peer).unwrap(), &request, ts(0)).await.unwrap();
     }
     let answer = Incident {
         related: Some(incident(10, &[], ts(0)).id),
@@ -740,11 +740,9 @@ async fn a_domain_that_scores_low_and_ignores_requests_gets_a_domain_entry(backe
     assert!(haven.components["requests"] > 0, "{haven:?}");
     // It goes silent again on a new request: blocked again once the deadline passes.
     for n in [2, 3] {
-        let again = incident(n, &[], ts(0)).id.to_string();
-        ledger
-            .enqueue("incidents.haven.example", ostracon_store::ledger::OUTBOX_REQUEST, &again, "", ts(3 * day))
-            .await
-            .unwrap();
+        let again = ostracon_store::model::OutboxJob::Request { incident: incident(n, &[], ts(0)).id };
+        let haven = BareJid::parse("incidents.haven.example").unwrap();
+        ledger.enqueue(&haven, &again, ts(3 * day)).await.unwrap();
     }
     ledger.maintain_reputation(ts(6 * day)).await.unwrap();
     let haven = score_of(&backend, "haven.example", ts(6 * day)).await;
@@ -863,26 +861,62 @@ async fn a_request_for_a_report_already_held_waits_for_the_operator(backend: Bac
     assert!(ledger.record_remote(received(&second), ts(5)).await.unwrap().is_none());
 }
 
-async fn peer_updates_compare_the_state_they_read(backend: Backend) {
-    use ostracon_store::model::{PeerRecord, PeerState, Trust};
-    use ostracon_store::traits::PeerStore as _;
-    let peer = PeerRecord {
-        jid: BareJid::parse("incidents.peer.example").unwrap(),
-        state: PeerState::Pending,
-        trust: Trust::Observe,
-        keys: vec![],
-        created_at: ts(0),
-        updated_at: ts(0),
-    };
-    backend.store.put_peer(&peer).await.unwrap();
-    // The operator approves while a key fetch that read `pending` is still in flight.
-    let approved = PeerRecord { state: PeerState::Buddy, trust: Trust::AutoApply, updated_at: ts(1), ..peer.clone() };
-    assert!(backend.store.update_peer_if(&approved, PeerState::Pending).await.unwrap());
-    let late_fetch = PeerRecord { updated_at: ts(2), ..peer.clone() };
-    assert!(
-        !backend.store.update_peer_if(&late_fetch, PeerState::Pending).await.unwrap(),
-        "must not undo the approval"
-    );
-    let stored = backend.store.peer(&peer.jid).await.unwrap().unwrap();
-    assert_eq!((stored.state, stored.trust), (PeerState::Buddy, Trust::AutoApply));
+async fn the_handshake_is_ledger_operations_with_audit_leaves(backend: Backend) {
+    use ostracon_protocol::keys::PublishedKey;
+    use ostracon_protocol::log::record::AuditRecord;
+    use ostracon_store::ledger::peers::{StrangerLimits, Subscribe};
+    use ostracon_store::model::{OutboxJob, PeerState, Trust};
+    use ostracon_store::traits::{OutboxStore as _, PeerStore as _};
+    let ledger = Ledger::open(backend.store.clone(), key(), config()).await.unwrap();
+    let peer = BareJid::parse("incidents.peer.example").unwrap();
+    let limits = StrangerLimits { max_pending: 2, max_pending_per_domain: 1, auto_approve: false };
+    let keys = || vec![PublishedKey::new(NodeKey::from_seed(&[3; 32]).public(), ts(0))];
+
+    // A stranger asks: pending, its keys fetch queued, one leaf; a second request changes nothing.
+    let version = ledger.peers_version();
+    assert_eq!(ledger.peer_subscribed(&peer, &limits, ts(0)).await.unwrap(), Subscribe::Recorded);
+    assert!(ledger.peers_version() > version, "readers' caches see the change");
+    assert_eq!(ledger.peer_subscribed(&peer, &limits, ts(0)).await.unwrap(), Subscribe::AlreadyPending);
+    let queued = backend.store.outbox_for("incidents.peer.example", 10).await.unwrap();
+    assert_eq!(queued.iter().map(|i| i.job.clone()).collect::<Vec<_>>(), vec![OutboxJob::FetchKeys { approve: false }]);
+    // The caps: one waiting request per domain, two in all.
+    let same_domain = BareJid::parse("other.peer.example").unwrap();
+    assert_eq!(ledger.peer_subscribed(&same_domain, &limits, ts(0)).await.unwrap(), Subscribe::OverCap);
+    let elsewhere = BareJid::parse("incidents.far.example").unwrap();
+    assert_eq!(ledger.peer_subscribed(&elsewhere, &limits, ts(0)).await.unwrap(), Subscribe::Recorded);
+    let third = BareJid::parse("incidents.third.example").unwrap();
+    assert_eq!(ledger.peer_subscribed(&third, &limits, ts(0)).await.unwrap(), Subscribe::OverCap);
+    assert!(backend.store.peer(&third).await.unwrap().is_none(), "nothing written over the cap");
+
+    // Approval needs the keys first; then the operator approves while a second fetch is in flight.
+    assert!(matches!(
+        ledger.approve_buddy(&peer, Trust::AutoApply, ts(1)).await,
+        Err(StoreError::KeysNotFetched { .. })
+    ));
+    let shown = ledger.keys_fetched(&peer, keys(), false, ts(1)).await.unwrap().unwrap();
+    assert_eq!((shown.state, shown.keys.len()), (PeerState::Pending, 1));
+    let approved = ledger.approve_buddy(&peer, Trust::AutoApply, ts(2)).await.unwrap();
+    assert_eq!((approved.state, approved.trust), (PeerState::Buddy, Trust::AutoApply));
+    assert!(ledger.keys_fetched(&peer, vec![], false, ts(3)).await.unwrap().is_none(), "a late fetch undoes nothing");
+    let stored = backend.store.peer(&peer).await.unwrap().unwrap();
+    assert_eq!((stored.state, stored.trust, stored.keys.len()), (PeerState::Buddy, Trust::AutoApply, 1));
+
+    // Revoking cancels what still waits for the peer; asking again does not bring it back.
+    ledger.enqueue(&peer, &OutboxJob::ScoreQuery { subject: peer.clone() }, ts(4)).await.unwrap();
+    ledger.revoke_buddy(&peer, ts(5)).await.unwrap();
+    let rows = backend.store.outbox_for("incidents.peer.example", 10).await.unwrap();
+    assert!(rows.iter().any(|r| r.job == OutboxJob::ScoreQuery { subject: peer.clone() } && r.state == "cancelled"));
+    assert_eq!(ledger.peer_subscribed(&peer, &limits, ts(6)).await.unwrap(), Subscribe::Revoked);
+
+    // Every step left a leaf saying who moved the relation.
+    let leaves = backend.store.leaves(0, ledger.log_size()).await.unwrap();
+    let steps: Vec<(String, String)> = leaves
+        .iter()
+        .filter_map(|(_, bytes, _)| match AuditRecord::from_leaf(bytes).unwrap() {
+            AuditRecord::PeerChanged { peer: p, state, by, .. } if p == peer => Some((state, by)),
+            _ => None,
+        })
+        .collect();
+    let expected = [("pending", "peer"), ("pending", "peer"), ("buddy", "operator"), ("revoked", "operator")];
+    assert_eq!(steps, expected.map(|(s, b)| (s.to_owned(), b.to_owned())));
 }

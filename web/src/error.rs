@@ -87,6 +87,7 @@ impl From<StoreError> for ApiError {
                 Self::new(StatusCode::CONFLICT, "conflict", format!("{what} already exists"))
             }
             StoreError::Rejected(message) => Self::new(StatusCode::CONFLICT, "rejected", message),
+            StoreError::KeysNotFetched { .. } => Self::new(StatusCode::CONFLICT, "keys_not_fetched", error.to_string()),
             StoreError::Protocol(error) => Self::invalid("invalid", error.to_string()),
             StoreError::Unavailable(error) => {
                 tracing::error!(%error, "database unavailable");

@@ -1,63 +1,28 @@
 //! Per-client rate limits: a token bucket per client address (IPv6 clients by /64, so
-//! rotating addresses inside one allocation does not multiply the allowance).
-//!
-//! Memory is bounded: when the table is full, buckets that have refilled completely (idle
-//! clients) are dropped; if none are, new clients share one overflow bucket.
+//! rotating addresses inside one allocation does not multiply the allowance), kept in the
+//! store's bounded limiter (O(1) per check, least recently seen clients evicted first).
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::Mutex;
 use std::time::Instant;
+
+use ostracon_store::ratelimit::{Limiter, Rate};
 
 /// Most clients tracked individually.
 const MAX_CLIENTS: usize = 100_000;
 
-#[derive(Clone, Copy, Debug)]
-struct Bucket {
-    tokens: f64,
-    updated: Instant,
-}
-
-/// A keyed token-bucket limiter.
+/// A per-client limiter.
 #[derive(Debug)]
-pub struct RateLimiter {
-    per_second: f64,
-    burst: f64,
-    buckets: Mutex<HashMap<IpAddr, Bucket>>,
-}
+pub struct RateLimiter(Limiter<IpAddr>);
 
 impl RateLimiter {
     /// `per_second` sustained requests with bursts of `burst`. A rate of 0 disables limiting.
     pub fn new(per_second: u32, burst: u32) -> Self {
-        Self { per_second: f64::from(per_second), burst: f64::from(burst.max(1)), buckets: Mutex::new(HashMap::new()) }
+        Self(Limiter::new(Rate::new(f64::from(per_second), f64::from(burst)), MAX_CLIENTS))
     }
 
     /// Takes one token for `client` at `now`; on refusal returns the seconds until one is available.
     pub fn check(&self, client: IpAddr, now: Instant) -> Result<(), u64> {
-        if self.per_second <= 0.0 {
-            return Ok(());
-        }
-        let key = bucket_key(client);
-        let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if buckets.len() >= MAX_CLIENTS && !buckets.contains_key(&key) {
-            let refill_secs = self.burst / self.per_second;
-            buckets.retain(|_, bucket| now.duration_since(bucket.updated).as_secs_f64() < refill_secs);
-        }
-        let key = if buckets.len() >= MAX_CLIENTS && !buckets.contains_key(&key) {
-            IpAddr::V6(Ipv6Addr::UNSPECIFIED)
-        } else {
-            key
-        };
-        let bucket = buckets.entry(key).or_insert(Bucket { tokens: self.burst, updated: now });
-        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * self.per_second).min(self.burst);
-        bucket.updated = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(((1.0 - bucket.tokens) / self.per_second).ceil() as u64)
-        }
+        self.0.check(&bucket_key(client), now).map_err(|wait| wait.as_secs_f64().ceil().max(1.0) as u64)
     }
 }
 

@@ -57,21 +57,8 @@ struct Cached {
 /// Reports the XMPP link's state for `/healthz` (`off`, `connecting`, `online`).
 pub type XmppStatus = Arc<dyn Fn() -> &'static str + Send + Sync>;
 
-/// Reports the XMPP link's traffic for `/metrics`: stanzas and bytes in and out since start.
-pub type XmppTraffic = Arc<dyn Fn() -> XmppCounters + Send + Sync>;
-
-/// Stanzas and bytes through the XMPP link since the node started.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct XmppCounters {
-    /// Stanzas received.
-    pub stanzas_in: u64,
-    /// Stanzas sent.
-    pub stanzas_out: u64,
-    /// Bytes of the stanzas received (serialised).
-    pub bytes_in: u64,
-    /// Bytes of the stanzas sent (serialised).
-    pub bytes_out: u64,
-}
+/// Reports the XMPP side's counters for `/metrics`, as (name, help, value).
+pub type XmppTraffic = Arc<dyn Fn() -> Vec<(&'static str, &'static str, u64)> + Send + Sync>;
 
 struct Inner {
     xmpp: XmppStatus,
@@ -105,7 +92,7 @@ impl AppState {
         config: &WebConfig,
         xmpp: XmppStatus,
     ) -> Self {
-        Self::with_xmpp(ledger, env, node, config, xmpp, Arc::new(XmppCounters::default))
+        Self::with_xmpp(ledger, env, node, config, xmpp, Arc::new(Vec::new))
     }
 
     /// State whose `/healthz` reports the XMPP link through `xmpp` and whose `/metrics`
@@ -137,7 +124,7 @@ impl AppState {
     }
 
     /// The XMPP link's traffic so far.
-    pub fn xmpp_traffic(&self) -> XmppCounters {
+    pub fn xmpp_traffic(&self) -> Vec<(&'static str, &'static str, u64)> {
         (self.0.traffic)()
     }
 

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::canonical::to_canonical_json;
 use crate::error::{Error, Result};
-use crate::ids::{Domain, IncidentId, Offender};
+use crate::ids::{BareJid, Domain, IncidentId, Offender};
 use crate::time::Timestamp;
 
 /// One audit record.
@@ -117,6 +117,23 @@ pub enum AuditRecord {
         at: Timestamp,
         /// Which domain.
         domain: Domain,
+    },
+    /// A buddy relation (XEP-0267) changed: who, to what, with which pinned keys, and who
+    /// moved it (`operator`, `peer`, or `auto-approve`).
+    PeerChanged {
+        /// When.
+        at: Timestamp,
+        /// The peer's component JID.
+        peer: BareJid,
+        /// `requested`, `pending`, `buddy` or `revoked`.
+        state: String,
+        /// `observe`, `accept` or `auto-apply`.
+        trust: String,
+        /// Fingerprints of the keys pinned for it.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        keys: Vec<String>,
+        /// Who moved it.
+        by: String,
     },
 }
 

@@ -14,7 +14,7 @@ use ostracon_protocol::ids::{BareJid, Domain};
 use ostracon_store::policy::ListingPolicy;
 use serde::{Deserialize, Serialize};
 
-use crate::ServerError;
+use crate::error::ServerError;
 
 mod reputation;
 

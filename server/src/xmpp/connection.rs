@@ -1,22 +1,25 @@
 //! The XEP-0114 component stream to the operator's XMPP server.
 //!
-//! tokio-xmpp's `Component` ends its stream on any read error, including the soft read
-//! timeout of an idle link, so this loop treats "no stanza" as "check liveness": it sends a
-//! XEP-0199 ping to the server on an interval shorter than the read timeout, and reconnects
-//! with exponential backoff and jitter when a send fails or the link stays silent.
+//! One task reads (through [`StanzaReader`], which bounds every stanza while reading) and hands
+//! stanzas to the node; the link loop writes what the node sends, pings the server on an
+//! interval shorter than the silence after which the link is presumed dead, and reconnects with
+//! exponential backoff and jitter. Reading never waits for writing, and never sleeps.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt as _;
 use minidom::Element;
+use ostracon_protocol::component::handshake_digest;
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, watch};
-use tokio_xmpp::Component;
-use tokio_xmpp::connect::DnsConfig;
-use tokio_xmpp::xmlstream::Timeouts;
-use xmpp_parsers::stanza::Stanza;
+
+use super::stanza::{STANZA_NS, stanza};
+use super::stream::{Inbound, STREAM_NS, StanzaLimits, StanzaReader};
+use crate::error::ServerError;
 
 /// Connection state, for `/healthz` and logs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,42 +32,98 @@ pub enum LinkState {
     Online = 2,
 }
 
-/// Shared view of the link state and its traffic.
-#[derive(Debug, Default)]
-pub struct LinkStatus(AtomicU8, Traffic);
+/// Counted events of the XMPP side, for `/metrics`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// Stanzas read within bounds.
+    StanzasIn,
+    /// Stanzas written.
+    StanzasOut,
+    /// Bytes read from the server, as the parser consumed them.
+    BytesIn,
+    /// Bytes written.
+    BytesOut,
+    /// Stanzas over a size, depth or count bound, answered with an error.
+    StanzasRefused,
+    /// Stanzas dropped without an answer (over a bound and not answerable, or answers no one
+    /// waits for).
+    StanzasDropped,
+    /// IQ answers whose sender is not the peer we asked, or whose id we never sent.
+    UnmatchedAnswers,
+    /// Stanzas refused because their sender or its domain was over its rate.
+    RateLimited,
+}
 
-/// Stanzas and bytes through the link since start (all streams).
+impl Counter {
+    const ALL: [Self; 8] = [
+        Self::StanzasIn,
+        Self::StanzasOut,
+        Self::BytesIn,
+        Self::BytesOut,
+        Self::StanzasRefused,
+        Self::StanzasDropped,
+        Self::UnmatchedAnswers,
+        Self::RateLimited,
+    ];
+
+    /// The Prometheus name and help text.
+    pub fn describe(self) -> (&'static str, &'static str) {
+        match self {
+            Self::StanzasIn => ("ostracon_xmpp_stanzas_received_total", "Stanzas received on the XMPP link."),
+            Self::StanzasOut => ("ostracon_xmpp_stanzas_sent_total", "Stanzas sent on the XMPP link."),
+            Self::BytesIn => ("ostracon_xmpp_received_bytes_total", "Bytes read from the XMPP link."),
+            Self::BytesOut => ("ostracon_xmpp_sent_bytes_total", "Bytes written to the XMPP link."),
+            Self::StanzasRefused => {
+                ("ostracon_xmpp_stanzas_refused_total", "Stanzas over a size, depth or element bound, answered.")
+            }
+            Self::StanzasDropped => {
+                ("ostracon_xmpp_stanzas_dropped_total", "Stanzas dropped unanswered (unanswerable or unexpected).")
+            }
+            Self::UnmatchedAnswers => {
+                ("ostracon_xmpp_unmatched_answers_total", "IQ answers not from the peer asked, or to no request.")
+            }
+            Self::RateLimited => ("ostracon_xmpp_rate_limited_total", "Stanzas refused for a sender over its rate."),
+        }
+    }
+}
+
+/// Shared view of the link state and the counters.
 #[derive(Debug, Default)]
-struct Traffic {
-    stanzas_in: AtomicU64,
-    stanzas_out: AtomicU64,
-    bytes_in: AtomicU64,
-    bytes_out: AtomicU64,
+pub struct LinkStatus {
+    state: AtomicU8,
+    counters: [AtomicU64; Counter::ALL.len()],
 }
 
 impl LinkStatus {
     /// Records a state.
     pub fn set(&self, state: LinkState) {
-        self.0.store(state as u8, Ordering::SeqCst);
+        self.state.store(state as u8, Ordering::SeqCst);
     }
 
-    /// Stanzas in, stanzas out, bytes in, bytes out, since start.
-    pub fn traffic(&self) -> [u64; 4] {
-        let t = &self.1;
-        [&t.stanzas_in, &t.stanzas_out, &t.bytes_in, &t.bytes_out].map(|c| c.load(Ordering::Relaxed))
+    /// Adds to a counter.
+    pub fn add(&self, counter: Counter, n: u64) {
+        self.counters[counter as usize].fetch_add(n, Ordering::Relaxed);
     }
 
-    fn count(&self, incoming: bool, element: &Element) {
-        let bytes = String::from(element).len() as u64;
-        let (stanzas, total) =
-            if incoming { (&self.1.stanzas_in, &self.1.bytes_in) } else { (&self.1.stanzas_out, &self.1.bytes_out) };
-        stanzas.fetch_add(1, Ordering::Relaxed);
-        total.fetch_add(bytes, Ordering::Relaxed);
+    /// One counter's value.
+    pub fn value(&self, counter: Counter) -> u64 {
+        self.counters[counter as usize].load(Ordering::Relaxed)
+    }
+
+    /// Every counter as (name, help, value).
+    pub fn counters(&self) -> Vec<(&'static str, &'static str, u64)> {
+        Counter::ALL
+            .iter()
+            .map(|&counter| {
+                let (name, help) = counter.describe();
+                (name, help, self.value(counter))
+            })
+            .collect()
     }
 
     /// The current state.
     pub fn get(&self) -> LinkState {
-        match self.0.load(Ordering::SeqCst) {
+        match self.state.load(Ordering::SeqCst) {
             2 => LinkState::Online,
             1 => LinkState::Connecting,
             _ => LinkState::Off,
@@ -103,8 +162,8 @@ impl std::fmt::Debug for LinkConfig {
     }
 }
 
-/// Read timeout of the stream; the keepalive runs well inside it.
-const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long connecting and the handshake may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Keepalive interval.
 const KEEPALIVE: Duration = Duration::from_secs(20);
 /// Silence after which the link is presumed dead.
@@ -119,38 +178,30 @@ pub async fn run(
     config: LinkConfig,
     status: Arc<LinkStatus>,
     online: Arc<tokio::sync::Notify>,
-    incoming: mpsc::Sender<Element>,
+    incoming: mpsc::Sender<Inbound>,
     mut outgoing: mpsc::Receiver<Element>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut failures: u32 = 0;
     loop {
         status.set(LinkState::Connecting);
-        let timeouts = Timeouts { read_timeout: READ_TIMEOUT, response_timeout: Duration::from_secs(30) };
-        let connect = Component::new_plaintext(
-            &config.component,
-            &config.secret,
-            DnsConfig::addr(&config.server.to_string()),
-            timeouts,
-        );
         let connected = tokio::select! {
-            result = tokio::time::timeout(Duration::from_secs(15), connect) => result,
+            result = tokio::time::timeout(CONNECT_TIMEOUT, connect(&config)) => result,
             _ = stop.changed() => return,
         };
         match connected {
-            Ok(Ok(mut component)) => {
+            Ok(Ok((reader, writer))) => {
                 failures = 0;
                 status.set(LinkState::Online);
                 // Answers to IQs sent on an earlier stream may never come: let waiters retry now.
                 online.notify_waiters();
                 tracing::info!(component = %config.component, server = %config.server, "XMPP component online");
-                let reason = serve_link(&config, &status, &mut component, &incoming, &mut outgoing, &mut stop).await;
+                let ended = serve_link(&config, &status, reader, writer, &incoming, &mut outgoing, &mut stop).await;
                 status.set(LinkState::Connecting);
-                if reason.is_none() {
-                    let _ = tokio::time::timeout(Duration::from_secs(2), component.send_end()).await;
-                    return;
+                match ended {
+                    None => return,
+                    Some(reason) => tracing::warn!(%reason, "XMPP link lost; reconnecting"),
                 }
-                tracing::warn!(reason = reason.unwrap_or_default(), "XMPP link lost; reconnecting");
             }
             Ok(Err(error)) => tracing::warn!(%error, server = %config.server, "XMPP component could not connect"),
             Err(_) => tracing::warn!(server = %config.server, "XMPP component connection timed out"),
@@ -171,87 +222,131 @@ pub fn backoff(failures: u32, jitter: f64) -> Duration {
     base.mul_f64(0.5 + jitter.clamp(0.0, 1.0))
 }
 
+/// Opens the stream and runs the XEP-0114 handshake.
+async fn connect(config: &LinkConfig) -> Result<(StanzaReader<OwnedReadHalf>, OwnedWriteHalf), ServerError> {
+    let socket = TcpStream::connect(config.server).await.map_err(ServerError::Stream)?;
+    socket.set_nodelay(true).map_err(ServerError::Stream)?;
+    let (read, mut write) = socket.into_split();
+    let opening = format!(
+        "<?xml version='1.0'?><stream:stream xmlns='{STANZA_NS}' xmlns:stream='{STREAM_NS}' to='{}'>",
+        xml_escape(&config.component)
+    );
+    write.write_all(opening.as_bytes()).await.map_err(ServerError::Stream)?;
+    let mut reader = StanzaReader::new(read, StanzaLimits::default());
+    let id = reader.read_header().await?;
+    let handshake = format!("<handshake>{}</handshake>", handshake_digest(&id, &config.secret));
+    write.write_all(handshake.as_bytes()).await.map_err(ServerError::Stream)?;
+    match reader.next().await? {
+        Inbound::Stanza(element) if element.name() == "handshake" && element.ns() == STANZA_NS => Ok((reader, write)),
+        Inbound::Stanza(element) if element.name() == "error" && element.ns() == STREAM_NS => {
+            Err(ServerError::HandshakeRefused { condition: stream_error_condition(&element) })
+        }
+        _ => Err(ServerError::StreamHeader("the server answered the handshake with something else")),
+    }
+}
+
+/// The defined condition of a `stream:error`.
+fn stream_error_condition(error: &Element) -> String {
+    error.children().find(|c| c.name() != "text").map_or_else(|| "no condition".to_owned(), |c| c.name().to_owned())
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('\'', "&apos;")
+}
+
 /// Serves one connected stream; `None` means "stop requested", `Some(reason)` "reconnect".
-async fn serve_link<C: tokio_xmpp::connect::ServerConnector>(
+async fn serve_link(
     config: &LinkConfig,
-    status: &LinkStatus,
-    component: &mut Component<C>,
-    incoming: &mpsc::Sender<Element>,
+    status: &Arc<LinkStatus>,
+    reader: StanzaReader<OwnedReadHalf>,
+    mut writer: OwnedWriteHalf,
+    incoming: &mpsc::Sender<Inbound>,
     outgoing: &mut mpsc::Receiver<Element>,
     stop: &mut watch::Receiver<bool>,
-) -> Option<String> {
+) -> Option<ServerError> {
+    let started = Instant::now();
+    let heard = Arc::new(AtomicU64::new(0));
+    let mut reading =
+        tokio::spawn(read_stanzas(reader, Arc::clone(status), incoming.clone(), started, Arc::clone(&heard)));
     let mut keepalive = tokio::time::interval(KEEPALIVE);
     keepalive.tick().await;
-    let mut last_heard = Instant::now();
-    loop {
+    let reason = loop {
         tokio::select! {
-            stanza = component.next() => match stanza {
-                Some(stanza) => {
-                    last_heard = Instant::now();
-                    let element = Element::from(stanza);
-                    status.count(true, &element);
-                    if incoming.send(element).await.is_err() {
-                        return None;
-                    }
-                }
-                None => {
-                    // A soft timeout or a dead stream: probe, and give up if it stays silent.
-                    if last_heard.elapsed() > DEAD_AFTER {
-                        return Some("no traffic, not even ping answers".to_owned());
-                    }
-                    if let Err(error) = send(status, component, ping(config)).await {
-                        return Some(format!("send failed: {error}"));
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            },
+            ended = &mut reading => break ended.unwrap_or(Some(ServerError::StreamClosed { condition: None })),
             element = outgoing.recv() => match element {
                 Some(element) => {
-                    if let Err(error) = send(status, component, element).await {
-                        return Some(format!("send failed: {error}"));
+                    if let Err(error) = write(status, &mut writer, &element).await {
+                        break Some(error);
                     }
                 }
-                None => return None,
+                None => break None,
             },
             _ = keepalive.tick() => {
-                if last_heard.elapsed() > DEAD_AFTER {
-                    return Some("no traffic, not even ping answers".to_owned());
+                let silent = started.elapsed().saturating_sub(Duration::from_millis(heard.load(Ordering::Relaxed)));
+                if silent > DEAD_AFTER {
+                    break Some(ServerError::NoAnswer { secs: DEAD_AFTER.as_secs() });
                 }
-                if let Err(error) = send(status, component, ping(config)).await {
-                    return Some(format!("keepalive failed: {error}"));
+                if let Err(error) = write(status, &mut writer, &ping(config)).await {
+                    break Some(error);
                 }
             }
-            _ = stop.changed() => return None,
+            _ = stop.changed() => break None,
+        }
+    };
+    reading.abort();
+    if reason.is_none() {
+        let _ = tokio::time::timeout(Duration::from_secs(2), writer.write_all(b"</stream:stream>")).await;
+    }
+    reason
+}
+
+/// Reads until the stream ends, handing each stanza to the node; returns why it ended
+/// (`None`: the node is gone). Back-pressure from the node's channel slows reading, and with
+/// it the server (TCP flow control); nothing here waits for anything else.
+async fn read_stanzas(
+    mut reader: StanzaReader<OwnedReadHalf>,
+    status: Arc<LinkStatus>,
+    incoming: mpsc::Sender<Inbound>,
+    started: Instant,
+    heard: Arc<AtomicU64>,
+) -> Option<ServerError> {
+    let mut counted: u64 = reader.bytes_read();
+    loop {
+        let item = match reader.next().await {
+            Ok(item) => item,
+            Err(error) => return Some(error),
+        };
+        status.add(Counter::BytesIn, reader.bytes_read() - counted);
+        counted = reader.bytes_read();
+        heard.store(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        if let Inbound::Stanza(element) = &item {
+            if element.ns() == STREAM_NS {
+                let condition = (element.name() == "error").then(|| stream_error_condition(element));
+                return Some(ServerError::StreamClosed { condition });
+            }
+            status.add(Counter::StanzasIn, 1);
+        }
+        if incoming.send(item).await.is_err() {
+            return None;
         }
     }
 }
 
-async fn send<C: tokio_xmpp::connect::ServerConnector>(
-    status: &LinkStatus,
-    component: &mut Component<C>,
-    element: Element,
-) -> Result<(), String> {
-    status.count(false, &element);
-    let stanza = Stanza::try_from(element).map_err(|e| format!("not a stanza: {e}"))?;
-    component.send_stanza(stanza).await.map_err(|e| e.to_string())
+async fn write(status: &LinkStatus, writer: &mut OwnedWriteHalf, element: &Element) -> Result<(), ServerError> {
+    let mut bytes = Vec::with_capacity(512);
+    element.write_to(&mut bytes).map_err(|e| ServerError::Stream(std::io::Error::other(e)))?;
+    writer.write_all(&bytes).await.map_err(ServerError::Stream)?;
+    status.add(Counter::StanzasOut, 1);
+    status.add(Counter::BytesOut, bytes.len() as u64);
+    Ok(())
 }
 
 /// A XEP-0199 ping to the server: its answer proves the link is alive.
 fn ping(config: &LinkConfig) -> Element {
-    let mut iq = Element::bare("iq", xmpp_parsers::ns::DEFAULT_NS);
-    let attrs = [
-        ("type", "get"),
-        ("from", config.component.as_str()),
-        ("to", config.server_domain.as_str()),
-        ("id", "keepalive"),
-    ];
-    for (name, value) in attrs {
-        iq.set_attr(
-            minidom::rxml::Namespace::NONE,
-            minidom::rxml::NcName::try_from(name).expect("static name"),
-            value.to_owned(),
-        );
-    }
+    let mut iq = stanza(
+        "iq",
+        &[("type", "get"), ("from", &config.component), ("to", &config.server_domain), ("id", "keepalive")],
+    );
     iq.append_child(Element::bare("ping", "urn:xmpp:ping"));
     iq
 }

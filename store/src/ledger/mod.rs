@@ -10,6 +10,8 @@
 //! **Invariant:** leaf `n` in the database is leaf `n` of the in-memory tree. Writers are
 //! serialised by one async mutex, so leaf indexes are assigned without gaps or races.
 
+mod outbox;
+pub mod peers;
 mod quorum;
 mod standing;
 
@@ -31,7 +33,8 @@ use crate::db::Dialect;
 use crate::facts::FactKind;
 use crate::index::BlocklistIndex;
 use crate::model::{
-    ChangeOp, Decision, EntryRecord, EntrySource, IncidentOrigin, IncidentRecord, ListAction, Verb, offender_from_row,
+    ChangeOp, Decision, EntryRecord, EntrySource, IncidentOrigin, IncidentRecord, ListAction, OutboxJob, Verb,
+    offender_from_row,
 };
 use crate::policy::ListingPolicy;
 use crate::queries::{ENTRY_COLUMNS, INCIDENT_COLUMNS, entry_from_row, incident_from_row, offender_kind};
@@ -41,25 +44,6 @@ use crate::{Result, Store, StoreError};
 
 /// Weight of the operator's own reports, in thousandths.
 pub const LOCAL_WEIGHT_MILLI: i64 = 1_000;
-
-/// Outbox kind: deliver a local incident as a signed XEP-0268 report.
-pub const OUTBOX_REPORT: &str = "report";
-/// Outbox kind: a presence stanza of the XEP-0267 handshake (payload: the presence type).
-pub const OUTBOX_PRESENCE: &str = "presence";
-/// Outbox kind: ask a peer to act on a local incident (signed XEP-0268 request).
-pub const OUTBOX_REQUEST: &str = "request";
-/// Outbox kind: answer a request (signed XEP-0268 response).
-pub const OUTBOX_RESPONSE: &str = "response";
-/// Outbox kind: announce our key rotation (payload: the signed claim's links as JSON).
-pub const OUTBOX_ROTATION: &str = "rotation";
-/// Outbox kind: ask a buddy its XEP-0275 score for a subject (reference: the subject).
-pub const OUTBOX_SCORE_QUERY: &str = "score-query";
-/// Outbox kind: forward a buddy's signed report to another buddy, adding our link.
-pub const OUTBOX_FORWARD: &str = "forward";
-/// Outbox kind: ask a peer what it knows about an incident id (XEP-0268 inquiry).
-pub const OUTBOX_INQUIRY: &str = "inquiry";
-/// Outbox kind: fetch and pin the peer's keys, then complete the relation.
-pub const OUTBOX_FETCH_KEYS: &str = "fetch-keys";
 
 /// Offenders per multi-row statement: 10 columns x 500 rows stays under SQLite's 32,766 and
 /// PostgreSQL's 65,535 bind parameters.
@@ -144,6 +128,7 @@ struct Batch {
     now: Timestamp,
     list_changed: bool,
     outbox_queued: bool,
+    peers_changed: bool,
     dialect: Dialect,
     /// Domains whose reputation facts changed: rescored before commit.
     touched: BTreeSet<String>,
@@ -467,6 +452,8 @@ pub struct Ledger {
     checkpoint: Mutex<Option<SignedCheckpoint>>,
     /// Woken after every commit that queued outbox rows, so delivery starts at once.
     outbox_queued: tokio::sync::Notify,
+    /// Bumped by every commit that changed a peer, so readers can cache the peer table.
+    peers_version: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -508,7 +495,14 @@ impl Ledger {
             memory: RwLock::new(Memory { index, tree, allow, list_version: 0 }),
             checkpoint: Mutex::new(None),
             outbox_queued: tokio::sync::Notify::new(),
+            peers_version: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// Changes with every commit that changed a peer (a cache of the peer table is current
+    /// while this stays the same).
+    pub fn peers_version(&self) -> u64 {
+        self.peers_version.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The store, for reads.
@@ -533,7 +527,7 @@ impl Ledger {
     }
 
     async fn begin(&self, now: Timestamp) -> Result<Batch> {
-        let tx = self.store.pool().begin().await?;
+        let tx = self.store.begin_write().await?;
         let next_leaf = self.read_memory().tree.len();
         Ok(Batch {
             tx,
@@ -544,6 +538,7 @@ impl Ledger {
             now,
             list_changed: false,
             outbox_queued: false,
+            peers_changed: false,
             dialect: self.store.dialect(),
             touched: BTreeSet::new(),
             home: self.config.key_name.clone(),
@@ -554,8 +549,11 @@ impl Ledger {
         if !batch.touched.is_empty() {
             self.rescore_touched(&mut batch).await?;
         }
-        let Batch { tx, leaves, ops, applied, list_changed, outbox_queued, .. } = batch;
+        let Batch { tx, leaves, ops, applied, list_changed, outbox_queued, peers_changed, .. } = batch;
         tx.commit().await?;
+        if peers_changed {
+            self.peers_version.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
         if outbox_queued {
             self.outbox_queued.notify_waiters();
         }
@@ -612,7 +610,7 @@ impl Ledger {
         insert_incident(&mut batch, incident, row).await?;
         if share {
             // One delivery per buddy we share with, in the same transaction as the incident.
-            queue_for_buddies(&mut batch, &incident.id).await?;
+            batch.queue_for_buddies(&incident.id, None).await?;
         }
         self.apply_incident(&mut batch, incident, LOCAL_WEIGHT_MILLI).await?;
         self.commit(batch).await
@@ -688,7 +686,7 @@ impl Ledger {
         if record.share {
             // The retraction reaches the buddies the incident went to, as a signed report with
             // status `retracted`, queued in the same transaction.
-            queue_for_buddies(&mut batch, id).await?;
+            batch.queue_for_buddies(id, None).await?;
         }
         self.commit(batch).await
     }
@@ -723,7 +721,7 @@ impl Ledger {
     pub async fn prune_changes(&self, now: Timestamp) -> Result<u64> {
         let _writer = self.writer.lock().await;
         let cutoff = now.plus_secs(-self.config.policy.tombstone_horizon_secs).unix();
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin_write().await?;
         let through: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS s FROM list_changes WHERE at < $1")
             .bind(cutoff)
             .fetch_one(&mut *tx)
@@ -988,8 +986,7 @@ impl Ledger {
             batch.fact(&server, FactKind::RequestAnswered, None, 0, &request).await?;
         }
         for peer in forward_to {
-            enqueue(&mut batch.tx, peer, OUTBOX_FORWARD, &incident.id.to_string(), "", now).await?;
-            batch.outbox_queued = true;
+            batch.enqueue(peer, &OutboxJob::Forward { incident: incident.id.clone() }).await?;
         }
         Ok(true)
     }
@@ -1084,54 +1081,11 @@ impl Ledger {
             .bind(request_id.to_string())
             .execute(&mut *batch.tx)
             .await?;
-        enqueue(&mut batch.tx, &requester, OUTBOX_RESPONSE, &response.id.to_string(), "", now).await?;
-        batch.outbox_queued = true;
+        batch.enqueue(&requester, &OutboxJob::Response { incident: response.id.clone() }).await?;
         // Our other buddies get the answer as our report: what we listed under our signature
         // (the IPs only we knew) reaches every list that trusts us, not only the requester's.
-        queue_for_buddies_except(&mut batch, &response.id, Some(&requester)).await?;
+        batch.queue_for_buddies(&response.id, Some(&requester)).await?;
         self.commit(batch).await
-    }
-
-    /// Queues an outbox row on its own (peer handshake steps).
-    pub async fn enqueue(&self, peer: &str, kind: &str, reference: &str, payload: &str, now: Timestamp) -> Result<()> {
-        let mut tx = self.store.pool().begin().await?;
-        enqueue(&mut tx, peer, kind, reference, payload, now).await?;
-        tx.commit().await?;
-        self.outbox_queued.notify_waiters();
-        Ok(())
-    }
-
-    /// Resolves when a commit queues outbox rows (or at once if one did since the last call
-    /// was registered); the delivery loop waits on it between polls.
-    pub fn outbox_queued(&self) -> tokio::sync::futures::Notified<'_> {
-        self.outbox_queued.notified()
-    }
-
-    /// Marks an outbox row delivered.
-    pub async fn outbox_delivered(&self, id: i64, now: Timestamp) -> Result<()> {
-        sqlx::query(
-            "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, next_attempt_at = $1 WHERE id = $2",
-        )
-        .bind(now.unix())
-        .bind(id)
-        .execute(self.store.pool())
-        .await?;
-        Ok(())
-    }
-
-    /// Records a failed attempt: retry at `next`, or give up (`next` = `None`).
-    pub async fn outbox_failed(&self, id: i64, error: &str, next: Option<Timestamp>) -> Result<()> {
-        let error: String = error.chars().take(512).collect();
-        sqlx::query(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = COALESCE($2, next_attempt_at), \
-             state = CASE WHEN $2 IS NULL THEN 'failed' ELSE 'pending' END WHERE id = $3",
-        )
-        .bind(error)
-        .bind(next.map(Timestamp::unix))
-        .bind(id)
-        .execute(self.store.pool())
-        .await?;
-        Ok(())
     }
 
     /// True if the operator allowed this offender.
@@ -1247,52 +1201,6 @@ async fn retract_in(batch: &mut Batch, mut incident: Incident, config: &LedgerCo
         batch.fact(server_domain(&issuer), FactKind::Retracted, None, 0, &id.to_string()).await?;
     }
     batch.requorum(&entry_ids, "retracted", config).await
-}
-
-/// Queues a report delivery of `id` for every buddy we share with.
-async fn queue_for_buddies(batch: &mut Batch, id: &IncidentId) -> Result<()> {
-    queue_for_buddies_except(batch, id, None).await
-}
-
-/// [`queue_for_buddies`], leaving out `except`.
-async fn queue_for_buddies_except(batch: &mut Batch, id: &IncidentId, except: Option<&str>) -> Result<()> {
-    let buddies =
-        sqlx::query("SELECT jid FROM peers WHERE state = 'buddy' AND trust IN ('accept', 'auto-apply') ORDER BY jid")
-            .fetch_all(&mut *batch.tx)
-            .await?;
-    let now = batch.now;
-    for row in buddies {
-        let peer: String = row.try_get("jid")?;
-        if Some(peer.as_str()) == except {
-            continue;
-        }
-        enqueue(&mut batch.tx, &peer, OUTBOX_REPORT, &id.to_string(), "", now).await?;
-        batch.outbox_queued = true;
-    }
-    Ok(())
-}
-
-/// Queues one outbox row.
-async fn enqueue(
-    tx: &mut Transaction<'static, Any>,
-    peer: &str,
-    kind: &str,
-    reference: &str,
-    payload: &str,
-    now: Timestamp,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO outbox (peer, kind, reference, payload, created_at, next_attempt_at, attempts, state) \
-         VALUES ($1, $2, $3, $4, $5, $5, 0, 'pending')",
-    )
-    .bind(peer)
-    .bind(kind)
-    .bind(reference)
-    .bind(payload)
-    .bind(now.unix())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 /// Appends `rows` groups of `columns` placeholders, numbered from `first`: `($1, $2), ($3, $4)`

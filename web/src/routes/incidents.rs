@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use ostracon_protocol::ids::{IncidentId, Offender};
 use ostracon_protocol::incident::{Action, Category, Evidence, Incident, Severity, Status};
 use ostracon_protocol::limits::MAX_OFFENDERS;
-use ostracon_store::model::{Decision, IncidentOrigin, IncidentRecord, Scope, Verb};
+use ostracon_store::model::{Decision, IncidentOrigin, IncidentRecord, OutboxJob, Scope, Verb};
 use ostracon_store::traits::{IncidentFilter, IncidentStore as _};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -261,10 +261,7 @@ pub(crate) async fn request(
             "only this node's own reports can be sent as requests",
         ));
     }
-    state
-        .ledger()
-        .enqueue(&to.to_string(), ostracon_store::ledger::OUTBOX_REQUEST, &id.to_string(), "", state.env().now())
-        .await?;
+    state.ledger().enqueue(&to, &OutboxJob::Request { incident: id.clone() }, state.env().now()).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "requested_of": to }))))
 }
 
@@ -278,10 +275,7 @@ pub(crate) async fn inquire(
     authorize(&state, &headers, Scope::Submit).await?;
     let id = parse_id(&id)?;
     let to = peer_jid(&body.to)?;
-    state
-        .ledger()
-        .enqueue(&to.to_string(), ostracon_store::ledger::OUTBOX_INQUIRY, &id.to_string(), "", state.env().now())
-        .await?;
+    state.ledger().enqueue(&to, &OutboxJob::Inquiry { incident: id.clone() }, state.env().now()).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "inquired_of": to }))))
 }
 

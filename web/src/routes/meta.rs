@@ -33,13 +33,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         ("ostracon_log_size", "Leaves in the audit log.", state.ledger().log_size() as f64),
         ("ostracon_listed_entries", "Entries on the published lists.", state.ledger().with_index(|i| i.len()) as f64),
     ];
-    let traffic = state.xmpp_traffic();
-    let counters = [
-        ("ostracon_xmpp_stanzas_received_total", "Stanzas received on the XMPP link.", traffic.stanzas_in),
-        ("ostracon_xmpp_stanzas_sent_total", "Stanzas sent on the XMPP link.", traffic.stanzas_out),
-        ("ostracon_xmpp_received_bytes_total", "Bytes of the stanzas received (serialised).", traffic.bytes_in),
-        ("ostracon_xmpp_sent_bytes_total", "Bytes of the stanzas sent (serialised).", traffic.bytes_out),
-    ];
+    let counters = state.xmpp_traffic();
     let mut response = state.metrics().render(&counters, &gauges).into_response();
     response
         .headers_mut()

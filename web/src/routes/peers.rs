@@ -1,16 +1,16 @@
 //! Buddies (XEP-0267), operator routes: `GET|POST /v1/peers`, `POST /v1/peers/{jid}/approve`,
 //! `POST /v1/peers/{jid}/trust`, `DELETE /v1/peers/{jid}`.
 //!
-//! These routes change the peer table and queue presence stanzas and key fetches in the
-//! outbox; the XMPP component (in `server`) sends them. Nothing is sent or approved without
-//! the operator calling one of these routes.
+//! Each route is one ledger operation (`store/src/ledger/peers.rs`): the peer row, the outbox
+//! rows it implies and an audit leaf in one transaction; the XMPP component (in `server`)
+//! sends what was queued. Nothing is sent or approved without the operator calling one of
+//! these routes.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use ostracon_protocol::ids::BareJid;
-use ostracon_store::ledger::OUTBOX_PRESENCE;
-use ostracon_store::model::{PeerRecord, PeerState, Scope, Trust};
+use ostracon_store::model::{OutboxJob, PeerRecord, PeerState, Scope, Trust};
 use ostracon_store::traits::PeerStore as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -77,29 +77,7 @@ pub(crate) async fn add(
     if Some(&jid) == state.node().component.as_ref() {
         return Err(ApiError::invalid("invalid_jid", "a node cannot be its own buddy"));
     }
-    let now = state.env().now();
-    let store = state.ledger().store();
-    let existing = store.peer(&jid).await?;
-    if existing.as_ref().is_some_and(|p| p.state == PeerState::Buddy) {
-        return Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("{jid} is already a buddy")));
-    }
-    if existing.as_ref().is_some_and(|p| p.state == PeerState::Pending) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!("{jid} asked to be a buddy; approve it with POST /v1/peers/{jid}/approve"),
-        ));
-    }
-    let peer = PeerRecord {
-        jid: jid.clone(),
-        state: PeerState::Requested,
-        trust: body.trust,
-        keys: Vec::new(),
-        created_at: existing.map_or(now, |p| p.created_at),
-        updated_at: now,
-    };
-    store.put_peer(&peer).await?;
-    state.ledger().enqueue(&jid.to_string(), OUTBOX_PRESENCE, "", "subscribe", now).await?;
+    let peer = state.ledger().request_buddy(&jid, body.trust, state.env().now()).await?;
     Ok((StatusCode::ACCEPTED, Json(peer_json(&peer))))
 }
 
@@ -111,41 +89,14 @@ pub(crate) async fn approve(
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers, Scope::Admin).await?;
     let jid = parse_jid(&jid)?;
-    let store = state.ledger().store();
-    let mut peer = store.peer(&jid).await?.ok_or_else(|| ApiError::not_found(format!("no peer {jid}")))?;
-    if peer.state != PeerState::Pending {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "rejected",
-            format!("{jid} is {}, not waiting for approval", peer.state),
-        ));
-    }
-    if peer.keys.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "keys_not_fetched",
-            format!("{jid}'s keys have not been fetched yet; check that it is reachable and retry"),
-        ));
-    }
-    let now = state.env().now();
-    peer.state = PeerState::Buddy;
     // The body is optional: no body approves with trust `accept`.
     let body: TrustBody = if body.is_empty() {
         TrustBody::default()
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::invalid("invalid_body", e.to_string()))?
     };
-    peer.trust = body.trust.unwrap_or(Trust::Accept);
-    peer.updated_at = now;
-    if !store.update_peer_if(&peer, PeerState::Pending).await? {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "rejected",
-            format!("{jid} changed state; list peers and retry"),
-        ));
-    }
-    state.ledger().enqueue(&jid.to_string(), OUTBOX_PRESENCE, "", "subscribed", now).await?;
-    state.ledger().enqueue(&jid.to_string(), OUTBOX_PRESENCE, "", "subscribe", now).await?;
+    let trust = body.trust.unwrap_or(Trust::Accept);
+    let peer = state.ledger().approve_buddy(&jid, trust, state.env().now()).await?;
     Ok(Json(peer_json(&peer)))
 }
 
@@ -157,11 +108,8 @@ pub(crate) async fn set_trust(
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers, Scope::Admin).await?;
     let jid = parse_jid(&jid)?;
-    let store = state.ledger().store();
-    let mut peer = store.peer(&jid).await?.ok_or_else(|| ApiError::not_found(format!("no peer {jid}")))?;
-    peer.trust = body.trust.ok_or_else(|| ApiError::invalid("invalid_body", "trust is required"))?;
-    peer.updated_at = state.env().now();
-    store.put_peer(&peer).await?;
+    let trust = body.trust.ok_or_else(|| ApiError::invalid("invalid_body", "trust is required"))?;
+    let peer = state.ledger().set_trust(&jid, trust, state.env().now()).await?;
     Ok(Json(peer_json(&peer)))
 }
 
@@ -172,14 +120,7 @@ pub(crate) async fn revoke(
 ) -> Result<StatusCode, ApiError> {
     authorize(&state, &headers, Scope::Admin).await?;
     let jid = parse_jid(&jid)?;
-    let store = state.ledger().store();
-    let mut peer = store.peer(&jid).await?.ok_or_else(|| ApiError::not_found(format!("no peer {jid}")))?;
-    let now = state.env().now();
-    peer.state = PeerState::Revoked;
-    peer.updated_at = now;
-    store.put_peer(&peer).await?;
-    state.ledger().enqueue(&jid.to_string(), OUTBOX_PRESENCE, "", "unsubscribe", now).await?;
-    state.ledger().enqueue(&jid.to_string(), OUTBOX_PRESENCE, "", "unsubscribed", now).await?;
+    state.ledger().revoke_buddy(&jid, state.env().now()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -201,10 +142,7 @@ pub(crate) async fn ask_scores(
     let now = state.env().now();
     let mut asked = Vec::new();
     for peer in state.ledger().store().peers().await?.into_iter().filter(|p| p.state == PeerState::Buddy) {
-        state
-            .ledger()
-            .enqueue(&peer.jid.to_string(), ostracon_store::ledger::OUTBOX_SCORE_QUERY, &subject.to_string(), "", now)
-            .await?;
+        state.ledger().enqueue(&peer.jid, &OutboxJob::ScoreQuery { subject: subject.clone() }, now).await?;
         asked.push(peer.jid.to_string());
     }
     Ok((StatusCode::ACCEPTED, Json(json!({ "subject": subject, "asked": asked }))))

@@ -1,0 +1,115 @@
+//! Rate limits on what peers send us: every stanza kind, per sender (its bare JID, so a new
+//! resource is not a new allowance) and per registrable domain (so new subdomains or accounts
+//! on one server are not either). Checks are O(1) and the tables are bounded
+//! (`ostracon_store::ratelimit`).
+
+use std::time::Instant;
+
+use ostracon_protocol::ids::BareJid;
+use ostracon_store::ratelimit::{Limiter, Rate};
+use ostracon_store::reputation::independence_key;
+
+/// Senders and domains remembered per table.
+const TRACKED: usize = 20_000;
+
+/// What a stanza asks of us, for its rate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Traffic {
+    /// Any stanza (disco, keys, pings, presence, messages, answers).
+    Any,
+    /// An XEP-0268 report, request, response or inquiry: each may verify a signature and
+    /// write a transaction.
+    Incident,
+    /// A buddy request from a peer: each may add a row and a key fetch.
+    Subscribe,
+}
+
+/// The rates, per sender and per domain.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SenderRates {
+    /// Any stanza from one bare JID.
+    pub any_per_jid: Rate,
+    /// Any stanza from one domain.
+    pub any_per_domain: Rate,
+    /// Incident stanzas from one bare JID.
+    pub incidents_per_jid: Rate,
+    /// Incident stanzas from one domain.
+    pub incidents_per_domain: Rate,
+    /// Buddy requests from one domain.
+    pub subscribes_per_domain: Rate,
+}
+
+impl Default for SenderRates {
+    fn default() -> Self {
+        Self {
+            any_per_jid: Rate::new(100.0, 500.0),
+            any_per_domain: Rate::new(200.0, 1_000.0),
+            incidents_per_jid: Rate::new(20.0, 100.0),
+            incidents_per_domain: Rate::new(40.0, 200.0),
+            subscribes_per_domain: Rate::new(0.1, 5.0),
+        }
+    }
+}
+
+/// The limiters.
+#[derive(Debug)]
+pub struct SenderLimits {
+    any_jid: Limiter<BareJid>,
+    any_domain: Limiter<String>,
+    incident_jid: Limiter<BareJid>,
+    incident_domain: Limiter<String>,
+    subscribe_domain: Limiter<String>,
+}
+
+impl SenderLimits {
+    /// Limiters at `rates`.
+    pub fn new(rates: SenderRates) -> Self {
+        Self {
+            any_jid: Limiter::new(rates.any_per_jid, TRACKED),
+            any_domain: Limiter::new(rates.any_per_domain, TRACKED),
+            incident_jid: Limiter::new(rates.incidents_per_jid, TRACKED),
+            incident_domain: Limiter::new(rates.incidents_per_domain, TRACKED),
+            subscribe_domain: Limiter::new(rates.subscribes_per_domain, TRACKED),
+        }
+    }
+
+    /// True if `sender` may send one more stanza of this kind at `now`; takes the tokens.
+    pub fn admit(&self, sender: &BareJid, traffic: Traffic, now: Instant) -> bool {
+        let domain = independence_key(sender.domain().as_str());
+        let admitted = match traffic {
+            Traffic::Any => self.any_jid.check(sender, now).and_then(|()| self.any_domain.check(&domain, now)),
+            Traffic::Incident => {
+                self.incident_jid.check(sender, now).and_then(|()| self.incident_domain.check(&domain, now))
+            }
+            Traffic::Subscribe => self.subscribe_domain.check(&domain, now),
+        };
+        admitted.is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resources_and_subdomains_share_their_allowance() {
+        let limits = SenderLimits::new(SenderRates {
+            incidents_per_jid: Rate::new(1.0, 2.0),
+            incidents_per_domain: Rate::new(1.0, 3.0),
+            ..SenderRates::default()
+        });
+        let now = Instant::now();
+        // A resource is dropped by the bare JID: both count against one bucket.
+        let one = BareJid::parse("incidents.evil.example/1").unwrap();
+        let two = BareJid::parse("incidents.evil.example/2").unwrap();
+        assert!(limits.admit(&one, Traffic::Incident, now));
+        assert!(limits.admit(&two, Traffic::Incident, now));
+        assert!(!limits.admit(&one, Traffic::Incident, now), "the JID's burst of 2 is spent");
+        // Another component of the same domain: its own JID bucket, the domain's third token.
+        let other = BareJid::parse("x.evil.example").unwrap();
+        assert!(limits.admit(&other, Traffic::Incident, now));
+        let more = BareJid::parse("y.evil.example").unwrap();
+        assert!(!limits.admit(&more, Traffic::Incident, now), "the domain's burst of 3 is spent");
+        assert!(limits.admit(&BareJid::parse("incidents.honest.example").unwrap(), Traffic::Incident, now));
+    }
+}

@@ -1,0 +1,322 @@
+//! The component's logic in process: stanzas in through `handle`, stanzas out through the
+//! channel, a real SQLite store, no XMPP server. The real-server tests, with a hostile raw
+//! component, are in `server/tests`.
+
+use std::sync::Arc;
+
+use ostracon_protocol::ids::Offender;
+use ostracon_protocol::keys::NodeKey;
+use ostracon_protocol::time::Timestamp;
+use ostracon_protocol::xml::to_string;
+use ostracon_protocol::xml::xep0268::IncidentPayload;
+use ostracon_store::Store;
+use ostracon_store::clock::FixedEnvironment;
+use ostracon_store::ledger::{self, LedgerConfig};
+use ostracon_store::model::{Decision, IncidentOrigin, OutboxJob, PeerRecord, PeerState, Trust, Verb};
+use ostracon_store::policy::ListingPolicy;
+use ostracon_store::traits::{OutboxStore as _, PeerStore as _};
+
+use super::super::intake::STANDING_TTL_SECS;
+use super::super::stream::Head;
+use super::*;
+
+struct Harness {
+    node: Arc<XmppNode>,
+    out: mpsc::Receiver<Element>,
+    _dir: Dir,
+}
+
+/// The test's data directory, removed on drop.
+struct Dir(std::path::PathBuf);
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn harness_with(strangers: StrangerLimits) -> Harness {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "ostracon-node-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    ));
+    let store = Store::open(&format!("sqlite://{}/node.db", dir.display())).await.unwrap();
+    let key = NodeKey::from_seed(&[4; 32]);
+    let env = Arc::new(FixedEnvironment::new(Timestamp::from_unix(1_800_000_000).unwrap()));
+    let config = LedgerConfig {
+        origin: "b.test/ostracon".into(),
+        key_name: "b.test".into(),
+        policy: ListingPolicy::default(),
+        reputation: ReputationParams::default(),
+    };
+    let ledger = Arc::new(Ledger::open(store, key.clone(), config).await.unwrap());
+    let (tx, out) = mpsc::channel(64);
+    let settings = NodeSettings {
+        jid: BareJid::parse("incidents.b.test").unwrap(),
+        server_domain: Domain::parse("b.test").unwrap(),
+        strangers,
+        rates: SenderRates::default(),
+        name: "Ostracon".into(),
+        abuse_addresses: vec!["xmpp:abuse@b.test".into()],
+        forward_hops: 0,
+        reputation: ReputationParams::default(),
+    };
+    let published = vec![PublishedKey::new(key.public(), env.now())];
+    let status = Arc::new(LinkStatus::default());
+    let node = Arc::new(XmppNode::new(ledger, env, key, published, settings, tx, status));
+    Harness { node, out, _dir: Dir(dir) }
+}
+
+async fn harness() -> Harness {
+    harness_with(StrangerLimits::default()).await
+}
+
+fn parse(text: &str) -> Element {
+    text.parse().unwrap()
+}
+
+fn iq(iq_type: &str, from: &str, child: &str) -> Element {
+    parse(&format!("<iq xmlns='{STANZA_NS}' type='{iq_type}' from='{from}' to='incidents.b.test' id='q1'>{child}</iq>"))
+}
+
+fn stanza_in(element: Element) -> Inbound {
+    Inbound::Stanza(element)
+}
+
+fn condition(answer: &Element) -> (Option<String>, Option<String>) {
+    let error = answer.children().find(|c| c.name() == "error").expect("an error answer");
+    StanzaError::conditions_of(error)
+}
+
+use super::super::stanza::STANZA_NS;
+
+/// Makes `jid` a buddy the way the handshake does: our operator asks, its keys arrive.
+async fn make_buddy(node: &XmppNode, jid: &str, trust: Trust) -> PeerRecord {
+    let jid = BareJid::parse(jid).unwrap();
+    let now = node.env.now();
+    node.ledger.request_buddy(&jid, trust, now).await.unwrap();
+    let keys = vec![PublishedKey::new(NodeKey::from_seed(&[9; 32]).public(), now)];
+    node.ledger.keys_fetched(&jid, keys, false, now).await.unwrap().unwrap()
+}
+
+#[test]
+fn retries_back_off_to_an_hour_with_jitter() {
+    use super::super::delivery::retry_delay_secs;
+    assert_eq!(retry_delay_secs(1, 0.5), 2);
+    assert_eq!(retry_delay_secs(5, 0.5), 32);
+    assert_eq!(retry_delay_secs(40, 0.5), 3_600);
+    assert_eq!(retry_delay_secs(40, 1.0), 5_400);
+    assert!(retry_delay_secs(0, 0.0) >= 1);
+}
+
+#[tokio::test]
+async fn disco_answers_features_and_abuse_addresses() {
+    let mut h = harness().await;
+    h.node
+        .handle(stanza_in(iq("get", "incidents.a.test", "<query xmlns='http://jabber.org/protocol/disco#info'/>")))
+        .await;
+    let answer = h.out.recv().await.unwrap();
+    assert_eq!(answer.attr("type"), Some("result"));
+    assert_eq!(answer.attr("to"), Some("incidents.a.test"));
+    let text = to_string(&answer);
+    assert!(text.contains("urn:xmpp:incident:2") && text.contains("xmpp:abuse@b.test"), "{text}");
+}
+
+#[tokio::test]
+async fn strangers_are_forbidden_before_parsing_and_unknown_queries_are_unavailable() {
+    let mut h = harness().await;
+    let inquiry = IncidentPayload::Inquiry {
+        id: ostracon_protocol::ids::IncidentId::parse("a.test:0f6c1c52-7d3e-4e0a-9a51-2b1f4a7e9c10").unwrap(),
+    };
+    h.node.handle(stanza_in(iq("get", "incidents.a.test", &to_string(&inquiry.to_element())))).await;
+    assert_eq!(condition(&h.out.recv().await.unwrap()), (Some("forbidden".into()), Some("not-buddy".into())));
+
+    h.node.handle(stanza_in(iq("set", "incidents.a.test", "<report xmlns='urn:xmpp:incident:2'><x/></report>"))).await;
+    assert_eq!(condition(&h.out.recv().await.unwrap()).0.as_deref(), Some("forbidden"), "garbage from a stranger");
+
+    make_buddy(&h.node, "incidents.a.test", Trust::Accept).await;
+    h.node.handle(stanza_in(iq("set", "incidents.a.test", "<report xmlns='urn:xmpp:incident:2'><x/></report>"))).await;
+    assert_eq!(condition(&h.out.recv().await.unwrap()).0.as_deref(), Some("bad-request"), "garbage from a buddy");
+
+    h.node.handle(stanza_in(iq("get", "incidents.a.test", "<unknown xmlns='urn:example'/>"))).await;
+    assert_eq!(condition(&h.out.recv().await.unwrap()).0.as_deref(), Some("service-unavailable"));
+}
+
+#[tokio::test]
+async fn every_malformed_iq_gets_bad_request_even_to_a_full_jid() {
+    let mut h = harness().await;
+    let shapes = [
+        "<iq xmlns='jabber:component:accept' type='bogus' from='x.test' to='incidents.b.test' id='a'><ping xmlns='urn:xmpp:ping'/></iq>",
+        "<iq xmlns='jabber:component:accept' type='get' from='x.test' to='incidents.b.test/res' id='b'/>",
+        "<iq xmlns='jabber:component:accept' type='set' from='u@x.test/r' to='incidents.b.test' id='c'><a xmlns='urn:a'/><b xmlns='urn:b'/></iq>",
+        "<iq xmlns='jabber:component:accept' from='x.test' to='incidents.b.test' id='d'><ping xmlns='urn:xmpp:ping'/></iq>",
+    ];
+    for (shape, id) in shapes.iter().zip(["a", "b", "c", "d"]) {
+        h.node.handle(stanza_in(parse(shape))).await;
+        let answer = h.out.recv().await.unwrap();
+        assert_eq!((answer.attr("type"), answer.attr("id")), (Some("error"), Some(id)), "{shape}");
+        assert_eq!(condition(&answer).0.as_deref(), Some("bad-request"), "{shape}");
+    }
+    // Without an id there is nothing to answer: counted, not answered.
+    h.node.handle(stanza_in(parse("<iq xmlns='jabber:component:accept' type='get' from='x.test'/>"))).await;
+    assert_eq!(h.node.status.value(Counter::StanzasDropped), 1);
+    assert!(h.out.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn stanzas_over_a_bound_get_policy_violation_or_are_counted() {
+    let mut h = harness().await;
+    let head = |name: &str, stanza_type: Option<&str>, id: Option<&str>| Head {
+        name: name.into(),
+        from: Some("x.test/r".into()),
+        to: Some("incidents.b.test".into()),
+        id: id.map(Into::into),
+        stanza_type: stanza_type.map(Into::into),
+    };
+    h.node.handle(Inbound::Refused(Refused { head: head("iq", Some("set"), Some("deep")), bound: Bound::Depth })).await;
+    let answer = h.out.recv().await.unwrap();
+    assert_eq!((answer.attr("id"), answer.attr("to")), (Some("deep"), Some("x.test/r")));
+    assert_eq!(condition(&answer), (Some("policy-violation".into()), Some("too-large".into())));
+    h.node.handle(Inbound::Refused(Refused { head: head("message", None, Some("m")), bound: Bound::Size })).await;
+    h.node.handle(Inbound::Refused(Refused { head: head("iq", Some("result"), Some("r")), bound: Bound::Size })).await;
+    assert!(h.out.try_recv().is_err(), "messages and answers over a bound are not answered");
+    assert_eq!(h.node.status.value(Counter::StanzasRefused), 1);
+    assert_eq!(h.node.status.value(Counter::StanzasDropped), 2);
+}
+
+#[tokio::test]
+async fn an_answer_from_anyone_but_the_peer_asked_is_dropped_and_counted() {
+    let mut h = harness().await;
+    let buddy = BareJid::parse("incidents.a.test").unwrap();
+    let node = Arc::clone(&h.node);
+    let asking = tokio::spawn(async move {
+        node.request(&buddy, "get", Element::bare("ping", PING_NS), Duration::from_secs(30)).await
+    });
+    let sent = h.out.recv().await.unwrap();
+    let id = sent.attr("id").unwrap().to_owned();
+    assert!(id.len() >= 4 + 32, "128 bits of randomness: {id}");
+    let answer = |from: &str| {
+        parse(&format!("<iq xmlns='{STANZA_NS}' type='result' from='{from}' to='incidents.b.test' id='{id}'/>"))
+    };
+    for _ in 0..400 {
+        h.node.handle(stanza_in(answer("incidents.evil.test"))).await;
+    }
+    assert_eq!(h.node.status.value(Counter::UnmatchedAnswers), 400);
+    assert!(!asking.is_finished(), "forged answers do not end the wait");
+    h.node.handle(stanza_in(answer("incidents.a.test"))).await;
+    assert_eq!(asking.await.unwrap().unwrap().attr("from"), Some("incidents.a.test"));
+}
+
+#[tokio::test]
+async fn one_peer_over_its_rate_gets_resource_constraint_from_any_resource() {
+    let mut h = harness().await;
+    make_buddy(&h.node, "incidents.a.test", Trust::Accept).await;
+    let burst = h.node.settings.rates.incidents_per_jid.burst as usize;
+    let mut limited = 0;
+    for n in 0..burst + 10 {
+        let from = format!("incidents.a.test/r{n}");
+        h.node.handle(stanza_in(iq("set", &from, "<report xmlns='urn:xmpp:incident:2'><x/></report>"))).await;
+        if condition(&h.out.recv().await.unwrap()).0.as_deref() == Some("resource-constraint") {
+            limited += 1;
+        }
+    }
+    assert_eq!(limited, 10, "a new resource is not a new allowance");
+    assert_eq!(h.node.status.value(Counter::RateLimited), 10);
+}
+
+#[tokio::test]
+async fn a_buddy_request_waits_for_the_operator_and_fetches_keys() {
+    let h = harness().await;
+    let presence = parse(&format!(
+        "<presence xmlns='{STANZA_NS}' from='incidents.a.test' to='incidents.b.test' type='subscribe'/>"
+    ));
+    h.node.handle(stanza_in(presence)).await;
+    let peer = h.node.ledger.store().peer(&BareJid::parse("incidents.a.test").unwrap()).await.unwrap().unwrap();
+    assert_eq!((peer.state, peer.trust), (PeerState::Pending, Trust::Observe));
+    let queued = h.node.ledger.store().outbox_for("incidents.a.test", 10).await.unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].job, OutboxJob::FetchKeys { approve: false }, "keys are fetched, nothing is approved");
+}
+
+#[tokio::test]
+async fn stranger_requests_are_capped_in_total_and_per_domain_and_revoked_peers_stay_revoked() {
+    let limits = StrangerLimits { max_pending: 5, max_pending_per_domain: 2, auto_approve: false };
+    let h = harness_with(limits).await;
+    let subscribe = |from: &str| {
+        stanza_in(parse(&format!(
+            "<presence xmlns='{STANZA_NS}' from='{from}' to='incidents.b.test' type='subscribe'/>"
+        )))
+    };
+    for n in 0..4 {
+        h.node.handle(subscribe(&format!("c{n}.evil.test"))).await;
+    }
+    for n in 0..10 {
+        h.node.handle(subscribe(&format!("incidents.spam{n}.test"))).await;
+    }
+    let peers = h.node.ledger.store().peers().await.unwrap();
+    let evil = peers.iter().filter(|p| p.jid.domain().as_str().ends_with("evil.test")).count();
+    assert_eq!((peers.len(), evil), (5, 2), "{peers:?}");
+    assert!(h.node.status.value(Counter::StanzasDropped) >= 2);
+
+    // A buddy that ends the relation cannot come back by asking again.
+    make_buddy(&h.node, "incidents.a.test", Trust::Accept).await;
+    let a = BareJid::parse("incidents.a.test").unwrap();
+    h.node.ledger.peer_ended(&a, h.node.env.now()).await.unwrap();
+    h.node.handle(subscribe("incidents.a.test")).await;
+    assert_eq!(h.node.ledger.store().peer(&a).await.unwrap().unwrap().state, PeerState::Revoked);
+}
+
+#[tokio::test]
+async fn a_buddys_standing_follows_its_facts_at_once_and_other_changes_within_a_minute() {
+    let h = harness().await;
+    let t0 = h.node.env.now();
+    let buddy = make_buddy(&h.node, "incidents.a.test", Trust::Accept).await;
+    let first = h.node.reporter_standing(&buddy, t0).await.unwrap();
+    assert_eq!((first.score, first.weight_milli), (9, 500), "a fresh buddy: +10 raw, full `accept` weight");
+
+    // Our operator contradicts one of its reports: a fact, so its stored standing moves at once.
+    let report = ostracon_protocol::incident::Incident {
+        id: ostracon_protocol::ids::IncidentId::parse("incidents.a.test:0f6c1c52-7d3e-4e0a-9a51-2b1f4a7e9c10").unwrap(),
+        reporter: BareJid::parse("incidents.a.test").unwrap(),
+        status: ostracon_protocol::incident::Status::New,
+        category: ostracon_protocol::incident::Category::Spam,
+        severity: ostracon_protocol::incident::Severity::Low,
+        offenders: vec![Offender::parse("customer@b.test").unwrap()],
+        start: t0,
+        end: None,
+        reported: t0,
+        description: String::new(),
+        evidence: vec![],
+        action: None,
+        expires: None,
+        related: None,
+        history: vec![],
+    };
+    let received = ledger::RemoteIncident {
+        incident: &report,
+        verb: Verb::Report,
+        from: "incidents.a.test",
+        origin: IncidentOrigin::Peer,
+        provenance: None,
+        decision: Decision::Accepted,
+        decision_reason: None,
+        weight_milli: 500,
+        forward_to: &[],
+    };
+    h.node.ledger.record_remote(received, t0).await.unwrap();
+    h.node.ledger.allow(&Offender::parse("customer@b.test").unwrap(), "ours", t0).await.unwrap();
+    let contradicted = h.node.reporter_standing(&buddy, t0).await.unwrap();
+    assert_eq!(contradicted.score, -4, "10 - 15 raw");
+    assert!(contradicted.weight_milli > 0 && contradicted.weight_milli < first.weight_milli, "{contradicted:?}");
+
+    // Another buddy's XEP-0275 opinion of -100 about its server (-30 raw) is not a fact:
+    // the stored standing serves for a minute, then it is computed afresh.
+    make_buddy(&h.node, "incidents.c.test", Trust::Accept).await;
+    h.node.ledger.store().put_peer_score("incidents.c.test", "a.test", -100, t0).await.unwrap();
+    let stored = h.node.reporter_standing(&buddy, t0.plus_secs(STANDING_TTL_SECS - 1)).await.unwrap();
+    assert_eq!(stored.score, -4);
+    let fresh = h.node.reporter_standing(&buddy, t0.plus_secs(STANDING_TTL_SECS)).await.unwrap();
+    assert_eq!((fresh.score, fresh.weight_milli), (-25, 0), "10 - 15 - 30 raw: ignored");
+}

@@ -1,0 +1,126 @@
+//! The outbox: rows that ask the XMPP side to send something, written in the transaction of
+//! the decision that implies them, and the delivery outcomes the XMPP side reports back.
+//!
+//! **Invariant:** nothing leaves the node except through a row written here; a row is
+//! removed from the queue only when the peer confirmed it, it expired, or the relation it
+//! belongs to ended (`cancelled`).
+
+use ostracon_protocol::ids::{BareJid, IncidentId};
+use ostracon_protocol::time::Timestamp;
+use sqlx::Row as _;
+
+use super::{Batch, Ledger};
+use crate::Result;
+use crate::model::OutboxJob;
+
+impl Batch {
+    /// Queues one outbox row in this transaction.
+    pub(super) async fn enqueue(&mut self, peer: &str, job: &OutboxJob) -> Result<()> {
+        let (kind, reference, payload) = job.columns()?;
+        sqlx::query(
+            "INSERT INTO outbox (peer, kind, reference, payload, created_at, next_attempt_at, attempts, state) \
+             VALUES ($1, $2, $3, $4, $5, $5, 0, 'pending')",
+        )
+        .bind(peer)
+        .bind(kind)
+        .bind(reference)
+        .bind(payload)
+        .bind(self.now.unix())
+        .execute(&mut *self.tx)
+        .await?;
+        self.outbox_queued = true;
+        Ok(())
+    }
+
+    /// Cancels every row still queued for `peer` (the relation ended: nothing more goes there).
+    pub(super) async fn cancel_outbox(&mut self, peer: &str) -> Result<u64> {
+        let done = sqlx::query("UPDATE outbox SET state = 'cancelled' WHERE peer = $1 AND state = 'pending'")
+            .bind(peer)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Queues a report delivery of `id` for every buddy we share with, but `except`.
+    pub(super) async fn queue_for_buddies(&mut self, id: &IncidentId, except: Option<&str>) -> Result<()> {
+        let buddies = sqlx::query(
+            "SELECT jid FROM peers WHERE state = 'buddy' AND trust IN ('accept', 'auto-apply') ORDER BY jid",
+        )
+        .fetch_all(&mut *self.tx)
+        .await?;
+        for row in buddies {
+            let peer: String = row.try_get("jid")?;
+            if Some(peer.as_str()) != except {
+                self.enqueue(&peer, &OutboxJob::Report { incident: id.clone() }).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Ledger {
+    /// Queues one outbox row on its own: work that changes no other state (an operator's
+    /// request, inquiry or score question, a key rotation's announcement).
+    pub async fn enqueue(&self, peer: &BareJid, job: &OutboxJob, now: Timestamp) -> Result<()> {
+        let _writer = self.writer.lock().await;
+        let mut batch = self.begin(now).await?;
+        batch.enqueue(&peer.to_string(), job).await?;
+        self.commit(batch).await.map(drop)
+    }
+
+    /// Queues `job` for `peer` unless the same job already waits for it (an inquiry repeated
+    /// while its answer is queued asks for nothing more). Returns whether it was queued.
+    pub async fn enqueue_once(&self, peer: &BareJid, job: &OutboxJob, now: Timestamp) -> Result<bool> {
+        let _writer = self.writer.lock().await;
+        let mut batch = self.begin(now).await?;
+        let (kind, reference, _) = job.columns()?;
+        let waiting = sqlx::query(
+            "SELECT 1 FROM outbox WHERE peer = $1 AND kind = $2 AND reference = $3 AND state = 'pending' LIMIT 1",
+        )
+        .bind(peer.to_string())
+        .bind(kind)
+        .bind(reference)
+        .fetch_optional(&mut *batch.tx)
+        .await?;
+        if waiting.is_some() {
+            return Ok(false);
+        }
+        batch.enqueue(&peer.to_string(), job).await?;
+        self.commit(batch).await.map(|_| true)
+    }
+
+    /// Resolves when a commit queues outbox rows (or at once if one did since the last call
+    /// was registered); the delivery loop waits on it between polls.
+    pub fn outbox_queued(&self) -> tokio::sync::futures::Notified<'_> {
+        self.outbox_queued.notified()
+    }
+
+    /// Marks an outbox row delivered.
+    pub async fn outbox_delivered(&self, id: i64, now: Timestamp) -> Result<()> {
+        sqlx::query(
+            "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, next_attempt_at = $1 \
+             WHERE id = $2 AND state = 'pending'",
+        )
+        .bind(now.unix())
+        .bind(id)
+        .execute(self.store.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Records a failed attempt: retry at `next`, or give up (`next` = `None`). A row
+    /// cancelled meanwhile stays cancelled.
+    pub async fn outbox_failed(&self, id: i64, error: &str, next: Option<Timestamp>) -> Result<()> {
+        let error: String = error.chars().take(512).collect();
+        sqlx::query(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = COALESCE($2, next_attempt_at), \
+             state = CASE WHEN $2 IS NULL THEN 'failed' ELSE 'pending' END WHERE id = $3 AND state = 'pending'",
+        )
+        .bind(error)
+        .bind(next.map(Timestamp::unix))
+        .bind(id)
+        .execute(self.store.pool())
+        .await?;
+        Ok(())
+    }
+}
