@@ -3,6 +3,9 @@
 //! Every constructor normalises, so two spellings of one identifier compare equal and hash
 //! to the same RTBL item id. JIDs are normalised the way Prosody and ejabberd do before
 //! hashing for xmppbl.org lists: Unicode lower-case, then NFKC, resource removed.
+//! PRECIS (RFC 7622, RFC 8264/8265) is the gate: control, format, bidi-override and
+//! unassigned code points are refused in every part, a localpart must be an IdentifierClass
+//! string that enforcement leaves as it is, and a resource an OpaqueString.
 //! Everything here serialises as a plain string and validates again when deserialised,
 //! so a signed claim can never carry an identifier the constructors would refuse.
 
@@ -11,6 +14,9 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use ipnet::IpNet;
+use precis_profiles::precis_core::profile::Profile as _;
+use precis_profiles::precis_core::{DerivedPropertyValue, FreeformClass, StringClass as _};
+use precis_profiles::{OpaqueString, UsernameCaseMapped};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use unicode_normalization::UnicodeNormalization;
 use uuid::Uuid;
@@ -52,6 +58,30 @@ fn prep(part: &str) -> String {
     once.to_lowercase().nfkc().collect()
 }
 
+/// Refuses code points PRECIS disallows in every string class (RFC 8264 §8): controls,
+/// default-ignorables (bidi embeddings, overrides and isolates, zero-width characters, soft
+/// hyphen, BOM), noncharacters, private use, and code points unassigned in the PRECIS tables.
+/// Runs on the raw text, before [`prep`] folds anything away.
+fn refuse_disallowed(raw: &str) -> std::result::Result<(), &'static str> {
+    let class = FreeformClass::default();
+    for c in raw.chars() {
+        match class.get_value_from_char(c) {
+            DerivedPropertyValue::Unassigned => return Err("unassigned code point"),
+            DerivedPropertyValue::Disallowed => return Err("control, format or bidi-override character"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// True if `prepped` (the output of [`prep`]) is a PRECIS UsernameCaseMapped string
+/// (RFC 8265 §3.3: IdentifierClass, the context rules, the Bidi rule) that enforcement leaves
+/// unchanged: PRECIS is a gate here, and the stored form stays `prep`'s, so hashes of
+/// accepted JIDs do not move.
+fn is_precis_identifier(prepped: &str) -> bool {
+    matches!(UsernameCaseMapped::new().enforce(prepped), Ok(ref enforced) if enforced == prepped)
+}
+
 /// A DNS-style domain name: lower-case, no trailing dot, labels of letters, digits, `-` and `_`.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Domain(String);
@@ -63,6 +93,7 @@ impl Domain {
         if text.len() > MAX_DOMAIN_BYTES * 4 {
             return Err(invalid("too long"));
         }
+        refuse_disallowed(text).map_err(invalid)?;
         let prepped = prep(text);
         let name = prepped.strip_suffix('.').unwrap_or(&prepped);
         if name.is_empty() {
@@ -83,6 +114,9 @@ impl Domain {
             }
             if !label.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_') {
                 return Err(invalid("character not allowed in a domain"));
+            }
+            if !label.is_ascii() && !is_precis_identifier(label) {
+                return Err(invalid("label is not a valid internationalised label"));
             }
         }
         // RFC 3696 §2: a top-level label is never all digits, so `192.0.2.300` is a bad IP, not a domain.
@@ -147,6 +181,11 @@ impl BareJid {
             if resource.len() > MAX_JID_PART_BYTES {
                 return Err(invalid("resource longer than 1023 bytes"));
             }
+            // RFC 7622 §3.4: a resourcepart is a PRECIS OpaqueString. Checked, then dropped.
+            refuse_disallowed(resource).map_err(invalid)?;
+            if OpaqueString::new().enforce(resource).is_err() {
+                return Err(invalid("character not allowed in a resource"));
+            }
         }
         let (local, domain) = match without_resource.split_once('@') {
             Some((local, domain)) => (Some(local), domain),
@@ -162,6 +201,10 @@ impl BareJid {
                 }
                 if prepped.chars().any(is_forbidden_in_localpart) {
                     return Err(invalid("character not allowed in a localpart"));
+                }
+                refuse_disallowed(raw).map_err(invalid)?;
+                if !is_precis_identifier(&prepped) {
+                    return Err(invalid("localpart is not a PRECIS identifier"));
                 }
                 Some(prepped)
             }
@@ -563,5 +606,22 @@ mod tests {
         assert!(KeyId::parse("0123456789abcdef0123456789abcdef").is_ok());
         assert!(KeyId::parse("0123456789ABCDEF0123456789abcdef").is_err());
         assert!(KeyId::parse("0123").is_err());
+    }
+
+    #[test]
+    fn precis_refuses_controls_bidi_overrides_and_unassigned_code_points() {
+        for bad in [
+            "ev\u{202E}il@example.org",
+            "a\u{200B}b@example.org",
+            "a\u{0378}b@example.org",
+            "a\u{E000}b@example.org",
+            "a\u{00D7}b@example.org",
+            "user@example.org/ab\u{202E}cd",
+            "user@exa\u{202E}mple.org",
+        ] {
+            assert!(matches!(BareJid::parse(bad), Err(Error::InvalidJid { .. })), "{bad:?}");
+        }
+        assert_eq!(BareJid::parse("\u{039F}\u{0394}\u{039F}\u{03A3}@example.org").unwrap().to_string(), "\u{03BF}\u{03B4}\u{03BF}\u{03C2}@example.org");
+        assert_eq!(BareJid::parse("stra\u{00DF}e@m\u{00FC}nchen.example/phone").unwrap().to_string(), "stra\u{00DF}e@m\u{00FC}nchen.example");
     }
 }
