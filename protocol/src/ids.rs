@@ -621,7 +621,13 @@ mod tests {
         ] {
             assert!(matches!(BareJid::parse(bad), Err(Error::InvalidJid { .. })), "{bad:?}");
         }
-        assert_eq!(BareJid::parse("\u{039F}\u{0394}\u{039F}\u{03A3}@example.org").unwrap().to_string(), "\u{03BF}\u{03B4}\u{03BF}\u{03C2}@example.org");
-        assert_eq!(BareJid::parse("stra\u{00DF}e@m\u{00FC}nchen.example/phone").unwrap().to_string(), "stra\u{00DF}e@m\u{00FC}nchen.example");
+        assert_eq!(
+            BareJid::parse("\u{039F}\u{0394}\u{039F}\u{03A3}@example.org").unwrap().to_string(),
+            "\u{03BF}\u{03B4}\u{03BF}\u{03C2}@example.org"
+        );
+        assert_eq!(
+            BareJid::parse("stra\u{00DF}e@m\u{00FC}nchen.example/phone").unwrap().to_string(),
+            "stra\u{00DF}e@m\u{00FC}nchen.example"
+        );
     }
 }

@@ -103,30 +103,6 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
-    /// Run a federation of real nodes on real Prosody servers through a scripted attack and
-    /// write a report (markdown, HTML with SVG plots, JSON). Loopback only; every process it
-    /// starts is stopped at the end, on failure and on Ctrl-C.
-    Harness {
-        /// Honest nodes.
-        #[arg(long, default_value_t = 5)]
-        nodes: usize,
-        /// botnet, muc-flood, sybil, liar, outage, retraction, key-rotation, or all.
-        #[arg(long)]
-        scenario: String,
-        /// Buddy topology: mesh, ring, hub, random:K or random:K:SEED.
-        #[arg(long, default_value = "mesh")]
-        topology: String,
-        /// Prosody servers (more than one federate over s2s; the outage scenario uses at least 2).
-        #[arg(long, default_value_t = 1)]
-        servers: usize,
-        /// Where the report goes.
-        #[arg(long)]
-        out: PathBuf,
-        /// Share one PostgreSQL server (an admin URL; a database per node is created) instead
-        /// of one SQLite file per node.
-        #[arg(long)]
-        postgres: Option<String>,
-    },
     /// The listing policy.
     Policy {
         #[command(subcommand)]
@@ -591,36 +567,6 @@ async fn run(command: Command) -> Result<ExitCode, ServerError> {
                 }
             };
             print(&value);
-        }
-        Command::Harness { nodes, scenario, topology, servers, out, postgres } => {
-            use ostracon_tests::harness::{self, Scenario, Topology};
-            let topology = Topology::parse(&topology).map_err(ServerError::Client)?;
-            let scenarios = if scenario == "all" {
-                Scenario::ALL.to_vec()
-            } else {
-                vec![Scenario::parse(&scenario).map_err(ServerError::Client)?]
-            };
-            let binary = std::env::current_exe().map_err(|e| ServerError::Client(format!("own path: {e}")))?;
-            let options = harness::RunOptions { binary, nodes, servers, topology, out: None, postgres, quiet: false };
-            let mut outcomes = Vec::new();
-            for scenario in scenarios {
-                // Ctrl-C drops the run, and with it every process the federation started.
-                let outcome = tokio::select! {
-                    outcome = harness::run(scenario, &options) => outcome.map_err(|e| ServerError::Client(e.to_string()))?,
-                    _ = tokio::signal::ctrl_c() => return Err(ServerError::Client("interrupted; every process the harness started was stopped".to_owned())),
-                };
-                outcomes.push(outcome);
-            }
-            let written = harness::report::write(&out, &outcomes).map_err(|e| ServerError::Client(e.to_string()))?;
-            println!("report: {}", written.display());
-            let failed: Vec<String> = outcomes
-                .iter()
-                .filter(|o| !o.passed())
-                .map(|o| format!("{}: {}", o.scenario, o.failures().join("; ")))
-                .collect();
-            if !failed.is_empty() {
-                return Err(ServerError::Client(format!("scenario checks failed: {}", failed.join(" | "))));
-            }
         }
         Command::Policy { command: PolicyCommand::DryRun { threshold }, api } => {
             let path = format!("/v1/policy/dry-run?threshold={threshold}");

@@ -331,3 +331,22 @@ async fn reputation_and_policy_verbs() {
     assert_eq!(run["threshold_now_milli"], 1000);
     assert_eq!(node.cli(&["lookup", "jid", "a@spam.example"])["listed"], true, "a dry run changes nothing");
 }
+
+/// The shipped binary depends only on product crates: never the test crate (the harness is its
+/// own binary, `ostracon-harness`) and never the XMPP library the tests use as a peer.
+#[test]
+fn the_shipped_binary_depends_only_on_product_crates() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = Command::new(cargo)
+        .args(["tree", "-p", "ostracon", "-e", "normal", "--prefix", "none", "--format", "{p}"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo tree runs");
+    assert!(output.status.success(), "cargo tree failed: {}", String::from_utf8_lossy(&output.stderr));
+    let tree = String::from_utf8(output.stdout).unwrap();
+    let names: Vec<&str> = tree.lines().filter_map(|line| line.split_whitespace().next()).collect();
+    assert!(names.contains(&"ostracon-store") && names.contains(&"axum"), "unexpected tree:\n{tree}");
+    for banned in ["ostracon-tests", "tokio-xmpp", "xmpp-parsers", "anyhow"] {
+        assert!(!names.contains(&banned), "the shipped binary depends on {banned}:\n{tree}");
+    }
+}

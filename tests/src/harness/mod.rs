@@ -6,7 +6,7 @@
 //! - [`scenarios`]: the attacks and what each must (and must not) produce;
 //! - [`report`]: the markdown and HTML report with SVG plots.
 //!
-//! `ostracon harness --nodes N --scenario NAME --out DIR` runs one from the command line;
+//! `ostracon-harness --binary PATH --nodes N --scenario NAME --out DIR` (`src/bin/ostracon-harness.rs`) runs one from the command line;
 //! `server/tests/harness.rs` runs every scenario on five nodes with assertions on outcomes.
 
 pub mod federation;
