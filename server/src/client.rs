@@ -27,6 +27,9 @@ pub struct RawResponse {
     pub body: Vec<u8>,
 }
 
+/// The largest answer read (a 1M-entry JSON snapshot is about 120 MB).
+const MAX_RESPONSE_BYTES: usize = 512 * 1024 * 1024;
+
 impl ApiClient {
     /// A client for `base` (e.g. `http://127.0.0.1:8080`).
     pub fn new(base: &str, token: Option<String>) -> Result<Self, ServerError> {
@@ -56,7 +59,15 @@ impl ApiClient {
         let response = request.send().await.map_err(|e| ServerError::Client(format!("{url}: {e}")))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(|e| ServerError::Client(format!("{url}: {e}")))?.to_vec();
+        // Read in chunks under a cap: a hostile server cannot make us allocate without bound.
+        let mut response = response;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| ServerError::Client(format!("{url}: {e}")))? {
+            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(ServerError::Client(format!("{url}: the answer is over {MAX_RESPONSE_BYTES} bytes")));
+            }
+            body.extend_from_slice(&chunk);
+        }
         Ok(RawResponse { status, headers, body })
     }
 

@@ -14,7 +14,6 @@ pub mod verify;
 pub mod xmpp;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -170,7 +169,11 @@ pub async fn serve(
     let mut published = keyfile::load_retired(&config.node.data_dir)?;
     published.push(PublishedKey::new(key.key.public(), key.valid_from));
     let node = NodeInfo { domain: domain.clone(), component: component.clone(), keys: published.clone() };
-    let web = WebConfig { rate_per_second: config.http.rate_per_second, rate_burst: config.http.rate_burst };
+    let web = WebConfig {
+        rate_per_second: config.http.rate_per_second,
+        rate_burst: config.http.rate_burst,
+        trusted_proxies: config.http.trusted_proxies.clone(),
+    };
     let link_status = Arc::new(xmpp::connection::LinkStatus::default());
     let status_for_web = Arc::clone(&link_status);
     let traffic_for_web = Arc::clone(&link_status);
@@ -237,8 +240,22 @@ pub async fn serve(
     }
     let address = listener.local_addr().map_err(ServerError::Http)?;
     tracing::info!(%address, key_id = %key.key.key_id(), log_size = ledger.log_size(), "listening for HTTP");
-    let app = ostracon_web::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await.map_err(ServerError::Http);
+    let app = ostracon_web::router(state);
+    let mut limits = config.http.limits();
+    // Every connection is a descriptor; the database, the XMPP link and logs need some too.
+    if let Some(open_files) = open_file_limit() {
+        let room = usize::try_from(open_files.saturating_sub(256)).unwrap_or(usize::MAX).max(16);
+        if limits.max_connections > room {
+            tracing::warn!(
+                configured = limits.max_connections,
+                open_files,
+                using = room,
+                "max_connections is above what the open-file limit allows; raise LimitNOFILE (ulimit -n) to use it"
+            );
+            limits.max_connections = room;
+        }
+    }
+    let result = ostracon_web::serve::serve(listener, app, limits, shutdown).await.map_err(ServerError::Http);
     let _ = stop_tx.send(true);
     for task in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
@@ -246,6 +263,13 @@ pub async fn serve(
     store.close().await;
     tracing::info!("stopped");
     result
+}
+
+/// The process's soft limit on open files (Linux), read from `/proc/self/limits`.
+fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|line| line.starts_with("Max open files"))?;
+    line.trim_start_matches("Max open files").split_whitespace().next()?.parse().ok()
 }
 
 /// Applies expiry, prunes the change feed and keeps reputation current (unanswered

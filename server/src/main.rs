@@ -123,6 +123,10 @@ enum Command {
         /// Pinned public key (base64); default: the key the node publishes.
         #[arg(long)]
         key: Option<String>,
+        /// The largest log this run accepts (it keeps 32 bytes per leaf): a hostile server
+        /// cannot make it fetch or hold more.
+        #[arg(long, default_value_t = ostracon::verify::DEFAULT_MAX_LEAVES)]
+        max_leaves: u64,
     },
 }
 
@@ -572,14 +576,15 @@ async fn run(command: Command) -> Result<ExitCode, ServerError> {
             let path = format!("/v1/policy/dry-run?threshold={threshold}");
             print(&api.client()?.json(Method::GET, &path, None).await?);
         }
-        Command::Verify { url, checkpoint, kind, key } => {
+        Command::Verify { url, checkpoint, kind, key, max_leaves } => {
             let list = match kind.as_str() {
                 "ip" => ListKind::Ip,
                 "jid" => ListKind::Jid,
                 "domain" => ListKind::Domain,
                 other => return Err(ServerError::Client(format!("--kind {other:?}: use ip, jid or domain"))),
             };
-            let report = verify(&VerifyOptions { url, list, checkpoint_file: checkpoint.clone(), key }).await?;
+            let report =
+                verify(&VerifyOptions { url, list, checkpoint_file: checkpoint.clone(), key, max_leaves }).await?;
             println!("ok: {} {} entries signed by key {}", report.entries, list, report.key_id);
             println!(
                 "ok: every entry is in the log at size {} (log now {})",

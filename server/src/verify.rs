@@ -40,7 +40,12 @@ pub struct VerifyOptions {
     pub checkpoint_file: Option<PathBuf>,
     /// A pinned public key (base64); otherwise the node's published key is used.
     pub key: Option<String>,
+    /// The largest log accepted (leaves).
+    pub max_leaves: u64,
 }
+
+/// Default for [`VerifyOptions::max_leaves`]: 50 million leaves, 1.6 GB of leaf hashes.
+pub const DEFAULT_MAX_LEAVES: u64 = 50_000_000;
 
 /// What was verified.
 #[derive(Clone, Debug)]
@@ -168,10 +173,19 @@ pub async fn verify(options: &VerifyOptions) -> Result<VerifyReport, ServerError
         )));
     }
 
-    // Fetch every leaf up to the signed size.
-    let mut leaves: Vec<Vec<u8>> = Vec::with_capacity(usize::try_from(checkpoint.size).unwrap_or(0));
-    while (leaves.len() as u64) < checkpoint.size {
-        let start = leaves.len() as u64;
+    // Fetch every leaf up to the signed size, keeping only its hash, and replay the leaves up
+    // to the snapshot's size as they arrive: memory stays at 32 bytes per leaf plus the list.
+    if checkpoint.size > options.max_leaves {
+        return Err(fail(format!(
+            "the log has {} leaves, more than this run accepts ({}; see --max-leaves)",
+            checkpoint.size, options.max_leaves
+        )));
+    }
+    let mut hashes: Vec<Hash> = Vec::with_capacity(usize::try_from(checkpoint.size.min(1 << 20)).unwrap_or(0));
+    let mut state = ListState::new();
+    let mut unreadable = None;
+    while (hashes.len() as u64) < checkpoint.size {
+        let start = hashes.len() as u64;
         let page =
             client.json(Method::GET, &format!("/v1/log/entries?start={start}&end={}", checkpoint.size), None).await?;
         let entries = page["entries"].as_array().ok_or_else(|| fail("log entries page has no entries"))?;
@@ -179,17 +193,26 @@ pub async fn verify(options: &VerifyOptions) -> Result<VerifyReport, ServerError
             return Err(fail(format!("the log stops at {start} leaves but its checkpoint says {}", checkpoint.size)));
         }
         for (offset, entry) in entries.iter().enumerate() {
-            if entry["index"].as_u64() != Some(start + offset as u64) {
-                return Err(fail(format!("log entry {} came back out of order", start + offset as u64)));
+            let index = start + offset as u64;
+            if entry["index"].as_u64() != Some(index) || index >= checkpoint.size {
+                return Err(fail(format!("log entry {index} came back out of order or beyond the checkpoint")));
             }
             let leaf = entry["leaf"]
                 .as_str()
                 .and_then(|b| STANDARD.decode(b).ok())
                 .ok_or_else(|| fail("log entry without base64 leaf"))?;
-            leaves.push(leaf);
+            // An unreadable leaf is reported after the root check: a leaf that does not hash
+            // into the signed root is an altered log, whatever it says.
+            if index < snapshot_size && unreadable.is_none() {
+                match AuditRecord::from_leaf(&leaf) {
+                    Ok(record) => state.apply(index, &record),
+                    Err(error) => unreadable = Some(format!("log leaf {index}: {error}")),
+                }
+            }
+            hashes.push(leaf_hash(&leaf));
         }
     }
-    let tree = MerkleTree::from_leaf_hashes(leaves.iter().map(|leaf| leaf_hash(leaf)));
+    let tree = MerkleTree::from_leaf_hashes(hashes);
     if tree.root() != checkpoint.root {
         return Err(fail("the log's entries do not hash to the signed checkpoint root: the log was altered"));
     }
@@ -200,12 +223,10 @@ pub async fn verify(options: &VerifyOptions) -> Result<VerifyReport, ServerError
         )));
     }
 
-    // Replay the log up to the snapshot and compare entry by entry.
-    let mut state = ListState::new();
-    for (index, leaf) in leaves.iter().take(usize::try_from(snapshot_size).unwrap_or(usize::MAX)).enumerate() {
-        let record = AuditRecord::from_leaf(leaf).map_err(|e| fail(format!("log leaf {index}: {e}")))?;
-        state.apply(index as u64, &record);
+    if let Some(unreadable) = unreadable {
+        return Err(fail(unreadable));
     }
+    // The replayed log up to the snapshot, compared entry by entry.
     let expected: BTreeMap<String, (String, Option<Timestamp>, u64)> = state
         .entries()
         .iter()

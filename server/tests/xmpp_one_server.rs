@@ -5,9 +5,9 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Node, peer};
+use common::{Node, peer, signed_report};
 use ostracon_tests::TempDir;
 use ostracon_tests::prosody::{ComponentSpec, Prosody, available};
 use serde_json::json;
@@ -101,29 +101,21 @@ async fn buddies_exchange_signed_reports_through_prosody() {
     assert!(prosody.log().contains("incidents.beta.test"));
 }
 
-/// A bare component driven by the test, to send what an honest node never would.
-struct RawComponent {
-    component: tokio_xmpp::Component<tokio_xmpp::connect::TcpServerConnector>,
-    jid: String,
-}
+/// A bare component driven by the test, to send what an honest node never would (the raw
+/// component of the test crate, with the calls these tests make).
+struct RawComponent(ostracon_tests::raw_component::RawComponent);
 
 impl RawComponent {
     async fn connect(jid: &str, secret: &str, prosody: &Prosody) -> Self {
-        let component = tokio_xmpp::Component::new_plaintext(
-            jid,
-            secret,
-            tokio_xmpp::connect::DnsConfig::addr(&prosody.component_address.to_string()),
-            tokio_xmpp::xmlstream::Timeouts::tight(),
-        )
-        .await
-        .expect("raw component connects");
-        Self { component, jid: jid.to_owned() }
+        let raw = ostracon_tests::raw_component::RawComponent::connect(prosody.component_address, jid, secret)
+            .await
+            .expect("raw component connects");
+        Self(raw)
     }
 
     /// Sends a stanza given as XML text, without waiting for anything.
     async fn send(&mut self, text: &str) {
-        let element: minidom::Element = text.parse().unwrap();
-        self.component.send_stanza(xmpp_parsers::stanza::Stanza::try_from(element).unwrap()).await.unwrap();
+        self.0.send_raw(text.as_bytes()).await.unwrap();
     }
 
     /// Sends an IQ with `payload` and returns the answer's type and error conditions.
@@ -133,70 +125,15 @@ impl RawComponent {
         iq_type: &str,
         payload: minidom::Element,
     ) -> (String, Option<String>, Option<String>) {
-        use futures_util::StreamExt as _;
-        let id = format!("raw-{}", rand_id());
-        let text = format!(
-            "<iq xmlns='{}' type='{iq_type}' from='{}' to='{to}' id='{id}'>{}</iq>",
-            xmpp_parsers::ns::DEFAULT_NS,
-            self.jid,
-            ostracon_protocol::xml::to_string(&payload)
-        );
-        let element: minidom::Element = text.parse().unwrap();
-        let stanza = xmpp_parsers::stanza::Stanza::try_from(element).unwrap();
-        self.component.send_stanza(stanza).await.unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            let Ok(Some(stanza)) = tokio::time::timeout(Duration::from_secs(5), self.component.next()).await else {
-                continue;
-            };
-            let element = minidom::Element::from(stanza);
-            if element.name() == "iq" && element.attr("id") == Some(id.as_str()) {
-                let kind = element.attr("type").unwrap_or_default().to_owned();
-                let (defined, app) = element
-                    .children()
-                    .find(|c| c.name() == "error")
-                    .map(ostracon_protocol::xml::errors::StanzaError::conditions_of)
-                    .unwrap_or((None, None));
-                return (kind, defined, app);
-            }
-        }
-        panic!("no answer to {id}");
+        let answer = self.0.iq(to, iq_type, &ostracon_protocol::xml::to_string(&payload)).await.unwrap();
+        let (defined, app) = ostracon_tests::raw_component::conditions(&answer);
+        (answer.attr("type").unwrap_or_default().to_owned(), defined, app)
     }
-}
 
-impl RawComponent {
-    /// Plays the peer side of a buddy request from `from`: answers its `subscribe` with
-    /// `subscribed` and its key fetch with `keys`, then returns.
     async fn accept_buddy_request(&mut self, from: &str, keys: &[ostracon_protocol::keys::PublishedKey]) {
-        use futures_util::StreamExt as _;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            let Ok(Some(stanza)) = tokio::time::timeout(Duration::from_secs(5), self.component.next()).await else {
-                continue;
-            };
-            let element = minidom::Element::from(stanza);
-            let ns = xmpp_parsers::ns::DEFAULT_NS;
-            if element.name() == "presence" && element.attr("type") == Some("subscribe") {
-                self.send(&format!("<presence xmlns='{ns}' type='subscribed' from='{}' to='{from}'/>", self.jid)).await;
-            } else if element.name() == "iq" && element.children().any(|c| c.name() == "keys") {
-                let id = element.attr("id").unwrap_or_default().to_owned();
-                let keys = ostracon_protocol::xml::to_string(&ostracon_protocol::xml::keys::keys_to_element(keys));
-                self.send(&format!(
-                    "<iq xmlns='{ns}' type='result' from='{}' to='{from}' id='{id}'>{keys}</iq>",
-                    self.jid
-                ))
-                .await;
-                return;
-            }
-        }
-        panic!("{from} never fetched our keys");
+        let keys = ostracon_protocol::xml::to_string(&ostracon_protocol::xml::keys::keys_to_element(keys));
+        self.0.accept_buddy_request(from, &keys).await.unwrap();
     }
-}
-
-fn rand_id() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    NEXT.fetch_add(1, Ordering::SeqCst)
 }
 
 fn report(
@@ -206,48 +143,15 @@ fn report(
     nonce: u8,
 ) -> minidom::Element {
     use ostracon_protocol::incident::Status;
-    signed_report(key, signer, at, u128::from(nonce) + 1000, nonce, Status::New, &format!("192.0.2.{nonce}"))
-}
-
-/// A signed XEP-0268 report of incident `number` with `status`, naming one offender.
-fn signed_report(
-    key: &ostracon_protocol::keys::NodeKey,
-    signer: &str,
-    at: ostracon_protocol::time::Timestamp,
-    number: u128,
-    nonce: u8,
-    status: ostracon_protocol::incident::Status,
-    offender: &str,
-) -> minidom::Element {
-    use ostracon_protocol::ids::{BareJid, IncidentId, Offender};
-    use ostracon_protocol::incident::{Category, Incident, ReportClaim, Severity};
-    let signer = BareJid::parse(signer).unwrap();
-    let incident = Incident {
-        id: IncidentId::new(signer.domain().clone(), uuid::Uuid::from_u128(number)),
-        reporter: signer.clone(),
-        status,
-        category: Category::Spam,
-        severity: Severity::Low,
-        offenders: vec![Offender::parse(offender).unwrap()],
-        start: at,
-        end: None,
-        reported: at,
-        description: "raw".to_owned(),
-        evidence: vec![],
-        action: None,
-        expires: None,
-        related: None,
-        history: vec![],
-    };
-    let chain = ostracon_protocol::envelope::sign(
-        &ReportClaim(incident.clone()),
+    signed_report(
         key,
-        &signer,
+        signer,
         at,
-        ostracon_protocol::envelope::Nonce::from_bytes(&[nonce; 16]),
+        u128::from(nonce) + 1000,
+        u128::from(nonce),
+        Status::New,
+        &format!("192.0.2.{nonce}"),
     )
-    .unwrap();
-    ostracon_protocol::xml::xep0268::IncidentPayload::Report { incident, signed: Some(chain) }.to_element()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -335,7 +239,7 @@ async fn forged_unknown_replayed_and_stranger_reports_are_refused_with_their_con
             "<message xmlns='{}' from='{from}' to='{to}' id='r-{jid}'><body>SPAM/ABUSE REPORT</body>\
              <report xmlns='urn:xmpp:reporting:1' reason='urn:xmpp:reporting:abuse'><text>harassment</text>{consent}\
              <jid xmlns='urn:xmpp:jid:0'>{jid}</jid></report></message>",
-            xmpp_parsers::ns::DEFAULT_NS
+            ostracon_tests::raw_component::COMPONENT_NS
         )
     };
     delta.send(&relayed("incidents.delta.test", "stranger@beta.test", "<report-origin/>")).await;
@@ -684,11 +588,11 @@ async fn retract_reports(
     let (to, signer) = ("incidents.beta.test", "incidents.gamma.test");
     for n in numbers {
         let ip = format!("192.0.2.{}", 100 + n);
-        let report = signed_report(key, signer, now, u128::from(n), n, Status::New, &ip);
+        let report = signed_report(key, signer, now, u128::from(n), u128::from(n), Status::New, &ip);
         assert_eq!(gamma.iq(to, "set", report).await.0, "result");
         let id = IncidentId::new(Domain::parse(signer).unwrap(), uuid::Uuid::from_u128(u128::from(n)));
         assert_eq!(beta.get(&format!("/v1/incidents/{id}")).await["decision"], "accepted");
-        let retraction = signed_report(key, signer, now, u128::from(n), 100 + n, Status::Retracted, &ip);
+        let retraction = signed_report(key, signer, now, u128::from(n), u128::from(100 + n), Status::Retracted, &ip);
         assert_eq!(gamma.iq(to, "set", retraction).await.0, "result");
         assert_eq!(beta.get(&format!("/v1/lookup/ip/{ip}")).await["listed"], false);
     }

@@ -175,11 +175,10 @@ fn render(format: Format, meta: &JsonMeta<'_>, entries: &[EntryRecord]) -> Resul
         Format::Csv => {
             body.extend_from_slice(b"value,kind,action,expires,first_seen,log_index\n");
             for entry in entries {
-                // Values are IPs, CIDRs, JIDs and domains: none contains a comma, quote or newline.
                 let expires = entry.expires_at.map(|t| t.to_string()).unwrap_or_default();
                 let line = format!(
                     "{},{},{},{expires},{},{}\n",
-                    entry.offender,
+                    csv_field(&entry.offender.to_string()),
                     entry.offender.kind(),
                     entry.action,
                     entry.first_seen,
@@ -190,6 +189,19 @@ fn render(format: Format, meta: &JsonMeta<'_>, entries: &[EntryRecord]) -> Resul
         }
     }
     Ok(body)
+}
+
+/// One CSV field (RFC 4180): quoted when it holds a comma, a quote or a line break (RFC 7622
+/// allows `,` and `"`-free punctuation in localparts), with quotes doubled. A value that a
+/// spreadsheet would run as a formula (a leading `=`, `+`, `-`, `@`, tab or carriage return)
+/// gets a leading `'` inside quotes, as OWASP advises: the listed value is the field without it.
+fn csv_field(value: &str) -> std::borrow::Cow<'_, str> {
+    let formula = value.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    if !formula && !value.contains([',', '"', '\n', '\r']) {
+        return std::borrow::Cow::Borrowed(value);
+    }
+    let prefix = if formula { "'" } else { "" };
+    std::borrow::Cow::Owned(format!("\"{prefix}{}\"", value.replace('"', "\"\"")))
 }
 
 fn gzip(body: &[u8]) -> Result<Vec<u8>> {
@@ -269,4 +281,19 @@ async fn store_pruned(ledger: &Ledger) -> Result<i64> {
 fn base64_root(root: &[u8; 32]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(root)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_field;
+
+    #[test]
+    fn csv_fields_are_quoted_and_formulas_neutralised() {
+        assert_eq!(csv_field("192.0.2.1"), "192.0.2.1");
+        assert_eq!(csv_field("bot@spam.example"), "bot@spam.example");
+        assert_eq!(csv_field("a,observe,,x@evil.example"), "\"a,observe,,x@evil.example\"");
+        assert_eq!(csv_field("=hyperlink(1)@evil.example"), "\"'=hyperlink(1)@evil.example\"");
+        assert_eq!(csv_field("-cmd@evil.example"), "\"'-cmd@evil.example\"");
+        assert_eq!(csv_field("a\"b@evil.example"), "\"a\"\"b@evil.example\"");
+    }
 }

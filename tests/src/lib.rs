@@ -8,6 +8,7 @@
 
 pub mod harness;
 pub mod prosody;
+pub mod raw_component;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

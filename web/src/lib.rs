@@ -12,6 +12,7 @@ pub mod error;
 pub mod metrics;
 pub mod ratelimit;
 mod routes;
+pub mod serve;
 pub mod state;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -126,10 +127,11 @@ pub fn router(state: AppState) -> Router {
 
 /// Per-client rate limit, then request counting by route template.
 async fn limit_and_count(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let client = request
+    let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |info| info.0.ip());
+    let client = state.client_address(peer, request.headers());
     let route =
         request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let response = match state.limiter().check(client, Instant::now()) {

@@ -26,7 +26,8 @@ impl RateLimiter {
     }
 }
 
-fn bucket_key(client: IpAddr) -> IpAddr {
+/// The key of a client: IPv4-mapped IPv6 as IPv4, IPv6 by its /64.
+pub(crate) fn bucket_key(client: IpAddr) -> IpAddr {
     match ostracon_protocol::ids::canonical_ip(client) {
         IpAddr::V6(v6) => {
             let segments = v6.segments();

@@ -41,11 +41,13 @@ pub struct WebConfig {
     pub rate_per_second: u32,
     /// Burst size per client address.
     pub rate_burst: u32,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for WebConfig {
     fn default() -> Self {
-        Self { rate_per_second: 50, rate_burst: 200 }
+        Self { rate_per_second: 50, rate_burst: 200, trusted_proxies: Vec::new() }
     }
 }
 
@@ -67,6 +69,7 @@ struct Inner {
     env: Arc<dyn Environment>,
     node: NodeInfo,
     limiter: RateLimiter,
+    trusted_proxies: Vec<ipnet::IpNet>,
     metrics: Metrics,
     snapshots: Mutex<HashMap<(ListKind, Format), Cached>>,
     /// One snapshot build at a time: a burst of clients after a change waits for one build
@@ -112,10 +115,33 @@ impl AppState {
             env,
             node,
             limiter: RateLimiter::new(config.rate_per_second, config.rate_burst),
+            trusted_proxies: config.trusted_proxies.clone(),
             metrics: Metrics::default(),
             snapshots: Mutex::new(HashMap::new()),
             build: tokio::sync::Mutex::new(()),
         }))
+    }
+
+    /// The client a request is from: the socket's peer, or, when that peer is a trusted
+    /// proxy, the nearest address in `X-Forwarded-For` that is not one (each proxy appends
+    /// the address it saw, so everything left of the first untrusted hop can be forged).
+    pub fn client_address(&self, peer: std::net::IpAddr, headers: &axum::http::HeaderMap) -> std::net::IpAddr {
+        let trusted = |ip: &std::net::IpAddr| self.0.trusted_proxies.iter().any(|net| net.contains(&ip.to_canonical()));
+        if !trusted(&peer) {
+            return peer;
+        }
+        let hops = headers.get_all("x-forwarded-for").iter().filter_map(|value| value.to_str().ok());
+        let hops: Vec<&str> = hops.flat_map(|value| value.split(',')).map(str::trim).collect();
+        let mut client = peer;
+        for hop in hops.iter().rev() {
+            match hop.parse::<std::net::IpAddr>() {
+                Ok(ip) if trusted(&ip) => client = ip,
+                Ok(ip) => return ip,
+                // A malformed hop: nothing left of it can be believed.
+                Err(_) => return client,
+            }
+        }
+        client
     }
 
     /// The XMPP link's state.

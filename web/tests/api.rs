@@ -82,7 +82,7 @@ async fn node_with(config: WebConfig) -> Node {
 }
 
 async fn node() -> Node {
-    node_with(WebConfig { rate_per_second: 0, rate_burst: 0 }).await
+    node_with(WebConfig { rate_per_second: 0, rate_burst: 0, trusted_proxies: Vec::new() }).await
 }
 
 impl Node {
@@ -533,13 +533,53 @@ async fn a_dead_store_answers_503_never_an_empty_list() {
 
 #[tokio::test]
 async fn public_routes_are_rate_limited_per_client() {
-    let node = node_with(WebConfig { rate_per_second: 1, rate_burst: 2 }).await;
+    let node = node_with(WebConfig { rate_per_second: 1, rate_burst: 2, trusted_proxies: Vec::new() }).await;
     for _ in 0..2 {
         assert_eq!(node.call("GET", "/healthz", None, None).await.0, StatusCode::OK);
     }
     let response = node.send(Request::get("/healthz").body(Body::empty()).unwrap()).await;
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(response.headers().contains_key(header::RETRY_AFTER));
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_rate_and_others_cannot_forge_one() {
+    use axum::extract::ConnectInfo;
+    let proxy: ipnet::IpNet = "10.0.0.1/32".parse().unwrap();
+    let node = node_with(WebConfig { rate_per_second: 1, rate_burst: 1, trusted_proxies: vec![proxy] }).await;
+    let from = |peer: &str, forwarded: Option<&str>| {
+        let mut request = Request::get("/healthz");
+        if let Some(forwarded) = forwarded {
+            request = request.header("x-forwarded-for", forwarded);
+        }
+        let mut request = request.body(Body::empty()).unwrap();
+        request.extensions_mut().insert(ConnectInfo(std::net::SocketAddr::new(peer.parse().unwrap(), 40_000)));
+        request
+    };
+    // Through the proxy: the client the proxy saw (the rightmost hop) is the key, not the proxy.
+    assert_eq!(node.send(from("10.0.0.1", Some("203.0.113.1"))).await.status(), StatusCode::OK);
+    assert_eq!(node.send(from("10.0.0.1", Some("203.0.113.2"))).await.status(), StatusCode::OK);
+    let again = from("10.0.0.1", Some("198.51.100.9, 203.0.113.1"));
+    assert_eq!(node.send(again).await.status(), StatusCode::TOO_MANY_REQUESTS, "a forged left hop changes nothing");
+    // A client that is not a trusted proxy cannot pick its bucket with the header.
+    assert_eq!(node.send(from("192.0.2.7", Some("203.0.113.50"))).await.status(), StatusCode::OK);
+    let forged = from("192.0.2.7", Some("203.0.113.51"));
+    assert_eq!(node.send(forged).await.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn the_token_is_checked_before_the_body_is_read() {
+    let node = node().await;
+    // Without a token, an invalid body gets 401, not a schema message.
+    let (status, body) = node.call("POST", "/v1/incidents", None, Some(json!({}))).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    let garbage = Request::post("/v1/peers")
+        .header(header::AUTHORIZATION, format!("Bearer {SUBMIT}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{not json"))
+        .unwrap();
+    let response = node.send(garbage).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN, "the scope is checked before the body is parsed");
 }
 
 #[tokio::test]

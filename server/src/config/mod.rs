@@ -83,6 +83,52 @@ pub struct HttpSection {
     /// Burst per client address.
     #[serde(default = "default_burst")]
     pub rate_burst: u32,
+    /// Reverse proxies (addresses or CIDR blocks) whose `X-Forwarded-For` names the client;
+    /// exempt from the per-client connection cap.
+    #[serde(default)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Open connections in all (accept waits at the cap); keep it under the open-file limit.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Open connections per client address (IPv6: per /64); 0 disables.
+    #[serde(default = "default_max_connections_per_client")]
+    pub max_connections_per_client: usize,
+    /// Seconds a client has to send a request's head; also how long an idle connection stays open.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_secs: u64,
+    /// Seconds from a request's head to its answer.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: u64,
+}
+
+fn default_max_connections() -> usize {
+    4_096
+}
+
+fn default_max_connections_per_client() -> usize {
+    64
+}
+
+fn default_header_read_timeout() -> u64 {
+    10
+}
+
+fn default_request_timeout() -> u64 {
+    30
+}
+
+impl HttpSection {
+    /// The listener's limits.
+    pub fn limits(&self) -> ostracon_web::serve::HttpLimits {
+        ostracon_web::serve::HttpLimits {
+            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_secs.max(1)),
+            request_timeout: std::time::Duration::from_secs(self.request_timeout_secs.max(1)),
+            max_connections: self.max_connections.max(1),
+            max_connections_per_ip: self.max_connections_per_client,
+            exempt: self.trusted_proxies.clone(),
+            ..ostracon_web::serve::HttpLimits::default()
+        }
+    }
 }
 
 fn default_listen() -> SocketAddr {
@@ -99,7 +145,16 @@ fn default_burst() -> u32 {
 
 impl Default for HttpSection {
     fn default() -> Self {
-        Self { listen: default_listen(), rate_per_second: default_rate(), rate_burst: default_burst() }
+        Self {
+            listen: default_listen(),
+            rate_per_second: default_rate(),
+            rate_burst: default_burst(),
+            trusted_proxies: Vec::new(),
+            max_connections: default_max_connections(),
+            max_connections_per_client: default_max_connections_per_client(),
+            header_read_timeout_secs: default_header_read_timeout(),
+            request_timeout_secs: default_request_timeout(),
+        }
     }
 }
 

@@ -3,16 +3,16 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use ostracon_protocol::ids::{IncidentId, Offender};
 use ostracon_protocol::incident::{Action, Category, Evidence, Incident, Severity, Status};
 use ostracon_protocol::limits::MAX_OFFENDERS;
-use ostracon_store::model::{Decision, IncidentOrigin, IncidentRecord, OutboxJob, Scope, Verb};
+use ostracon_store::model::{Decision, IncidentOrigin, IncidentRecord, OutboxJob, Verb};
 use ostracon_store::traits::{IncidentFilter, IncidentStore as _};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::authorize;
+use crate::auth::{Admin, Operator, Submit};
 use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::routes::{offender_list, parse_time};
 use crate::state::AppState;
@@ -48,11 +48,10 @@ fn default_severity() -> Severity {
 }
 
 pub(crate) async fn submit(
+    _operator: Operator<Submit>,
     State(state): State<AppState>,
-    headers: HeaderMap,
     ApiJson(body): ApiJson<SubmitIncident>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    authorize(&state, &headers, Scope::Submit).await?;
     if body.offenders.is_empty() {
         return Err(ApiError::invalid("invalid_offender", "an incident names at least one offender"));
     }
@@ -140,11 +139,10 @@ fn incident_json(record: &IncidentRecord) -> Value {
 }
 
 pub(crate) async fn list(
+    _operator: Operator<Submit>,
     State(state): State<AppState>,
-    headers: HeaderMap,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, Scope::Submit).await?;
     let check = |field: &'static str, value: &Option<String>, valid: fn(&str) -> bool| -> Result<(), ApiError> {
         match value {
             Some(v) if !valid(v) => Err(ApiError::bad_request("bad_filter", format!("unknown {field} {v:?}"))),
@@ -177,11 +175,10 @@ fn parse_id(text: &str) -> Result<IncidentId, ApiError> {
 }
 
 pub(crate) async fn show(
+    _operator: Operator<Submit>,
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, Scope::Submit).await?;
     let id = parse_id(&id)?;
     let record = state
         .ledger()
@@ -193,11 +190,10 @@ pub(crate) async fn show(
 }
 
 pub(crate) async fn retract(
+    _operator: Operator<Submit>,
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, Scope::Submit).await?;
     let id = parse_id(&id)?;
     let applied = state.ledger().retract(&id, state.env().now()).await?;
     Ok(Json(json!({
@@ -210,11 +206,10 @@ pub(crate) async fn retract(
 /// `POST /v1/incidents/{id}/accept`: the operator applies a waiting incident (an unsigned
 /// report or a user's XEP-0377 report) to the lists.
 pub(crate) async fn accept(
+    _operator: Operator<Admin>,
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, Scope::Admin).await?;
     let id = parse_id(&id)?;
     let applied = state.ledger().accept_pending(&id, state.env().now()).await?;
     Ok(Json(json!({
@@ -240,12 +235,11 @@ fn peer_jid(text: &str) -> Result<ostracon_protocol::ids::BareJid, ApiError> {
 
 /// `POST /v1/incidents/{id}/request`: asks the offender's home server (`to`) to act.
 pub(crate) async fn request(
+    _operator: Operator<Submit>,
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ToPeer>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    authorize(&state, &headers, Scope::Submit).await?;
     let id = parse_id(&id)?;
     let to = peer_jid(&body.to)?;
     let record = state
@@ -267,12 +261,11 @@ pub(crate) async fn request(
 
 /// `POST /v1/incidents/{id}/inquire`: asks `to` for its report about `id` (XEP-0268 inquiry).
 pub(crate) async fn inquire(
+    _operator: Operator<Submit>,
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ToPeer>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    authorize(&state, &headers, Scope::Submit).await?;
     let id = parse_id(&id)?;
     let to = peer_jid(&body.to)?;
     state.ledger().enqueue(&to, &OutboxJob::Inquiry { incident: id.clone() }, state.env().now()).await?;
@@ -300,12 +293,11 @@ fn default_response_action() -> Action {
 /// `POST /v1/incidents/{id}/respond`: the home server confirms a request, lists what it found
 /// under its own signature, and answers the requester.
 pub(crate) async fn respond(
+    _operator: Operator<Admin>,
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<Respond>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    authorize(&state, &headers, Scope::Admin).await?;
     let request_id = parse_id(&id)?;
     if body.offenders.is_empty() || body.offenders.len() > MAX_OFFENDERS {
         return Err(ApiError::invalid("invalid_offender", format!("a response names 1 to {MAX_OFFENDERS} offenders")));

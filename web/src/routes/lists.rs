@@ -3,13 +3,13 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use ostracon_store::model::{ListAction, Scope};
+use axum::http::StatusCode;
+use ostracon_store::model::ListAction;
 use ostracon_store::traits::BlocklistStore as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::authorize;
+use crate::auth::{Admin, Operator};
 use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::routes::{offender, parse_time};
 use crate::state::AppState;
@@ -30,8 +30,10 @@ pub(crate) struct AllowBody {
     note: String,
 }
 
-pub(crate) async fn list_allow(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, Scope::Admin).await?;
+pub(crate) async fn list_allow(
+    _operator: Operator<Admin>,
+    State(state): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
     let entries = state.ledger().store().allow_entries().await?;
     Ok(Json(json!({ "allow": entries.iter().map(|e| json!({
         "value": e.offender.to_string(), "kind": e.offender.kind(), "note": e.note,
@@ -40,11 +42,10 @@ pub(crate) async fn list_allow(State(state): State<AppState>, headers: HeaderMap
 }
 
 pub(crate) async fn add_allow(
+    _operator: Operator<Admin>,
     State(state): State<AppState>,
-    headers: HeaderMap,
     ApiJson(body): ApiJson<AllowBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    authorize(&state, &headers, Scope::Admin).await?;
     if body.note.chars().count() > 1024 {
         return Err(ApiError::invalid("invalid_note", "note is over 1024 characters"));
     }
@@ -60,11 +61,10 @@ pub(crate) async fn add_allow(
 }
 
 pub(crate) async fn remove_allow(
+    _operator: Operator<Admin>,
     State(state): State<AppState>,
-    headers: HeaderMap,
     ApiQuery(query): ApiQuery<ValueQuery>,
 ) -> Result<StatusCode, ApiError> {
-    authorize(&state, &headers, Scope::Admin).await?;
     state.ledger().disallow(&offender(&query.value)?, state.env().now()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -86,8 +86,10 @@ fn default_action() -> ListAction {
     ListAction::Block
 }
 
-pub(crate) async fn list_deny(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, Scope::Admin).await?;
+pub(crate) async fn list_deny(
+    _operator: Operator<Admin>,
+    State(state): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
     let entries = state.ledger().store().operator_entries().await?;
     Ok(Json(json!({ "deny": entries.iter().map(|e| json!({
         "value": e.offender.to_string(), "kind": e.offender.kind(), "action": e.action,
@@ -96,11 +98,10 @@ pub(crate) async fn list_deny(State(state): State<AppState>, headers: HeaderMap)
 }
 
 pub(crate) async fn add_deny(
+    _operator: Operator<Admin>,
     State(state): State<AppState>,
-    headers: HeaderMap,
     ApiJson(body): ApiJson<DenyBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    authorize(&state, &headers, Scope::Admin).await?;
     let now = state.env().now();
     let expires = match (body.expires.as_deref(), body.ttl_seconds) {
         (Some(_), Some(_)) => return Err(ApiError::invalid("invalid_expiry", "give expires or ttl_seconds, not both")),
@@ -115,11 +116,10 @@ pub(crate) async fn add_deny(
 }
 
 pub(crate) async fn remove_deny(
+    _operator: Operator<Admin>,
     State(state): State<AppState>,
-    headers: HeaderMap,
     ApiQuery(query): ApiQuery<ValueQuery>,
 ) -> Result<StatusCode, ApiError> {
-    authorize(&state, &headers, Scope::Admin).await?;
     state.ledger().undeny(&offender(&query.value)?, state.env().now()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -8,14 +8,14 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use ostracon_protocol::ids::BareJid;
-use ostracon_store::model::{OutboxJob, PeerRecord, PeerState, Scope, Trust};
+use ostracon_store::model::{OutboxJob, PeerRecord, PeerState, Trust};
 use ostracon_store::traits::PeerStore as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::authorize;
+use crate::auth::{Admin, Operator};
 use crate::error::{ApiError, ApiJson};
 use crate::state::AppState;
 
@@ -40,8 +40,7 @@ fn parse_jid(text: &str) -> Result<BareJid, ApiError> {
     Ok(jid)
 }
 
-pub(crate) async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, Scope::Admin).await?;
+pub(crate) async fn list(_operator: Operator<Admin>, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let peers = state.ledger().store().peers().await?;
     Ok(Json(json!({ "peers": peers.iter().map(peer_json).collect::<Vec<_>>() })))
 }
@@ -68,11 +67,10 @@ pub(crate) struct TrustBody {
 }
 
 pub(crate) async fn add(
+    _operator: Operator<Admin>,
     State(state): State<AppState>,
-    headers: HeaderMap,
     ApiJson(body): ApiJson<AddPeer>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    authorize(&state, &headers, Scope::Admin).await?;
     let jid = parse_jid(&body.jid)?;
     if Some(&jid) == state.node().component.as_ref() {
         return Err(ApiError::invalid("invalid_jid", "a node cannot be its own buddy"));
@@ -82,12 +80,11 @@ pub(crate) async fn add(
 }
 
 pub(crate) async fn approve(
+    _operator: Operator<Admin>,
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(jid): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, Scope::Admin).await?;
     let jid = parse_jid(&jid)?;
     // The body is optional: no body approves with trust `accept`.
     let body: TrustBody = if body.is_empty() {
@@ -101,12 +98,11 @@ pub(crate) async fn approve(
 }
 
 pub(crate) async fn set_trust(
+    _operator: Operator<Admin>,
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(jid): Path<String>,
     ApiJson(body): ApiJson<TrustBody>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, Scope::Admin).await?;
     let jid = parse_jid(&jid)?;
     let trust = body.trust.ok_or_else(|| ApiError::invalid("invalid_body", "trust is required"))?;
     let peer = state.ledger().set_trust(&jid, trust, state.env().now()).await?;
@@ -114,11 +110,10 @@ pub(crate) async fn set_trust(
 }
 
 pub(crate) async fn revoke(
+    _operator: Operator<Admin>,
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(jid): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    authorize(&state, &headers, Scope::Admin).await?;
     let jid = parse_jid(&jid)?;
     state.ledger().revoke_buddy(&jid, state.env().now()).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -133,11 +128,10 @@ pub(crate) struct AskScore {
 
 /// `POST /v1/peers/scores/ask`: asks every buddy its XEP-0275 score for a subject.
 pub(crate) async fn ask_scores(
+    _operator: Operator<Admin>,
     State(state): State<AppState>,
-    headers: HeaderMap,
     ApiJson(body): ApiJson<AskScore>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    authorize(&state, &headers, Scope::Admin).await?;
     let subject = BareJid::parse(&body.subject).map_err(|e| ApiError::invalid("invalid_jid", e.to_string()))?;
     let now = state.env().now();
     let mut asked = Vec::new();
@@ -157,11 +151,10 @@ pub(crate) struct SubjectQuery {
 
 /// `GET /v1/peers/scores?subject=`: the buddies' latest answers.
 pub(crate) async fn scores(
+    _operator: Operator<Admin>,
     State(state): State<AppState>,
-    headers: HeaderMap,
     crate::error::ApiQuery(query): crate::error::ApiQuery<SubjectQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, Scope::Admin).await?;
     let subject = BareJid::parse(&query.subject).map_err(|e| ApiError::invalid("invalid_jid", e.to_string()))?;
     let answers = state.ledger().store().peer_scores(&subject.to_string()).await?;
     Ok(Json(json!({

@@ -9,17 +9,15 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use ostracon_protocol::ids::Domain;
 use ostracon_store::facts::ScoreOrder;
-use ostracon_store::model::Scope;
 use ostracon_store::reputation::{
     ReputationParams, recommends_domain_entry, reporter_score, reporter_weight, score, server_domain,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::authorize;
+use crate::auth::{Admin, Operator};
 use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::state::AppState;
 
@@ -122,12 +120,11 @@ pub(crate) struct OverrideBody {
 }
 
 pub(crate) async fn set_override(
+    _operator: Operator<Admin>,
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(domain): Path<String>,
     ApiJson(body): ApiJson<OverrideBody>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, Scope::Admin).await?;
     let domain = parse_domain(&domain)?;
     if !(-100..=100).contains(&body.score) {
         return Err(ApiError::invalid("invalid_score", "score is an integer in [-100, 100]"));
@@ -146,11 +143,10 @@ pub(crate) async fn set_override(
 }
 
 pub(crate) async fn clear_override(
+    _operator: Operator<Admin>,
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(domain): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, Scope::Admin).await?;
     let domain = parse_domain(&domain)?;
     let applied = state.ledger().set_reputation_override(&domain, None, state.env().now()).await?;
     Ok(Json(json!({
@@ -168,11 +164,10 @@ pub(crate) struct DryRunQuery {
 }
 
 pub(crate) async fn dry_run(
+    _operator: Operator<Admin>,
     State(state): State<AppState>,
-    headers: HeaderMap,
     ApiQuery(query): ApiQuery<DryRunQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, Scope::Admin).await?;
     if !(query.threshold.is_finite() && (0.001..=100.0).contains(&query.threshold)) {
         return Err(ApiError::invalid("invalid_threshold", "threshold is a weight from 0.001 to 100"));
     }

@@ -3,13 +3,13 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use ostracon_store::model::Scope;
 use ostracon_store::traits::TokenStore as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::{authorize, hash_token, token_from_bytes};
+use crate::auth::{Admin, Operator, hash_token, token_from_bytes};
 use crate::error::{ApiError, ApiJson};
 use crate::state::AppState;
 
@@ -21,17 +21,15 @@ pub(crate) struct CreateToken {
     scope: Scope,
 }
 
-pub(crate) async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, Scope::Admin).await?;
+pub(crate) async fn list(_operator: Operator<Admin>, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({ "tokens": state.ledger().store().tokens().await? })))
 }
 
 pub(crate) async fn create(
+    _operator: Operator<Admin>,
     State(state): State<AppState>,
-    headers: HeaderMap,
     ApiJson(body): ApiJson<CreateToken>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    authorize(&state, &headers, Scope::Admin).await?;
     let valid_name = !body.name.is_empty()
         && body.name.len() <= 64
         && body.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
@@ -45,11 +43,10 @@ pub(crate) async fn create(
 }
 
 pub(crate) async fn revoke(
+    _operator: Operator<Admin>,
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    authorize(&state, &headers, Scope::Admin).await?;
     if state.ledger().store().revoke_token(&name, state.env().now()).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
