@@ -82,6 +82,10 @@ pub enum Error {
     /// A required element or attribute is missing.
     #[error("missing {what} in <{element}>")]
     Missing { element: &'static str, what: &'static str },
+    /// An element that must appear once appears more often: ambiguous input is refused, never
+    /// resolved by picking one.
+    #[error("more than one {what} in <{element}>")]
+    Ambiguous { element: &'static str, what: &'static str },
     /// An element other than the one expected.
     #[error("unexpected element <{name}> in namespace {namespace}; expected {expected}")]
     UnexpectedElement { name: Excerpt, namespace: Excerpt, expected: &'static str },

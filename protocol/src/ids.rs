@@ -18,6 +18,7 @@ use precis_profiles::precis_core::profile::Profile as _;
 use precis_profiles::precis_core::{DerivedPropertyValue, FreeformClass, StringClass as _};
 use precis_profiles::{OpaqueString, UsernameCaseMapped};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha1::{Digest as _, Sha1};
 use unicode_normalization::UnicodeNormalization;
 use uuid::Uuid;
 
@@ -48,6 +49,9 @@ macro_rules! string_identifier {
         }
     };
 }
+
+/// The UUID namespace of ids mapped from other implementations' local incident ids.
+const FOREIGN_ID_NAMESPACE: &[u8; 16] = b"ostracon/incid:0";
 
 /// Lower-cases and NFKC-normalises one JID part.
 ///
@@ -330,26 +334,48 @@ impl IncidentId {
         Self { issuer, uuid }
     }
 
-    /// Parses `issuer:uuid`.
+    /// Parses our text form, `issuer:uuid` (strict: a foreign local id has no text form here
+    /// but the UUID it maps to).
     pub fn parse(text: &str) -> Result<Self> {
-        let (issuer, uuid) = text
-            .rsplit_once(':')
-            .ok_or_else(|| Error::InvalidIncidentId { value: Excerpt::new(text), reason: "expected issuer:uuid" })?;
+        let invalid = |reason| Error::InvalidIncidentId { value: Excerpt::new(text), reason };
+        let (issuer, uuid) = text.rsplit_once(':').ok_or_else(|| invalid("expected issuer:uuid"))?;
+        if uuid.trim().len() != 36 || Uuid::parse_str(uuid.trim()).is_err() {
+            return Err(invalid("not a hyphenated UUID"));
+        }
         Self::from_parts(issuer, uuid)
     }
 
     /// Builds an id from the XEP-0268 `IncidentID@name` and element text.
-    pub fn from_parts(issuer: &str, uuid: &str) -> Result<Self> {
-        let joined = || Excerpt::new(&format!("{issuer}:{uuid}"));
+    ///
+    /// Ours are UUIDs. Other implementations use other local ids (Metronome: 16 letters and
+    /// digits); such an id is mapped to a name-based UUID (version 5 layout, SHA-1 over the
+    /// issuer and the id), so the same foreign incident always gets the same id here. Local ids
+    /// are 1 to 64 characters of letters, digits, `.`, `_` and `-`.
+    pub fn from_parts(issuer: &str, local: &str) -> Result<Self> {
+        let joined = || Excerpt::new(&format!("{issuer}:{local}"));
         let issuer = Domain::parse(issuer)
             .map_err(|_| Error::InvalidIncidentId { value: joined(), reason: "issuer is not a domain" })?;
-        let uuid = uuid.trim();
-        if uuid.len() != 36 {
-            return Err(Error::InvalidIncidentId { value: joined(), reason: "not a hyphenated UUID" });
+        let local = local.trim();
+        if local.len() == 36
+            && let Ok(uuid) = Uuid::parse_str(local)
+        {
+            return Ok(Self { issuer, uuid });
         }
-        let uuid =
-            Uuid::parse_str(uuid).map_err(|_| Error::InvalidIncidentId { value: joined(), reason: "not a UUID" })?;
-        Ok(Self { issuer, uuid })
+        let foreign = !local.is_empty()
+            && local.len() <= 64
+            && local.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !foreign {
+            return Err(Error::InvalidIncidentId { value: joined(), reason: "not a UUID or a local incident id" });
+        }
+        let digest = Sha1::new()
+            .chain_update(FOREIGN_ID_NAMESPACE)
+            .chain_update(issuer.as_str().as_bytes())
+            .chain_update(b":")
+            .chain_update(local.as_bytes())
+            .finalize();
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        Ok(Self { issuer, uuid: uuid::Builder::from_sha1_bytes(bytes).into_uuid() })
     }
 
     /// The issuing node's domain.
@@ -583,6 +609,14 @@ mod tests {
         assert!(IncidentId::parse("ops.example:not-a-uuid").is_err());
         assert!(IncidentId::parse("bad domain:0f6c1c52-7d3e-4e0a-9a51-2b1f4a7e9c10").is_err());
         assert!(IncidentId::parse("ops.example:0f6c1c527d3e4e0a9a512b1f4a7e9c10").is_err());
+        // Another implementation's local id (Metronome's) maps to one stable UUID.
+        let foreign = IncidentId::from_parts("chat.example.net", "tR4qW9zXbK2m6413").unwrap();
+        assert_eq!(foreign, IncidentId::from_parts("chat.example.net", "tR4qW9zXbK2m6413").unwrap());
+        assert_ne!(foreign, IncidentId::from_parts("other.example", "tR4qW9zXbK2m6413").unwrap());
+        assert_eq!(foreign.uuid().get_version_num(), 5);
+        assert_eq!(IncidentId::parse(&foreign.to_string()).unwrap(), foreign);
+        assert!(IncidentId::from_parts("ops.example", "has space").is_err());
+        assert!(IncidentId::from_parts("ops.example", &"a".repeat(65)).is_err());
     }
 
     #[test]

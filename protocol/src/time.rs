@@ -29,12 +29,15 @@ impl Timestamp {
     }
 
     /// Parses RFC 3339 leniently (any offset, optional fraction) and normalises to UTC seconds.
+    /// An offset without its colon (`+0200`, ISO 8601's basic form) is accepted too: Metronome
+    /// writes its XEP-0268 times with `%z`.
     pub fn parse(text: &str) -> Result<Self> {
         let trimmed = text.trim();
         if trimmed.len() > 64 {
             return Err(Error::InvalidTimestamp { value: Excerpt::new(text) });
         }
         DateTime::parse_from_rfc3339(trimmed)
+            .or_else(|_| DateTime::parse_from_str(trimmed, "%Y-%m-%dT%H:%M:%S%.f%z"))
             .map(|at| Self::from_datetime(at.with_timezone(&Utc)))
             .map_err(|_| Error::InvalidTimestamp { value: Excerpt::new(text) })
     }

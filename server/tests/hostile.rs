@@ -327,3 +327,52 @@ async fn a_buddy_at_a_hundred_times_the_rate_is_limited_from_any_resource_and_ho
     assert!(federation.metric("ostracon_xmpp_rate_limited_total").await >= limited_before + u64::from(limited));
     federation.honest_traffic_flows(4).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metronome_style_reports_are_kept_for_the_operator_and_ambiguous_ones_are_refused() {
+    if !available() {
+        return;
+    }
+    let federation = federation("hostile-metronome", &["gamma".to_owned()]).await;
+    let mut gamma = raw(&federation, "gamma").await;
+    let key = NodeKey::from_seed(&[78; 32]);
+    let now = ostracon_protocol::time::Timestamp::from_datetime(chrono::Utc::now());
+    let keys = ostracon_protocol::xml::to_string(&ostracon_protocol::xml::keys::keys_to_element(&[PublishedKey::new(
+        key.public(),
+        now,
+    )]));
+    let body = json!({ "jid": gamma.jid(), "trust": "accept" });
+    assert_eq!(federation.beta.call(reqwest::Method::POST, "/v1/peers", Some(body)).await.0, 202);
+    gamma.accept_buddy_request(BETA, &keys).await.unwrap();
+    federation
+        .beta
+        .wait_for("gamma as a buddy", "/v1/peers", |p| peer(p, gamma.jid()).is_some_and(|x| x["state"] == "buddy"))
+        .await;
+
+    // Metronome's own bytes (spec/vectors/xep0268), issued under gamma's name.
+    let vector = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../spec/vectors/xep0268/metronome-request-ip-cet.xml"),
+    )
+    .unwrap()
+    .replace("request", "report")
+    .replace("metronome.example", gamma.jid());
+    let answer = gamma.iq(BETA, "set", vector.trim()).await.unwrap();
+    assert_eq!(answer.attr("type"), Some("result"), "{}", String::from(&answer));
+    let stored = federation
+        .beta
+        .wait_for("the Metronome report", "/v1/incidents?origin=unsigned", |l| {
+            l["incidents"].as_array().is_some_and(|a| !a.is_empty())
+        })
+        .await;
+    let incident = &stored["incidents"][0];
+    assert_eq!(incident["decision"], "pending", "unsigned reports wait for the operator: {incident}");
+    let offenders: Vec<&str> =
+        incident["incident"]["offenders"].as_array().unwrap().iter().filter_map(|o| o["value"].as_str()).collect();
+    assert_eq!(offenders, ["203.0.113.45", "2001:db8::17"]);
+
+    // Two IncidentIDs: which one would it be? Refused, not resolved by picking one.
+    let ambiguous = vector.replacen("<IncidentID", "<IncidentID name='x.example'>other</IncidentID><IncidentID", 1);
+    let answer = gamma.iq(BETA, "set", ambiguous.trim()).await.unwrap();
+    assert_eq!(conditions(&answer).0.as_deref(), Some("bad-request"), "{}", String::from(&answer));
+    federation.honest_traffic_flows(5).await;
+}

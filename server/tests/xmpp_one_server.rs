@@ -199,16 +199,18 @@ async fn forged_unknown_replayed_and_stranger_reports_are_refused_with_their_con
     assert_eq!(answer.2.as_deref(), Some("unknown-key"), "a retired key cannot sign new reports: {answer:?}");
 
     // A plain XEP-0268 report (as Metronome sends): kept as unsigned, waiting, never listed by itself.
-    let plain = ostracon_protocol::xml::parse_bounded(
-        "<report xmlns='urn:xmpp:incident:2'><Incident xmlns='urn:ietf:params:xml:ns:iodef-1.0' purpose='reporting'>\
-         <IncidentID name='gamma.test'>0f6c1c52-7d3e-4e0a-9a51-2b1f4a7e9c10</IncidentID><ReportTime>2026-05-01T10:20:00Z</ReportTime>\
+    let plain_text = "<report xmlns='urn:xmpp:incident:2'><Incident xmlns='urn:ietf:params:xml:ns:iodef-1.0' purpose='reporting'>\
+         <IncidentID name='incidents.gamma.test'>0f6c1c52-7d3e-4e0a-9a51-2b1f4a7e9c10</IncidentID><ReportTime>2026-05-01T10:20:00Z</ReportTime>\
          <Assessment><Impact severity='low' type='ext-type' ext-type='spam'/></Assessment>\
          <EventData><Flow><System category='source'><Node><Address category='ipv4-addr'>192.0.2.77</Address></Node></System></Flow></EventData>\
-         </Incident></report>",
-    )
-    .unwrap();
+         </Incident></report>";
+    let plain = ostracon_protocol::xml::parse_bounded(plain_text).unwrap();
+    // Under a parent domain's name it could squat that domain's ids: refused.
+    let squatting = plain_text.replace("name='incidents.gamma.test'", "name='gamma.test'");
+    let answer = gamma.iq(to, "set", ostracon_protocol::xml::parse_bounded(&squatting).unwrap()).await;
+    assert_eq!(answer.2.as_deref(), Some("signer-mismatch"), "an unsigned report only under the sender's own name");
     assert_eq!(gamma.iq(to, "set", plain).await.0, "result");
-    let stored = beta.get("/v1/incidents/gamma.test:0f6c1c52-7d3e-4e0a-9a51-2b1f4a7e9c10").await;
+    let stored = beta.get("/v1/incidents/incidents.gamma.test:0f6c1c52-7d3e-4e0a-9a51-2b1f4a7e9c10").await;
     assert_eq!(
         (stored["origin"].as_str(), stored["decision"].as_str()),
         (Some("unsigned"), Some("pending")),

@@ -1,10 +1,13 @@
 //! The IODEF 1.0 (RFC 5070) `Incident` element as XEP-0268 uses it, mapped to [`Incident`].
 //!
 //! Emitting follows the XEP's own style (`category='ext-category' ext-category='xmpp'`,
-//! `type='ext-type' ext-type='spam'`) so Metronome-style peers understand us. Parsing is
-//! lenient: it accepts RFC 5070 `ext-value` forms and the XEP's `ext-*` forms, a missing
-//! `dtype`, nested `EventData` and missing optional parts, but every value it does read must
-//! be valid and every count is bounded.
+//! `type='ext-type' ext-type='spam'`). Parsing is lenient: it accepts RFC 5070 `ext-value`
+//! forms and the XEP's `ext-*` forms, and what Metronome's `mod_incidents_handling` writes
+//! (every `Address` as `ext-category`, IPs included; `Counter type='ext-type'`; an empty
+//! `RelatedActivity`; offsets without a colon; local ids that are not UUIDs; the reporter's
+//! `jid` in the IODEF namespace), a missing `dtype`, nested `EventData` and missing optional
+//! parts. Every value it does read must be valid, every count is bounded, and what must be
+//! there once (`IncidentID`, `Incident`) is refused when it is there twice.
 
 use std::collections::BTreeSet;
 
@@ -216,11 +219,15 @@ fn offender_element(offender: &Offender) -> Element {
     }
 }
 
-/// Reads the `IncidentID` of an IODEF incident (all an XEP-0268 inquiry needs).
+/// Reads the `IncidentID` of an IODEF incident (all an XEP-0268 inquiry needs). There must be
+/// exactly one: two would leave it to us which incident is meant.
 pub fn incident_id_from_iodef(root: &Element) -> Result<IncidentId> {
     expect_element(root, "Incident", IODEF_NS, "<Incident xmlns='urn:ietf:params:xml:ns:iodef-1.0'/>")?;
-    let id =
-        root.get_child("IncidentID", IODEF_NS).ok_or(Error::Missing { element: "Incident", what: "IncidentID" })?;
+    let mut ids = children_named(root, "IncidentID", IODEF_NS);
+    let id = ids.next().ok_or(Error::Missing { element: "Incident", what: "IncidentID" })?;
+    if ids.next().is_some() {
+        return Err(Error::Ambiguous { element: "Incident", what: "IncidentID" });
+    }
     parse_incident_id(id)
 }
 
@@ -274,7 +281,12 @@ impl OffenderCollector {
             } else if child.is("Address", IODEF_NS) {
                 let text = bounded_text(child, "Address", 3 * 1024)?;
                 let text = text.trim();
-                let category = child.attr("category").unwrap_or("");
+                // Metronome writes every address as `ext-category` and names the real
+                // category in `ext-category`, IPs included.
+                let category = match child.attr("category").unwrap_or("") {
+                    ext if ext.starts_with("ext-") => child.attr("ext-category").unwrap_or(""),
+                    category => category,
+                };
                 let offender = match category {
                     "ipv4-addr" | "ipv6-addr" => {
                         let ip = parse_ip(text)?;
@@ -286,9 +298,7 @@ impl OffenderCollector {
                         check_family(category, cidr.net().addr().is_ipv4(), text)?;
                         Some(Offender::Cidr(cidr))
                     }
-                    _ if category.starts_with("ext-") && child.attr("ext-category") == Some("xmpp") => {
-                        Some(Offender::from_jid(BareJid::parse(text)?))
-                    }
+                    "xmpp" | "jid" => Some(Offender::from_jid(BareJid::parse(text)?)),
                     // Other address kinds (MAC, ASN, e-mail, ...) are not ours to act on.
                     _ => None,
                 };
@@ -342,10 +352,15 @@ pub fn from_iodef(root: &Element) -> Result<Incident> {
     let severity =
         impact.and_then(|i| i.attr("severity")).and_then(|s| Severity::parse(s).ok()).unwrap_or(Severity::Medium);
 
+    // The XEP puts the reporter's JID in `urn:xmpp:jid:0`; Metronome leaves it in the IODEF
+    // namespace, and sometimes empty.
     let reporter = children_named(root, "Contact", IODEF_NS)
         .flat_map(|contact| children_named(contact, "AdditionalData", IODEF_NS))
-        .find_map(|data| data.get_child("jid", JID_NS))
-        .map(|jid| bounded_text(jid, "jid", 3 * 1024).and_then(|text| BareJid::parse(text.trim())))
+        .flat_map(|data| data.children().filter(|c| c.name() == "jid" && (c.ns() == JID_NS || c.ns() == IODEF_NS)))
+        .map(|jid| bounded_text(jid, "jid", 3 * 1024))
+        .find(|text| !text.as_ref().is_ok_and(|text| text.trim().is_empty()))
+        .transpose()?
+        .map(|text| BareJid::parse(text.trim()))
         .transpose()?
         .unwrap_or_else(|| BareJid::from_domain(id.issuer().clone()));
 

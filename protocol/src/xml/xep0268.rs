@@ -131,7 +131,7 @@ impl IncidentPayload {
         };
         let incident_element = incidents.next().ok_or(Error::Missing { element: wrapper_name, what: "Incident" })?;
         if incidents.next().is_some() {
-            return Err(Error::TooMany { what: "Incident elements", max: 1 });
+            return Err(Error::Ambiguous { element: wrapper_name, what: "Incident" });
         }
         let links = wrapper.get_child("provenance", SIGNED_NS).map(signed::from_element).transpose()?;
         match wrapper.name() {

@@ -168,7 +168,8 @@ impl XmppNode {
             | IncidentPayload::Request { incident, signed: None }
             | IncidentPayload::Response { incident, signed: None } => {
                 // Plain XEP-0268 (as Metronome sends): kept for the operator, never treated as signed.
-                if !peer.jid.domain().is_within(incident.id.issuer()) {
+                // Only under its own name: a parent domain would let it squat ids (F-3.4).
+                if peer.jid.domain() != incident.id.issuer() {
                     let error = ostracon_protocol::Error::SignerMismatch {
                         signer: ostracon_protocol::error::Excerpt::new(from),
                         claimed: ostracon_protocol::error::Excerpt::new(&incident.id.to_string()),
