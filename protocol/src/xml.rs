@@ -16,6 +16,7 @@ pub mod keys;
 pub mod reporting;
 pub mod reputation;
 pub mod signed;
+pub mod stream;
 pub mod xep0268;
 
 use minidom::Element;

@@ -18,7 +18,9 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, watch};
 
 use super::stanza::{STANZA_NS, stanza};
-use super::stream::{Inbound, STREAM_NS, StanzaLimits, StanzaReader};
+use ostracon_protocol::xml::stream::{STREAM_NS, StanzaLimits};
+
+use super::stream::{Inbound, StanzaReader};
 use crate::error::ServerError;
 
 /// Connection state, for `/healthz` and logs.

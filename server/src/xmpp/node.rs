@@ -23,6 +23,7 @@ use ostracon_protocol::xml::buddies::{DISCO_INFO_NS, DiscoInfo};
 use ostracon_protocol::xml::errors::StanzaError;
 use ostracon_protocol::xml::keys::{KEYS_NS, keys_to_element};
 use ostracon_protocol::xml::reputation::REPUTATION_NS;
+use ostracon_protocol::xml::stream::{Bound, Refused};
 use ostracon_protocol::xml::xep0268::INCIDENT_NS;
 use ostracon_store::clock::Environment;
 use ostracon_store::ledger::Ledger;
@@ -36,7 +37,7 @@ use super::iq::{Requests, request_id};
 use super::limits::{SenderLimits, SenderRates, Traffic};
 use super::replay::ReplayCache;
 use super::stanza::{attr, iq_error, iq_result, stanza};
-use super::stream::{Bound, Inbound, Refused};
+use super::stream::Inbound;
 use super::trust::Peers;
 use crate::error::ServerError;
 

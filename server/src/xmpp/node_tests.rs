@@ -17,8 +17,8 @@ use ostracon_store::policy::ListingPolicy;
 use ostracon_store::traits::{OutboxStore as _, PeerStore as _};
 
 use super::super::intake::STANDING_TTL_SECS;
-use super::super::stream::Head;
 use super::*;
+use ostracon_protocol::xml::stream::Head;
 
 struct Harness {
     node: Arc<XmppNode>,
