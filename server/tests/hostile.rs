@@ -8,12 +8,12 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Node, make_buddies, peer, signed_report};
+use common::{Node, make_buddies, peer};
 use ostracon_protocol::incident::Status;
 use ostracon_protocol::keys::{NodeKey, PublishedKey};
 use ostracon_tests::TempDir;
 use ostracon_tests::prosody::{ComponentSpec, Prosody, available};
-use ostracon_tests::raw_component::{COMPONENT_NS, RawComponent, conditions};
+use ostracon_tests::raw_component::{COMPONENT_NS, RawComponent, conditions, signed_report};
 use serde_json::{Value, json};
 
 const BETA: &str = "incidents.beta.test";

@@ -7,9 +7,10 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Node, peer, signed_report};
+use common::{Node, peer};
 use ostracon_tests::TempDir;
 use ostracon_tests::prosody::{ComponentSpec, Prosody, available};
+use ostracon_tests::raw_component::signed_report;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

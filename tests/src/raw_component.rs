@@ -213,3 +213,44 @@ async fn read_stanzas(read: OwnedReadHalf, inbox: mpsc::UnboundedSender<Element>
         }
     }
 }
+
+/// A signed XEP-0268 report of incident `number` with `status`, naming one offender.
+pub fn signed_report(
+    key: &ostracon_protocol::keys::NodeKey,
+    signer: &str,
+    at: ostracon_protocol::time::Timestamp,
+    number: u128,
+    nonce: u128,
+    status: ostracon_protocol::incident::Status,
+    offender: &str,
+) -> Element {
+    use ostracon_protocol::ids::{BareJid, IncidentId, Offender};
+    use ostracon_protocol::incident::{Category, Incident, ReportClaim, Severity};
+    let signer = BareJid::parse(signer).unwrap();
+    let incident = Incident {
+        id: IncidentId::new(signer.domain().clone(), uuid::Uuid::from_u128(number)),
+        reporter: signer.clone(),
+        status,
+        category: Category::Spam,
+        severity: Severity::Low,
+        offenders: vec![Offender::parse(offender).unwrap()],
+        start: at,
+        end: None,
+        reported: at,
+        description: "raw".to_owned(),
+        evidence: vec![],
+        action: None,
+        expires: None,
+        related: None,
+        history: vec![],
+    };
+    let chain = ostracon_protocol::envelope::sign(
+        &ReportClaim(incident.clone()),
+        key,
+        &signer,
+        at,
+        ostracon_protocol::envelope::Nonce::from_bytes(&nonce.to_le_bytes()),
+    )
+    .unwrap();
+    ostracon_protocol::xml::xep0268::IncidentPayload::Report { incident, signed: Some(chain) }.to_element()
+}

@@ -8,6 +8,7 @@
 
 use minidom::Element;
 use ostracon_protocol::envelope;
+use ostracon_protocol::error::Excerpt;
 use ostracon_protocol::ids::{BareJid, Domain, Offender};
 use ostracon_protocol::incident::{ReportClaim, RequestClaim, ResponseClaim};
 use ostracon_protocol::xml::errors::StanzaError;
@@ -47,10 +48,7 @@ impl XmppNode {
         let peer = self.buddy(sender).await?.ok_or_else(StanzaError::not_buddy)?;
         let payload = IncidentPayload::from_element(child).map_err(|e| StanzaError::from_error(&e))?;
         if payload.iq_type() != iq_type {
-            let error = ostracon_protocol::Error::InvalidValue {
-                field: "iq type",
-                value: ostracon_protocol::error::Excerpt::new(iq_type),
-            };
+            let error = ostracon_protocol::Error::InvalidValue { field: "iq type", value: Excerpt::new(iq_type) };
             return Err(StanzaError::from_error(&error));
         }
         let now = self.env.now();
@@ -171,8 +169,8 @@ impl XmppNode {
                 // Only under its own name: a parent domain would let it squat ids (F-3.4).
                 if peer.jid.domain() != incident.id.issuer() {
                     let error = ostracon_protocol::Error::SignerMismatch {
-                        signer: ostracon_protocol::error::Excerpt::new(from),
-                        claimed: ostracon_protocol::error::Excerpt::new(&incident.id.to_string()),
+                        signer: Excerpt::new(from),
+                        claimed: Excerpt::new(&incident.id.to_string()),
                     };
                     return Err(StanzaError::from_error(&error));
                 }
@@ -333,6 +331,34 @@ impl XmppNode {
                 now,
             )
             .await;
+    }
+
+    /// Verifies a signed claim from `from`: signatures with the buddies' pinned keys, the
+    /// window, replay, and that `from` signed last.
+    pub(super) async fn verify_from<T: envelope::Claim>(
+        &self,
+        chain: envelope::Unverified<T>,
+        from: &BareJid,
+        now: ostracon_protocol::time::Timestamp,
+    ) -> Result<envelope::Verified<T>, StanzaError> {
+        let peers = self.peers().await?;
+        peers.keys().check_validity(chain.links())?;
+        let verified = {
+            let mut replay = self.replay.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            chain.verify(peers.keys(), &mut *replay, &self.verify_policy(now))
+        }
+        .map_err(|error| {
+            tracing::info!(peer = %from, %error, "refused a signed claim");
+            StanzaError::from_error(&error)
+        })?;
+        if verified.last_signer() != from {
+            let error = ostracon_protocol::Error::SignerMismatch {
+                signer: Excerpt::new(&verified.last_signer().to_string()),
+                claimed: Excerpt::new(&from.to_string()),
+            };
+            return Err(StanzaError::from_error(&error));
+        }
+        Ok(verified)
     }
 }
 

@@ -1,12 +1,12 @@
 //! Who we know on the XMPP network: the peer table as the node reads it (cached until a
-//! ledger commit changes a peer), the keys pinned for buddies with their validity, and the
-//! key rotations buddies announce.
+//! ledger commit changes a peer), the keys pinned for buddies with their validity, the
+//! verification policy for what they sign, and the key rotations buddies announce.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use minidom::Element;
-use ostracon_protocol::envelope::{self, SignedEnvelope, VerifyPolicy};
+use ostracon_protocol::envelope::{SignedEnvelope, VerifyPolicy};
 use ostracon_protocol::error::Excerpt;
 use ostracon_protocol::ids::{BareJid, KeyId};
 use ostracon_protocol::keys::{KeyResolver, PublicKey, PublishedKey};
@@ -157,33 +157,5 @@ impl XmppNode {
     /// The verification policy for claims a peer delivers.
     pub(super) fn verify_policy(&self, now: ostracon_protocol::time::Timestamp) -> VerifyPolicy {
         VerifyPolicy { now, window_secs: WINDOW_SECS, max_links: usize::from(self.settings.forward_hops) + 1 }
-    }
-
-    /// Verifies a signed claim from `from`: signatures with the buddies' pinned keys, the
-    /// window, replay, and that `from` signed last.
-    pub(super) async fn verify_from<T: envelope::Claim>(
-        &self,
-        chain: envelope::Unverified<T>,
-        from: &BareJid,
-        now: ostracon_protocol::time::Timestamp,
-    ) -> Result<envelope::Verified<T>, StanzaError> {
-        let peers = self.peers().await?;
-        peers.keys().check_validity(chain.links())?;
-        let verified = {
-            let mut replay = self.replay.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            chain.verify(peers.keys(), &mut *replay, &self.verify_policy(now))
-        }
-        .map_err(|error| {
-            tracing::info!(peer = %from, %error, "refused a signed claim");
-            StanzaError::from_error(&error)
-        })?;
-        if verified.last_signer() != from {
-            let error = ostracon_protocol::Error::SignerMismatch {
-                signer: Excerpt::new(&verified.last_signer().to_string()),
-                claimed: Excerpt::new(&from.to_string()),
-            };
-            return Err(StanzaError::from_error(&error));
-        }
-        Ok(verified)
     }
 }

@@ -108,6 +108,11 @@ enum Command {
         /// Pause between incidents (ms); the receiver limits each peer to 20 reports/s.
         #[arg(long, default_value_t = 100)]
         interval_ms: u64,
+        /// What strangers do meanwhile: `none`; `storm` (1,000 components on 1,000 domains ask
+        /// beta to be buddies and never answer its key fetches); `flood` (a buddy of beta sends
+        /// signed reports at 100 times the per-peer rate, each from a new resource).
+        #[arg(long, default_value = "none")]
+        attack: String,
     },
     /// Seed `incidents` reputation facts over `domains` domains, then time a full recomputation
     /// and `apply` single-offender incidents (JIDs at seeded domains, and IPs for comparison).
@@ -351,7 +356,9 @@ async fn main() -> anyhow::Result<()> {
             report_latencies(&format!("lookups ({concurrency} clients, {hits} listed)"), latencies, start.elapsed());
         }
         Command::VerifyRate { db, reports, batch } => verify_rate(&db, reports, batch).await?,
-        Command::E2e { binary, incidents, s2s, interval_ms } => e2e(&binary, incidents, s2s, interval_ms).await?,
+        Command::E2e { binary, incidents, s2s, interval_ms, attack } => {
+            e2e(&binary, incidents, s2s, interval_ms, &attack).await?
+        }
         Command::Reputation { db, domains, incidents, apply } => {
             reputation_bench(&db, domains, incidents, apply).await?;
         }
@@ -510,24 +517,36 @@ async fn wait_until(
     anyhow::bail!("timed out waiting for {what}")
 }
 
-async fn e2e(binary: &str, incidents: u64, s2s: bool, interval_ms: u64) -> anyhow::Result<()> {
+/// Strangers on 1,000 domains for the `storm` attack.
+const STORM_DOMAINS: usize = 1_000;
+
+async fn e2e(binary: &str, incidents: u64, s2s: bool, interval_ms: u64, attack: &str) -> anyhow::Result<()> {
     use ostracon_tests::prosody::{ComponentSpec, Prosody};
     const TOKEN: &str = "ost_bench-e2e-admin-token";
+    anyhow::ensure!(matches!(attack, "none" | "storm" | "flood"), "--attack: none, storm or flood");
     let dir = ostracon_tests::TempDir::new("e2e");
     let spec = |d: &str| ComponentSpec { domain: format!("incidents.{d}"), secret: format!("{d}-component-secret") };
+    let attackers: Vec<ComponentSpec> = match attack {
+        "storm" => (0..STORM_DOMAINS).map(|n| spec(&format!("storm{n}.test"))).collect(),
+        "flood" => vec![spec("flood.test")],
+        _ => Vec::new(),
+    };
     let hosts = dir.path().join("hosts");
     let (alpha_ip, beta_ip) = (IpAddr::from([127, 77, 0, 2]), IpAddr::from([127, 77, 0, 3]));
     std::fs::write(
         &hosts,
         format!("{alpha_ip} alpha.test incidents.alpha.test\n{beta_ip} beta.test incidents.beta.test\n"),
     )?;
+    // The attackers are components of beta's server.
+    let beta_components: Vec<ComponentSpec> = std::iter::once(spec("beta.test")).chain(attackers).collect();
     let servers: Vec<Prosody> = if s2s {
         vec![
             Prosody::start_on(&["alpha.test"], alpha_ip, Some(&hosts), &[spec("alpha.test")]),
-            Prosody::start_on(&["beta.test"], beta_ip, Some(&hosts), &[spec("beta.test")]),
+            Prosody::start_on(&["beta.test"], beta_ip, Some(&hosts), &beta_components),
         ]
     } else {
-        vec![Prosody::start(&["alpha.test", "beta.test"], &[spec("alpha.test"), spec("beta.test")])]
+        let all: Vec<ComponentSpec> = std::iter::once(spec("alpha.test")).chain(beta_components).collect();
+        vec![Prosody::start(&["alpha.test", "beta.test"], &all)]
     };
     let mut nodes = Vec::new();
     for (index, domain) in ["alpha.test", "beta.test"].iter().enumerate() {
@@ -582,36 +601,144 @@ async fn e2e(binary: &str, incidents: u64, s2s: bool, interval_ms: u64) -> anyho
     wait_until("buddy at alpha", &format!("{}/v1/peers", alpha.url), TOKEN, |p| p["peers"][0]["state"] == "buddy")
         .await?;
 
+    // Bring the attack up, then measure while it runs.
+    let component_address = servers[servers.len() - 1].component_address;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attack_task = match attack {
+        "storm" => Some(tokio::spawn(storm(component_address))),
+        "flood" => {
+            let flood = flood_buddy(component_address, &beta.url, TOKEN).await?;
+            Some(tokio::spawn(flood_reports(flood, Arc::clone(&stop))))
+        }
+        _ => None,
+    };
+
+    // Alternate directions: alpha -> beta is beta's intake, beta -> alpha is beta's outbox.
     let client = reqwest::Client::new();
-    let mut latencies = Vec::with_capacity(incidents as usize);
+    let mut latencies: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+    let started = Instant::now();
     for n in 0..incidents {
+        let (from, to) = if n % 2 == 0 { (alpha, beta) } else { (beta, alpha) };
         let ip = Ipv4Addr::from(0xc633_6400u32 + n as u32);
         let sent = Instant::now();
         json_call(
             reqwest::Method::POST,
-            &format!("{}/v1/incidents", alpha.url),
+            &format!("{}/v1/incidents", from.url),
             TOKEN,
             Some(serde_json::json!({ "offenders": [ip.to_string()], "category": "spam", "share": true })),
         )
         .await?;
         loop {
-            let text = client.get(format!("{}/v1/lookup/ip/{ip}", beta.url)).send().await?.text().await?;
+            let text = client.get(format!("{}/v1/lookup/ip/{ip}", to.url)).send().await?.text().await?;
             if text.contains("\"listed\":true") {
                 break;
             }
-            anyhow::ensure!(sent.elapsed() < Duration::from_secs(30), "incident {n} never arrived");
+            anyhow::ensure!(sent.elapsed() < Duration::from_secs(60), "incident {n} never arrived");
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        latencies.push(sent.elapsed());
+        latencies[(n % 2) as usize].push(sent.elapsed());
         tokio::time::sleep(Duration::from_millis(interval_ms)).await;
     }
-    let total: Duration = latencies.iter().sum();
-    report_latencies(
-        &format!("end-to-end POST at A -> listed at B ({})", if s2s { "two servers, s2s" } else { "one server" }),
-        latencies,
-        total,
-    );
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    if let Some(task) = attack_task {
+        let summary = task.await??;
+        println!("attack {attack}: {summary}");
+    }
+    let metrics = client.get(format!("{}/metrics", beta.url)).send().await?.text().await?;
+    for line in metrics.lines().filter(|l| l.starts_with("ostracon_xmpp_") && !l.starts_with('#')) {
+        println!("beta {line}");
+    }
+    let setup = if s2s { "two servers, s2s" } else { "one server" };
+    let [to_beta, to_alpha] = latencies;
+    let total: Duration = to_beta.iter().sum();
+    report_latencies(&format!("POST at alpha -> listed at beta ({setup}, attack {attack})"), to_beta, total);
+    let total: Duration = to_alpha.iter().sum();
+    report_latencies(&format!("POST at beta -> listed at alpha ({setup}, attack {attack})"), to_alpha, total);
+    println!("measured over {:.1} s", elapsed.as_secs_f64());
     Ok(())
+}
+
+/// 1,000 components on 1,000 domains each ask beta to be buddies, stay connected and never
+/// answer; returns what beta made of it when the measurement ends.
+async fn storm(address: SocketAddr) -> anyhow::Result<String> {
+    use ostracon_tests::raw_component::{COMPONENT_NS, RawComponent};
+    let started = Instant::now();
+    let mut held = Vec::with_capacity(STORM_DOMAINS);
+    for n in 0..STORM_DOMAINS {
+        let domain = format!("storm{n}.test");
+        let mut stranger =
+            RawComponent::connect(address, &format!("incidents.{domain}"), &format!("{domain}-component-secret"))
+                .await?;
+        let subscribe = format!(
+            "<presence xmlns='{COMPONENT_NS}' type='subscribe' from='incidents.{domain}' to='incidents.beta.test'/>"
+        );
+        stranger.send_raw(subscribe.as_bytes()).await?;
+        held.push(stranger);
+    }
+    Ok(format!(
+        "{STORM_DOMAINS} buddy requests sent in {:.1} s; the strangers stay silent",
+        started.elapsed().as_secs_f64()
+    ))
+}
+
+/// A raw component that becomes beta's `accept` buddy through the real handshake.
+async fn flood_buddy(
+    address: SocketAddr,
+    beta: &str,
+    token: &str,
+) -> anyhow::Result<(ostracon_tests::raw_component::RawComponent, NodeKey)> {
+    use ostracon_tests::raw_component::RawComponent;
+    let key = NodeKey::from_seed(&[0x66; 32]);
+    let mut flood = RawComponent::connect(address, "incidents.flood.test", "flood.test-component-secret").await?;
+    let published = ostracon_protocol::keys::PublishedKey::new(key.public(), Timestamp::from_datetime(chrono_now()));
+    let keys = ostracon_protocol::xml::to_string(&ostracon_protocol::xml::keys::keys_to_element(&[published]));
+    let body = serde_json::json!({ "jid": "incidents.flood.test", "trust": "accept" });
+    json_call(reqwest::Method::POST, &format!("{beta}/v1/peers"), token, Some(body)).await?;
+    flood.accept_buddy_request("incidents.beta.test", &keys).await?;
+    wait_until("flood as a buddy", &format!("{beta}/v1/peers"), token, |p| {
+        p["peers"]
+            .as_array()
+            .is_some_and(|peers| peers.iter().any(|x| x["jid"] == "incidents.flood.test" && x["state"] == "buddy"))
+    })
+    .await?;
+    Ok((flood, key))
+}
+
+/// Signed reports at 2,000 a second (100 times the per-peer rate of 20), each from a new
+/// resource, until `stop`; returns how many were sent.
+async fn flood_reports(
+    (mut flood, key): (ostracon_tests::raw_component::RawComponent, NodeKey),
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<String> {
+    use ostracon_protocol::incident::Status;
+    use ostracon_tests::raw_component::{COMPONENT_NS, signed_report};
+    let signer = "incidents.flood.test";
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    let mut sent = 0u64;
+    let started = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        tick.tick().await;
+        for _ in 0..2 {
+            sent += 1;
+            let now = Timestamp::from_datetime(chrono_now());
+            let offender = format!("10.{}.{}.{}", (sent >> 16) & 255, (sent >> 8) & 255, sent & 255);
+            let report = signed_report(&key, signer, now, u128::from(sent), u128::from(sent), Status::New, &offender);
+            let text = format!(
+                "<iq xmlns='{COMPONENT_NS}' type='set' from='{signer}/r{sent}' to='incidents.beta.test' id='f{sent}'>{}</iq>",
+                ostracon_protocol::xml::to_string(&report)
+            );
+            flood.send_raw(text.as_bytes()).await?;
+        }
+        if sent % 1_000 == 0 {
+            flood.drain();
+        }
+    }
+    Ok(format!("{sent} signed reports sent in {:.1} s", started.elapsed().as_secs_f64()))
+}
+
+fn chrono_now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
 }
 
 /// Seeds the facts table directly (what `incidents` accepted incidents about `domains` domains
