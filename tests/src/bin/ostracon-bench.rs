@@ -730,7 +730,7 @@ async fn flood_reports(
             );
             flood.send_raw(text.as_bytes()).await?;
         }
-        if sent % 1_000 == 0 {
+        if sent.is_multiple_of(1_000) {
             flood.drain();
         }
     }
