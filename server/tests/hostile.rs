@@ -50,6 +50,27 @@ async fn raw(federation: &Federation, name: &str) -> RawComponent {
     RawComponent::connect(federation.prosody.component_address, &spec.domain, &spec.secret).await.unwrap()
 }
 
+/// A raw component `name` that beta's operator asks to be an `accept` buddy, and that plays
+/// the handshake with a key from `seed`.
+async fn raw_buddy(federation: &Federation, name: &str, seed: u8) -> (RawComponent, NodeKey) {
+    let mut buddy = raw(federation, name).await;
+    let key = NodeKey::from_seed(&[seed; 32]);
+    let now = ostracon_protocol::time::Timestamp::from_datetime(chrono::Utc::now());
+    let keys = ostracon_protocol::xml::to_string(&ostracon_protocol::xml::keys::keys_to_element(&[PublishedKey::new(
+        key.public(),
+        now,
+    )]));
+    let body = json!({ "jid": buddy.jid(), "trust": "accept" });
+    assert_eq!(federation.beta.call(reqwest::Method::POST, "/v1/peers", Some(body)).await.0, 202);
+    buddy.accept_buddy_request(BETA, &keys).await.unwrap();
+    let jid = buddy.jid().to_owned();
+    federation
+        .beta
+        .wait_for("the raw buddy", "/v1/peers", |p| peer(p, &jid).is_some_and(|x| x["state"] == "buddy"))
+        .await;
+    (buddy, key)
+}
+
 impl Federation {
     /// Honest traffic still flows both ways: an incident at alpha is listed at beta, and one
     /// at beta at alpha.
@@ -272,20 +293,8 @@ async fn a_buddy_at_a_hundred_times_the_rate_is_limited_from_any_resource_and_ho
         return;
     }
     let federation = federation("hostile-flood", &["gamma".to_owned()]).await;
-    let mut gamma = raw(&federation, "gamma").await;
-    let key = NodeKey::from_seed(&[77; 32]);
+    let (mut gamma, key) = raw_buddy(&federation, "gamma", 77).await;
     let now = ostracon_protocol::time::Timestamp::from_datetime(chrono::Utc::now());
-    let keys = ostracon_protocol::xml::to_string(&ostracon_protocol::xml::keys::keys_to_element(&[PublishedKey::new(
-        key.public(),
-        now,
-    )]));
-    let body = json!({ "jid": gamma.jid(), "trust": "accept" });
-    assert_eq!(federation.beta.call(reqwest::Method::POST, "/v1/peers", Some(body)).await.0, 202);
-    gamma.accept_buddy_request(BETA, &keys).await.unwrap();
-    federation
-        .beta
-        .wait_for("gamma as a buddy", "/v1/peers", |p| peer(p, gamma.jid()).is_some_and(|x| x["state"] == "buddy"))
-        .await;
 
     // 2,000 signed reports as fast as the socket takes them, each from a new resource.
     let limited_before = federation.metric("ostracon_xmpp_rate_limited_total").await;
@@ -334,20 +343,7 @@ async fn metronome_style_reports_are_kept_for_the_operator_and_ambiguous_ones_ar
         return;
     }
     let federation = federation("hostile-metronome", &["gamma".to_owned()]).await;
-    let mut gamma = raw(&federation, "gamma").await;
-    let key = NodeKey::from_seed(&[78; 32]);
-    let now = ostracon_protocol::time::Timestamp::from_datetime(chrono::Utc::now());
-    let keys = ostracon_protocol::xml::to_string(&ostracon_protocol::xml::keys::keys_to_element(&[PublishedKey::new(
-        key.public(),
-        now,
-    )]));
-    let body = json!({ "jid": gamma.jid(), "trust": "accept" });
-    assert_eq!(federation.beta.call(reqwest::Method::POST, "/v1/peers", Some(body)).await.0, 202);
-    gamma.accept_buddy_request(BETA, &keys).await.unwrap();
-    federation
-        .beta
-        .wait_for("gamma as a buddy", "/v1/peers", |p| peer(p, gamma.jid()).is_some_and(|x| x["state"] == "buddy"))
-        .await;
+    let (mut gamma, _key) = raw_buddy(&federation, "gamma", 78).await;
 
     // Metronome's own bytes (spec/vectors/xep0268), issued under gamma's name.
     let vector = std::fs::read_to_string(
