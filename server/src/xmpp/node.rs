@@ -216,6 +216,14 @@ impl XmppNode {
             self.status.add(Counter::StanzasDropped, 1);
             return;
         };
+        // Answers go to their waiters first: a lookup by (sender, id) costs no more than a
+        // rate check, and limiting answers to our own requests would throttle our deliveries.
+        if element.name() == "iq" && matches!(element.attr("type"), Some("result" | "error")) {
+            if !self.requests.answer(element) {
+                self.status.add(Counter::UnmatchedAnswers, 1);
+            }
+            return;
+        }
         if !self.limits.admit(&sender, Traffic::Any, Instant::now()) {
             self.status.add(Counter::RateLimited, 1);
             if element.name() == "iq" && matches!(element.attr("type"), Some("get" | "set")) {
@@ -256,12 +264,6 @@ impl XmppNode {
 
     async fn handle_iq(&self, iq: Element, sender: &BareJid) {
         let iq_type = attr(&iq, "type").unwrap_or_default();
-        if iq_type == "result" || iq_type == "error" {
-            if !self.requests.answer(iq) {
-                self.status.add(Counter::UnmatchedAnswers, 1);
-            }
-            return;
-        }
         if attr(&iq, "id").is_none() {
             // RFC 6120 §8.1.3: an IQ without an id cannot be answered.
             self.status.add(Counter::StanzasDropped, 1);
