@@ -406,6 +406,15 @@ impl Config {
         if self.http.rate_per_second > 0 && self.http.rate_burst == 0 {
             error("[http] rate_burst must be at least 1 when rate limiting is on".to_owned());
         }
+        // Trusting everyone's X-Forwarded-For lets any client pick its own rate bucket.
+        if let Some(wide) = self.http.trusted_proxies.iter().find(|net| net.prefix_len() < 8) {
+            error(format!(
+                "[http] trusted_proxies: {wide} would let any client forge X-Forwarded-For; list your proxies' addresses"
+            ));
+        }
+        if self.http.max_connections == 0 {
+            error("[http] max_connections must be at least 1".to_owned());
+        }
         let file_mode = file.and_then(|path| std::fs::metadata(path).ok()).map(|m| m.permissions().mode() & 0o777);
         let file_is_private = file_mode.is_none_or(|mode| mode & 0o077 == 0);
         if let Some(url) = &self.database.url {
@@ -522,6 +531,17 @@ fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trusting_every_address_as_a_proxy_is_refused() {
+        let mut config = Config::default();
+        config.http.trusted_proxies = vec!["0.0.0.0/0".parse().unwrap()];
+        assert!(
+            config.check(None).iter().any(|f| f.severity == Severity::Error && f.message.contains("trusted_proxies"))
+        );
+        config.http.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap(), "::1/128".parse().unwrap()];
+        assert!(!config.check(None).iter().any(|f| f.message.contains("trusted_proxies")));
+    }
 
     #[test]
     fn defaults_are_the_embedded_setup_and_pass() {
