@@ -354,15 +354,18 @@ pub fn from_iodef(root: &Element) -> Result<Incident> {
 
     // The XEP puts the reporter's JID in `urn:xmpp:jid:0`; Metronome leaves it in the IODEF
     // namespace, and sometimes empty.
-    let reporter = children_named(root, "Contact", IODEF_NS)
+    let jids = children_named(root, "Contact", IODEF_NS)
         .flat_map(|contact| children_named(contact, "AdditionalData", IODEF_NS))
-        .flat_map(|data| data.children().filter(|c| c.name() == "jid" && (c.ns() == JID_NS || c.ns() == IODEF_NS)))
-        .map(|jid| bounded_text(jid, "jid", 3 * 1024))
-        .find(|text| !text.as_ref().is_ok_and(|text| text.trim().is_empty()))
-        .transpose()?
-        .map(|text| BareJid::parse(text.trim()))
-        .transpose()?
-        .unwrap_or_else(|| BareJid::from_domain(id.issuer().clone()));
+        .flat_map(|data| data.children().filter(|c| c.name() == "jid" && (c.ns() == JID_NS || c.ns() == IODEF_NS)));
+    let mut reporter = None;
+    for jid in jids {
+        let text = bounded_text(jid, "jid", 3 * 1024)?;
+        if !text.trim().is_empty() {
+            reporter = Some(BareJid::parse(text.trim())?);
+            break;
+        }
+    }
+    let reporter = reporter.unwrap_or_else(|| BareJid::from_domain(id.issuer().clone()));
 
     let mut collector = OffenderCollector { offenders: Vec::new(), seen: BTreeSet::new() };
     let mut evidence = Vec::new();

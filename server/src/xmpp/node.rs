@@ -300,12 +300,7 @@ impl XmppNode {
                 Ok(None) => Err(StanzaError::not_buddy()),
                 Err(error) => Err(error),
             },
-            _ => Err(StanzaError {
-                error_type: "cancel",
-                condition: "service-unavailable",
-                app_condition: None,
-                text: String::new(),
-            }),
+            _ => Err(service_unavailable()),
         };
         let (from, id) = (attr(&iq, "from").unwrap_or_default(), attr(&iq, "id").unwrap_or_default());
         let reply = match answer {
