@@ -13,7 +13,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -603,9 +603,9 @@ async fn e2e(binary: &str, incidents: u64, s2s: bool, interval_ms: u64, attack: 
 
     // Bring the attack up, then measure while it runs.
     let component_address = servers[servers.len() - 1].component_address;
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
     let attack_task = match attack {
-        "storm" => Some(tokio::spawn(storm(component_address))),
+        "storm" => Some(tokio::spawn(storm(component_address, Arc::clone(&stop)))),
         "flood" => {
             let flood = flood_buddy(component_address, &beta.url, TOKEN).await?;
             Some(tokio::spawn(flood_reports(flood, Arc::clone(&stop))))
@@ -659,9 +659,9 @@ async fn e2e(binary: &str, incidents: u64, s2s: bool, interval_ms: u64, attack: 
     Ok(())
 }
 
-/// 1,000 components on 1,000 domains each ask beta to be buddies, stay connected and never
-/// answer; returns what beta made of it when the measurement ends.
-async fn storm(address: SocketAddr) -> anyhow::Result<String> {
+/// 1,000 components on 1,000 domains each ask beta to be buddies, then stay connected and
+/// silent until `stop` (beta's key fetches to them wait for their timeout).
+async fn storm(address: SocketAddr, stop: Arc<AtomicBool>) -> anyhow::Result<String> {
     use ostracon_tests::raw_component::{COMPONENT_NS, RawComponent};
     let started = Instant::now();
     let mut held = Vec::with_capacity(STORM_DOMAINS);
@@ -676,10 +676,12 @@ async fn storm(address: SocketAddr) -> anyhow::Result<String> {
         stranger.send_raw(subscribe.as_bytes()).await?;
         held.push(stranger);
     }
-    Ok(format!(
-        "{STORM_DOMAINS} buddy requests sent in {:.1} s; the strangers stay silent",
-        started.elapsed().as_secs_f64()
-    ))
+    let sent = started.elapsed();
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(held);
+    Ok(format!("{STORM_DOMAINS} buddy requests sent in {:.1} s; the strangers stayed silent", sent.as_secs_f64()))
 }
 
 /// A raw component that becomes beta's `accept` buddy through the real handshake.
@@ -709,7 +711,7 @@ async fn flood_buddy(
 /// resource, until `stop`; returns how many were sent.
 async fn flood_reports(
     (mut flood, key): (ostracon_tests::raw_component::RawComponent, NodeKey),
-    stop: Arc<std::sync::atomic::AtomicBool>,
+    stop: Arc<AtomicBool>,
 ) -> anyhow::Result<String> {
     use ostracon_protocol::incident::Status;
     use ostracon_tests::raw_component::{COMPONENT_NS, signed_report};
