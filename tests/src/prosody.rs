@@ -70,7 +70,7 @@ impl Prosody {
 pidfile = "{dir}/prosody.pid"
 data_path = "{dir}/data"
 certificates = "{dir}/certs"
-log = {{ {{ levels = {{ min = "debug" }}, to = "file", filename = "{dir}/prosody.log" }} }}
+log = {{ {{ levels = {{ min = "{level}" }}, to = "file", filename = "{dir}/prosody.log" }} }}
 interfaces = {{ "{ip}" }}
 c2s_ports = {{ {c2s} }}
 s2s_ports = {{ {s2s} }}
@@ -86,8 +86,16 @@ modules_enabled = {{ "roster"; "saslauth"; "disco"; "ping"; "dialback"; "posix" 
 modules_disabled = {{ "tls" }}
 "#,
             root = if is_root() { "true" } else { "false" },
+            // Tests log every stanza (failures print the log); benchmarks log as an operator
+            // would, since Prosody's debug log of every stanza costs it more than routing them.
+            level = std::env::var("OSTRACON_PROSODY_LOG").unwrap_or_else(|_| "debug".to_owned()),
             dir = base.display(),
         );
+        // Extra settings, for benchmarks that tune the server as an operator would.
+        if let Ok(extra) = std::env::var("OSTRACON_PROSODY_EXTRA") {
+            config.push_str(&extra);
+            config.push('\n');
+        }
         if let Some(file) = hosts_file {
             config.push_str(&format!(
                 "unbound = {{ hoststxt = \"{}\", resolvconf = false, forward = \"127.0.0.1\" }}\n",

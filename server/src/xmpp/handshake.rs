@@ -12,7 +12,7 @@ use minidom::Element;
 use ostracon_protocol::xml::buddies::BuddyPresence;
 use ostracon_protocol::xml::keys::{keys_from_element, keys_query};
 use ostracon_store::ledger::peers::Subscribe;
-use ostracon_store::model::OutboxItem;
+use ostracon_store::model::{OutboxItem, PeerState};
 
 use super::connection::Counter;
 use super::limits::Traffic;
@@ -34,6 +34,23 @@ impl XmppNode {
                     self.status.add(Counter::RateLimited, 1);
                     tracing::info!(peer = %from, "buddy request over its domain's rate; ignored");
                     return;
+                }
+                // Answered from the cached peer table when it can be: a storm of requests over
+                // the caps then costs no transaction (the ledger checks again under its lock).
+                if let Ok(peers) = self.peers().await {
+                    let (total, here) = peers.pending(&from);
+                    let limits = &self.settings.strangers;
+                    let known = peers.state(&from).is_some();
+                    if !known
+                        && (total >= limits.max_pending as usize || here >= limits.max_pending_per_domain as usize)
+                    {
+                        self.status.add(Counter::StanzasDropped, 1);
+                        tracing::warn!(peer = %from, "buddy request over the cap on waiting requests; ignored");
+                        return;
+                    }
+                    if matches!(peers.state(&from), Some(PeerState::Pending | PeerState::Revoked)) {
+                        return;
+                    }
                 }
                 self.ledger.peer_subscribed(&from, &self.settings.strangers, now).await.map(|outcome| match outcome {
                     Subscribe::Recorded if self.settings.strangers.auto_approve => {

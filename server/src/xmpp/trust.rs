@@ -85,6 +85,22 @@ impl Peers {
         self.by_jid.get(jid).filter(|p| p.state == PeerState::Buddy)
     }
 
+    /// Where the relation with `jid` stands, if we know it.
+    pub(super) fn state(&self, jid: &BareJid) -> Option<PeerState> {
+        self.by_jid.get(jid).map(|p| p.state)
+    }
+
+    /// Requests waiting for our operator: in total, and from `jid`'s server domain.
+    pub(super) fn pending(&self, jid: &BareJid) -> (usize, usize) {
+        let server = ostracon_store::reputation::server_domain(jid.domain().as_str());
+        let server = ostracon_protocol::ids::Domain::parse(server).ok();
+        let pending = self.by_jid.values().filter(|p| p.state == PeerState::Pending);
+        pending.fold((0, 0), |(total, here), p| {
+            let same = server.as_ref().is_some_and(|server| p.jid.domain().is_within(server));
+            (total + 1, here + usize::from(same))
+        })
+    }
+
     /// The buddies' pinned keys.
     pub(super) fn keys(&self) -> &BuddyKeys {
         &self.keys
