@@ -232,6 +232,7 @@ pub async fn serve(
             Arc::clone(&online),
             in_tx,
             out_rx,
+            node.sender_limits(),
             stop_rx.clone(),
         )));
         tasks.push(tokio::spawn(Arc::clone(&node).run_link_resets(online, stop_rx.clone())));

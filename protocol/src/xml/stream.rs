@@ -56,6 +56,9 @@ pub enum Bound {
     Elements,
     /// Not namespace-well-formed (an undeclared prefix).
     Namespace,
+    /// Refused at its head by the caller's gate (its sender is over its rate), so it was
+    /// never built.
+    Rate,
 }
 
 impl Bound {
@@ -66,6 +69,7 @@ impl Bound {
             Self::Depth => "depth",
             Self::Elements => "elements",
             Self::Namespace => "namespace",
+            Self::Rate => "rate",
         }
     }
 }
@@ -133,9 +137,13 @@ enum State {
     Closed,
 }
 
+/// Decides at a stanza's head (its attributes read, no child yet) whether it is built at all.
+pub type Gate = Box<dyn Fn(&Head) -> bool + Send + Sync>;
+
 /// Turns the events of one component stream into stream items.
 pub struct StreamAssembler {
     limits: StanzaLimits,
+    gate: Option<Gate>,
     /// Namespace declarations of the stream header, which every stanza inherits.
     prefixes: BTreeMap<Option<String>, String>,
     state: State,
@@ -144,7 +152,14 @@ pub struct StreamAssembler {
 impl StreamAssembler {
     /// An assembler expecting a stream header first.
     pub fn new(limits: StanzaLimits) -> Self {
-        Self { limits, prefixes: BTreeMap::new(), state: State::Header { opened: false, id: None } }
+        Self { limits, gate: None, prefixes: BTreeMap::new(), state: State::Header { opened: false, id: None } }
+    }
+
+    /// An assembler that asks `gate` about each stanza at its head: a stanza it refuses is read
+    /// to its end without being built and comes out refused for [`Bound::Rate`], so a flood
+    /// costs the parse of its bytes and no tree.
+    pub fn with_gate(limits: StanzaLimits, gate: Gate) -> Self {
+        Self { gate: Some(gate), ..Self::new(limits) }
     }
 
     /// Takes the next parser event; returns an item when one is complete.
@@ -205,7 +220,12 @@ impl StreamAssembler {
                 _ => Ok(None),
             },
             State::Stanza(stanza) => {
-                if !stanza.take(event, &self.limits) {
+                let head_closes = stanza.depth == 1 && matches!(event, RawEvent::ElementHeadClose(_));
+                let closed = stanza.take(event, &self.limits);
+                if head_closes && stanza.broke.is_none() && self.gate.as_ref().is_some_and(|gate| !gate(&stanza.head)) {
+                    stanza.break_bound(Bound::Rate);
+                }
+                if !closed {
                     return Ok(None);
                 }
                 let State::Stanza(done) = std::mem::replace(&mut self.state, State::Open) else {
@@ -371,6 +391,23 @@ mod tests {
             items(&format!("{HEADER}<iq type='get' id='{long_id}'><p:x/></iq><iq type='get' id='ok'/>")).unwrap();
         assert_eq!((refused(&items[1]).bound, refused(&items[1]).head.id.clone()), (Bound::Namespace, None));
         assert!(matches!(items[2], StreamItem::Stanza(_)));
+    }
+
+    #[test]
+    fn a_stanza_the_gate_refuses_is_never_built() {
+        let gate: Gate = Box::new(|head: &Head| head.from.as_deref() != Some("flood.test"));
+        let mut assembler = StreamAssembler::with_gate(StanzaLimits::default(), gate);
+        let mut parser = RawParser::default();
+        let text =
+            format!("{HEADER}<iq type='set' id='f' from='flood.test'><a/></iq><iq type='get' id='ok' from='x.test'/>");
+        let mut input = text.as_bytes();
+        let mut items = Vec::new();
+        while let Ok(Some(event)) = parser.parse(&mut input, false) {
+            items.extend(assembler.push(event).unwrap());
+        }
+        assert_eq!(refused(&items[1]).bound, Bound::Rate);
+        assert_eq!(refused(&items[1]).head.id.as_deref(), Some("f"));
+        assert!(matches!(&items[2], StreamItem::Stanza(ok) if ok.attr("id") == Some("ok")));
     }
 
     #[test]

@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, watch};
 use super::stanza::{STANZA_NS, stanza};
 use ostracon_protocol::xml::stream::{STREAM_NS, StanzaLimits};
 
+use super::limits::{SenderLimits, gate};
 use super::stream::{Inbound, StanzaReader};
 use crate::error::ServerError;
 
@@ -182,13 +183,14 @@ pub async fn run(
     online: Arc<tokio::sync::Notify>,
     incoming: mpsc::Sender<Inbound>,
     mut outgoing: mpsc::Receiver<Element>,
+    limits: Arc<SenderLimits>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut failures: u32 = 0;
     loop {
         status.set(LinkState::Connecting);
         let connected = tokio::select! {
-            result = tokio::time::timeout(CONNECT_TIMEOUT, connect(&config)) => result,
+            result = tokio::time::timeout(CONNECT_TIMEOUT, connect(&config, Arc::clone(&limits))) => result,
             _ = stop.changed() => return,
         };
         match connected {
@@ -224,8 +226,12 @@ pub fn backoff(failures: u32, jitter: f64) -> Duration {
     base.mul_f64(0.5 + jitter.clamp(0.0, 1.0))
 }
 
-/// Opens the stream and runs the XEP-0114 handshake.
-async fn connect(config: &LinkConfig) -> Result<(StanzaReader<OwnedReadHalf>, OwnedWriteHalf), ServerError> {
+/// Opens the stream and runs the XEP-0114 handshake; stanzas over their sender's rate are
+/// refused at their head.
+async fn connect(
+    config: &LinkConfig,
+    limits: Arc<SenderLimits>,
+) -> Result<(StanzaReader<OwnedReadHalf>, OwnedWriteHalf), ServerError> {
     let socket = TcpStream::connect(config.server).await.map_err(ServerError::Stream)?;
     socket.set_nodelay(true).map_err(ServerError::Stream)?;
     let (read, mut write) = socket.into_split();
@@ -234,7 +240,7 @@ async fn connect(config: &LinkConfig) -> Result<(StanzaReader<OwnedReadHalf>, Ow
         xml_escape(&config.component)
     );
     write.write_all(opening.as_bytes()).await.map_err(ServerError::Stream)?;
-    let mut reader = StanzaReader::new(read, StanzaLimits::default());
+    let mut reader = StanzaReader::with_gate(read, StanzaLimits::default(), gate(limits));
     let id = reader.read_header().await?;
     let handshake = format!("<handshake>{}</handshake>", handshake_digest(&id, &config.secret));
     write.write_all(handshake.as_bytes()).await.map_err(ServerError::Stream)?;

@@ -3,9 +3,11 @@
 //! on one server are not either). Checks are O(1) and the tables are bounded
 //! (`ostracon_store::ratelimit`).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use ostracon_protocol::ids::BareJid;
+use ostracon_protocol::xml::stream::{Gate, Head};
 use ostracon_store::ratelimit::{Limiter, Rate};
 use ostracon_store::reputation::independence_key;
 
@@ -87,9 +89,39 @@ impl SenderLimits {
     }
 }
 
+/// The stream's gate: a stanza whose sender is over its rate for any stanza is refused at its
+/// head, before its tree is built. Answers to our requests pass (they go to their waiters, and
+/// limiting them would throttle our own deliveries), and so does what has no usable `from`
+/// (the node drops and counts it).
+pub fn gate(limits: Arc<SenderLimits>) -> Gate {
+    Box::new(move |head: &Head| {
+        if head.name == "iq" && matches!(head.stanza_type.as_deref(), Some("result" | "error")) {
+            return true;
+        }
+        let Some(sender) = head.from.as_deref().and_then(|from| BareJid::parse(from).ok()) else { return true };
+        limits.admit(&sender, Traffic::Any, Instant::now())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_gate_refuses_a_sender_over_its_rate_but_never_answers_to_our_requests() {
+        let limits =
+            Arc::new(SenderLimits::new(SenderRates { any_per_jid: Rate::new(1.0, 2.0), ..SenderRates::default() }));
+        let gate = gate(limits);
+        let head = |stanza_type: &str| Head {
+            name: "iq".into(),
+            from: Some("incidents.flood.example/r1".into()),
+            stanza_type: Some(stanza_type.into()),
+            ..Head::default()
+        };
+        assert!(gate(&head("set")) && gate(&head("set")));
+        assert!(!gate(&head("get")), "the burst of 2 is spent");
+        assert!(gate(&head("result")) && gate(&head("error")), "answers pass");
+    }
 
     #[test]
     fn resources_and_subdomains_share_their_allowance() {

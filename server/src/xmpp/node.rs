@@ -86,7 +86,7 @@ pub struct XmppNode {
     out: mpsc::Sender<Element>,
     pub(super) requests: Requests,
     pub(super) replay: Mutex<ReplayCache>,
-    pub(super) limits: SenderLimits,
+    pub(super) limits: Arc<SenderLimits>,
     /// The peer table as last read, with the ledger's peer version it reflects.
     pub(super) peers: Mutex<Option<(u64, Arc<Peers>)>>,
     pub(super) status: Arc<LinkStatus>,
@@ -117,6 +117,7 @@ fn over_bound(bound: Bound) -> StanzaError {
         Bound::Depth => ostracon_protocol::Error::TooDeep { max: MAX_XML_DEPTH },
         Bound::Elements => ostracon_protocol::Error::TooMany { what: "XML elements", max: MAX_XML_ELEMENTS },
         Bound::Namespace => return bad_request("an element or attribute prefix is not declared"),
+        Bound::Rate => return StanzaError::rate_limited(),
     };
     StanzaError::from_error(&error)
 }
@@ -139,7 +140,7 @@ impl XmppNode {
             env,
             key,
             published,
-            limits: SenderLimits::new(settings.rates),
+            limits: Arc::new(SenderLimits::new(settings.rates)),
             settings,
             out,
             requests: Requests::default(),
@@ -216,18 +217,10 @@ impl XmppNode {
             self.status.add(Counter::StanzasDropped, 1);
             return;
         };
-        // Answers go to their waiters first: a lookup by (sender, id) costs no more than a
-        // rate check, and limiting answers to our own requests would throttle our deliveries.
+        // The rate for any stanza was applied at its head, in the stream (`limits::gate`).
         if element.name() == "iq" && matches!(element.attr("type"), Some("result" | "error")) {
             if !self.requests.answer(element) {
                 self.status.add(Counter::UnmatchedAnswers, 1);
-            }
-            return;
-        }
-        if !self.limits.admit(&sender, Traffic::Any, Instant::now()) {
-            self.status.add(Counter::RateLimited, 1);
-            if element.name() == "iq" && matches!(element.attr("type"), Some("get" | "set")) {
-                self.answer_error(&element, &StanzaError::rate_limited()).await;
             }
             return;
         }
@@ -248,16 +241,29 @@ impl XmppNode {
         self.send(iq_error(&self.jid(), &from, &id, error)).await;
     }
 
-    /// A stanza over a bound: IQ gets and sets are answered, everything else is counted.
+    /// The limits on senders, shared with the stream's gate.
+    pub fn sender_limits(&self) -> Arc<SenderLimits> {
+        Arc::clone(&self.limits)
+    }
+
+    /// A stanza over a bound or its sender's rate: IQ gets and sets are answered, everything
+    /// else is counted.
     async fn refuse(&self, refused: Refused) {
         let Refused { head, bound } = refused;
-        tracing::info!(from = ?head.from, stanza = %head.name, bound = bound.as_str(), "refused a stanza over a bound");
         let answerable = head.name == "iq" && matches!(head.stanza_type.as_deref(), Some("get" | "set"));
+        let (counter, error) = match bound {
+            Bound::Rate => (Counter::RateLimited, StanzaError::rate_limited()),
+            _ => {
+                tracing::debug!(from = ?head.from, stanza = %head.name, bound = bound.as_str(), "refused a stanza over a bound");
+                (Counter::StanzasRefused, over_bound(bound))
+            }
+        };
         match (answerable, head.from, head.id) {
             (true, Some(from), Some(id)) => {
-                self.status.add(Counter::StanzasRefused, 1);
-                self.send(iq_error(&self.jid(), &from, &id, &over_bound(bound))).await;
+                self.status.add(counter, 1);
+                self.send(iq_error(&self.jid(), &from, &id, &error)).await;
             }
+            (false, ..) if bound == Bound::Rate => self.status.add(Counter::RateLimited, 1),
             _ => self.status.add(Counter::StanzasDropped, 1),
         }
     }

@@ -184,6 +184,11 @@ async fn stanzas_over_a_bound_get_policy_violation_or_are_counted() {
     assert!(h.out.try_recv().is_err(), "messages and answers over a bound are not answered");
     assert_eq!(h.node.status.value(Counter::StanzasRefused), 1);
     assert_eq!(h.node.status.value(Counter::StanzasDropped), 2);
+    // Over its sender's rate at its head (the stream's gate): resource-constraint.
+    h.node.handle(Inbound::Refused(Refused { head: head("iq", Some("set"), Some("fast")), bound: Bound::Rate })).await;
+    let answer = h.out.recv().await.unwrap();
+    assert_eq!(condition(&answer), (Some("resource-constraint".into()), Some("rate-limited".into())));
+    assert_eq!(h.node.status.value(Counter::RateLimited), 1);
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 //! serialising again.
 
 use minidom::Element;
-use ostracon_protocol::xml::stream::{Refused, StanzaLimits, StreamAssembler, StreamItem};
+use ostracon_protocol::xml::stream::{Gate, Refused, StanzaLimits, StreamAssembler, StreamItem};
 use rxml::{AsyncRawReader, Options};
 use tokio::io::{AsyncRead, BufReader};
 
@@ -38,12 +38,17 @@ pub struct StanzaReader<R> {
 impl<R: AsyncRead + Unpin> StanzaReader<R> {
     /// A reader over `io`; call [`Self::read_header`] first.
     pub fn new(io: R, limits: StanzaLimits) -> Self {
+        Self::with_assembler(io, StreamAssembler::new(limits))
+    }
+
+    /// A reader that asks `gate` about each stanza at its head (see `StreamAssembler::with_gate`).
+    pub fn with_gate(io: R, limits: StanzaLimits, gate: Gate) -> Self {
+        Self::with_assembler(io, StreamAssembler::with_gate(limits, gate))
+    }
+
+    fn with_assembler(io: R, assembler: StreamAssembler) -> Self {
         let options = Options { max_token_length: MAX_TOKEN_BYTES, ..Options::default() };
-        Self {
-            reader: AsyncRawReader::with_options(BufReader::new(io), options),
-            assembler: StreamAssembler::new(limits),
-            bytes_read: 0,
-        }
+        Self { reader: AsyncRawReader::with_options(BufReader::new(io), options), assembler, bytes_read: 0 }
     }
 
     /// Bytes read so far.
