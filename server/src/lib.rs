@@ -23,7 +23,7 @@ use ostracon_protocol::keys::PublishedKey;
 use ostracon_protocol::time::Timestamp;
 use ostracon_store::Store;
 use ostracon_store::clock::Environment;
-use ostracon_store::ledger::{Ledger, LedgerConfig};
+use ostracon_store::ledger::Ledger;
 use ostracon_store::model::{OutboxJob, Scope};
 use ostracon_store::traits::TokenStore as _;
 use ostracon_web::auth::{hash_token, token_from_bytes};
@@ -108,17 +108,7 @@ pub async fn rotate_key(config: &Config, env: &dyn Environment) -> Result<Rotati
         let signed = sign(&claim, &old.key, &signer, now, Nonce::from_bytes(&nonce))
             .map_err(|e| ServerError::Config(e.to_string()))?;
         let store = Store::open(&config.database_url()).await?;
-        let ledger = Ledger::open(
-            store.clone(),
-            new.key.clone(),
-            LedgerConfig {
-                origin: format!("{}/ostracon", config.node.domain),
-                key_name: config.node.domain.clone(),
-                policy: config.lists.policy(),
-                reputation: config.reputation.params(),
-            },
-        )
-        .await?;
+        let ledger = Ledger::open(store.clone(), new.key.clone(), config.ledger_config()?).await?;
         let job = OutboxJob::Rotation { old_kid: claim.old_kid.to_string(), links: signed.links().to_vec() };
         for peer in store.peers().await?.into_iter().filter(|p| p.state == ostracon_store::model::PeerState::Buddy) {
             ledger.enqueue(&peer.jid, &job, now).await?;
@@ -153,19 +143,7 @@ pub async fn serve(
     if let Some(path) = ensure_admin_token(&store, &config, admin_token.as_deref(), env.as_ref()).await? {
         tracing::info!(path = %path.display(), "created an admin token (the file holds it; it is not logged)");
     }
-    let ledger = Arc::new(
-        Ledger::open(
-            store.clone(),
-            key.key.clone(),
-            LedgerConfig {
-                origin: format!("{domain}/ostracon"),
-                key_name: domain.to_string(),
-                policy: config.lists.policy(),
-                reputation: config.reputation.params(),
-            },
-        )
-        .await?,
-    );
+    let ledger = Arc::new(Ledger::open(store.clone(), key.key.clone(), config.ledger_config()?).await?);
     let mut published = keyfile::load_retired(&config.node.data_dir)?;
     published.push(PublishedKey::new(key.key.public(), key.valid_from));
     let node = NodeInfo { domain: domain.clone(), component: component.clone(), keys: published.clone() };

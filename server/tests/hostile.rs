@@ -50,9 +50,9 @@ async fn raw(federation: &Federation, name: &str) -> RawComponent {
     RawComponent::connect(federation.prosody.component_address, &spec.domain, &spec.secret).await.unwrap()
 }
 
-/// A raw component `name` that beta's operator asks to be an `accept` buddy, and that plays
+/// A raw component `name` that beta's operator asks to be a buddy with `trust`, and that plays
 /// the handshake with a key from `seed`.
-async fn raw_buddy(federation: &Federation, name: &str, seed: u8) -> (RawComponent, NodeKey) {
+async fn raw_buddy(federation: &Federation, name: &str, seed: u8, trust: &str) -> (RawComponent, NodeKey) {
     let mut buddy = raw(federation, name).await;
     let key = NodeKey::from_seed(&[seed; 32]);
     let now = ostracon_protocol::time::Timestamp::from_datetime(chrono::Utc::now());
@@ -60,7 +60,7 @@ async fn raw_buddy(federation: &Federation, name: &str, seed: u8) -> (RawCompone
         key.public(),
         now,
     )]));
-    let body = json!({ "jid": buddy.jid(), "trust": "accept" });
+    let body = json!({ "jid": buddy.jid(), "trust": trust });
     assert_eq!(federation.beta.call(reqwest::Method::POST, "/v1/peers", Some(body)).await.0, 202);
     buddy.accept_buddy_request(BETA, &keys).await.unwrap();
     let jid = buddy.jid().to_owned();
@@ -293,7 +293,7 @@ async fn a_buddy_at_a_hundred_times_the_rate_is_limited_from_any_resource_and_ho
         return;
     }
     let federation = federation("hostile-flood", &["gamma".to_owned()]).await;
-    let (mut gamma, key) = raw_buddy(&federation, "gamma", 77).await;
+    let (mut gamma, key) = raw_buddy(&federation, "gamma", 77, "accept").await;
     let now = ostracon_protocol::time::Timestamp::from_datetime(chrono::Utc::now());
 
     // 2,000 signed reports as fast as the socket takes them, each from a new resource.
@@ -343,7 +343,7 @@ async fn metronome_style_reports_are_kept_for_the_operator_and_ambiguous_ones_ar
         return;
     }
     let federation = federation("hostile-metronome", &["gamma".to_owned()]).await;
-    let (mut gamma, _key) = raw_buddy(&federation, "gamma", 78).await;
+    let (mut gamma, _key) = raw_buddy(&federation, "gamma", 78, "accept").await;
 
     // Metronome's own bytes (spec/vectors/xep0268), issued under gamma's name.
     let vector = std::fs::read_to_string(
@@ -371,4 +371,36 @@ async fn metronome_style_reports_are_kept_for_the_operator_and_ambiguous_ones_ar
     let answer = gamma.iq(BETA, "set", ambiguous.trim()).await.unwrap();
     assert_eq!(conditions(&answer).0.as_deref(), Some("bad-request"), "{}", String::from(&answer));
     federation.honest_traffic_flows(5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_auto_apply_buddy_cannot_list_everything_or_what_is_ours() {
+    if !available() {
+        return;
+    }
+    let federation = federation("hostile-scope", &["gamma".to_owned()]).await;
+    let (mut gamma, key) = raw_buddy(&federation, "gamma", 79, "auto-apply").await;
+    let now = ostracon_protocol::time::Timestamp::from_datetime(chrono::Utc::now());
+    let signer = gamma.jid().to_owned();
+    let out_of_scope = ["0.0.0.0/0", "::/0", "10.0.0.0/8", "127.0.0.1", "beta.test", "alpha.test", "someone@beta.test"];
+    for (n, offender) in out_of_scope.iter().chain(&["198.18.7.7"]).enumerate() {
+        let number = n as u128 + 1;
+        let report = signed_report(&key, &signer, now, number, number, Status::New, offender);
+        let answer = gamma.iq(BETA, "set", &ostracon_protocol::xml::to_string(&report)).await.unwrap();
+        assert_eq!(answer.attr("type"), Some("result"), "{offender}: {}", String::from(&answer));
+    }
+    // The in-scope one lists at once (auto-apply); nothing else does.
+    federation.beta.wait_for("the in-scope report", "/v1/lookup/ip/198.18.7.7", |l| l["listed"] == true).await;
+    for path in [
+        "ip/203.0.113.9",
+        "ip/2001:4860::1",
+        "ip/10.1.2.3",
+        "domain/beta.test",
+        "domain/alpha.test",
+        "jid/someone@beta.test",
+    ] {
+        let lookup = federation.beta.get(&format!("/v1/lookup/{path}")).await;
+        assert_eq!(lookup["listed"], false, "{path}: {lookup}");
+    }
+    federation.honest_traffic_flows(6).await;
 }

@@ -67,9 +67,35 @@ pub(crate) fn subtree_bounds(domain: &str) -> [String; 3] {
 /// [`crate::reputation::score`]: the newest facts, its buddy relation, buddies' XEP-0275
 /// opinions weighted by our trust in each, and the operator's override.
 pub(crate) async fn load_subject(conn: &mut AnyConnection, domain: &str, params: &ReputationParams) -> Result<Subject> {
+    load_evidence(conn, domain, params, Evidence::All).await
+}
+
+/// Which facts a score is computed from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Evidence {
+    /// Everything we hold: our own view.
+    All,
+    /// What we would stand behind in public (our XEP-0275 answers): incidents behind a live
+    /// listing (our own, or ones that reached the quorum), and our own observations; no
+    /// single peer's unconfirmed accusation, and no buddy's opinion passed on as ours.
+    QuorumBacked,
+}
+
+async fn load_evidence(
+    conn: &mut AnyConnection,
+    domain: &str,
+    params: &ReputationParams,
+    evidence: Evidence,
+) -> Result<Subject> {
     let [rev, low, high] = subtree_bounds(domain);
+    let backed = match evidence {
+        Evidence::All => "",
+        Evidence::QuorumBacked => {
+            " AND (kind <> 'incident' OR EXISTS (SELECT 1 FROM entry_reasons r WHERE r.incident_id = reputation_facts.reference))"
+        }
+    };
     let sql = format!(
-        "SELECT kind, at, severity, weight_milli, reference FROM reputation_facts WHERE {SUBTREE} \
+        "SELECT kind, at, severity, weight_milli, reference FROM reputation_facts WHERE {SUBTREE}{backed} \
          ORDER BY at DESC, id DESC LIMIT $4"
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -103,13 +129,17 @@ pub(crate) async fn load_subject(conn: &mut AnyConnection, domain: &str, params:
         });
     }
     // Our buddies' opinions, each weighted by our trust in the buddy that gave it.
-    let rows = sqlx::query(
-        "SELECT s.num, p.trust FROM peer_scores s JOIN peers p ON p.jid = s.peer \
+    let rows = if evidence == Evidence::QuorumBacked {
+        Vec::new()
+    } else {
+        sqlx::query(
+            "SELECT s.num, p.trust FROM peer_scores s JOIN peers p ON p.jid = s.peer \
          WHERE s.subject = $1 AND p.state = 'buddy' ORDER BY s.peer",
-    )
-    .bind(domain)
-    .fetch_all(&mut *conn)
-    .await?;
+        )
+        .bind(domain)
+        .fetch_all(&mut *conn)
+        .await?
+    };
     for row in rows {
         let trust: String = row.try_get("trust")?;
         let weight_milli = match trust.parse::<crate::model::Trust>()? {
@@ -188,6 +218,12 @@ impl Store {
         load_subject(&mut conn, domain.as_str(), params).await
     }
 
+    /// What the node would stand behind about `domain` in public ([`Evidence::QuorumBacked`]).
+    pub async fn backed_reputation_subject(&self, domain: &Domain, params: &ReputationParams) -> Result<Subject> {
+        let mut conn = self.pool().acquire().await?;
+        load_evidence(&mut conn, domain.as_str(), params, Evidence::QuorumBacked).await
+    }
+
     /// Stored scores, sorted by score (ties by domain), `limit` from `offset`, and how many
     /// domains have one.
     pub async fn reputation_scores(&self, order: ScoreOrder, limit: i64, offset: i64) -> Result<(Vec<ScoreRow>, i64)> {
@@ -228,15 +264,32 @@ impl Store {
         row.map(|row| Ok((row.try_get("reporter_score")?, ts_from_row(row.try_get("computed_at")?)?))).transpose()
     }
 
-    /// Whether this node sent `peer` the request `request` (a response to it is an answer we
-    /// asked for).
-    pub async fn sent_request(&self, peer: &str, request: &ostracon_protocol::ids::IncidentId) -> Result<bool> {
-        let row =
-            sqlx::query("SELECT 1 AS one FROM outbox WHERE kind = 'request' AND peer = $1 AND reference = $2 LIMIT 1")
-                .bind(peer)
-                .bind(request.to_string())
-                .fetch_optional(self.pool())
-                .await?;
+    /// When this node queued the request `request` for `peer`, if it did (a response to it
+    /// is an answer we asked for, within the request's deadline).
+    pub async fn request_sent_at(
+        &self,
+        peer: &str,
+        request: &ostracon_protocol::ids::IncidentId,
+    ) -> Result<Option<Timestamp>> {
+        let row = sqlx::query(
+            "SELECT MIN(created_at) AS at FROM outbox WHERE kind = 'request' AND peer = $1 AND reference = $2",
+        )
+        .bind(peer)
+        .bind(request.to_string())
+        .fetch_one(self.pool())
+        .await?;
+        row.try_get::<Option<i64>, _>("at")?.map(ts_from_row).transpose()
+    }
+
+    /// Whether this node queued its report `incident` for `peer` (only those may be asked about).
+    pub async fn report_shared_with(&self, peer: &str, incident: &ostracon_protocol::ids::IncidentId) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT 1 AS one FROM outbox WHERE kind IN ('report', 'response') AND peer = $1 AND reference = $2 LIMIT 1",
+        )
+        .bind(peer)
+        .bind(incident.to_string())
+        .fetch_optional(self.pool())
+        .await?;
         Ok(row.is_some())
     }
 

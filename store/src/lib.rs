@@ -28,6 +28,7 @@ pub mod policy;
 mod queries;
 pub mod ratelimit;
 pub mod reputation;
+pub mod scope;
 pub mod snapshot;
 pub mod traits;
 

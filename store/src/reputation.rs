@@ -54,6 +54,12 @@ pub struct ReputationParams {
     pub request_deadline_secs: i64,
     /// Candidate contributions older than this no longer count toward a quorum (7 days).
     pub candidate_window_secs: i64,
+    /// One reporter adds at most one incident fact about a domain per this many seconds (1 day).
+    pub incident_fact_window_secs: i64,
+    /// Buddies' opinions move a reporter's standing by at most this many points either way,
+    /// and a reporter keeps its full weight down to minus this (5): what others say of a
+    /// reporter never silences it; only how its own reports fare here does.
+    pub opinion_reporter_cap: i64,
     /// Per-category factors on peers' contributions, in thousandths (absent: 1.0).
     pub category_weights_milli: BTreeMap<String, i64>,
     /// Per-peer base weights, in thousandths, by the peer's server domain; they replace the
@@ -83,6 +89,8 @@ impl Default for ReputationParams {
             domain_block_below: -50,
             request_deadline_secs: 2 * 86_400,
             candidate_window_secs: 7 * 86_400,
+            incident_fact_window_secs: 86_400,
+            opinion_reporter_cap: 5,
             category_weights_milli: BTreeMap::new(),
             peer_weights_milli: BTreeMap::new(),
         }
@@ -227,7 +235,19 @@ pub fn reporter_score(subject: &Subject, params: &ReputationParams, now: Timesta
     };
     let as_reporter =
         Subject { facts: subject.facts.iter().filter(about_reporting).cloned().collect(), ..subject.clone() };
-    score(&as_reporter, params, now)
+    let mut explained = score(&as_reporter, params, now);
+    // What buddies say of a reporter moves its standing by a bounded amount (their opinions
+    // are about its users, and a hostile buddy's cost it nothing to give).
+    let cap = params.opinion_reporter_cap.max(0);
+    if let Some(opinions) = explained.components.get_mut("opinions") {
+        let bounded = (*opinions).clamp(-cap, cap);
+        explained.raw -= *opinions - bounded;
+        *opinions = bounded;
+        if !explained.overridden {
+            explained.score = squash(explained.raw);
+        }
+    }
+    explained
 }
 
 /// How much a reporter's accepted reports count, in thousandths: nothing from peers we only
@@ -263,10 +283,12 @@ fn scaled_by_score(base: i64, reporter_score: i64, params: &ReputationParams) ->
     if reporter_score < params.ignore_below {
         return 0;
     }
-    if reporter_score >= 0 || params.ignore_below >= 0 {
+    // Full weight down to what opinions alone can do; linearly less from there to `ignore_below`.
+    let full_from = (-params.opinion_reporter_cap.max(0)).max(params.ignore_below);
+    if reporter_score >= full_from || params.ignore_below >= full_from {
         return base;
     }
-    base * (reporter_score - params.ignore_below) / (-params.ignore_below)
+    base * (reporter_score - params.ignore_below) / (full_from - params.ignore_below)
 }
 
 /// The registrable part of a reporter's domain used for independence: its last two labels

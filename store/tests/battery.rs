@@ -125,6 +125,13 @@ battery!(
     maintenance_refreshes_stale_scores_and_the_dry_run_changes_nothing,
     a_request_for_a_report_already_held_waits_for_the_operator,
     the_handshake_is_ledger_operations_with_audit_leaves,
+    a_peer_lists_only_what_is_in_its_scope,
+    automatic_approval_grants_observe_only,
+    a_rotation_applies_once_and_only_the_current_key_rotates,
+    a_response_counts_once_and_only_for_what_its_server_knows,
+    one_reporter_moves_a_domains_score_by_one_fact_per_window,
+    a_verified_report_supersedes_an_unsigned_copy,
+    a_retraction_travels_the_paths_its_report_took,
 );
 
 const NODE: &str = "incidents.ops.example";
@@ -143,6 +150,7 @@ fn config() -> LedgerConfig {
         key_name: "ops.example".to_owned(),
         policy: ListingPolicy::default(),
         reputation: Default::default(),
+        scope: ostracon_store::scope::PeerScope { refuse_documentation: false, ..Default::default() },
     }
 }
 
@@ -523,6 +531,7 @@ fn received(incident: &Incident) -> RemoteIncident<'_> {
         decision: Decision::Accepted,
         decision_reason: None,
         weight_milli: 1_000,
+        authority_milli: None,
         forward_to: &[],
     }
 }
@@ -919,4 +928,221 @@ async fn the_handshake_is_ledger_operations_with_audit_leaves(backend: Backend) 
         .collect();
     let expected = [("pending", "peer"), ("pending", "peer"), ("buddy", "operator"), ("revoked", "operator")];
     assert_eq!(steps, expected.map(|(s, b)| (s.to_owned(), b.to_owned())));
+}
+
+async fn a_peer_lists_only_what_is_in_its_scope(backend: Backend) {
+    use ostracon_protocol::keys::PublishedKey;
+    use ostracon_store::model::Trust;
+    use ostracon_store::scope::PeerScope;
+    let scope = PeerScope {
+        protected_domains: vec![ostracon_protocol::ids::Domain::parse("ops.example").unwrap()],
+        protected_networks: vec![ostracon_protocol::ids::Cidr::parse("198.18.0.10/32").unwrap()],
+        ..PeerScope::default()
+    };
+    let ledger = Ledger::open(backend.store.clone(), key(), LedgerConfig { scope, ..config() }).await.unwrap();
+    // A buddy whose server domain is protected from other peers' reports.
+    let buddy = BareJid::parse("incidents.friend.example").unwrap();
+    ledger.request_buddy(&buddy, Trust::Accept, ts(0)).await.unwrap();
+    let keys = vec![PublishedKey::new(NodeKey::from_seed(&[8; 32]).public(), ts(0))];
+    ledger.keys_fetched(&buddy, keys, false, ts(0)).await.unwrap();
+
+    let out_of_scope = [
+        "0.0.0.0/0",
+        "::/0",
+        "10.0.0.0/8",
+        "127.0.0.1",
+        "203.0.113.9",
+        "ops.example",
+        "user@ops.example",
+        "friend.example",
+        "198.18.0.10",
+    ];
+    let mut offenders = out_of_scope.to_vec();
+    offenders.push("198.18.5.5");
+    let report = peer_incident(1, &offenders, ts(1));
+    let applied = ledger.record_remote(received(&report), ts(1)).await.unwrap().unwrap();
+    assert_eq!(applied.listed, vec![offender("198.18.5.5")], "only the in-scope offender is listed");
+    assert_eq!(applied.refused.len(), out_of_scope.len(), "{:?}", applied.refused);
+    // Nothing covers an arbitrary address: 0.0.0.0/0 did not go on the list.
+    assert!(ledger.with_index(|index| index.lookup_ip("203.0.113.77".parse().unwrap()).is_empty()));
+    for bad in out_of_scope {
+        let refusal = applied.refused.iter().find(|(o, _)| *o == offender(bad)).unwrap_or_else(|| panic!("{bad}"));
+        assert!(refusal.1.starts_with("out of a peer's scope"), "{bad}: {}", refusal.1);
+    }
+    // Every refusal is a leaf saying why.
+    let leaves = backend.store.leaves(0, ledger.log_size()).await.unwrap();
+    let refusals = leaves
+        .iter()
+        .filter(|(_, bytes, _)| {
+            matches!(ostracon_protocol::log::record::AuditRecord::from_leaf(bytes).unwrap(),
+                ostracon_protocol::log::record::AuditRecord::ListingRefused { why, .. } if why.starts_with("out of a peer's scope"))
+        })
+        .count();
+    assert_eq!(refusals, out_of_scope.len());
+    // The operator is not bound by a peer's scope.
+    let own = incident(2, &["10.0.0.0/8"], ts(2));
+    assert_eq!(ledger.submit_local(&own, false, ts(2)).await.unwrap().listed, vec![offender("10.0.0.0/8")]);
+}
+
+async fn automatic_approval_grants_observe_only(backend: Backend) {
+    use ostracon_protocol::keys::PublishedKey;
+    use ostracon_store::ledger::peers::{StrangerLimits, Subscribe};
+    use ostracon_store::model::{PeerState, Trust};
+    let ledger = ledger(&backend).await;
+    let limits = StrangerLimits { auto_approve: true, ..StrangerLimits::default() };
+    let stranger = BareJid::parse("incidents.cheap.example").unwrap();
+    assert_eq!(ledger.peer_subscribed(&stranger, &limits, ts(0)).await.unwrap(), Subscribe::Recorded);
+    let keys = vec![PublishedKey::new(NodeKey::from_seed(&[4; 32]).public(), ts(0))];
+    let peer = ledger.keys_fetched(&stranger, keys, true, ts(1)).await.unwrap().unwrap();
+    assert_eq!((peer.state, peer.trust), (PeerState::Buddy, Trust::Observe), "weight is the operator's to give");
+    // Revoked, it never comes back by asking, automatic approval or not.
+    ledger.revoke_buddy(&stranger, ts(2)).await.unwrap();
+    assert_eq!(ledger.peer_subscribed(&stranger, &limits, ts(3)).await.unwrap(), Subscribe::Revoked);
+}
+
+async fn a_rotation_applies_once_and_only_the_current_key_rotates(backend: Backend) {
+    use ostracon_protocol::keys::PublishedKey;
+    use ostracon_store::model::Trust;
+    use ostracon_store::traits::PeerStore as _;
+    let ledger = ledger(&backend).await;
+    let buddy = BareJid::parse("incidents.rotor.example").unwrap();
+    let key_at = |seed: u8, at: i64| PublishedKey::new(NodeKey::from_seed(&[seed; 32]).public(), ts(at));
+    ledger.request_buddy(&buddy, Trust::Accept, ts(0)).await.unwrap();
+    ledger.keys_fetched(&buddy, vec![key_at(1, 0)], false, ts(0)).await.unwrap();
+    let (a, b, c) = (key_at(1, 0), key_at(2, 10), key_at(3, 20));
+
+    assert!(ledger.keys_rotated(&buddy, &a.kid, b.clone(), ts(10)).await.unwrap());
+    assert!(
+        !ledger.keys_rotated(&buddy, &a.kid, b.clone(), ts(11)).await.unwrap(),
+        "a retried delivery changes nothing"
+    );
+    assert!(ledger.keys_rotated(&buddy, &b.kid, c.clone(), ts(20)).await.unwrap());
+    // The first announcement replayed after the second rotation: its key is retired.
+    let replayed = ledger.keys_rotated(&buddy, &a.kid, b.clone(), ts(30)).await;
+    assert!(matches!(replayed, Err(StoreError::Rejected(_))), "{replayed:?}");
+    let keys = backend.store.peer(&buddy).await.unwrap().unwrap().keys;
+    let current: Vec<_> = keys.iter().filter(|k| k.valid_until.is_none()).map(|k| k.kid.clone()).collect();
+    assert_eq!(current, vec![c.kid.clone()], "exactly one current key, the newest");
+
+    // Keys per peer are capped however often it rotates.
+    let mut previous = c;
+    for seed in 4..20u8 {
+        let next = key_at(seed, 100 + i64::from(seed));
+        assert!(ledger.keys_rotated(&buddy, &previous.kid, next.clone(), next.valid_from).await.unwrap());
+        previous = next;
+    }
+    let keys = backend.store.peer(&buddy).await.unwrap().unwrap().keys;
+    assert_eq!(keys.len(), ostracon_protocol::limits::MAX_PUBLISHED_KEYS);
+    assert!(keys.iter().any(|k| k.kid == previous.kid && k.valid_until.is_none()));
+}
+
+async fn a_response_counts_once_and_only_for_what_its_server_knows(backend: Backend) {
+    use ostracon_store::model::OutboxJob;
+    let ledger = ledger(&backend).await;
+    let home = "incidents.home.example";
+    let request = incident(1, &["flooder@home.example"], ts(0));
+    ledger.submit_local(&request, false, ts(0)).await.unwrap();
+    ledger
+        .enqueue(&BareJid::parse(home).unwrap(), &OutboxJob::Request { incident: request.id.clone() }, ts(0))
+        .await
+        .unwrap();
+    let answer = |n: u128, offenders: &[&str]| Incident {
+        related: Some(request.id.clone()),
+        ..report_by(home, n, offenders, ts(60))
+    };
+    // An accept buddy's answer: its own user and the IPs it names with them carry our
+    // operator's weight; a user of another server is only the buddy's word (0.5, no quorum).
+    let first = answer(10, &["flooder@home.example", "198.18.7.1", "bystander@elsewhere.example"]);
+    let response =
+        RemoteIncident { verb: Verb::Response, from: home, authority_milli: Some(1_000), ..received_with(&first, 500) };
+    let applied = ledger.record_remote(response, ts(60)).await.unwrap().unwrap();
+    assert!(applied.listed.contains(&offender("198.18.7.1")), "{applied:?}");
+    assert!(!applied.listed.contains(&offender("bystander@elsewhere.example")), "{applied:?}");
+    // A second answer to the same request is no blank cheque: nothing it names lists alone.
+    let second = answer(11, &["other@home.example", "198.18.7.2", "victim.example"]);
+    let response = RemoteIncident {
+        verb: Verb::Response,
+        from: home,
+        authority_milli: Some(1_000),
+        ..received_with(&second, 500)
+    };
+    let applied = ledger.record_remote(response, ts(120)).await.unwrap().unwrap();
+    assert!(applied.listed.is_empty(), "{applied:?}");
+    assert!(ledger.with_index(|index| index.lookup_ip("198.18.7.2".parse().unwrap()).is_empty()));
+}
+
+async fn one_reporter_moves_a_domains_score_by_one_fact_per_window(backend: Backend) {
+    let ledger = ledger(&backend).await;
+    let day = 86_400;
+    // One buddy sends 100 reports about users of innocent.example within a day.
+    let reports: Vec<Incident> =
+        (0..100u128).map(|k| peer_incident(100 + k, &[&format!("user{k}@innocent.example")], ts(k as i64))).collect();
+    for (k, report) in reports.iter().enumerate() {
+        ledger.record_remote(received(report), ts(k as i64)).await.unwrap().unwrap();
+    }
+    let once = score_of(&backend, "innocent.example", ts(100)).await;
+    assert_eq!(once.components["incidents"], -10, "one medium fact at full weight: {once:?}");
+    assert!(once.score > ostracon_store::reputation::ReputationParams::default().ignore_below, "{once:?}");
+    // The listings themselves are not bounded by it: each report still listed its offender.
+    assert!(backend.store.entry(&offender("user99@innocent.example")).await.unwrap().unwrap().active);
+    // A day later the same reporter may add one more; another reporter adds its own.
+    let later = peer_incident(300, &["late@innocent.example"], ts(day + 1));
+    ledger.record_remote(received(&later), ts(day + 1)).await.unwrap().unwrap();
+    let other = report_by("incidents.other.example", 301, &["x@innocent.example"], ts(day + 2));
+    ledger.record_remote(received_with(&other, 1_000), ts(day + 2)).await.unwrap().unwrap();
+    let facts = backend
+        .store
+        .reputation_subject(&"innocent.example".parse().unwrap(), &Default::default())
+        .await
+        .unwrap()
+        .facts
+        .len();
+    assert_eq!(facts, 3);
+    // Our public answer (XEP-0275) counts only what is behind a listing: retracting nothing,
+    // all three are; a report that never reached a quorum is not.
+    let unbacked = report_by("incidents.third.example", 302, &["y@quiet.example"], ts(day + 3));
+    ledger.record_remote(received_with(&unbacked, 500), ts(day + 3)).await.unwrap().unwrap();
+    let params = Default::default();
+    let quiet = ostracon_protocol::ids::Domain::parse("quiet.example").unwrap();
+    assert_eq!(backend.store.reputation_subject(&quiet, &params).await.unwrap().facts.len(), 1);
+    assert!(backend.store.backed_reputation_subject(&quiet, &params).await.unwrap().facts.is_empty());
+}
+
+async fn a_verified_report_supersedes_an_unsigned_copy(backend: Backend) {
+    let ledger = ledger(&backend).await;
+    let report = peer_incident(7, &["squatter@bad.example"], ts(0));
+    let unsigned = RemoteIncident {
+        origin: IncidentOrigin::Unsigned,
+        decision: Decision::Pending,
+        weight_milli: 0,
+        ..received(&report)
+    };
+    assert!(ledger.record_remote(unsigned, ts(0)).await.unwrap().unwrap().listed.is_empty());
+    let applied = ledger.record_remote(received(&report), ts(1)).await.unwrap().expect("not a duplicate");
+    assert_eq!(applied.listed, vec![offender("squatter@bad.example")]);
+    let stored = backend.store.incident(&report.id).await.unwrap().unwrap();
+    assert_eq!((stored.origin, stored.decision), (IncidentOrigin::Peer, Decision::Accepted));
+    // The other way round, an unsigned copy of a verified report is a duplicate.
+    let unsigned =
+        RemoteIncident { origin: IncidentOrigin::Unsigned, decision: Decision::Pending, ..received(&report) };
+    assert!(ledger.record_remote(unsigned, ts(2)).await.unwrap().is_none());
+}
+
+async fn a_retraction_travels_the_paths_its_report_took(backend: Backend) {
+    use ostracon_store::model::OutboxJob;
+    use ostracon_store::traits::OutboxStore as _;
+    let ledger = ledger(&backend).await;
+    let next = vec!["incidents.next.example".to_owned()];
+    let report = peer_incident(8, &["198.18.9.9"], ts(0));
+    ledger.record_remote(RemoteIncident { forward_to: &next, ..received(&report) }, ts(0)).await.unwrap().unwrap();
+    let retraction = Incident { status: Status::Retracted, ..report.clone() };
+    let applied = ledger
+        .record_remote(RemoteIncident { forward_to: &next, ..received(&retraction) }, ts(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(applied.delisted, vec![offender("198.18.9.9")]);
+    let queued = backend.store.outbox_for("incidents.next.example", 10).await.unwrap();
+    let forwards = queued.iter().filter(|i| i.job == OutboxJob::Forward { incident: report.id.clone() }).count();
+    assert_eq!(forwards, 2, "the report, then its retraction, on the same path");
 }

@@ -245,7 +245,8 @@ fn operator_weights_replace_the_trust_level_and_categories_scale_contributions()
     params.peer_weights_milli.insert("a.example".into(), 800);
     params.category_weights_milli.insert("spam".into(), 500);
     assert_eq!(peer_weight(Trust::Accept, "a.example", 0, &params), 800);
-    assert_eq!(peer_weight(Trust::Accept, "a.example", -10, &params), 400, "the score still scales it");
+    assert_eq!(peer_weight(Trust::Accept, "a.example", -5, &params), 800, "full down to what opinions alone do");
+    assert_eq!(peer_weight(Trust::Accept, "a.example", -10, &params), 533, "then the score scales it");
     assert_eq!(peer_weight(Trust::Observe, "a.example", 50, &params), 0, "observe is never applied");
     assert_eq!(peer_weight(Trust::Accept, "b.example", 0, &params), 500);
     assert_eq!(contribution_weight(1_000, "spam", &params), 500);
@@ -289,4 +290,23 @@ fn incidents_about_a_servers_users_lower_its_score_not_its_voice() {
     provider.facts.extend((0..3).map(|_| Fact::Contradicted { at: now() }));
     let voice = reporter_score(&provider, &params, now()).score;
     assert_eq!(reporter_weight(Trust::AutoApply, voice, &params), 0, "lying silences it: {voice}");
+}
+
+#[test]
+fn opinions_alone_never_silence_a_reporter() {
+    use ostracon_store::reputation::reporter_score;
+    let params = ReputationParams::default();
+    // Every buddy we have says the worst of an honest reporter.
+    let slandered = Subject {
+        facts: (0..5).map(|_| Fact::Opinion { num: -100, weight_milli: 1_000 }).collect(),
+        ..Subject::default()
+    };
+    let standing = reporter_score(&slandered, &params, now());
+    assert_eq!(standing.components.get("opinions"), Some(&-params.opinion_reporter_cap));
+    assert!(standing.score >= -params.opinion_reporter_cap, "{standing:?}");
+    assert_eq!(reporter_weight(Trust::AutoApply, standing.score, &params), params.auto_apply_weight_milli);
+    // What we saw of its own reports still counts in full: a liar is silenced.
+    let contradicted = Subject { facts: vec![Fact::Contradicted { at: now() }; 3], ..slandered };
+    let liar = reporter_score(&contradicted, &params, now());
+    assert_eq!(reporter_weight(Trust::AutoApply, liar.score, &params), 0, "{liar:?}");
 }

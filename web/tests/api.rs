@@ -67,6 +67,7 @@ async fn node_with(config: WebConfig) -> Node {
                 key_name: "ops.example".into(),
                 policy: ListingPolicy::default(),
                 reputation: Default::default(),
+                scope: ostracon_store::scope::PeerScope { refuse_documentation: false, ..Default::default() },
             },
         )
         .await

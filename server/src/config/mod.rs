@@ -10,8 +10,10 @@ use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
-use ostracon_protocol::ids::{BareJid, Domain};
+use ostracon_protocol::ids::{BareJid, Cidr, Domain, Offender};
+use ostracon_store::ledger::LedgerConfig;
 use ostracon_store::policy::ListingPolicy;
+use ostracon_store::scope::PeerScope;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ServerError;
@@ -196,6 +198,30 @@ pub struct ListsSection {
     /// How long tombstones stay in the change feed.
     #[serde(default = "horizon")]
     pub tombstone_horizon_secs: i64,
+    /// The widest IPv4 block a peer's report may list (wider ones wait for the operator).
+    #[serde(default = "widest_ipv4")]
+    pub peer_widest_ipv4_prefix: u8,
+    /// The widest IPv6 block a peer's report may list.
+    #[serde(default = "widest_ipv6")]
+    pub peer_widest_ipv6_prefix: u8,
+    /// Refuse the documentation ranges (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24,
+    /// 2001:db8::/32) from peers. Only test federations turn this off.
+    #[serde(default = "refuse_documentation")]
+    pub refuse_documentation_ranges: bool,
+    /// Never listed from a peer's report: addresses, blocks or domains (your XMPP server's
+    /// addresses, say). The node's own domain and component are always protected.
+    #[serde(default)]
+    pub protected: Vec<String>,
+}
+
+fn widest_ipv4() -> u8 {
+    PeerScope::default().widest_ipv4_prefix
+}
+fn widest_ipv6() -> u8 {
+    PeerScope::default().widest_ipv6_prefix
+}
+fn refuse_documentation() -> bool {
+    PeerScope::default().refuse_documentation
 }
 
 fn ttl_low() -> i64 {
@@ -227,6 +253,10 @@ impl Default for ListsSection {
             escalation_factor: policy.escalation_factor,
             max_ttl_secs: policy.max_ttl_secs,
             tombstone_horizon_secs: policy.tombstone_horizon_secs,
+            peer_widest_ipv4_prefix: widest_ipv4(),
+            peer_widest_ipv6_prefix: widest_ipv6(),
+            refuse_documentation_ranges: refuse_documentation(),
+            protected: Vec::new(),
         }
     }
 }
@@ -341,6 +371,42 @@ impl Config {
         Ok(config)
     }
 
+    /// How the ledger names and signs its log and what it lets peers list: the node's own
+    /// domain and component are always out of a peer's scope.
+    pub fn ledger_config(&self) -> Result<LedgerConfig, ServerError> {
+        let lists = &self.lists;
+        let mut scope = PeerScope {
+            widest_ipv4_prefix: lists.peer_widest_ipv4_prefix,
+            widest_ipv6_prefix: lists.peer_widest_ipv6_prefix,
+            refuse_documentation: lists.refuse_documentation_ranges,
+            protected_domains: vec![Domain::parse(&self.node.domain).map_err(|e| ServerError::Config(e.to_string()))?],
+            protected_networks: Vec::new(),
+        };
+        if let Some(xmpp) = &self.xmpp {
+            let component = BareJid::parse(&xmpp.component).map_err(|e| ServerError::Config(e.to_string()))?;
+            scope.protected_domains.push(component.domain().clone());
+        }
+        for value in &lists.protected {
+            match Offender::parse(value).map_err(|e| ServerError::Config(format!("[lists] protected: {e}")))? {
+                Offender::Ip(ip) => scope.protected_networks.push(Cidr::from_net(ipnet::IpNet::from(ip))),
+                Offender::Cidr(cidr) => scope.protected_networks.push(cidr),
+                Offender::Domain(domain) => scope.protected_domains.push(domain),
+                Offender::Jid(jid) => {
+                    return Err(ServerError::Config(format!(
+                        "[lists] protected: {jid} is a JID; name an address or a domain"
+                    )));
+                }
+            }
+        }
+        Ok(LedgerConfig {
+            origin: format!("{}/ostracon", self.node.domain),
+            key_name: self.node.domain.clone(),
+            policy: lists.policy(),
+            reputation: self.reputation.params(),
+            scope,
+        })
+    }
+
     /// The database URL (default: SQLite in the data directory).
     pub fn database_url(&self) -> String {
         self.database
@@ -411,6 +477,9 @@ impl Config {
             error(format!(
                 "[http] trusted_proxies: {wide} would let any client forge X-Forwarded-For; list your proxies' addresses"
             ));
+        }
+        if let Err(problem) = self.ledger_config() {
+            error(problem.to_string());
         }
         if self.http.max_connections == 0 {
             error("[http] max_connections must be at least 1".to_owned());
@@ -511,7 +580,10 @@ impl Config {
             warn("[http] rate limiting is off (rate_per_second = 0)".to_owned());
         }
         if self.xmpp.as_ref().is_some_and(|x| x.auto_approve) {
-            warn("[xmpp] auto_approve is on: any node that asks becomes a buddy without the operator".to_owned());
+            warn(
+                "[xmpp] auto_approve is on: any node that asks becomes an observe-only buddy without the operator"
+                    .to_owned(),
+            );
         }
         if self.xmpp.is_none() {
             warn("[xmpp] is not configured: the node publishes lists but exchanges nothing with peers".to_owned());

@@ -37,6 +37,13 @@ pub struct ReputationSection {
     /// Contributions waiting for a quorum count for this many days.
     #[serde(default = "candidate_window_days")]
     pub candidate_window_days: i64,
+    /// One peer's reports add at most one incident fact about a domain per this many seconds
+    /// (a day): a thousand reports about one server's users weigh as one.
+    #[serde(default = "incident_fact_window_secs")]
+    pub incident_fact_window_secs: i64,
+    /// Buddies' opinions move a reporter's standing by at most this many points (0 to 19).
+    #[serde(default = "opinion_reporter_cap")]
+    pub opinion_reporter_cap: i64,
     /// Factors on peers' contributions by incident category (`spam = 0.5`); absent: 1.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub category_weights: BTreeMap<String, f64>,
@@ -70,6 +77,12 @@ fn auto_apply_weight() -> f64 {
 fn request_deadline_secs() -> i64 {
     defaults().request_deadline_secs
 }
+fn incident_fact_window_secs() -> i64 {
+    defaults().incident_fact_window_secs
+}
+fn opinion_reporter_cap() -> i64 {
+    defaults().opinion_reporter_cap
+}
 fn candidate_window_days() -> i64 {
     defaults().candidate_window_secs / 86_400
 }
@@ -85,6 +98,8 @@ impl Default for ReputationSection {
             auto_apply_weight: auto_apply_weight(),
             request_deadline_secs: request_deadline_secs(),
             candidate_window_days: candidate_window_days(),
+            incident_fact_window_secs: incident_fact_window_secs(),
+            opinion_reporter_cap: opinion_reporter_cap(),
             category_weights: BTreeMap::new(),
             peer_weights: BTreeMap::new(),
         }
@@ -107,6 +122,8 @@ impl ReputationSection {
             auto_apply_weight_milli: milli(self.auto_apply_weight),
             request_deadline_secs: self.request_deadline_secs,
             candidate_window_secs: self.candidate_window_days * 86_400,
+            incident_fact_window_secs: self.incident_fact_window_secs,
+            opinion_reporter_cap: self.opinion_reporter_cap,
             category_weights_milli: self.category_weights.iter().map(|(k, v)| (k.clone(), milli(*v))).collect(),
             peer_weights_milli: self.peer_weights.iter().map(|(k, v)| (k.to_lowercase(), milli(*v))).collect(),
             ..ReputationParams::default()
@@ -142,6 +159,20 @@ impl ReputationSection {
         }
         if !(1..=90).contains(&self.candidate_window_days) {
             out.push(format!("[reputation] candidate_window_days is 1 to 90 (is {})", self.candidate_window_days));
+        }
+        if !(0..=90 * 86_400).contains(&self.incident_fact_window_secs) {
+            out.push(format!(
+                "[reputation] incident_fact_window_secs is 0 to 7776000 (is {})",
+                self.incident_fact_window_secs
+            ));
+        }
+        // Below |ignore_below|, so opinions alone can never silence a reporter.
+        if !(0..(-self.ignore_below).max(1)).contains(&self.opinion_reporter_cap) {
+            out.push(format!(
+                "[reputation] opinion_reporter_cap is 0 to {} (below -ignore_below; is {})",
+                (-self.ignore_below - 1).max(0),
+                self.opinion_reporter_cap
+            ));
         }
         for (category, weight) in &self.category_weights {
             if ostracon_protocol::incident::Category::parse(category).is_err() {

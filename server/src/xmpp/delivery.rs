@@ -33,7 +33,7 @@ use crate::error::ServerError;
 
 /// An outbox item still undelivered this long after it was queued is marked failed: a buddy
 /// down for two weeks gets a fresh start (it can inquire) rather than a backlog.
-const GIVE_UP_AFTER_SECS: i64 = 14 * 86_400;
+pub(super) const GIVE_UP_AFTER_SECS: i64 = 14 * 86_400;
 /// Longest wait between two delivery attempts.
 const MAX_RETRY_SECS: u64 = 3_600;
 /// IQs in flight to one buddy at once.

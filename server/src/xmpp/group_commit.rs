@@ -32,6 +32,8 @@ pub struct Received {
     pub decision: Decision,
     pub decision_reason: Option<String>,
     pub weight_milli: i64,
+    /// Weight for what a responder is authoritative for (`RemoteIncident::authority_milli`).
+    pub authority_milli: Option<i64>,
     pub forward_to: Vec<String>,
     pub now: Timestamp,
 }
@@ -47,6 +49,7 @@ impl Received {
             decision: self.decision,
             decision_reason: self.decision_reason.as_deref(),
             weight_milli: self.weight_milli,
+            authority_milli: self.authority_milli,
             forward_to: &self.forward_to,
         }
     }

@@ -74,8 +74,16 @@ impl XmppNode {
             IncidentPayload::Inquiry { id } => {
                 // Answer now, send the report later (XEP-0268): only for our own incidents.
                 let record = self.ledger.store().incident(&id).await.map_err(|_| service_unavailable())?;
+                // Only about reports we shared with this peer: an id is no key to what our
+                // operator kept to themselves.
+                let shared = match &record {
+                    Some(record) if record.origin == IncidentOrigin::Local && record.share => {
+                        self.ledger.store().report_shared_with(from, &id).await.map_err(|_| service_unavailable())?
+                    }
+                    _ => false,
+                };
                 match record {
-                    Some(record) if record.origin == IncidentOrigin::Local && record.verb == Verb::Report => {
+                    Some(record) if shared && record.verb == Verb::Report => {
                         // Once per asker and incident while it waits: repeats queue nothing more.
                         self.ledger
                             .enqueue_once(sender, &OutboxJob::Report { incident: id }, now)
@@ -90,10 +98,18 @@ impl XmppNode {
                 let claim = self.verify_from(chain, &peer.jid, now).await?;
                 let (links, ReportClaim(claim)) = (claim.links().to_vec(), claim.into_parts().0);
                 let (mut decision, mut reason) = accept(peer.trust);
-                // A forwarded report counts only if we also trust the node that first issued it.
+                let mut weight_milli = standing.weight_milli;
+                // A forwarded report counts only if we also trust the node that first issued
+                // it, and weighs what the weaker of the two weighs here: a forwarder cannot
+                // lend its trust to another's report.
                 if links.len() > 1 && decision == Decision::Accepted {
-                    let origin = self.buddy(&links[0].signer).await?;
-                    if origin.is_none_or(|o| o.trust == Trust::Observe) {
+                    let origin = self.buddy(&links[0].signer).await?.filter(|o| o.trust != Trust::Observe);
+                    let origin_weight = match &origin {
+                        Some(origin) => self.reporter_standing(origin, now).await?.weight_milli,
+                        None => 0,
+                    };
+                    weight_milli = weight_milli.min(origin_weight);
+                    if weight_milli == 0 {
                         (decision, reason) = (Decision::Ignored, Some("forwarded from an issuer we do not trust"));
                     }
                 }
@@ -111,7 +127,7 @@ impl XmppNode {
                     IncidentOrigin::Peer,
                     provenance,
                     (decision, reason),
-                    standing.weight_milli,
+                    (weight_milli, None),
                     &forward_to,
                     now,
                 )
@@ -121,17 +137,20 @@ impl XmppNode {
                 let claim = self.verify_from(chain, &peer.jid, now).await?;
                 let (links, ResponseClaim(claim)) = (claim.links().to_vec(), claim.into_parts().0);
                 let (decision, reason) = accept(peer.trust);
-                // An answer to a request our operator sent this peer carries our operator's
-                // weight (unless the peer is ignored): we asked that server about its own
-                // users, and it answered under its signature (spec/reputation.md).
-                let asked = match &claim.related {
+                // The first answer to a request our operator sent this peer, within its
+                // deadline, carries our operator's weight for what the peer is authoritative
+                // for (its own users and their IPs; the ledger decides which offenders and
+                // whether it is the first): we asked that server, and it answered under its
+                // signature (spec/reputation.md). Everything else is the peer's report.
+                let asked_at = match &claim.related {
                     Some(request) => {
-                        self.ledger.store().sent_request(from, request).await.map_err(|_| service_unavailable())?
+                        self.ledger.store().request_sent_at(from, request).await.map_err(|_| service_unavailable())?
                     }
-                    None => false,
+                    None => None,
                 };
-                let weight_milli =
-                    if asked && standing.weight_milli > 0 { ledger::LOCAL_WEIGHT_MILLI } else { standing.weight_milli };
+                let deadline = self.settings.reputation.request_deadline_secs;
+                let in_time = asked_at.is_some_and(|at| now.unix() - at.unix() <= deadline);
+                let authority = (in_time && standing.weight_milli > 0).then_some(ledger::LOCAL_WEIGHT_MILLI);
                 self.store_remote(
                     &claim,
                     Verb::Response,
@@ -139,7 +158,7 @@ impl XmppNode {
                     IncidentOrigin::Peer,
                     Some(&links),
                     (decision, reason),
-                    weight_milli,
+                    (standing.weight_milli, authority),
                     &[],
                     now,
                 )
@@ -156,7 +175,7 @@ impl XmppNode {
                     IncidentOrigin::Peer,
                     Some(&links),
                     (Decision::Pending, reason),
-                    0,
+                    (0, None),
                     &[],
                     now,
                 )
@@ -182,7 +201,7 @@ impl XmppNode {
                     IncidentOrigin::Unsigned,
                     None,
                     (Decision::Pending, reason),
-                    0,
+                    (0, None),
                     &[],
                     now,
                 )
@@ -201,14 +220,16 @@ impl XmppNode {
         origin: IncidentOrigin,
         provenance: Option<&[envelope::SignedEnvelope]>,
         (decision, decision_reason): (Decision, Option<&str>),
-        weight_milli: i64,
+        (weight_milli, authority_milli): (i64, Option<i64>),
         forward_to: &[String],
         now: ostracon_protocol::time::Timestamp,
     ) -> Result<Option<Element>, StanzaError> {
-        let weight_milli = if decision == Decision::Accepted {
-            reputation::contribution_weight(weight_milli, incident.category.as_str(), &self.settings.reputation)
+        let category =
+            |weight| reputation::contribution_weight(weight, incident.category.as_str(), &self.settings.reputation);
+        let (weight_milli, authority_milli) = if decision == Decision::Accepted {
+            (category(weight_milli), authority_milli.map(category))
         } else {
-            0
+            (0, None)
         };
         let received = Received {
             incident: incident.clone(),
@@ -219,6 +240,7 @@ impl XmppNode {
             decision,
             decision_reason: decision_reason.map(str::to_owned),
             weight_milli,
+            authority_milli,
             forward_to: forward_to.to_vec(),
             now,
         };
@@ -326,7 +348,7 @@ impl XmppNode {
                 IncidentOrigin::UserReport,
                 None,
                 (Decision::Pending, reason),
-                0,
+                (0, None),
                 &[],
                 now,
             )

@@ -50,6 +50,7 @@ async fn harness_with(strangers: StrangerLimits) -> Harness {
         key_name: "b.test".into(),
         policy: ListingPolicy::default(),
         reputation: ReputationParams::default(),
+        scope: ostracon_store::scope::PeerScope { refuse_documentation: false, ..Default::default() },
     };
     let ledger = Arc::new(Ledger::open(store, key.clone(), config).await.unwrap());
     let (tx, out) = mpsc::channel(64);
@@ -311,6 +312,7 @@ async fn a_buddys_standing_follows_its_facts_at_once_and_other_changes_within_a_
         decision: Decision::Accepted,
         decision_reason: None,
         weight_milli: 500,
+        authority_milli: None,
         forward_to: &[],
     };
     h.node.ledger.record_remote(received, t0).await.unwrap();

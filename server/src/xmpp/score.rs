@@ -12,7 +12,7 @@ use super::node::{XmppNode, service_unavailable};
 
 impl XmppNode {
     /// Our XEP-0275 answer about a subject: for a domain, the lower of its reputation score
-    /// (spec/reputation.md) and what our lists say; for a JID, what our lists say. A listed
+    /// from quorum-backed evidence (spec/reputation.md) and what our lists say; for a JID, what our lists say. A listed
     /// subject scores -100 (block), -50 (quarantine) or -20 (observe); a subject we know
     /// nothing about has no score (`item-not-found`).
     pub(super) async fn score(&self, query: &Element) -> Result<Option<Element>, StanzaError> {
@@ -34,8 +34,14 @@ impl XmppNode {
         let computed = match &subject {
             Offender::Domain(domain) => {
                 let params = &self.settings.reputation;
-                let known =
-                    self.ledger.store().reputation_subject(domain, params).await.map_err(|_| service_unavailable())?;
+                // Only what we stand behind: one peer's accusations, and our buddies'
+                // opinions, are not ours to pass on (spec/reputation.md, Bounds).
+                let known = self
+                    .ledger
+                    .store()
+                    .backed_reputation_subject(domain, params)
+                    .await
+                    .map_err(|_| service_unavailable())?;
                 let nothing_known = known.facts.is_empty() && known.operator_override.is_none();
                 (!nothing_known).then(|| reputation::score(&known, params, self.env.now()).score)
             }

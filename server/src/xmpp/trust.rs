@@ -15,6 +15,7 @@ use ostracon_protocol::xml::keys::rotation_from_element;
 use ostracon_store::model::{PeerRecord, PeerState, Trust};
 use ostracon_store::traits::PeerStore as _;
 
+use super::delivery::GIVE_UP_AFTER_SECS as ROTATION_MAX_AGE_SECS;
 use super::node::{WINDOW_SECS, XmppNode, service_unavailable};
 
 /// The keys pinned for buddies, with their validity.
@@ -141,8 +142,13 @@ impl XmppNode {
     }
 
     /// A buddy announces a new key, signed by its current pinned key: pin the new one and
-    /// retire the old one from the new key's start. The announcement may wait in the sender's
-    /// outbox for a while, so only future timestamps are refused; repeating it is harmless.
+    /// retire the old one from the new key's start.
+    ///
+    /// The announcement waits in the sender's outbox while we are unreachable, so its
+    /// timestamp may be as old as the sender's delivery horizon, never in the future beyond
+    /// the window; the new key's start must be the signing time (no backdating into a retired
+    /// key's validity). The replay cache refuses a copy of a fresh announcement, and the
+    /// ledger applies a rotation once: a retired key never rotates again.
     pub(super) async fn handle_rotation(
         &self,
         from: &BareJid,
@@ -152,7 +158,8 @@ impl XmppNode {
         let peer = peers.buddy(from).ok_or_else(StanzaError::not_buddy)?;
         let claim = rotation_from_element(child).map_err(|e| StanzaError::from_error(&e))?;
         peers.keys().check_current(claim.links())?;
-        let policy = VerifyPolicy { now: self.env.now(), window_secs: WINDOW_SECS, max_links: 1 };
+        let now = self.env.now();
+        let policy = VerifyPolicy { now, window_secs: WINDOW_SECS, max_links: 1 };
         let verified = claim.verify_stored(peers.keys(), &policy).map_err(|e| StanzaError::from_error(&e))?;
         if verified.origin() != &peer.jid {
             let error = ostracon_protocol::Error::SignerMismatch {
@@ -162,11 +169,46 @@ impl XmppNode {
             return Err(StanzaError::from_error(&error));
         }
         let rotation = verified.value().clone();
-        self.ledger
-            .keys_rotated(&peer.jid, &rotation.old_kid, rotation.new_key.clone(), self.env.now())
-            .await
-            .map_err(|_| service_unavailable())?;
-        tracing::info!(peer = %peer.jid, old = %rotation.old_kid, new = %rotation.new_key.kid, "peer rotated its key");
+        // A rotation is one link (max_links), and a chain is never empty.
+        let link = verified.links()[0].clone();
+        let too_new = link.ts.unix() > now.unix() + WINDOW_SECS;
+        let too_old = link.ts.unix() < now.unix() - ROTATION_MAX_AGE_SECS;
+        let backdated = rotation.new_key.valid_from.abs_diff_secs(link.ts) > WINDOW_SECS.unsigned_abs();
+        if too_new || too_old || backdated {
+            let error = ostracon_protocol::Error::TimestampOutsideWindow {
+                ts: link.ts.to_string(),
+                now: now.to_string(),
+                window_secs: WINDOW_SECS,
+            };
+            return Err(StanzaError::from_error(&error));
+        }
+        let fresh = {
+            let mut replay = self.replay.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            ostracon_protocol::envelope::ReplayGuard::check_and_remember(
+                &mut *replay,
+                &link.signer,
+                &link.nonce,
+                link.ts,
+            )
+        };
+        let already = peer.keys.iter().any(|k| k.kid == rotation.new_key.kid && k.valid_until.is_none());
+        if !fresh && !already {
+            let error = ostracon_protocol::Error::Replay {
+                signer: Excerpt::new(&link.signer.to_string()),
+                nonce: Excerpt::new(link.nonce.as_str()),
+            };
+            return Err(StanzaError::from_error(&error));
+        }
+        let applied =
+            self.ledger.keys_rotated(&peer.jid, &rotation.old_kid, rotation.new_key.clone(), now).await.map_err(
+                |error| match error {
+                    ostracon_store::StoreError::Rejected(_) => invalid_key(&link, "retired; a rotation applies once"),
+                    _ => service_unavailable(),
+                },
+            )?;
+        if applied {
+            tracing::info!(peer = %peer.jid, old = %rotation.old_kid, new = %rotation.new_key.kid, "peer rotated its key");
+        }
         Ok(None)
     }
 

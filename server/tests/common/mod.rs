@@ -49,6 +49,8 @@ impl Node {
         config.node.data_dir = dir.path().join(domain);
         config.http.listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
         config.http.rate_per_second = 0;
+        // The tests' offenders are in the documentation ranges.
+        config.lists.refuse_documentation_ranges = false;
         config.xmpp = Some(XmppSection {
             component: format!("incidents.{domain}"),
             server: prosody.component_address.to_string(),

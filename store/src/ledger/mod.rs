@@ -38,7 +38,8 @@ use crate::model::{
 };
 use crate::policy::ListingPolicy;
 use crate::queries::{ENTRY_COLUMNS, INCIDENT_COLUMNS, entry_from_row, incident_from_row, offender_kind};
-use crate::reputation::{ReputationParams, server_domain};
+use crate::reputation::{ReputationParams, independence_key, server_domain};
+use crate::scope::PeerScope;
 use crate::traits::{BlocklistStore as _, IncidentStore as _};
 use crate::{Result, Store, StoreError};
 
@@ -63,6 +64,8 @@ pub struct LedgerConfig {
     pub policy: ListingPolicy,
     /// The reputation function's parameters, the listing quorum among them.
     pub reputation: ReputationParams,
+    /// What a peer's report may list.
+    pub scope: PeerScope,
 }
 
 /// An incident that arrived from another node.
@@ -84,6 +87,11 @@ pub struct RemoteIncident<'a> {
     pub decision_reason: Option<&'a str>,
     /// Weight of each listing contribution, in thousandths.
     pub weight_milli: i64,
+    /// For a response to a request we sent (within its deadline): the weight of what the
+    /// responder is authoritative for, the JIDs on its own server and the IPs it names with
+    /// them. It applies to the first answer to that request only; the rest, and every later
+    /// answer, carry `weight_milli`.
+    pub authority_milli: Option<i64>,
     /// Buddies to forward it to (queued in the same transaction).
     pub forward_to: &'a [String],
 }
@@ -612,13 +620,21 @@ impl Ledger {
             // One delivery per buddy we share with, in the same transaction as the incident.
             batch.queue_for_buddies(&incident.id, None).await?;
         }
-        self.apply_incident(&mut batch, incident, LOCAL_WEIGHT_MILLI).await?;
+        self.apply_incident(&mut batch, incident, LOCAL_WEIGHT_MILLI, None, false).await?;
         self.commit(batch).await
     }
 
-    /// Lists an accepted incident's offenders with `weight_milli` each; offenders the operator
-    /// allowed are not listed, and each refusal is recorded as an audit leaf.
-    async fn apply_incident(&self, batch: &mut Batch, incident: &Incident, weight_milli: i64) -> Result<()> {
+    /// Applies an accepted incident: its reputation facts and its listings. A peer's incident
+    /// (`from_peer`) lists only what is in a peer's scope (`scope.rs`); the rest is refused
+    /// with a leaf and waits for the operator.
+    async fn apply_incident(
+        &self,
+        batch: &mut Batch,
+        incident: &Incident,
+        weight_milli: i64,
+        authority_milli: Option<i64>,
+        from_peer: bool,
+    ) -> Result<()> {
         // What the incident says about the servers of its offenders, with the reporter's
         // weight (IPs are counted through the JIDs and domains reported with them). A server
         // reporting its own users is acting on abuse, not suffering from it: no fact.
@@ -635,23 +651,38 @@ impl Ledger {
                 .filter(|subject| *subject != issuer_server && !subject.ends_with(&format!(".{issuer_server}")))
                 .collect();
             let reference = incident.id.to_string();
+            let reporter = independence_key(incident.id.issuer().as_str());
+            // The operator's own reports are not bounded: the bound is against peers.
+            let window = if from_peer { self.config.reputation.incident_fact_window_secs } else { 0 };
             for subject in subjects {
-                batch.fact(subject, FactKind::Incident, Some(incident.severity), weight_milli, &reference).await?;
+                batch.incident_fact(subject, &reporter, incident.severity, weight_milli, &reference, window).await?;
             }
         }
         let action = ListingPolicy::action_for(incident.action);
+        let buddies = if from_peer && incident.offenders.iter().any(|o| matches!(o, Offender::Domain(_))) {
+            batch.buddy_domains().await?
+        } else {
+            Vec::new()
+        };
+        let authoritative = authority_milli.map(|weight| (Authority::of(incident), weight));
         let mut listings = Vec::with_capacity(incident.offenders.len());
         for offender in &incident.offenders {
-            if self.is_allowed(offender) {
-                let why = "allowed by the operator";
+            let refused = if self.is_allowed(offender) {
+                Some("allowed by the operator".to_owned())
+            } else if from_peer {
+                self.config.scope.refusal(offender, &buddies)
+            } else {
+                None
+            };
+            if let Some(why) = refused {
                 let record = AuditRecord::ListingRefused {
                     at: batch.now,
                     offender: offender.clone(),
                     incident: incident.id.clone(),
-                    why: why.to_owned(),
+                    why: why.clone(),
                 };
                 batch.leaf(&record).await?;
-                batch.applied.refused.push((offender.clone(), why.to_owned()));
+                batch.applied.refused.push((offender.clone(), why));
                 continue;
             }
             listings.push(Listing {
@@ -660,7 +691,14 @@ impl Ledger {
                 expires: incident.expires,
                 severity: incident.severity,
                 source: EntrySource::Incidents,
-                reason: Some((&incident.id, &incident.reporter, weight_milli)),
+                reason: Some((
+                    &incident.id,
+                    &incident.reporter,
+                    match &authoritative {
+                        Some((authority, weight)) if authority.covers(offender) => *weight,
+                        _ => weight_milli,
+                    },
+                )),
             });
         }
         batch.list_many(&listings, &self.config).await
@@ -869,6 +907,7 @@ impl Ledger {
             decision,
             decision_reason,
             weight_milli,
+            authority_milli,
             forward_to,
         } = remote;
         let now = batch.now;
@@ -880,7 +919,20 @@ impl Ledger {
             .as_ref()
             .map(incident_from_row)
             .transpose()?;
-        if let Some(stored) = stored {
+        // A verified report supersedes an unsigned copy that still waits for the operator: an
+        // unsigned sender can never squat an id its signed issuer then cannot use.
+        let superseded = stored.as_ref().is_some_and(|stored| {
+            stored.origin == IncidentOrigin::Unsigned
+                && origin == IncidentOrigin::Peer
+                && stored.decision == Decision::Pending
+        });
+        if superseded {
+            sqlx::query("DELETE FROM incidents WHERE id = $1")
+                .bind(incident.id.to_string())
+                .execute(&mut *batch.tx)
+                .await?;
+        }
+        if let Some(stored) = stored.filter(|_| !superseded) {
             // A signed retraction from the issuer undoes what its report did; anything else
             // about a stored id is a duplicate delivery.
             let retraction = incident.status == Status::Retracted
@@ -936,13 +988,26 @@ impl Ledger {
                         origin: origin.as_str().to_owned(),
                     })
                     .await?;
-                self.apply_incident(batch, incident, weight_milli).await?;
+                self.apply_incident(batch, incident, weight_milli, None, true).await?;
                 return Ok(true);
             }
             if !retraction {
                 return Ok(false);
             }
             retract_in(batch, stored.incident, &self.config).await?;
+            // The retraction travels the paths its report took: its signed chain replaces the
+            // report's, and goes to the buddies we forward to.
+            if let Some(links) = provenance {
+                let links = serde_json::to_string(links).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                sqlx::query("UPDATE incidents SET provenance = $1 WHERE id = $2")
+                    .bind(links)
+                    .bind(incident.id.to_string())
+                    .execute(&mut *batch.tx)
+                    .await?;
+            }
+            for peer in forward_to {
+                batch.enqueue(peer, &OutboxJob::Forward { incident: incident.id.clone() }).await?;
+            }
             return Ok(true);
         }
         let record = match decision {
@@ -971,12 +1036,16 @@ impl Ledger {
             log_index,
         };
         insert_incident(batch, incident, row).await?;
+        // The first answer to our request carries the weight of the server we asked about
+        // its own users; another answer to the same request is only the peer's report.
+        let request = incident.related.as_ref().unwrap_or(&incident.id).to_string();
+        let first_answer = verb == Verb::Response && !batch.answered(&request).await?;
+        let authority_milli = authority_milli.filter(|_| first_answer);
         if decision == Decision::Accepted && verb != Verb::Request && incident.status != Status::Retracted {
-            self.apply_incident(batch, incident, weight_milli).await?;
+            self.apply_incident(batch, incident, weight_milli, authority_milli, true).await?;
         }
-        if decision == Decision::Accepted && verb == Verb::Response && batch.is_remote(incident.id.issuer().as_str()) {
+        if decision == Decision::Accepted && first_answer && batch.is_remote(incident.id.issuer().as_str()) {
             // The peer answered our request: the answer counts for its server.
-            let request = incident.related.as_ref().unwrap_or(&incident.id).to_string();
             let server = server_domain(incident.id.issuer().as_str()).to_owned();
             // A late answer is still an answer: it replaces the request's "ignored" fact.
             sqlx::query("DELETE FROM reputation_facts WHERE reference = $1 AND kind = 'request-ignored'")
@@ -1022,7 +1091,7 @@ impl Ledger {
             .bind(id.to_string())
             .execute(&mut *batch.tx)
             .await?;
-        self.apply_incident(&mut batch, &incident, LOCAL_WEIGHT_MILLI).await?;
+        self.apply_incident(&mut batch, &incident, LOCAL_WEIGHT_MILLI, None, false).await?;
         self.commit(batch).await
     }
 
@@ -1074,7 +1143,7 @@ impl Ledger {
             log_index,
         };
         insert_incident(&mut batch, response, row).await?;
-        self.apply_incident(&mut batch, response, LOCAL_WEIGHT_MILLI).await?;
+        self.apply_incident(&mut batch, response, LOCAL_WEIGHT_MILLI, None, false).await?;
         sqlx::query("UPDATE incidents SET decision = 'accepted', decision_reason = $1, updated_at = $2 WHERE id = $3")
             .bind(format!("answered by {}", response.id))
             .bind(now.unix())
@@ -1277,4 +1346,31 @@ async fn insert_incident(batch: &mut Batch, incident: &Incident, row: IncidentRo
         other => other,
     })?;
     Ok(())
+}
+
+/// What a responder is authoritative for: the users of its own server, and the addresses it
+/// names together with them (it knows which IPs its users came from; nobody else does).
+struct Authority {
+    server: String,
+    names_its_users: bool,
+}
+
+impl Authority {
+    fn of(incident: &Incident) -> Self {
+        let server = server_domain(incident.id.issuer().as_str()).to_owned();
+        let own_user = |offender: &Offender| matches!(offender, Offender::Jid(jid) if jid.domain().as_str() == server || jid.domain().as_str().ends_with(&format!(".{server}")));
+        let names_its_users = incident.offenders.iter().any(own_user);
+        Self { server, names_its_users }
+    }
+
+    fn covers(&self, offender: &Offender) -> bool {
+        match offender {
+            Offender::Jid(jid) => {
+                let domain = jid.domain().as_str();
+                domain == self.server || domain.ends_with(&format!(".{}", self.server))
+            }
+            Offender::Ip(_) | Offender::Cidr(_) => self.names_its_users,
+            Offender::Domain(_) => false,
+        }
+    }
 }

@@ -78,6 +78,17 @@ pub enum Subscribe {
 }
 
 impl Batch {
+    /// Our buddies' server domains (a buddy's component speaks for its server).
+    pub(super) async fn buddy_domains(&mut self) -> Result<Vec<ostracon_protocol::ids::Domain>> {
+        let rows = sqlx::query("SELECT domain FROM peers WHERE state = 'buddy'").fetch_all(&mut *self.tx).await?;
+        rows.iter()
+            .map(|row| {
+                let domain: String = row.try_get("domain")?;
+                ostracon_protocol::ids::Domain::parse(server_domain(&domain)).map_err(StoreError::from)
+            })
+            .collect()
+    }
+
     async fn peer(&mut self, jid: &BareJid) -> Result<Option<PeerRecord>> {
         let row = sqlx::query("SELECT * FROM peers WHERE jid = $1")
             .bind(jid.to_string())
@@ -281,7 +292,9 @@ impl Ledger {
                 Actor::Peer
             }
             PeerState::Pending if approve => {
-                (peer.keys, peer.state, peer.trust) = (keys, PeerState::Buddy, Trust::Accept);
+                // Automatic approval grants `observe` only: two cheap domains that ask would
+                // otherwise make a quorum. Weight is the operator's to give (`peers trust`).
+                (peer.keys, peer.state, peer.trust) = (keys, PeerState::Buddy, Trust::Observe);
                 batch.presence(jid, BuddyPresence::Subscribed).await?;
                 batch.presence(jid, BuddyPresence::Subscribe).await?;
                 Actor::AutoApprove
@@ -301,21 +314,31 @@ impl Ledger {
 
     /// A buddy's verified rotation: `retire` ends the old key at the new key's start, and the
     /// new key is pinned. The caller verified the claim against the pinned keys.
+    ///
+    /// A rotation applies once, in the transaction that checks it: only the current key can
+    /// be retired, so a replayed or retired-key rotation changes nothing. Returns `false` for
+    /// a repeat of the rotation already applied (a retried delivery, answered as a success).
     pub async fn keys_rotated(
         &self,
         jid: &BareJid,
         retire: &KeyId,
         new_key: PublishedKey,
         now: Timestamp,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let _writer = self.writer.lock().await;
         let mut batch = self.begin(now).await?;
         let Some(mut peer) = batch.peer(jid).await?.filter(|p| p.state == PeerState::Buddy) else {
             return Err(StoreError::NotFound { what: format!("buddy {jid}") });
         };
-        for key in peer.keys.iter_mut().filter(|k| &k.kid == retire && k.valid_until.is_none()) {
-            key.valid_until = Some(new_key.valid_from);
-        }
+        let Some(current) = peer.keys.iter_mut().find(|k| &k.kid == retire && k.valid_until.is_none()) else {
+            let repeat = peer.keys.iter().any(|k| k.kid == new_key.kid && k.valid_until.is_none());
+            return if repeat {
+                Ok(false)
+            } else {
+                Err(StoreError::Rejected(format!("{retire} is not {jid}'s current key; only that key may rotate")))
+            };
+        };
+        current.valid_until = Some(new_key.valid_from);
         if !peer.keys.iter().any(|k| k.kid == new_key.kid) {
             peer.keys.push(new_key);
         }
@@ -335,6 +358,6 @@ impl Ledger {
         }
         peer.updated_at = now;
         batch.put_peer(&peer, Actor::Peer).await?;
-        self.commit(batch).await.map(drop)
+        self.commit(batch).await.map(|_| true)
     }
 }

@@ -55,6 +55,57 @@ impl Batch {
         Ok(())
     }
 
+    /// Records an incident fact about `domain` from `reporter` (its independence key), unless
+    /// that reporter already gave one about `domain` within `window_secs`: however many
+    /// reports one reporter sends, it moves a domain's score by one fact per window.
+    pub(super) async fn incident_fact(
+        &mut self,
+        domain: &str,
+        reporter: &str,
+        severity: Severity,
+        weight_milli: i64,
+        reference: &str,
+        window_secs: i64,
+    ) -> Result<bool> {
+        let recent = sqlx::query(
+            "SELECT 1 AS one FROM reputation_facts WHERE subject = $1 AND reporter = $2 AND kind = 'incident' \
+             AND at > $3 LIMIT 1",
+        )
+        .bind(reversed(domain))
+        .bind(reporter)
+        .bind(self.now.unix() - window_secs)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        if recent.is_some() {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO reputation_facts (subject, kind, at, severity, weight_milli, reference, reporter) \
+             VALUES ($1, 'incident', $2, $3, $4, $5, $6) ON CONFLICT (subject, kind, reference) DO NOTHING",
+        )
+        .bind(reversed(domain))
+        .bind(self.now.unix())
+        .bind(severity.as_str())
+        .bind(weight_milli)
+        .bind(reference)
+        .bind(reporter)
+        .execute(&mut *self.tx)
+        .await?;
+        self.touch(domain);
+        Ok(true)
+    }
+
+    /// Whether a first answer to our request `request` was already counted.
+    pub(super) async fn answered(&mut self, request: &str) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT 1 AS one FROM reputation_facts WHERE reference = $1 AND kind = 'request-answered' LIMIT 1",
+        )
+        .bind(request)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        Ok(row.is_some())
+    }
+
     /// Marks `domain` and its parents for rescoring at commit.
     pub(super) fn touch(&mut self, domain: &str) {
         for scored in scored_ancestors(domain) {

@@ -167,6 +167,7 @@ async fn ledger(db: &str, key: NodeKey) -> anyhow::Result<Ledger> {
             key_name: "bench.example".into(),
             policy: ListingPolicy::default(),
             reputation: Default::default(),
+            scope: ostracon_store::scope::PeerScope { refuse_documentation: false, ..Default::default() },
         },
     )
     .await?)
@@ -464,6 +465,7 @@ async fn verify_rate(db: &str, reports: u64, batch: usize) -> anyhow::Result<()>
                 decision: Decision::Accepted,
                 decision_reason: None,
                 weight_milli: 1_000,
+                authority_milli: None,
                 forward_to: &[],
             })
             .collect();
@@ -563,6 +565,7 @@ async fn e2e(binary: &str, incidents: u64, s2s: bool, interval_ms: u64, attack: 
             &config,
             format!(
                 "[node]\ndomain = \"{domain}\"\ndata_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{port}\"\nrate_per_second = 0\n\
+                 [lists]\nrefuse_documentation_ranges = false\n\
                  [xmpp]\ncomponent = \"incidents.{domain}\"\nserver = \"{}\"\nsecret_file = \"{}\"\n",
                 data.display(),
                 server.component_address,

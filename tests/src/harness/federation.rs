@@ -401,6 +401,7 @@ fn write_node(
     let config = data.join("ostracon.toml");
     let text = format!(
         "[node]\ndomain = \"{domain}\"\ndata_dir = \"{data}\"\n\n[http]\nlisten = \"{listen}\"\nrate_per_second = 0\n\n\
+         [lists]\n# The scenarios' offenders are in the documentation ranges.\nrefuse_documentation_ranges = false\n\n\
          [xmpp]\ncomponent = \"incidents.{domain}\"\nserver = \"{component}\"\nsecret = \"{domain}-harness-secret\"\n\n\
          [reputation]\n{reputation}\n{database}",
         data = data.display(),
