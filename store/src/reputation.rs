@@ -56,15 +56,17 @@ pub struct ReputationParams {
     pub candidate_window_secs: i64,
     /// One reporter adds at most one incident fact about a domain per this many seconds (1 day).
     pub incident_fact_window_secs: i64,
-    /// Buddies' opinions move a reporter's standing by at most this many points either way,
-    /// and a reporter keeps its full weight down to minus this (5): what others say of a
-    /// reporter never silences it; only how its own reports fare here does.
+    /// Buddies' opinions move a reporter's standing by at most this many raw points either
+    /// way (5, below the buddy points): what others say of a buddy never costs it weight;
+    /// only how its own reports fare here does.
     pub opinion_reporter_cap: i64,
     /// Per-category factors on peers' contributions, in thousandths (absent: 1.0).
     pub category_weights_milli: BTreeMap<String, i64>,
     /// Per-peer base weights, in thousandths, by the peer's server domain; they replace the
     /// trust level's weight (absent: by trust).
     pub peer_weights_milli: BTreeMap<String, i64>,
+    /// Registrable domains one operator runs, each mapped to the group's name: one voice.
+    pub operator_groups: BTreeMap<String, String>,
 }
 
 impl Default for ReputationParams {
@@ -93,6 +95,7 @@ impl Default for ReputationParams {
             opinion_reporter_cap: 5,
             category_weights_milli: BTreeMap::new(),
             peer_weights_milli: BTreeMap::new(),
+            operator_groups: BTreeMap::new(),
         }
     }
 }
@@ -283,29 +286,38 @@ fn scaled_by_score(base: i64, reporter_score: i64, params: &ReputationParams) ->
     if reporter_score < params.ignore_below {
         return 0;
     }
-    // Full weight down to what opinions alone can do; linearly less from there to `ignore_below`.
-    let full_from = (-params.opinion_reporter_cap.max(0)).max(params.ignore_below);
-    if reporter_score >= full_from || params.ignore_below >= full_from {
+    if reporter_score >= 0 || params.ignore_below >= 0 {
         return base;
     }
-    base * (reporter_score - params.ignore_below) / (full_from - params.ignore_below)
+    base * (reporter_score - params.ignore_below) / (-params.ignore_below)
 }
 
-/// The registrable part of a reporter's domain used for independence: its last two labels
-/// (`incidents.a.example` and `x.a.example` are one voice). Public-suffix rules would be
-/// better; two labels already stop one operator's subdomains from voting twice.
-pub fn independence_key(domain: &str) -> String {
-    let labels: Vec<&str> = domain.rsplit('.').take(2).collect();
-    labels.into_iter().rev().collect::<Vec<_>>().join(".")
+/// The registrable domain of `domain` by the Public Suffix List (`x.a.co.uk` -> `a.co.uk`,
+/// `incidents.a.example` -> `a.example`); a name with no registrable part (a bare suffix,
+/// `localhost`) is its own.
+pub fn registrable(domain: &str) -> &str {
+    psl::domain_str(domain).unwrap_or(domain)
+}
+
+/// The voice a reporter's domain speaks with for the quorum: its registrable domain, or the
+/// operator-declared group that domain belongs to (domains one operator runs are one voice).
+/// `a.co.uk` and `b.co.uk` are two voices; `incidents.a.example` and `x.a.example` one.
+pub fn independence_key(domain: &str, params: &ReputationParams) -> String {
+    let registrable = registrable(domain);
+    match params.operator_groups.get(registrable) {
+        Some(group) => format!("group:{group}"),
+        None => registrable.to_owned(),
+    }
 }
 
 /// The server a node speaks for: an XEP-0114 component is a subdomain of its server
-/// (`incidents.a.example` serves `a.example`), so a domain of three or more labels loses its
-/// first; a two-label domain is a server itself. Facts about a peer's behaviour are kept
-/// under this domain, together with the incidents about its users.
+/// (`incidents.a.example` serves `a.example`), so a domain loses its first label unless that
+/// would climb above its registrable domain (`a.co.uk` is a server itself, not `co.uk`).
+/// Facts about a peer's behaviour are kept under this domain, together with the incidents
+/// about its users.
 pub fn server_domain(domain: &str) -> &str {
     match domain.split_once('.') {
-        Some((_, parent)) if parent.contains('.') => parent,
+        Some((_, parent)) if parent.len() >= registrable(domain).len() => parent,
         _ => domain,
     }
 }
@@ -358,7 +370,7 @@ pub struct Quorum {
 pub fn quorum<'a>(reports: impl IntoIterator<Item = (&'a str, i64)>, params: &ReputationParams) -> Quorum {
     let mut weights: BTreeMap<String, i64> = BTreeMap::new();
     for (reporter, weight) in reports {
-        let entry = weights.entry(independence_key(reporter)).or_insert(0);
+        let entry = weights.entry(independence_key(reporter, params)).or_insert(0);
         *entry = (*entry).max(weight.max(0));
     }
     let total_milli = weights.values().sum();

@@ -132,6 +132,7 @@ battery!(
     one_reporter_moves_a_domains_score_by_one_fact_per_window,
     a_verified_report_supersedes_an_unsigned_copy,
     a_retraction_travels_the_paths_its_report_took,
+    independence_is_decided_by_the_public_suffix_list_and_operator_groups,
 );
 
 const NODE: &str = "incidents.ops.example";
@@ -1145,4 +1146,21 @@ async fn a_retraction_travels_the_paths_its_report_took(backend: Backend) {
     let queued = backend.store.outbox_for("incidents.next.example", 10).await.unwrap();
     let forwards = queued.iter().filter(|i| i.job == OutboxJob::Forward { incident: report.id.clone() }).count();
     assert_eq!(forwards, 2, "the report, then its retraction, on the same path");
+}
+
+async fn independence_is_decided_by_the_public_suffix_list_and_operator_groups(backend: Backend) {
+    let mut config = config();
+    config.reputation.operator_groups.insert("one-op.example".into(), "acme".into());
+    config.reputation.operator_groups.insert("same-op.example".into(), "acme".into());
+    let ledger = Ledger::open(backend.store.clone(), key(), config).await.unwrap();
+    let pair = |a: &str, b: &str, n: u128, ip: &str| (report_by(a, n, &[ip], ts(0)), report_by(b, n + 1, &[ip], ts(1)));
+    // Two operators under the public suffix co.uk: two accept voices make a quorum.
+    let (a, b) = pair("incidents.a.co.uk", "incidents.b.co.uk", 1, "198.18.10.1");
+    // Two domains of one declared operator: one voice, no quorum.
+    let (c, d) = pair("incidents.one-op.example", "incidents.same-op.example", 3, "198.18.10.2");
+    for report in [&a, &b, &c, &d] {
+        ledger.record_remote(received_with(report, 500), ts(1)).await.unwrap().unwrap();
+    }
+    assert!(backend.store.entry(&offender("198.18.10.1")).await.unwrap().unwrap().active);
+    assert!(backend.store.entry(&offender("198.18.10.2")).await.unwrap().is_none());
 }

@@ -245,8 +245,7 @@ fn operator_weights_replace_the_trust_level_and_categories_scale_contributions()
     params.peer_weights_milli.insert("a.example".into(), 800);
     params.category_weights_milli.insert("spam".into(), 500);
     assert_eq!(peer_weight(Trust::Accept, "a.example", 0, &params), 800);
-    assert_eq!(peer_weight(Trust::Accept, "a.example", -5, &params), 800, "full down to what opinions alone do");
-    assert_eq!(peer_weight(Trust::Accept, "a.example", -10, &params), 533, "then the score scales it");
+    assert_eq!(peer_weight(Trust::Accept, "a.example", -10, &params), 400, "the score still scales it");
     assert_eq!(peer_weight(Trust::Observe, "a.example", 50, &params), 0, "observe is never applied");
     assert_eq!(peer_weight(Trust::Accept, "b.example", 0, &params), 500);
     assert_eq!(contribution_weight(1_000, "spam", &params), 500);
@@ -293,20 +292,41 @@ fn incidents_about_a_servers_users_lower_its_score_not_its_voice() {
 }
 
 #[test]
-fn opinions_alone_never_silence_a_reporter() {
+fn opinions_never_cost_a_buddy_weight() {
     use ostracon_store::reputation::reporter_score;
     let params = ReputationParams::default();
-    // Every buddy we have says the worst of an honest reporter.
+    // Every other buddy says the worst of an honest buddy.
     let slandered = Subject {
+        buddy_since: Some(now()),
         facts: (0..5).map(|_| Fact::Opinion { num: -100, weight_milli: 1_000 }).collect(),
         ..Subject::default()
     };
     let standing = reporter_score(&slandered, &params, now());
     assert_eq!(standing.components.get("opinions"), Some(&-params.opinion_reporter_cap));
-    assert!(standing.score >= -params.opinion_reporter_cap, "{standing:?}");
+    assert!(standing.score >= 0, "{standing:?}");
     assert_eq!(reporter_weight(Trust::AutoApply, standing.score, &params), params.auto_apply_weight_milli);
     // What we saw of its own reports still counts in full: a liar is silenced.
-    let contradicted = Subject { facts: vec![Fact::Contradicted { at: now() }; 3], ..slandered };
+    let mut facts = slandered.facts.clone();
+    facts.extend(vec![Fact::Contradicted { at: now() }; 2]);
+    let contradicted = Subject { facts, ..slandered };
     let liar = reporter_score(&contradicted, &params, now());
     assert_eq!(reporter_weight(Trust::AutoApply, liar.score, &params), 0, "{liar:?}");
+}
+
+#[test]
+fn independence_follows_the_public_suffix_list_and_operator_groups() {
+    use ostracon_store::reputation::{independence_key, server_domain};
+    let mut params = ReputationParams::default();
+    let weight = reporter_weight(Trust::Accept, 0, &params);
+    // Two operators under one public suffix are two voices; one operator's nodes are one.
+    assert!(quorum([("incidents.a.co.uk", weight), ("incidents.b.co.uk", weight)], &params).listed);
+    assert!(!quorum([("incidents.a.co.uk", weight), ("x.a.co.uk", weight)], &params).listed);
+    assert_eq!(independence_key("incidents.a.co.uk", &params), "a.co.uk");
+    assert_eq!(server_domain("a.co.uk"), "a.co.uk", "a server under a public suffix is its own server");
+    assert_eq!(server_domain("incidents.a.co.uk"), "a.co.uk");
+    // Domains the operator declared as run by one operator are one voice.
+    params.operator_groups.insert("a.example".into(), "acme".into());
+    params.operator_groups.insert("b.example".into(), "acme".into());
+    assert!(!quorum([("incidents.a.example", weight), ("incidents.b.example", weight)], &params).listed);
+    assert!(quorum([("incidents.a.example", weight), ("incidents.c.example", weight)], &params).listed);
 }

@@ -51,6 +51,11 @@ pub struct ReputationSection {
     /// level's; the peer's score still scales them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub peer_weights: BTreeMap<String, f64>,
+    /// Domains one operator runs, by a name for the operator (`example-ops = ["a.example",
+    /// "b.example"]`): their reports are one voice for the quorum, as subdomains of one
+    /// registrable domain already are (the Public Suffix List decides what is registrable).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub operator_groups: BTreeMap<String, Vec<String>>,
 }
 
 fn defaults() -> ReputationParams {
@@ -102,6 +107,7 @@ impl Default for ReputationSection {
             opinion_reporter_cap: opinion_reporter_cap(),
             category_weights: BTreeMap::new(),
             peer_weights: BTreeMap::new(),
+            operator_groups: BTreeMap::new(),
         }
     }
 }
@@ -126,6 +132,16 @@ impl ReputationSection {
             opinion_reporter_cap: self.opinion_reporter_cap,
             category_weights_milli: self.category_weights.iter().map(|(k, v)| (k.clone(), milli(*v))).collect(),
             peer_weights_milli: self.peer_weights.iter().map(|(k, v)| (k.to_lowercase(), milli(*v))).collect(),
+            operator_groups: self
+                .operator_groups
+                .iter()
+                .flat_map(|(group, domains)| {
+                    domains.iter().map(move |domain| {
+                        let domain = domain.to_lowercase();
+                        (ostracon_store::reputation::registrable(&domain).to_owned(), group.clone())
+                    })
+                })
+                .collect(),
             ..ReputationParams::default()
         }
     }
@@ -188,6 +204,16 @@ impl ReputationSection {
             }
             if !weight_ok(*weight) {
                 out.push(format!("[reputation] peer_weights.{domain:?} is a weight from 0 to 10 (is {weight})"));
+            }
+        }
+        let mut grouped = BTreeMap::new();
+        for (group, domains) in &self.operator_groups {
+            for domain in domains {
+                if ostracon_protocol::ids::Domain::parse(domain).is_err() {
+                    out.push(format!("[reputation] operator_groups.{group}: {domain:?} is not a domain"));
+                } else if let Some(other) = grouped.insert(domain.to_lowercase(), group) {
+                    out.push(format!("[reputation] operator_groups: {domain:?} is in both {other} and {group}"));
+                }
             }
         }
         out

@@ -9,7 +9,7 @@ use std::time::Instant;
 use ostracon_protocol::ids::BareJid;
 use ostracon_protocol::xml::stream::{Gate, Head};
 use ostracon_store::ratelimit::{Limiter, Rate};
-use ostracon_store::reputation::independence_key;
+use ostracon_store::reputation::registrable;
 
 /// Senders and domains remembered per table.
 const TRACKED: usize = 20_000;
@@ -77,7 +77,7 @@ impl SenderLimits {
 
     /// True if `sender` may send one more stanza of this kind at `now`; takes the tokens.
     pub fn admit(&self, sender: &BareJid, traffic: Traffic, now: Instant) -> bool {
-        let domain = independence_key(sender.domain().as_str());
+        let domain = registrable(sender.domain().as_str()).to_owned();
         let admitted = match traffic {
             Traffic::Any => self.any_jid.check(sender, now).and_then(|()| self.any_domain.check(&domain, now)),
             Traffic::Incident => {

@@ -321,12 +321,14 @@ async fn a_buddys_standing_follows_its_facts_at_once_and_other_changes_within_a_
     assert_eq!(contradicted.score, -4, "10 - 15 raw");
     assert!(contradicted.weight_milli > 0 && contradicted.weight_milli < first.weight_milli, "{contradicted:?}");
 
-    // Another buddy's XEP-0275 opinion of -100 about its server (-30 raw) is not a fact:
-    // the stored standing serves for a minute, then it is computed afresh.
+    // Another buddy's XEP-0275 opinion of -100 about its server (-30 raw, bounded to -5 in
+    // a standing) is not a fact: the stored standing serves for a minute, then it is
+    // computed afresh.
     make_buddy(&h.node, "incidents.c.test", Trust::Accept).await;
     h.node.ledger.store().put_peer_score("incidents.c.test", "a.test", -100, t0).await.unwrap();
     let stored = h.node.reporter_standing(&buddy, t0.plus_secs(STANDING_TTL_SECS - 1)).await.unwrap();
     assert_eq!(stored.score, -4);
     let fresh = h.node.reporter_standing(&buddy, t0.plus_secs(STANDING_TTL_SECS)).await.unwrap();
-    assert_eq!((fresh.score, fresh.weight_milli), (-25, 0), "10 - 15 - 30 raw: ignored");
+    assert_eq!(fresh.score, -9, "10 - 15 - 5 raw");
+    assert!(fresh.weight_milli > 0 && fresh.weight_milli < contradicted.weight_milli, "{fresh:?}");
 }

@@ -429,7 +429,7 @@ impl Batch {
             }
             self.applied.listed.push(p.offender);
         }
-        self.after_listing(chunk, &ids, &held).await
+        self.after_listing(chunk, &ids, &held, config).await
     }
 
     /// Takes an entry off the list.
@@ -651,7 +651,7 @@ impl Ledger {
                 .filter(|subject| *subject != issuer_server && !subject.ends_with(&format!(".{issuer_server}")))
                 .collect();
             let reference = incident.id.to_string();
-            let reporter = independence_key(incident.id.issuer().as_str());
+            let reporter = independence_key(incident.id.issuer().as_str(), &self.config.reputation);
             // The operator's own reports are not bounded: the bound is against peers.
             let window = if from_peer { self.config.reputation.incident_fact_window_secs } else { 0 };
             for subject in subjects {

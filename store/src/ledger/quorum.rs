@@ -193,6 +193,7 @@ impl Batch {
         listed: &[&Listing<'_>],
         ids: &HashMap<Offender, i64>,
         held: &HashMap<Offender, Vec<Evidence>>,
+        config: &LedgerConfig,
     ) -> Result<()> {
         for listing in listed {
             let Some(evidence) = held.get(listing.offender) else { continue };
@@ -221,9 +222,12 @@ impl Batch {
                 continue;
             }
             let issuer = incident.issuer().to_string();
-            let voice = independence_key(&issuer);
+            let voice = independence_key(&issuer, &config.reputation);
             let mut corroborated = false;
-            for other in evidence.iter().filter(|e| e.weight_milli > 0 && independence_key(&e.issuer) != voice) {
+            for other in evidence
+                .iter()
+                .filter(|e| e.weight_milli > 0 && independence_key(&e.issuer, &config.reputation) != voice)
+            {
                 corroborated = true;
                 if self.is_remote(&other.issuer) {
                     let domain = server_domain(&other.issuer).to_owned();
