@@ -68,6 +68,13 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// What the brake held: peers' changes over their hourly budget, waiting for you.
+    Held {
+        #[command(subcommand)]
+        command: HeldCommand,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// The node's signing key.
     Key {
         #[command(subcommand)]
@@ -333,6 +340,27 @@ enum PeersCommand {
 }
 
 #[derive(Subcommand)]
+enum HeldCommand {
+    /// List the held changes, oldest first.
+    List {
+        /// Only this peer's (its component JID).
+        #[arg(long)]
+        peer: Option<String>,
+    },
+    /// Apply them (up to 1,000 at a time): listings with the weight they would have had,
+    /// retractions in full.
+    Release {
+        #[arg(long)]
+        peer: Option<String>,
+    },
+    /// Drop them (up to 1,000 at a time), with a log leaf per incident.
+    Discard {
+        #[arg(long)]
+        peer: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum KeyCommand {
     /// Replace the signing key (stop the node first). The old key signs an announcement that
     /// buddies use to pin the new one; the old public key stays published as retired.
@@ -508,6 +536,25 @@ async fn run(command: Command) -> Result<ExitCode, ServerError> {
             println!("retired key {}", rotation.old);
             println!("new key {} (fingerprint {})", rotation.new.key_id(), rotation.new.fingerprint());
             println!("announcement queued for {} buddies; start the node to send it", rotation.announced_to.len());
+        }
+        Command::Held { command, api } => {
+            let client = api.client()?;
+            let value = match command {
+                HeldCommand::List { peer } => {
+                    let path = match peer {
+                        Some(peer) => format!("/v1/held?peer={}", encode(&peer)),
+                        None => "/v1/held".to_owned(),
+                    };
+                    client.json(Method::GET, &path, None).await?
+                }
+                HeldCommand::Release { peer } => {
+                    client.json(Method::POST, "/v1/held/release", Some(&json!({ "peer": peer }))).await?
+                }
+                HeldCommand::Discard { peer } => {
+                    client.json(Method::POST, "/v1/held/discard", Some(&json!({ "peer": peer }))).await?
+                }
+            };
+            print(&value);
         }
         Command::Peers { command, api } => {
             let client = api.client()?;

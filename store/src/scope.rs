@@ -28,6 +28,9 @@ pub struct PeerScope {
     pub protected_domains: Vec<Domain>,
     /// Addresses and blocks never listed from a peer, nor any block that contains one.
     pub protected_networks: Vec<Cidr>,
+    /// The brake: entries one peer's reports may list or delist per hour; the rest waits for
+    /// the operator (`ledger/brake.rs`).
+    pub hourly_budget: u32,
 }
 
 impl Default for PeerScope {
@@ -38,6 +41,7 @@ impl Default for PeerScope {
             refuse_documentation: true,
             protected_domains: Vec::new(),
             protected_networks: Vec::new(),
+            hourly_budget: 1_000,
         }
     }
 }

@@ -133,6 +133,7 @@ battery!(
     a_verified_report_supersedes_an_unsigned_copy,
     a_retraction_travels_the_paths_its_report_took,
     independence_is_decided_by_the_public_suffix_list_and_operator_groups,
+    the_brake_holds_what_exceeds_a_peers_hourly_budget,
 );
 
 const NODE: &str = "incidents.ops.example";
@@ -983,6 +984,11 @@ async fn a_peer_lists_only_what_is_in_its_scope(backend: Backend) {
     // The operator is not bound by a peer's scope.
     let own = incident(2, &["10.0.0.0/8"], ts(2));
     assert_eq!(ledger.submit_local(&own, false, ts(2)).await.unwrap().listed, vec![offender("10.0.0.0/8")]);
+    // A refused accusation against one of our users still counts against the accuser once
+    // our operator vouches for the user.
+    ledger.allow(&offender("user@ops.example"), "our customer", ts(3)).await.unwrap();
+    let accuser = score_of(&backend, "peer.example", ts(3)).await;
+    assert!(accuser.components.get("reporting").is_some_and(|points| *points < 0), "{accuser:?}");
 }
 
 async fn automatic_approval_grants_observe_only(backend: Backend) {
@@ -1163,4 +1169,35 @@ async fn independence_is_decided_by_the_public_suffix_list_and_operator_groups(b
     }
     assert!(backend.store.entry(&offender("198.18.10.1")).await.unwrap().unwrap().active);
     assert!(backend.store.entry(&offender("198.18.10.2")).await.unwrap().is_none());
+}
+
+async fn the_brake_holds_what_exceeds_a_peers_hourly_budget(backend: Backend) {
+    use ostracon_store::ledger::brake::HeldKind;
+    let mut config = config();
+    config.scope.hourly_budget = 3;
+    let ledger = Ledger::open(backend.store.clone(), key(), config).await.unwrap();
+    let ips = ["198.18.20.1", "198.18.20.2", "198.18.20.3", "198.18.20.4", "198.18.20.5"];
+    let report = peer_incident(20, &ips, ts(0));
+    let applied = ledger.record_remote(received(&report), ts(0)).await.unwrap().unwrap();
+    assert_eq!(applied.listed.len(), 3, "{applied:?}");
+    assert_eq!(applied.refused.len(), 2);
+    assert!(applied.refused.iter().all(|(_, why)| why.starts_with("held by the brake")), "{applied:?}");
+    let (held, total) = backend.store.held_changes(Some(PEER), 10, 0).await.unwrap();
+    assert_eq!(total, 2);
+    assert!(matches!(&held[0].kind, HeldKind::List { offender: o, weight_milli: 1_000 } if *o == offender(ips[3])));
+    // The same hour, the peer's retraction would delist three: over budget, it waits whole.
+    let retraction = Incident { status: Status::Retracted, ..report.clone() };
+    assert!(ledger.record_remote(received(&retraction), ts(60)).await.unwrap().unwrap().delisted.is_empty());
+    assert!(backend.store.entry(&offender(ips[0])).await.unwrap().unwrap().active);
+    assert_eq!(backend.store.held_changes(None, 10, 0).await.unwrap().1, 3);
+    // The operator releases: the held listings, then the retraction, in order.
+    let released = ledger.release_held(None, ts(120)).await.unwrap();
+    assert_eq!(released.listed.len(), 2, "{released:?}");
+    assert_eq!(released.delisted.len(), 5, "{released:?}");
+    assert_eq!(backend.store.held_changes(None, 10, 0).await.unwrap().1, 0);
+    // An hour later the budget is whole again; what the operator discards never applies.
+    let next = peer_incident(21, &["198.18.21.1", "198.18.21.2", "198.18.21.3", "198.18.21.4"], ts(3_600));
+    assert_eq!(ledger.record_remote(received(&next), ts(3_600)).await.unwrap().unwrap().listed.len(), 3);
+    assert_eq!(ledger.discard_held(None, ts(3_700)).await.unwrap(), 1);
+    assert!(backend.store.entry(&offender("198.18.21.4")).await.unwrap().is_none());
 }

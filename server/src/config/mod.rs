@@ -212,8 +212,15 @@ pub struct ListsSection {
     /// addresses, say). The node's own domain and component are always protected.
     #[serde(default)]
     pub protected: Vec<String>,
+    /// The brake: entries one peer's reports may list or delist per hour; the rest waits for
+    /// the operator (`ostracon held`).
+    #[serde(default = "peer_hourly_budget")]
+    pub peer_hourly_budget: u32,
 }
 
+fn peer_hourly_budget() -> u32 {
+    PeerScope::default().hourly_budget
+}
 fn widest_ipv4() -> u8 {
     PeerScope::default().widest_ipv4_prefix
 }
@@ -257,6 +264,7 @@ impl Default for ListsSection {
             peer_widest_ipv6_prefix: widest_ipv6(),
             refuse_documentation_ranges: refuse_documentation(),
             protected: Vec::new(),
+            peer_hourly_budget: peer_hourly_budget(),
         }
     }
 }
@@ -381,6 +389,7 @@ impl Config {
             refuse_documentation: lists.refuse_documentation_ranges,
             protected_domains: vec![Domain::parse(&self.node.domain).map_err(|e| ServerError::Config(e.to_string()))?],
             protected_networks: Vec::new(),
+            hourly_budget: lists.peer_hourly_budget,
         };
         if let Some(xmpp) = &self.xmpp {
             let component = BareJid::parse(&xmpp.component).map_err(|e| ServerError::Config(e.to_string()))?;

@@ -10,6 +10,7 @@
 //! **Invariant:** leaf `n` in the database is leaf `n` of the in-memory tree. Writers are
 //! serialised by one async mutex, so leaf indexes are assigned without gaps or races.
 
+pub mod brake;
 mod outbox;
 pub mod peers;
 mod quorum;
@@ -620,7 +621,7 @@ impl Ledger {
             // One delivery per buddy we share with, in the same transaction as the incident.
             batch.queue_for_buddies(&incident.id, None).await?;
         }
-        self.apply_incident(&mut batch, incident, LOCAL_WEIGHT_MILLI, None, false).await?;
+        self.apply_incident(&mut batch, incident, LOCAL_WEIGHT_MILLI, None, None).await?;
         self.commit(batch).await
     }
 
@@ -633,8 +634,9 @@ impl Ledger {
         incident: &Incident,
         weight_milli: i64,
         authority_milli: Option<i64>,
-        from_peer: bool,
+        from: Option<&str>,
     ) -> Result<()> {
+        let from_peer = from.is_some();
         // What the incident says about the servers of its offenders, with the reporter's
         // weight (IPs are counted through the JIDs and domains reported with them). A server
         // reporting its own users is acting on abuse, not suffering from it: no fact.
@@ -675,6 +677,13 @@ impl Ledger {
                 None
             };
             if let Some(why) = refused {
+                let by_scope = from_peer && !self.is_allowed(offender);
+                if by_scope && matches!(offender, Offender::Jid(_) | Offender::Domain(_)) {
+                    // An accusation against a name we protect still tells us about the
+                    // accuser: kept as a candidate of no weight, so our operator's allow
+                    // entry for that user contradicts the report (spec/reputation.md).
+                    batch.weightless_candidate(offender, incident, action).await?;
+                }
                 let record = AuditRecord::ListingRefused {
                     at: batch.now,
                     offender: offender.clone(),
@@ -700,6 +709,25 @@ impl Ledger {
                     },
                 )),
             });
+        }
+        // The brake: what exceeds the peer's hourly budget waits for the operator.
+        if let Some(peer) = from
+            && !listings.is_empty()
+        {
+            let budget = self.config.scope.hourly_budget;
+            let granted = batch.take_budget(peer, listings.len(), budget).await?;
+            for listing in listings.drain(granted..).collect::<Vec<_>>() {
+                let weight = listing.reason.map_or(0, |(_, _, weight)| weight);
+                let (why, _) = batch.hold(peer, &incident.id, Some((listing.offender, weight)), budget).await?;
+                let record = AuditRecord::ListingRefused {
+                    at: batch.now,
+                    offender: listing.offender.clone(),
+                    incident: incident.id.clone(),
+                    why: why.clone(),
+                };
+                batch.leaf(&record).await?;
+                batch.applied.refused.push((listing.offender.clone(), why));
+            }
         }
         batch.list_many(&listings, &self.config).await
     }
@@ -988,11 +1016,30 @@ impl Ledger {
                         origin: origin.as_str().to_owned(),
                     })
                     .await?;
-                self.apply_incident(batch, incident, weight_milli, None, true).await?;
+                self.apply_incident(batch, incident, weight_milli, None, Some(from)).await?;
                 return Ok(true);
             }
             if !retraction {
                 return Ok(false);
+            }
+            // The brake counts what a retraction would delist; over budget, it waits whole.
+            let reasons: i64 = sqlx::query("SELECT COUNT(*) AS n FROM entry_reasons WHERE incident_id = $1")
+                .bind(incident.id.to_string())
+                .fetch_one(&mut *batch.tx)
+                .await?
+                .try_get("n")?;
+            let wanted = usize::try_from(reasons).unwrap_or(usize::MAX);
+            let budget = self.config.scope.hourly_budget;
+            if wanted > 0 && batch.take_budget(from, wanted, budget).await? < wanted {
+                let (why, _) = batch.hold(from, &incident.id, None, budget).await?;
+                let record = AuditRecord::IncidentIgnored {
+                    at: now,
+                    id: incident.id.clone(),
+                    reporter: incident.reporter.to_string(),
+                    why: format!("retraction {why}"),
+                };
+                batch.leaf(&record).await?;
+                return Ok(true);
             }
             retract_in(batch, stored.incident, &self.config).await?;
             // The retraction travels the paths its report took: its signed chain replaces the
@@ -1042,7 +1089,7 @@ impl Ledger {
         let first_answer = verb == Verb::Response && !batch.answered(&request).await?;
         let authority_milli = authority_milli.filter(|_| first_answer);
         if decision == Decision::Accepted && verb != Verb::Request && incident.status != Status::Retracted {
-            self.apply_incident(batch, incident, weight_milli, authority_milli, true).await?;
+            self.apply_incident(batch, incident, weight_milli, authority_milli, Some(from)).await?;
         }
         if decision == Decision::Accepted && first_answer && batch.is_remote(incident.id.issuer().as_str()) {
             // The peer answered our request: the answer counts for its server.
@@ -1091,7 +1138,7 @@ impl Ledger {
             .bind(id.to_string())
             .execute(&mut *batch.tx)
             .await?;
-        self.apply_incident(&mut batch, &incident, LOCAL_WEIGHT_MILLI, None, false).await?;
+        self.apply_incident(&mut batch, &incident, LOCAL_WEIGHT_MILLI, None, None).await?;
         self.commit(batch).await
     }
 
@@ -1143,7 +1190,7 @@ impl Ledger {
             log_index,
         };
         insert_incident(&mut batch, response, row).await?;
-        self.apply_incident(&mut batch, response, LOCAL_WEIGHT_MILLI, None, false).await?;
+        self.apply_incident(&mut batch, response, LOCAL_WEIGHT_MILLI, None, None).await?;
         sqlx::query("UPDATE incidents SET decision = 'accepted', decision_reason = $1, updated_at = $2 WHERE id = $3")
             .bind(format!("answered by {}", response.id))
             .bind(now.unix())

@@ -290,6 +290,30 @@ impl Batch {
     /// The operator allowed `offender`: every remote report that asked to list it (the live
     /// entry's reasons and the candidates) is contradicted, a fact against its issuer, and the
     /// candidates are dropped.
+    /// Keeps a refused contribution as a candidate of weight 0: it never counts toward a
+    /// quorum, and it is what an allow entry contradicts.
+    pub(super) async fn weightless_candidate(
+        &mut self,
+        offender: &Offender,
+        incident: &ostracon_protocol::incident::Incident,
+        action: crate::model::ListAction,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO candidate_reasons (kind, value, incident_id, reporter, weight_milli, severity, action, added_at) \
+             VALUES ($1, $2, $3, $4, 0, $5, $6, $7) ON CONFLICT (kind, value, incident_id) DO NOTHING",
+        )
+        .bind(offender_kind(offender))
+        .bind(offender.to_string())
+        .bind(incident.id.to_string())
+        .bind(incident.reporter.to_string())
+        .bind(incident.severity.as_str())
+        .bind(action.as_str())
+        .bind(self.now.unix())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
     pub(super) async fn contradict(&mut self, offender: &Offender, entry: Option<&EntryRecord>) -> Result<()> {
         let mut incident_ids: Vec<String> = Vec::new();
         if let Some(entry) = entry.filter(|e| e.active) {
