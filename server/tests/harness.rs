@@ -133,3 +133,12 @@ async fn reports_are_written_as_markdown_html_svg_and_json() {
         assert!(dir.path().join(file).exists(), "{file}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poisoner_lists_nothing_out_of_scope_and_the_brake_holds_its_flood() {
+    let Some(outcome) = run(Scenario::Poisoner).await else { return };
+    every_tracked_offender_reached_every_node(&outcome);
+    let names: Vec<&str> = outcome.checks.iter().map(|c| c.name.as_str()).collect();
+    assert!(names.contains(&"the brake holds what exceeds the poisoner's hourly budget"), "{names:?}");
+    assert_eq!(outcome.false_positives, 0, "nothing out of scope is listed at any honest node");
+}

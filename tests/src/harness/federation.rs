@@ -38,6 +38,8 @@ pub struct FederationSpec {
     pub trust: String,
     /// Extra `[reputation]` lines for every node's configuration.
     pub reputation: String,
+    /// Extra `[lists]` lines for every node's configuration.
+    pub lists: String,
     /// A PostgreSQL server's admin URL (`postgres://user@host:port/db`): the nodes share it,
     /// each with a database of its own created for the run. `None`: each its own SQLite.
     pub postgres: Option<String>,
@@ -127,7 +129,8 @@ impl Federation {
                     break port;
                 }
             };
-            nodes.push(write_node(dir.path(), domain, server, &servers[server], &spec.reputation, database, port)?);
+            let extra = Extra { reputation: &spec.reputation, lists: &spec.lists };
+            nodes.push(write_node(dir.path(), domain, server, &servers[server], extra, database, port)?);
         }
         let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
         let mut federation = Self {
@@ -384,13 +387,20 @@ fn unique() -> u32 {
     NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
 }
 
+/// Extra lines for sections of every node's configuration.
+#[derive(Clone, Copy)]
+struct Extra<'a> {
+    reputation: &'a str,
+    lists: &'a str,
+}
+
 /// Writes node `domain`'s configuration (mode 0600: it holds the component secret).
 fn write_node(
     base: &Path,
     domain: &str,
     server: usize,
     prosody: &Prosody,
-    reputation: &str,
+    Extra { reputation, lists }: Extra<'_>,
     database: Option<&str>,
     port: u16,
 ) -> Result<NodeHandle> {
@@ -401,7 +411,7 @@ fn write_node(
     let config = data.join("ostracon.toml");
     let text = format!(
         "[node]\ndomain = \"{domain}\"\ndata_dir = \"{data}\"\n\n[http]\nlisten = \"{listen}\"\nrate_per_second = 0\n\n\
-         [lists]\n# The scenarios' offenders are in the documentation ranges.\nrefuse_documentation_ranges = false\n\n\
+         [lists]\n# The scenarios' offenders are in the documentation ranges.\nrefuse_documentation_ranges = false\n{lists}\n\n\
          [xmpp]\ncomponent = \"incidents.{domain}\"\nserver = \"{component}\"\nsecret = \"{domain}-harness-secret\"\n\n\
          [reputation]\n{reputation}\n{database}",
         data = data.display(),
