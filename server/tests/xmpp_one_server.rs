@@ -365,7 +365,9 @@ async fn request_response_and_inquiry_round_trips() {
     assert_eq!(responses["incidents"][0]["incident"]["history"][0]["action"], "disable-account");
     assert_eq!(responses["incidents"][0]["provenance"][0]["typ"], "incident-response");
 
-    // Inquiry: the victim asks about a report the home server kept to itself; it arrives later.
+    // Inquiry: the victim asks about a report the home server kept to itself; an id is no key
+    // to it, so nothing arrives. A report home shared with the victim is what an inquiry may
+    // bring again (spec/protocol.md, Inquiries).
     let (_, own) = home
         .call(
             reqwest::Method::POST,
@@ -382,9 +384,28 @@ async fn request_response_and_inquiry_round_trips() {
         )
         .await;
     assert_eq!(status, 202);
-    // It arrives as home's own report and lists alone (auto-apply): that home.test hosted the
-    // flooder lowers its score, not its voice as a reporter.
-    victim.wait_for("the inquired report at the victim", "/v1/lookup/ip/198.51.100.150", |l| l["listed"] == true).await;
+    let (_, shared) = home
+        .call(
+            reqwest::Method::POST,
+            "/v1/incidents",
+            Some(json!({ "offenders": ["198.51.100.151"], "category": "brute-force", "share": true })),
+        )
+        .await;
+    let shared_id = shared["id"].as_str().unwrap().to_owned();
+    let (status, _) = victim
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/incidents/{shared_id}/inquire"),
+            Some(json!({ "to": "incidents.home.test" })),
+        )
+        .await;
+    assert_eq!(status, 202);
+    // The shared one lists alone (auto-apply): that home.test hosted the flooder lowers its
+    // score, not its voice as a reporter. The kept one, asked about first, never came.
+    victim.wait_for("the shared report at the victim", "/v1/lookup/ip/198.51.100.151", |l| l["listed"] == true).await;
+    let kept = victim.get(&format!("/v1/incidents/{own_id}")).await;
+    assert!(kept["id"].is_null(), "an unshared report is never sent on inquiry: {kept}");
+    assert_eq!(victim.get("/v1/lookup/ip/198.51.100.150").await["listed"], false);
     // The answer to our request counted for it.
     let reputation = victim.get("/v1/reputation/home.test").await;
     assert!(reputation["components"]["requests"].as_i64().unwrap() > 0, "{reputation}");

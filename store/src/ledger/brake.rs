@@ -189,6 +189,8 @@ impl Ledger {
                 continue;
             };
             match &change.kind {
+                // A retracted report lists nothing, held or not.
+                HeldKind::List { .. } if record.incident.status == ostracon_protocol::incident::Status::Retracted => {}
                 HeldKind::List { offender, weight_milli } => {
                     let incident = &record.incident;
                     let listing = Listing {

@@ -1305,6 +1305,11 @@ async fn retract_in(batch: &mut Batch, mut incident: Incident, config: &LedgerCo
             .iter()
             .map(|row| row.try_get("entry_id"))
             .collect::<std::result::Result<_, _>>()?;
+    // What the brake held of it goes too: a retracted report lists nothing.
+    sqlx::query("DELETE FROM held_changes WHERE incident_id = $1 AND change = 'list'")
+        .bind(id.to_string())
+        .execute(&mut *batch.tx)
+        .await?;
     for table in ["entry_reasons", "candidate_reasons"] {
         sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE incident_id = $1")))
             .bind(id.to_string())

@@ -18,7 +18,7 @@ struct Cli {
     /// Honest nodes.
     #[arg(long, default_value_t = 5)]
     nodes: usize,
-    /// botnet, muc-flood, sybil, liar, outage, retraction, key-rotation, or all.
+    /// botnet, muc-flood, sybil, liar, outage, retraction, key-rotation, poisoner, or all.
     #[arg(long)]
     scenario: String,
     /// Buddy topology: mesh, ring, hub, random:K or random:K:SEED.

@@ -40,6 +40,8 @@ pub struct FederationSpec {
     pub reputation: String,
     /// Extra `[lists]` lines for every node's configuration.
     pub lists: String,
+    /// Extra `[xmpp]` lines for every node's configuration.
+    pub xmpp: String,
     /// A PostgreSQL server's admin URL (`postgres://user@host:port/db`): the nodes share it,
     /// each with a database of its own created for the run. `None`: each its own SQLite.
     pub postgres: Option<String>,
@@ -129,7 +131,7 @@ impl Federation {
                     break port;
                 }
             };
-            let extra = Extra { reputation: &spec.reputation, lists: &spec.lists };
+            let extra = Extra { reputation: &spec.reputation, lists: &spec.lists, xmpp: &spec.xmpp };
             nodes.push(write_node(dir.path(), domain, server, &servers[server], extra, database, port)?);
         }
         let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
@@ -314,6 +316,13 @@ impl Federation {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
+    /// Where node `i`'s component logs in to its Prosody, and with which secret: what a thief
+    /// of its configuration holds.
+    pub fn component_login(&self, i: usize) -> (SocketAddr, String) {
+        let node = &self.nodes[i];
+        (self.servers[node.server].component_address, format!("{}-harness-secret", node.domain))
+    }
+
     /// Stops Prosody server `s` (SIGKILL).
     pub fn stop_server(&mut self, s: usize) {
         self.servers[s].stop();
@@ -392,6 +401,7 @@ fn unique() -> u32 {
 struct Extra<'a> {
     reputation: &'a str,
     lists: &'a str,
+    xmpp: &'a str,
 }
 
 /// Writes node `domain`'s configuration (mode 0600: it holds the component secret).
@@ -400,7 +410,7 @@ fn write_node(
     domain: &str,
     server: usize,
     prosody: &Prosody,
-    Extra { reputation, lists }: Extra<'_>,
+    Extra { reputation, lists, xmpp }: Extra<'_>,
     database: Option<&str>,
     port: u16,
 ) -> Result<NodeHandle> {
@@ -412,7 +422,7 @@ fn write_node(
     let text = format!(
         "[node]\ndomain = \"{domain}\"\ndata_dir = \"{data}\"\n\n[http]\nlisten = \"{listen}\"\nrate_per_second = 0\n\n\
          [lists]\n# The scenarios' offenders are in the documentation ranges.\nrefuse_documentation_ranges = false\n{lists}\n\n\
-         [xmpp]\ncomponent = \"incidents.{domain}\"\nserver = \"{component}\"\nsecret = \"{domain}-harness-secret\"\n\n\
+         [xmpp]\ncomponent = \"incidents.{domain}\"\nserver = \"{component}\"\nsecret = \"{domain}-harness-secret\"\n{xmpp}\n\n\
          [reputation]\n{reputation}\n{database}",
         data = data.display(),
         component = prosody.component_address,

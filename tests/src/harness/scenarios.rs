@@ -15,7 +15,10 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::federation::{Federation, FederationSpec};
+
+mod poisoner;
 use super::{HarnessError, Progress, Result, RunOptions};
+use poisoner::{POISONER_BUDGET, poisoner};
 
 /// How long an offender may take to reach every honest list before it counts as a false
 /// negative. Generous: a delivery lost with a dead s2s link is retried after the 30 s IQ
@@ -311,6 +314,7 @@ pub(super) async fn run(scenario: Scenario, options: &RunOptions, progress: &Pro
         trust: trust.to_owned(),
         reputation,
         lists,
+        xmpp: String::new(),
         postgres: options.postgres.clone(),
     };
     let mut fed = Federation::start(&spec, progress).await?;
@@ -645,138 +649,6 @@ async fn liar(fed: &mut Federation, progress: &Progress) -> Result<Body> {
     let slowest = ignored_after.values().map(|(_, t)| *t).fold(0.0f64, f64::max);
     body.measures.insert("false reports until ignored everywhere".into(), worst.to_string());
     body.measures.insert("time until ignored everywhere".into(), format!("{slowest:.2} s"));
-    Ok(body)
-}
-
-/// The brake's hourly budget per peer in the poisoner scenario.
-const POISONER_BUDGET: usize = 200;
-
-/// How many reports the poisoner sends against the innocent server's users.
-const POISON_REPORTS: usize = 1_000;
-
-async fn poisoner(fed: &mut Federation, progress: &Progress) -> Result<Body> {
-    let n = fed.honest;
-    let (victim, poisoner, backer, innocent) = (0, 1, 2, n - 1);
-    let domain = |i: usize| format!("n{i}.test");
-    let poisoner_jid = fed.nodes[poisoner].component.clone();
-    let honest: Vec<usize> = (0..n).filter(|i| *i != poisoner).collect();
-    // The victim trusts the buddy only with `accept` (one voice is no quorum); every other
-    // node trusts it with `auto-apply`, the most a buddy can be given.
-    let path = format!("/v1/peers/{poisoner_jid}/trust");
-    let (status, body) = fed.call(victim, reqwest::Method::POST, &path, Some(json!({ "trust": "accept" }))).await?;
-    expect(status == 200, "trust", status, &body)?;
-    progress.say(&format!("{} turns hostile", domain(poisoner)));
-    let t0 = Instant::now();
-
-    // 1. Everything, and names it may never list.
-    let everything = ["0.0.0.0/0", "::/0", "10.0.0.0/8"];
-    submit(fed, poisoner, &everything, "dos", "high", true).await?;
-    let (ours, buddys) = (domain(victim), domain(backer));
-    submit(fed, poisoner, &[ours.as_str(), buddys.as_str()], "spam", "high", true).await?;
-    // 2. An entry an honest node backs, that the poisoner reports too and will retract.
-    let backed = "192.0.2.60";
-    submit(fed, backer, &[backed], "brute-force", "medium", true).await?;
-    let co_report = submit(fed, poisoner, &[backed], "brute-force", "medium", true).await?;
-    // 3. The victim asks the poisoner about one of its users; it answers, naming another
-    //    server's user too, which its answer has no authority over.
-    let flooder = format!("flooder@{}", domain(poisoner));
-    let bystander = format!("bystander@{}", domain(backer));
-    let request = submit(fed, victim, &[&flooder], "muc-abuse", "high", false).await?;
-    let path = format!("/v1/incidents/{request}/request");
-    let (status, body) = fed.call(victim, reqwest::Method::POST, &path, Some(json!({ "to": poisoner_jid }))).await?;
-    expect(status == 202, "request", status, &body)?;
-    let answered_ip = "192.0.2.77";
-    for (id, _) in wait_requests(fed, poisoner, 1).await? {
-        let answer =
-            json!({ "offenders": [flooder, answered_ip, bystander], "action": "disable-account", "note": "done" });
-        let (status, body) =
-            fed.call(poisoner, reqwest::Method::POST, &format!("/v1/incidents/{id}/respond"), Some(answer)).await?;
-        expect(status == 201, "respond", status, &body)?;
-    }
-    // 4. A thousand reports against the innocent server's users, paced under the receivers'
-    //    rate so they are delivered, not refused.
-    progress.say(&format!("{POISON_REPORTS} reports against users of {}", domain(innocent)));
-    let accused: Vec<String> = (0..POISON_REPORTS).map(|k| format!("user{k}@{}", domain(innocent))).collect();
-    for (k, user) in accused.iter().enumerate() {
-        submit(fed, poisoner, &[user], "spam", "high", true).await?;
-        if k % 15 == 14 {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    }
-    // 5. It retracts the report an honest node backs.
-    let path = format!("/v1/incidents/{co_report}/retract");
-    let (status, body) = fed.call(poisoner, reqwest::Method::POST, &path, None).await?;
-    expect(status == 200, "retract", status, &body)?;
-    // 6. Honest traffic keeps flowing: a fresh report from the backer reaches every list.
-    let fresh = "192.0.2.99".to_owned();
-    submit(fed, backer, &[&fresh], "brute-force", "medium", true).await?;
-    let mut tracks = watch(fed, std::slice::from_ref(&fresh), &honest, t0, CONVERGE_WITHIN, progress).await?;
-    let reported = Reported::default();
-    reported.mark(&[&fresh], t0);
-    reported.apply(&mut tracks);
-
-    let mut body = Body { tracks, dishonest: vec![poisoner], ..Body::default() };
-    body.must_not_list =
-        vec![ours.clone(), buddys.clone(), "203.0.113.9".into(), "2001:db8::9".into(), "10.1.2.3".into()];
-    // The brake: at every node that took the poisoner's reports at full weight, what
-    // exceeded the budget waits for the operator.
-    let others: Vec<usize> = honest.iter().copied().filter(|i| *i != victim && *i != innocent).collect();
-    let mut held = Vec::new();
-    for &h in &others {
-        let path = format!("/v1/held?peer={poisoner_jid}&limit=1");
-        let waiting = fed
-            .wait_for(h, "the held changes", &path, CONVERGE_WITHIN, |l| {
-                l["total"].as_u64().is_some_and(|t| t as usize >= POISON_REPORTS - POISONER_BUDGET)
-            })
-            .await
-            .map(|l| l["total"].as_u64().unwrap_or(0))
-            .unwrap_or(0);
-        held.push(waiting);
-    }
-    body.check(
-        "the brake holds what exceeds the poisoner's hourly budget",
-        held.iter().all(|h| *h as usize >= POISON_REPORTS - POISONER_BUDGET),
-        format!("held at nodes {others:?}: {held:?} (budget {POISONER_BUDGET} an hour)"),
-    );
-    let listed_users = count_listed_at(fed, &accused[POISON_REPORTS - 1], &honest).await?;
-    body.check(
-        "past the budget, nothing more of the flood is listed anywhere",
-        listed_users == 0,
-        format!("{} listed at {listed_users} nodes", accused[POISON_REPORTS - 1]),
-    );
-    // The innocent server: its score stays above ignore_below everywhere, and it keeps its
-    // full weight as a reporter.
-    let mut scores = Vec::new();
-    let mut full_weight = true;
-    for &h in honest.iter().filter(|h| **h != innocent) {
-        let reputation = fed.get(h, &format!("/v1/reputation/{}", domain(innocent))).await?;
-        scores.push(reputation["score"].as_i64().unwrap_or(i64::MIN));
-        full_weight &= reputation["consequences"]["reporter_weight"]["auto-apply"] == 1.0;
-        let ignore_below = reputation["params"]["ignore_below"].as_i64().unwrap_or(0);
-        full_weight &= reputation["score"].as_i64().is_some_and(|s| s > ignore_below);
-    }
-    body.check(
-        "the innocent server stays above ignore_below everywhere with its full weight",
-        full_weight,
-        format!("{} scores {scores:?}", domain(innocent)),
-    );
-    // The answer to the victim's request: authoritative for its own user and the IP it
-    // names with it, not for another server's user.
-    let ip = count_listed_at(fed, answered_ip, &[victim]).await?;
-    let other = count_listed_at(fed, &bystander, &[victim]).await?;
-    body.check(
-        "an answer weighs as the operator's only for what the answerer is authoritative for",
-        ip == 1 && other == 0,
-        format!("at the victim: {answered_ip} listed {ip}, {bystander} listed {other}"),
-    );
-    let survived = count_listed_at(fed, backed, &honest).await?;
-    body.check(
-        "retracting its reports removes only its own voice",
-        survived == honest.len(),
-        format!("{backed} listed at {survived} of {} nodes", honest.len()),
-    );
-    body.measures.insert("held by the brake, per node".into(), format!("{held:?}"));
-    body.measures.insert("innocent server's score, per node".into(), format!("{scores:?}"));
     Ok(body)
 }
 
