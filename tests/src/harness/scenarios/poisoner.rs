@@ -71,6 +71,15 @@ pub(super) async fn poisoner(fed: &mut Federation, progress: &Progress) -> Resul
             fed.call(poisoner, reqwest::Method::POST, &format!("/v1/incidents/{id}/respond"), Some(answer)).await?;
         expect(status == 201, "respond", status, &body)?;
     }
+    // Checked now: the mass retraction below costs the poisoner its voice, and with it what
+    // it alone backed.
+    let authority = fed
+        .wait_for(victim, "the answer", &format!("/v1/lookup/ip/{answered_ip}"), CONVERGE_WITHIN, |l| {
+            l["listed"] == true
+        })
+        .await
+        .is_ok();
+    let bystander_listed = count_listed_at(fed, &bystander, &[victim]).await?;
     // 4. A thousand reports against the innocent server's users, paced under the receivers'
     //    rate so they are delivered, not refused.
     progress.say(&format!("{POISON_REPORTS} reports against users of {}", domain(innocent)));
@@ -184,11 +193,15 @@ pub(super) async fn poisoner(fed: &mut Federation, progress: &Progress) -> Resul
             "held (listings, retractions) at nodes {others:?}: {held:?} (budget {POISONER_BUDGET} an hour, at least {least_listings} listings)"
         ),
     );
-    let still = count_listed_at(fed, &accused[0], &others).await?;
+    let mut silenced = 0;
+    for &h in &others {
+        let reputation = fed.get(h, &format!("/v1/reputation/{}", domain(poisoner))).await?;
+        silenced += usize::from(reputation["consequences"]["reports_ignored"] == true);
+    }
     body.check(
-        "a mass retraction over the budget waits for the operator",
-        still == others.len(),
-        format!("{} listed at {still} of {} nodes", accused[0], others.len()),
+        "its mass retraction costs it its voice (each applied retraction is a fact against it)",
+        silenced == others.len(),
+        format!("ignored at {silenced} of {} nodes", others.len()),
     );
     let mut scores = Vec::new();
     let mut innocent_ok = true;
@@ -204,12 +217,10 @@ pub(super) async fn poisoner(fed: &mut Federation, progress: &Progress) -> Resul
         innocent_ok,
         format!("{} scores {scores:?}", domain(innocent)),
     );
-    let ip = count_listed_at(fed, answered_ip, &[victim]).await?;
-    let other = count_listed_at(fed, &bystander, &[victim]).await?;
     body.check(
         "an answer weighs as the operator's only for what the answerer is authoritative for",
-        ip == 1 && other == 0,
-        format!("at the victim: {answered_ip} listed {ip}, {bystander} listed {other}"),
+        authority && bystander_listed == 0,
+        format!("at the victim: {answered_ip} listed {authority}, {bystander} listed at {bystander_listed}"),
     );
     let again = count_listed_at(fed, second_ip, &[victim]).await?;
     body.check(
