@@ -1403,24 +1403,26 @@ async fn insert_incident(batch: &mut Batch, incident: &Incident, row: IncidentRo
 /// What a responder is authoritative for: the users of its own server, and the addresses it
 /// names together with them (it knows which IPs its users came from; nobody else does).
 struct Authority {
-    server: String,
+    server: ostracon_protocol::ids::Domain,
     names_its_users: bool,
 }
 
 impl Authority {
     fn of(incident: &Incident) -> Self {
-        let server = server_domain(incident.id.issuer().as_str()).to_owned();
-        let own_user = |offender: &Offender| matches!(offender, Offender::Jid(jid) if jid.domain().as_str() == server || jid.domain().as_str().ends_with(&format!(".{server}")));
-        let names_its_users = incident.offenders.iter().any(own_user);
+        let issuer = incident.id.issuer();
+        let server =
+            ostracon_protocol::ids::Domain::parse(server_domain(issuer.as_str())).unwrap_or_else(|_| issuer.clone());
+        let names_its_users = incident.offenders.iter().any(|offender| Self::its_user(&server, offender));
         Self { server, names_its_users }
+    }
+
+    fn its_user(server: &ostracon_protocol::ids::Domain, offender: &Offender) -> bool {
+        matches!(offender, Offender::Jid(jid) if jid.domain().is_within(server))
     }
 
     fn covers(&self, offender: &Offender) -> bool {
         match offender {
-            Offender::Jid(jid) => {
-                let domain = jid.domain().as_str();
-                domain == self.server || domain.ends_with(&format!(".{}", self.server))
-            }
+            Offender::Jid(_) => Self::its_user(&self.server, offender),
             Offender::Ip(_) | Offender::Cidr(_) => self.names_its_users,
             Offender::Domain(_) => false,
         }
