@@ -139,9 +139,12 @@ async fn a_poisoner_lists_nothing_out_of_scope_and_the_brake_holds_its_flood() {
     let Some(outcome) = run(Scenario::Poisoner).await else { return };
     every_tracked_offender_reached_every_node(&outcome);
     let names: Vec<&str> = outcome.checks.iter().map(|c| c.name.as_str()).collect();
-    assert!(
-        names.contains(&"the brake holds what exceeds the poisoner's hourly budget, listings and delistings"),
-        "{names:?}"
-    );
+    for check in [
+        "the brake holds what exceeds the poisoner's hourly budget, listings and delistings",
+        "a report laundered through an auto-apply forwarder weighs what its origin weighs",
+        "a second answer to the same request lists nothing alone",
+    ] {
+        assert!(names.contains(&check), "{check}: {names:?}");
+    }
     assert_eq!(outcome.false_positives, 0, "nothing out of scope is listed at any honest node");
 }

@@ -14,7 +14,7 @@ use ostracon_store::clock::FixedEnvironment;
 use ostracon_store::ledger::{self, LedgerConfig};
 use ostracon_store::model::{Decision, IncidentOrigin, OutboxJob, PeerRecord, PeerState, Trust, Verb};
 use ostracon_store::policy::ListingPolicy;
-use ostracon_store::traits::{OutboxStore as _, PeerStore as _};
+use ostracon_store::traits::{BlocklistStore as _, IncidentStore as _, OutboxStore as _, PeerStore as _};
 
 use super::super::intake::STANDING_TTL_SECS;
 use super::*;
@@ -36,6 +36,11 @@ impl Drop for Dir {
 }
 
 async fn harness_with(strangers: StrangerLimits) -> Harness {
+    harness_where(|settings| settings.strangers = strangers).await
+}
+
+/// A node whose settings `adjust` changes from the defaults below.
+async fn harness_where(adjust: impl FnOnce(&mut NodeSettings)) -> Harness {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let dir = std::env::temp_dir().join(format!(
         "ostracon-node-{}-{}",
@@ -54,16 +59,17 @@ async fn harness_with(strangers: StrangerLimits) -> Harness {
     };
     let ledger = Arc::new(Ledger::open(store, key.clone(), config).await.unwrap());
     let (tx, out) = mpsc::channel(64);
-    let settings = NodeSettings {
+    let mut settings = NodeSettings {
         jid: BareJid::parse("incidents.b.test").unwrap(),
         server_domain: Domain::parse("b.test").unwrap(),
-        strangers,
+        strangers: StrangerLimits::default(),
         rates: SenderRates::default(),
         name: "Ostracon".into(),
         abuse_addresses: vec!["xmpp:abuse@b.test".into()],
         forward_hops: 0,
         reputation: ReputationParams::default(),
     };
+    adjust(&mut settings);
     let published = vec![PublishedKey::new(key.public(), env.now())];
     let status = Arc::new(LinkStatus::default());
     let node = Arc::new(XmppNode::new(ledger, env, key, published, settings, tx, status));
@@ -95,10 +101,23 @@ use super::super::stanza::STANZA_NS;
 
 /// Makes `jid` a buddy the way the handshake does: our operator asks, its keys arrive.
 async fn make_buddy(node: &XmppNode, jid: &str, trust: Trust) -> PeerRecord {
+    make_buddy_with(node, jid, trust, &buddy_key(jid)).await
+}
+
+/// The signing key `make_buddy` pins for `jid`: one per name, so links cannot be mixed up.
+fn buddy_key(jid: &str) -> NodeKey {
+    let mut seed = [0x42; 32];
+    for (byte, name) in seed.iter_mut().zip(jid.bytes().rev()) {
+        *byte ^= name;
+    }
+    NodeKey::from_seed(&seed)
+}
+
+async fn make_buddy_with(node: &XmppNode, jid: &str, trust: Trust, key: &NodeKey) -> PeerRecord {
     let jid = BareJid::parse(jid).unwrap();
     let now = node.env.now();
     node.ledger.request_buddy(&jid, trust, now).await.unwrap();
-    let keys = vec![PublishedKey::new(NodeKey::from_seed(&[9; 32]).public(), now)];
+    let keys = vec![PublishedKey::new(key.public(), now)];
     node.ledger.keys_fetched(&jid, keys, false, now).await.unwrap().unwrap()
 }
 
@@ -331,4 +350,173 @@ async fn a_buddys_standing_follows_its_facts_at_once_and_other_changes_within_a_
     let fresh = h.node.reporter_standing(&buddy, t0.plus_secs(STANDING_TTL_SECS)).await.unwrap();
     assert_eq!(fresh.score, -9, "10 - 15 - 5 raw");
     assert!(fresh.weight_milli > 0 && fresh.weight_milli < contradicted.weight_milli, "{fresh:?}");
+}
+
+/// A report of `offenders` issued by `issuer`'s node at `at`.
+fn report_of(issuer: &str, n: u128, offenders: &[&str], at: Timestamp) -> ostracon_protocol::incident::Incident {
+    let reporter = BareJid::parse(issuer).unwrap();
+    ostracon_protocol::incident::Incident {
+        id: ostracon_protocol::ids::IncidentId::new(reporter.domain().clone(), uuid::Uuid::from_u128(n)),
+        reporter,
+        status: ostracon_protocol::incident::Status::New,
+        category: ostracon_protocol::incident::Category::BruteForce,
+        severity: ostracon_protocol::incident::Severity::Medium,
+        offenders: offenders.iter().map(|o| Offender::parse(o).unwrap()).collect(),
+        start: at,
+        end: None,
+        reported: at,
+        description: String::new(),
+        evidence: vec![],
+        action: None,
+        expires: None,
+        related: None,
+        history: vec![],
+    }
+}
+
+fn nonce(n: u8) -> ostracon_protocol::envelope::Nonce {
+    ostracon_protocol::envelope::Nonce::from_bytes(&[n; 16])
+}
+
+/// Sends `incident`, signed by `chain`, from the chain's last signer; returns the answer.
+async fn deliver(
+    h: &mut Harness,
+    incident: &ostracon_protocol::incident::Incident,
+    chain: ostracon_protocol::envelope::Unverified<ostracon_protocol::incident::ReportClaim>,
+) -> Element {
+    let from = chain.claimed_last_signer().to_string();
+    let payload = IncidentPayload::Report { incident: incident.clone(), signed: Some(chain) };
+    h.node.handle(stanza_in(iq(payload.iq_type(), &from, &to_string(&payload.to_element())))).await;
+    h.out.recv().await.unwrap()
+}
+
+/// `forwarder`'s node verifying `chain` with its origin's key and forwarding it.
+fn forward_by<T: ostracon_protocol::envelope::Claim>(
+    forwarder: &str,
+    chain: ostracon_protocol::envelope::Unverified<T>,
+    now: Timestamp,
+    n: u8,
+) -> ostracon_protocol::envelope::Unverified<T> {
+    let origin = chain.claimed_origin().clone();
+    let mut ring = ostracon_protocol::keys::KeyRing::new();
+    ring.insert(origin.clone(), buddy_key(&origin.to_string()).public());
+    let policy = ostracon_protocol::envelope::VerifyPolicy { now, window_secs: 300, max_links: 1 };
+    let verified = chain.verify_stored(&ring, &policy).unwrap();
+    verified.forward(&buddy_key(forwarder), &BareJid::parse(forwarder).unwrap(), now, nonce(n)).unwrap()
+}
+
+#[tokio::test]
+async fn a_forwarded_report_weighs_what_the_weaker_of_origin_and_forwarder_weighs() {
+    use ostracon_protocol::envelope::sign;
+    use ostracon_protocol::incident::ReportClaim;
+    let mut h = harness_where(|settings| settings.forward_hops = 2).await;
+    let now = h.node.env.now();
+    let (origin, forwarder, stranger) = ("incidents.a.test", "incidents.c.test", "incidents.x.test");
+    make_buddy(&h.node, origin, Trust::Accept).await;
+    make_buddy(&h.node, forwarder, Trust::AutoApply).await;
+    let forwarded = |issuer: &str, incident: &ostracon_protocol::incident::Incident, n: u8| {
+        let issuer_jid = BareJid::parse(issuer).unwrap();
+        let first = sign(&ReportClaim(incident.clone()), &buddy_key(issuer), &issuer_jid, now, nonce(n)).unwrap();
+        forward_by(forwarder, first, now, n + 1)
+    };
+
+    // Alone, the auto-apply forwarder lists what it reports itself.
+    let own = report_of(forwarder, 1, &["192.0.2.1"], now);
+    let chain =
+        sign(&ReportClaim(own.clone()), &buddy_key(forwarder), &BareJid::parse(forwarder).unwrap(), now, nonce(1));
+    assert_eq!(deliver(&mut h, &own, chain.unwrap()).await.attr("type"), Some("result"));
+    let ledger = Arc::clone(&h.node.ledger);
+    let store = ledger.store();
+    assert!(store.entry(&Offender::parse("192.0.2.1").unwrap()).await.unwrap().is_some());
+
+    // The accept buddy's report through it weighs what the accept buddy weighs: no quorum.
+    let laundered = report_of(origin, 2, &["192.0.2.2"], now);
+    assert_eq!(deliver(&mut h, &laundered, forwarded(origin, &laundered, 3)).await.attr("type"), Some("result"));
+    let ip = Offender::parse("192.0.2.2").unwrap();
+    assert!(
+        store.entry(&ip).await.unwrap().is_none(),
+        "an accept buddy's voice does not list alone through a forwarder"
+    );
+    let reasons = store.candidate_reasons(&ip).await.unwrap();
+    assert_eq!(reasons.iter().map(|r| r.weight_milli).collect::<Vec<_>>(), vec![500], "{reasons:?}");
+    let record = store.incident(&laundered.id).await.unwrap().unwrap();
+    assert_eq!((record.decision, record.provenance.map(|p| p.len())), (Decision::Accepted, Some(2)));
+
+    // The same report again, straight from its origin: its voice counts once.
+    let direct =
+        sign(&ReportClaim(laundered.clone()), &buddy_key(origin), &BareJid::parse(origin).unwrap(), now, nonce(5));
+    assert_eq!(deliver(&mut h, &laundered, direct.unwrap()).await.attr("type"), Some("result"));
+    assert_eq!(store.candidate_reasons(&ip).await.unwrap().len(), 1);
+    assert!(store.entry(&ip).await.unwrap().is_none());
+
+    // From an origin we do not trust, a forward weighs nothing.
+    let unknown_key = buddy_key(stranger);
+    let foreign = report_of(stranger, 3, &["192.0.2.3"], now);
+    let first = sign(&ReportClaim(foreign.clone()), &unknown_key, &BareJid::parse(stranger).unwrap(), now, nonce(7));
+    let answer = deliver(&mut h, &foreign, forward_by(forwarder, first.unwrap(), now, 8)).await;
+    let record = store.incident(&foreign.id).await.unwrap();
+    assert!(store.entry(&Offender::parse("192.0.2.3").unwrap()).await.unwrap().is_none());
+    match answer.attr("type") {
+        // Either refused outright (its first link cannot be verified) or kept with no weight.
+        Some("error") => assert!(record.is_none()),
+        _ => assert_eq!(record.unwrap().decision, Decision::Ignored),
+    }
+}
+
+#[tokio::test]
+async fn a_rotation_is_refused_outside_its_window_and_from_a_retired_key() {
+    let mut h = harness().await;
+    let now = h.node.env.now();
+    let peer = "incidents.a.test";
+    let old = buddy_key(peer);
+    make_buddy(&h.node, peer, Trust::Accept).await;
+    let day = 86_400;
+    let refused = Some("bad-timestamp".to_owned());
+    // Signed in the future, older than the outbox delivers, or naming a start it was not
+    // signed at: each refused, and the old key stays current.
+    let ahead = now.plus_secs(WINDOW_SECS + 60);
+    assert_eq!(rotate(&mut h, peer, &old, ahead, ahead, 11).await, refused, "from the future");
+    let stale = now.plus_secs(-15 * day);
+    assert_eq!(rotate(&mut h, peer, &old, stale, stale, 12).await, refused, "older than 14 days");
+    assert_eq!(rotate(&mut h, peer, &old, now, now.plus_secs(-day), 13).await, refused, "a backdated start");
+    let jid = BareJid::parse(peer).unwrap();
+    let current = h.node.ledger.store().peer(&jid).await.unwrap().unwrap().keys;
+    assert_eq!(
+        current.iter().filter(|k| k.valid_until.is_none()).map(|k| k.kid.clone()).collect::<Vec<_>>(),
+        vec![old.key_id()]
+    );
+
+    // A day-old rotation a retry delivers late is accepted; then the retired key signs nothing.
+    let late = now.plus_secs(-day);
+    assert_eq!(rotate(&mut h, peer, &old, late, late, 14).await, None);
+    let current = h.node.ledger.store().peer(&jid).await.unwrap().unwrap().keys;
+    assert!(current.iter().any(|k| k.kid == NodeKey::from_seed(&[14; 32]).key_id() && k.valid_until.is_none()));
+    assert_eq!(rotate(&mut h, peer, &old, now, now, 15).await.as_deref(), Some("unknown-key"), "retired");
+    let current = h.node.ledger.store().peer(&jid).await.unwrap().unwrap().keys;
+    assert!(!current.iter().any(|k| k.kid == NodeKey::from_seed(&[15; 32]).key_id()));
+}
+
+/// Sends `peer`'s rotation to the key seeded with `n`, signed by `key`; returns the answer's
+/// application condition, or None when it was accepted.
+async fn rotate(
+    h: &mut Harness,
+    peer: &str,
+    key: &NodeKey,
+    signed_at: Timestamp,
+    valid_from: Timestamp,
+    n: u8,
+) -> Option<String> {
+    use ostracon_protocol::keys::KeyRotation;
+    let rotation = KeyRotation {
+        old_kid: key.key_id(),
+        new_key: PublishedKey::new(NodeKey::from_seed(&[n; 32]).public(), valid_from),
+    };
+    let claim = ostracon_protocol::envelope::sign(&rotation, key, &BareJid::parse(peer).unwrap(), signed_at, nonce(n));
+    let element = ostracon_protocol::xml::keys::rotation_to_element(&claim.unwrap());
+    h.node.handle(stanza_in(iq("set", peer, &to_string(&element)))).await;
+    let answer = h.out.recv().await.unwrap();
+    match answer.attr("type") {
+        Some("result") => None,
+        _ => condition(&answer).1,
+    }
 }

@@ -298,6 +298,15 @@ impl Federation {
         self.wait_online(i, Duration::from_secs(90)).await
     }
 
+    /// Restarts node `i` with its configuration file rewritten by `edit`.
+    pub async fn restart_with(&mut self, i: usize, edit: impl FnOnce(String) -> String) -> Result<()> {
+        self.kill_node(i);
+        let path = &self.nodes[i].config;
+        let text = std::fs::read_to_string(path)?;
+        std::fs::write(path, edit(text))?;
+        self.restart_node(i).await
+    }
+
     /// Runs `ostracon ARGS --config <node i's configuration>` to completion (node verbs that
     /// work on the data directory, such as `key rotate`).
     pub fn run_verb(&self, i: usize, args: &[&str]) -> Result<String> {

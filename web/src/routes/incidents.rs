@@ -122,7 +122,7 @@ pub(crate) struct ListQuery {
 
 fn incident_json(record: &IncidentRecord) -> Value {
     json!({
-                "seq": record.seq,
+        "seq": record.seq,
         "id": record.incident.id,
         "verb": record.verb,
         "counterpart": record.counterpart,

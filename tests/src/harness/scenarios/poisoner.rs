@@ -1,13 +1,14 @@
 //! The `poisoner` scenario: one buddy of the victim turns hostile and tries every attack one
 //! buddy can (spec/reputation.md, Bounds on one peer).
 //!
-//! First through its own node's API, as an operator gone rogue would: reports of everything
-//! (`0.0.0.0/0`, `::/0`), of the victim's and a buddy's domains, a thousand reports against an
-//! innocent server's users, an answer to the victim's request naming another server's user,
-//! and a mass retraction. Then with its stolen keys on a raw component, as an attacker who
-//! compromised it would: a rotation signed by its retired key and a second answer to the old
-//! request. The victim trusts it with
-//! `accept`; every other node with `auto-apply`, the most a buddy can be given.
+//! Through its own node's API, as an operator gone rogue would: reports of everything
+//! (`0.0.0.0/0`, `::/0`), of the victim's and a buddy's domains, and an answer to the victim's
+//! request naming another server's user. With its stolen keys on a raw component, as an
+//! attacker who compromised it would: a rotation signed by its retired key, a second answer to
+//! the old request, and a report laundered through a buddy that forwards. Then through its
+//! node again: a thousand reports against an innocent server's users and a mass retraction.
+//! The victim trusts it with `accept`; every other node with `auto-apply`, the most a buddy
+//! can be given.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use ostracon_protocol::envelope::{Nonce, sign};
 use ostracon_protocol::ids::{BareJid, IncidentId, Offender};
-use ostracon_protocol::incident::{Category, Incident, ResponseClaim, Severity, Status};
+use ostracon_protocol::incident::{Category, Incident, ReportClaim, ResponseClaim, Severity, Status};
 use ostracon_protocol::keys::{KeyRotation, NodeKey, PublishedKey};
 use ostracon_protocol::time::Timestamp;
 use ostracon_protocol::xml::xep0268::IncidentPayload;
@@ -80,37 +81,7 @@ pub(super) async fn poisoner(fed: &mut Federation, progress: &Progress) -> Resul
         .await
         .is_ok();
     let bystander_listed = count_listed_at(fed, &bystander, &[victim]).await?;
-    // 4. A thousand reports against the innocent server's users, paced under the receivers'
-    //    rate so they are delivered, not refused.
-    progress.say(&format!("{POISON_REPORTS} reports against users of {}", domain(innocent)));
-    let accused: Vec<String> = (0..POISON_REPORTS).map(|k| format!("user{k}@{}", domain(innocent))).collect();
-    let mut flood = Vec::with_capacity(POISON_REPORTS);
-    for (k, user) in accused.iter().enumerate() {
-        flood.push(submit(fed, poisoner, &[user], "spam", "high", true).await?);
-        if k % 15 == 14 {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    }
-    // 5. A mass retraction, and the retraction of a report an honest node backs.
-    progress.say(&format!("retracting {RETRACTED} of them at once"));
-    for id in flood.iter().take(RETRACTED).chain(std::iter::once(&co_report)) {
-        let (status, body) =
-            fed.call(poisoner, reqwest::Method::POST, &format!("/v1/incidents/{id}/retract"), None).await?;
-        expect(status == 200, "retract", status, &body)?;
-    }
-    // Wait until each node has the last retraction, then count what its brake holds.
-    let others: Vec<usize> = honest.iter().copied().filter(|i| *i != victim && *i != innocent).collect();
-    let last_retracted = format!("/v1/incidents/{}", flood[RETRACTED - 1]);
-    let mut held = Vec::new();
-    for &h in &others {
-        fed.wait_for(h, "the mass retraction", &last_retracted, CONVERGE_WITHIN, |i| {
-            i["incident"]["status"] == "retracted"
-        })
-        .await?;
-        held.push(held_at(fed, h, &poisoner_jid).await?);
-    }
-
-    // 6. Its keys are stolen: the operator rotates, and the thief keeps the retired key.
+    // 4. Its keys are stolen: the operator rotates, and the thief keeps the retired key.
     progress.say(&format!("{} rotates its key; a thief keeps the old one", domain(poisoner)));
     let data_dir = fed.nodes[poisoner].config.parent().map(Path::to_path_buf).unwrap_or_default();
     let retired = read_key(&data_dir)?;
@@ -133,7 +104,7 @@ pub(super) async fn poisoner(fed: &mut Federation, progress: &Progress) -> Resul
     let signer = BareJid::parse(&poisoner_jid).map_err(|e| HarnessError::Node(e.to_string()))?;
     let now = Timestamp::from_unix(chrono::Utc::now().timestamp()).ok_or_else(|| node_error("the clock"))?;
 
-    // 6a. A rotation signed by the retired key, to a key the thief holds.
+    // 4a. A rotation signed by the retired key, to a key the thief holds.
     let stolen = NodeKey::from_seed(&[0x5a; 32]);
     let rotation = KeyRotation { old_kid: retired.key_id(), new_key: PublishedKey::new(stolen.public(), now) };
     let claim = sign(&rotation, &retired, &signer, now, nonce(1)).map_err(node_error)?;
@@ -151,7 +122,7 @@ pub(super) async fn poisoner(fed: &mut Federation, progress: &Progress) -> Resul
         stolen_pinned += usize::from(keys.iter().any(|k| k["kid"] == stolen_kid.as_str()));
     }
 
-    // 6b. A second answer to the victim's old request, signed with the current key.
+    // 4b. A second answer to the victim's old request, signed with the current key.
     let request_id = IncidentId::parse(&request).map_err(node_error)?;
     let second_ip = "192.0.2.78";
     let second = incident(&signer, 0xa2, &[&format!("other@{}", domain(poisoner)), second_ip], now, Some(request_id));
@@ -163,7 +134,65 @@ pub(super) async fn poisoner(fed: &mut Federation, progress: &Progress) -> Resul
         .map_err(node_error)?;
     let second_answer = answer.attr("type").unwrap_or("").to_owned();
 
+    // 4c. Laundering: a report sent only to the backer, whose trust in the poisoner is
+    //     `auto-apply`, for it to forward to the victim, which trusts the backer as much. Both
+    //     accept one forwarding hop for this step only (a hop more for every report of the
+    //     flood below would multiply its traffic).
+    for &h in &[victim, backer] {
+        fed.restart_with(h, |config| config.replacen("[xmpp]\n", "[xmpp]\nforward_hops = 1\n", 1)).await?;
+    }
+    let laundered_ip = "192.0.2.79";
+    let laundered = incident(&signer, 0xa3, &[laundered_ip], now, None);
+    let chain = sign(&ReportClaim(laundered.clone()), &current, &signer, now, nonce(3)).map_err(node_error)?;
+    let payload = IncidentPayload::Report { incident: laundered.clone(), signed: Some(chain) }.to_element();
+    let answer = thief
+        .iq(&fed.nodes[backer].component, "set", &ostracon_protocol::xml::to_string(&payload))
+        .await
+        .map_err(node_error)?;
+    let laundered_answer = answer.attr("type").unwrap_or("").to_owned();
+    let path = format!("/v1/incidents/{}", laundered.id);
+    let hops = fed
+        .wait_for(victim, "the forwarded report", &path, CONVERGE_WITHIN, |i| i["provenance"].is_array())
+        .await
+        .map(|i| i["provenance"].as_array().map_or(0, Vec::len))
+        .unwrap_or(0);
+    let laundered_listed =
+        (count_listed_at(fed, laundered_ip, &[backer]).await?, count_listed_at(fed, laundered_ip, &[victim]).await?);
     drop(thief);
+    for &h in &[victim, backer] {
+        fed.restart_with(h, |config| config.replacen("[xmpp]\nforward_hops = 1\n", "[xmpp]\n", 1)).await?;
+    }
+    fed.restart_node(poisoner).await?;
+
+    // 5. A thousand reports against the innocent server's users, paced under the receivers'
+    //    rate so they are delivered, not refused.
+    progress.say(&format!("{POISON_REPORTS} reports against users of {}", domain(innocent)));
+    let accused: Vec<String> = (0..POISON_REPORTS).map(|k| format!("user{k}@{}", domain(innocent))).collect();
+    let mut flood = Vec::with_capacity(POISON_REPORTS);
+    for (k, user) in accused.iter().enumerate() {
+        flood.push(submit(fed, poisoner, &[user], "spam", "high", true).await?);
+        if k % 15 == 14 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+    // 6. A mass retraction, and the retraction of a report an honest node backs.
+    progress.say(&format!("retracting {RETRACTED} of them at once"));
+    for id in flood.iter().take(RETRACTED).chain(std::iter::once(&co_report)) {
+        let (status, body) =
+            fed.call(poisoner, reqwest::Method::POST, &format!("/v1/incidents/{id}/retract"), None).await?;
+        expect(status == 200, "retract", status, &body)?;
+    }
+    // Wait until each node has the last retraction, then count what its brake holds.
+    let others: Vec<usize> = honest.iter().copied().filter(|i| *i != victim && *i != innocent).collect();
+    let last_retracted = format!("/v1/incidents/{}", flood[RETRACTED - 1]);
+    let mut held = Vec::new();
+    for &h in &others {
+        fed.wait_for(h, "the mass retraction", &last_retracted, CONVERGE_WITHIN, |i| {
+            i["incident"]["status"] == "retracted"
+        })
+        .await?;
+        held.push(held_at(fed, h, &poisoner_jid).await?);
+    }
 
     // 7. Honest traffic keeps flowing: a fresh report from the backer reaches every list.
     let fresh = "192.0.2.99".to_owned();
@@ -227,6 +256,13 @@ pub(super) async fn poisoner(fed: &mut Federation, progress: &Progress) -> Resul
         "a second answer to the same request lists nothing alone",
         again == 0,
         format!("answered {second_answer}; {second_ip} listed at the victim: {again}"),
+    );
+    body.check(
+        "a report laundered through an auto-apply forwarder weighs what its origin weighs",
+        laundered_answer == "result" && hops == 2 && laundered_listed == (1, 0),
+        format!(
+            "the backer answered {laundered_answer}; the victim holds it with {hops} links; {laundered_ip} listed at (backer, victim): {laundered_listed:?}"
+        ),
     );
     body.check(
         "a retired key cannot rotate",
