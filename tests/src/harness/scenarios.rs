@@ -89,7 +89,7 @@ impl Scenario {
             Self::Retraction => "a node reports five IPs, then retracts the report",
             Self::KeyRotation => "a node rotates its signing key while stopped, comes back, and reports",
             Self::Poisoner => {
-                "one buddy of the victim turns hostile: it reports 0.0.0.0/0, ::/0, the victim's and a buddy's domains, sends 1,000 reports against an innocent server's users, answers the victim's request about users not its own, and retracts reports others back"
+                "one buddy of the victim turns hostile: it reports 0.0.0.0/0, ::/0, the victim's and a buddy's domains, answers the victim's request about users not its own, rotates with its retired key, answers twice, launders a report through a forwarder, sends 1,000 reports against an innocent server's users, and retracts reports others back"
             }
         }
     }

@@ -165,16 +165,40 @@ pub(super) async fn poisoner(fed: &mut Federation, progress: &Progress) -> Resul
     fed.restart_node(poisoner).await?;
 
     // 5. A thousand reports against the innocent server's users, paced under the receivers'
-    //    rate so they are delivered, not refused.
+    //    rate so they are delivered, not refused. Halfway through, the backer reports an
+    //    honest offender, tracked while the flood goes on: what the flood costs honest traffic.
     progress.say(&format!("{POISON_REPORTS} reports against users of {}", domain(innocent)));
     let accused: Vec<String> = (0..POISON_REPORTS).map(|k| format!("user{k}@{}", domain(innocent))).collect();
-    let mut flood = Vec::with_capacity(POISON_REPORTS);
-    for (k, user) in accused.iter().enumerate() {
-        flood.push(submit(fed, poisoner, &[user], "spam", "high", true).await?);
-        if k % 15 == 14 {
-            tokio::time::sleep(Duration::from_secs(1)).await;
+    let (halfway, reached) = tokio::sync::oneshot::channel::<()>();
+    let flooding = async {
+        let mut halfway = Some(halfway);
+        let mut flood = Vec::with_capacity(POISON_REPORTS);
+        for (k, user) in accused.iter().enumerate() {
+            flood.push(submit(fed, poisoner, &[user], "spam", "high", true).await?);
+            if k % 15 == 14 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            if k == POISON_REPORTS / 2
+                && let Some(halfway) = halfway.take()
+            {
+                let _ = halfway.send(());
+            }
         }
-    }
+        Ok::<_, HarnessError>(flood)
+    };
+    let during = "192.0.2.98".to_owned();
+    let honest_during_flood = async {
+        let _ = reached.await;
+        let t = Instant::now();
+        submit(fed, backer, &[&during], "brute-force", "medium", true).await?;
+        let mut tracks = watch(fed, std::slice::from_ref(&during), &honest, t, CONVERGE_WITHIN, progress).await?;
+        let reported = Reported::default();
+        reported.mark(&[&during], t);
+        reported.apply(&mut tracks);
+        Ok::<_, HarnessError>(tracks)
+    };
+    let (flood, during_flood) = tokio::join!(flooding, honest_during_flood);
+    let (flood, mut tracks) = (flood?, during_flood?);
     // 6. A mass retraction, and the retraction of a report an honest node backs.
     progress.say(&format!("retracting {RETRACTED} of them at once"));
     for id in flood.iter().take(RETRACTED).chain(std::iter::once(&co_report)) {
@@ -198,10 +222,15 @@ pub(super) async fn poisoner(fed: &mut Federation, progress: &Progress) -> Resul
     let fresh = "192.0.2.99".to_owned();
     let t1 = Instant::now();
     submit(fed, backer, &[&fresh], "brute-force", "medium", true).await?;
-    let mut tracks = watch(fed, std::slice::from_ref(&fresh), &honest, t1, CONVERGE_WITHIN, progress).await?;
+    let mut after = watch(fed, std::slice::from_ref(&fresh), &honest, t1, CONVERGE_WITHIN, progress).await?;
     let reported = Reported::default();
     reported.mark(&[&fresh], t1);
-    reported.apply(&mut tracks);
+    reported.apply(&mut after);
+    let seconds = |tracks: &[super::Track]| {
+        tracks.first().and_then(super::Track::converged_after).map_or("never".to_owned(), |s| format!("{s:.2} s"))
+    };
+    let (during_flood, after_attack) = (seconds(&tracks), seconds(&after));
+    tracks.extend(after);
 
     let mut body = Body { tracks, dishonest: vec![poisoner], ..Body::default() };
     body.must_not_list = vec![
@@ -277,6 +306,8 @@ pub(super) async fn poisoner(fed: &mut Federation, progress: &Progress) -> Resul
     );
     body.measures.insert("held by the brake, per node".into(), format!("{held:?}"));
     body.measures.insert("innocent server's score, per node".into(), format!("{scores:?}"));
+    body.measures.insert("an honest report during the flood reached every honest list after".into(), during_flood);
+    body.measures.insert("an honest report after the attack reached every honest list after".into(), after_attack);
     body.measures.insert("poisoner's attack took".into(), format!("{:.1} s", t0.elapsed().as_secs_f64()));
     Ok(body)
 }
