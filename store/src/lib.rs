@@ -12,7 +12,8 @@
 //! - [`reputation`]: the reputation function, reporter weights and the listing quorum (pure);
 //! - [`dry_run`]: what a different listing threshold would change;
 //! - [`facts`]: reputation facts and scores as stored, and their reads;
-//! - [`snapshot`]: published list bodies in every format.
+//! - [`snapshot`]: published list bodies in every format;
+//! - `testing` (feature `testing`, test builds only): throwaway stores on both backends.
 //!
 //! **Architecture invariant:** writes that belong together share one transaction, and the
 //! in-memory index and Merkle tree change only after that transaction commits.
@@ -30,6 +31,8 @@ pub mod ratelimit;
 pub mod reputation;
 pub mod scope;
 pub mod snapshot;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod traits;
 
 pub use db::{Dialect, Store};

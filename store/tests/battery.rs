@@ -1,8 +1,5 @@
 //! The store battery: every test runs on SQLite (a temp file) and on PostgreSQL (a fresh
-//! database in the throwaway cluster `scripts/test` starts; `TEST_DATABASE_URL` names it).
-//! With `OSTRACON_REQUIRE_INTEGRATION=1` a missing PostgreSQL is a failure, not a skip.
-
-use std::sync::atomic::{AtomicU32, Ordering};
+//! database in the throwaway cluster `scripts/test` starts), through `ostracon_store::testing`.
 
 use ostracon_protocol::ids::{BareJid, IncidentId, Offender};
 use ostracon_protocol::incident::{Action, Category, Incident, Severity, Status};
@@ -17,91 +14,9 @@ use ostracon_store::snapshot::Format;
 use ostracon_store::traits::{AuditLogStore, BlocklistStore, IncidentFilter, IncidentStore, TokenStore};
 use ostracon_store::{Store, StoreError};
 
-static NEXT: AtomicU32 = AtomicU32::new(0);
+use ostracon_store::testing::Throwaway as Backend;
 
-/// A store on one backend, removed when dropped.
-struct Backend {
-    url: String,
-    store: Store,
-    cleanup: Cleanup,
-}
-
-enum Cleanup {
-    File(std::path::PathBuf),
-    Database { admin: String, name: String },
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        match &self.cleanup {
-            Cleanup::File(dir) => {
-                let _ = std::fs::remove_dir_all(dir);
-            }
-            Cleanup::Database { admin, name } => {
-                // Best effort; the throwaway cluster is deleted at the end of the run anyway.
-                let (admin, name) = (admin.clone(), name.clone());
-                let _ = std::thread::spawn(move || {
-                    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-                    runtime.block_on(async {
-                        if let Ok(pool) = sqlx::AnyPool::connect(&admin).await {
-                            let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                            let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
-                        }
-                    });
-                })
-                .join();
-            }
-        }
-    }
-}
-
-fn unique() -> String {
-    format!("{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst))
-}
-
-impl Backend {
-    async fn sqlite() -> Self {
-        let dir = std::env::temp_dir().join(format!("ostracon-store-{}", unique()));
-        let url = format!("sqlite://{}/node.db", dir.display());
-        let store = Store::open(&url).await.unwrap();
-        Self { url, store, cleanup: Cleanup::File(dir) }
-    }
-
-    async fn postgres() -> Option<Self> {
-        let Some(admin) = std::env::var("TEST_DATABASE_URL").ok() else {
-            assert!(
-                std::env::var("OSTRACON_REQUIRE_INTEGRATION").as_deref() != Ok("1"),
-                "TEST_DATABASE_URL is not set but OSTRACON_REQUIRE_INTEGRATION=1: PostgreSQL tests must run"
-            );
-            eprintln!("skipping PostgreSQL: TEST_DATABASE_URL is not set (scripts/test sets it)");
-            return None;
-        };
-        sqlx::any::install_default_drivers();
-        let name = format!("ostracon_test_{}", unique());
-        let pool = sqlx::AnyPool::connect(&admin).await.expect("connect to TEST_DATABASE_URL");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&pool).await.unwrap();
-        pool.close().await;
-        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
-        let url = format!("{base}/{name}");
-        let store = Store::open(&url).await.unwrap();
-        Some(Self { url, store, cleanup: Cleanup::Database { admin, name } })
-    }
-}
-
-macro_rules! battery {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::sqlite().await).await })*
-        }
-        mod postgres {
-            $(#[tokio::test] async fn $name() {
-                if let Some(backend) = super::Backend::postgres().await { super::$name(backend).await }
-            })*
-        }
-    };
-}
-
-battery!(
+ostracon_store::battery!(
     submitted_incident_lists_its_offenders_in_one_transaction,
     duplicate_incident_is_refused_and_nothing_is_written,
     failed_transaction_leaves_nothing_behind,

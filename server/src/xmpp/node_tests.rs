@@ -9,11 +9,11 @@ use ostracon_protocol::keys::NodeKey;
 use ostracon_protocol::time::Timestamp;
 use ostracon_protocol::xml::to_string;
 use ostracon_protocol::xml::xep0268::IncidentPayload;
-use ostracon_store::Store;
 use ostracon_store::clock::FixedEnvironment;
 use ostracon_store::ledger::{self, LedgerConfig};
 use ostracon_store::model::{Decision, IncidentOrigin, OutboxJob, PeerRecord, PeerState, Trust, Verb};
 use ostracon_store::policy::ListingPolicy;
+use ostracon_store::testing::Throwaway;
 use ostracon_store::traits::{BlocklistStore as _, IncidentStore as _, OutboxStore as _, PeerStore as _};
 
 use super::super::intake::STANDING_TTL_SECS;
@@ -23,31 +23,16 @@ use ostracon_protocol::xml::stream::Head;
 struct Harness {
     node: Arc<XmppNode>,
     out: mpsc::Receiver<Element>,
-    _dir: Dir,
-}
-
-/// The test's data directory, removed on drop.
-struct Dir(std::path::PathBuf);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    _store: Throwaway,
 }
 
 async fn harness_with(strangers: StrangerLimits) -> Harness {
-    harness_where(|settings| settings.strangers = strangers).await
+    harness_where(Throwaway::sqlite().await, |settings| settings.strangers = strangers).await
 }
 
-/// A node whose settings `adjust` changes from the defaults below.
-async fn harness_where(adjust: impl FnOnce(&mut NodeSettings)) -> Harness {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "ostracon-node-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-    ));
-    let store = Store::open(&format!("sqlite://{}/node.db", dir.display())).await.unwrap();
+/// A node on `backend` whose settings `adjust` changes from the defaults below.
+async fn harness_where(backend: Throwaway, adjust: impl FnOnce(&mut NodeSettings)) -> Harness {
+    let store = backend.store.clone();
     let key = NodeKey::from_seed(&[4; 32]);
     let env = Arc::new(FixedEnvironment::new(Timestamp::from_unix(1_800_000_000).unwrap()));
     let config = LedgerConfig {
@@ -73,7 +58,7 @@ async fn harness_where(adjust: impl FnOnce(&mut NodeSettings)) -> Harness {
     let published = vec![PublishedKey::new(key.public(), env.now())];
     let status = Arc::new(LinkStatus::default());
     let node = Arc::new(XmppNode::new(ledger, env, key, published, settings, tx, status));
-    Harness { node, out, _dir: Dir(dir) }
+    Harness { node, out, _store: backend }
 }
 
 async fn harness() -> Harness {
@@ -405,11 +390,17 @@ fn forward_by<T: ostracon_protocol::envelope::Claim>(
     verified.forward(&buddy_key(forwarder), &BareJid::parse(forwarder).unwrap(), now, nonce(n)).unwrap()
 }
 
-#[tokio::test]
-async fn a_forwarded_report_weighs_what_the_weaker_of_origin_and_forwarder_weighs() {
+// The rules the node applies before its ledger, on both backends (they read standings and
+// keys from the store).
+ostracon_store::battery!(
+    a_forwarded_report_weighs_what_the_weaker_of_origin_and_forwarder_weighs,
+    a_rotation_is_refused_outside_its_window_and_from_a_retired_key,
+);
+
+async fn a_forwarded_report_weighs_what_the_weaker_of_origin_and_forwarder_weighs(backend: Throwaway) {
     use ostracon_protocol::envelope::sign;
     use ostracon_protocol::incident::ReportClaim;
-    let mut h = harness_where(|settings| settings.forward_hops = 2).await;
+    let mut h = harness_where(backend, |settings| settings.forward_hops = 2).await;
     let now = h.node.env.now();
     let (origin, forwarder, stranger) = ("incidents.a.test", "incidents.c.test", "incidents.x.test");
     make_buddy(&h.node, origin, Trust::Accept).await;
@@ -463,9 +454,8 @@ async fn a_forwarded_report_weighs_what_the_weaker_of_origin_and_forwarder_weigh
     }
 }
 
-#[tokio::test]
-async fn a_rotation_is_refused_outside_its_window_and_from_a_retired_key() {
-    let mut h = harness().await;
+async fn a_rotation_is_refused_outside_its_window_and_from_a_retired_key(backend: Throwaway) {
+    let mut h = harness_where(backend, |_| {}).await;
     let now = h.node.env.now();
     let peer = "incidents.a.test";
     let old = buddy_key(peer);

@@ -191,9 +191,9 @@ pub(super) async fn poisoner(fed: &mut Federation, progress: &Progress) -> Resul
         let _ = reached.await;
         let t = Instant::now();
         submit(fed, backer, &[&during], "brute-force", "medium", true).await?;
-        let mut tracks = watch(fed, std::slice::from_ref(&during), &honest, t, CONVERGE_WITHIN, progress).await?;
         let reported = Reported::default();
         reported.mark(&[&during], t);
+        let mut tracks = watch(fed, std::slice::from_ref(&during), &honest, t, CONVERGE_WITHIN, progress).await?;
         reported.apply(&mut tracks);
         Ok::<_, HarnessError>(tracks)
     };
@@ -222,9 +222,9 @@ pub(super) async fn poisoner(fed: &mut Federation, progress: &Progress) -> Resul
     let fresh = "192.0.2.99".to_owned();
     let t1 = Instant::now();
     submit(fed, backer, &[&fresh], "brute-force", "medium", true).await?;
-    let mut after = watch(fed, std::slice::from_ref(&fresh), &honest, t1, CONVERGE_WITHIN, progress).await?;
     let reported = Reported::default();
     reported.mark(&[&fresh], t1);
+    let mut after = watch(fed, std::slice::from_ref(&fresh), &honest, t1, CONVERGE_WITHIN, progress).await?;
     reported.apply(&mut after);
     let seconds = |tracks: &[super::Track]| {
         tracks.first().and_then(super::Track::converged_after).map_or("never".to_owned(), |s| format!("{s:.2} s"))
