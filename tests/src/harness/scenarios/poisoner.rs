@@ -199,6 +199,10 @@ pub(super) async fn poisoner(fed: &mut Federation, progress: &Progress) -> Resul
     };
     let (flood, during_flood) = tokio::join!(flooding, honest_during_flood);
     let (flood, mut tracks) = (flood?, during_flood?);
+    let mut listed_at_peak = Vec::with_capacity(honest.len());
+    for &h in &honest {
+        listed_at_peak.push(users_listed(fed, h, &domain(innocent)).await?);
+    }
     // 6. A mass retraction, and the retraction of a report an honest node backs.
     progress.say(&format!("retracting {RETRACTED} of them at once"));
     for id in flood.iter().take(RETRACTED).chain(std::iter::once(&co_report)) {
@@ -232,6 +236,11 @@ pub(super) async fn poisoner(fed: &mut Federation, progress: &Progress) -> Resul
     let (during_flood, after_attack) = (seconds(&tracks), seconds(&after));
     tracks.extend(after);
 
+    let mut listed_at_end = Vec::with_capacity(honest.len());
+    for &h in &honest {
+        listed_at_end.push(users_listed(fed, h, &domain(innocent)).await?);
+    }
+
     let mut body = Body { tracks, dishonest: vec![poisoner], ..Body::default() };
     body.must_not_list = vec![
         ours,
@@ -249,6 +258,14 @@ pub(super) async fn poisoner(fed: &mut Federation, progress: &Progress) -> Resul
         held.iter().all(|(listings, retractions)| *listings >= least_listings && *retractions > 0),
         format!(
             "held (listings, retractions) at nodes {others:?}: {held:?} (budget {POISONER_BUDGET} an hour, at least {least_listings} listings)"
+        ),
+    );
+    body.check(
+        "the flood lists at most the budget of innocent users at any node, and none once the poisoner is ignored",
+        listed_at_peak.iter().all(|n| *n <= POISONER_BUDGET) && listed_at_end.iter().all(|n| *n == 0),
+        format!(
+            "users of {} listed after the flood {listed_at_peak:?}, at the end {listed_at_end:?}",
+            domain(innocent)
         ),
     );
     let mut silenced = 0;
@@ -304,12 +321,23 @@ pub(super) async fn poisoner(fed: &mut Federation, progress: &Progress) -> Resul
         survived == honest.len(),
         format!("{backed} listed at {survived} of {} nodes", honest.len()),
     );
+    body.measures
+        .insert("innocent users listed after the flood, per honest node".into(), format!("{listed_at_peak:?}"));
+    body.measures.insert("innocent users listed at the end, per honest node".into(), format!("{listed_at_end:?}"));
     body.measures.insert("held by the brake, per node".into(), format!("{held:?}"));
     body.measures.insert("innocent server's score, per node".into(), format!("{scores:?}"));
     body.measures.insert("an honest report during the flood reached every honest list after".into(), during_flood);
     body.measures.insert("an honest report after the attack reached every honest list after".into(), after_attack);
     body.measures.insert("poisoner's attack took".into(), format!("{:.1} s", t0.elapsed().as_secs_f64()));
     Ok(body)
+}
+
+/// How many users of `domain` node `h` lists.
+async fn users_listed(fed: &Federation, h: usize, domain: &str) -> Result<usize> {
+    let list = fed.get(h, "/v1/blocklist?kind=jid&format=json").await?;
+    let suffix = format!("@{domain}");
+    let items = list["items"].as_array().into_iter().flatten();
+    Ok(items.filter(|item| item["value"].as_str().is_some_and(|v| v.ends_with(&suffix))).count())
 }
 
 /// How many listings and retractions of `peer`'s node `h` holds.
