@@ -253,10 +253,9 @@ async fn a_buddy_request_waits_for_the_operator_and_fetches_keys() {
     assert_eq!(queued[0].job, OutboxJob::FetchKeys { approve: false }, "keys are fetched, nothing is approved");
 }
 
-#[tokio::test]
-async fn stranger_requests_are_capped_in_total_and_per_domain_and_revoked_peers_stay_revoked() {
+async fn stranger_requests_are_capped_in_total_and_per_domain_and_revoked_peers_stay_revoked(backend: Throwaway) {
     let limits = StrangerLimits { max_pending: 5, max_pending_per_domain: 2, auto_approve: false };
-    let h = harness_with(limits).await;
+    let h = harness_where(backend, |settings| settings.strangers = limits).await;
     let subscribe = |from: &str| {
         stanza_in(parse(&format!(
             "<presence xmlns='{STANZA_NS}' from='{from}' to='incidents.b.test' type='subscribe'/>"
@@ -393,8 +392,11 @@ fn forward_by<T: ostracon_protocol::envelope::Claim>(
 // The rules the node applies before its ledger, on both backends (they read standings and
 // keys from the store).
 ostracon_store::battery!(
+    stranger_requests_are_capped_in_total_and_per_domain_and_revoked_peers_stay_revoked,
     a_forwarded_report_weighs_what_the_weaker_of_origin_and_forwarder_weighs,
     a_rotation_is_refused_outside_its_window_and_from_a_retired_key,
+    an_inquiry_is_answered_only_about_reports_shared_with_the_asker,
+    an_unsigned_report_only_under_its_senders_own_name,
 );
 
 async fn a_forwarded_report_weighs_what_the_weaker_of_origin_and_forwarder_weighs(backend: Throwaway) {
@@ -509,4 +511,71 @@ async fn rotate(
         Some("result") => None,
         _ => condition(&answer).1,
     }
+}
+
+async fn an_inquiry_is_answered_only_about_reports_shared_with_the_asker(backend: Throwaway) {
+    let mut h = harness_where(backend, |_| {}).await;
+    let now = h.node.env.now();
+    make_buddy(&h.node, "incidents.a.test", Trust::Accept).await;
+    let shared = report_of("incidents.b.test", 1, &["192.0.2.1"], now);
+    h.node.ledger.submit_local(&shared, true, now).await.unwrap();
+    let kept = report_of("incidents.b.test", 2, &["192.0.2.2"], now);
+    h.node.ledger.submit_local(&kept, false, now).await.unwrap();
+    // A buddy made after the report was shared never had it.
+    make_buddy(&h.node, "incidents.c.test", Trust::Accept).await;
+    let mut ask = async |from: &str, id: &ostracon_protocol::ids::IncidentId| {
+        let inquiry = IncidentPayload::Inquiry { id: id.clone() };
+        h.node.handle(stanza_in(iq("get", from, &to_string(&inquiry.to_element())))).await;
+        let answer = h.out.recv().await.unwrap();
+        match answer.attr("type") {
+            Some("result") => None,
+            _ => condition(&answer).1,
+        }
+    };
+    let unknown = Some("unknown-incident".to_owned());
+    assert_eq!(ask("incidents.a.test", &shared.id).await, None, "shared with a: answered");
+    assert_eq!(ask("incidents.a.test", &kept.id).await, unknown, "kept by our operator: as if unknown");
+    assert_eq!(ask("incidents.c.test", &shared.id).await, unknown, "never shared with c");
+    // The report waits for a once (its delivery still pending, the answer adds none), and
+    // nothing waits for c.
+    let reports_for = |peer: &'static str| {
+        let ledger = Arc::clone(&h.node.ledger);
+        async move {
+            let queued = ledger.store().outbox_for(peer, 10).await.unwrap();
+            queued
+                .into_iter()
+                .filter(|item| matches!(item.job, OutboxJob::Report { .. }))
+                .map(|i| i.job)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(reports_for("incidents.a.test").await, vec![OutboxJob::Report { incident: shared.id.clone() }]);
+    assert_eq!(reports_for("incidents.c.test").await, vec![]);
+}
+
+async fn an_unsigned_report_only_under_its_senders_own_name(backend: Throwaway) {
+    let mut h = harness_where(backend, |_| {}).await;
+    let now = h.node.env.now();
+    make_buddy(&h.node, "incidents.a.test", Trust::AutoApply).await;
+    let mut send = async |incident: &ostracon_protocol::incident::Incident| {
+        let payload = IncidentPayload::Report { incident: incident.clone(), signed: None };
+        h.node.handle(stanza_in(iq("set", "incidents.a.test", &to_string(&payload.to_element())))).await;
+        let answer = h.out.recv().await.unwrap();
+        (answer.attr("type").map(str::to_owned), condition_of(&answer))
+    };
+    // Under a parent domain's name it would squat ids that domain's signed reports need.
+    let squatting = report_of("a.test", 1, &["192.0.2.1"], now);
+    assert_eq!(send(&squatting).await, (Some("error".into()), Some("signer-mismatch".into())));
+    let own = report_of("incidents.a.test", 2, &["192.0.2.2"], now);
+    assert_eq!(send(&own).await, (Some("result".into()), None));
+    let ledger = Arc::clone(&h.node.ledger);
+    assert!(ledger.store().incident(&squatting.id).await.unwrap().is_none());
+    let kept = ledger.store().incident(&own.id).await.unwrap().unwrap();
+    assert_eq!((kept.origin, kept.decision), (IncidentOrigin::Unsigned, Decision::Pending), "never listed by itself");
+    assert!(ledger.store().entry(&Offender::parse("192.0.2.2").unwrap()).await.unwrap().is_none());
+}
+
+/// An error answer's application condition; None for a result.
+fn condition_of(answer: &Element) -> Option<String> {
+    answer.children().find(|c| c.name() == "error").and_then(|error| StanzaError::conditions_of(error).1)
 }
