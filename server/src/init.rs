@@ -1,5 +1,8 @@
 //! `ostracon init`: a data directory with a configuration file, a signing key, a database and
 //! an admin token (printed once, written to `admin.token` with mode 0600, stored hashed).
+//!
+//! Everything is made in a hidden staging directory beside the target and renamed into place
+//! at the end, so a failed `init` leaves nothing behind and can simply be run again.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -26,6 +29,8 @@ pub struct InitOptions {
     pub xmpp: Option<String>,
     /// The component secret (written to its own 0600 file, never into the configuration).
     pub secret: Option<String>,
+    /// A file holding the component secret (instead of `secret`, which `ps` shows).
+    pub secret_file: Option<PathBuf>,
     /// HTTP listen address.
     pub http: Option<std::net::SocketAddr>,
     /// Database URL (default SQLite in the data directory).
@@ -45,22 +50,32 @@ pub struct Initialized {
     pub config: Config,
 }
 
-/// Creates the data directory and everything in it. Refuses to touch an existing node.
+/// Creates the data directory and everything in it. Refuses to touch an existing node; an
+/// existing empty directory (one a package made) is filled.
 pub async fn init(options: InitOptions, env: &dyn Environment) -> Result<Initialized, ServerError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| ServerError::Io { path, source }
     };
-    let config_path = options.data.join(CONFIG_FILE);
-    if config_path.exists() {
+    let data = absolute(&options.data).map_err(io(&options.data))?;
+    let empty = match std::fs::read_dir(&data) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => true,
+        Err(source) => return Err(ServerError::Io { path: data, source }),
+    };
+    if !empty {
+        let what = if data.join(CONFIG_FILE).exists() { "already holds a node" } else { "is not empty" };
         return Err(ServerError::Config(format!(
-            "{} exists; this directory already holds a node",
-            config_path.display()
+            "{} {what}; init makes a new data directory (choose another, or move its files away)",
+            data.display()
         )));
     }
-    std::fs::create_dir_all(&options.data).map_err(io(&options.data))?;
-    std::fs::set_permissions(&options.data, std::fs::Permissions::from_mode(0o700)).map_err(io(&options.data))?;
-    let data = std::fs::canonicalize(&options.data).map_err(io(&options.data))?;
+    let secret = match (&options.secret, &options.secret_file) {
+        (Some(_), Some(_)) => return Err(ServerError::Config("give --secret or --secret-file, not both".to_owned())),
+        (Some(secret), None) => Some(secret.clone()),
+        (None, Some(path)) => Some(std::fs::read_to_string(path).map_err(io(path))?.trim().to_owned()),
+        (None, None) => None,
+    };
 
     let mut config = Config::default();
     config.node.domain = options.domain.clone();
@@ -70,39 +85,91 @@ pub async fn init(options: InitOptions, env: &dyn Environment) -> Result<Initial
     }
     config.database.url = options.database.clone();
     if let Some(server) = &options.xmpp {
-        let secret_path = data.join(SECRET_FILE);
-        let secret = options.secret.clone().unwrap_or_else(|| token_from_bytes(&env.random_bytes()));
-        keyfile::write_private(&secret_path, &format!("{secret}\n"))?;
         config.xmpp = Some(XmppSection {
             component: options.component.clone().unwrap_or_else(|| format!("incidents.{}", options.domain)),
             server: server.clone(),
-            secret_file: Some(secret_path),
+            secret_file: Some(data.join(SECRET_FILE)),
             secret: None,
             auto_approve: false,
             abuse_addresses: Vec::new(),
             forward_hops: 0,
         });
-    } else if options.component.is_some() || options.secret.is_some() {
+    } else if options.component.is_some() || secret.is_some() {
         return Err(ServerError::Config("--component and --secret need --xmpp HOST:PORT".to_owned()));
     }
-    let errors: Vec<_> =
-        config.check(None).into_iter().filter(|f| f.severity == crate::config::Severity::Error).collect();
-    if !errors.is_empty() {
-        return Err(ServerError::Refused(errors));
-    }
-
-    keyfile::load_or_create(&data, env.now())?;
-    let store = Store::open(&config.database_url()).await?;
     let token = options.admin_token.clone().unwrap_or_else(|| token_from_bytes(&env.random_bytes()));
     if token.len() < 16 {
         return Err(ServerError::Config("OSTRACON_ADMIN_TOKEN must be at least 16 characters".to_owned()));
     }
+
+    // Made in the staging directory; the configuration written names the final paths, and
+    // is checked as it reads in the staging directory.
+    let staging = Staging::create(&data, env)?;
+    let mut staged = config.clone();
+    staged.node.data_dir = staging.path.clone();
+    if let Some(xmpp) = &mut staged.xmpp {
+        let secret = secret.unwrap_or_else(|| token_from_bytes(&env.random_bytes()));
+        let path = staging.path.join(SECRET_FILE);
+        keyfile::write_private(&path, &format!("{secret}\n"))?;
+        xmpp.secret_file = Some(path);
+    }
+    let errors: Vec<_> =
+        staged.check(None).into_iter().filter(|f| f.severity == crate::config::Severity::Error).collect();
+    if !errors.is_empty() {
+        return Err(ServerError::Refused(errors));
+    }
+    keyfile::load_or_create(&staging.path, env.now())?;
+    let store = Store::open(&staged.database_url()).await?;
     store.put_token("admin", Scope::Admin, &hash_token(&token), env.now()).await?;
     store.close().await;
-    keyfile::write_private(&data.join(ADMIN_TOKEN_FILE), &format!("{token}\n"))?;
-
+    keyfile::write_private(&staging.path.join(ADMIN_TOKEN_FILE), &format!("{token}\n"))?;
     let text = toml::to_string_pretty(&config).map_err(|e| ServerError::Config(e.to_string()))?;
     let header = "# Written by `ostracon init`. Check it with `ostracon config check --config THIS_FILE`.\n\n";
-    keyfile::write_private(&config_path, &format!("{header}{text}"))?;
-    Ok(Initialized { config_path, admin_token: token, config })
+    keyfile::write_private(&staging.path.join(CONFIG_FILE), &format!("{header}{text}"))?;
+    staging.commit(&data)?;
+    Ok(Initialized { config_path: data.join(CONFIG_FILE), admin_token: token, config })
+}
+
+/// `path` made absolute against the working directory, its parent created and resolved.
+fn absolute(path: &Path) -> std::io::Result<PathBuf> {
+    let path = std::path::absolute(path)?;
+    let name = path.file_name().ok_or_else(|| std::io::Error::other("the data directory needs a name"))?;
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    std::fs::create_dir_all(parent)?;
+    Ok(std::fs::canonicalize(parent)?.join(name))
+}
+
+/// A hidden directory beside the target, removed unless committed.
+struct Staging {
+    path: PathBuf,
+    committed: bool,
+}
+
+impl Staging {
+    fn create(target: &Path, env: &dyn Environment) -> Result<Self, ServerError> {
+        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let suffix = hex::encode(&env.random_bytes()[..4]);
+        let path = target.with_file_name(format!(".{name}.init-{suffix}"));
+        let io = |source| ServerError::Io { path: path.clone(), source };
+        std::fs::create_dir(&path).map_err(io)?;
+        let staging = Self { path, committed: false };
+        std::fs::set_permissions(&staging.path, std::fs::Permissions::from_mode(0o700))
+            .map_err(|source| ServerError::Io { path: staging.path.clone(), source })?;
+        Ok(staging)
+    }
+
+    /// Renames the staging directory to `target` (replacing it if it is an empty directory).
+    fn commit(mut self, target: &Path) -> Result<(), ServerError> {
+        std::fs::rename(&self.path, target).map_err(|source| ServerError::Io { path: target.to_path_buf(), source })?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
 }

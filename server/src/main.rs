@@ -151,9 +151,13 @@ struct InitArgs {
     /// The XMPP server's component port (XEP-0114), e.g. 127.0.0.1:5347.
     #[arg(long)]
     xmpp: Option<String>,
-    /// The component secret (stored in DATA/component.secret, mode 0600).
+    /// The component secret (stored in DATA/component.secret, mode 0600; visible to `ps`
+    /// while init runs: prefer --secret-file). Without either, one is generated.
     #[arg(long)]
     secret: Option<String>,
+    /// A file holding the component secret (copied into DATA/component.secret).
+    #[arg(long, value_name = "FILE")]
+    secret_file: Option<PathBuf>,
     /// HTTP listen address.
     #[arg(long)]
     http: Option<SocketAddr>,
@@ -436,6 +440,7 @@ async fn run(command: Command) -> Result<ExitCode, ServerError> {
                     component: args.component,
                     xmpp: args.xmpp,
                     secret: args.secret,
+                    secret_file: args.secret_file,
                     http: args.http,
                     database: args.database,
                     admin_token: admin_token.clone(),
@@ -478,7 +483,12 @@ async fn run(command: Command) -> Result<ExitCode, ServerError> {
             if findings.iter().any(|f| f.severity == Severity::Error) {
                 return Ok(ExitCode::FAILURE);
             }
-            println!("configuration ok");
+            match &config {
+                Some(path) => println!("configuration ok: {}", path.display()),
+                None => println!(
+                    "configuration ok: no --config given (nor OSTRACON_CONFIG), so the built-in defaults were checked"
+                ),
+            }
         }
         Command::Incident { command, api } => {
             let client = api.client()?;

@@ -142,7 +142,10 @@ async fn start_proxy(upstream: String, tamper: fn(&str, Vec<u8>) -> Vec<u8>) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_end_to_end() {
     let mut node = Node::init("cli");
-    assert!(ok(&["config", "check", "--config", node.config.to_str().unwrap()]).contains("configuration ok"));
+    let checked = ok(&["config", "check", "--config", node.config.to_str().unwrap()]);
+    assert!(checked.contains(&format!("configuration ok: {}", node.config.display())), "{checked}");
+    let defaults = run(&["config", "check"]);
+    assert!(String::from_utf8_lossy(&defaults.stdout).contains("built-in defaults were checked"), "{defaults:?}");
     node.start();
 
     // Operator verbs through the CLI.
@@ -349,4 +352,56 @@ fn the_shipped_binary_depends_only_on_product_crates() {
     for banned in ["ostracon-tests", "tokio-xmpp", "xmpp-parsers", "anyhow"] {
         assert!(!names.contains(&banned), "the shipped binary depends on {banned}:\n{tree}");
     }
+}
+
+/// `init` stages everything beside the target and renames it into place: a failure leaves
+/// nothing, a retry works, and the component secret can come from a file.
+#[test]
+fn a_failed_init_leaves_nothing_and_the_retry_works() {
+    let dir = TempDir::new("init");
+    let data = dir.path().join("node");
+    let data_arg = data.to_str().unwrap();
+    // No database at that address: the store cannot open after the key was made.
+    let failed = run(&[
+        "init",
+        "--data",
+        data_arg,
+        "--domain",
+        "ops.example",
+        "--database",
+        "postgres://postgres@127.0.0.1:1/none",
+    ]);
+    assert!(!failed.status.success());
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "a failed init left {left:?}");
+
+    let secret = dir.path().join("secret.txt");
+    std::fs::write(&secret, "a-component-secret-from-a-file\n").unwrap();
+    std::fs::create_dir(&data).unwrap(); // an empty directory, as a package makes it, is filled
+    let made = ok(&[
+        "init",
+        "--data",
+        data_arg,
+        "--domain",
+        "ops.example",
+        "--xmpp",
+        "127.0.0.1:5347",
+        "--secret-file",
+        secret.to_str().unwrap(),
+    ]);
+    assert!(made.contains("ostracon.toml"), "{made}");
+    assert_eq!(
+        std::fs::read_to_string(data.join("component.secret")).unwrap().trim(),
+        "a-component-secret-from-a-file"
+    );
+    let config = std::fs::read_to_string(data.join("ostracon.toml")).unwrap();
+    assert!(config.contains(&data.join("component.secret").display().to_string()), "final paths: {config}");
+    assert!(!config.contains(".init-"), "no staging path in the configuration: {config}");
+    assert!(
+        ok(&["config", "check", "--config", data.join("ostracon.toml").to_str().unwrap()]).contains("configuration ok")
+    );
+
+    let again = run(&["init", "--data", data_arg, "--domain", "ops.example"]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a node"), "{again:?}");
 }

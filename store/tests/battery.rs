@@ -23,6 +23,7 @@ ostracon_store::battery!(
     retraction_delists_entries_with_no_other_reason,
     expiry_is_applied_at_the_given_time_and_repeat_offenders_get_longer_ttls,
     allow_entries_win,
+    an_allowed_block_covers_every_address_and_narrower_block_inside_it,
     operator_deny_entries,
     state_survives_reopening,
     log_replay_equals_the_published_list_and_proofs_verify,
@@ -225,6 +226,53 @@ async fn allow_entries_win(backend: Backend) {
     ledger.disallow(&offender("192.0.2.1"), ts(5)).await.unwrap();
     assert!(!ledger.is_allowed(&offender("192.0.2.1")));
     assert!(backend.store.allow_entries().await.unwrap().is_empty());
+}
+
+async fn an_allowed_block_covers_every_address_and_narrower_block_inside_it(backend: Backend) {
+    let ledger = ledger(&backend).await;
+    let inside = ["192.0.2.130", "192.0.2.192/26", "2001:db8:1::5"];
+    let listed = incident(1, &[inside[0], inside[1], inside[2], "192.0.2.5"], ts(0));
+    assert_eq!(ledger.submit_local(&listed, false, ts(0)).await.unwrap().listed.len(), 4);
+    // A peer's report of an address inside waits for a quorum: a candidate.
+    let candidate = report_by("incidents.a.example", 2, &["192.0.2.140"], ts(0));
+    ledger.record_remote(received_with(&candidate, 500), ts(0)).await.unwrap().unwrap();
+
+    let applied = ledger.allow(&offender("192.0.2.128/25"), "office", ts(1)).await.unwrap();
+    assert_eq!(applied.delisted, vec![offender(inside[0]), offender(inside[1])]);
+    let applied = ledger.allow(&offender("2001:db8:1::/48"), "office v6", ts(1)).await.unwrap();
+    assert_eq!(applied.delisted, vec![offender(inside[2])]);
+    for value in inside {
+        assert!(!backend.store.entry(&offender(value)).await.unwrap().unwrap().active, "{value} left the list");
+        assert!(ledger.is_allowed(&offender(value)));
+    }
+    assert!(backend.store.entry(&offender("192.0.2.5")).await.unwrap().unwrap().active, "outside the block");
+    assert!(backend.store.candidate_reasons(&offender("192.0.2.140")).await.unwrap().is_empty());
+    // The peer's report inside the block is contradicted: a fact against its reporter.
+    let a = score_of(&backend, "a.example", ts(1)).await;
+    assert_eq!(a.components.get("reporting"), Some(&-15), "{a:?}");
+
+    // What the block covers, and what it does not.
+    assert_eq!(ledger.allowed_by(&offender("192.0.2.255")), Some(offender("192.0.2.128/25")));
+    assert_eq!(ledger.allowed_by(&offender("192.0.2.160/27")), Some(offender("192.0.2.128/25")));
+    assert_eq!(ledger.allowed_by(&offender("::ffff:192.0.2.131")), Some(offender("192.0.2.128/25")), "IPv4-mapped");
+    assert!(!ledger.is_allowed(&offender("192.0.2.0/24")), "a wider block is not inside it");
+    assert!(!ledger.is_allowed(&offender("192.0.2.127")));
+    let later = incident(3, &["192.0.2.131", "192.0.2.127"], ts(2));
+    let applied = ledger.submit_local(&later, false, ts(2)).await.unwrap();
+    assert_eq!(applied.listed, vec![offender("192.0.2.127")]);
+    assert_eq!(applied.refused.iter().map(|(o, _)| o.clone()).collect::<Vec<_>>(), vec![offender("192.0.2.131")]);
+    let denied = ledger.deny(&offender("192.0.2.150"), ListAction::Block, None, ts(3)).await;
+    assert!(matches!(&denied, Err(StoreError::Rejected(why)) if why.contains("192.0.2.128/25")), "{denied:?}");
+    // Only the entry itself can be removed, and then the block is open again.
+    assert!(matches!(ledger.disallow(&offender("192.0.2.130"), ts(4)).await, Err(StoreError::NotFound { .. })));
+    ledger.disallow(&offender("192.0.2.128/25"), ts(4)).await.unwrap();
+    let again = incident(4, &["192.0.2.131"], ts(5));
+    assert_eq!(ledger.submit_local(&again, false, ts(5)).await.unwrap().listed, vec![offender("192.0.2.131")]);
+    // The allow list is rebuilt from the store on reopening.
+    drop(ledger);
+    let reopened = Ledger::open(backend.store.clone(), key(), config()).await.unwrap();
+    assert!(reopened.is_allowed(&offender("2001:db8:1::ff")));
+    assert!(!reopened.is_allowed(&offender("192.0.2.131")));
 }
 
 async fn operator_deny_entries(backend: Backend) {

@@ -683,4 +683,22 @@ mod tests {
         }
         assert!(!format!("{config:?}").contains("short"), "secrets are redacted in Debug");
     }
+
+    #[test]
+    fn a_policy_in_which_one_accept_buddy_lists_alone_is_refused() {
+        let refused = |adjust: fn(&mut Config)| {
+            let mut config = Config::default();
+            adjust(&mut config);
+            config.check(None).iter().any(|f| f.severity == Severity::Error && f.message.contains("list alone"))
+        };
+        assert!(!refused(|_| {}), "the defaults keep the quorum");
+        assert!(refused(|c| c.reputation.accept_weight = 1.5));
+        assert!(refused(|c| c.reputation.listing_threshold = 0.4));
+        assert!(refused(|c| {
+            c.reputation.category_weights.insert("spam".into(), 2.0);
+        }));
+        assert!(!refused(|c| {
+            c.reputation.category_weights.insert("spam".into(), 1.5);
+        }));
+    }
 }

@@ -166,6 +166,17 @@ impl ReputationSection {
                 out.push(format!("[reputation] {name} is a weight from 0 to 10 (is {value})"));
             }
         }
+        // One `accept` buddy is no quorum (spec/reputation.md, Why these defaults): its report,
+        // in the heaviest category, must stay below the threshold.
+        let heaviest_category = self.category_weights.values().copied().fold(1.0, f64::max);
+        if weight_ok(self.accept_weight) && self.accept_weight * heaviest_category >= self.listing_threshold {
+            out.push(format!(
+                "[reputation] accept_weight {} x the heaviest category weight {heaviest_category} reaches listing_threshold {}: \
+                 one `accept` buddy would list alone; keep the product below the threshold (trust a buddy you \
+                 want to list alone with auto-apply instead)",
+                self.accept_weight, self.listing_threshold
+            ));
+        }
         // Short deadlines are for test federations (the harness); 90 days is the longest.
         if !(10..=90 * 86_400).contains(&self.request_deadline_secs) {
             out.push(format!(

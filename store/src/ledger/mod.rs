@@ -10,6 +10,7 @@
 //! **Invariant:** leaf `n` in the database is leaf `n` of the in-memory tree. Writers are
 //! serialised by one async mutex, so leaf indexes are assigned without gaps or races.
 
+mod allow;
 pub mod brake;
 mod outbox;
 pub mod peers;
@@ -101,7 +102,7 @@ pub struct RemoteIncident<'a> {
 struct Memory {
     index: BlocklistIndex,
     tree: MerkleTree,
-    allow: BTreeSet<Offender>,
+    allow: allow::AllowList,
     /// Bumped by every commit that changed a published list (snapshot caches key on it).
     list_version: u64,
 }
@@ -582,9 +583,7 @@ impl Ledger {
                 MemoryOp::Allow(offender) => {
                     memory.allow.insert(offender);
                 }
-                MemoryOp::Disallow(offender) => {
-                    memory.allow.remove(&offender);
-                }
+                MemoryOp::Disallow(offender) => memory.allow.remove(&offender),
             }
         }
         Ok(applied)
@@ -808,51 +807,6 @@ impl Ledger {
         Ok(deleted.rows_affected())
     }
 
-    /// The operator allows an offender: it leaves the list now and is never listed while allowed.
-    pub async fn allow(&self, offender: &Offender, note: &str, now: Timestamp) -> Result<Applied> {
-        let _writer = self.writer.lock().await;
-        if self.is_allowed(offender) {
-            return Err(StoreError::Conflict { what: format!("allow entry {offender}") });
-        }
-        let mut batch = self.begin(now).await?;
-        let log_index =
-            batch.leaf(&AuditRecord::AllowAdded { at: now, offender: offender.clone(), note: note.to_owned() }).await?;
-        sqlx::query("INSERT INTO allow_entries (kind, value, note, created_at, log_index) VALUES ($1, $2, $3, $4, $5)")
-            .bind(offender_kind(offender))
-            .bind(offender.to_string())
-            .bind(note)
-            .bind(now.unix())
-            .bind(log_index as i64)
-            .execute(&mut *batch.tx)
-            .await?;
-        let entry = batch.entry(offender).await?;
-        batch.contradict(offender, entry.as_ref()).await?;
-        if let Some(entry) = entry
-            && entry.active
-        {
-            batch.delist(&entry, "allowed").await?;
-        }
-        batch.ops.push(MemoryOp::Allow(offender.clone()));
-        self.commit(batch).await
-    }
-
-    /// Removes an allow entry.
-    pub async fn disallow(&self, offender: &Offender, now: Timestamp) -> Result<Applied> {
-        let _writer = self.writer.lock().await;
-        if !self.is_allowed(offender) {
-            return Err(StoreError::NotFound { what: format!("allow entry {offender}") });
-        }
-        let mut batch = self.begin(now).await?;
-        batch.leaf(&AuditRecord::AllowRemoved { at: now, offender: offender.clone() }).await?;
-        sqlx::query("DELETE FROM allow_entries WHERE kind = $1 AND value = $2")
-            .bind(offender_kind(offender))
-            .bind(offender.to_string())
-            .execute(&mut *batch.tx)
-            .await?;
-        batch.ops.push(MemoryOp::Disallow(offender.clone()));
-        self.commit(batch).await
-    }
-
     /// The operator lists an offender directly (a deny entry), with no incident behind it.
     pub async fn deny(
         &self,
@@ -862,8 +816,10 @@ impl Ledger {
         now: Timestamp,
     ) -> Result<Applied> {
         let _writer = self.writer.lock().await;
-        if self.is_allowed(offender) {
-            return Err(StoreError::Rejected(format!("{offender} is on the allow list; remove the allow entry first")));
+        if let Some(allowed) = self.allowed_by(offender) {
+            return Err(StoreError::Rejected(format!(
+                "{offender} is covered by the allow entry {allowed}; remove that entry first"
+            )));
         }
         if expires.is_some_and(|at| at <= now) {
             return Err(StoreError::Rejected("expiry must be in the future".to_owned()));
@@ -1202,11 +1158,6 @@ impl Ledger {
         // (the IPs only we knew) reaches every list that trusts us, not only the requester's.
         batch.queue_for_buddies(&response.id, Some(&requester)).await?;
         self.commit(batch).await
-    }
-
-    /// True if the operator allowed this offender.
-    pub fn is_allowed(&self, offender: &Offender) -> bool {
-        self.read_memory().allow.contains(offender)
     }
 
     /// Runs `f` on the lookup index (read lock held only for the call).

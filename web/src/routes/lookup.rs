@@ -52,7 +52,8 @@ pub(crate) async fn lookup(
             ));
         }
     };
-    let allowed = state.ledger().is_allowed(&query);
+    let allowed_by = state.ledger().allowed_by(&query);
+    let allowed = allowed_by.is_some();
     let store = state.ledger().store();
     let params = &state.ledger().config().reputation;
     let mut explained = Vec::with_capacity(matches.len());
@@ -93,6 +94,7 @@ pub(crate) async fn lookup(
         "query": { "kind": query.kind(), "value": query.to_string() },
         "listed": !explained.is_empty() && !allowed,
         "allowed": allowed,
+        "allowed_by": allowed_by.map(|entry| entry.to_string()),
         "matches": explained,
     });
     if !candidates.is_empty() {
