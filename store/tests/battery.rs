@@ -43,6 +43,7 @@ ostracon_store::battery!(
     the_handshake_is_ledger_operations_with_audit_leaves,
     a_peer_lists_only_what_is_in_its_scope,
     automatic_approval_grants_observe_only,
+    a_trust_change_reweighs_what_the_peer_contributed,
     a_rotation_applies_once_and_only_the_current_key_rotates,
     a_response_counts_once_and_only_for_what_its_server_knows,
     one_reporter_moves_a_domains_score_by_one_fact_per_window,
@@ -952,6 +953,50 @@ async fn a_peer_lists_only_what_is_in_its_scope(backend: Backend) {
     ledger.allow(&offender("user@ops.example"), "our customer", ts(3)).await.unwrap();
     let accuser = score_of(&backend, "peer.example", ts(3)).await;
     assert!(accuser.components.get("reporting").is_some_and(|points| *points < 0), "{accuser:?}");
+}
+
+async fn a_trust_change_reweighs_what_the_peer_contributed(backend: Backend) {
+    use ostracon_protocol::keys::PublishedKey;
+    use ostracon_store::model::Trust;
+    let ledger = ledger(&backend).await;
+    let a = BareJid::parse("incidents.a.example").unwrap();
+    ledger.request_buddy(&a, Trust::Accept, ts(0)).await.unwrap();
+    let keys = vec![PublishedKey::new(NodeKey::from_seed(&[5; 32]).public(), ts(0))];
+    ledger.keys_fetched(&a, keys, false, ts(0)).await.unwrap().unwrap();
+    // Its `accept` voice alone waits; with b's, it lists.
+    let alone = report_by("incidents.a.example", 1, &["192.0.2.1"], ts(1));
+    ledger.record_remote(received_with(&alone, 500), ts(1)).await.unwrap().unwrap();
+    let together = report_by("incidents.a.example", 2, &["192.0.2.2"], ts(1));
+    ledger.record_remote(received_with(&together, 500), ts(1)).await.unwrap().unwrap();
+    let backing = report_by("incidents.b.example", 3, &["192.0.2.2"], ts(1));
+    ledger.record_remote(received_with(&backing, 500), ts(1)).await.unwrap().unwrap();
+    let active = |value: &'static str| {
+        let store = backend.store.clone();
+        async move { store.entry(&offender(value)).await.unwrap().is_some_and(|e| e.active) }
+    };
+    assert!(!active("192.0.2.1").await && active("192.0.2.2").await);
+
+    // Raised to auto-apply: its waiting contribution weighs 1.0 and lists at once.
+    let applied_before = backend.store.leaf_count().await.unwrap();
+    ledger.set_trust(&a, Trust::AutoApply, ts(2)).await.unwrap();
+    assert!(active("192.0.2.1").await, "its candidate completes a quorum alone now");
+    let entry = backend.store.entry(&offender("192.0.2.1")).await.unwrap().unwrap();
+    let reasons = backend.store.entry_reasons(entry.id).await.unwrap();
+    assert_eq!(reasons.iter().map(|r| r.weight_milli).collect::<Vec<_>>(), vec![1_000]);
+    assert!(backend.store.leaf_count().await.unwrap() >= applied_before + 2, "the trust change and the listing");
+
+    // Back to accept: what it listed alone waits again; what b backs stays.
+    ledger.set_trust(&a, Trust::Accept, ts(3)).await.unwrap();
+    assert!(!active("192.0.2.1").await && active("192.0.2.2").await);
+    let waiting = backend.store.candidate_reasons(&offender("192.0.2.1")).await.unwrap();
+    assert_eq!(waiting.iter().map(|r| r.weight_milli).collect::<Vec<_>>(), vec![500]);
+    // Observe: its voice is gone, and b's alone is no quorum.
+    ledger.set_trust(&a, Trust::Observe, ts(4)).await.unwrap();
+    assert!(!active("192.0.2.2").await);
+    let waiting = backend.store.candidate_reasons(&offender("192.0.2.2")).await.unwrap();
+    let mut weights: Vec<i64> = waiting.iter().map(|r| r.weight_milli).collect();
+    weights.sort();
+    assert_eq!(weights, vec![0, 500]);
 }
 
 async fn automatic_approval_grants_observe_only(backend: Backend) {

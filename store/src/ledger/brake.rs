@@ -12,7 +12,7 @@ use sqlx::Row as _;
 use super::{Applied, Batch, Ledger, Listing, retract_in};
 use crate::model::{EntrySource, offender_from_row, ts_from_row};
 use crate::policy::ListingPolicy;
-use crate::queries::{INCIDENT_COLUMNS, incident_from_row, offender_kind};
+use crate::queries::offender_kind;
 use crate::{Result, Store, StoreError};
 
 /// Most changes held for one peer: past it, more is refused outright (still with a leaf),
@@ -177,17 +177,7 @@ impl Ledger {
         let mut batch = self.begin(now).await?;
         let held = take_held(&mut batch, peer).await?;
         for change in &held {
-            let sql = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1");
-            let Some(record) = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(change.incident.to_string())
-                .fetch_optional(&mut *batch.tx)
-                .await?
-                .as_ref()
-                .map(incident_from_row)
-                .transpose()?
-            else {
-                continue;
-            };
+            let Some(record) = batch.stored_incident(&change.incident).await? else { continue };
             match &change.kind {
                 // A retracted report lists nothing, held or not.
                 HeldKind::List { .. } if record.incident.status == ostracon_protocol::incident::Status::Retracted => {}

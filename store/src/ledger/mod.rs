@@ -214,6 +214,13 @@ impl Batch {
     /// Works in chunks with multi-row statements: one read of the existing entries, one insert
     /// for the leaves, one for new entries, one for reasons, one for change rows. Per-offender
     /// round trips would cap bulk ingest at a few thousand offenders per second.
+    /// The incident stored under `id`, read inside this transaction.
+    async fn stored_incident(&mut self, id: &IncidentId) -> Result<Option<IncidentRecord>> {
+        let sql = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.to_string()).fetch_optional(&mut *self.tx).await?;
+        row.as_ref().map(incident_from_row).transpose()
+    }
+
     async fn list_many(&mut self, listings: &[Listing<'_>], config: &LedgerConfig) -> Result<()> {
         let mut seen = BTreeSet::new();
         let unique: Vec<&Listing<'_>> = listings.iter().filter(|l| seen.insert(l.offender.clone())).collect();
@@ -895,14 +902,7 @@ impl Ledger {
             forward_to,
         } = remote;
         let now = batch.now;
-        let sql = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1");
-        let stored = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(incident.id.to_string())
-            .fetch_optional(&mut *batch.tx)
-            .await?
-            .as_ref()
-            .map(incident_from_row)
-            .transpose()?;
+        let stored = batch.stored_incident(&incident.id).await?;
         // A verified report supersedes an unsigned copy that still waits for the operator: an
         // unsigned sender can never squat an id its signed issuer then cannot use.
         let superseded = stored.as_ref().is_some_and(|stored| {

@@ -194,13 +194,20 @@ impl Ledger {
         Ok(peer)
     }
 
-    /// The operator sets how far we act on a peer's reports.
+    /// The operator sets how far we act on a peer's reports, re-weighing what its reports
+    /// already contributed (spec/reputation.md, Reporter weight).
     pub async fn set_trust(&self, jid: &BareJid, trust: Trust, now: Timestamp) -> Result<PeerRecord> {
         let _writer = self.writer.lock().await;
         let mut batch = self.begin(now).await?;
         let mut peer = batch.peer(jid).await?.ok_or_else(|| StoreError::NotFound { what: format!("peer {jid}") })?;
+        // What its waiting and live contributions weigh changes with it, in this transaction.
+        let params = &self.config.reputation;
+        let server = server_domain(jid.domain().as_str());
+        let weight = |trust| crate::reputation::peer_weight(trust, server, 0, params);
+        let (old, new) = (weight(peer.trust), weight(trust));
         (peer.trust, peer.updated_at) = (trust, now);
         batch.put_peer(&peer, Actor::Operator).await?;
+        batch.reweigh(jid, (old, new), &self.config).await?;
         self.commit(batch).await?;
         Ok(peer)
     }

@@ -11,13 +11,14 @@
 
 use std::collections::HashMap;
 
-use ostracon_protocol::ids::{IncidentId, Offender};
+use ostracon_protocol::ids::{BareJid, IncidentId, Offender};
 use ostracon_protocol::log::record::AuditRecord;
 use sqlx::Row as _;
 
 use super::{Batch, LedgerConfig, Listing};
 use crate::facts::FactKind;
 use crate::model::{EntryRecord, EntrySource};
+use crate::policy::ListingPolicy;
 use crate::queries::{ENTRY_COLUMNS, entry_from_row, offender_kind};
 use crate::reputation::{Quorum, independence_key, quorum, server_domain};
 use crate::{Result, StoreError};
@@ -287,9 +288,6 @@ impl Batch {
         Ok(())
     }
 
-    /// The operator allowed `offender`: every remote report that asked to list it (the live
-    /// entry's reasons and the candidates) is contradicted, a fact against its issuer, and the
-    /// candidates are dropped.
     /// Keeps a refused contribution as a candidate of weight 0: it never counts toward a
     /// quorum, and it is what an allow entry contradicts.
     pub(super) async fn weightless_candidate(
@@ -314,6 +312,102 @@ impl Batch {
         Ok(())
     }
 
+    /// The operator changed how much `peer`'s reports weigh (its trust) from `old_milli` to
+    /// `new_milli`: the contributions of the incidents it issued, live and waiting, are scaled
+    /// to the new weight; entries that no longer have a quorum leave the list, and candidates
+    /// that now complete one are listed.
+    pub(super) async fn reweigh(
+        &mut self,
+        peer: &BareJid,
+        (old_milli, new_milli): (i64, i64),
+        config: &LedgerConfig,
+    ) -> Result<()> {
+        // A weight of 0 left no contributions to scale: its reports were ignored.
+        if old_milli <= 0 || old_milli == new_milli {
+            return Ok(());
+        }
+        // The incidents it issued: ids `ISSUER:uuid`, a range of the index (`;` follows `:`).
+        let (from, to) = (format!("{}:", peer.domain()), format!("{};", peer.domain()));
+        for table in ["entry_reasons", "candidate_reasons"] {
+            let sql = format!(
+                "UPDATE {table} SET weight_milli = weight_milli * $1 / $2 WHERE incident_id >= $3 AND incident_id < $4"
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(new_milli)
+                .bind(old_milli)
+                .bind(&from)
+                .bind(&to)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        if new_milli < old_milli {
+            let rows =
+                sqlx::query("SELECT DISTINCT entry_id FROM entry_reasons WHERE incident_id >= $1 AND incident_id < $2")
+                    .bind(&from)
+                    .bind(&to)
+                    .fetch_all(&mut *self.tx)
+                    .await?;
+            let ids = rows.iter().map(|row| row.try_get("entry_id")).collect::<std::result::Result<Vec<i64>, _>>()?;
+            return self.requorum(&ids, "quorum", config).await;
+        }
+        let window_start = self.now.unix() - config.reputation.candidate_window_secs;
+        let rows = sqlx::query(
+            "SELECT kind, value, incident_id, weight_milli FROM candidate_reasons \
+             WHERE incident_id >= $1 AND incident_id < $2 AND added_at >= $3",
+        )
+        .bind(&from)
+        .bind(&to)
+        .bind(window_start)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        for row in rows {
+            let offender = crate::model::offender_from_row(
+                &row.try_get::<String, _>("kind")?,
+                &row.try_get::<String, _>("value")?,
+            )?;
+            // Only where the candidates held now make a quorum: the others wait as before,
+            // with no new leaf.
+            let held = sqlx::query(
+                "SELECT incident_id, weight_milli FROM candidate_reasons WHERE kind = $1 AND value = $2 AND added_at >= $3",
+            )
+            .bind(offender_kind(&offender))
+            .bind(offender.to_string())
+            .bind(window_start)
+            .fetch_all(&mut *self.tx)
+            .await?;
+            let mut evidence = Vec::with_capacity(held.len());
+            for row in held {
+                let incident_id: String = row.try_get("incident_id")?;
+                evidence.push(Evidence {
+                    issuer: issuer_of(&incident_id)?,
+                    incident_id,
+                    weight_milli: row.try_get("weight_milli")?,
+                    candidate: true,
+                });
+            }
+            if !quorum_of(&evidence, config).listed {
+                continue;
+            }
+            let incident_id = IncidentId::parse(&row.try_get::<String, _>("incident_id")?)
+                .map_err(|e| StoreError::Corrupt(format!("candidate incident id: {e}")))?;
+            let Some(record) = self.stored_incident(&incident_id).await? else { continue };
+            let incident = &record.incident;
+            let listing = Listing {
+                offender: &offender,
+                action: ListingPolicy::action_for(incident.action),
+                expires: incident.expires,
+                severity: incident.severity,
+                source: EntrySource::Incidents,
+                reason: Some((&incident.id, &incident.reporter, row.try_get("weight_milli")?)),
+            };
+            self.list_many(&[listing], config).await?;
+        }
+        Ok(())
+    }
+
+    /// The operator allowed `offender`: every remote report that asked to list it (the live
+    /// entry's reasons and the candidates) is contradicted, a fact against its issuer, and the
+    /// candidates are dropped.
     pub(super) async fn contradict(&mut self, offender: &Offender, entry: Option<&EntryRecord>) -> Result<()> {
         let mut incident_ids: Vec<String> = Vec::new();
         if let Some(entry) = entry.filter(|e| e.active) {
