@@ -153,6 +153,18 @@ pub enum EntrySource {
 
 text_enum!(EntrySource { Incidents => "incidents", Operator => "operator", Reputation => "reputation" });
 
+/// What an accepted incident does to our lists now: "accepted" alone does not say whether it
+/// listed anything or only waits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct IncidentEffect {
+    /// Offenders it is a reason of a live entry for.
+    pub listed: u64,
+    /// Offenders it waits for a quorum for (candidates with weight).
+    pub waiting: u64,
+    /// Listings the brake holds for the operator.
+    pub held: u64,
+}
+
 /// A stored incident with what the node did with it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct IncidentRecord {

@@ -8,8 +8,8 @@ use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
 use crate::model::{
-    AllowEntry, EntryReason, EntryRecord, IncidentRecord, ListAction, ListChange, ListKind, OutboxItem, OutboxJob,
-    PeerRecord, Scope, TokenRecord, offender_from_row, ts_from_row,
+    AllowEntry, EntryReason, EntryRecord, IncidentEffect, IncidentRecord, ListAction, ListChange, ListKind, OutboxItem,
+    OutboxJob, PeerRecord, Scope, TokenRecord, offender_from_row, ts_from_row,
 };
 use crate::traits::{AuditLogStore, BlocklistStore, IncidentFilter, IncidentStore, OutboxStore, PeerStore, TokenStore};
 use crate::{Result, Store, StoreError};
@@ -140,6 +140,24 @@ impl IncidentStore for Store {
             .fetch_all(self.pool())
             .await?;
         rows.iter().map(incident_from_row).collect()
+    }
+}
+
+impl Store {
+    /// What incident `id` does to our lists now (three indexed counts).
+    pub async fn incident_effect(&self, id: &IncidentId) -> Result<IncidentEffect> {
+        let row = sqlx::query(
+            "SELECT \
+             (SELECT COUNT(*) FROM entry_reasons r JOIN entries e ON e.id = r.entry_id \
+              WHERE r.incident_id = $1 AND e.active = 1) AS listed, \
+             (SELECT COUNT(*) FROM candidate_reasons WHERE incident_id = $1 AND weight_milli > 0) AS waiting, \
+             (SELECT COUNT(*) FROM held_changes WHERE incident_id = $1 AND change = 'list') AS held",
+        )
+        .bind(id.to_string())
+        .fetch_one(self.pool())
+        .await?;
+        let count = |name: &str| -> Result<u64> { Ok(u64::try_from(row.try_get::<i64, _>(name)?).unwrap_or(0)) };
+        Ok(IncidentEffect { listed: count("listed")?, waiting: count("waiting")?, held: count("held")? })
     }
 }
 

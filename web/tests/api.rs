@@ -177,6 +177,7 @@ async fn submit_then_lookup_explains_why() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["incident"]["category"], "spam");
     assert_eq!(body["share"], true);
+    assert_eq!(body["effect"], json!({ "listed": 4, "waiting": 0, "held": 0 }), "what it does to our lists");
     let (_, body) = node.call("GET", "/v1/incidents?category=spam&limit=10", Some(SUBMIT), None).await;
     assert_eq!(body["incidents"].as_array().unwrap().len(), 1);
 
@@ -187,6 +188,8 @@ async fn submit_then_lookup_explains_why() {
     assert_error(status, &body, StatusCode::CONFLICT, "rejected");
     let (_, body) = node.call("GET", "/v1/lookup/ip/198.51.100.9", None, None).await;
     assert_eq!(body["listed"], false);
+    let (_, body) = node.call("GET", &format!("/v1/incidents/{id}"), Some(SUBMIT), None).await;
+    assert_eq!(body["effect"]["listed"], 0, "retracted: {body}");
 }
 
 #[tokio::test]
@@ -488,6 +491,14 @@ async fn allow_and_deny_entries() {
     assert_eq!((lookup["listed"].clone(), lookup["allowed"].clone()), (json!(false), json!(true)));
     let (status, body) = node.call("POST", "/v1/allow", Some(SUBMIT), Some(json!({ "value": "192.0.2.1" }))).await;
     assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    // An allowed block covers what lies inside it.
+    node.submit(&["203.0.113.130"]).await;
+    let (status, body) = node
+        .call("POST", "/v1/allow", Some(ADMIN), Some(json!({ "value": "203.0.113.128/25", "note": "office" })))
+        .await;
+    assert_eq!((status, body["delisted"].clone()), (StatusCode::CREATED, json!(["203.0.113.130"])), "{body}");
+    let (_, lookup) = node.call("GET", "/v1/lookup/ip/203.0.113.200", None, None).await;
+    assert_eq!(lookup["allowed_by"], "203.0.113.128/25", "{lookup}");
 
     let (status, body) = node
         .call(

@@ -120,8 +120,10 @@ pub(crate) struct ListQuery {
     limit: Option<u32>,
 }
 
-fn incident_json(record: &IncidentRecord) -> Value {
-    json!({
+/// An incident as the operator routes show it, with what it does to our lists now.
+async fn incident_json(state: &AppState, record: &IncidentRecord) -> Result<Value, ApiError> {
+    let effect = state.ledger().store().incident_effect(&record.incident.id).await?;
+    Ok(json!({
         "seq": record.seq,
         "id": record.incident.id,
         "verb": record.verb,
@@ -135,7 +137,8 @@ fn incident_json(record: &IncidentRecord) -> Value {
         "log_index": record.log_index,
         "incident": record.incident,
         "provenance": record.provenance,
-    })
+        "effect": effect,
+    }))
 }
 
 pub(crate) async fn list(
@@ -167,7 +170,11 @@ pub(crate) async fn list(
     };
     let records = state.ledger().store().incidents(&filter).await?;
     let next = (records.len() == limit as usize).then(|| records.last().map(|r| r.seq)).flatten();
-    Ok(Json(json!({ "incidents": records.iter().map(incident_json).collect::<Vec<_>>(), "next": next })))
+    let mut incidents = Vec::with_capacity(records.len());
+    for record in &records {
+        incidents.push(incident_json(&state, record).await?);
+    }
+    Ok(Json(json!({ "incidents": incidents, "next": next })))
 }
 
 fn parse_id(text: &str) -> Result<IncidentId, ApiError> {
@@ -186,7 +193,7 @@ pub(crate) async fn show(
         .incident(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("incident {id} not found")))?;
-    Ok(Json(incident_json(&record)))
+    Ok(Json(incident_json(&state, &record).await?))
 }
 
 pub(crate) async fn retract(
