@@ -51,7 +51,7 @@ pub enum ServerError {
     #[error("no answer within {secs} s")]
     NoAnswer { secs: u64 },
     /// A peer answered an IQ with an error.
-    #[error("{condition} ({})", .app.as_deref().unwrap_or_default())]
+    #[error("{condition}{}", .app.as_ref().map(|a| format!(" ({a})")).unwrap_or_default())]
     Answered { condition: String, app: Option<String> },
     /// A peer's answer does not say what it must.
     #[error("unusable answer: {0}")]

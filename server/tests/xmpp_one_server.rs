@@ -11,7 +11,7 @@ use common::{Node, peer};
 use ostracon_tests::TempDir;
 use ostracon_tests::prosody::{ComponentSpec, Prosody, available};
 use ostracon_tests::raw_component::signed_report;
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn buddies_exchange_signed_reports_through_prosody() {
@@ -100,6 +100,26 @@ async fn buddies_exchange_signed_reports_through_prosody() {
     assert_eq!(beta.get("/v1/lookup/jid/flooder@spam.example").await["listed"], false);
     assert_eq!(beta.get("/v1/lookup/ip/203.0.113.200").await["listed"], true, "other incidents are untouched");
     assert!(prosody.log().contains("incidents.beta.test"));
+
+    // The probe `peers add` queues: beta answered as an incident node; a server JID and a
+    // host nobody serves show their error, and the host that never answers is unreachable.
+    let delivery = |peers: &Value, jid: &str| peer(peers, jid).map(|p| p["delivery"].clone()).unwrap_or_default();
+    assert_eq!(delivery(&alpha.get("/v1/peers").await, "incidents.beta.test")["status"], "ok");
+    for jid in ["alpha.test", "incidents.nowhere.test"] {
+        let (status, body) = alpha.call(reqwest::Method::POST, "/v1/peers", Some(json!({ "jid": jid }))).await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let peers = alpha
+        .wait_for_within(Duration::from_secs(60), "the probes' errors", "/v1/peers", |p| {
+            ["alpha.test", "incidents.nowhere.test"].iter().all(|jid| delivery(p, jid)["status"] == "unreachable")
+        })
+        .await;
+    // Prosody answers for its own host (`service-unavailable` to a component's disco#info),
+    // and for a host it cannot reach (`remote-server-not-found`).
+    let server = delivery(&peers, "alpha.test");
+    assert_eq!(server["last_error"], "service-unavailable", "{server}");
+    let nowhere = delivery(&peers, "incidents.nowhere.test");
+    assert_eq!(nowhere["last_error"], "remote-server-not-found", "{nowhere}");
 }
 
 /// A bare component driven by the test, to send what an honest node never would (the raw

@@ -153,6 +153,47 @@ pub enum EntrySource {
 
 text_enum!(EntrySource { Incidents => "incidents", Operator => "operator", Reputation => "reputation" });
 
+/// How deliveries to one peer are going, from its outbox rows.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PeerDelivery {
+    /// `ok`, `queued`, `retrying` or `unreachable` (see [`PeerDelivery::status`]).
+    pub status: &'static str,
+    /// Items waiting to be delivered.
+    pub pending: u64,
+    /// When the oldest of them was queued.
+    pub oldest_pending_at: Option<Timestamp>,
+    /// The most attempts any waiting item has had.
+    pub attempts: u64,
+    /// Items given up on (undelivered past the outbox's horizon).
+    pub failed: u64,
+    /// When the peer last answered a delivery (a presence, sent without an answer, does not count).
+    pub last_delivered_at: Option<Timestamp>,
+    /// The last delivery error still standing (on a waiting or failed item).
+    pub last_error: Option<String>,
+}
+
+impl PeerDelivery {
+    /// Failed attempts after which a peer that took nothing since counts as unreachable.
+    pub const UNREACHABLE_AFTER_ATTEMPTS: u64 = 2;
+
+    /// `unreachable` when its oldest waiting item failed repeatedly and nothing was delivered
+    /// since it was queued; `retrying` when an item failed; `queued` when items wait;
+    /// otherwise `ok`.
+    pub fn status(&self) -> &'static str {
+        let delivered_since = match (self.last_delivered_at, self.oldest_pending_at) {
+            (Some(delivered), Some(oldest)) => delivered >= oldest,
+            _ => false,
+        };
+        match self.pending {
+            0 if self.failed > 0 && self.last_delivered_at.is_none() => "unreachable",
+            0 => "ok",
+            _ if self.attempts >= Self::UNREACHABLE_AFTER_ATTEMPTS && !delivered_since => "unreachable",
+            _ if self.attempts > 0 => "retrying",
+            _ => "queued",
+        }
+    }
+}
+
 /// What an accepted incident does to our lists now: "accepted" alone does not say whether it
 /// listed anything or only waits.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -332,6 +373,9 @@ pub enum OutboxJob {
     Presence { presence: BuddyPresence },
     /// Fetch the peer's keys and pin them (approving it too when `approve`, by auto-approve).
     FetchKeys { approve: bool },
+    /// Check that a peer the operator asked for answers as an incident node (disco#info), so
+    /// a wrong or unreachable JID shows as a delivery error instead of waiting forever.
+    Probe,
     /// Ask a buddy its XEP-0275 score for a subject.
     ScoreQuery { subject: BareJid },
     /// Announce our key rotation: the signed claim's links.
@@ -349,6 +393,7 @@ impl OutboxJob {
             Self::Inquiry { .. } => "inquiry",
             Self::Presence { .. } => "presence",
             Self::FetchKeys { .. } => "fetch-keys",
+            Self::Probe => "probe",
             Self::ScoreQuery { .. } => "score-query",
             Self::Rotation { .. } => "rotation",
         }
@@ -364,6 +409,7 @@ impl OutboxJob {
             | Self::Inquiry { incident } => (incident.to_string(), String::new()),
             Self::Presence { presence } => (String::new(), presence.as_type().to_owned()),
             Self::FetchKeys { approve } => (String::new(), if *approve { "approve" } else { "" }.to_owned()),
+            Self::Probe => (String::new(), String::new()),
             Self::ScoreQuery { subject } => (subject.to_string(), String::new()),
             Self::Rotation { old_kid, links } => (
                 old_kid.clone(),
@@ -388,6 +434,7 @@ impl OutboxJob {
                     .ok_or_else(|| StoreError::Corrupt(format!("outbox presence type {payload:?}")))?,
             },
             "fetch-keys" => Self::FetchKeys { approve: payload == "approve" },
+            "probe" => Self::Probe,
             "score-query" => Self::ScoreQuery {
                 subject: BareJid::parse(reference).map_err(|e| StoreError::Corrupt(format!("outbox subject: {e}")))?,
             },
@@ -484,4 +531,23 @@ pub struct PeerRecord {
     pub created_at: Timestamp,
     /// Last change.
     pub updated_at: Timestamp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_is_unreachable_when_its_oldest_item_keeps_failing_and_nothing_got_through() {
+        let at = |secs: i64| Timestamp::from_unix(1_800_000_000 + secs);
+        let waiting = PeerDelivery { pending: 1, oldest_pending_at: at(0), ..PeerDelivery::default() };
+        assert_eq!(waiting.status(), "queued");
+        assert_eq!(PeerDelivery { attempts: 1, ..waiting.clone() }.status(), "retrying");
+        let failing = PeerDelivery { attempts: 2, ..waiting.clone() };
+        assert_eq!(failing.status(), "unreachable");
+        // Something else reached it since: a slow item, not a dead peer.
+        assert_eq!(PeerDelivery { last_delivered_at: at(5), ..failing.clone() }.status(), "retrying");
+        assert_eq!(PeerDelivery { last_delivered_at: at(5), ..PeerDelivery::default() }.status(), "ok");
+        assert_eq!(PeerDelivery { failed: 3, ..PeerDelivery::default() }.status(), "unreachable", "only given up on");
+    }
 }

@@ -9,7 +9,7 @@ use sqlx::any::AnyRow;
 
 use crate::model::{
     AllowEntry, EntryReason, EntryRecord, IncidentEffect, IncidentRecord, ListAction, ListChange, ListKind, OutboxItem,
-    OutboxJob, PeerRecord, Scope, TokenRecord, offender_from_row, ts_from_row,
+    OutboxJob, PeerDelivery, PeerRecord, Scope, TokenRecord, offender_from_row, ts_from_row,
 };
 use crate::traits::{AuditLogStore, BlocklistStore, IncidentFilter, IncidentStore, OutboxStore, PeerStore, TokenStore};
 use crate::{Result, Store, StoreError};
@@ -144,6 +144,49 @@ impl IncidentStore for Store {
 }
 
 impl Store {
+    /// How deliveries to `peer` are going (reads on the outbox's per-peer index). A presence
+    /// is delivered once sent, so only answered items count as having reached the peer.
+    pub async fn peer_delivery(&self, peer: &str) -> Result<PeerDelivery> {
+        let row = sqlx::query(
+            "SELECT \
+             (SELECT COUNT(*) FROM outbox WHERE peer = $1 AND state = 'pending') AS pending, \
+             (SELECT MIN(created_at) FROM outbox WHERE peer = $1 AND state = 'pending') AS oldest, \
+             (SELECT MAX(attempts) FROM outbox WHERE peer = $1 AND state = 'pending') AS attempts, \
+             (SELECT COUNT(*) FROM outbox WHERE peer = $1 AND state = 'failed') AS failed, \
+             (SELECT MAX(next_attempt_at) FROM outbox WHERE peer = $1 AND state = 'delivered' \
+              AND kind <> 'presence') AS delivered",
+        )
+        .bind(peer)
+        .fetch_one(self.pool())
+        .await?;
+        let count = |name: &str| -> Result<u64> {
+            Ok(row.try_get::<Option<i64>, _>(name)?.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
+        };
+        let at = |name: &str| -> Result<Option<Timestamp>> {
+            Ok(row.try_get::<Option<i64>, _>(name)?.and_then(Timestamp::from_unix))
+        };
+        let last_error = sqlx::query(
+            "SELECT last_error FROM outbox WHERE peer = $1 AND state IN ('pending', 'failed') \
+             AND last_error IS NOT NULL ORDER BY id DESC LIMIT 1",
+        )
+        .bind(peer)
+        .fetch_optional(self.pool())
+        .await?
+        .map(|row| row.try_get::<String, _>("last_error"))
+        .transpose()?;
+        let mut delivery = PeerDelivery {
+            status: "",
+            pending: count("pending")?,
+            oldest_pending_at: at("oldest")?,
+            attempts: count("attempts")?,
+            failed: count("failed")?,
+            last_delivered_at: at("delivered")?,
+            last_error,
+        };
+        delivery.status = delivery.status();
+        Ok(delivery)
+    }
+
     /// What incident `id` does to our lists now (three indexed counts).
     pub async fn incident_effect(&self, id: &IncidentId) -> Result<IncidentEffect> {
         let row = sqlx::query(

@@ -645,14 +645,23 @@ async fn peers_are_managed_by_the_operator_only() {
     assert_eq!(body["state"], "requested");
     assert_eq!(body["trust"], "accept");
     let queued = node.store.outbox_for("incidents.beta.example", 10).await.unwrap();
-    assert_eq!(queued.len(), 1);
-    assert_eq!(
-        queued[0].job,
-        ostracon_store::model::OutboxJob::Presence {
-            presence: ostracon_protocol::xml::buddies::BuddyPresence::Subscribe
-        }
-    );
+    let subscribe = ostracon_store::model::OutboxJob::Presence {
+        presence: ostracon_protocol::xml::buddies::BuddyPresence::Subscribe,
+    };
+    // Our `subscribe`, and a disco#info probe that shows a wrong or unreachable JID at once.
+    let jobs: Vec<_> = queued.iter().map(|item| item.job.clone()).collect();
+    assert_eq!(jobs, vec![ostracon_store::model::OutboxJob::Probe, subscribe], "newest first");
 
+    // How deliveries to it go: queued, then unreachable after two failures.
+    let delivery = async || node.call("GET", "/v1/peers", Some(ADMIN), None).await.1["peers"][0]["delivery"].clone();
+    assert_eq!(delivery().await["status"], "queued");
+    let now = node.env.now();
+    for _ in 0..2 {
+        node.ledger.outbox_failed(queued[0].id, "remote-server-not-found", Some(now.plus_secs(2))).await.unwrap();
+    }
+    let failing = delivery().await;
+    assert_eq!((failing["status"].clone(), failing["attempts"].clone()), (json!("unreachable"), json!(2)), "{failing}");
+    assert_eq!(failing["last_error"], "remote-server-not-found");
     let (status, body) =
         node.call("POST", "/v1/peers", Some(SUBMIT), Some(json!({ "jid": "incidents.gamma.example" }))).await;
     assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
@@ -681,11 +690,12 @@ async fn peers_are_managed_by_the_operator_only() {
         .into_iter()
         .map(|item| match item.job {
             ostracon_store::model::OutboxJob::Presence { presence } => (presence.as_type().to_owned(), item.state),
-            other => panic!("unexpected {other:?}"),
+            other => (other.kind().to_owned(), item.state),
         })
         .collect();
-    // Revoking cancels what still waited for the peer (our unanswered `subscribe`).
-    let expected = [("unsubscribed", "pending"), ("unsubscribe", "pending"), ("subscribe", "cancelled")];
+    // Revoking cancels what still waited for the peer (our unanswered `subscribe`, the probe).
+    let expected =
+        [("unsubscribed", "pending"), ("unsubscribe", "pending"), ("probe", "cancelled"), ("subscribe", "cancelled")];
     assert_eq!(rows, expected.map(|(p, s)| (p.to_owned(), s.to_owned())));
 }
 

@@ -186,6 +186,7 @@ impl XmppNode {
                 Ok(())
             }
             OutboxJob::FetchKeys { approve } => self.fetch_keys(item, *approve, timeout).await,
+            OutboxJob::Probe => self.probe(item, timeout).await,
             OutboxJob::Report { incident } => self.deliver_signed(item, incident, Verb::Report, timeout).await,
             OutboxJob::Request { incident } => self.deliver_signed(item, incident, Verb::Request, timeout).await,
             OutboxJob::Response { incident } => self.deliver_signed(item, incident, Verb::Response, timeout).await,
@@ -208,7 +209,7 @@ impl XmppNode {
                 let expired = now.unix() - item.created_at.unix() > GIVE_UP_AFTER_SECS;
                 let jitter = f64::from(self.env.random_bytes()[0]) / 255.0;
                 let next = (!expired).then(|| now.plus_secs(retry_delay_secs(attempts, jitter)));
-                tracing::info!(peer = %item.peer, kind = item.job.kind(), attempts, %error, "outbox delivery failed");
+                tracing::warn!(peer = %item.peer, kind = item.job.kind(), attempts, %error, "outbox delivery failed");
                 self.ledger.outbox_failed(item.id, &error.to_string(), next).await
             }
         };

@@ -9,8 +9,9 @@
 use std::time::Instant;
 
 use minidom::Element;
-use ostracon_protocol::xml::buddies::BuddyPresence;
+use ostracon_protocol::xml::buddies::{BuddyPresence, DISCO_INFO_NS, DiscoInfo};
 use ostracon_protocol::xml::keys::{keys_from_element, keys_query};
+use ostracon_protocol::xml::xep0268::INCIDENT_NS;
 use ostracon_store::ledger::peers::Subscribe;
 use ostracon_store::model::{OutboxItem, PeerState};
 
@@ -81,6 +82,27 @@ impl XmppNode {
 
     /// Fetches a peer's keys and hands them to the ledger, which pins them or shows them to
     /// the operator depending on where the relation stands when they arrive.
+    /// Asks a peer our operator added for its disco#info: it must be an incident node (it
+    /// lists `urn:xmpp:incident:2`), else the error says what answered instead.
+    pub(super) async fn probe(&self, item: &OutboxItem, timeout: std::time::Duration) -> Result<(), ServerError> {
+        let query = Element::bare("query", DISCO_INFO_NS);
+        let answer = self.request(&item.peer, "get", query, timeout).await?;
+        let features = answer
+            .children()
+            .next()
+            .map(DiscoInfo::features_of)
+            .transpose()?
+            .ok_or(ServerError::BadAnswer("an empty disco#info answer"))?;
+        if !features.iter().any(|f| f == INCIDENT_NS) {
+            return Err(ServerError::BadAnswer(
+                "it answers, but is not an incident node (no urn:xmpp:incident:2 in its disco#info): \
+                 give the peer's component JID, such as incidents.example.org",
+            ));
+        }
+        tracing::info!(peer = %item.peer, "the peer answers as an incident node");
+        Ok(())
+    }
+
     pub(super) async fn fetch_keys(
         &self,
         item: &OutboxItem,

@@ -170,6 +170,7 @@ impl Ledger {
         peer.created_at = existing.map_or(now, |p| p.created_at);
         batch.put_peer(&peer, Actor::Operator).await?;
         batch.presence(jid, BuddyPresence::Subscribe).await?;
+        batch.enqueue(&jid.to_string(), &OutboxJob::Probe).await?;
         self.commit(batch).await?;
         Ok(peer)
     }

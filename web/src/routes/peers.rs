@@ -10,7 +10,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use ostracon_protocol::ids::BareJid;
-use ostracon_store::model::{OutboxJob, PeerRecord, PeerState, Trust};
+use ostracon_store::model::{OutboxJob, PeerDelivery, PeerRecord, PeerState, Trust};
 use ostracon_store::traits::PeerStore as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -20,6 +20,11 @@ use crate::error::{ApiError, ApiJson};
 use crate::state::AppState;
 
 fn peer_json(peer: &PeerRecord) -> Value {
+    peer_json_with(peer, None)
+}
+
+/// A peer, with how deliveries to it are going when `delivery` is given.
+fn peer_json_with(peer: &PeerRecord, delivery: Option<&PeerDelivery>) -> Value {
     json!({
         "jid": peer.jid,
         "state": peer.state,
@@ -29,6 +34,7 @@ fn peer_json(peer: &PeerRecord) -> Value {
         })).collect::<Vec<_>>(),
         "created_at": peer.created_at,
         "updated_at": peer.updated_at,
+        "delivery": delivery,
     })
 }
 
@@ -41,8 +47,14 @@ fn parse_jid(text: &str) -> Result<BareJid, ApiError> {
 }
 
 pub(crate) async fn list(_operator: Operator<Admin>, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let peers = state.ledger().store().peers().await?;
-    Ok(Json(json!({ "peers": peers.iter().map(peer_json).collect::<Vec<_>>() })))
+    let store = state.ledger().store();
+    let peers = store.peers().await?;
+    let mut out = Vec::with_capacity(peers.len());
+    for peer in &peers {
+        let delivery = store.peer_delivery(&peer.jid.to_string()).await?;
+        out.push(peer_json_with(peer, Some(&delivery)));
+    }
+    Ok(Json(json!({ "peers": out })))
 }
 
 /// Body of `POST /v1/peers`.
