@@ -160,7 +160,10 @@ pub async fn serve(
         Arc::clone(&env),
         node,
         &web,
-        Arc::new(move || status_for_web.as_str()),
+        Arc::new(move || ostracon_web::XmppHealth {
+            state: status_for_web.as_str(),
+            last_error: status_for_web.last_error(),
+        }),
         Arc::new(move || traffic_for_web.counters()),
     );
 

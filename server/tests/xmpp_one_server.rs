@@ -679,3 +679,33 @@ async fn beta_with_raw_buddy(
     .await;
     RawBuddy { beta, gamma, prosody, _dir: dir }
 }
+
+/// Where operators trip when they set up the component: `/healthz` says `degraded` with the
+/// reason in words, for a Component block missing from Prosody and for a wrong secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_missing_component_or_a_wrong_secret_is_diagnosed() {
+    if !available() {
+        return;
+    }
+    // Prosody serves alpha.test's component only.
+    let components = common::component_specs(&["alpha.test"]);
+    let prosody = Prosody::start(&["alpha.test", "beta.test"], &components);
+    let dir = Arc::new(TempDir::new("diagnosis"));
+    let missing = Node::start("beta.test", &prosody, Arc::clone(&dir)).await;
+    let health =
+        missing.wait_for("the diagnosis of a missing component", "/healthz", |h| h["xmpp_error"].is_string()).await;
+    assert_eq!((health["status"].clone(), health["xmpp"].clone()), (json!("degraded"), json!("connecting")));
+    let error = health["xmpp_error"].as_str().unwrap();
+    assert!(error.contains("no component incidents.beta.test") && error.contains("Component \""), "{error}");
+
+    let wrong = Node::start_with("alpha.test", &prosody, Arc::clone(&dir), |config| {
+        if let Some(xmpp) = config.xmpp.as_mut() {
+            xmpp.secret = Some("not-the-component-secret".to_owned());
+        }
+    })
+    .await;
+    let health = wrong.wait_for("the diagnosis of a wrong secret", "/healthz", |h| h["xmpp_error"].is_string()).await;
+    let error = health["xmpp_error"].as_str().unwrap();
+    assert!(error.contains("refused the secret"), "{error}");
+    assert_eq!(health["status"], "degraded");
+}

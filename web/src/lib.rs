@@ -28,7 +28,7 @@ pub use error::ApiError;
 pub use routes::blocklist::{CHECKPOINT_HEADER, CURSOR_HEADER, SIGNATURE_HEADER};
 pub use routes::log::MAX_ENTRIES_PER_REQUEST;
 pub use routes::meta::OPENAPI;
-pub use state::{AppState, NodeInfo, WebConfig, XmppStatus, XmppTraffic};
+pub use state::{AppState, NodeInfo, WebConfig, XmppHealth, XmppStatus, XmppTraffic};
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;

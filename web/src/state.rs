@@ -56,8 +56,17 @@ struct Cached {
     snapshot: Arc<Snapshot>,
 }
 
-/// Reports the XMPP link's state for `/healthz` (`off`, `connecting`, `online`).
-pub type XmppStatus = Arc<dyn Fn() -> &'static str + Send + Sync>;
+/// The XMPP link as `/healthz` reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct XmppHealth {
+    /// `off` (not configured), `connecting` or `online`.
+    pub state: &'static str,
+    /// Why it is not online, in words the operator can act on.
+    pub last_error: Option<String>,
+}
+
+/// Reports the XMPP link's state for `/healthz`.
+pub type XmppStatus = Arc<dyn Fn() -> XmppHealth + Send + Sync>;
 
 /// Reports the XMPP side's counters for `/metrics`, as (name, help, value).
 pub type XmppTraffic = Arc<dyn Fn() -> Vec<(&'static str, &'static str, u64)> + Send + Sync>;
@@ -84,7 +93,7 @@ pub struct AppState(Arc<Inner>);
 impl AppState {
     /// State over a ledger.
     pub fn new(ledger: Arc<Ledger>, env: Arc<dyn Environment>, node: NodeInfo, config: &WebConfig) -> Self {
-        Self::with_xmpp_status(ledger, env, node, config, Arc::new(|| "off"))
+        Self::with_xmpp_status(ledger, env, node, config, Arc::new(|| XmppHealth { state: "off", last_error: None }))
     }
 
     /// State whose `/healthz` reports the XMPP link through `xmpp`.
@@ -145,7 +154,7 @@ impl AppState {
     }
 
     /// The XMPP link's state.
-    pub fn xmpp_status(&self) -> &'static str {
+    pub fn xmpp_status(&self) -> XmppHealth {
         (self.0.xmpp)()
     }
 

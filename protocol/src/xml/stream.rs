@@ -103,8 +103,9 @@ pub struct Refused {
 pub enum StreamItem {
     /// The server's `stream:stream` header, with its `id`.
     Opened {
-        /// The stream id (the component handshake hashes it).
-        id: String,
+        /// The stream id (the component handshake hashes it); None when the server sent none,
+        /// as Prosody does just before refusing the stream with a `stream:error`.
+        id: Option<String>,
     },
     /// A stanza within bounds, built.
     Stanza(Element),
@@ -192,7 +193,6 @@ impl StreamAssembler {
                         return Err(not_a_stream("stream:stream with another stream namespace"));
                     }
                     let id = id.take().filter(|id| !id.is_empty());
-                    let id = id.ok_or(Error::Missing { element: "stream:stream", what: "id" })?;
                     self.state = State::Open;
                     Ok(Some(StreamItem::Opened { id }))
                 }
@@ -350,7 +350,7 @@ mod tests {
     fn reads_the_header_and_stanzas_in_the_streams_namespace() {
         let text = format!("{HEADER} <iq type='get' id='1'><ping xmlns='urn:xmpp:ping'/></iq>\n</stream:stream>");
         let items = items(&text).unwrap();
-        assert!(matches!(&items[0], StreamItem::Opened { id } if id == "s1"));
+        assert!(matches!(&items[0], StreamItem::Opened { id } if id.as_deref() == Some("s1")));
         let StreamItem::Stanza(iq) = &items[1] else { panic!("a stanza") };
         assert_eq!((iq.name(), iq.ns().as_str(), iq.attr("id")), ("iq", "jabber:component:accept", Some("1")));
         assert_eq!(iq.children().next().unwrap().ns(), "urn:xmpp:ping");
@@ -413,6 +413,9 @@ mod tests {
     #[test]
     fn a_stream_that_is_not_a_component_stream_is_an_error() {
         assert!(items("<html><body/></html>").is_err());
-        assert!(items("<stream:stream xmlns:stream='http://etherx.jabber.org/streams'>").is_err());
+        assert!(items("<stream:stream xmlns:stream='urn:not-streams'>").is_err());
+        // A header without an id is read (the refusal that follows is the server's answer).
+        let opened = items("<stream:stream xmlns:stream='http://etherx.jabber.org/streams'>").unwrap();
+        assert!(matches!(&opened[0], StreamItem::Opened { id: None }));
     }
 }

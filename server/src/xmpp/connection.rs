@@ -95,9 +95,21 @@ impl Counter {
 pub struct LinkStatus {
     state: AtomicU8,
     counters: [AtomicU64; Counter::ALL.len()],
+    /// Why the link is not up, in words an operator can act on; None while online.
+    last_error: std::sync::Mutex<Option<String>>,
 }
 
 impl LinkStatus {
+    /// Records why the link is down (None once it is up).
+    pub fn set_error(&self, error: Option<String>) {
+        *self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = error;
+    }
+
+    /// Why the link is down, if it is.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
     /// Records a state.
     pub fn set(&self, state: LinkState) {
         self.state.store(state as u8, Ordering::SeqCst);
@@ -197,6 +209,7 @@ pub async fn run(
             Ok(Ok((reader, writer))) => {
                 failures = 0;
                 status.set(LinkState::Online);
+                status.set_error(None);
                 // Answers to IQs sent on an earlier stream may never come: let waiters retry now.
                 online.notify_waiters();
                 tracing::info!(component = %config.component, server = %config.server, "XMPP component online");
@@ -204,11 +217,26 @@ pub async fn run(
                 status.set(LinkState::Connecting);
                 match ended {
                     None => return,
-                    Some(reason) => tracing::warn!(%reason, "XMPP link lost; reconnecting"),
+                    Some(reason) => {
+                        tracing::warn!(%reason, "XMPP link lost; reconnecting");
+                        status.set_error(Some(format!("the link was lost: {reason}")));
+                    }
                 }
             }
-            Ok(Err(error)) => tracing::warn!(%error, server = %config.server, "XMPP component could not connect"),
-            Err(_) => tracing::warn!(server = %config.server, "XMPP component connection timed out"),
+            Ok(Err(error)) => {
+                let diagnosis = diagnose(&error, &config);
+                tracing::warn!(server = %config.server, "XMPP component could not connect: {diagnosis}");
+                status.set_error(Some(diagnosis));
+            }
+            Err(_) => {
+                let diagnosis = format!(
+                    "no answer from {} within {} s: is it the XMPP server's component port?",
+                    config.server,
+                    CONNECT_TIMEOUT.as_secs()
+                );
+                tracing::warn!(server = %config.server, "XMPP component could not connect: {diagnosis}");
+                status.set_error(Some(diagnosis));
+            }
         }
         failures = failures.saturating_add(1);
         let delay = backoff(failures, rand::random::<f64>());
@@ -253,8 +281,38 @@ async fn connect(
     }
 }
 
+/// Why connecting failed, said so that the operator knows what to change (the conditions
+/// Prosody and ejabberd send for a missing component, a wrong secret, a second login).
+fn diagnose(error: &ServerError, config: &LinkConfig) -> String {
+    let (component, server) = (&config.component, config.server);
+    let condition = match error {
+        ServerError::HandshakeRefused { condition } | ServerError::StreamClosed { condition: Some(condition) } => {
+            Some(condition.as_str())
+        }
+        _ => None,
+    };
+    match (condition, error) {
+        (Some("host-unknown"), _) => format!(
+            "the XMPP server at {server} has no component {component} (host-unknown): add Component \"{component}\" \
+             with its component_secret to its configuration and reload it"
+        ),
+        (Some("not-authorized"), _) => format!(
+            "the XMPP server at {server} refused the secret for {component} (not-authorized): make [xmpp] \
+             secret_file hold the component_secret of Component \"{component}\""
+        ),
+        (Some("conflict"), _) => format!(
+            "another connection is logged in as {component} (conflict): is a second node running with this component?"
+        ),
+        (_, ServerError::Stream(io)) if io.kind() == std::io::ErrorKind::ConnectionRefused => format!(
+            "nothing listens at {server} ({io}): is the XMPP server running, with its component port there \
+             (Prosody: component_ports)?"
+        ),
+        (_, other) => other.to_string(),
+    }
+}
+
 /// The defined condition of a `stream:error`.
-fn stream_error_condition(error: &Element) -> String {
+pub(super) fn stream_error_condition(error: &Element) -> String {
     error.children().find(|c| c.name() != "text").map_or_else(|| "no condition".to_owned(), |c| c.name().to_owned())
 }
 

@@ -4,10 +4,11 @@
 //! serialising again.
 
 use minidom::Element;
-use ostracon_protocol::xml::stream::{Gate, Refused, StanzaLimits, StreamAssembler, StreamItem};
+use ostracon_protocol::xml::stream::{Gate, Refused, STREAM_NS, StanzaLimits, StreamAssembler, StreamItem};
 use rxml::{AsyncRawReader, Options};
 use tokio::io::{AsyncRead, BufReader};
 
+use super::connection::stream_error_condition;
 use crate::error::ServerError;
 
 /// The largest single token (name, attribute value, text chunk) the parser buffers. Prosody
@@ -66,10 +67,18 @@ impl<R: AsyncRead + Unpin> StanzaReader<R> {
         }
     }
 
-    /// Reads the server's `stream:stream` header and returns its `id`.
+    /// Reads the server's `stream:stream` header and returns its `id`. A header without one
+    /// comes before a refusal (Prosody's `host-unknown` for a component it does not serve):
+    /// that refusal is the error.
     pub async fn read_header(&mut self) -> Result<String, ServerError> {
         match self.item().await? {
-            StreamItem::Opened { id } => Ok(id),
+            StreamItem::Opened { id: Some(id) } => Ok(id),
+            StreamItem::Opened { id: None } => match self.item().await? {
+                StreamItem::Stanza(error) if error.name() == "error" && error.ns() == STREAM_NS => {
+                    Err(ServerError::HandshakeRefused { condition: stream_error_condition(&error) })
+                }
+                _ => Err(ServerError::StreamHeader("the stream header has no id")),
+            },
             _ => Err(ServerError::StreamHeader("the stream did not start with a header")),
         }
     }

@@ -15,15 +15,20 @@ pub const OPENAPI: &str = include_str!("../../openapi.json");
 
 pub(crate) async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let database = state.ledger().ping().await.is_ok();
-    let status = if database { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let xmpp = state.xmpp_status();
+    // Lists are still served while the XMPP link is down: 200, but `degraded` with the
+    // reason. Without its database the node serves nothing it can vouch for: 503.
+    let code = if database { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let healthy = database && matches!(xmpp.state, "off" | "online");
     (
-        status,
+        code,
         Json(json!({
-            "status": if database { "ok" } else { "degraded" },
+            "status": if healthy { "ok" } else { "degraded" },
             "database": if database { "ok" } else { "unavailable" },
             "log_size": state.ledger().log_size(),
             "listed": state.ledger().with_index(|index| index.len()),
-                        "xmpp": state.xmpp_status(),
+            "xmpp": xmpp.state,
+            "xmpp_error": xmpp.last_error,
         })),
     )
 }
