@@ -32,6 +32,10 @@ pub enum ServerError {
     /// The HTTP listener failed.
     #[error("HTTP server: {0}")]
     Http(std::io::Error),
+
+    /// The HTTP address could not be bound.
+    #[error("cannot listen on {address} ([http] listen): {source}")]
+    Bind { address: std::net::SocketAddr, source: std::io::Error },
     /// The XMPP server's socket failed, or it sent XML that is not well-formed.
     #[error("XMPP stream: {0}")]
     Stream(std::io::Error),

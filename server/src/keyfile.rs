@@ -4,6 +4,9 @@
 //! Rotation ([`rotate`]) replaces it and appends the old public key, with the end of its
 //! validity, to `DATA_DIR/retired-keys.json`; the node keeps publishing retired keys so
 //! signatures made while they were current still verify. Retired private keys are not kept.
+//!
+//! A running node holds `DATA_DIR/node.lock` ([`hold`]): a second `serve` on the same data,
+//! or a `key rotate` that the running node would not see, is refused while it does.
 
 use std::fs;
 use std::io::Write as _;
@@ -32,6 +35,30 @@ pub struct LoadedKey {
 pub const RETIRED_FILE: &str = "retired-keys.json";
 
 /// The public keys this node used before its current one.
+/// The lock a running node holds on its data directory, released when dropped (or when the
+/// process dies, however it dies).
+#[derive(Debug)]
+pub struct DataLock(#[allow(dead_code)] fs::File);
+
+/// Takes the data directory's lock for `what`, or says that a running node holds it.
+pub fn hold(data_dir: &Path, what: &str) -> Result<DataLock, ServerError> {
+    let path = data_dir.join("node.lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| ServerError::Io { path: path.clone(), source })?;
+    match file.try_lock() {
+        Ok(()) => Ok(DataLock(file)),
+        Err(fs::TryLockError::WouldBlock) => Err(ServerError::Config(format!(
+            "a running node holds {} ({what} needs it to itself): stop the node first (systemctl stop ostracon)",
+            path.display()
+        ))),
+        Err(fs::TryLockError::Error(source)) => Err(ServerError::Io { path, source }),
+    }
+}
+
 pub fn load_retired(data_dir: &Path) -> Result<Vec<ostracon_protocol::keys::PublishedKey>, ServerError> {
     let path = data_dir.join(RETIRED_FILE);
     match fs::read_to_string(&path) {

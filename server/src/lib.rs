@@ -99,6 +99,8 @@ pub async fn rotate_key(config: &Config, env: &dyn Environment) -> Result<Rotati
     use ostracon_store::traits::PeerStore as _;
 
     let now = env.now();
+    // A running node would keep signing with the old key while its buddies pin the new one.
+    let _lock = keyfile::hold(&config.node.data_dir, "key rotate")?;
     let (old, new) = keyfile::rotate(&config.node.data_dir, now)?;
     let mut announced_to = Vec::new();
     if let Some(xmpp) = &config.xmpp {
@@ -139,6 +141,7 @@ pub async fn serve(
         .transpose()
         .map_err(|e| ServerError::Config(e.to_string()))?;
     let key = keyfile::load_or_create(&config.node.data_dir, env.now())?;
+    let _lock = keyfile::hold(&config.node.data_dir, "serve")?;
     let store = Store::open(&config.database_url()).await?;
     if let Some(path) = ensure_admin_token(&store, &config, admin_token.as_deref(), env.as_ref()).await? {
         tracing::info!(path = %path.display(), "created an admin token (the file holds it; it is not logged)");

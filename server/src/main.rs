@@ -471,7 +471,9 @@ async fn run(command: Command) -> Result<ExitCode, ServerError> {
             if !errors.is_empty() {
                 return Err(ServerError::Refused(errors));
             }
-            let listener = tokio::net::TcpListener::bind(loaded.http.listen).await.map_err(ServerError::Http)?;
+            let address = loaded.http.listen;
+            let listener =
+                tokio::net::TcpListener::bind(address).await.map_err(|source| ServerError::Bind { address, source })?;
             serve(loaded, env, admin_token, listener, shutdown_signal()).await?;
         }
         Command::Config { command: ConfigCommand::Check { config } } => {

@@ -253,7 +253,22 @@ async fn the_binary_end_to_end() {
     let output = verify(&node.url(), &checkpoint);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 
-    // A key rotation: the checkpoint saved under the old key still verifies the log's growth.
+    // A key rotation: refused while the node runs (it would keep signing with the old key),
+    // and the checkpoint saved under the old key still verifies the log's growth.
+    let running = run(&["key", "rotate", "--config", node.config.to_str().unwrap()]);
+    assert!(!running.status.success());
+    assert!(String::from_utf8_lossy(&running.stderr).contains("a running node holds"), "{running:?}");
+    let second = run(&["serve", "--config", node.config.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(said.contains(&format!("cannot listen on {}", node.address)), "the address in use is named: {said}");
+    // On another port, the same data directory is still refused.
+    let elsewhere = node.dir.path().join("second.toml");
+    let text = std::fs::read_to_string(&node.config).unwrap();
+    let other = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    std::fs::write(&elsewhere, text.replace(&node.address.to_string(), &other.to_string())).unwrap();
+    let second = run(&["serve", "--config", elsewhere.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(said.contains("a running node holds"), "one node per data directory: {said}");
     let status = node.process.as_mut().unwrap().signal_and_wait("TERM").unwrap();
     assert!(status.success(), "SIGTERM shuts down cleanly: {status:?}");
     let rotated = ok(&["key", "rotate", "--config", node.config.to_str().unwrap()]);
