@@ -21,6 +21,9 @@ macro_rules! named_enum {
             /// Every value, in declaration order.
             pub const ALL: &'static [Self] = &[$(Self::$variant),+];
 
+            /// Every wire name, in declaration order (for help texts and errors).
+            pub const NAMES: &'static [&'static str] = &[$($name),+];
+
             /// The wire name.
             pub fn as_str(self) -> &'static str {
                 match self { $(Self::$variant => $name),+ }

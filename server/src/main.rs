@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand};
 use ostracon::client::{ApiClient, encode};
 use ostracon::config::{ADMIN_TOKEN_FILE, Config, Severity};
@@ -13,7 +14,8 @@ use ostracon::error::ServerError;
 use ostracon::init::{InitOptions, init};
 use ostracon::verify::{VerifyOptions, verify};
 use ostracon::{SystemEnvironment, serve};
-use ostracon_store::model::ListKind;
+use ostracon_protocol::incident::{Category, Status};
+use ostracon_store::model::{Decision, IncidentOrigin, ListKind, Verb};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -216,12 +218,30 @@ enum IncidentCommand {
         #[arg(long)]
         share: bool,
     },
-    /// List incidents, newest first.
+    /// List incidents, newest first, with what each does to our lists now.
     List {
-        #[arg(long)]
+        /// Only incidents with this status.
+        #[arg(long, value_parser = PossibleValuesParser::new(Status::NAMES))]
         status: Option<String>,
-        #[arg(long)]
+        /// Only incidents of this category.
+        #[arg(long, value_parser = PossibleValuesParser::new(Category::NAMES))]
         category: Option<String>,
+        /// Only what we decided so (pending: waits for you).
+        #[arg(long, value_parser = PossibleValuesParser::new(Decision::NAMES))]
+        decision: Option<String>,
+        /// Only incidents from there (local: yours; peer: a buddy's signed report).
+        #[arg(long, value_parser = PossibleValuesParser::new(IncidentOrigin::NAMES))]
+        origin: Option<String>,
+        /// Only reports, requests or responses.
+        #[arg(long, value_parser = PossibleValuesParser::new(Verb::NAMES))]
+        verb: Option<String>,
+        /// Only incidents reported by this JID.
+        #[arg(long, value_name = "JID")]
+        reporter: Option<String>,
+        /// Only incidents older than this sequence number (the `next` of the previous page).
+        #[arg(long, value_name = "SEQ")]
+        before: Option<i64>,
+        /// At most this many (1 to 500).
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
@@ -415,8 +435,16 @@ fn print(value: &Value) {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(cli.command, Command::Serve { .. }) {
+        // RUST_LOG overrides the filter (`RUST_LOG=debug`, `RUST_LOG=ostracon=debug,sqlx=info`);
+        // sqlx's line per query stays off by default. Colour only on a terminal, never with
+        // NO_COLOR (https://no-color.org): log files and journald get plain text.
+        use std::io::IsTerminal as _;
+        let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
         tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()),
+            )
+            .with_ansi(colour)
             .init();
     }
     match run(cli.command).await {
@@ -506,13 +534,21 @@ async fn run(command: Command) -> Result<ExitCode, ServerError> {
                     }
                     client.json(Method::POST, "/v1/incidents", Some(&body)).await?
                 }
-                IncidentCommand::List { status, category, limit } => {
+                IncidentCommand::List { status, category, decision, origin, verb, reporter, before, limit } => {
                     let mut path = format!("/v1/incidents?limit={limit}");
-                    if let Some(status) = status {
-                        path.push_str(&format!("&status={}", encode(&status)));
-                    }
-                    if let Some(category) = category {
-                        path.push_str(&format!("&category={}", encode(&category)));
+                    let before = before.map(|seq| seq.to_string());
+                    for (name, value) in [
+                        ("status", status),
+                        ("category", category),
+                        ("decision", decision),
+                        ("origin", origin),
+                        ("verb", verb),
+                        ("reporter", reporter),
+                        ("before", before),
+                    ] {
+                        if let Some(value) = value {
+                            path.push_str(&format!("&{name}={}", encode(&value)));
+                        }
                     }
                     client.json(Method::GET, &path, None).await?
                 }

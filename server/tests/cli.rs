@@ -175,6 +175,13 @@ async fn the_binary_end_to_end() {
     node.cli(&["deny", "add", "abuse.example", "--action", "quarantine"]);
     let listed = node.cli(&["incident", "list"]);
     assert_eq!(listed["incidents"].as_array().unwrap().len(), 2);
+    assert_eq!(listed["incidents"][1]["effect"]["listed"], 4, "what the first incident lists now");
+    let filtered = node.cli(&["incident", "list", "--decision", "accepted", "--origin", "local", "--verb", "report"]);
+    assert_eq!(filtered["incidents"].as_array().unwrap().len(), 2);
+    assert!(node.cli(&["incident", "list", "--decision", "pending"])["incidents"].as_array().unwrap().is_empty());
+    let bad = run(&["incident", "list", "--status", "bogus", "--url", &node.url()]);
+    let said = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && said.contains("new") && said.contains("retracted"), "valid values: {said}");
     assert_eq!(node.cli(&["incident", "show", &id])["incident"]["description"], "join flood");
     let lookup = node.cli(&["lookup", "ip", "198.51.100.77"]);
     assert_eq!(lookup["listed"], true);

@@ -16,6 +16,9 @@ use crate::StoreError;
 macro_rules! text_enum {
     ($ty:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
         impl $ty {
+            /// Every name, in declaration order (for help texts and errors).
+            pub const NAMES: &'static [&'static str] = &[$($name),+];
+
             /// The stored and wire name.
             pub fn as_str(self) -> &'static str {
                 match self { $(Self::$variant => $name),+ }

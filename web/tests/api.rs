@@ -180,6 +180,9 @@ async fn submit_then_lookup_explains_why() {
     assert_eq!(body["effect"], json!({ "listed": 4, "waiting": 0, "held": 0 }), "what it does to our lists");
     let (_, body) = node.call("GET", "/v1/incidents?category=spam&limit=10", Some(SUBMIT), None).await;
     assert_eq!(body["incidents"].as_array().unwrap().len(), 1);
+    let (status, body) = node.call("GET", "/v1/incidents?decision=maybe", Some(SUBMIT), None).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_filter");
+    assert!(body["error"]["message"].as_str().unwrap().contains("accepted, ignored, pending"), "{body}");
 
     let (status, body) = node.call("POST", &format!("/v1/incidents/{id}/retract"), Some(SUBMIT), None).await;
     assert_eq!(status, StatusCode::OK, "{body}");

@@ -252,7 +252,7 @@ impl XmppNode {
             }
             Outcome::Failed => return Err(service_unavailable()),
         }
-        tracing::info!(peer = %from, incident = %incident.id, %verb, ?decision, forwards = forward_to.len(), "incident received");
+        tracing::info!(peer = %from, incident = %incident.id, %verb, %decision, forwards = forward_to.len(), "incident received");
         Ok(None)
     }
 

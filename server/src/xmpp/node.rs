@@ -311,7 +311,18 @@ impl XmppNode {
         let (from, id) = (attr(&iq, "from").unwrap_or_default(), attr(&iq, "id").unwrap_or_default());
         let reply = match answer {
             Ok(payload) => iq_result(&self.jid(), &from, &id, payload),
-            Err(error) => iq_error(&self.jid(), &from, &id, &error),
+            Err(error) => {
+                // A buddy's refused stanza means a misconfiguration on one side (a key it did
+                // not announce, a clock off): WARN. A stranger's only DEBUG, so that a flood of
+                // them cannot flood the log too.
+                let (condition, app, text) = (error.condition, error.app_condition.unwrap_or(""), &error.text);
+                if matches!(self.buddy(sender).await, Ok(Some(_))) {
+                    tracing::warn!(peer = %sender, condition, app, text, "refused a buddy's stanza");
+                } else {
+                    tracing::debug!(sender = %sender, condition, app, text, "refused a stranger's stanza");
+                }
+                iq_error(&self.jid(), &from, &id, &error)
+            }
         };
         self.send(reply).await;
     }

@@ -146,17 +146,19 @@ pub(crate) async fn list(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let check = |field: &'static str, value: &Option<String>, valid: fn(&str) -> bool| -> Result<(), ApiError> {
+    let check = |field: &'static str, value: &Option<String>, names: &[&str]| -> Result<(), ApiError> {
         match value {
-            Some(v) if !valid(v) => Err(ApiError::bad_request("bad_filter", format!("unknown {field} {v:?}"))),
+            Some(v) if !names.contains(&v.as_str()) => {
+                Err(ApiError::bad_request("bad_filter", format!("unknown {field} {v:?}; one of {}", names.join(", "))))
+            }
             _ => Ok(()),
         }
     };
-    check("status", &query.status, |v| Status::parse(v).is_ok())?;
-    check("category", &query.category, |v| Category::parse(v).is_ok())?;
-    check("origin", &query.origin, |v| v.parse::<IncidentOrigin>().is_ok())?;
-    check("decision", &query.decision, |v| v.parse::<Decision>().is_ok())?;
-    check("verb", &query.verb, |v| v.parse::<Verb>().is_ok())?;
+    check("status", &query.status, Status::NAMES)?;
+    check("category", &query.category, Category::NAMES)?;
+    check("origin", &query.origin, IncidentOrigin::NAMES)?;
+    check("decision", &query.decision, Decision::NAMES)?;
+    check("verb", &query.verb, Verb::NAMES)?;
     let limit = query.limit.unwrap_or(50).clamp(1, 500);
     let filter = IncidentFilter {
         status: query.status,
