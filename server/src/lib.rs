@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod init;
 pub mod keyfile;
+pub mod status;
 pub mod verify;
 pub mod xmpp;
 

@@ -70,6 +70,15 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// How the node is doing: the XMPP link and why it is down, each peer's deliveries, the
+    /// brake, the lists. A table on a terminal, JSON otherwise (or with -o).
+    Status {
+        /// Output format (default: text on a terminal, json otherwise).
+        #[arg(long, short = 'o', value_parser = PossibleValuesParser::new(["text", "json"]))]
+        output: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// What the brake held: peers' changes over their hourly budget, waiting for you.
     Held {
         #[command(subcommand)]
@@ -584,6 +593,16 @@ async fn run(command: Command) -> Result<ExitCode, ServerError> {
             println!("retired key {}", rotation.old);
             println!("new key {} (fingerprint {})", rotation.new.key_id(), rotation.new.fingerprint());
             println!("announcement queued for {} buddies; start the node to send it", rotation.announced_to.len());
+        }
+        Command::Status { output, api } => {
+            let value = api.client()?.json(Method::GET, "/v1/status", None).await?;
+            use std::io::IsTerminal as _;
+            let text = output.map_or_else(|| std::io::stdout().is_terminal(), |o| o == "text");
+            if text {
+                print!("{}", ostracon::status::render(&value));
+            } else {
+                print(&value);
+            }
         }
         Command::Held { command, api } => {
             let client = api.client()?;

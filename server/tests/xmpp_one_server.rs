@@ -697,6 +697,20 @@ async fn a_missing_component_or_a_wrong_secret_is_diagnosed() {
     assert_eq!((health["status"].clone(), health["xmpp"].clone()), (json!("degraded"), json!("connecting")));
     let error = health["xmpp_error"].as_str().unwrap();
     assert!(error.contains("no component incidents.beta.test") && error.contains("Component \""), "{error}");
+    // `ostracon status` says the same, as text for people and as JSON for scripts.
+    let status = |format: &str| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_ostracon"))
+            .args(["status", "-o", format, "--url", &missing.url, "--token", common::TOKEN])
+            .env_remove("OSTRACON_CONFIG")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let text = status("text");
+    assert!(text.contains("xmpp      connecting: the XMPP server at") && text.contains("host-unknown"), "{text}");
+    let json: Value = serde_json::from_str(&status("json")).unwrap();
+    assert_eq!(json["xmpp"]["state"], "connecting");
 
     let wrong = Node::start_with("alpha.test", &prosody, Arc::clone(&dir), |config| {
         if let Some(xmpp) = config.xmpp.as_mut() {

@@ -60,6 +60,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/peers/{jid}/approve"),
     ("post", "/v1/peers/{jid}/trust"),
     ("delete", "/v1/peers/{jid}"),
+    ("get", "/v1/status"),
     ("get", "/v1/held"),
     ("post", "/v1/held/release"),
     ("post", "/v1/held/discard"),
@@ -84,7 +85,7 @@ pub const ROUTES: &[(&str, &str)] = &[
 
 /// The application's routes.
 pub fn router(state: AppState) -> Router {
-    use routes::{blocklist, held, incidents, lists, log, lookup, meta, peers, reputation, tokens};
+    use routes::{blocklist, held, incidents, lists, log, lookup, meta, peers, reputation, status, tokens};
     Router::new()
         .route("/healthz", get(meta::healthz))
         .route("/metrics", get(meta::metrics))
@@ -100,6 +101,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/allow", get(lists::list_allow).post(lists::add_allow).delete(lists::remove_allow))
         .route("/v1/deny", get(lists::list_deny).post(lists::add_deny).delete(lists::remove_deny))
         .route("/v1/peers", get(peers::list).post(peers::add))
+        .route("/v1/status", get(status::status))
         .route("/v1/held", get(held::list))
         .route("/v1/held/release", post(held::release))
         .route("/v1/held/discard", post(held::discard))

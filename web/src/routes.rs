@@ -9,6 +9,7 @@ pub(crate) mod lookup;
 pub(crate) mod meta;
 pub(crate) mod peers;
 pub(crate) mod reputation;
+pub(crate) mod status;
 pub(crate) mod tokens;
 
 use ostracon_protocol::ids::Offender;

@@ -47,6 +47,11 @@ fn parse_jid(text: &str) -> Result<BareJid, ApiError> {
 }
 
 pub(crate) async fn list(_operator: Operator<Admin>, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({ "peers": with_delivery(&state).await? })))
+}
+
+/// Every peer, with how deliveries to it are going (also in `GET /v1/status`).
+pub(crate) async fn with_delivery(state: &AppState) -> Result<Vec<Value>, ApiError> {
     let store = state.ledger().store();
     let peers = store.peers().await?;
     let mut out = Vec::with_capacity(peers.len());
@@ -54,7 +59,7 @@ pub(crate) async fn list(_operator: Operator<Admin>, State(state): State<AppStat
         let delivery = store.peer_delivery(&peer.jid.to_string()).await?;
         out.push(peer_json_with(peer, Some(&delivery)));
     }
-    Ok(Json(json!({ "peers": out })))
+    Ok(out)
 }
 
 /// Body of `POST /v1/peers`.
