@@ -5,6 +5,7 @@
 //! `main.rs` only parses the command line; everything runnable lives here so tests can start
 //! a node in process on a port of their choosing.
 
+pub mod check;
 pub mod client;
 pub mod config;
 pub mod error;

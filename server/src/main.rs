@@ -70,6 +70,13 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Check the setup, as prosodyctl check does: the configuration, the component secret, the
+    /// handshake with the XMPP server (or the running node's link), and each peer. Exit 1 on a problem.
+    Check {
+        /// Configuration file (also OSTRACON_CONFIG).
+        #[arg(long, env = "OSTRACON_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// How the node is doing: the XMPP link and why it is down, each peer's deliveries, the
     /// brake, the lists. A table on a terminal, JSON otherwise (or with -o).
     Status {
@@ -593,6 +600,17 @@ async fn run(command: Command) -> Result<ExitCode, ServerError> {
             println!("retired key {}", rotation.old);
             println!("new key {} (fingerprint {})", rotation.new.key_id(), rotation.new.fingerprint());
             println!("announcement queued for {} buddies; start the node to send it", rotation.announced_to.len());
+        }
+        Command::Check { config } => {
+            let loaded = load_config(config.as_deref())?;
+            let report = ostracon::check::check(&loaded, config.as_deref()).await;
+            for checked in &report {
+                let mark = if checked.ok { "ok     " } else { "PROBLEM" };
+                println!("{mark}  {}: {}", checked.what, checked.detail);
+            }
+            if report.iter().any(|c| !c.ok) {
+                return Ok(ExitCode::FAILURE);
+            }
         }
         Command::Status { output, api } => {
             let value = api.client()?.json(Method::GET, "/v1/status", None).await?;

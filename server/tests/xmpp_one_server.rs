@@ -712,6 +712,36 @@ async fn a_missing_component_or_a_wrong_secret_is_diagnosed() {
     let json: Value = serde_json::from_str(&status("json")).unwrap();
     assert_eq!(json["xmpp"]["state"], "connecting");
 
+    // `ostracon check`: with the node running it reports the node's link; stopped (another
+    // data directory here), it tries the handshake itself; both name the missing Component.
+    let check = |config: &ostracon::config::Config, name: &str| {
+        let mut config = config.clone();
+        if let Some(xmpp) = config.xmpp.as_mut() {
+            let secret = dir.path().join(format!("{name}.secret"));
+            std::fs::write(&secret, xmpp.secret.take().unwrap_or_default()).unwrap();
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+            xmpp.secret_file = Some(secret);
+        }
+        std::fs::create_dir_all(&config.node.data_dir).unwrap();
+        std::fs::write(config.node.data_dir.join("admin.token"), common::TOKEN).unwrap();
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_ostracon"))
+            .args(["check", "--config", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        (output.status.success(), String::from_utf8(output.stdout).unwrap())
+    };
+    let (passed, said) = check(&missing.config, "running");
+    assert!(!passed && said.contains("PROBLEM  xmpp server: the running node's link is connecting"), "{said}");
+    assert!(said.contains("host-unknown"), "{said}");
+    let mut stopped = missing.config.clone();
+    stopped.node.data_dir = dir.path().join("stopped");
+    let (passed, said) = check(&stopped, "stopped");
+    assert!(!passed && said.contains("PROBLEM  xmpp server: the XMPP server at"), "{said}");
+    assert!(said.contains("has no component incidents.beta.test (host-unknown)"), "{said}");
+
     let wrong = Node::start_with("alpha.test", &prosody, Arc::clone(&dir), |config| {
         if let Some(xmpp) = config.xmpp.as_mut() {
             xmpp.secret = Some("not-the-component-secret".to_owned());
@@ -722,4 +752,16 @@ async fn a_missing_component_or_a_wrong_secret_is_diagnosed() {
     let error = health["xmpp_error"].as_str().unwrap();
     assert!(error.contains("refused the secret"), "{error}");
     assert_eq!(health["status"], "degraded");
+
+    // With the right secret, in a data directory nobody runs on, the handshake passes.
+    let mut right = wrong.config.clone();
+    right.node.data_dir = dir.path().join("right");
+    if let Some(xmpp) = right.xmpp.as_mut() {
+        xmpp.secret = Some("alpha.test-component-secret".to_owned());
+    }
+    let (passed, said) = check(&right, "right");
+    assert!(
+        passed && said.contains("ok       xmpp server:") && said.contains("accepts component incidents.alpha.test"),
+        "{said}"
+    );
 }

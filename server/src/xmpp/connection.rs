@@ -281,6 +281,20 @@ async fn connect(
     }
 }
 
+/// Connects and completes the component handshake once, then closes: `ostracon check`'s test
+/// of the XMPP server, with the same diagnosis the running link gives.
+pub async fn check_handshake(config: &LinkConfig) -> Result<(), String> {
+    let limits = Arc::new(SenderLimits::new(super::limits::SenderRates::default()));
+    match tokio::time::timeout(CONNECT_TIMEOUT, connect(config, limits)).await {
+        Ok(Ok((_reader, mut writer))) => {
+            let _ = writer.write_all(b"</stream:stream>").await;
+            Ok(())
+        }
+        Ok(Err(error)) => Err(diagnose(&error, config)),
+        Err(_) => Err(format!("no answer from {} within {} s", config.server, CONNECT_TIMEOUT.as_secs())),
+    }
+}
+
 /// Why connecting failed, said so that the operator knows what to change (the conditions
 /// Prosody and ejabberd send for a missing component, a wrong secret, a second login).
 fn diagnose(error: &ServerError, config: &LinkConfig) -> String {
