@@ -33,6 +33,14 @@ const MAX_RESPONSE_BYTES: usize = 512 * 1024 * 1024;
 impl ApiClient {
     /// A client for `base` (e.g. `http://127.0.0.1:8080`).
     pub fn new(base: &str, token: Option<String>) -> Result<Self, ServerError> {
+        // reqwest would say only "builder error" for `127.0.0.1:8080`.
+        let lower = base.to_ascii_lowercase();
+        if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+            return Err(ServerError::Client(format!(
+                "{base:?} is not a URL: add http:// or https:// (e.g. http://{})",
+                base.trim_start_matches('/')
+            )));
+        }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .user_agent(concat!("ostracon/", env!("CARGO_PKG_VERSION")))

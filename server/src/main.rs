@@ -52,14 +52,14 @@ enum Command {
     /// Allow entries: offenders that are never listed.
     Allow {
         #[command(subcommand)]
-        command: EntryCommand,
+        command: AllowCommand,
         #[command(flatten)]
         api: ApiArgs,
     },
     /// Deny entries: offenders the operator lists directly.
     Deny {
         #[command(subcommand)]
-        command: EntryCommand,
+        command: DenyCommand,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -297,23 +297,44 @@ enum IncidentCommand {
 }
 
 #[derive(Subcommand)]
-enum EntryCommand {
-    /// Add an entry.
+enum AllowCommand {
+    /// Allow an address, block, JID or domain: never listed while allowed; a block covers
+    /// every address and narrower block inside it.
     Add {
+        /// What to allow (192.0.2.50, 198.51.100.0/24, user@example.org, example.org).
         value: String,
-        /// Note (allow entries).
+        /// Why (shown to operators only).
         #[arg(long, default_value = "")]
         note: String,
-        /// block, quarantine or observe (deny entries).
-        #[arg(long, default_value = "block")]
+    },
+    /// Remove an allow entry (the entry itself, not an address inside a block).
+    Remove {
+        /// The entry's value, as listed.
+        value: String,
+    },
+    /// List allow entries.
+    List,
+}
+
+#[derive(Subcommand)]
+enum DenyCommand {
+    /// List an address, block, JID or domain directly, with no incident behind it.
+    Add {
+        /// What to list (192.0.2.50, 198.51.100.0/24, user@example.org, example.org).
+        value: String,
+        /// What consumers should do.
+        #[arg(long, default_value = "block", value_parser = PossibleValuesParser::new(["block", "quarantine", "observe"]))]
         action: String,
-        /// Seconds until it expires (deny entries; default: never).
-        #[arg(long)]
+        /// Seconds until it expires (default: never).
+        #[arg(long, value_name = "SECONDS")]
         ttl: Option<i64>,
     },
-    /// Remove an entry.
-    Remove { value: String },
-    /// List entries.
+    /// Remove a deny entry.
+    Remove {
+        /// The entry's value, as listed.
+        value: String,
+    },
+    /// List deny entries.
     List,
 }
 
@@ -371,10 +392,19 @@ enum PeersCommand {
         #[arg(long, default_value = "accept")]
         trust: String,
     },
-    /// Change a peer's trust level.
-    Trust { jid: String, trust: String },
-    /// End a buddy relation.
-    Revoke { jid: String },
+    /// Change a peer's trust level (re-weighs what its reports contributed).
+    Trust {
+        /// The peer's component JID.
+        jid: String,
+        /// The new trust level.
+        #[arg(value_parser = PossibleValuesParser::new(["observe", "accept", "auto-apply"]))]
+        trust: String,
+    },
+    /// End a buddy relation (cancels everything still queued for it).
+    Revoke {
+        /// The peer's component JID.
+        jid: String,
+    },
     /// List peers with their state, trust and key fingerprints.
     List,
 }
@@ -402,6 +432,9 @@ enum HeldCommand {
 
 #[derive(Subcommand)]
 enum KeyCommand {
+    /// Print the current signing key's id and fingerprint (the one buddies compare), and the
+    /// retired keys still published.
+    Show,
     /// Replace the signing key (stop the node first). The old key signs an announcement that
     /// buddies use to pin the new one; the old public key stays published as retired.
     Rotate,
@@ -411,9 +444,10 @@ enum KeyCommand {
 enum TokenCommand {
     /// Create a token (shown once).
     Create {
+        /// A name to revoke it by (a person, a script).
         name: String,
-        /// submit or admin.
-        #[arg(long, default_value = "submit")]
+        /// submit: incidents only; admin: everything.
+        #[arg(long, default_value = "submit", value_parser = PossibleValuesParser::new(["submit", "admin"]))]
         scope: String,
     },
     /// List tokens.
@@ -592,8 +626,50 @@ async fn run(command: Command) -> Result<ExitCode, ServerError> {
             };
             print(&value);
         }
-        Command::Allow { command, api } => print(&entries(&api.client()?, "allow", command).await?),
-        Command::Deny { command, api } => print(&entries(&api.client()?, "deny", command).await?),
+        Command::Allow { command, api } => {
+            let client = api.client()?;
+            let value = match command {
+                AllowCommand::Add { value, note } => {
+                    client.json(Method::POST, "/v1/allow", Some(&json!({ "value": value, "note": note }))).await?
+                }
+                AllowCommand::Remove { value } => remove_entry(&client, "allow", &value).await?,
+                AllowCommand::List => client.json(Method::GET, "/v1/allow", None).await?,
+            };
+            print(&value);
+        }
+        Command::Deny { command, api } => {
+            let client = api.client()?;
+            let value = match command {
+                DenyCommand::Add { value, action, ttl } => {
+                    let mut body = json!({ "value": value, "action": action });
+                    if let Some(ttl) = ttl {
+                        body["ttl_seconds"] = json!(ttl);
+                    }
+                    client.json(Method::POST, "/v1/deny", Some(&body)).await?
+                }
+                DenyCommand::Remove { value } => remove_entry(&client, "deny", &value).await?,
+                DenyCommand::List => client.json(Method::GET, "/v1/deny", None).await?,
+            };
+            print(&value);
+        }
+        Command::Key { command: KeyCommand::Show, config } => {
+            let loaded = load_config(config.as_deref())?;
+            let data = &loaded.node.data_dir;
+            if !data.join("signing.key").exists() {
+                return Err(ServerError::Config(format!(
+                    "{} has no signing key: give --config of an initialised node (ostracon init)",
+                    data.display()
+                )));
+            }
+            let current =
+                ostracon::keyfile::load_or_create(data, ostracon_store::clock::Environment::now(env.as_ref()))?;
+            println!("key {} since {}", current.key.key_id(), current.valid_from);
+            println!("fingerprint {}", current.key.public().fingerprint());
+            for retired in ostracon::keyfile::load_retired(data)? {
+                let until = retired.valid_until.map_or_else(|| "-".to_owned(), |t| t.to_string());
+                println!("retired {} until {until} (fingerprint {})", retired.kid, retired.key.fingerprint());
+            }
+        }
         Command::Key { command: KeyCommand::Rotate, config } => {
             let loaded = load_config(config.as_deref())?;
             let rotation = ostracon::rotate_key(&loaded, env.as_ref()).await?;
@@ -656,7 +732,8 @@ async fn run(command: Command) -> Result<ExitCode, ServerError> {
                     client.json(Method::POST, &path, Some(&json!({ "trust": trust }))).await?
                 }
                 PeersCommand::Revoke { jid } => {
-                    client.json(Method::DELETE, &format!("/v1/peers/{}", encode(&jid)), None).await?
+                    client.json(Method::DELETE, &format!("/v1/peers/{}", encode(&jid)), None).await?;
+                    json!({ "revoked": jid, "cancelled": "everything still queued for it" })
                 }
                 PeersCommand::List => client.json(Method::GET, "/v1/peers", None).await?,
             };
@@ -670,7 +747,8 @@ async fn run(command: Command) -> Result<ExitCode, ServerError> {
                 }
                 TokenCommand::List => client.json(Method::GET, "/v1/tokens", None).await?,
                 TokenCommand::Revoke { name } => {
-                    client.json(Method::DELETE, &format!("/v1/tokens/{}", encode(&name)), None).await?
+                    client.json(Method::DELETE, &format!("/v1/tokens/{}", encode(&name)), None).await?;
+                    json!({ "revoked": name })
                 }
             };
             print(&value);
@@ -734,25 +812,10 @@ async fn run(command: Command) -> Result<ExitCode, ServerError> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn entries(client: &ApiClient, list: &str, command: EntryCommand) -> Result<Value, ServerError> {
-    match command {
-        EntryCommand::Add { value, note, action, ttl } => {
-            let mut body = json!({ "value": value });
-            if list == "allow" {
-                body["note"] = json!(note);
-            } else {
-                body["action"] = json!(action);
-                if let Some(ttl) = ttl {
-                    body["ttl_seconds"] = json!(ttl);
-                }
-            }
-            client.json(Method::POST, &format!("/v1/{list}"), Some(&body)).await
-        }
-        EntryCommand::Remove { value } => {
-            client.json(Method::DELETE, &format!("/v1/{list}?value={}", encode(&value)), None).await
-        }
-        EntryCommand::List => client.json(Method::GET, &format!("/v1/{list}"), None).await,
-    }
+/// Removes an allow or deny entry; says what was removed (the API answers 204, no body).
+async fn remove_entry(client: &ApiClient, list: &str, value: &str) -> Result<Value, ServerError> {
+    client.json(Method::DELETE, &format!("/v1/{list}?value={}", encode(value)), None).await?;
+    Ok(json!({ "removed": value, "list": list }))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

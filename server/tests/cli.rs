@@ -173,6 +173,23 @@ async fn the_binary_end_to_end() {
     let second = node.cli(&["incident", "submit", "--offender", "203.0.113.9", "--category", "spam", "--ttl", "3600"]);
     node.cli(&["allow", "add", "192.0.2.200", "--note", "our monitoring"]);
     node.cli(&["deny", "add", "abuse.example", "--action", "quarantine"]);
+    // The fingerprint operators compare: `key show` and /.well-known/ostracon say the same.
+    let shown = ok(&["key", "show", "--config", node.config.to_str().unwrap()]);
+    let (_, well_known) = node.get("/.well-known/ostracon");
+    let well_known: Value = serde_json::from_str(&well_known).unwrap();
+    let fingerprint = well_known["keys"][0]["fingerprint"].as_str().unwrap();
+    assert!(shown.contains(&format!("fingerprint {fingerprint}")), "{shown}\n{well_known}");
+    // Errors that say what to do, and help that fits the verb.
+    let bare = run(&["verify", &node.address.to_string()]);
+    assert!(String::from_utf8_lossy(&bare.stderr).contains("add http:// or https://"), "{bare:?}");
+    let allow_help = ok(&["allow", "add", "--help"]);
+    let deny_help = ok(&["deny", "add", "--help"]);
+    assert!(allow_help.contains("--note") && !allow_help.contains("--action"), "{allow_help}");
+    assert!(deny_help.contains("--action") && !deny_help.contains("--note"), "{deny_help}");
+    let token = node.cli(&["token", "create", "short-lived", "--scope", "submit"]);
+    assert!(token["token"].is_string(), "{token}");
+    assert_eq!(node.cli(&["token", "revoke", "short-lived"]), json!({ "revoked": "short-lived" }));
+
     let listed = node.cli(&["incident", "list"]);
     assert_eq!(listed["incidents"].as_array().unwrap().len(), 2);
     assert_eq!(listed["incidents"][1]["effect"]["listed"], 4, "what the first incident lists now");

@@ -52,8 +52,17 @@ pub(crate) async fn openapi() -> Response {
     response
 }
 
-pub(crate) async fn well_known(State(state): State<AppState>) -> Json<NodeInfo> {
-    Json(state.node().clone())
+/// The node's identity and keys, each with the fingerprint operators compare (`ostracon key
+/// show` prints the same for the current key; buddies see it in `peers list`).
+pub(crate) async fn well_known(State(state): State<AppState>) -> Json<Value> {
+    let node: &NodeInfo = state.node();
+    let mut document = serde_json::to_value(node).unwrap_or_default();
+    if let Some(keys) = document["keys"].as_array_mut() {
+        for (published, key) in keys.iter_mut().zip(&node.keys) {
+            published["fingerprint"] = json!(key.key.fingerprint());
+        }
+    }
+    Json(document)
 }
 
 pub(crate) async fn method_not_allowed() -> ApiError {
