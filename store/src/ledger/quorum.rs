@@ -41,6 +41,21 @@ pub(super) fn issuer_of(incident_id: &str) -> Result<String> {
         .map_err(|e| StoreError::Corrupt(format!("incident id {incident_id:?}: {e}")))
 }
 
+/// Contributions from rows with `incident_id` and `weight_milli`.
+fn evidence_of(rows: &[sqlx::any::AnyRow], candidate: bool) -> Result<Vec<Evidence>> {
+    rows.iter()
+        .map(|row| {
+            let incident_id: String = row.try_get("incident_id")?;
+            Ok(Evidence {
+                issuer: issuer_of(&incident_id)?,
+                incident_id,
+                weight_milli: row.try_get("weight_milli")?,
+                candidate,
+            })
+        })
+        .collect()
+}
+
 /// The quorum of a set of contributions.
 pub(super) fn quorum_of<'a>(evidence: impl IntoIterator<Item = &'a Evidence>, config: &LedgerConfig) -> Quorum {
     quorum(evidence.into_iter().map(|e| (e.issuer.as_str(), e.weight_milli)), &config.reputation)
@@ -257,16 +272,7 @@ impl Batch {
                 .bind(entry_id)
                 .fetch_all(&mut *self.tx)
                 .await?;
-            let mut evidence = Vec::with_capacity(rows.len());
-            for row in rows {
-                let incident_id: String = row.try_get("incident_id")?;
-                evidence.push(Evidence {
-                    issuer: issuer_of(&incident_id)?,
-                    incident_id,
-                    weight_milli: row.try_get("weight_milli")?,
-                    candidate: false,
-                });
-            }
+            let evidence = evidence_of(&rows, false)?;
             if quorum_of(&evidence, config).listed {
                 continue;
             }
@@ -375,17 +381,7 @@ impl Batch {
             .bind(window_start)
             .fetch_all(&mut *self.tx)
             .await?;
-            let mut evidence = Vec::with_capacity(held.len());
-            for row in held {
-                let incident_id: String = row.try_get("incident_id")?;
-                evidence.push(Evidence {
-                    issuer: issuer_of(&incident_id)?,
-                    incident_id,
-                    weight_milli: row.try_get("weight_milli")?,
-                    candidate: true,
-                });
-            }
-            if !quorum_of(&evidence, config).listed {
+            if !quorum_of(&evidence_of(&held, true)?, config).listed {
                 continue;
             }
             let incident_id = IncidentId::parse(&row.try_get::<String, _>("incident_id")?)

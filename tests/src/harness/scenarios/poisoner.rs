@@ -189,13 +189,7 @@ pub(super) async fn poisoner(fed: &mut Federation, progress: &Progress) -> Resul
     let during = "192.0.2.98".to_owned();
     let honest_during_flood = async {
         let _ = reached.await;
-        let t = Instant::now();
-        submit(fed, backer, &[&during], "brute-force", "medium", true).await?;
-        let reported = Reported::default();
-        reported.mark(&[&during], t);
-        let mut tracks = watch(fed, std::slice::from_ref(&during), &honest, t, CONVERGE_WITHIN, progress).await?;
-        reported.apply(&mut tracks);
-        Ok::<_, HarnessError>(tracks)
+        honest_report(fed, backer, &during, &honest, progress).await
     };
     let (flood, during_flood) = tokio::join!(flooding, honest_during_flood);
     let (flood, mut tracks) = (flood?, during_flood?);
@@ -223,13 +217,7 @@ pub(super) async fn poisoner(fed: &mut Federation, progress: &Progress) -> Resul
     }
 
     // 7. Honest traffic keeps flowing: a fresh report from the backer reaches every list.
-    let fresh = "192.0.2.99".to_owned();
-    let t1 = Instant::now();
-    submit(fed, backer, &[&fresh], "brute-force", "medium", true).await?;
-    let reported = Reported::default();
-    reported.mark(&[&fresh], t1);
-    let mut after = watch(fed, std::slice::from_ref(&fresh), &honest, t1, CONVERGE_WITHIN, progress).await?;
-    reported.apply(&mut after);
+    let after = honest_report(fed, backer, "192.0.2.99", &honest, progress).await?;
     let seconds = |tracks: &[super::Track]| {
         tracks.first().and_then(super::Track::converged_after).map_or("never".to_owned(), |s| format!("{s:.2} s"))
     };
@@ -330,6 +318,23 @@ pub(super) async fn poisoner(fed: &mut Federation, progress: &Progress) -> Resul
     body.measures.insert("an honest report after the attack reached every honest list after".into(), after_attack);
     body.measures.insert("poisoner's attack took".into(), format!("{:.1} s", t0.elapsed().as_secs_f64()));
     Ok(body)
+}
+
+/// Node `from` reports `offender`; its track until every node of `honest` lists it.
+async fn honest_report(
+    fed: &Federation,
+    from: usize,
+    offender: &str,
+    honest: &[usize],
+    progress: &Progress,
+) -> Result<Vec<super::Track>> {
+    let t = Instant::now();
+    submit(fed, from, &[offender], "brute-force", "medium", true).await?;
+    let reported = Reported::default();
+    reported.mark(&[offender], t);
+    let mut tracks = watch(fed, &[offender.to_owned()], honest, t, CONVERGE_WITHIN, progress).await?;
+    reported.apply(&mut tracks);
+    Ok(tracks)
 }
 
 /// How many users of `domain` node `h` lists.
