@@ -6,12 +6,14 @@
 //! signed-note format, which buddies may cosign. What a leaf contains is decided by the
 //! node: each leaf is the canonical JSON of one [`record::AuditRecord`], and
 //! [`record::ListState`] replays records into the list they imply, so a consumer can check a
-//! published list against the log.
+//! published list against the log. [`seal`] hides the records that are not public facts
+//! behind salted commitments whose openings the node keeps and can erase.
 //! `spec/transparency-log.md` specifies the formats byte for byte.
 
 pub mod checkpoint;
 pub mod merkle;
 pub mod record;
+pub mod seal;
 
 pub use checkpoint::{Checkpoint, NoteSignature, SignedCheckpoint, key_hash, verify_growth};
 pub use merkle::{Hash, MerkleTree, empty_root, leaf_hash, node_hash, verify_consistency, verify_inclusion};

@@ -3,6 +3,8 @@
 use ostracon_protocol::envelope::SignedEnvelope;
 use ostracon_protocol::ids::{BareJid, IncidentId, Offender};
 use ostracon_protocol::incident::Incident;
+use ostracon_protocol::log::record::AuditRecord;
+use ostracon_protocol::log::seal::{LogLeaf, Opening};
 use ostracon_protocol::time::Timestamp;
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
@@ -337,6 +339,55 @@ impl AuditLogStore for Store {
                     row.try_get("leaf")?,
                     ts_from_row(row.try_get("at")?)?,
                 ))
+            })
+            .collect()
+    }
+
+    async fn openings(&self, start: u64, end: u64) -> Result<Vec<(u64, Opening)>> {
+        let rows = sqlx::query("SELECT idx, salt, record FROM log_openings WHERE idx >= $1 AND idx < $2 ORDER BY idx")
+            .bind(i64::try_from(start).unwrap_or(i64::MAX))
+            .bind(i64::try_from(end).unwrap_or(i64::MAX))
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let idx: i64 = row.try_get("idx")?;
+                let salt: Vec<u8> = row.try_get("salt")?;
+                let record: Vec<u8> = row.try_get("record")?;
+                Ok((
+                    u64::try_from(idx).map_err(|e| corrupt("log opening", e))?,
+                    Opening {
+                        salt: salt
+                            .try_into()
+                            .map_err(|_| StoreError::Corrupt("opening salt is not 32 bytes".to_owned()))?,
+                        record: AuditRecord::from_leaf(&record)?,
+                    },
+                ))
+            })
+            .collect()
+    }
+}
+
+impl Store {
+    /// Leaves `start..end` as the operator reads them: each sealed leaf opened while its
+    /// opening is kept, and still sealed once it was erased.
+    pub async fn opened_leaves(&self, start: u64, end: u64) -> Result<Vec<(u64, LogLeaf)>> {
+        let mut openings: std::collections::HashMap<u64, Opening> =
+            self.openings(start, end).await?.into_iter().collect();
+        self.leaves(start, end)
+            .await?
+            .into_iter()
+            .map(|(index, bytes, _)| {
+                let leaf = LogLeaf::from_leaf(&bytes)?;
+                match (&leaf, openings.remove(&index)) {
+                    (LogLeaf::Sealed(sealed), Some(opening)) if opening.opens(sealed) => {
+                        Ok((index, LogLeaf::Open(opening.record)))
+                    }
+                    (_, None) => Ok((index, leaf)),
+                    (_, Some(_)) => {
+                        Err(StoreError::Corrupt(format!("the opening kept for log leaf {index} does not open it")))
+                    }
+                }
             })
             .collect()
     }

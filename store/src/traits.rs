@@ -78,6 +78,13 @@ pub trait AuditLogStore {
 
     /// Leaves `start..end` as `(index, bytes, time)`.
     fn leaves(&self, start: u64, end: u64) -> impl Future<Output = Result<Vec<(u64, Vec<u8>, Timestamp)>>> + Send;
+
+    /// The openings still kept for sealed leaves among `start..end`, by index.
+    fn openings(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> impl Future<Output = Result<Vec<(u64, ostracon_protocol::log::seal::Opening)>>> + Send;
 }
 
 /// The durable outbox.

@@ -5,7 +5,8 @@ use ostracon_protocol::ids::{BareJid, IncidentId, Offender};
 use ostracon_protocol::incident::{Action, Category, Incident, Severity, Status};
 use ostracon_protocol::keys::NodeKey;
 use ostracon_protocol::log::merkle::{MerkleTree, leaf_hash, verify_consistency, verify_inclusion};
-use ostracon_protocol::log::record::ListState;
+use ostracon_protocol::log::record::{AuditRecord, ListState};
+use ostracon_protocol::log::seal::LogLeaf;
 use ostracon_protocol::time::Timestamp;
 use ostracon_store::ledger::{Ledger, LedgerConfig, RemoteIncident};
 use ostracon_store::model::{ChangeOp, Decision, IncidentOrigin, ListAction, ListKind, Scope, Verb};
@@ -51,6 +52,7 @@ ostracon_store::battery!(
     a_retraction_travels_the_paths_its_report_took,
     independence_is_decided_by_the_public_suffix_list_and_operator_groups,
     the_brake_holds_what_exceeds_a_peers_hourly_budget,
+    what_is_not_a_public_fact_is_sealed_and_an_erased_opening_keeps_every_proof,
 );
 
 const NODE: &str = "incidents.ops.example";
@@ -584,9 +586,15 @@ async fn one_voice_is_not_a_quorum_but_independent_reporters_are(backend: Backen
     assert_eq!(applied.refused.len(), 1);
     assert!(applied.refused[0].1.contains("awaiting a quorum: 0.500 of 1.000 from 1"), "{applied:?}");
     let last = applied.leaves[applied.leaves.len() - 1];
+    // The public leaf is sealed; the operator reads the refusal in its opening.
     let leaf = backend.store.leaves(last, last + 1).await.unwrap();
-    let record = ostracon_protocol::log::record::AuditRecord::from_leaf(&leaf[0].1).unwrap();
-    assert!(matches!(record, ostracon_protocol::log::record::AuditRecord::ListingRefused { .. }), "{record:?}");
+    let public = String::from_utf8(leaf[0].1.clone()).unwrap();
+    assert!(public.contains("\"sealed\"") && !public.contains("198.51.100.9"), "{public}");
+    let opened = backend.store.opened_leaves(last, last + 1).await.unwrap();
+    assert!(
+        matches!(&opened[0].1, LogLeaf::Open(AuditRecord::ListingRefused { why, .. }) if why.contains("0.500")),
+        "{opened:?}"
+    );
     assert_eq!(backend.store.candidate_reasons(&ip).await.unwrap().len(), 1);
     assert!(!ledger.with_index(|index| !index.lookup_ip("198.51.100.9".parse().unwrap()).is_empty()));
 
@@ -887,8 +895,8 @@ async fn the_handshake_is_ledger_operations_with_audit_leaves(backend: Backend) 
     let leaves = backend.store.leaves(0, ledger.log_size()).await.unwrap();
     let steps: Vec<(String, String)> = leaves
         .iter()
-        .filter_map(|(_, bytes, _)| match AuditRecord::from_leaf(bytes).unwrap() {
-            AuditRecord::PeerChanged { peer: p, state, by, .. } if p == peer => Some((state, by)),
+        .filter_map(|(_, bytes, _)| match LogLeaf::from_leaf(bytes).unwrap() {
+            LogLeaf::Open(AuditRecord::PeerChanged { peer: p, state, by, .. }) if p == peer => Some((state, by)),
             _ => None,
         })
         .collect();
@@ -936,12 +944,11 @@ async fn a_peer_lists_only_what_is_in_its_scope(backend: Backend) {
         assert!(refusal.1.starts_with("out of a peer's scope"), "{bad}: {}", refusal.1);
     }
     // Every refusal is a leaf saying why.
-    let leaves = backend.store.leaves(0, ledger.log_size()).await.unwrap();
+    let leaves = backend.store.opened_leaves(0, ledger.log_size()).await.unwrap();
     let refusals = leaves
         .iter()
-        .filter(|(_, bytes, _)| {
-            matches!(ostracon_protocol::log::record::AuditRecord::from_leaf(bytes).unwrap(),
-                ostracon_protocol::log::record::AuditRecord::ListingRefused { why, .. } if why.starts_with("out of a peer's scope"))
+        .filter(|(_, leaf)| {
+            matches!(leaf, LogLeaf::Open(AuditRecord::ListingRefused { why, .. }) if why.starts_with("out of a peer's scope"))
         })
         .count();
     assert_eq!(refusals, out_of_scope.len());
@@ -1208,4 +1215,68 @@ async fn the_brake_holds_what_exceeds_a_peers_hourly_budget(backend: Backend) {
     assert_eq!(ledger.record_remote(received(&next), ts(3_600)).await.unwrap().unwrap().listed.len(), 3);
     assert_eq!(ledger.discard_held(None, ts(3_700)).await.unwrap(), 1);
     assert!(backend.store.entry(&offender("198.18.21.4")).await.unwrap().is_none());
+}
+
+async fn what_is_not_a_public_fact_is_sealed_and_an_erased_opening_keeps_every_proof(backend: Backend) {
+    let ledger = ledger(&backend).await;
+    let office = offender("198.51.100.0/24");
+    ledger.allow(&office, "office range of Jane Doe", ts(0)).await.unwrap();
+    // One `accept` voice: an accusation short of the quorum.
+    let accusation = report_by("incidents.a.example", 1, &["203.0.113.77", "victim@users.example"], ts(1));
+    let applied = ledger.record_remote(received_with(&accusation, 500), ts(1)).await.unwrap().unwrap();
+    assert_eq!(applied.refused.len(), 2, "{applied:?}");
+    // And a public fact: a local incident that lists.
+    ledger.submit_local(&incident(2, &["192.0.2.50"], ts(2)), false, ts(2)).await.unwrap();
+
+    let size = ledger.log_size();
+    let public: Vec<String> = backend
+        .store
+        .leaves(0, size)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, bytes, _)| String::from_utf8(bytes).unwrap())
+        .collect();
+    let everything = public.join("\n");
+    for secret in ["Jane Doe", "198.51.100", "203.0.113.77", "victim@users.example"] {
+        assert!(!everything.contains(secret), "the public log shows {secret:?}:\n{everything}");
+    }
+    assert!(everything.contains("192.0.2.50"), "a listing is a public fact");
+    let sealed: Vec<u64> = (0..size).filter(|&i| public[i as usize].contains("\"sealed\"")).collect();
+    assert_eq!(sealed.len(), 3, "the allow entry and both refusals:\n{everything}");
+
+    // The operator reads every opening.
+    let opened = backend.store.opened_leaves(0, size).await.unwrap();
+    let allow_index = sealed[0];
+    assert!(matches!(&opened[allow_index as usize].1,
+        LogLeaf::Open(AuditRecord::AllowAdded { note, .. }) if note == "office range of Jane Doe"));
+
+    // Erasing the allow entry's opening changes no leaf: the old root is a prefix of the new
+    // log, the replay is the same list, and the opening is gone for good.
+    let before = MerkleTree::from_leaf_hashes(public.iter().map(|leaf| leaf_hash(leaf.as_bytes()))).root();
+    let erased = ledger.erase_opening(allow_index, ts(3)).await.unwrap();
+    assert_eq!(erased.leaves, vec![size]);
+    let after = backend.store.leaves(0, size + 1).await.unwrap();
+    for (index, bytes, _) in &after[..size as usize] {
+        assert_eq!(bytes, public[*index as usize].as_bytes());
+    }
+    let tree = MerkleTree::from_leaf_hashes(after.iter().map(|(_, bytes, _)| leaf_hash(bytes)));
+    verify_consistency(size, size + 1, &before, &tree.root(), &ledger.consistency_proof(size, size + 1).unwrap())
+        .unwrap();
+    let state = ListState::replay(after.iter().map(|(_, bytes, _)| bytes.as_slice())).unwrap();
+    assert_eq!(state.entries().keys().collect::<Vec<_>>(), vec![&offender("192.0.2.50")]);
+    let opened = backend.store.opened_leaves(0, size + 1).await.unwrap();
+    assert!(matches!(opened[allow_index as usize].1, LogLeaf::Sealed(_)));
+    assert!(
+        matches!(&opened[size as usize].1, LogLeaf::Open(AuditRecord::OpeningErased { index, .. }) if *index == allow_index)
+    );
+    // The allow entry itself still protects the range.
+    assert!(ledger.allowed_by(&offender("198.51.100.7")).is_some());
+
+    // Erasing twice, erasing an open leaf or a leaf not yet written is refused and writes nothing.
+    for index in [allow_index, size, size + 10] {
+        let error = ledger.erase_opening(index, ts(4)).await.unwrap_err();
+        assert!(matches!(error, StoreError::NotFound { .. }), "{error}");
+    }
+    assert_eq!(ledger.log_size(), size + 1);
 }

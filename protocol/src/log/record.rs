@@ -4,7 +4,8 @@
 //! published list (`entry-added`, `entry-removed`) carry everything needed to rebuild it, so
 //! [`ListState::apply`] over leaves `0..size` yields exactly the list a snapshot naming a
 //! checkpoint of that size must contain. Other records document decisions (an incident
-//! accepted or ignored and why, a retraction, an allow entry) for auditors.
+//! accepted or ignored and why, a retraction, an allow entry) for auditors; those that are
+//! not public facts are sealed (`seal.rs`).
 
 use std::collections::BTreeMap;
 
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::canonical::to_canonical_json;
 use crate::error::{Error, Result};
 use crate::ids::{BareJid, Domain, IncidentId, Offender};
+use crate::log::seal::LogLeaf;
 use crate::time::Timestamp;
 
 /// One audit record.
@@ -135,9 +137,69 @@ pub enum AuditRecord {
         /// Who moved it.
         by: String,
     },
+    /// The operator erased the opening of a sealed leaf (a takedown or an erasure request):
+    /// the leaf and every proof stay, and nobody can learn what it said any more.
+    OpeningErased {
+        /// When.
+        at: Timestamp,
+        /// The sealed leaf.
+        index: u64,
+    },
 }
 
 impl AuditRecord {
+    /// The `event` member of each record that is sealed in the log (`seal.rs`): decisions
+    /// that are not public facts. None of them changes a published list.
+    pub const SEALED_EVENTS: [&'static str; 6] = [
+        "allow-added",
+        "allow-removed",
+        "listing-refused",
+        "incident-ignored",
+        "reputation-overridden",
+        "reputation-override-cleared",
+    ];
+
+    /// The record's `event` member.
+    pub fn event(&self) -> &'static str {
+        match self {
+            Self::EntryAdded { .. } => "entry-added",
+            Self::EntryRemoved { .. } => "entry-removed",
+            Self::IncidentAccepted { .. } => "incident-accepted",
+            Self::IncidentIgnored { .. } => "incident-ignored",
+            Self::IncidentRetracted { .. } => "incident-retracted",
+            Self::ListingRefused { .. } => "listing-refused",
+            Self::AllowAdded { .. } => "allow-added",
+            Self::AllowRemoved { .. } => "allow-removed",
+            Self::ReputationOverridden { .. } => "reputation-overridden",
+            Self::ReputationOverrideCleared { .. } => "reputation-override-cleared",
+            Self::PeerChanged { .. } => "peer-changed",
+            Self::OpeningErased { .. } => "opening-erased",
+        }
+    }
+
+    /// When the node wrote it.
+    pub fn at(&self) -> Timestamp {
+        match self {
+            Self::EntryAdded { at, .. }
+            | Self::EntryRemoved { at, .. }
+            | Self::IncidentAccepted { at, .. }
+            | Self::IncidentIgnored { at, .. }
+            | Self::IncidentRetracted { at, .. }
+            | Self::ListingRefused { at, .. }
+            | Self::AllowAdded { at, .. }
+            | Self::AllowRemoved { at, .. }
+            | Self::ReputationOverridden { at, .. }
+            | Self::ReputationOverrideCleared { at, .. }
+            | Self::PeerChanged { at, .. }
+            | Self::OpeningErased { at, .. } => *at,
+        }
+    }
+
+    /// Whether the log carries this record sealed rather than open.
+    pub fn is_sealed_in_log(&self) -> bool {
+        Self::SEALED_EVENTS.contains(&self.event())
+    }
+
     /// The exact leaf bytes.
     pub fn to_leaf(&self) -> Result<Vec<u8>> {
         to_canonical_json(self)
@@ -189,11 +251,18 @@ impl ListState {
         }
     }
 
+    /// Applies the leaf at `index`: a sealed leaf never changes a list.
+    pub fn apply_leaf(&mut self, index: u64, leaf: &LogLeaf) {
+        if let LogLeaf::Open(record) = leaf {
+            self.apply(index, record);
+        }
+    }
+
     /// Replays leaves in order.
     pub fn replay<'a>(leaves: impl IntoIterator<Item = &'a [u8]>) -> Result<Self> {
         let mut state = Self::new();
         for (index, leaf) in leaves.into_iter().enumerate() {
-            state.apply(index as u64, &AuditRecord::from_leaf(leaf)?);
+            state.apply_leaf(index as u64, &LogLeaf::from_leaf(leaf)?);
         }
         Ok(state)
     }

@@ -18,7 +18,7 @@ mod quorum;
 mod standing;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use futures_util::TryStreamExt as _;
 use ostracon_protocol::envelope::SignedEnvelope;
@@ -28,6 +28,7 @@ use ostracon_protocol::keys::NodeKey;
 use ostracon_protocol::log::checkpoint::{Checkpoint, SignedCheckpoint};
 use ostracon_protocol::log::merkle::{Hash, MerkleTree, leaf_hash};
 use ostracon_protocol::log::record::AuditRecord;
+use ostracon_protocol::log::seal::LogLeaf;
 use ostracon_protocol::time::Timestamp;
 use sqlx::{Any, Row as _, Transaction};
 
@@ -144,7 +145,13 @@ struct Batch {
     touched: BTreeSet<String>,
     /// The node's own domain (no facts are kept about it).
     home: String,
+    /// Fresh salts for sealed leaves.
+    salts: SaltSource,
 }
+
+/// Where sealed leaves get their salts: 32 random bytes each, from the OS unless a test pins
+/// them ([`Ledger::with_salts`]).
+pub type SaltSource = Arc<dyn Fn() -> [u8; 32] + Send + Sync>;
 
 /// A new listing contribution.
 struct Listing<'a> {
@@ -157,17 +164,26 @@ struct Listing<'a> {
 }
 
 impl Batch {
-    /// Appends an audit leaf and returns its index.
+    /// Appends an audit leaf and returns its index; a record that is not a public fact goes
+    /// in sealed, and its opening beside it.
     async fn leaf(&mut self, record: &AuditRecord) -> Result<u64> {
-        let bytes = record.to_leaf()?;
+        let (bytes, opening) = LogLeaf::bytes_for(record, (self.salts)())?;
         let index = self.next_leaf;
         sqlx::query("INSERT INTO audit_log (idx, leaf, leaf_hash, at) VALUES ($1, $2, $3, $4)")
-            .bind(i64::try_from(index).map_err(|_| StoreError::Rejected("audit log is full".to_owned()))?)
+            .bind(leaf_index(index)?)
             .bind(bytes.clone())
             .bind(leaf_hash(&bytes).to_vec())
             .bind(self.now.unix())
             .execute(&mut *self.tx)
             .await?;
+        if let Some(opening) = opening {
+            sqlx::query("INSERT INTO log_openings (idx, salt, record) VALUES ($1, $2, $3)")
+                .bind(leaf_index(index)?)
+                .bind(opening.salt.to_vec())
+                .bind(opening.record.to_leaf()?)
+                .execute(&mut *self.tx)
+                .await?;
+        }
         self.leaves.push(leaf_hash(&bytes));
         self.applied.leaves.push(index);
         self.next_leaf += 1;
@@ -471,6 +487,7 @@ pub struct Ledger {
     outbox_queued: tokio::sync::Notify,
     /// Bumped by every commit that changed a peer, so readers can cache the peer table.
     peers_version: std::sync::atomic::AtomicU64,
+    salts: SaltSource,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -513,7 +530,34 @@ impl Ledger {
             checkpoint: Mutex::new(None),
             outbox_queued: tokio::sync::Notify::new(),
             peers_version: std::sync::atomic::AtomicU64::new(0),
+            salts: Arc::new(rand::random),
         })
+    }
+
+    /// The same ledger drawing its sealing salts from `salts` (tests pin them).
+    pub fn with_salts(mut self, salts: SaltSource) -> Self {
+        self.salts = salts;
+        self
+    }
+
+    /// Erases the opening of sealed leaf `index` (a takedown, an erasure request), with an
+    /// `opening-erased` leaf saying so. The sealed leaf, the tree and every proof stay as they
+    /// were; nobody, the operator included, can learn what the leaf said any more.
+    pub async fn erase_opening(&self, index: u64, now: Timestamp) -> Result<Applied> {
+        let _writer = self.writer.lock().await;
+        let mut batch = self.begin(now).await?;
+        let erased = sqlx::query("DELETE FROM log_openings WHERE idx = $1")
+            .bind(leaf_index(index)?)
+            .execute(&mut *batch.tx)
+            .await?
+            .rows_affected();
+        if erased == 0 {
+            return Err(StoreError::NotFound {
+                what: format!("an opening for log leaf {index} (the leaf is open, erased already, or not written yet)"),
+            });
+        }
+        batch.leaf(&AuditRecord::OpeningErased { at: now, index }).await?;
+        self.commit(batch).await
     }
 
     /// Changes with every commit that changed a peer (a cache of the peer table is current
@@ -559,6 +603,7 @@ impl Ledger {
             dialect: self.store.dialect(),
             touched: BTreeSet::new(),
             home: self.config.key_name.clone(),
+            salts: Arc::clone(&self.salts),
         })
     }
 
