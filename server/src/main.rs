@@ -93,6 +93,13 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// The audit log as the operator reads it (sealed leaves opened), and erasing an opening.
+    Log {
+        #[command(subcommand)]
+        command: LogCommand,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// The node's signing key.
     Key {
         #[command(subcommand)]
@@ -431,6 +438,25 @@ enum HeldCommand {
 }
 
 #[derive(Subcommand)]
+enum LogCommand {
+    /// Leaves from START (default: the last 20), with the openings of sealed leaves.
+    Show {
+        /// The first leaf.
+        #[arg(long)]
+        start: Option<u64>,
+        /// How many (at most 1,000).
+        #[arg(long, default_value_t = 20)]
+        count: u64,
+    },
+    /// Forget for good what sealed leaf INDEX said (a takedown, an erasure request). The leaf
+    /// and every proof stay; an opening-erased leaf records it.
+    Erase {
+        /// The sealed leaf's index (`log show` lists them).
+        index: u64,
+    },
+}
+
+#[derive(Subcommand)]
 enum KeyCommand {
     /// Print the current signing key's id and fingerprint (the one buddies compare), and the
     /// retired keys still published.
@@ -697,6 +723,28 @@ async fn run(command: Command) -> Result<ExitCode, ServerError> {
             } else {
                 print(&value);
             }
+        }
+        Command::Log { command, api } => {
+            let client = api.client()?;
+            let value = match command {
+                LogCommand::Show { start, count } => {
+                    let start = match start {
+                        Some(start) => start,
+                        None => {
+                            let size = client.json(Method::GET, "/v1/log/entries?start=0&end=0", None).await?["size"]
+                                .as_u64()
+                                .unwrap_or(0);
+                            size.saturating_sub(count)
+                        }
+                    };
+                    let end = start.saturating_add(count.min(1_000));
+                    client.json(Method::GET, &format!("/v1/log/entries?start={start}&end={end}"), None).await?
+                }
+                LogCommand::Erase { index } => {
+                    client.json(Method::DELETE, &format!("/v1/log/openings/{index}"), None).await?
+                }
+            };
+            print(&value);
         }
         Command::Held { command, api } => {
             let client = api.client()?;

@@ -19,7 +19,8 @@ use ostracon_protocol::ids::Offender;
 use ostracon_protocol::keys::PublicKey;
 use ostracon_protocol::log::checkpoint::SignedCheckpoint;
 use ostracon_protocol::log::merkle::{Hash, MerkleTree, leaf_hash, verify_consistency};
-use ostracon_protocol::log::record::{AuditRecord, ListState};
+use ostracon_protocol::log::record::ListState;
+use ostracon_protocol::log::seal::LogLeaf;
 use ostracon_protocol::time::Timestamp;
 use ostracon_store::model::ListKind;
 use reqwest::Method;
@@ -204,8 +205,10 @@ pub async fn verify(options: &VerifyOptions) -> Result<VerifyReport, ServerError
             // An unreadable leaf is reported after the root check: a leaf that does not hash
             // into the signed root is an altered log, whatever it says.
             if index < snapshot_size && unreadable.is_none() {
-                match AuditRecord::from_leaf(&leaf) {
-                    Ok(record) => state.apply(index, &record),
+                // A sealed leaf is checked like any other (it hashes into the root) and never
+                // changes a list, whether its opening is kept or erased.
+                match LogLeaf::from_leaf(&leaf) {
+                    Ok(record) => state.apply_leaf(index, &record),
                     Err(error) => unreadable = Some(format!("log leaf {index}: {error}")),
                 }
             }

@@ -223,6 +223,22 @@ async fn the_binary_end_to_end() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(checkpoint.exists());
     node.cli(&["incident", "retract", second["id"].as_str().unwrap()]);
+    // The operator's note and the allowed address are not public facts: the public log holds
+    // the allow entry sealed, `log show` opens it, and erasing the opening keeps verify passing.
+    let (_, public_log) = node.get("/v1/log/entries?start=0");
+    assert!(!public_log.contains("our monitoring") && !public_log.contains("192.0.2.200"), "{public_log}");
+    let log = node.cli(&["log", "show", "--start", "0", "--count", "1000"]);
+    let allow_leaf = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["opening"]["record"]["note"] == "our monitoring")
+        .unwrap_or_else(|| panic!("no opened allow leaf: {log}"));
+    let index = allow_leaf["index"].as_u64().unwrap();
+    let erased = node.cli(&["log", "erase", &index.to_string()]);
+    assert_eq!(erased["erased"], index, "{erased}");
+    let log = node.cli(&["log", "show", "--start", &index.to_string(), "--count", "1"]);
+    assert!(log["entries"][0].get("opening").is_none() && log["entries"][0]["record"]["sealed"].is_string(), "{log}");
     let output = verify(&node.url(), &checkpoint);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(String::from_utf8_lossy(&output.stdout).contains("only grew"));

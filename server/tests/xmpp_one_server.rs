@@ -596,6 +596,13 @@ async fn a_buddy_that_keeps_retracting_loses_weight_then_is_ignored() {
     let lookup = beta.get("/v1/lookup/ip/192.0.2.50").await;
     assert_eq!(lookup["listed"], false, "{lookup}");
     let waiting = &lookup["awaiting_quorum"];
+    // The accusation short of a quorum is the operator's alone: the public lookup does not
+    // show it, and the public log holds it sealed.
+    let public = reqwest::get(format!("{}/v1/lookup/ip/192.0.2.50", beta.url)).await.unwrap().text().await.unwrap();
+    let public: Value = serde_json::from_str(&public).unwrap();
+    assert!(public.get("awaiting_quorum").is_none() && public["listed"] == false, "{public}");
+    let log = reqwest::get(format!("{}/v1/log/entries?start=0", beta.url)).await.unwrap().text().await.unwrap();
+    assert!(!log.contains("192.0.2.50") && log.contains("\"sealed\""), "{log}");
     let weight = waiting["reasons"][0]["weight"].as_f64().unwrap();
     assert!(weight > 0.0 && weight < 1.0, "reduced weight, got {weight}: {lookup}");
     assert_eq!(waiting["independent_reporters"]["gamma.test"].as_f64(), Some(weight), "{lookup}");

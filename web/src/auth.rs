@@ -95,3 +95,30 @@ impl<S: RequiredScope> axum::extract::FromRequestParts<AppState> for Operator<S>
         authorize(state, &parts.headers, S::SCOPE).await.map(|token| Self(token, std::marker::PhantomData))
     }
 }
+
+/// A reader who may be the operator: public when the request has no `Authorization` header,
+/// the operator when it carries a token allowing scope `S`. A header with a bad token is
+/// refused (401/403), never served as public, so a typo does not silently hide the openings.
+#[derive(Debug)]
+pub struct Reader<S>(pub Option<TokenRecord>, std::marker::PhantomData<S>);
+
+impl<S> Reader<S> {
+    /// Whether the operator is reading.
+    pub fn is_operator(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+impl<S: RequiredScope> axum::extract::FromRequestParts<AppState> for Reader<S> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if !parts.headers.contains_key(AUTHORIZATION) {
+            return Ok(Self(None, std::marker::PhantomData));
+        }
+        authorize(state, &parts.headers, S::SCOPE).await.map(|token| Self(Some(token), std::marker::PhantomData))
+    }
+}

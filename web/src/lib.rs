@@ -79,6 +79,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/lookup/{kind}/{value}"),
     ("get", "/v1/log/checkpoint"),
     ("get", "/v1/log/entries"),
+    ("delete", "/v1/log/openings/{index}"),
     ("get", "/v1/log/proof/inclusion"),
     ("get", "/v1/log/proof/consistency"),
 ];
@@ -124,6 +125,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/lookup/{kind}/{*value}", get(lookup::lookup))
         .route("/v1/log/checkpoint", get(log::checkpoint))
         .route("/v1/log/entries", get(log::entries))
+        .route("/v1/log/openings/{index}", delete(log::erase_opening))
         .route("/v1/log/proof/inclusion", get(log::inclusion))
         .route("/v1/log/proof/consistency", get(log::consistency))
         .fallback(meta::not_found)

@@ -500,8 +500,11 @@ async fn allow_and_deny_entries() {
         .call("POST", "/v1/allow", Some(ADMIN), Some(json!({ "value": "203.0.113.128/25", "note": "office" })))
         .await;
     assert_eq!((status, body["delisted"].clone()), (StatusCode::CREATED, json!(["203.0.113.130"])), "{body}");
-    let (_, lookup) = node.call("GET", "/v1/lookup/ip/203.0.113.200", None, None).await;
+    let (_, lookup) = node.call("GET", "/v1/lookup/ip/203.0.113.200", Some(ADMIN), None).await;
     assert_eq!(lookup["allowed_by"], "203.0.113.128/25", "{lookup}");
+    // Which allow entry covers a value is the operator's business.
+    let (_, public) = node.call("GET", "/v1/lookup/ip/203.0.113.200", None, None).await;
+    assert!(public.get("allowed_by").is_none() && public["listed"] == false, "{public}");
 
     let (status, body) = node
         .call(
@@ -618,6 +621,7 @@ async fn openapi_lists_exactly_the_routes_and_every_route_exists() {
             .replace("{id}", "ops.example:00000000-0000-0000-0000-000000000001")
             .replace("{name}", "x")
             .replace("{prefix}", "abcd")
+            .replace("{index}", "0")
             .replace("{kind}", "ip")
             .replace("{value}", "192.0.2.1");
         let request = Request::builder()
@@ -761,4 +765,63 @@ async fn reputation_list_overrides_and_dry_run_check_their_input_and_tokens() {
     let (status, run) = node.call("GET", "/v1/policy/dry-run?threshold=2", Some(ADMIN), None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(run["would_delist"][0]["value"], "bot1@spam.example", "{run}");
+}
+
+#[tokio::test]
+async fn a_public_reader_learns_no_allow_note_and_an_erased_opening_keeps_every_proof() {
+    let node = node().await;
+    node.submit(&["192.0.2.1"]).await;
+    let (status, _) = node
+        .call("POST", "/v1/allow", Some(ADMIN), Some(json!({ "value": "198.51.100.0/24", "note": "office of J. Doe" })))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, old_text, _) = node.text("/v1/log/checkpoint").await;
+    let old = SignedCheckpoint::parse(&old_text).unwrap().checkpoint().clone();
+
+    // The public reads a sealed leaf: when, what kind, and a commitment.
+    let (status, public) = node.call("GET", "/v1/log/entries?start=0", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = public.to_string();
+    assert!(!text.contains("J. Doe") && !text.contains("198.51.100"), "{text}");
+    let sealed = public["entries"].as_array().unwrap().iter().find(|e| e["record"]["sealed"].is_string()).unwrap();
+    assert_eq!(sealed["record"]["event"], "allow-added");
+    assert!(sealed.get("opening").is_none());
+    let index = sealed["index"].as_u64().unwrap();
+
+    // The operator reads the opening; a bad token is refused, not served as public.
+    let (_, admin) = node.call("GET", "/v1/log/entries?start=0", Some(ADMIN), None).await;
+    let opening = &admin["entries"][index as usize]["opening"];
+    assert_eq!(opening["record"]["note"], "office of J. Doe", "{admin}");
+    assert_eq!(opening["record"]["offender"]["value"], "198.51.100.0/24");
+    let (status, body) = node.call("GET", "/v1/log/entries?start=0", Some("ost_wrong"), None).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    let (status, body) = node.call("GET", "/v1/log/entries?start=0", Some(SUBMIT), None).await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+
+    // Erasing: admin only, then the opening is gone and the old checkpoint still extends.
+    let path = format!("/v1/log/openings/{index}");
+    let (status, body) = node.call("DELETE", &path, Some(SUBMIT), None).await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let (status, body) = node.call("DELETE", &path, Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["erased"], index);
+    let (status, body) = node.call("DELETE", &path, Some(ADMIN), None).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let (status, body) = node.call("DELETE", "/v1/log/openings/x", Some(ADMIN), None).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_index");
+    let (_, admin) = node.call("GET", "/v1/log/entries?start=0", Some(ADMIN), None).await;
+    assert!(admin["entries"][index as usize].get("opening").is_none(), "{admin}");
+    let last = admin["entries"].as_array().unwrap().last().unwrap();
+    assert_eq!(last["record"], json!({ "at": "2027-01-15T08:00:00Z", "event": "opening-erased", "index": index }));
+    let (_, new_text, _) = node.text("/v1/log/checkpoint").await;
+    let new = SignedCheckpoint::parse(&new_text).unwrap().checkpoint().clone();
+    let (_, proof) =
+        node.call("GET", &format!("/v1/log/proof/consistency?old={}&new={}", old.size, new.size), None, None).await;
+    let hashes: Vec<[u8; 32]> = proof["hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| base64::engine::general_purpose::STANDARD.decode(h.as_str().unwrap()).unwrap().try_into().unwrap())
+        .collect();
+    verify_consistency(old.size, new.size, &old.root, &new.root, &hashes).unwrap();
 }

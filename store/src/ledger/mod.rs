@@ -552,9 +552,7 @@ impl Ledger {
             .await?
             .rows_affected();
         if erased == 0 {
-            return Err(StoreError::NotFound {
-                what: format!("an opening for log leaf {index} (the leaf is open, erased already, or not written yet)"),
-            });
+            return Err(StoreError::NotFound { what: format!("an opening for log leaf {index}") });
         }
         batch.leaf(&AuditRecord::OpeningErased { at: now, index }).await?;
         self.commit(batch).await

@@ -1,6 +1,10 @@
 //! The audit log as a transparency log: `GET /v1/log/checkpoint` (signed note),
 //! `GET /v1/log/entries?start=&end=`, `GET /v1/log/proof/inclusion?index=&size=`,
-//! `GET /v1/log/proof/consistency?old=&new=`.
+//! `GET /v1/log/proof/consistency?old=&new=`, and for the operator
+//! `DELETE /v1/log/openings/{index}`.
+//!
+//! Everyone reads the same leaves. A sealed leaf shows the public only its time, its event and
+//! its commitment; an admin token also gets the opening (salt and record) while it is kept.
 
 use axum::Json;
 use axum::extract::State;
@@ -8,11 +12,12 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use ostracon_protocol::log::record::AuditRecord;
+use ostracon_protocol::log::seal::LogLeaf;
 use ostracon_store::traits::AuditLogStore as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::auth::{Admin, Operator, Reader};
 use crate::error::{ApiError, ApiQuery};
 use crate::state::AppState;
 
@@ -37,6 +42,7 @@ pub(crate) struct EntriesQuery {
 }
 
 pub(crate) async fn entries(
+    reader: Reader<Admin>,
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<EntriesQuery>,
 ) -> Result<Json<Value>, ApiError> {
@@ -45,15 +51,40 @@ pub(crate) async fn entries(
     if query.start > end {
         return Err(ApiError::bad_request("bad_range", format!("start {} is beyond the log size {size}", query.start)));
     }
-    let leaves = state.ledger().store().leaves(query.start, end).await?;
+    let store = state.ledger().store();
+    let leaves = store.leaves(query.start, end).await?;
+    let mut openings: std::collections::HashMap<u64, _> = if reader.is_operator() {
+        store.openings(query.start, end).await?.into_iter().collect()
+    } else {
+        Default::default()
+    };
     Ok(Json(json!({
         "size": size,
-        "entries": leaves.iter().map(|(index, bytes, _)| json!({
-            "index": index,
-            "leaf": STANDARD.encode(bytes),
-            "record": AuditRecord::from_leaf(bytes).ok(),
-        })).collect::<Vec<_>>(),
+        "entries": leaves.iter().map(|(index, bytes, _)| {
+            let mut entry = json!({
+                "index": index,
+                "leaf": STANDARD.encode(bytes),
+                "record": LogLeaf::from_leaf(bytes).ok(),
+            });
+            if let Some(opening) = openings.remove(index) {
+                entry["opening"] = json!({ "salt": STANDARD.encode(opening.salt), "record": opening.record });
+            }
+            entry
+        }).collect::<Vec<_>>(),
     })))
+}
+
+/// `DELETE /v1/log/openings/{index}`: forgets what sealed leaf `index` said, for good.
+pub(crate) async fn erase_opening(
+    _operator: Operator<Admin>,
+    State(state): State<AppState>,
+    axum::extract::Path(index): axum::extract::Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let index: u64 = index
+        .parse()
+        .map_err(|_| ApiError::bad_request("bad_index", format!("{index:?} is not a log index (0, 1, 2, …)")))?;
+    let applied = state.ledger().erase_opening(index, state.env().now()).await?;
+    Ok(Json(json!({ "erased": index, "log_index": applied.leaves.first() })))
 }
 
 /// `?index=&size=`.

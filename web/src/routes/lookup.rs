@@ -4,7 +4,9 @@
 //!
 //! Matching runs on the in-memory index; the database is read only for the entries that
 //! matched, to explain them: who reported, each weight, the independent reporters, the sum
-//! and the threshold (spec/reputation.md), and the evidence still waiting for a quorum.
+//! and the threshold (spec/reputation.md). With an admin token the answer also names the
+//! allow entry that covers the value and the evidence still waiting for a quorum: neither is
+//! a public fact (spec/transparency-log.md, Sealed leaves).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -15,10 +17,12 @@ use ostracon_store::reputation::{self, ReputationParams};
 use ostracon_store::traits::BlocklistStore as _;
 use serde_json::{Value, json};
 
+use crate::auth::{Admin, Reader};
 use crate::error::ApiError;
 use crate::state::AppState;
 
 pub(crate) async fn lookup(
+    reader: Reader<Admin>,
     State(state): State<AppState>,
     Path((kind, value)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
@@ -88,17 +92,19 @@ pub(crate) async fn lookup(
             "why": why,
         }));
     }
-    // Evidence that has not (yet) made a quorum for exactly this offender.
-    let candidates = store.candidate_reasons(&query).await?;
     let mut body = json!({
         "query": { "kind": query.kind(), "value": query.to_string() },
         "listed": !explained.is_empty() && !allowed,
         "allowed": allowed,
-        "allowed_by": allowed_by.map(|entry| entry.to_string()),
         "matches": explained,
     });
-    if !candidates.is_empty() {
-        body["awaiting_quorum"] = quorum_json(EntrySource::Incidents, &candidates, params);
+    if reader.is_operator() {
+        body["allowed_by"] = json!(allowed_by.map(|entry| entry.to_string()));
+        // Evidence that has not (yet) made a quorum for exactly this offender.
+        let candidates = store.candidate_reasons(&query).await?;
+        if !candidates.is_empty() {
+            body["awaiting_quorum"] = quorum_json(EntrySource::Incidents, &candidates, params);
+        }
     }
     Ok(Json(body))
 }
