@@ -29,6 +29,9 @@ pub enum ServerError {
     /// A peer's data or our own did not make a valid protocol value.
     #[error(transparent)]
     Protocol(#[from] ostracon_protocol::Error),
+    /// Another process (a running node) holds the data directory's lock.
+    #[error("a running node holds {} ({what} needs it to itself): stop the node first (systemctl stop ostracon)", .lock.display())]
+    DataDirInUse { lock: PathBuf, what: String },
     /// The HTTP listener failed.
     #[error("HTTP server: {0}")]
     Http(std::io::Error),

@@ -1,7 +1,7 @@
 //! The node's signing key on disk: `DATA_DIR/signing.key`, mode 0600, holding the validity
 //! start and the base64 seed. Created on first start from the OS's randomness.
 //!
-//! Rotation ([`rotate`]) replaces it and appends the old public key, with the end of its
+//! Rotation ([`plan_rotation`]) replaces it and appends the old public key, with the end of its
 //! validity, to `DATA_DIR/retired-keys.json`; the node keeps publishing retired keys so
 //! signatures made while they were current still verify. Retired private keys are not kept.
 //!
@@ -15,7 +15,7 @@ use std::path::Path;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use ostracon_protocol::keys::NodeKey;
+use ostracon_protocol::keys::{NodeKey, PublishedKey};
 use ostracon_protocol::time::Timestamp;
 
 use crate::error::ServerError;
@@ -51,15 +51,12 @@ pub fn hold(data_dir: &Path, what: &str) -> Result<DataLock, ServerError> {
         .map_err(|source| ServerError::Io { path: path.clone(), source })?;
     match file.try_lock() {
         Ok(()) => Ok(DataLock(file)),
-        Err(fs::TryLockError::WouldBlock) => Err(ServerError::Config(format!(
-            "a running node holds {} ({what} needs it to itself): stop the node first (systemctl stop ostracon)",
-            path.display()
-        ))),
+        Err(fs::TryLockError::WouldBlock) => Err(ServerError::DataDirInUse { lock: path, what: what.to_owned() }),
         Err(fs::TryLockError::Error(source)) => Err(ServerError::Io { path, source }),
     }
 }
 
-pub fn load_retired(data_dir: &Path) -> Result<Vec<ostracon_protocol::keys::PublishedKey>, ServerError> {
+pub fn load_retired(data_dir: &Path) -> Result<Vec<PublishedKey>, ServerError> {
     let path = data_dir.join(RETIRED_FILE);
     match fs::read_to_string(&path) {
         Ok(text) => {
@@ -70,18 +67,56 @@ pub fn load_retired(data_dir: &Path) -> Result<Vec<ostracon_protocol::keys::Publ
     }
 }
 
-/// Replaces the signing key with a fresh one valid from `now`; the old public key is retired
-/// at `now`. Returns the old and the new key (the old one signs the rotation announcement).
-pub fn rotate(data_dir: &Path, now: Timestamp) -> Result<(LoadedKey, LoadedKey), ServerError> {
+/// A key rotation worked out but not yet written: the old key, its successor, and the
+/// retired list before and after.
+pub struct PlannedRotation {
+    /// The key being retired (it signs the rotation announcement).
+    pub old: LoadedKey,
+    /// Its successor, valid from the rotation.
+    pub new: LoadedKey,
+    retired_before: Vec<PublishedKey>,
+    retired_after: Vec<PublishedKey>,
+}
+
+/// Plans replacing the signing key with the key of `seed`, valid from `now`; the old public
+/// key is retired at `now`. Nothing is written until [`PlannedRotation::write`].
+pub fn plan_rotation(data_dir: &Path, now: Timestamp, seed: [u8; 32]) -> Result<PlannedRotation, ServerError> {
     let old = load_or_create(data_dir, now)?;
-    let mut retired = load_retired(data_dir)?;
-    let mut published = ostracon_protocol::keys::PublishedKey::new(old.key.public(), old.valid_from);
-    published.valid_until = Some(now);
-    retired.push(published);
-    let seed: [u8; 32] = rand::random();
-    replace_private(&data_dir.join(RETIRED_FILE), &serde_json::to_string_pretty(&retired).unwrap_or_default())?;
-    replace_private(&data_dir.join(KEY_FILE), &format!("{now} {}\n", STANDARD.encode(seed)))?;
-    Ok((old, LoadedKey { key: NodeKey::from_seed(&seed), valid_from: now }))
+    let retired_before = load_retired(data_dir)?;
+    let mut retiring = PublishedKey::new(old.key.public(), old.valid_from);
+    retiring.valid_until = Some(now);
+    let mut retired_after = retired_before.clone();
+    retired_after.push(retiring);
+    Ok(PlannedRotation {
+        old,
+        new: LoadedKey { key: NodeKey::from_seed(&seed), valid_from: now },
+        retired_before,
+        retired_after,
+    })
+}
+
+impl PlannedRotation {
+    /// Every key the node publishes after the rotation, the new one last.
+    pub fn published(&self) -> Vec<PublishedKey> {
+        let mut keys = self.retired_after.clone();
+        keys.push(PublishedKey::new(self.new.key.public(), self.new.valid_from));
+        keys
+    }
+
+    /// Writes the new key and the longer retired list, each file replaced atomically.
+    pub fn write(&self, data_dir: &Path) -> Result<(), ServerError> {
+        write_key_files(data_dir, &self.retired_after, &self.new)
+    }
+
+    /// Puts the old key and retired list back (the rotation could not be recorded).
+    pub fn undo(&self, data_dir: &Path) -> Result<(), ServerError> {
+        write_key_files(data_dir, &self.retired_before, &self.old)
+    }
+}
+
+fn write_key_files(data_dir: &Path, retired: &[PublishedKey], key: &LoadedKey) -> Result<(), ServerError> {
+    replace_private(&data_dir.join(RETIRED_FILE), &serde_json::to_string_pretty(retired).unwrap_or_default())?;
+    replace_private(&data_dir.join(KEY_FILE), &format!("{} {}\n", key.valid_from, STANDARD.encode(key.key.seed())))
 }
 
 /// Atomically replaces a private (0600) file: write a temporary file, then rename it.

@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod init;
 pub mod keyfile;
+pub mod rotation;
 pub mod status;
 pub mod verify;
 pub mod xmpp;
@@ -26,7 +27,7 @@ use ostracon_protocol::time::Timestamp;
 use ostracon_store::Store;
 use ostracon_store::clock::Environment;
 use ostracon_store::ledger::Ledger;
-use ostracon_store::model::{OutboxJob, Scope};
+use ostracon_store::model::Scope;
 use ostracon_store::traits::TokenStore as _;
 use ostracon_web::auth::{hash_token, token_from_bytes};
 use ostracon_web::{AppState, NodeInfo, WebConfig};
@@ -81,46 +82,18 @@ pub async fn ensure_admin_token(
     Ok(Some(path))
 }
 
-/// What `ostracon key rotate` did.
-#[derive(Debug)]
-pub struct Rotation {
-    /// The retired key's id.
-    pub old: ostracon_protocol::ids::KeyId,
-    /// The new key.
-    pub new: ostracon_protocol::keys::PublicKey,
-    /// Buddies the signed announcement was queued for.
-    pub announced_to: Vec<String>,
-}
-
-/// Replaces the node's signing key (run it while the node is stopped; it uses the new key at
-/// its next start). The old key signs a rotation claim, queued for every buddy, which pins
-/// the new key on the strength of the old one.
-pub async fn rotate_key(config: &Config, env: &dyn Environment) -> Result<Rotation, ServerError> {
-    use ostracon_protocol::envelope::{Nonce, sign};
-    use ostracon_protocol::keys::KeyRotation;
-    use ostracon_store::traits::PeerStore as _;
-
-    let now = env.now();
-    // A running node would keep signing with the old key while its buddies pin the new one.
+/// `ostracon key rotate` on a stopped node: it takes the data directory's lock (refused
+/// while a node runs: the CLI then asks the running node instead), opens the ledger, and
+/// rotates as the running node does ([`rotation::rotate`]).
+pub async fn rotate_key(config: &Config, env: &dyn Environment) -> Result<ostracon_web::KeyRotated, ServerError> {
     let _lock = keyfile::hold(&config.node.data_dir, "key rotate")?;
-    let (old, new) = keyfile::rotate(&config.node.data_dir, now)?;
-    let mut announced_to = Vec::new();
-    if let Some(xmpp) = &config.xmpp {
-        let signer = BareJid::parse(&xmpp.component).map_err(|e| ServerError::Config(e.to_string()))?;
-        let claim = KeyRotation { old_kid: old.key.key_id(), new_key: PublishedKey::new(new.key.public(), now) };
-        let nonce: [u8; 16] = env.random_bytes()[..16].try_into().unwrap_or([0; 16]);
-        let signed = sign(&claim, &old.key, &signer, now, Nonce::from_bytes(&nonce))
-            .map_err(|e| ServerError::Config(e.to_string()))?;
-        let store = Store::open(&config.database_url()).await?;
-        let ledger = Ledger::open(store.clone(), new.key.clone(), config.ledger_config()?).await?;
-        let job = OutboxJob::Rotation { old_kid: claim.old_kid.to_string(), links: signed.links().to_vec() };
-        for peer in store.peers().await?.into_iter().filter(|p| p.state == ostracon_store::model::PeerState::Buddy) {
-            ledger.enqueue(&peer.jid, &job, now).await?;
-            announced_to.push(peer.jid.to_string());
-        }
-        store.close().await;
-    }
-    Ok(Rotation { old: old.key.key_id(), new: new.key.public(), announced_to })
+    let key = keyfile::load_or_create(&config.node.data_dir, env.now())?;
+    let store = Store::open(&config.database_url()).await?;
+    let ledger = Ledger::open(store.clone(), key.key, config.ledger_config()?).await?;
+    let component = config.component()?;
+    let rotated = rotation::rotate(&ledger, &config.node.data_dir, component.as_ref(), env).await;
+    store.close().await;
+    rotated
 }
 
 /// Runs the node on `listener` until `shutdown` resolves.
@@ -136,22 +109,19 @@ pub async fn serve(
         return Err(ServerError::Refused(errors));
     }
     let domain = Domain::parse(&config.node.domain).map_err(|e| ServerError::Config(e.to_string()))?;
-    let component = config
-        .xmpp
-        .as_ref()
-        .map(|x| BareJid::parse(&x.component))
-        .transpose()
-        .map_err(|e| ServerError::Config(e.to_string()))?;
+    let component = config.component()?;
     let key = keyfile::load_or_create(&config.node.data_dir, env.now())?;
     let _lock = keyfile::hold(&config.node.data_dir, "serve")?;
     let store = Store::open(&config.database_url()).await?;
     if let Some(path) = ensure_admin_token(&store, &config, admin_token.as_deref(), env.as_ref()).await? {
         tracing::info!(path = %path.display(), "created an admin token (the file holds it; it is not logged)");
     }
-    let ledger = Arc::new(Ledger::open(store.clone(), key.key.clone(), config.ledger_config()?).await?);
     let mut published = keyfile::load_retired(&config.node.data_dir)?;
     published.push(PublishedKey::new(key.key.public(), key.valid_from));
-    let node = NodeInfo { domain: domain.clone(), component: component.clone(), keys: published.clone() };
+    let ledger = Arc::new(
+        Ledger::open(store.clone(), key.key.clone(), config.ledger_config()?).await?.with_published_keys(published),
+    );
+    let node = NodeInfo { domain: domain.clone(), component: component.clone() };
     let web = WebConfig {
         rate_per_second: config.http.rate_per_second,
         rate_burst: config.http.rate_burst,
@@ -170,7 +140,13 @@ pub async fn serve(
             last_error: status_for_web.last_error(),
         }),
         Arc::new(move || traffic_for_web.counters()),
-    );
+    )
+    .with_key_rotation(key_rotation(
+        Arc::clone(&ledger),
+        config.node.data_dir.clone(),
+        component.clone(),
+        Arc::clone(&env),
+    ));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = vec![tokio::spawn(maintain(Arc::clone(&ledger), Arc::clone(&env), stop_rx.clone()))];
@@ -204,8 +180,6 @@ pub async fn serve(
         let node = Arc::new(xmpp::node::XmppNode::new(
             Arc::clone(&ledger),
             Arc::clone(&env),
-            key.key.clone(),
-            published,
             settings,
             out_tx,
             Arc::clone(&link_status),
@@ -250,6 +224,32 @@ pub async fn serve(
     store.close().await;
     tracing::info!("stopped");
     result
+}
+
+/// The running node's key rotation for `POST /v1/key/rotate`: one at a time, so two
+/// operators cannot interleave file writes.
+fn key_rotation(
+    ledger: Arc<Ledger>,
+    data_dir: PathBuf,
+    component: Option<BareJid>,
+    env: Arc<dyn Environment>,
+) -> ostracon_web::KeyRotation {
+    let one_at_a_time = Arc::new(tokio::sync::Mutex::new(()));
+    Arc::new(move || {
+        let (ledger, data_dir, component, env, one_at_a_time) =
+            (Arc::clone(&ledger), data_dir.clone(), component.clone(), Arc::clone(&env), Arc::clone(&one_at_a_time));
+        Box::pin(async move {
+            let _one = one_at_a_time.lock().await;
+            let rotated = rotation::rotate(&ledger, &data_dir, component.as_ref(), env.as_ref()).await;
+            match &rotated {
+                Ok(done) => {
+                    tracing::info!(old = %done.old, new = %done.new, buddies = done.announced_to.len(), "signing key rotated")
+                }
+                Err(error) => tracing::warn!(%error, "key rotation refused"),
+            }
+            rotated.map_err(|error| error.to_string())
+        })
+    })
 }
 
 /// The process's soft limit on open files (Linux), read from `/proc/self/limits`.

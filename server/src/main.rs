@@ -698,10 +698,24 @@ async fn run(command: Command) -> Result<ExitCode, ServerError> {
         }
         Command::Key { command: KeyCommand::Rotate, config } => {
             let loaded = load_config(config.as_deref())?;
-            let rotation = ostracon::rotate_key(&loaded, env.as_ref()).await?;
-            println!("retired key {}", rotation.old);
-            println!("new key {} (fingerprint {})", rotation.new.key_id(), rotation.new.fingerprint());
-            println!("announcement queued for {} buddies; start the node to send it", rotation.announced_to.len());
+            let rotated = match ostracon::rotate_key(&loaded, env.as_ref()).await {
+                Ok(rotated) => rotated,
+                // The node runs: it rotates its own key, so it signs with the new one at once.
+                Err(ServerError::DataDirInUse { .. }) => {
+                    let api = ApiArgs { url: None, token: None, config: config.clone() };
+                    let answer = api.client()?.json(Method::POST, "/v1/key/rotate", None).await?;
+                    serde_json::from_value(answer)
+                        .map_err(|e| ServerError::Client(format!("POST /v1/key/rotate: {e}")))?
+                }
+                Err(error) => return Err(error),
+            };
+            println!("retired key {}", rotated.old);
+            println!("new key {} (fingerprint {})", rotated.new, rotated.fingerprint);
+            println!(
+                "announcement queued for {} buddies ({}); the node signs with the new key from now on",
+                rotated.announced_to.len(),
+                if rotated.announced_to.is_empty() { "none".to_owned() } else { rotated.announced_to.join(", ") }
+            );
         }
         Command::Check { config } => {
             let loaded = load_config(config.as_deref())?;

@@ -507,8 +507,9 @@ async fn a_buddy_forwards_a_report_with_its_provenance_chain() {
     assert_eq!(at_alpha["origin"], "local", "the report never comes back to its issuer as a peer's");
 }
 
-/// Key rotation: the old key signs the announcement, the buddy pins the new key, reports
-/// signed with the new key are accepted, and the old key stays published as retired.
+/// Key rotation on the running node: the old key signs the announcement, every signer
+/// switches at once, the buddy pins the new key, reports signed with the new key are accepted
+/// with no restart, and the old key stays published as retired.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_key_rotation_signed_by_the_old_key_is_pinned_by_buddies() {
     if !available() {
@@ -517,26 +518,33 @@ async fn a_key_rotation_signed_by_the_old_key_is_pinned_by_buddies() {
     let components = common::component_specs(&["alpha.test", "beta.test"]);
     let prosody = Prosody::start(&["alpha.test", "beta.test"], &components);
     let dir = Arc::new(TempDir::new("rotation"));
-    let mut alpha = Node::start("alpha.test", &prosody, Arc::clone(&dir)).await;
+    let alpha = Node::start("alpha.test", &prosody, Arc::clone(&dir)).await;
     let beta = Node::start("beta.test", &prosody, Arc::clone(&dir)).await;
     alpha.wait_online().await;
     beta.wait_online().await;
     common::make_buddies(&alpha, "incidents.alpha.test", &beta, "incidents.beta.test").await;
     let old_kid = alpha.get("/.well-known/ostracon").await["keys"][0]["kid"].as_str().unwrap().to_owned();
 
-    alpha.stop().await;
-    let rotation = ostracon::rotate_key(&alpha.config, &ostracon::SystemEnvironment).await.unwrap();
-    assert_eq!(rotation.old.to_string(), old_kid);
-    assert_eq!(rotation.announced_to, ["incidents.beta.test"]);
-    alpha.restart().await;
-    alpha.wait_for("alpha back online", "/healthz", |h| h["xmpp"] == "online").await;
+    let (status, rotation) = alpha.call(reqwest::Method::POST, "/v1/key/rotate", None).await;
+    assert_eq!(status, 200, "{rotation}");
+    assert_eq!(rotation["old"], old_kid.as_str());
+    assert_eq!(rotation["announced_to"], json!(["incidents.beta.test"]));
+    let new_kid = rotation["new"].as_str().unwrap().to_owned();
 
+    // At once, with no restart: published, signing the checkpoint, recorded in the log.
     let published = alpha.get("/.well-known/ostracon").await;
     assert_eq!(published["keys"].as_array().unwrap().len(), 2);
     assert_eq!(published["keys"][0]["kid"], old_kid.as_str());
+    assert_eq!(published["keys"][1]["kid"], new_kid.as_str());
     assert!(published["keys"][0]["valid_until"].is_string(), "the old key is published as retired");
+    assert_eq!(alpha.get("/v1/status").await["node"]["key"]["kid"], new_kid.as_str());
+    let leaf = rotation["log_index"].as_u64().unwrap();
+    let log = alpha.get(&format!("/v1/log/entries?start={leaf}&end={}", leaf + 1)).await;
+    assert_eq!(log["entries"][0]["record"]["event"], "key-rotated", "{log}");
+    // The key file holds the new key, so a restart keeps it.
+    let on_disk = std::fs::read_to_string(alpha.config.node.data_dir.join("retired-keys.json")).unwrap();
+    assert!(on_disk.contains(&old_kid), "{on_disk}");
 
-    let new_kid = rotation.new.key_id().to_string();
     let peers = beta
         .wait_for("the new key pinned at beta", "/v1/peers", |p| {
             peer(p, "incidents.alpha.test")

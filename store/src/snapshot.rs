@@ -256,14 +256,15 @@ impl Ledger {
             },
         };
         let body = render(format, &meta, &entries)?;
+        let key = self.signing_key();
         let digest = <sha2::Sha256 as sha2::Digest>::digest(&body);
         Ok(Snapshot {
             list,
             format,
             gzip: gzip(&body)?,
             etag: format!("\"{}\"", hex::encode(&digest[..16])),
-            signature: self.key().sign(&body),
-            key_id: self.key().key_id(),
+            signature: key.sign(&body),
+            key_id: key.key_id(),
             checkpoint,
             cursor,
             entries: entries.len(),

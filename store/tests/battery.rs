@@ -53,6 +53,7 @@ ostracon_store::battery!(
     independence_is_decided_by_the_public_suffix_list_and_operator_groups,
     the_brake_holds_what_exceeds_a_peers_hourly_budget,
     what_is_not_a_public_fact_is_sealed_and_an_erased_opening_keeps_every_proof,
+    a_key_switch_is_one_transaction_and_waits_for_the_previous_announcement,
 );
 
 const NODE: &str = "incidents.ops.example";
@@ -1279,4 +1280,55 @@ async fn what_is_not_a_public_fact_is_sealed_and_an_erased_opening_keeps_every_p
         assert!(matches!(error, StoreError::NotFound { .. }), "{error}");
     }
     assert_eq!(ledger.log_size(), size + 1);
+}
+
+async fn a_key_switch_is_one_transaction_and_waits_for_the_previous_announcement(backend: Backend) {
+    use ostracon_protocol::keys::PublishedKey;
+    use ostracon_store::ledger::peers::StrangerLimits;
+    use ostracon_store::model::{OutboxJob, Trust};
+    use ostracon_store::traits::OutboxStore as _;
+    let ledger = ledger(&backend).await;
+    let buddy = BareJid::parse("incidents.peer.example").unwrap();
+    let limits = StrangerLimits { max_pending: 2, max_pending_per_domain: 1, auto_approve: false };
+    ledger.peer_subscribed(&buddy, &limits, ts(0)).await.unwrap();
+    let buddy_key = vec![PublishedKey::new(NodeKey::from_seed(&[3; 32]).public(), ts(0))];
+    ledger.keys_fetched(&buddy, buddy_key, false, ts(0)).await.unwrap();
+    ledger.approve_buddy(&buddy, Trust::Accept, ts(0)).await.unwrap();
+
+    let old = key();
+    let new = NodeKey::from_seed(&[10; 32]);
+    let published = vec![PublishedKey::new(old.public(), ts(0)), PublishedKey::new(new.public(), ts(5))];
+    let announcement = OutboxJob::Rotation { old_kid: old.key_id().to_string(), links: Vec::new() };
+    // Naming a key that is not the current one is refused and writes nothing.
+    let size = ledger.log_size();
+    let stale = ledger.switch_key("not-the-current-key", new.clone(), published.clone(), None, ts(5)).await;
+    assert!(matches!(stale, Err(StoreError::Rejected(_))), "{stale:?}");
+    assert_eq!(ledger.log_size(), size);
+
+    let switch = ledger
+        .switch_key(old.key_id().as_str(), new.clone(), published.clone(), Some(announcement.clone()), ts(5))
+        .await
+        .unwrap();
+    assert_eq!(switch.announced_to, vec![buddy.clone()]);
+    assert_eq!(ledger.signing_key().key_id(), new.key_id());
+    assert_eq!(ledger.published_keys(), published);
+    let leaf = backend.store.leaves(switch.log_index, switch.log_index + 1).await.unwrap();
+    assert!(
+        matches!(AuditRecord::from_leaf(&leaf[0].1).unwrap(), AuditRecord::KeyRotated { new: kid, .. } if kid == new.key_id().as_str())
+    );
+    // Checkpoints and snapshots are signed by the new key from now on.
+    ledger.checkpoint().unwrap().verify_signature("ops.example", new.public().verifying_key()).unwrap();
+    assert!(ledger.checkpoint().unwrap().verify_signature("ops.example", old.public().verifying_key()).is_err());
+    let snapshot = ledger.build_snapshot(ListKind::Ip, Format::Json, ts(6)).await.unwrap();
+    assert_eq!(snapshot.key_id, new.key_id());
+    let queued = backend.store.outbox_for("incidents.peer.example", 10).await.unwrap();
+    assert!(queued.iter().any(|item| item.job == announcement), "{queued:?}");
+
+    // While that announcement waits, a second rotation is refused: the buddy would not know
+    // the key that signs it.
+    assert_eq!(ledger.rotation_pending().await.unwrap().as_deref(), Some("incidents.peer.example"));
+    let third = NodeKey::from_seed(&[11; 32]);
+    let early = ledger.switch_key(new.key_id().as_str(), third, published, None, ts(7)).await;
+    assert!(matches!(early, Err(StoreError::Rejected(_))), "{early:?}");
+    assert_eq!(ledger.signing_key().key_id(), new.key_id());
 }

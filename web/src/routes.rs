@@ -3,6 +3,7 @@
 pub(crate) mod blocklist;
 pub(crate) mod held;
 pub(crate) mod incidents;
+pub(crate) mod keys;
 pub(crate) mod lists;
 pub(crate) mod log;
 pub(crate) mod lookup;

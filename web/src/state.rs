@@ -5,12 +5,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use ostracon_protocol::ids::{BareJid, Domain};
-use ostracon_protocol::keys::PublishedKey;
 use ostracon_store::clock::Environment;
 use ostracon_store::ledger::Ledger;
 use ostracon_store::model::ListKind;
 use ostracon_store::snapshot::{Format, Snapshot};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -23,8 +22,6 @@ pub struct NodeInfo {
     pub domain: Domain,
     /// The node's component JID, once XMPP is configured.
     pub component: Option<BareJid>,
-    /// Public keys with ids and validity.
-    pub keys: Vec<PublishedKey>,
 }
 
 impl NodeInfo {
@@ -71,12 +68,33 @@ pub type XmppStatus = Arc<dyn Fn() -> XmppHealth + Send + Sync>;
 /// Reports the XMPP side's counters for `/metrics`, as (name, help, value).
 pub type XmppTraffic = Arc<dyn Fn() -> Vec<(&'static str, &'static str, u64)> + Send + Sync>;
 
+/// What a key rotation on the running node did (`POST /v1/key/rotate`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KeyRotated {
+    /// The retired key's id.
+    pub old: String,
+    /// The new key's id.
+    pub new: String,
+    /// The new key's fingerprint, as buddies will see it.
+    pub fingerprint: String,
+    /// Buddies the signed announcement was queued for.
+    pub announced_to: Vec<String>,
+    /// The `key-rotated` audit leaf.
+    pub log_index: u64,
+}
+
+/// Rotates the running node's key: the server owns the key files, so it supplies this.
+/// An `Err` says why the rotation was refused, and nothing changed.
+pub type KeyRotation =
+    Arc<dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = Result<KeyRotated, String>> + Send>> + Send + Sync>;
+
 struct Inner {
     xmpp: XmppStatus,
     traffic: XmppTraffic,
     ledger: Arc<Ledger>,
     env: Arc<dyn Environment>,
     node: NodeInfo,
+    key_rotation: Option<KeyRotation>,
     limiter: RateLimiter,
     trusted_proxies: Vec<ipnet::IpNet>,
     metrics: Metrics,
@@ -123,12 +141,27 @@ impl AppState {
             ledger,
             env,
             node,
+            key_rotation: None,
             limiter: RateLimiter::new(config.rate_per_second, config.rate_burst),
             trusted_proxies: config.trusted_proxies.clone(),
             metrics: Metrics::default(),
             snapshots: Mutex::new(HashMap::new()),
             build: tokio::sync::Mutex::new(()),
         }))
+    }
+
+    /// The same state, able to rotate the node's key through `rotate` (set while building the
+    /// state, before it is shared).
+    pub fn with_key_rotation(mut self, rotate: KeyRotation) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.0) {
+            inner.key_rotation = Some(rotate);
+        }
+        self
+    }
+
+    /// How to rotate the running node's key, when the server supplied it.
+    pub fn key_rotation(&self) -> Option<&KeyRotation> {
+        self.0.key_rotation.as_ref()
     }
 
     /// The client a request is from: the socket's peer, or, when that peer is a trusted

@@ -9,7 +9,7 @@ use axum::http::{Request, StatusCode, header};
 use axum::response::Response;
 use base64::Engine as _;
 use ostracon_protocol::ids::Domain;
-use ostracon_protocol::keys::{NodeKey, PublishedKey};
+use ostracon_protocol::keys::NodeKey;
 use ostracon_protocol::log::checkpoint::SignedCheckpoint;
 use ostracon_protocol::log::merkle::{leaf_hash, verify_consistency, verify_inclusion};
 use ostracon_protocol::time::Timestamp;
@@ -73,11 +73,7 @@ async fn node_with(config: WebConfig) -> Node {
         .await
         .unwrap(),
     );
-    let node = NodeInfo {
-        domain: Domain::parse("ops.example").unwrap(),
-        component: None,
-        keys: vec![PublishedKey::new(key().public(), env.now())],
-    };
+    let node = NodeInfo { domain: Domain::parse("ops.example").unwrap(), component: None };
     let state = AppState::new(Arc::clone(&ledger), env.clone(), node, &config);
     Node { app: router(state), env, store, ledger, _dir: TempDir(dir) }
 }
@@ -824,4 +820,16 @@ async fn a_public_reader_learns_no_allow_note_and_an_erased_opening_keeps_every_
         .map(|h| base64::engine::general_purpose::STANDARD.decode(h.as_str().unwrap()).unwrap().try_into().unwrap())
         .collect();
     verify_consistency(old.size, new.size, &old.root, &new.root, &hashes).unwrap();
+}
+
+#[tokio::test]
+async fn a_node_without_its_key_files_refuses_a_key_rotation_and_changes_nothing() {
+    let node = node().await;
+    let (status, body) = node.call("POST", "/v1/key/rotate", Some(SUBMIT), None).await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let size = node.ledger.log_size();
+    let (status, body) = node.call("POST", "/v1/key/rotate", Some(ADMIN), None).await;
+    assert_error(status, &body, StatusCode::CONFLICT, "key_rotation_refused");
+    assert_eq!(node.ledger.log_size(), size);
+    assert_eq!(node.ledger.signing_key().key_id(), key().key_id());
 }

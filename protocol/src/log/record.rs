@@ -137,6 +137,16 @@ pub enum AuditRecord {
         /// Who moved it.
         by: String,
     },
+    /// The node's signing key changed: checkpoints and snapshots from here on are signed by
+    /// `new`, and `old` stays published as retired.
+    KeyRotated {
+        /// When.
+        at: Timestamp,
+        /// The retired key's id.
+        old: String,
+        /// The new key's id.
+        new: String,
+    },
     /// The operator erased the opening of a sealed leaf (a takedown or an erasure request):
     /// the leaf and every proof stay, and nobody can learn what it said any more.
     OpeningErased {
@@ -173,6 +183,7 @@ impl AuditRecord {
             Self::ReputationOverridden { .. } => "reputation-overridden",
             Self::ReputationOverrideCleared { .. } => "reputation-override-cleared",
             Self::PeerChanged { .. } => "peer-changed",
+            Self::KeyRotated { .. } => "key-rotated",
             Self::OpeningErased { .. } => "opening-erased",
         }
     }
@@ -191,6 +202,7 @@ impl AuditRecord {
             | Self::ReputationOverridden { at, .. }
             | Self::ReputationOverrideCleared { at, .. }
             | Self::PeerChanged { at, .. }
+            | Self::KeyRotated { at, .. }
             | Self::OpeningErased { at, .. } => *at,
         }
     }

@@ -379,6 +379,15 @@ impl Config {
         Ok(config)
     }
 
+    /// The component JID, when XMPP is configured.
+    pub fn component(&self) -> Result<Option<BareJid>, ServerError> {
+        self.xmpp
+            .as_ref()
+            .map(|xmpp| BareJid::parse(&xmpp.component))
+            .transpose()
+            .map_err(|e| ServerError::Config(format!("[xmpp] component: {e}")))
+    }
+
     /// How the ledger names and signs its log and what it lets peers list: the node's own
     /// domain and component are always out of a peer's scope.
     pub fn ledger_config(&self) -> Result<LedgerConfig, ServerError> {
@@ -391,8 +400,7 @@ impl Config {
             protected_networks: Vec::new(),
             hourly_budget: lists.peer_hourly_budget,
         };
-        if let Some(xmpp) = &self.xmpp {
-            let component = BareJid::parse(&xmpp.component).map_err(|e| ServerError::Config(e.to_string()))?;
+        if let Some(component) = self.component()? {
             scope.protected_domains.push(component.domain().clone());
         }
         for value in &lists.protected {

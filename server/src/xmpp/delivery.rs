@@ -229,18 +229,20 @@ impl XmppNode {
     ) -> Result<(), ServerError> {
         let record = self.ledger.store().incident(id).await?.ok_or(ServerError::Gone { what: "the incident" })?;
         let (signer, now, nonce) = (&self.settings.jid, self.env.now(), self.nonce());
+        // Read at each delivery: a key rotation switches every signer at once.
+        let key = self.ledger.signing_key();
         let incident = record.incident;
         let payload = match verb {
             Verb::Report => IncidentPayload::Report {
-                signed: Some(envelope::sign(&ReportClaim(incident.clone()), &self.key, signer, now, nonce)?),
+                signed: Some(envelope::sign(&ReportClaim(incident.clone()), &key, signer, now, nonce)?),
                 incident,
             },
             Verb::Request => IncidentPayload::Request {
-                signed: Some(envelope::sign(&RequestClaim(incident.clone()), &self.key, signer, now, nonce)?),
+                signed: Some(envelope::sign(&RequestClaim(incident.clone()), &key, signer, now, nonce)?),
                 incident,
             },
             Verb::Response => IncidentPayload::Response {
-                signed: Some(envelope::sign(&ResponseClaim(incident.clone()), &self.key, signer, now, nonce)?),
+                signed: Some(envelope::sign(&ResponseClaim(incident.clone()), &key, signer, now, nonce)?),
                 incident,
             },
         };
@@ -257,7 +259,7 @@ impl XmppNode {
         let now = self.env.now();
         let verified =
             envelope::Unverified::<ReportClaim>::new(links)?.verify_stored(peers.keys(), &self.verify_policy(now))?;
-        let chain = verified.forward(&self.key, &self.settings.jid, now, self.nonce())?;
+        let chain = verified.forward(&self.ledger.signing_key(), &self.settings.jid, now, self.nonce())?;
         let payload = IncidentPayload::Report { incident: record.incident, signed: Some(chain) };
         self.request(&item.peer, "set", payload.to_element(), timeout).await.map(drop)
     }

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use minidom::Element;
 use ostracon_protocol::ids::{BareJid, Domain};
-use ostracon_protocol::keys::{NodeKey, PublishedKey};
 use ostracon_protocol::xml::buddies::{DISCO_INFO_NS, DiscoInfo};
 use ostracon_protocol::xml::errors::StanzaError;
 use ostracon_protocol::xml::keys::{KEYS_NS, keys_to_element};
@@ -80,8 +79,6 @@ pub struct XmppNode {
     /// Stores received incidents, several per transaction under a burst.
     pub(super) committer: GroupCommit,
     pub(super) env: Arc<dyn Environment>,
-    pub(super) key: NodeKey,
-    published: Vec<PublishedKey>,
     pub(super) settings: NodeSettings,
     out: mpsc::Sender<Element>,
     pub(super) requests: Requests,
@@ -128,8 +125,6 @@ impl XmppNode {
     pub fn new(
         ledger: Arc<Ledger>,
         env: Arc<dyn Environment>,
-        key: NodeKey,
-        published: Vec<PublishedKey>,
         settings: NodeSettings,
         out: mpsc::Sender<Element>,
         status: Arc<LinkStatus>,
@@ -138,8 +133,6 @@ impl XmppNode {
             committer: GroupCommit::start(Arc::clone(&ledger)),
             ledger,
             env,
-            key,
-            published,
             limits: Arc::new(SenderLimits::new(settings.rates)),
             settings,
             out,
@@ -292,7 +285,7 @@ impl XmppNode {
                 Ok(Some(info.to_element()))
             }
             ("ping", PING_NS, "get") => Ok(None),
-            ("keys", KEYS_NS, "get") => Ok(Some(keys_to_element(&self.published))),
+            ("keys", KEYS_NS, "get") => Ok(Some(keys_to_element(&self.ledger.published_keys()))),
             ("rotation", KEYS_NS, "set") => match self.admit_incident(sender) {
                 Ok(()) => self.handle_rotation(sender, child).await,
                 Err(error) => Err(error),

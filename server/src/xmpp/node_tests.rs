@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use ostracon_protocol::ids::Offender;
-use ostracon_protocol::keys::NodeKey;
+use ostracon_protocol::keys::{NodeKey, PublishedKey};
 use ostracon_protocol::time::Timestamp;
 use ostracon_protocol::xml::to_string;
 use ostracon_protocol::xml::xep0268::IncidentPayload;
@@ -42,7 +42,8 @@ async fn harness_where(backend: Throwaway, adjust: impl FnOnce(&mut NodeSettings
         reputation: ReputationParams::default(),
         scope: ostracon_store::scope::PeerScope { refuse_documentation: false, ..Default::default() },
     };
-    let ledger = Arc::new(Ledger::open(store, key.clone(), config).await.unwrap());
+    let published = vec![PublishedKey::new(key.public(), env.now())];
+    let ledger = Arc::new(Ledger::open(store, key.clone(), config).await.unwrap().with_published_keys(published));
     let (tx, out) = mpsc::channel(64);
     let mut settings = NodeSettings {
         jid: BareJid::parse("incidents.b.test").unwrap(),
@@ -55,9 +56,8 @@ async fn harness_where(backend: Throwaway, adjust: impl FnOnce(&mut NodeSettings
         reputation: ReputationParams::default(),
     };
     adjust(&mut settings);
-    let published = vec![PublishedKey::new(key.public(), env.now())];
     let status = Arc::new(LinkStatus::default());
-    let node = Arc::new(XmppNode::new(ledger, env, key, published, settings, tx, status));
+    let node = Arc::new(XmppNode::new(ledger, env, settings, tx, status));
     Harness { node, out, _store: backend }
 }
 

@@ -12,6 +12,8 @@
 
 mod allow;
 pub mod brake;
+mod keys;
+pub use keys::KeySwitch;
 mod outbox;
 pub mod peers;
 mod quorum;
@@ -478,7 +480,7 @@ impl Batch {
 /// The node's writer and in-memory state.
 pub struct Ledger {
     store: Store,
-    key: NodeKey,
+    keys: RwLock<keys::SigningKeys>,
     config: LedgerConfig,
     writer: tokio::sync::Mutex<()>,
     memory: RwLock<Memory>,
@@ -523,7 +525,7 @@ impl Ledger {
         let allow = store.allow_entries().await?.into_iter().map(|a| a.offender).collect();
         Ok(Self {
             store,
-            key,
+            keys: RwLock::new(keys::SigningKeys::new(key)),
             config,
             writer: tokio::sync::Mutex::new(()),
             memory: RwLock::new(Memory { index, tree, allow, list_version: 0 }),
@@ -569,9 +571,15 @@ impl Ledger {
         &self.store
     }
 
-    /// The signing key.
-    pub fn key(&self) -> &NodeKey {
-        &self.key
+    /// Switches every signer to `keys`. The checkpoint cache's lock is held across the switch,
+    /// so a checkpoint signed by the old key can never be cached after it; snapshot caches
+    /// key on the list version, which moves.
+    fn install_keys(&self, keys: keys::SigningKeys) {
+        let mut cache = self.checkpoint.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
+        *cache = None;
+        drop(cache);
+        self.memory.write().unwrap_or_else(std::sync::PoisonError::into_inner).list_version += 1;
     }
 
     /// The configuration.
@@ -1228,6 +1236,8 @@ impl Ledger {
     }
 
     fn checkpoint_at(&self, size: u64, root: Hash) -> Result<SignedCheckpoint> {
+        // The cache's lock is held while signing: a key switch (`install_keys`) waits for it,
+        // so what is cached is always signed by the current key.
         let mut cache = self.checkpoint.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(signed) = cache.as_ref()
             && signed.checkpoint().size == size
@@ -1235,7 +1245,7 @@ impl Ledger {
             return Ok(signed.clone());
         }
         let signed = Checkpoint::new(self.config.origin.clone(), size, root)
-            .sign(&self.config.key_name, self.key.signing_key())?;
+            .sign(&self.config.key_name, self.signing_key().signing_key())?;
         if cache.as_ref().is_none_or(|cached| cached.checkpoint().size < size) {
             *cache = Some(signed.clone());
         }

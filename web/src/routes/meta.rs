@@ -57,11 +57,15 @@ pub(crate) async fn openapi() -> Response {
 pub(crate) async fn well_known(State(state): State<AppState>) -> Json<Value> {
     let node: &NodeInfo = state.node();
     let mut document = serde_json::to_value(node).unwrap_or_default();
-    if let Some(keys) = document["keys"].as_array_mut() {
-        for (published, key) in keys.iter_mut().zip(&node.keys) {
+    let keys = state.ledger().published_keys();
+    document["keys"] = keys
+        .iter()
+        .map(|key| {
+            let mut published = serde_json::to_value(key).unwrap_or_default();
             published["fingerprint"] = json!(key.key.fingerprint());
-        }
-    }
+            published
+        })
+        .collect();
     Json(document)
 }
 

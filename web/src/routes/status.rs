@@ -23,7 +23,7 @@ pub(crate) async fn status(_operator: Operator<Admin>, State(state): State<AppSt
         "node": {
             "domain": node.domain,
             "component": node.component,
-            "key": node.keys.last().map(|k| json!({ "kid": k.kid, "fingerprint": k.key.fingerprint() })),
+            "key": ledger.published_keys().last().map(|k| json!({ "kid": k.kid, "fingerprint": k.key.fingerprint() })),
         },
         "xmpp": { "state": xmpp.state, "last_error": xmpp.last_error },
         "database": if database { "ok" } else { "unavailable" },
