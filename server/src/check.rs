@@ -67,7 +67,7 @@ pub async fn check(config: &Config, path: Option<&Path>) -> Vec<Checked> {
             let link = LinkConfig {
                 component: xmpp.component.clone(),
                 server,
-                secret,
+                secret: crate::xmpp::connection::ComponentSecret::new(secret),
                 server_domain: config.node.domain.clone(),
             };
             match check_handshake(&link).await {

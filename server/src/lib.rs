@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod init;
 pub mod keyfile;
+pub mod reload;
 pub mod rotation;
 pub mod status;
 pub mod verify;
@@ -30,7 +31,7 @@ use ostracon_store::ledger::Ledger;
 use ostracon_store::model::Scope;
 use ostracon_store::traits::TokenStore as _;
 use ostracon_web::auth::{hash_token, token_from_bytes};
-use ostracon_web::{AppState, NodeInfo, WebConfig};
+use ostracon_web::{AppState, NodeInfo};
 use tokio::net::TcpListener;
 
 use crate::config::{ADMIN_TOKEN_FILE, Config, Finding, Severity};
@@ -104,6 +105,18 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    serve_with_reload(config, None, env, admin_token, listener, shutdown).await
+}
+
+/// [`serve`], re-reading `config_path` on SIGHUP ([`reload`]).
+pub async fn serve_with_reload(
+    config: Config,
+    config_path: Option<PathBuf>,
+    env: Arc<dyn Environment>,
+    admin_token: Option<String>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
     let errors: Vec<Finding> = config.check(None).into_iter().filter(|f| f.severity == Severity::Error).collect();
     if !errors.is_empty() {
         return Err(ServerError::Refused(errors));
@@ -122,11 +135,7 @@ pub async fn serve(
         Ledger::open(store.clone(), key.key.clone(), config.ledger_config()?).await?.with_published_keys(published),
     );
     let node = NodeInfo { domain: domain.clone(), component: component.clone() };
-    let web = WebConfig {
-        rate_per_second: config.http.rate_per_second,
-        rate_burst: config.http.rate_burst,
-        trusted_proxies: config.http.trusted_proxies.clone(),
-    };
+    let web = reload::web_config(&config);
     let link_status = Arc::new(xmpp::connection::LinkStatus::default());
     let status_for_web = Arc::clone(&link_status);
     let traffic_for_web = Arc::clone(&link_status);
@@ -150,8 +159,11 @@ pub async fn serve(
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = vec![tokio::spawn(maintain(Arc::clone(&ledger), Arc::clone(&env), stop_rx.clone()))];
+    let mut component_secret = None;
     if let (Some(section), Some(component)) = (&config.xmpp, component) {
         let secret = config.xmpp_secret()?.ok_or_else(|| ServerError::Config("[xmpp] has no secret".to_owned()))?;
+        let secret = xmpp::connection::ComponentSecret::new(secret);
+        component_secret = Some(secret.clone());
         let server =
             section.server.parse().map_err(|_| ServerError::Config("[xmpp] server is not HOST:PORT".to_owned()))?;
         let link = xmpp::connection::LinkConfig {
@@ -198,6 +210,15 @@ pub async fn serve(
         tasks.push(tokio::spawn(Arc::clone(&node).run_link_resets(online, stop_rx.clone())));
         tasks.push(tokio::spawn(Arc::clone(&node).run_incoming(in_rx)));
         tasks.push(tokio::spawn(node.run_outbox(stop_rx.clone())));
+    }
+    if let Some(path) = config_path {
+        tasks.push(tokio::spawn(reload_on_hangup(
+            path,
+            config.clone(),
+            state.clone(),
+            component_secret,
+            stop_rx.clone(),
+        )));
     }
     let address = listener.local_addr().map_err(ServerError::Http)?;
     tracing::info!(%address, key_id = %key.key.key_id(), log_size = ledger.log_size(), "listening for HTTP");
@@ -250,6 +271,37 @@ fn key_rotation(
             rotated.map_err(|error| error.to_string())
         })
     })
+}
+
+/// Re-reads the configuration on every SIGHUP until told to stop.
+async fn reload_on_hangup(
+    path: PathBuf,
+    mut running: Config,
+    state: AppState,
+    secret: Option<xmpp::connection::ComponentSecret>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; reloading needs a restart");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hangups.recv() => {}
+            _ = stop.changed() => return,
+        }
+        match reload::reload(&path, &mut running, &state, secret.as_ref()) {
+            Ok(done) => {
+                tracing::info!(path = %path.display(), applied = ?done.applied, "configuration reloaded");
+                for setting in done.need_restart {
+                    tracing::warn!(setting, "changed in the configuration file; takes effect at the next restart");
+                }
+            }
+            Err(why) => {
+                tracing::warn!(path = %path.display(), %why, "configuration not reloaded; running on unchanged")
+            }
+        }
+    }
 }
 
 /// The process's soft limit on open files (Linux), read from `/proc/self/limits`.

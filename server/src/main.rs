@@ -13,7 +13,7 @@ use ostracon::config::{ADMIN_TOKEN_FILE, Config, Severity};
 use ostracon::error::ServerError;
 use ostracon::init::{InitOptions, init};
 use ostracon::verify::{VerifyOptions, verify};
-use ostracon::{SystemEnvironment, serve};
+use ostracon::{SystemEnvironment, serve_with_reload};
 use ostracon_protocol::incident::{Category, Status};
 use ostracon_store::model::{Decision, IncidentOrigin, ListKind, Verb};
 use reqwest::Method;
@@ -578,7 +578,7 @@ async fn run(command: Command) -> Result<ExitCode, ServerError> {
             let address = loaded.http.listen;
             let listener =
                 tokio::net::TcpListener::bind(address).await.map_err(|source| ServerError::Bind { address, source })?;
-            serve(loaded, env, admin_token, listener, shutdown_signal()).await?;
+            serve_with_reload(loaded, config, env, admin_token, listener, shutdown_signal()).await?;
         }
         Command::Config { command: ConfigCommand::Check { config } } => {
             let loaded = load_config(config.as_deref())?;

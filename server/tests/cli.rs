@@ -330,6 +330,38 @@ async fn the_binary_end_to_end() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("not an extension of the saved checkpoint"), "{stderr}");
+
+    // SIGHUP (systemctl reload): a new rate limit applies at once; a changed list policy is
+    // named as waiting for a restart; a broken file changes nothing.
+    let text = std::fs::read_to_string(&node.config).unwrap();
+    let limited = text
+        .replace("rate_per_second = 50", "rate_per_second = 1")
+        .replace("rate_burst = 200", "rate_burst = 1")
+        .replace("escalation_factor = 2", "escalation_factor = 3");
+    assert_ne!(limited, text, "the init config has the keys this test edits:\n{text}");
+    std::fs::write(&node.config, &limited).unwrap();
+    let process = node.process.as_ref().unwrap();
+    process.signal("HUP");
+    let reloaded = wait_until(|| process.output().contains("configuration reloaded"));
+    assert!(reloaded, "{}", process.output());
+    assert!(process.output().contains("setting=\"[lists]\""), "{}", process.output());
+    let statuses: Vec<u16> = (0..3).map(|_| node.get("/v1/log/checkpoint").0).collect();
+    assert!(statuses.contains(&429), "rate 1/s, burst 1: {statuses:?}");
+    std::fs::write(&node.config, "[http\n").unwrap();
+    process.signal("HUP");
+    assert!(wait_until(|| process.output().contains("configuration not reloaded")), "{}", process.output());
+}
+
+/// Polls `check` for up to 10 s.
+fn wait_until(check: impl Fn() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
 }
 
 fn base64_of(bytes: &[u8]) -> String {

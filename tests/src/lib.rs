@@ -98,6 +98,13 @@ impl Process {
         child.wait().ok()
     }
 
+    /// Sends `signal` (e.g. `HUP`) and leaves the process running.
+    pub fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status();
+        }
+    }
+
     /// What the process wrote so far.
     pub fn output(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

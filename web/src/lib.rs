@@ -146,7 +146,7 @@ async fn limit_and_count(State(state): State<AppState>, request: Request, next: 
     let client = state.client_address(peer, request.headers());
     let route =
         request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let response = match state.limiter().check(client, Instant::now()) {
+    let response = match state.http().limiter().check(client, Instant::now()) {
         Ok(()) => next.run(request).await,
         Err(retry_after) => ApiError::rate_limited(retry_after).into_response(),
     };

@@ -95,13 +95,35 @@ struct Inner {
     env: Arc<dyn Environment>,
     node: NodeInfo,
     key_rotation: Option<KeyRotation>,
-    limiter: RateLimiter,
-    trusted_proxies: Vec<ipnet::IpNet>,
+    /// Replaced whole by [`AppState::reload`] (SIGHUP): requests in flight keep the old one.
+    http: std::sync::RwLock<Arc<HttpPolicy>>,
     metrics: Metrics,
     snapshots: Mutex<HashMap<(ListKind, Format), Cached>>,
     /// One snapshot build at a time: a burst of clients after a change waits for one build
     /// instead of starting one each (CrowdSec's thundering herd, crowdsec#2450).
     build: tokio::sync::Mutex<()>,
+}
+
+/// The HTTP settings that change at run time: the rate limiter and the trusted proxies.
+pub struct HttpPolicy {
+    limiter: RateLimiter,
+    trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+impl From<&WebConfig> for HttpPolicy {
+    fn from(config: &WebConfig) -> Self {
+        Self {
+            limiter: RateLimiter::new(config.rate_per_second, config.rate_burst),
+            trusted_proxies: config.trusted_proxies.clone(),
+        }
+    }
+}
+
+impl HttpPolicy {
+    /// The per-client rate limiter.
+    pub fn limiter(&self) -> &RateLimiter {
+        &self.limiter
+    }
 }
 
 /// Shared state of the routes.
@@ -142,8 +164,7 @@ impl AppState {
             env,
             node,
             key_rotation: None,
-            limiter: RateLimiter::new(config.rate_per_second, config.rate_burst),
-            trusted_proxies: config.trusted_proxies.clone(),
+            http: std::sync::RwLock::new(Arc::new(HttpPolicy::from(config))),
             metrics: Metrics::default(),
             snapshots: Mutex::new(HashMap::new()),
             build: tokio::sync::Mutex::new(()),
@@ -168,7 +189,8 @@ impl AppState {
     /// proxy, the nearest address in `X-Forwarded-For` that is not one (each proxy appends
     /// the address it saw, so everything left of the first untrusted hop can be forged).
     pub fn client_address(&self, peer: std::net::IpAddr, headers: &axum::http::HeaderMap) -> std::net::IpAddr {
-        let trusted = |ip: &std::net::IpAddr| self.0.trusted_proxies.iter().any(|net| net.contains(&ip.to_canonical()));
+        let http = self.http();
+        let trusted = |ip: &std::net::IpAddr| http.trusted_proxies.iter().any(|net| net.contains(&ip.to_canonical()));
         if !trusted(&peer) {
             return peer;
         }
@@ -211,9 +233,14 @@ impl AppState {
         &self.0.node
     }
 
-    /// The per-client limiter.
-    pub fn limiter(&self) -> &RateLimiter {
-        &self.0.limiter
+    /// The HTTP settings in force now (rate limiter, trusted proxies).
+    pub fn http(&self) -> Arc<HttpPolicy> {
+        Arc::clone(&self.0.http.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Applies new rate limits and trusted proxies (a reload): clients start with full buckets.
+    pub fn reload(&self, config: &WebConfig) {
+        *self.0.http.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(HttpPolicy::from(config));
     }
 
     /// Request counters.

@@ -162,8 +162,8 @@ pub struct LinkConfig {
     pub component: String,
     /// The server's component listener.
     pub server: SocketAddr,
-    /// The shared secret (never logged).
-    pub secret: String,
+    /// The shared secret (never logged), re-read on SIGHUP.
+    pub secret: ComponentSecret,
     /// The server's domain, pinged to keep the link alive.
     pub server_domain: String,
 }
@@ -174,6 +174,31 @@ impl std::fmt::Debug for LinkConfig {
             .field("component", &self.component)
             .field("server", &self.server)
             .finish_non_exhaustive()
+    }
+}
+
+/// The component secret, shared by the link and the SIGHUP reload: a new secret is used from
+/// the next handshake on (an online link stays up; a failing one retries with it).
+#[derive(Clone, Default)]
+pub struct ComponentSecret(Arc<std::sync::RwLock<String>>);
+
+impl ComponentSecret {
+    /// Holds `secret`.
+    pub fn new(secret: String) -> Self {
+        Self(Arc::new(std::sync::RwLock::new(secret)))
+    }
+
+    /// The current secret.
+    pub fn get(&self) -> String {
+        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Replaces the secret; says whether it changed.
+    pub fn replace(&self, secret: String) -> bool {
+        let mut current = self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let changed = *current != secret;
+        *current = secret;
+        changed
     }
 }
 
@@ -270,7 +295,7 @@ async fn connect(
     write.write_all(opening.as_bytes()).await.map_err(ServerError::Stream)?;
     let mut reader = StanzaReader::with_gate(read, StanzaLimits::default(), gate(limits));
     let id = reader.read_header().await?;
-    let handshake = format!("<handshake>{}</handshake>", handshake_digest(&id, &config.secret));
+    let handshake = format!("<handshake>{}</handshake>", handshake_digest(&id, &config.secret.get()));
     write.write_all(handshake.as_bytes()).await.map_err(ServerError::Stream)?;
     match reader.next().await? {
         Inbound::Stanza(element) if element.name() == "handshake" && element.ns() == STANZA_NS => Ok((reader, write)),
