@@ -130,6 +130,16 @@ impl Node {
     }
 }
 
+/// The hashes of a proof answer.
+fn proof_hashes(proof: &Value) -> Vec<[u8; 32]> {
+    proof["hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| base64::engine::general_purpose::STANDARD.decode(h.as_str().unwrap()).unwrap().try_into().unwrap())
+        .collect()
+}
+
 fn assert_error(status: StatusCode, body: &Value, expected_status: StatusCode, code: &str) {
     assert_eq!(status, expected_status, "{body}");
     assert_eq!(body["error"]["code"], code, "{body}");
@@ -459,22 +469,12 @@ async fn the_log_is_verifiable_over_http() {
     assert_eq!(leaves.len() as u64, size);
     assert_eq!(entries["entries"][0]["record"]["event"], "incident-accepted");
     let (_, proof) = node.call("GET", &format!("/v1/log/proof/inclusion?index=3&size={size}"), None, None).await;
-    let hashes: Vec<[u8; 32]> = proof["hashes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| base64::engine::general_purpose::STANDARD.decode(h.as_str().unwrap()).unwrap().try_into().unwrap())
-        .collect();
+    let hashes = proof_hashes(&proof);
     verify_inclusion(&leaf_hash(&leaves[3]), 3, size, &hashes, &new.checkpoint().root).unwrap();
     let (_, proof) = node
         .call("GET", &format!("/v1/log/proof/consistency?old={}&new={size}", old.checkpoint().size), None, None)
         .await;
-    let hashes: Vec<[u8; 32]> = proof["hashes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| base64::engine::general_purpose::STANDARD.decode(h.as_str().unwrap()).unwrap().try_into().unwrap())
-        .collect();
+    let hashes = proof_hashes(&proof);
     verify_consistency(old.checkpoint().size, size, &old.checkpoint().root, &new.checkpoint().root, &hashes).unwrap();
 }
 
@@ -813,12 +813,7 @@ async fn a_public_reader_learns_no_allow_note_and_an_erased_opening_keeps_every_
     let new = SignedCheckpoint::parse(&new_text).unwrap().checkpoint().clone();
     let (_, proof) =
         node.call("GET", &format!("/v1/log/proof/consistency?old={}&new={}", old.size, new.size), None, None).await;
-    let hashes: Vec<[u8; 32]> = proof["hashes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| base64::engine::general_purpose::STANDARD.decode(h.as_str().unwrap()).unwrap().try_into().unwrap())
-        .collect();
+    let hashes = proof_hashes(&proof);
     verify_consistency(old.size, new.size, &old.root, &new.root, &hashes).unwrap();
 }
 
