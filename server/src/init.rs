@@ -1,8 +1,12 @@
 //! `ostracon init`: a data directory with a configuration file, a signing key, a database and
 //! an admin token (printed once, written to `admin.token` with mode 0600, stored hashed).
 //!
-//! Everything is made in a hidden staging directory beside the target and renamed into place
-//! at the end, so a failed `init` leaves nothing behind and can simply be run again.
+//! Everything is made in a hidden staging directory and moved into place at the end, so a
+//! failed `init` leaves nothing behind and can simply be run again. A new data directory is
+//! staged beside the target and renamed in one step; an existing empty one (the package's
+//! `/var/lib/ostracon`, whose parent the service user cannot write) is staged inside and
+//! filled file by file, the configuration last, since a node is a directory with a
+//! configuration.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -139,28 +143,61 @@ fn absolute(path: &Path) -> std::io::Result<PathBuf> {
     Ok(std::fs::canonicalize(parent)?.join(name))
 }
 
-/// A hidden directory beside the target, removed unless committed.
+/// A hidden staging directory, removed unless committed.
 struct Staging {
     path: PathBuf,
+    /// Staged inside an existing empty target rather than beside a new one.
+    inside: bool,
     committed: bool,
 }
 
 impl Staging {
     fn create(target: &Path, env: &dyn Environment) -> Result<Self, ServerError> {
-        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let suffix = hex::encode(&env.random_bytes()[..4]);
-        let path = target.with_file_name(format!(".{name}.init-{suffix}"));
+        let inside = target.is_dir();
+        let path = if inside {
+            target.join(format!(".init-{suffix}"))
+        } else {
+            let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            target.with_file_name(format!(".{name}.init-{suffix}"))
+        };
         let io = |source| ServerError::Io { path: path.clone(), source };
         std::fs::create_dir(&path).map_err(io)?;
-        let staging = Self { path, committed: false };
+        let staging = Self { path, inside, committed: false };
         std::fs::set_permissions(&staging.path, std::fs::Permissions::from_mode(0o700))
             .map_err(|source| ServerError::Io { path: staging.path.clone(), source })?;
         Ok(staging)
     }
 
-    /// Renames the staging directory to `target` (replacing it if it is an empty directory).
+    /// Moves the staged node into `target`: one rename of the directory, or (staged inside)
+    /// one rename per file with the configuration last, each put back if a later one fails.
     fn commit(mut self, target: &Path) -> Result<(), ServerError> {
-        std::fs::rename(&self.path, target).map_err(|source| ServerError::Io { path: target.to_path_buf(), source })?;
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ServerError::Io { path, source }
+        };
+        if !self.inside {
+            std::fs::rename(&self.path, target).map_err(io(target))?;
+            self.committed = true;
+            return Ok(());
+        }
+        let mut names: Vec<_> = std::fs::read_dir(&self.path)
+            .map_err(io(&self.path))?
+            .map(|entry| entry.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .map_err(io(&self.path))?;
+        names.sort_by_key(|name| name == CONFIG_FILE);
+        let mut moved = Vec::new();
+        for name in &names {
+            if let Err(source) = std::fs::rename(self.path.join(name), target.join(name)) {
+                for back in moved.iter().rev() {
+                    let _ = std::fs::rename(target.join(back), self.path.join(back));
+                }
+                return Err(ServerError::Io { path: target.join(name), source });
+            }
+            moved.push(name.clone());
+        }
+        let _ = std::fs::remove_dir(&self.path);
         self.committed = true;
         Ok(())
     }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod init;
 pub mod keyfile;
+pub mod output;
 pub mod reload;
 pub mod rotation;
 pub mod status;
@@ -148,7 +149,19 @@ pub async fn serve_with_reload(
             state: status_for_web.as_str(),
             last_error: status_for_web.last_error(),
         }),
-        Arc::new(move || traffic_for_web.counters()),
+        Arc::new(move || ostracon_web::Traffic {
+            counters: traffic_for_web.counters(),
+            peers: traffic_for_web
+                .peer_tallies()
+                .into_iter()
+                .map(|(peer, [delivered, failed, refused])| ostracon_web::PeerTraffic {
+                    peer,
+                    delivered,
+                    failed,
+                    refused,
+                })
+                .collect(),
+        }),
     )
     .with_key_rotation(key_rotation(
         Arc::clone(&ledger),

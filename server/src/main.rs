@@ -12,6 +12,7 @@ use ostracon::client::{ApiClient, encode};
 use ostracon::config::{ADMIN_TOKEN_FILE, Config, Severity};
 use ostracon::error::ServerError;
 use ostracon::init::{InitOptions, init};
+use ostracon::output::{self, Format, View};
 use ostracon::verify::{VerifyOptions, verify};
 use ostracon::{SystemEnvironment, serve_with_reload};
 use ostracon_protocol::incident::{Category, Status};
@@ -80,9 +81,36 @@ enum Command {
     /// How the node is doing: the XMPP link and why it is down, each peer's deliveries, the
     /// brake, the lists. A table on a terminal, JSON otherwise (or with -o).
     Status {
-        /// Output format (default: text on a terminal, json otherwise).
-        #[arg(long, short = 'o', value_parser = PossibleValuesParser::new(["text", "json"]))]
-        output: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Offenders with accepted evidence short of a quorum: who reported them, the weights,
+    /// the threshold (a lookup by an admin shows the same for one value).
+    Candidates {
+        /// At most this many (1 to 100).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Where the page starts (the `more: --offset` of the previous page).
+        #[arg(long, default_value_t = 0)]
+        offset: u32,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// What we queued for peers, newest first: reports, requests, presences, key fetches;
+    /// each with its attempts, next try and last error.
+    Outbox {
+        /// Only this peer's (its component JID).
+        #[arg(long, value_name = "JID")]
+        peer: Option<String>,
+        /// Only items in this state.
+        #[arg(long, value_parser = PossibleValuesParser::new(["pending", "delivered", "failed", "cancelled"]))]
+        state: Option<String>,
+        /// Only items older than this id (the `more: --before` of the previous page).
+        #[arg(long, value_name = "ID")]
+        before: Option<i64>,
+        /// At most this many (1 to 500).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -117,7 +145,8 @@ enum Command {
     },
     /// Is an IP, CIDR, JID or domain listed, and why?
     Lookup {
-        /// `ip`, `cidr`, `jid` or `domain`.
+        /// What the value is.
+        #[arg(value_parser = PossibleValuesParser::new(["ip", "cidr", "jid", "domain"]))]
         kind: String,
         /// The value.
         value: String,
@@ -149,8 +178,8 @@ enum Command {
         /// Saved checkpoint: checked for consistency if present, replaced on success.
         #[arg(long)]
         checkpoint: Option<PathBuf>,
-        /// Which list: ip, jid or domain.
-        #[arg(long, default_value = "ip")]
+        /// Which list.
+        #[arg(long, default_value = "ip", value_parser = PossibleValuesParser::new(["ip", "jid", "domain"]))]
         kind: String,
         /// Pinned public key (base64); default: the key the node publishes.
         #[arg(long)]
@@ -201,9 +230,12 @@ enum ConfigCommand {
     },
 }
 
-/// Where the node's API is and how to authenticate.
+/// Where the node's API is, how to authenticate, and how to print the answer.
 #[derive(Args)]
 struct ApiArgs {
+    /// Output: text (tables) or json (the API's answer). Default: text on a terminal, json otherwise.
+    #[arg(long, short = 'o', global = true, value_parser = PossibleValuesParser::new(["text", "json"]))]
+    output: Option<String>,
     /// Node API base URL (default: from the configuration, else http://127.0.0.1:8080).
     #[arg(long, env = "OSTRACON_URL", global = true)]
     url: Option<String>,
@@ -268,12 +300,25 @@ enum IncidentCommand {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
-    /// Show one incident.
-    Show { id: String },
-    /// Retract a local incident.
-    Retract { id: String },
+    /// Show one incident: its offenders, what it does to our lists now, its log leaves.
+    Show {
+        /// The incident id (`incident list` shows them).
+        id: String,
+    },
+    /// Retract a local incident: its listings lose this reason, buddies get the retraction.
+    Retract {
+        /// The incident id.
+        id: String,
+    },
+    /// Accept a report waiting for you (decision `pending`: a user's XEP-0377 report relayed by
+    /// a buddy, or an unsigned XEP-0268 report): its offenders are listed.
+    Accept {
+        /// The incident id (`incident list --decision pending` shows them).
+        id: String,
+    },
     /// Ask the offender's home server to act on a local report (XEP-0268 request).
     Request {
+        /// The local incident's id.
         id: String,
         /// The home server's Ostracon component JID.
         #[arg(long)]
@@ -281,7 +326,9 @@ enum IncidentCommand {
     },
     /// Ask a peer for its report about an incident id (XEP-0268 inquiry).
     Inquire {
+        /// The incident id to ask about.
         id: String,
+        /// The peer's component JID.
         #[arg(long)]
         to: String,
     },
@@ -295,6 +342,7 @@ enum IncidentCommand {
         /// What you did, e.g. block-host or disable-account.
         #[arg(long, default_value = "block-host")]
         action: String,
+        /// A note for the requester.
         #[arg(long, default_value = "")]
         note: String,
         /// Listing time in seconds.
@@ -350,7 +398,7 @@ enum ReputationCommand {
     /// Stored scores, worst (default) or best first.
     List {
         /// worst or best.
-        #[arg(long, default_value = "worst")]
+        #[arg(long, default_value = "worst", value_parser = PossibleValuesParser::new(["worst", "best"]))]
         order: String,
         /// Page size (1-500).
         #[arg(long, default_value_t = 50)]
@@ -361,6 +409,7 @@ enum ReputationCommand {
     },
     /// Fix a domain's score (its consequences apply at once; an audit leaf records it).
     Override {
+        /// The domain.
         domain: String,
         /// The score in [-100, 100].
         #[arg(allow_negative_numbers = true)]
@@ -370,7 +419,10 @@ enum ReputationCommand {
         note: String,
     },
     /// Remove a fixed score; the computed one applies again.
-    Clear { domain: String },
+    Clear {
+        /// The domain.
+        domain: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -390,13 +442,15 @@ enum PeersCommand {
         /// The peer's component JID, e.g. incidents.example.net
         jid: String,
         /// observe, accept or auto-apply.
-        #[arg(long, default_value = "accept")]
+        #[arg(long, default_value = "accept", value_parser = PossibleValuesParser::new(["observe", "accept", "auto-apply"]))]
         trust: String,
     },
     /// Approve a node that asked us (pins the key fingerprints shown by `peers list`).
     Approve {
+        /// The peer's component JID.
         jid: String,
-        #[arg(long, default_value = "accept")]
+        /// observe, accept or auto-apply.
+        #[arg(long, default_value = "accept", value_parser = PossibleValuesParser::new(["observe", "accept", "auto-apply"]))]
         trust: String,
     },
     /// Change a peer's trust level (re-weighs what its reports contributed).
@@ -412,8 +466,18 @@ enum PeersCommand {
         /// The peer's component JID.
         jid: String,
     },
-    /// List peers with their state, trust and key fingerprints.
+    /// List peers with their state, trust, deliveries and key fingerprints.
     List,
+    /// The buddies' latest answers about a server's reputation (XEP-0275 style scores).
+    Scores {
+        /// The server asked about (a domain).
+        subject: String,
+    },
+    /// Ask every buddy for its score of a server; `peers scores` shows the answers.
+    AskScores {
+        /// The server to ask about (a domain).
+        subject: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -427,11 +491,13 @@ enum HeldCommand {
     /// Apply them (up to 1,000 at a time): listings with the weight they would have had,
     /// retractions in full.
     Release {
+        /// Only this peer's (its component JID).
         #[arg(long)]
         peer: Option<String>,
     },
     /// Drop them (up to 1,000 at a time), with a log leaf per incident.
     Discard {
+        /// Only this peer's (its component JID).
         #[arg(long)]
         peer: Option<String>,
     },
@@ -479,7 +545,10 @@ enum TokenCommand {
     /// List tokens.
     List,
     /// Revoke a token.
-    Revoke { name: String },
+    Revoke {
+        /// The token's name.
+        name: String,
+    },
 }
 
 fn load_config(path: Option<&Path>) -> Result<Config, ServerError> {
@@ -501,10 +570,10 @@ impl ApiArgs {
         };
         ApiClient::new(&url, token)
     }
-}
 
-fn print(value: &Value) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+    fn format(&self) -> Format {
+        Format::choose(self.output.as_deref())
+    }
 }
 
 #[tokio::main]
@@ -598,6 +667,7 @@ async fn run(command: Command) -> Result<ExitCode, ServerError> {
         }
         Command::Incident { command, api } => {
             let client = api.client()?;
+            let view = if matches!(command, IncidentCommand::List { .. }) { output::INCIDENTS } else { View::Fields };
             let value = match command {
                 IncidentCommand::Submit { offenders, category, severity, description, action, ttl, share } => {
                     let mut body = json!({ "offenders": offenders, "category": category, "severity": severity,
@@ -634,6 +704,9 @@ async fn run(command: Command) -> Result<ExitCode, ServerError> {
                 IncidentCommand::Retract { id } => {
                     client.json(Method::POST, &format!("/v1/incidents/{}/retract", encode(&id)), None).await?
                 }
+                IncidentCommand::Accept { id } => {
+                    client.json(Method::POST, &format!("/v1/incidents/{}/accept", encode(&id)), None).await?
+                }
                 IncidentCommand::Request { id, to } => {
                     let path = format!("/v1/incidents/{}/request", encode(&id));
                     client.json(Method::POST, &path, Some(&json!({ "to": to }))).await?
@@ -650,10 +723,11 @@ async fn run(command: Command) -> Result<ExitCode, ServerError> {
                     client.json(Method::POST, &format!("/v1/incidents/{}/respond", encode(&id)), Some(&body)).await?
                 }
             };
-            print(&value);
+            output::print(&value, api.format(), view);
         }
         Command::Allow { command, api } => {
             let client = api.client()?;
+            let view = if matches!(command, AllowCommand::List) { output::ALLOW } else { View::Fields };
             let value = match command {
                 AllowCommand::Add { value, note } => {
                     client.json(Method::POST, "/v1/allow", Some(&json!({ "value": value, "note": note }))).await?
@@ -661,10 +735,11 @@ async fn run(command: Command) -> Result<ExitCode, ServerError> {
                 AllowCommand::Remove { value } => remove_entry(&client, "allow", &value).await?,
                 AllowCommand::List => client.json(Method::GET, "/v1/allow", None).await?,
             };
-            print(&value);
+            output::print(&value, api.format(), view);
         }
         Command::Deny { command, api } => {
             let client = api.client()?;
+            let view = if matches!(command, DenyCommand::List) { output::DENY } else { View::Fields };
             let value = match command {
                 DenyCommand::Add { value, action, ttl } => {
                     let mut body = json!({ "value": value, "action": action });
@@ -676,7 +751,7 @@ async fn run(command: Command) -> Result<ExitCode, ServerError> {
                 DenyCommand::Remove { value } => remove_entry(&client, "deny", &value).await?,
                 DenyCommand::List => client.json(Method::GET, "/v1/deny", None).await?,
             };
-            print(&value);
+            output::print(&value, api.format(), view);
         }
         Command::Key { command: KeyCommand::Show, config } => {
             let loaded = load_config(config.as_deref())?;
@@ -702,7 +777,7 @@ async fn run(command: Command) -> Result<ExitCode, ServerError> {
                 Ok(rotated) => rotated,
                 // The node runs: it rotates its own key, so it signs with the new one at once.
                 Err(ServerError::DataDirInUse { .. }) => {
-                    let api = ApiArgs { url: None, token: None, config: config.clone() };
+                    let api = ApiArgs { output: None, url: None, token: None, config: config.clone() };
                     let answer = api.client()?.json(Method::POST, "/v1/key/rotate", None).await?;
                     serde_json::from_value(answer)
                         .map_err(|e| ServerError::Client(format!("POST /v1/key/rotate: {e}")))?
@@ -728,18 +803,29 @@ async fn run(command: Command) -> Result<ExitCode, ServerError> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Command::Status { output, api } => {
+        Command::Status { api } => {
             let value = api.client()?.json(Method::GET, "/v1/status", None).await?;
-            use std::io::IsTerminal as _;
-            let text = output.map_or_else(|| std::io::stdout().is_terminal(), |o| o == "text");
-            if text {
-                print!("{}", ostracon::status::render(&value));
-            } else {
-                print(&value);
+            match api.format() {
+                Format::Text => print!("{}", ostracon::status::render(&value)),
+                Format::Json => output::print(&value, Format::Json, View::Fields),
             }
+        }
+        Command::Candidates { limit, offset, api } => {
+            let path = format!("/v1/candidates?limit={limit}&offset={offset}");
+            output::print(&api.client()?.json(Method::GET, &path, None).await?, api.format(), output::CANDIDATES);
+        }
+        Command::Outbox { peer, state, before, limit, api } => {
+            let mut path = format!("/v1/outbox?limit={limit}");
+            for (name, value) in [("peer", peer), ("state", state), ("before", before.map(|id| id.to_string()))] {
+                if let Some(value) = value {
+                    path.push_str(&format!("&{name}={}", encode(&value)));
+                }
+            }
+            output::print(&api.client()?.json(Method::GET, &path, None).await?, api.format(), output::OUTBOX);
         }
         Command::Log { command, api } => {
             let client = api.client()?;
+            let view = if matches!(command, LogCommand::Show { .. }) { output::LOG } else { View::Fields };
             let value = match command {
                 LogCommand::Show { start, count } => {
                     let start = match start {
@@ -758,10 +844,11 @@ async fn run(command: Command) -> Result<ExitCode, ServerError> {
                     client.json(Method::DELETE, &format!("/v1/log/openings/{index}"), None).await?
                 }
             };
-            print(&value);
+            output::print(&value, api.format(), view);
         }
         Command::Held { command, api } => {
             let client = api.client()?;
+            let view = if matches!(command, HeldCommand::List { .. }) { output::HELD } else { View::Fields };
             let value = match command {
                 HeldCommand::List { peer } => {
                     let path = match peer {
@@ -777,10 +864,15 @@ async fn run(command: Command) -> Result<ExitCode, ServerError> {
                     client.json(Method::POST, "/v1/held/discard", Some(&json!({ "peer": peer }))).await?
                 }
             };
-            print(&value);
+            output::print(&value, api.format(), view);
         }
         Command::Peers { command, api } => {
             let client = api.client()?;
+            let view = match command {
+                PeersCommand::List => output::PEERS,
+                PeersCommand::Scores { .. } => output::PEER_SCORES,
+                _ => View::Fields,
+            };
             let value = match command {
                 PeersCommand::Add { jid, trust } => {
                     client.json(Method::POST, "/v1/peers", Some(&json!({ "jid": jid, "trust": trust }))).await?
@@ -798,11 +890,18 @@ async fn run(command: Command) -> Result<ExitCode, ServerError> {
                     json!({ "revoked": jid, "cancelled": "everything still queued for it" })
                 }
                 PeersCommand::List => client.json(Method::GET, "/v1/peers", None).await?,
+                PeersCommand::Scores { subject } => {
+                    client.json(Method::GET, &format!("/v1/peers/scores?subject={}", encode(&subject)), None).await?
+                }
+                PeersCommand::AskScores { subject } => {
+                    client.json(Method::POST, "/v1/peers/scores/ask", Some(&json!({ "subject": subject }))).await?
+                }
             };
-            print(&value);
+            output::print(&value, api.format(), view);
         }
         Command::Token { command, api } => {
             let client = api.client()?;
+            let view = if matches!(command, TokenCommand::List) { output::TOKENS } else { View::Fields };
             let value = match command {
                 TokenCommand::Create { name, scope } => {
                     client.json(Method::POST, "/v1/tokens", Some(&json!({ "name": name, "scope": scope }))).await?
@@ -813,14 +912,17 @@ async fn run(command: Command) -> Result<ExitCode, ServerError> {
                     json!({ "revoked": name })
                 }
             };
-            print(&value);
+            output::print(&value, api.format(), view);
         }
         Command::Lookup { kind, value, api } => {
             let client = api.client()?;
-            print(&client.json(Method::GET, &format!("/v1/lookup/{}/{}", encode(&kind), value), None).await?);
+            let answer = client.json(Method::GET, &format!("/v1/lookup/{}/{}", encode(&kind), value), None).await?;
+            output::print(&answer, api.format(), View::Fields);
         }
         Command::Reputation { domain, command, api } => {
             let client = api.client()?;
+            let view =
+                if matches!(command, Some(ReputationCommand::List { .. })) { output::REPUTATION } else { View::Fields };
             let value = match (domain, command) {
                 (Some(domain), _) => {
                     client.json(Method::GET, &format!("/v1/reputation/{}", encode(&domain)), None).await?
@@ -842,11 +944,11 @@ async fn run(command: Command) -> Result<ExitCode, ServerError> {
                     ));
                 }
             };
-            print(&value);
+            output::print(&value, api.format(), view);
         }
         Command::Policy { command: PolicyCommand::DryRun { threshold }, api } => {
             let path = format!("/v1/policy/dry-run?threshold={threshold}");
-            print(&api.client()?.json(Method::GET, &path, None).await?);
+            output::print(&api.client()?.json(Method::GET, &path, None).await?, api.format(), View::Fields);
         }
         Command::Verify { url, checkpoint, kind, key, max_leaves } => {
             let list = match kind.as_str() {

@@ -422,7 +422,8 @@ async fn reputation_and_policy_verbs() {
     // The dry run: our own reports (weight 1.0) would not list at a threshold of 2.
     let run = node.cli(&["policy", "dry-run", "--threshold", "2"]);
     assert_eq!(run["would_delist"].as_array().unwrap().len(), 3, "{run}");
-    assert_eq!(run["threshold_now_milli"], 1000);
+    assert_eq!((&run["threshold_now"], &run["threshold"]), (&json!(1.0), &json!(2.0)), "one unit for weights: {run}");
+    assert_eq!(run["would_delist"][0]["total_weight"], 1.0, "{run}");
     assert_eq!(node.cli(&["lookup", "jid", "a@spam.example"])["listed"], true, "a dry run changes nothing");
 }
 
@@ -445,8 +446,9 @@ fn the_shipped_binary_depends_only_on_product_crates() {
     }
 }
 
-/// `init` stages everything beside the target and renames it into place: a failure leaves
-/// nothing, a retry works, and the component secret can come from a file.
+/// `init` stages everything and moves it into place: a failure leaves nothing (beside a new
+/// directory or inside an existing empty one), a retry works, and the component secret can
+/// come from a file.
 #[test]
 fn a_failed_init_leaves_nothing_and_the_retry_works() {
     let dir = TempDir::new("init");
@@ -466,9 +468,23 @@ fn a_failed_init_leaves_nothing_and_the_retry_works() {
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(left.is_empty(), "a failed init left {left:?}");
 
+    // An empty directory, as the Debian package makes it, is staged inside and filled.
+    std::fs::create_dir(&data).unwrap();
+    let failed_inside = run(&[
+        "init",
+        "--data",
+        data_arg,
+        "--domain",
+        "ops.example",
+        "--database",
+        "postgres://postgres@127.0.0.1:1/none",
+    ]);
+    assert!(!failed_inside.status.success());
+    let left: Vec<_> = std::fs::read_dir(&data).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "a failed init left {left:?} in the existing directory");
+
     let secret = dir.path().join("secret.txt");
     std::fs::write(&secret, "a-component-secret-from-a-file\n").unwrap();
-    std::fs::create_dir(&data).unwrap(); // an empty directory, as a package makes it, is filled
     let made = ok(&[
         "init",
         "--data",
@@ -488,6 +504,12 @@ fn a_failed_init_leaves_nothing_and_the_retry_works() {
     let config = std::fs::read_to_string(data.join("ostracon.toml")).unwrap();
     assert!(config.contains(&data.join("component.secret").display().to_string()), "final paths: {config}");
     assert!(!config.contains(".init-"), "no staging path in the configuration: {config}");
+    let staged: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with('.'))
+        .collect();
+    assert!(staged.is_empty(), "staging left behind: {staged:?}");
     assert!(
         ok(&["config", "check", "--config", data.join("ostracon.toml").to_str().unwrap()]).contains("configuration ok")
     );
@@ -495,4 +517,58 @@ fn a_failed_init_leaves_nothing_and_the_retry_works() {
     let again = run(&["init", "--data", data_arg, "--domain", "ops.example"]);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a node"), "{again:?}");
+}
+
+/// Every listing verb prints a table for people (`-o text`, the default on a terminal) and
+/// the API's JSON for scripts (the default when piped), from the same answer.
+#[test]
+fn people_get_tables_and_scripts_get_json() {
+    let mut node = Node::init("cli-output");
+    // A threshold of two full reporters: the operator's own report waits for a quorum.
+    let config = std::fs::read_to_string(&node.config).unwrap();
+    std::fs::write(&node.config, config.replace("listing_threshold = 1.0", "listing_threshold = 2.0")).unwrap();
+    node.start();
+    let text = |args: &[&str]| {
+        let url = node.url();
+        let mut full = args.to_vec();
+        full.extend(["-o", "text", "--url", &url, "--token", TOKEN]);
+        ok(&full)
+    };
+    let submitted =
+        node.cli(&["incident", "submit", "--offender", "192.0.2.7", "--category", "spam", "--severity", "high"]);
+    let id = submitted["id"].as_str().unwrap().to_owned();
+    assert!(submitted["refused"][0]["why"].as_str().unwrap().contains("awaiting a quorum"), "{submitted}");
+
+    // What awaits a quorum: the weights in the one unit every route uses.
+    let candidates = node.cli(&["candidates"]);
+    assert_eq!((&candidates["total"], &candidates["candidates"][0]["why"]["threshold"]), (&json!(1), &json!(2.0)));
+    let table = text(&["candidates"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["VALUE", "KIND", "WEIGHT", "THRESHOLD", "REPORTERS"]);
+    assert_eq!(lines[1].split_whitespace().collect::<Vec<_>>(), ["192.0.2.7", "ip", "1.0", "2.0", "ops.example=1.0"]);
+
+    // The incident table keeps the id whole (it is what the next command takes).
+    let table = text(&["incident", "list"]);
+    let row = table.lines().nth(1).unwrap();
+    assert!(row.contains(&id) && row.contains("192.0.2.7") && row.contains("spam"), "{table}");
+    assert_eq!(node.cli(&["incident", "list"])["incidents"][0]["id"], json!(id), "piped, it is JSON");
+
+    // The log table opens sealed leaves for the operator and marks them.
+    node.cli(&["allow", "add", "198.51.100.0/24", "--note", "office range"]);
+    let log = text(&["log", "show"]);
+    let allow = log.lines().find(|l| l.contains("allow-added")).unwrap_or_default();
+    assert!(allow.contains("198.51.100.0/24") && allow.contains("yes") && allow.contains("office range"), "{log}");
+    assert!(text(&["allow", "list"]).lines().nth(1).is_some_and(|l| l.starts_with("198.51.100.0/24")));
+
+    // One thing reads as indented fields; nothing reads as a sentence, not as `null`.
+    let lookup = text(&["lookup", "ip", "192.0.2.7"]);
+    assert!(lookup.contains("\nlisted      no\n") && lookup.contains("\n  threshold     2.0\n"), "{lookup}");
+    assert_eq!(text(&["peers", "list"]), "no peers (ostracon peers add JID)\n");
+    assert_eq!(text(&["outbox"]), "the outbox is empty\n");
+
+    // A bad value names the valid ones; a missing peer says so.
+    let bad = run(&["incident", "list", "--status", "lost", "--url", &node.url(), "--token", TOKEN]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("[possible values: new, updated, resolved, retracted]"), "{bad:?}");
+    let missing = run(&["peers", "revoke", "incidents.nobody.example", "--url", &node.url(), "--token", TOKEN]);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"), "{missing:?}");
 }

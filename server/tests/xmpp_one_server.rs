@@ -78,6 +78,33 @@ async fn buddies_exchange_signed_reports_through_prosody() {
     let (_, jids) = (0, beta.get("/v1/lookup/jid/flooder@spam.example").await);
     assert_eq!(jids["listed"], true);
 
+    // Alpha's outbox shows the report as delivered to beta, in both of the CLI's forms, and
+    // /metrics counts beta's confirmations, with nothing waiting.
+    let outbox = alpha
+        .wait_for("the report's delivery recorded", "/v1/outbox?peer=incidents.beta.test&state=delivered", |o| {
+            o["outbox"].as_array().is_some_and(|items| items.iter().any(|i| i["kind"] == "report"))
+        })
+        .await;
+    let report = outbox["outbox"].as_array().unwrap().iter().find(|i| i["kind"] == "report").unwrap();
+    assert_eq!(report["about"], json!(id), "{report}");
+    assert!(report["attempts"].as_u64().is_some_and(|n| n >= 1), "a delivery is an attempt: {report}");
+    let listed: Value = serde_json::from_str(&common::cli(
+        &alpha.url,
+        &["outbox", "--peer", "incidents.beta.test", "--state", "delivered", "-o", "json"],
+    ))
+    .unwrap();
+    assert_eq!(listed["outbox"], outbox["outbox"], "the CLI's JSON is the API's answer");
+    let table = common::cli(&alpha.url, &["outbox", "--peer", "incidents.beta.test", "-o", "text"]);
+    assert!(table.starts_with("ID  PEER") && table.contains("NEXT TRY"), "{table}");
+    assert!(table.lines().any(|l| l.contains("report") && l.contains("delivered")), "{table}");
+    let metrics = common::metrics(&alpha.url, true).await;
+    let delivered = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ostracon_peer_deliveries_total{peer=\"incidents.beta.test\"} "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(delivered.is_some_and(|n| n >= 1), "{metrics}");
+    assert!(metrics.contains("ostracon_peer_outbox_pending{peer=\"incidents.beta.test\"} 0"), "{metrics}");
+
     // A report queued while beta is down is delivered once it is back.
     beta.stop().await;
     let (status, created) = alpha
@@ -251,6 +278,17 @@ async fn forged_unknown_replayed_and_stranger_reports_are_refused_with_their_con
     let answer = delta.iq(to, "get", score).await;
     assert_eq!(answer.1.as_deref(), Some("forbidden"), "XEP-0275 answers only buddies");
 
+    // /metrics counts the buddy's refusals by name, for an admin only; a stranger's are only
+    // in the link-wide counter (its name would be a label anyone could mint).
+    let metrics = common::metrics(&beta.url, true).await;
+    let refused = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ostracon_peer_refusals_total{peer=\"incidents.gamma.test\"} "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(refused.is_some_and(|n| n >= 6), "gamma's six refusals: {refused:?}\n{metrics}");
+    assert!(!metrics.contains("peer=\"incidents.delta.test\""), "{metrics}");
+    assert!(!common::metrics(&beta.url, false).await.contains("ostracon_peer_"), "per-peer numbers are not public");
+
     // Disco and keys answer anyone.
     let disco: minidom::Element = "<query xmlns='http://jabber.org/protocol/disco#info'/>".parse().unwrap();
     assert_eq!(delta.iq(to, "get", disco).await.0, "result");
@@ -287,8 +325,21 @@ async fn forged_unknown_replayed_and_stranger_reports_are_refused_with_their_con
         "nothing is listed before the operator"
     );
     let id = candidates[0]["id"].as_str().unwrap();
-    let (status, body) = beta.call(reqwest::Method::POST, &format!("/v1/incidents/{id}/accept"), None).await;
-    assert_eq!(status, 200, "{body}");
+    // The operator sees it waiting in the CLI's table, and accepts it there.
+    let waiting = common::cli(&beta.url, &["incident", "list", "--decision", "pending", "-o", "text"]);
+    let header = waiting.lines().next().unwrap_or_default();
+    assert!(header.starts_with("SEQ") && header.contains("DECISION") && header.contains("OFFENDERS"), "{waiting}");
+    assert!(
+        waiting.lines().any(|l| l.contains(id) && l.contains("pending") && l.contains("troll@beta.test")),
+        "{waiting}"
+    );
+    let accepted: Value =
+        serde_json::from_str(&common::cli(&beta.url, &["incident", "accept", id, "-o", "json"])).unwrap();
+    assert_eq!(
+        (&accepted["decision"], &accepted["listed"]),
+        (&json!("accepted"), &json!(["troll@beta.test"])),
+        "{accepted}"
+    );
     assert_eq!(beta.get("/v1/lookup/jid/troll@beta.test").await["listed"], true);
     assert_eq!(delta.iq(to, "get", ostracon_protocol::xml::keys::keys_query()).await.0, "result");
     // Nothing refused was listed.

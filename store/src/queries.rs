@@ -189,6 +189,54 @@ impl Store {
         Ok(delivery)
     }
 
+    /// The outbox as the operator reads it: newest first, one peer's or one state's if asked,
+    /// paged by id (`before`: the last id of the previous page). `limit` is capped at 500.
+    pub async fn outbox_items(
+        &self,
+        peer: Option<&str>,
+        state: Option<&str>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<OutboxItem>> {
+        let rows = sqlx::query(
+            "SELECT id, peer, kind, reference, payload, created_at, next_attempt_at, attempts, state, last_error \
+             FROM outbox WHERE ($1 IS NULL OR peer = $1) AND ($2 IS NULL OR state = $2) AND id < $3 \
+             ORDER BY id DESC LIMIT $4",
+        )
+        .bind(peer)
+        .bind(state)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(i64::from(limit.min(500)))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(outbox_from_row).collect()
+    }
+
+    /// Offenders with accepted evidence that has not (yet) made a quorum, the most recently
+    /// contributed to first, with how many there are in all. `limit` is capped at 100.
+    pub async fn candidates(&self, limit: u32, offset: u32) -> Result<(u64, Vec<(Offender, Vec<EntryReason>)>)> {
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT kind, value FROM candidate_reasons GROUP BY kind, value) AS waiting",
+        )
+        .fetch_one(self.pool())
+        .await?;
+        let rows = sqlx::query(
+            "SELECT kind, value, MAX(added_at) AS latest FROM candidate_reasons GROUP BY kind, value \
+             ORDER BY latest DESC, kind, value LIMIT $1 OFFSET $2",
+        )
+        .bind(i64::from(limit.min(100)))
+        .bind(i64::from(offset))
+        .fetch_all(self.pool())
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let offender = offender_from_row(&row.try_get::<String, _>("kind")?, &row.try_get::<String, _>("value")?)?;
+            let reasons = self.candidate_reasons(&offender).await?;
+            out.push((offender, reasons));
+        }
+        Ok((u64::try_from(total).unwrap_or(0), out))
+    }
+
     /// What incident `id` does to our lists now (three indexed counts).
     pub async fn incident_effect(&self, id: &IncidentId) -> Result<IncidentEffect> {
         let row = sqlx::query(

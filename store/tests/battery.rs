@@ -597,6 +597,10 @@ async fn one_voice_is_not_a_quorum_but_independent_reporters_are(backend: Backen
         "{opened:?}"
     );
     assert_eq!(backend.store.candidate_reasons(&ip).await.unwrap().len(), 1);
+    // The operator's list of what awaits a quorum names it, with its one reason.
+    let (total, page) = backend.store.candidates(10, 0).await.unwrap();
+    assert_eq!((total, page.len(), &page[0].0, page[0].1.len()), (1, 1, &ip, 1), "{page:?}");
+    assert_eq!(page[0].1[0].weight_milli, 500);
     assert!(!ledger.with_index(|index| !index.lookup_ip("198.51.100.9".parse().unwrap()).is_empty()));
 
     // The same operator under another name is the same voice.
@@ -618,6 +622,7 @@ async fn one_voice_is_not_a_quorum_but_independent_reporters_are(backend: Backen
     let entry = backend.store.entry(&ip).await.unwrap().unwrap();
     assert_eq!(backend.store.entry_reasons(entry.id).await.unwrap().len(), 23);
     assert!(backend.store.candidate_reasons(&ip).await.unwrap().is_empty());
+    assert_eq!(backend.store.candidates(10, 0).await.unwrap().0, 0, "a listed offender awaits nothing");
     // Independent reports with weight corroborate each other (a.example's two reports each);
     // the Sybils' weightless ones neither corroborate nor are corroborated.
     assert_eq!(score_of(&backend, "a.example", ts(3)).await.components.get("reporting"), Some(&6));
@@ -690,6 +695,18 @@ async fn a_domain_that_scores_low_and_ignores_requests_gets_a_domain_entry(backe
         let request = ostracon_store::model::OutboxJob::Request { incident: incident(n, &[], ts(0)).id };
         ledger.enqueue(&BareJid::parse(peer).unwrap(), &request, ts(0)).await.unwrap();
     }
+    // The operator's outbox view: newest first, by peer and state, paged by id.
+    let store = &backend.store;
+    let all = store.outbox_items(None, None, None, 10).await.unwrap();
+    assert_eq!(
+        all.iter().map(|i| i.peer.to_string()).collect::<Vec<_>>(),
+        ["incidents.busy.example", "incidents.haven.example"]
+    );
+    let haven_only = store.outbox_items(Some("incidents.haven.example"), Some("pending"), None, 10).await.unwrap();
+    assert_eq!(haven_only.len(), 1);
+    assert!(store.outbox_items(None, Some("delivered"), None, 10).await.unwrap().is_empty());
+    let older = store.outbox_items(None, None, Some(all[0].id), 10).await.unwrap();
+    assert_eq!(older, all[1..].to_vec(), "the next page starts below the last id");
     let answer = Incident {
         related: Some(incident(10, &[], ts(0)).id),
         ..report_by("incidents.busy.example", 99, &["203.0.113.99"], ts(3600))

@@ -28,7 +28,9 @@ pub use error::ApiError;
 pub use routes::blocklist::{CHECKPOINT_HEADER, CURSOR_HEADER, SIGNATURE_HEADER};
 pub use routes::log::MAX_ENTRIES_PER_REQUEST;
 pub use routes::meta::OPENAPI;
-pub use state::{AppState, KeyRotated, KeyRotation, NodeInfo, WebConfig, XmppHealth, XmppStatus, XmppTraffic};
+pub use state::{
+    AppState, KeyRotated, KeyRotation, NodeInfo, PeerTraffic, Traffic, WebConfig, XmppHealth, XmppStatus, XmppTraffic,
+};
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -62,6 +64,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("delete", "/v1/peers/{jid}"),
     ("get", "/v1/status"),
     ("post", "/v1/key/rotate"),
+    ("get", "/v1/candidates"),
+    ("get", "/v1/outbox"),
     ("get", "/v1/held"),
     ("post", "/v1/held/release"),
     ("post", "/v1/held/discard"),
@@ -87,7 +91,9 @@ pub const ROUTES: &[(&str, &str)] = &[
 
 /// The application's routes.
 pub fn router(state: AppState) -> Router {
-    use routes::{blocklist, held, incidents, keys, lists, log, lookup, meta, peers, reputation, status, tokens};
+    use routes::{
+        blocklist, held, incidents, keys, lists, log, lookup, meta, peers, reputation, status, tokens, waiting,
+    };
     Router::new()
         .route("/healthz", get(meta::healthz))
         .route("/metrics", get(meta::metrics))
@@ -105,6 +111,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/peers", get(peers::list).post(peers::add))
         .route("/v1/status", get(status::status))
         .route("/v1/key/rotate", post(keys::rotate))
+        .route("/v1/candidates", get(waiting::candidates))
+        .route("/v1/outbox", get(waiting::outbox))
         .route("/v1/held", get(held::list))
         .route("/v1/held/release", post(held::release))
         .route("/v1/held/discard", post(held::discard))

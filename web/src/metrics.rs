@@ -19,14 +19,14 @@ impl Metrics {
     }
 
     /// Renders the request counters, plus the counters and gauges the caller supplies
-    /// (`name`, help, value).
-    pub fn render(&self, counters: &[(&str, &str, u64)], gauges: &[(&str, &str, f64)]) -> String {
+    /// (`name`, help, value) and the per-peer families.
+    pub fn render(&self, counters: &[(&str, &str, u64)], gauges: &[(&str, &str, f64)], peers: &[PeerFamily]) -> String {
         let mut out = String::new();
         out.push_str("# HELP ostracon_http_requests_total HTTP requests answered, by route and status.\n");
         out.push_str("# TYPE ostracon_http_requests_total counter\n");
         let requests = self.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for ((route, status), count) in requests.iter() {
-            let route = route.replace('\\', "\\\\").replace('"', "\\\"");
+            let route = escape_label(route);
             let _ = writeln!(out, "ostracon_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}");
         }
         drop(requests);
@@ -36,6 +36,31 @@ impl Metrics {
         for (name, help, value) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
         }
+        for family in peers {
+            let (name, help, kind) = (family.name, family.help, family.kind);
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (peer, value) in &family.samples {
+                let _ = writeln!(out, "{name}{{peer=\"{}\"}} {value}", escape_label(peer));
+            }
+        }
         out
     }
+}
+
+/// One metric family labelled by peer.
+#[derive(Clone, Debug)]
+pub struct PeerFamily {
+    /// Its name.
+    pub name: &'static str,
+    /// Its help text.
+    pub help: &'static str,
+    /// `counter` or `gauge`.
+    pub kind: &'static str,
+    /// (peer JID, value).
+    pub samples: Vec<(String, f64)>,
+}
+
+/// A label value as the exposition format quotes it.
+fn escape_label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }

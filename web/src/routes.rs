@@ -12,11 +12,18 @@ pub(crate) mod peers;
 pub(crate) mod reputation;
 pub(crate) mod status;
 pub(crate) mod tokens;
+pub(crate) mod waiting;
 
 use ostracon_protocol::ids::Offender;
 use ostracon_protocol::time::Timestamp;
 
 use crate::error::ApiError;
+
+/// A weight as every route shows it: a decimal, where 1.0 is one full reporter (the store
+/// keeps thousandths, so sums are exact).
+pub(crate) fn weight(milli: i64) -> f64 {
+    milli as f64 / 1000.0
+}
 
 /// Parses offenders, naming the first one that is invalid.
 pub(crate) fn offender_list(values: &[String]) -> Result<Vec<Offender>, ApiError> {

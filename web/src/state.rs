@@ -65,8 +65,30 @@ pub struct XmppHealth {
 /// Reports the XMPP link's state for `/healthz`.
 pub type XmppStatus = Arc<dyn Fn() -> XmppHealth + Send + Sync>;
 
-/// Reports the XMPP side's counters for `/metrics`, as (name, help, value).
-pub type XmppTraffic = Arc<dyn Fn() -> Vec<(&'static str, &'static str, u64)> + Send + Sync>;
+/// The XMPP side's numbers for `/metrics` and `/v1/status`.
+#[derive(Clone, Debug, Default)]
+pub struct Traffic {
+    /// Link-wide counters as (name, help, value).
+    pub counters: Vec<(&'static str, &'static str, u64)>,
+    /// Per peer, since the node started.
+    pub peers: Vec<PeerTraffic>,
+}
+
+/// One peer's counts since the node started.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerTraffic {
+    /// The peer's JID (or `other` past the tally's bound).
+    pub peer: String,
+    /// Deliveries it confirmed.
+    pub delivered: u64,
+    /// Delivery attempts that failed.
+    pub failed: u64,
+    /// Its stanzas we refused.
+    pub refused: u64,
+}
+
+/// Reports the XMPP side's numbers.
+pub type XmppTraffic = Arc<dyn Fn() -> Traffic + Send + Sync>;
 
 /// What a key rotation on the running node did (`POST /v1/key/rotate`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -144,7 +166,7 @@ impl AppState {
         config: &WebConfig,
         xmpp: XmppStatus,
     ) -> Self {
-        Self::with_xmpp(ledger, env, node, config, xmpp, Arc::new(Vec::new))
+        Self::with_xmpp(ledger, env, node, config, xmpp, Arc::new(Traffic::default))
     }
 
     /// State whose `/healthz` reports the XMPP link through `xmpp` and whose `/metrics`
@@ -214,7 +236,7 @@ impl AppState {
     }
 
     /// The XMPP link's traffic so far.
-    pub fn xmpp_traffic(&self) -> Vec<(&'static str, &'static str, u64)> {
+    pub fn xmpp_traffic(&self) -> Traffic {
         (self.0.traffic)()
     }
 

@@ -828,3 +828,27 @@ async fn a_node_without_its_key_files_refuses_a_key_rotation_and_changes_nothing
     assert_eq!(node.ledger.log_size(), size);
     assert_eq!(node.ledger.signing_key().key_id(), key().key_id());
 }
+
+#[tokio::test]
+async fn what_waits_is_for_admins_and_its_filters_are_checked() {
+    let node = node().await;
+    for path in ["/v1/candidates", "/v1/outbox"] {
+        assert_eq!(node.call("GET", path, None, None).await.0, StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(node.call("GET", path, Some(SUBMIT), None).await.0, StatusCode::FORBIDDEN, "{path}");
+    }
+    let (status, empty) = node.call("GET", "/v1/candidates", Some(ADMIN), None).await;
+    assert_eq!((status, &empty["total"], &empty["candidates"]), (StatusCode::OK, &json!(0), &json!([])));
+    let (status, empty) = node.call("GET", "/v1/outbox", Some(ADMIN), None).await;
+    assert_eq!((status, &empty["outbox"], &empty["next"]), (StatusCode::OK, &json!([]), &Value::Null));
+    for (path, code) in [
+        ("/v1/outbox?state=lost", "invalid_state"),
+        ("/v1/outbox?limit=0", "invalid_limit"),
+        ("/v1/outbox?peer=not%20a%20jid", "invalid_jid"),
+        ("/v1/candidates?limit=101", "invalid_limit"),
+    ] {
+        let (status, body) = node.call("GET", path, Some(ADMIN), None).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some(code)), "{path}");
+    }
+    let (_, refused) = node.call("GET", "/v1/outbox?state=lost", Some(ADMIN), None).await;
+    assert!(refused["error"]["message"].as_str().unwrap().contains("pending, delivered, failed, cancelled"));
+}

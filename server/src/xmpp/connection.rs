@@ -5,6 +5,7 @@
 //! interval shorter than the silence after which the link is presumed dead, and reconnects with
 //! exponential backoff and jitter. Reading never waits for writing, and never sleeps.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -90,11 +91,28 @@ impl Counter {
     }
 }
 
+/// What happened with one peer, counted per peer for `/metrics`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerEvent {
+    /// The peer confirmed a delivery (an IQ result; a presence once sent).
+    Delivered,
+    /// A delivery attempt failed (an error answer, a timeout); it is retried.
+    Failed,
+    /// We refused a stanza from this buddy (its answer carries the condition).
+    Refused,
+}
+
+/// Peers tallied one by one; past this many (only peers we deliver to or buddies are
+/// tallied, but a node may have many), the rest are counted together as `other`.
+pub const MAX_TALLIED_PEERS: usize = 10_000;
+
 /// Shared view of the link state and the counters.
 #[derive(Debug, Default)]
 pub struct LinkStatus {
     state: AtomicU8,
     counters: [AtomicU64; Counter::ALL.len()],
+    /// Per peer: delivered, failed, refused (bounded by [`MAX_TALLIED_PEERS`]).
+    peers: std::sync::Mutex<BTreeMap<String, [u64; 3]>>,
     /// Why the link is not up, in words an operator can act on; None while online.
     last_error: std::sync::Mutex<Option<String>>,
 }
@@ -118,6 +136,19 @@ impl LinkStatus {
     /// Adds to a counter.
     pub fn add(&self, counter: Counter, n: u64) {
         self.counters[counter as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts one event of `peer`'s.
+    pub fn count_peer(&self, peer: &str, event: PeerEvent) {
+        let mut peers = self.peers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = if peers.len() < MAX_TALLIED_PEERS || peers.contains_key(peer) { peer } else { "other" };
+        peers.entry(key.to_owned()).or_default()[event as usize] += 1;
+    }
+
+    /// Every tallied peer with its (delivered, failed, refused) counts.
+    pub fn peer_tallies(&self) -> Vec<(String, [u64; 3])> {
+        let peers = self.peers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        peers.iter().map(|(peer, counts)| (peer.clone(), *counts)).collect()
     }
 
     /// One counter's value.

@@ -27,6 +27,7 @@ use ostracon_store::traits::{IncidentStore as _, OutboxStore as _, PeerStore as 
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
+use super::connection::PeerEvent;
 use super::node::{IQ_TIMEOUT, XmppNode};
 use super::stanza::STANZA_NS;
 use crate::error::ServerError;
@@ -202,9 +203,14 @@ impl XmppNode {
             },
         };
         let now = self.env.now();
+        let peer = &item.peer.to_string();
         let result = match outcome {
-            Ok(()) => self.ledger.outbox_delivered(item.id, now).await,
+            Ok(()) => {
+                self.status.count_peer(peer, PeerEvent::Delivered);
+                self.ledger.outbox_delivered(item.id, now).await
+            }
             Err(error) => {
+                self.status.count_peer(peer, PeerEvent::Failed);
                 let attempts = item.attempts.saturating_add(1);
                 let expired = now.unix() - item.created_at.unix() > GIVE_UP_AFTER_SECS;
                 let jitter = f64::from(self.env.random_bytes()[0]) / 255.0;

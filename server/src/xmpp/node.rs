@@ -30,7 +30,7 @@ use ostracon_store::ledger::peers::StrangerLimits;
 use ostracon_store::reputation::ReputationParams;
 use tokio::sync::{Semaphore, mpsc, watch};
 
-use super::connection::{Counter, LinkStatus};
+use super::connection::{Counter, LinkStatus, PeerEvent};
 use super::group_commit::GroupCommit;
 use super::iq::{Requests, request_id};
 use super::limits::{SenderLimits, SenderRates, Traffic};
@@ -310,6 +310,7 @@ impl XmppNode {
                 // them cannot flood the log too.
                 let (condition, app, text) = (error.condition, error.app_condition.unwrap_or(""), &error.text);
                 if matches!(self.buddy(sender).await, Ok(Some(_))) {
+                    self.status.count_peer(&sender.to_string(), PeerEvent::Refused);
                     tracing::warn!(peer = %sender, condition, app, text, "refused a buddy's stanza");
                 } else {
                     tracing::debug!(sender = %sender, condition, app, text, "refused a stranger's stanza");

@@ -17,6 +17,28 @@ use tokio::sync::oneshot;
 
 pub const TOKEN: &str = "ost_xmpp-integration-admin";
 
+/// Runs the real `ostracon` binary against the node at `url` (with the admin token), and
+/// returns its standard output; fails the test if it fails.
+pub fn cli(url: &str, args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ostracon"))
+        .args(args)
+        .args(["--url", url, "--token", TOKEN])
+        .env_remove("OSTRACON_CONFIG")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "ostracon {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// `GET /metrics`, with the admin token or without.
+pub async fn metrics(url: &str, admin: bool) -> String {
+    let mut request = reqwest::Client::new().get(format!("{url}/metrics"));
+    if admin {
+        request = request.bearer_auth(TOKEN);
+    }
+    request.send().await.unwrap().text().await.unwrap()
+}
+
 /// One node running in process.
 pub struct Node {
     pub url: String,

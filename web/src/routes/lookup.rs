@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 
 use crate::auth::{Admin, Reader};
 use crate::error::ApiError;
+use crate::routes::weight;
 use crate::state::AppState;
 
 pub(crate) async fn lookup(
@@ -111,7 +112,7 @@ pub(crate) async fn lookup(
 
 /// The numbers behind a quorum decision: each reason with its weight, each independent
 /// reporter (by issuer) with the weight it counts with, the sum and the threshold.
-fn quorum_json(source: EntrySource, reasons: &[EntryReason], params: &ReputationParams) -> Value {
+pub(crate) fn quorum_json(source: EntrySource, reasons: &[EntryReason], params: &ReputationParams) -> Value {
     let issuers: Vec<String> = reasons.iter().map(|r| r.incident_id.issuer().to_string()).collect();
     let decision =
         reputation::quorum(issuers.iter().map(String::as_str).zip(reasons.iter().map(|r| r.weight_milli)), params);
@@ -119,13 +120,13 @@ fn quorum_json(source: EntrySource, reasons: &[EntryReason], params: &Reputation
         "source": source,
         "reasons": reasons.iter().map(|r| json!({
             "incident": r.incident_id, "issuer": r.incident_id.issuer(), "reporter": r.reporter,
-            "weight": r.weight_milli as f64 / 1000.0, "added_at": r.added_at,
+            "weight": weight(r.weight_milli), "added_at": r.added_at,
         })).collect::<Vec<_>>(),
         "independent_reporters": decision.weights.iter()
-            .map(|(voice, weight)| (voice.clone(), json!(*weight as f64 / 1000.0)))
+            .map(|(voice, milli)| (voice.clone(), json!(weight(*milli))))
             .collect::<serde_json::Map<_, _>>(),
-        "total_weight": decision.total_milli as f64 / 1000.0,
-        "threshold": decision.threshold_milli as f64 / 1000.0,
+        "total_weight": weight(decision.total_milli),
+        "threshold": weight(decision.threshold_milli),
         "quorum": decision.listed,
     })
 }

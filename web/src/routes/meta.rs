@@ -7,8 +7,12 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use ostracon_store::traits::PeerStore as _;
+
+use crate::auth::{Admin, Reader};
 use crate::error::ApiError;
-use crate::state::{AppState, NodeInfo};
+use crate::metrics::PeerFamily;
+use crate::state::{AppState, NodeInfo, PeerTraffic};
 
 /// The OpenAPI 3.1 document, kept in step with the routes by a test.
 pub const OPENAPI: &str = include_str!("../../openapi.json");
@@ -33,17 +37,76 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<
     )
 }
 
-pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+/// `GET /metrics`: public counters and gauges; with an admin token (Prometheus's
+/// `authorization` setting) also the per-peer families, since who our buddies are and how
+/// their deliveries go is not public.
+pub(crate) async fn metrics(reader: Reader<Admin>, State(state): State<AppState>) -> Response {
     let gauges = [
         ("ostracon_log_size", "Leaves in the audit log.", state.ledger().log_size() as f64),
         ("ostracon_listed_entries", "Entries on the published lists.", state.ledger().with_index(|i| i.len()) as f64),
     ];
-    let counters = state.xmpp_traffic();
-    let mut response = state.metrics().render(&counters, &gauges).into_response();
+    let traffic = state.xmpp_traffic();
+    let peers = match reader.is_operator() {
+        // The database is down: the counters still answer, the peer families wait for it.
+        true => peer_families(&state, &traffic.peers).await.unwrap_or_default(),
+        false => Vec::new(),
+    };
+    let mut response = state.metrics().render(&traffic.counters, &gauges, &peers).into_response();
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     response
+}
+
+/// The per-peer families: what each peer confirmed, failed and had refused since the node
+/// started, and its outbox now (depth, age of the oldest item). One indexed read per peer.
+async fn peer_families(state: &AppState, tallies: &[PeerTraffic]) -> Result<Vec<PeerFamily>, ApiError> {
+    let store = state.ledger().store();
+    let now = state.env().now().unix();
+    let mut pending = Vec::new();
+    let mut oldest = Vec::new();
+    for peer in store.peers().await? {
+        let jid = peer.jid.to_string();
+        let delivery = store.peer_delivery(&jid).await?;
+        let age = delivery.oldest_pending_at.map_or(0, |at| (now - at.unix()).max(0));
+        pending.push((jid.clone(), delivery.pending as f64));
+        oldest.push((jid, age as f64));
+    }
+    let tally = |pick: fn(&PeerTraffic) -> u64| -> Vec<(String, f64)> {
+        tallies.iter().map(|t| (t.peer.clone(), pick(t) as f64)).collect()
+    };
+    Ok(vec![
+        PeerFamily {
+            name: "ostracon_peer_deliveries_total",
+            help: "Outbox items the peer confirmed, since the node started.",
+            kind: "counter",
+            samples: tally(|t| t.delivered),
+        },
+        PeerFamily {
+            name: "ostracon_peer_delivery_failures_total",
+            help: "Delivery attempts to the peer that failed (error answer or timeout; retried), since the node started.",
+            kind: "counter",
+            samples: tally(|t| t.failed),
+        },
+        PeerFamily {
+            name: "ostracon_peer_refusals_total",
+            help: "Stanzas from the buddy that we refused with an error, since the node started.",
+            kind: "counter",
+            samples: tally(|t| t.refused),
+        },
+        PeerFamily {
+            name: "ostracon_peer_outbox_pending",
+            help: "Outbox items waiting for delivery to the peer.",
+            kind: "gauge",
+            samples: pending,
+        },
+        PeerFamily {
+            name: "ostracon_peer_outbox_oldest_seconds",
+            help: "Age of the oldest item waiting for the peer (0 when none waits).",
+            kind: "gauge",
+            samples: oldest,
+        },
+    ])
 }
 
 pub(crate) async fn openapi() -> Response {

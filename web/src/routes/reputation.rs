@@ -10,6 +10,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use ostracon_protocol::ids::Domain;
+use ostracon_store::dry_run::DryRunItem;
 use ostracon_store::facts::ScoreOrder;
 use ostracon_store::reputation::{
     ReputationParams, recommends_domain_entry, reporter_score, reporter_weight, score, server_domain,
@@ -19,6 +20,7 @@ use serde_json::{Value, json};
 
 use crate::auth::{Admin, Operator};
 use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::routes::weight;
 use crate::state::AppState;
 
 /// Largest page of `GET /v1/reputation`.
@@ -33,7 +35,7 @@ fn params_json(params: &ReputationParams) -> Value {
         "half_life_days": params.half_life_secs / 86_400,
         "ignore_below": params.ignore_below,
         "domain_block_below": params.domain_block_below,
-        "listing_threshold": params.listing_threshold_milli as f64 / 1000.0,
+        "listing_threshold": weight(params.listing_threshold_milli),
     })
 }
 
@@ -174,5 +176,28 @@ pub(crate) async fn dry_run(
     let threshold_milli = (query.threshold * 1000.0).round() as i64;
     let params = &state.ledger().config().reputation;
     let run = state.ledger().store().dry_run(params, threshold_milli, state.env().now().unix()).await?;
-    Ok(Json(serde_json::to_value(run).map_err(|_| ApiError::unavailable())?))
+    // Weights in the unit every route uses (1.0 = one full reporter), not the store's thousandths.
+    let items = |items: &[DryRunItem]| -> Vec<Value> {
+        items
+            .iter()
+            .map(|item| {
+                json!({
+                    "kind": item.kind,
+                    "value": item.value,
+                    "independent_reporters": item.weights_milli.iter()
+                        .map(|(voice, milli)| (voice.clone(), json!(weight(*milli))))
+                        .collect::<serde_json::Map<_, _>>(),
+                    "total_weight": weight(item.total_milli),
+                })
+            })
+            .collect()
+    };
+    Ok(Json(json!({
+        "threshold": weight(run.threshold_milli),
+        "threshold_now": weight(run.threshold_now_milli),
+        "would_list": items(&run.would_list),
+        "would_delist": items(&run.would_delist),
+        "examined": run.examined,
+        "truncated": run.truncated,
+    })))
 }

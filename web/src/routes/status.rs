@@ -18,7 +18,7 @@ pub(crate) async fn status(_operator: Operator<Admin>, State(state): State<AppSt
     let (_, held) = ledger.store().held_changes(None, 1, 0).await?;
     let node = state.node();
     let counters: serde_json::Map<String, Value> =
-        state.xmpp_traffic().into_iter().map(|(name, _, value)| (name.to_owned(), json!(value))).collect();
+        state.xmpp_traffic().counters.into_iter().map(|(name, _, value)| (name.to_owned(), json!(value))).collect();
     Ok(Json(json!({
         "node": {
             "domain": node.domain,
