@@ -221,6 +221,19 @@ pub struct KeyRotation {
     pub new_key: PublishedKey,
 }
 
+impl KeyRotation {
+    /// The successor of `from` that `proof` names, if `from` signed it: the step a reader who
+    /// pinned `from` takes to trust the key that signs now. `now` bounds how far in the future
+    /// the claim may be dated; an old claim stays valid (it is history, not a fresh message).
+    pub fn follow(proof: &crate::envelope::SignedEnvelope, from: &PublicKey, now: Timestamp) -> Result<PublicKey> {
+        let mut ring = KeyRing::new();
+        ring.insert(proof.signer.clone(), *from);
+        let policy = crate::envelope::VerifyPolicy { max_links: 1, ..crate::envelope::VerifyPolicy::at(now) };
+        let verified = crate::envelope::Unverified::<Self>::new(vec![proof.clone()])?.verify_stored(&ring, &policy)?;
+        Ok(verified.value().new_key.key)
+    }
+}
+
 impl crate::envelope::Claim for KeyRotation {
     const TYPE: &'static str = "key-rotation";
 

@@ -181,7 +181,8 @@ enum Command {
         /// Which list.
         #[arg(long, default_value = "ip", value_parser = PossibleValuesParser::new(["ip", "jid", "domain"]))]
         kind: String,
-        /// Pinned public key (base64); default: the key the node publishes.
+        /// Pinned public key (base64); default: the key the node publishes. A key pinned
+        /// before a rotation is followed through the rotations it signed in the log.
         #[arg(long)]
         key: Option<String>,
         /// The largest log this run accepts (it keeps 32 bytes per leaf): a hostile server
@@ -959,6 +960,15 @@ async fn run(command: Command) -> Result<ExitCode, ServerError> {
             };
             let report =
                 verify(&VerifyOptions { url, list, checkpoint_file: checkpoint.clone(), key, max_leaves }).await?;
+            if !report.rotations.is_empty() {
+                let steps: Vec<String> = report.rotations.iter().map(|(old, new)| format!("{old} -> {new}")).collect();
+                println!(
+                    "ok: followed {} signed key rotation{} from the pinned key: {}",
+                    steps.len(),
+                    if steps.len() == 1 { "" } else { "s" },
+                    steps.join(", ")
+                );
+            }
             println!("ok: {} {} entries signed by key {}", report.entries, list, report.key_id);
             println!(
                 "ok: every entry is in the log at size {} (log now {})",

@@ -3,8 +3,9 @@
 //!
 //! Order matters, since a half-done rotation strands buddies: the ledger is asked first
 //! whether an earlier announcement is still queued; then the key files are written; then one
-//! ledger transaction records the rotation and queues the announcement the old key signed,
-//! and every signer switches. If that transaction fails, the old key files are put back.
+//! ledger transaction records the rotation with the claim the old key signed (so a reader who
+//! pinned the old key can follow it) and queues that claim for every buddy, and every signer
+//! switches. If that transaction fails, the old key files are put back.
 
 use std::path::Path;
 
@@ -14,14 +15,14 @@ use ostracon_protocol::keys::{KeyRotation, PublishedKey};
 use ostracon_store::StoreError;
 use ostracon_store::clock::Environment;
 use ostracon_store::ledger::Ledger;
-use ostracon_store::model::OutboxJob;
 use ostracon_web::KeyRotated;
 
 use crate::error::ServerError;
 use crate::keyfile;
 
 /// Rotates the key of the node whose ledger is `ledger` and whose key files are in
-/// `data_dir`. `component` signs the announcement (none while XMPP is off: no buddies).
+/// `data_dir`. The old key signs the rotation claim as `component` (as the domain while XMPP
+/// is off); it is announced to buddies only when there is a component.
 pub async fn rotate(
     ledger: &Ledger,
     data_dir: &Path,
@@ -41,20 +42,29 @@ pub async fn rotate(
             ledger.signing_key().key_id()
         )));
     }
-    let announcement = match component {
-        Some(signer) => {
-            let claim =
-                KeyRotation { old_kid: plan.old.key.key_id(), new_key: PublishedKey::new(plan.new.key.public(), now) };
-            let nonce: [u8; 16] = env.random_bytes()[..16].try_into().unwrap_or([0; 16]);
-            let signed = sign(&claim, &plan.old.key, signer, now, Nonce::from_bytes(&nonce))
-                .map_err(|e| ServerError::Config(e.to_string()))?;
-            Some(OutboxJob::Rotation { old_kid: claim.old_kid.to_string(), links: signed.links().to_vec() })
+    // The old key's word for the new one: logged for readers who pinned the old key, and
+    // announced to buddies when there is a component to announce from (its JID signs).
+    let claim = KeyRotation { old_kid: plan.old.key.key_id(), new_key: PublishedKey::new(plan.new.key.public(), now) };
+    let nonce: [u8; 16] = env.random_bytes()[..16].try_into().unwrap_or([0; 16]);
+    let signer = match component {
+        Some(component) => component.clone(),
+        None => {
+            BareJid::parse(&ledger.config().key_name).map_err(|e| ServerError::Config(format!("[node] domain: {e}")))?
         }
-        None => None,
     };
+    let signed = sign(&claim, &plan.old.key, &signer, now, Nonce::from_bytes(&nonce))
+        .map_err(|e| ServerError::Config(e.to_string()))?;
+    let proof = signed.links()[0].clone();
     plan.write(data_dir)?;
     let switched = ledger
-        .switch_key(plan.old.key.key_id().as_str(), plan.new.key.clone(), plan.published(), announcement, now)
+        .switch_key(
+            plan.old.key.key_id().as_str(),
+            plan.new.key.clone(),
+            plan.published(),
+            proof,
+            component.is_some(),
+            now,
+        )
         .await;
     match switched {
         Ok(switch) => Ok(KeyRotated {

@@ -1,7 +1,9 @@
 //! `ostracon verify URL`: checks a published list end to end, trusting nothing but the key.
 //!
 //! 1. The snapshot's detached signature verifies with the pinned key (or the key the node
-//!    publishes at `/.well-known/ostracon`).
+//!    publishes at `/.well-known/ostracon`). A key pinned before a rotation is followed through
+//!    the log's `key-rotated` leaves, each carrying the claim the retiring key signed for its
+//!    successor: the key that signs now is trusted only if that chain reaches it.
 //! 2. The current checkpoint is signed by the same key.
 //! 3. Every log leaf up to that checkpoint is fetched; their Merkle root equals the signed
 //!    root, and the root at the snapshot's size equals the root the snapshot names.
@@ -16,10 +18,10 @@ use std::path::PathBuf;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use ostracon_protocol::ids::Offender;
-use ostracon_protocol::keys::PublicKey;
+use ostracon_protocol::keys::{KeyRotation, PublicKey};
 use ostracon_protocol::log::checkpoint::SignedCheckpoint;
 use ostracon_protocol::log::merkle::{Hash, MerkleTree, leaf_hash, verify_consistency};
-use ostracon_protocol::log::record::ListState;
+use ostracon_protocol::log::record::{AuditRecord, ListState};
 use ostracon_protocol::log::seal::LogLeaf;
 use ostracon_protocol::time::Timestamp;
 use ostracon_store::model::ListKind;
@@ -61,6 +63,8 @@ pub struct VerifyReport {
     pub grew_from: Option<u64>,
     /// The key that signed everything.
     pub key_id: String,
+    /// The signed rotations followed from the pinned key to it, oldest first (`old -> new` ids).
+    pub rotations: Vec<(String, String)>,
 }
 
 fn fail(message: impl Into<String>) -> ServerError {
@@ -137,16 +141,27 @@ pub async fn verify(options: &VerifyOptions) -> Result<VerifyReport, ServerError
         .ok_or_else(|| fail("the snapshot carries no Ostracon-Signature header"))?;
     let (key_id, signature) =
         parse_signature_header(header).ok_or_else(|| fail("malformed Ostracon-Signature header"))?;
-    let key = match &options.key {
-        Some(pinned) => PublicKey::from_base64(pinned).map_err(|e| fail(format!("--key: {e}")))?,
-        None => *published
-            .iter()
-            .find(|k| k.key_id().as_str() == key_id)
-            .ok_or_else(|| fail(format!("the node publishes no key with id {key_id}")))?,
+    let signing_key = published.iter().find(|k| k.key_id().as_str() == key_id).copied();
+    // With a pinned key that no longer signs, the published key with the signer's id is used
+    // for now, and trusted at the end only if the signed rotations lead to it from the pin.
+    let (key, pinned) = match &options.key {
+        Some(pinned) => {
+            let pinned = PublicKey::from_base64(pinned).map_err(|e| fail(format!("--key: {e}")))?;
+            if pinned.key_id().as_str() == key_id {
+                (pinned, None)
+            } else {
+                let current = signing_key.ok_or_else(|| {
+                    fail(format!(
+                        "the snapshot is signed by key {key_id}, not by the pinned key {}, and the node publishes no key {key_id}",
+                        pinned.key_id()
+                    ))
+                })?;
+                (current, Some(pinned))
+            }
+        }
+        None => (signing_key.ok_or_else(|| fail(format!("the node publishes no key with id {key_id}")))?, None),
     };
-    if key.key_id().as_str() != key_id {
-        return Err(fail(format!("the snapshot is signed by key {key_id}, not by the pinned key {}", key.key_id())));
-    }
+    let mut chain = pinned.map(RotationChain::from);
     if !key.verify(&snapshot.body, &signature) {
         return Err(fail(
             "snapshot signature does not verify: the list was altered after signing or signed by another key",
@@ -204,13 +219,22 @@ pub async fn verify(options: &VerifyOptions) -> Result<VerifyReport, ServerError
                 .ok_or_else(|| fail("log entry without base64 leaf"))?;
             // An unreadable leaf is reported after the root check: a leaf that does not hash
             // into the signed root is an altered log, whatever it says.
-            if index < snapshot_size && unreadable.is_none() {
+            let wanted = (index < snapshot_size && unreadable.is_none()) || chain.is_some();
+            match wanted.then(|| LogLeaf::from_leaf(&leaf)) {
                 // A sealed leaf is checked like any other (it hashes into the root) and never
                 // changes a list, whether its opening is kept or erased.
-                match LogLeaf::from_leaf(&leaf) {
-                    Ok(record) => state.apply_leaf(index, &record),
-                    Err(error) => unreadable = Some(format!("log leaf {index}: {error}")),
+                Some(Ok(record)) => {
+                    if index < snapshot_size && unreadable.is_none() {
+                        state.apply_leaf(index, &record);
+                    }
+                    if let (Some(chain), LogLeaf::Open(rotation)) = (chain.as_mut(), &record) {
+                        chain.follow(index, rotation)?;
+                    }
                 }
+                Some(Err(error)) if index < snapshot_size && unreadable.is_none() => {
+                    unreadable = Some(format!("log leaf {index}: {error}"));
+                }
+                _ => {}
             }
             hashes.push(leaf_hash(&leaf));
         }
@@ -229,6 +253,18 @@ pub async fn verify(options: &VerifyOptions) -> Result<VerifyReport, ServerError
     if let Some(unreadable) = unreadable {
         return Err(fail(unreadable));
     }
+    let rotations = match chain {
+        Some(chain) if chain.current != key => {
+            return Err(fail(format!(
+                "the node signs with key {key_id}, but no rotation signed in its log leads there from the pinned key {} \
+                 (the chain reaches {})",
+                chain.pinned.key_id(),
+                chain.current.key_id()
+            )));
+        }
+        Some(chain) => chain.steps,
+        None => Vec::new(),
+    };
     // The replayed log up to the snapshot, compared entry by entry.
     let expected: BTreeMap<String, (String, Option<Timestamp>, u64)> = state
         .entries()
@@ -318,5 +354,47 @@ pub async fn verify(options: &VerifyOptions) -> Result<VerifyReport, ServerError
         log_size: checkpoint.size,
         grew_from,
         key_id,
+        rotations,
     })
+}
+
+/// Following a pinned key through the log's signed rotations, in log order.
+struct RotationChain {
+    pinned: PublicKey,
+    current: PublicKey,
+    steps: Vec<(String, String)>,
+}
+
+impl From<PublicKey> for RotationChain {
+    fn from(pinned: PublicKey) -> Self {
+        Self { pinned, current: pinned, steps: Vec::new() }
+    }
+}
+
+impl RotationChain {
+    /// Takes the step `record` offers if it rotates the current key. A rotation of the current
+    /// key whose proof the current key did not sign is a forgery: verification stops there.
+    fn follow(&mut self, index: u64, record: &AuditRecord) -> Result<(), ServerError> {
+        let AuditRecord::KeyRotated { old, new, proof, at } = record else { return Ok(()) };
+        if old != self.current.key_id().as_str() {
+            return Ok(());
+        }
+        let Some(proof) = proof else {
+            return Err(fail(format!(
+                "log leaf {index} rotates the pinned chain's key {old} to {new} without the old key's signed claim \
+                 (a node from before rotations were logged with it): pin the current key instead"
+            )));
+        };
+        let successor = KeyRotation::follow(proof, &self.current, *at)
+            .map_err(|e| fail(format!("log leaf {index}: the rotation of key {old} is not signed by it: {e}")))?;
+        if successor.key_id().as_str() != new {
+            return Err(fail(format!(
+                "log leaf {index} names new key {new}, but its signed claim names {}",
+                successor.key_id()
+            )));
+        }
+        self.steps.push((old.clone(), new.clone()));
+        self.current = successor;
+        Ok(())
+    }
 }

@@ -321,6 +321,20 @@ async fn the_binary_end_to_end() {
     let output = verify(&node.url(), &checkpoint);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 
+    // A reader who pinned the first key follows the two signed rotations in the log to the
+    // key that signs now; a key that never signed a rotation leads nowhere.
+    let first_key: Value = serde_json::from_str(&before).unwrap();
+    let first_key = first_key["keys"][0]["key"].as_str().unwrap().to_owned();
+    let pinned = run(&["verify", &node.url(), "--key", &first_key]);
+    let said = String::from_utf8_lossy(&pinned.stdout);
+    assert!(pinned.status.success(), "{}", String::from_utf8_lossy(&pinned.stderr));
+    assert!(said.contains("followed 2 signed key rotations from the pinned key"), "{said}");
+    let stranger = ostracon_protocol::keys::NodeKey::from_seed(&[5; 32]).public().to_base64();
+    let refused = run(&["verify", &node.url(), "--key", &stranger]);
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("no rotation signed in its log leads there from the pinned key"), "{said}");
+
     // A forked log: history is rewritten behind the node's back (same key, same size).
     let status = node.process.as_mut().unwrap().signal_and_wait("TERM").unwrap();
     assert!(status.success(), "SIGTERM shuts down cleanly: {status:?}");
@@ -568,7 +582,10 @@ fn people_get_tables_and_scripts_get_json() {
 
     // A bad value names the valid ones; a missing peer says so.
     let bad = run(&["incident", "list", "--status", "lost", "--url", &node.url(), "--token", TOKEN]);
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("[possible values: new, updated, resolved, retracted]"), "{bad:?}");
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("[possible values: new, updated, resolved, retracted]"),
+        "{bad:?}"
+    );
     let missing = run(&["peers", "revoke", "incidents.nobody.example", "--url", &node.url(), "--token", TOKEN]);
     assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"), "{missing:?}");
 }

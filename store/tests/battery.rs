@@ -1315,24 +1315,36 @@ async fn a_key_switch_is_one_transaction_and_waits_for_the_previous_announcement
     let old = key();
     let new = NodeKey::from_seed(&[10; 32]);
     let published = vec![PublishedKey::new(old.public(), ts(0)), PublishedKey::new(new.public(), ts(5))];
-    let announcement = OutboxJob::Rotation { old_kid: old.key_id().to_string(), links: Vec::new() };
+    use ostracon_protocol::keys::KeyRotation;
+    let claim = KeyRotation { old_kid: old.key_id(), new_key: PublishedKey::new(new.public(), ts(5)) };
+    let signer = BareJid::parse("incidents.ops.example").unwrap();
+    let nonce = ostracon_protocol::envelope::Nonce::from_bytes(&[9; 16]);
+    let proof = ostracon_protocol::envelope::sign(&claim, &old, &signer, ts(5), nonce).unwrap().links()[0].clone();
+    let announcement = OutboxJob::Rotation { old_kid: old.key_id().to_string(), links: vec![proof.clone()] };
     // Naming a key that is not the current one is refused and writes nothing.
     let size = ledger.log_size();
-    let stale = ledger.switch_key("not-the-current-key", new.clone(), published.clone(), None, ts(5)).await;
+    let stale =
+        ledger.switch_key("not-the-current-key", new.clone(), published.clone(), proof.clone(), false, ts(5)).await;
     assert!(matches!(stale, Err(StoreError::Rejected(_))), "{stale:?}");
     assert_eq!(ledger.log_size(), size);
 
     let switch = ledger
-        .switch_key(old.key_id().as_str(), new.clone(), published.clone(), Some(announcement.clone()), ts(5))
+        .switch_key(old.key_id().as_str(), new.clone(), published.clone(), proof.clone(), true, ts(5))
         .await
         .unwrap();
     assert_eq!(switch.announced_to, vec![buddy.clone()]);
     assert_eq!(ledger.signing_key().key_id(), new.key_id());
     assert_eq!(ledger.published_keys(), published);
     let leaf = backend.store.leaves(switch.log_index, switch.log_index + 1).await.unwrap();
-    assert!(
-        matches!(AuditRecord::from_leaf(&leaf[0].1).unwrap(), AuditRecord::KeyRotated { new: kid, .. } if kid == new.key_id().as_str())
-    );
+    let AuditRecord::KeyRotated { new: kid, proof: Some(logged), .. } = AuditRecord::from_leaf(&leaf[0].1).unwrap()
+    else {
+        panic!("not a key-rotated leaf with its proof");
+    };
+    assert_eq!(kid, new.key_id().as_str());
+    // The log carries the old key's word for the new one: a reader who pinned the old key
+    // follows it; nobody else's key can stand in for the old one.
+    assert_eq!(KeyRotation::follow(&logged, &old.public(), ts(6)).unwrap(), new.public());
+    assert!(KeyRotation::follow(&logged, &NodeKey::from_seed(&[12; 32]).public(), ts(6)).is_err());
     // Checkpoints and snapshots are signed by the new key from now on.
     ledger.checkpoint().unwrap().verify_signature("ops.example", new.public().verifying_key()).unwrap();
     assert!(ledger.checkpoint().unwrap().verify_signature("ops.example", old.public().verifying_key()).is_err());
@@ -1345,7 +1357,7 @@ async fn a_key_switch_is_one_transaction_and_waits_for_the_previous_announcement
     // the key that signs it.
     assert_eq!(ledger.rotation_pending().await.unwrap().as_deref(), Some("incidents.peer.example"));
     let third = NodeKey::from_seed(&[11; 32]);
-    let early = ledger.switch_key(new.key_id().as_str(), third, published, None, ts(7)).await;
+    let early = ledger.switch_key(new.key_id().as_str(), third, published, proof, false, ts(7)).await;
     assert!(matches!(early, Err(StoreError::Rejected(_))), "{early:?}");
     assert_eq!(ledger.signing_key().key_id(), new.key_id());
 }

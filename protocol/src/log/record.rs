@@ -146,6 +146,13 @@ pub enum AuditRecord {
         old: String,
         /// The new key's id.
         new: String,
+        /// The rotation claim (typ `key-rotation`) the old key signed, naming the new key: a
+        /// reader who pinned the old key follows it to the new one ([`KeyRotation::follow`]).
+        /// Absent on leaves written before nodes recorded it.
+        ///
+        /// [`KeyRotation::follow`]: crate::keys::KeyRotation::follow
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        proof: Option<Box<crate::envelope::SignedEnvelope>>,
     },
     /// The operator erased the opening of a sealed leaf (a takedown or an erasure request):
     /// the leaf and every proof stay, and nobody can learn what it said any more.

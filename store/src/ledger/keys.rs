@@ -1,6 +1,7 @@
 //! The node's signing key while it runs: every signer (checkpoints, snapshots, the XMPP
 //! side) reads it here, and a rotation switches it for all of them at once.
 
+use ostracon_protocol::envelope::SignedEnvelope;
 use ostracon_protocol::ids::BareJid;
 use ostracon_protocol::keys::{NodeKey, PublishedKey};
 use ostracon_protocol::log::record::AuditRecord;
@@ -65,8 +66,9 @@ impl Ledger {
     }
 
     /// Switches from the key `old_kid` names to `new`, publishing `published` from now on: in
-    /// one transaction, a `key-rotated` leaf and `announcement` (the rotation claim the old key
-    /// signed) queued for every buddy; then, before the writer is released, every signer.
+    /// one transaction, a `key-rotated` leaf carrying `proof` (the rotation claim the old key
+    /// signed) and, if `announce`, that claim queued for every buddy; then, before the writer
+    /// is released, every signer.
     ///
     /// Refused while an earlier announcement is still queued (a buddy that has not pinned the
     /// previous key would refuse this one), and when `old_kid` is no longer the current key
@@ -76,9 +78,12 @@ impl Ledger {
         old_kid: &str,
         new: NodeKey,
         published: Vec<PublishedKey>,
-        announcement: Option<OutboxJob>,
+        proof: SignedEnvelope,
+        announce: bool,
         now: Timestamp,
     ) -> Result<KeySwitch> {
+        let announcement =
+            announce.then(|| OutboxJob::Rotation { old_kid: old_kid.to_owned(), links: vec![proof.clone()] });
         let _writer = self.writer.lock().await;
         let current = self.signing_key().key_id();
         if current.as_str() != old_kid {
@@ -91,7 +96,12 @@ impl Ledger {
         }
         let mut batch = self.begin(now).await?;
         let log_index = batch
-            .leaf(&AuditRecord::KeyRotated { at: now, old: old_kid.to_owned(), new: new.key_id().to_string() })
+            .leaf(&AuditRecord::KeyRotated {
+                at: now,
+                old: old_kid.to_owned(),
+                new: new.key_id().to_string(),
+                proof: Some(Box::new(proof.clone())),
+            })
             .await?;
         let mut announced_to = Vec::new();
         if let Some(job) = &announcement {
