@@ -30,9 +30,9 @@ pub fn write(dir: &Path, outcomes: &[Outcome]) -> Result<PathBuf> {
         let traffic_svg = traffic_svg(outcome);
         std::fs::write(dir.join(format!("{name}-convergence.svg")), &convergence_svg)?;
         std::fs::write(dir.join(format!("{name}-traffic.svg")), &traffic_svg)?;
-        markdown.push_str(&section_markdown(outcome));
-        let _ = write!(html, "<h2>{}</h2>\n<p>{}</p>\n", escape(&name), escape(outcome.scenario.story()));
-        html.push_str(&markdown_tables_to_html(&section_markdown(outcome)));
+        let section = section_markdown(outcome);
+        html.push_str(&markdown_to_html(&section));
+        markdown.push_str(&section);
         let _ = write!(html, "<h3>Convergence</h3>\n{convergence_svg}\n<h3>Traffic per node</h3>\n{traffic_svg}\n");
     }
     html.push_str("</body></html>\n");
@@ -97,14 +97,14 @@ pub fn section_markdown(outcome: &Outcome) -> String {
         out.push('\n');
     }
     out.push_str(
-        "| node | stanzas in | stanzas out | KiB in | KiB out | peak RSS (MiB) |\n|---|---|---|---|---|---|\n",
+        "| node | role | stanzas in | stanzas out | KiB in | KiB out | peak RSS (MiB) |\n|---|---|---|---|---|---|---|\n",
     );
     for node in &outcome.stats {
         let _ = writeln!(
             out,
-            "| {}{} | {} | {} | {:.1} | {:.1} | {} |",
+            "| {} | {} | {} | {} | {:.1} | {:.1} | {} |",
             node.domain,
-            if node.honest { "" } else { " (attacker)" },
+            node.role,
             node.stanzas_in,
             node.stanzas_out,
             node.bytes_in as f64 / 1024.0,
@@ -116,12 +116,15 @@ pub fn section_markdown(outcome: &Outcome) -> String {
     out
 }
 
-/// Turns the pipe tables and paragraphs of [`section_markdown`] into HTML.
-fn markdown_tables_to_html(markdown: &str) -> String {
+/// Turns the heading, pipe tables and paragraphs of [`section_markdown`] into HTML: the
+/// story is written once, and each table's first row is its header (`<th>`).
+fn markdown_to_html(markdown: &str) -> String {
     let mut html = String::new();
     let mut in_table = false;
-    for line in markdown.lines() {
-        if line.starts_with("## ") {
+    let lines: Vec<&str> = markdown.lines().collect();
+    for (index, line) in lines.iter().enumerate() {
+        if let Some(heading) = line.strip_prefix("## ") {
+            let _ = writeln!(html, "<h2>{}</h2>", escape(heading));
             continue;
         }
         if line.starts_with('|') {
@@ -132,6 +135,7 @@ fn markdown_tables_to_html(markdown: &str) -> String {
                 html.push_str("<table>\n");
                 in_table = true;
             }
+            let header = lines.get(index + 1).is_some_and(|next| next.starts_with("|---"));
             let cells: Vec<String> = line
                 .trim_matches('|')
                 .split(" | ")
@@ -144,7 +148,8 @@ fn markdown_tables_to_html(markdown: &str) -> String {
                     }
                 })
                 .collect();
-            let _ = writeln!(html, "<tr><td>{}</td></tr>", cells.join("</td><td>"));
+            let cell = if header { "th" } else { "td" };
+            let _ = writeln!(html, "<tr><{cell}>{}</{cell}></tr>", cells.join(&format!("</{cell}><{cell}>")));
         } else {
             if in_table {
                 html.push_str("</table>\n");
@@ -175,10 +180,14 @@ fn svg_open(title: &str) -> String {
     )
 }
 
-fn axes(out: &mut String, x_label: &str, y_label: &str, x_max: f64, y_max: f64, y_unit: &str) {
+/// Draws the axes with four ticks each at round steps (1, 2, 2.5 or 5 times a power of ten), each
+/// label with the decimals its step needs. Returns the axis maxima actually drawn (the data's
+/// maxima rounded up to four steps), which the caller scales its marks to.
+fn axes(out: &mut String, x_label: &str, y_label: &str, x_max: f64, y_max: f64, y_unit: &str) -> (f64, f64) {
     let (left, bottom, right, top) = (MARGIN, HEIGHT - MARGIN, WIDTH - 16.0, 28.0);
     let _ = writeln!(out, "<line x1=\"{left}\" y1=\"{bottom}\" x2=\"{right}\" y2=\"{bottom}\" stroke=\"black\"/>");
     let _ = writeln!(out, "<line x1=\"{left}\" y1=\"{bottom}\" x2=\"{left}\" y2=\"{top}\" stroke=\"black\"/>");
+    let (x_step, y_step) = (tick_step(x_max), tick_step(y_max));
     for tick in 0..=4 {
         let fraction = f64::from(tick) / 4.0;
         let y = bottom - fraction * (bottom - top);
@@ -187,7 +196,7 @@ fn axes(out: &mut String, x_label: &str, y_label: &str, x_max: f64, y_max: f64, 
             "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}{y_unit}</text>",
             left - 4.0,
             y + 4.0,
-            trim_number(y_max * fraction)
+            tick_label(y_step * f64::from(tick), y_step)
         );
         let x = left + fraction * (right - left);
         if x_max > 0.0 {
@@ -195,7 +204,7 @@ fn axes(out: &mut String, x_label: &str, y_label: &str, x_max: f64, y_max: f64, 
                 out,
                 "<text x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
                 bottom + 14.0,
-                trim_number(x_max * fraction)
+                tick_label(x_step * f64::from(tick), x_step)
             );
         }
     }
@@ -213,10 +222,24 @@ fn axes(out: &mut String, x_label: &str, y_label: &str, x_max: f64, y_max: f64, 
         (top + bottom) / 2.0,
         escape(y_label)
     );
+    (x_step * 4.0, y_step * 4.0)
 }
 
-fn trim_number(value: f64) -> String {
-    if value >= 100.0 || value == value.round() { format!("{value:.0}") } else { format!("{value:.2}") }
+/// The smallest round step (1, 2, 2.5 or 5 times a power of ten) of which four reach `max`.
+fn tick_step(max: f64) -> f64 {
+    let raw = (max / 4.0).max(f64::MIN_POSITIVE);
+    let power = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 2.5, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * power)
+        .find(|step| *step >= raw * (1.0 - 1e-9))
+        .unwrap_or(10.0 * power)
+}
+
+/// `value` with as many decimals as `step` needs (0.25 s steps: two; 50 stanzas: none).
+fn tick_label(value: f64, step: f64) -> String {
+    let decimals = (0..6).find(|d| (step * 10f64.powi(*d)).fract().abs() < 1e-6).unwrap_or(6) as usize;
+    format!("{value:.decimals$}")
 }
 
 /// The share of (offender, honest node) listings done by each moment: a cumulative curve.
@@ -225,8 +248,8 @@ pub fn convergence_svg(outcome: &Outcome) -> String {
     times.sort_by(f64::total_cmp);
     let total = outcome.tracks.iter().map(|t| t.listed_after.len()).sum::<usize>().max(1);
     let mut out = svg_open(&format!("{}: listings reached over time ({} nodes)", outcome.scenario, outcome.nodes));
-    let x_max = times.last().copied().unwrap_or(1.0).max(0.001) * 1.05;
-    axes(&mut out, "seconds since the first report", "listings done", x_max, 100.0, "%");
+    let latest = times.last().copied().unwrap_or(1.0).max(0.001);
+    let (x_max, _) = axes(&mut out, "seconds since the first report", "listings done", latest, 100.0, "%");
     let (left, bottom, right, top) = (MARGIN, HEIGHT - MARGIN, WIDTH - 16.0, 28.0);
     let mut points = format!("{left:.1},{bottom:.1}");
     for (i, t) in times.iter().enumerate() {
@@ -251,8 +274,8 @@ pub fn convergence_svg(outcome: &Outcome) -> String {
 /// Stanzas sent and received per node, as paired bars.
 pub fn traffic_svg(outcome: &Outcome) -> String {
     let mut out = svg_open(&format!("{}: XMPP stanzas per node", outcome.scenario));
-    let y_max = outcome.stats.iter().map(|s| s.stanzas_in.max(s.stanzas_out)).max().unwrap_or(1).max(1) as f64 * 1.1;
-    axes(&mut out, "node (blue: sent, orange: received)", "stanzas", 0.0, y_max, "");
+    let most = outcome.stats.iter().map(|s| s.stanzas_in.max(s.stanzas_out)).max().unwrap_or(1).max(1) as f64;
+    let (_, y_max) = axes(&mut out, "node (blue: sent, orange: received)", "stanzas", 0.0, most, "");
     let (left, bottom, right, top) = (MARGIN, HEIGHT - MARGIN, WIDTH - 16.0, 28.0);
     let slot = (right - left) / outcome.stats.len().max(1) as f64;
     for (i, node) in outcome.stats.iter().enumerate() {
@@ -282,4 +305,30 @@ pub fn traffic_svg(outcome: &Outcome) -> String {
     }
     out.push_str("</svg>\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_are_round_with_the_decimals_they_need() {
+        let labels = |max: f64| -> Vec<String> {
+            let step = tick_step(max);
+            (0..=4).map(|tick| tick_label(step * f64::from(tick), step)).collect()
+        };
+        assert_eq!(labels(8.8), ["0.0", "2.5", "5.0", "7.5", "10.0"]);
+        assert_eq!(labels(0.31), ["0.0", "0.1", "0.2", "0.3", "0.4"]);
+        assert_eq!(labels(100.0), ["0", "25", "50", "75", "100"]);
+        assert_eq!(labels(1805.0), ["0", "500", "1000", "1500", "2000"]);
+    }
+
+    #[test]
+    fn the_html_has_one_story_and_header_cells() {
+        let html = markdown_to_html("## botnet\n\nBots attack.\n\n| node | role |\n|---|---|\n| n0.test | victim |\n");
+        assert_eq!(html.matches("Bots attack.").count(), 1, "{html}");
+        assert!(html.contains("<h2>botnet</h2>"), "{html}");
+        assert!(html.contains("<tr><th>node</th><th>role</th></tr>"), "{html}");
+        assert!(html.contains("<tr><td>n0.test</td><td>victim</td></tr>"), "{html}");
+    }
 }

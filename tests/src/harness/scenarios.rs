@@ -151,6 +151,8 @@ pub struct NodeStats {
     pub domain: String,
     /// Whether it is one of the honest nodes.
     pub honest: bool,
+    /// What part it plays in the scenario (`victim`, `home of the bots`, `attacker`, ...).
+    pub role: String,
     /// Stanzas received on its XMPP link.
     pub stanzas_in: u64,
     /// Stanzas sent.
@@ -278,9 +280,15 @@ struct Body {
     checks: Vec<Check>,
     measures: BTreeMap<String, String>,
     false_negatives: usize,
+    /// What part a node plays, for the report (nodes not named are plain honest buddies).
+    roles: BTreeMap<usize, &'static str>,
 }
 
 impl Body {
+    fn role(&mut self, node: usize, role: &'static str) {
+        self.roles.insert(node, role);
+    }
+
     fn check(&mut self, name: &str, passed: bool, detail: impl Into<String>) {
         self.checks.push(Check { name: name.to_owned(), passed, detail: detail.into() });
     }
@@ -342,6 +350,11 @@ pub(super) async fn run(scenario: Scenario, options: &RunOptions, progress: &Pro
         stats.push(NodeStats {
             domain: fed.nodes[i].domain.clone(),
             honest: honest.contains(&i),
+            role: match (body.roles.get(&i), honest.contains(&i)) {
+                (Some(role), _) => (*role).to_owned(),
+                (None, true) => "buddy".to_owned(),
+                (None, false) => "attacker".to_owned(),
+            },
             stanzas_in,
             stanzas_out,
             bytes_in,
@@ -439,6 +452,10 @@ async fn botnet(fed: &mut Federation, progress: &Progress) -> Result<Body> {
     tracks.extend(silent_tracks?);
     reported_times.apply(&mut tracks);
     let mut body = Body { tracks, ..Body::default() };
+    body.role(victim, "victim");
+    for &h in &homes {
+        body.role(h, if Some(h) == silent { "home of bots, never answers" } else { "home of bots" });
+    }
     if let Some(s) = silent {
         let own = count_listed_at(fed, &bot(s, 0), &[s]).await?;
         body.check(
@@ -516,6 +533,8 @@ async fn muc_flood(fed: &mut Federation, progress: &Progress) -> Result<Body> {
     let mut tracks = tracks?;
     reported.apply(&mut tracks);
     let mut body = Body { tracks, must_not_list: vec!["n1.test".into()], ..Body::default() };
+    body.role(victim, "victim (the room)");
+    body.role(home, "home of the flooders");
     let at_third = fed.get(fed.honest - 1, &format!("/v1/lookup/ip/{}", ips[0])).await?;
     let signer = at_third["matches"][0]["why"]["reasons"][0]["issuer"].clone();
     body.check(
@@ -561,6 +580,10 @@ async fn sybil(fed: &mut Federation, progress: &Progress) -> Result<Body> {
         }
     }
     let mut body = Body { must_not_list: targets.iter().map(|t| (*t).to_owned()).collect(), ..Body::default() };
+    body.role(1, "target (legitimate)");
+    for &s in &attackers {
+        body.role(s, "sybil");
+    }
     body.check(
         "every Sybil report reaches every honest node and is stored as ignored (observe-only)",
         wrong.is_empty(),
@@ -622,6 +645,7 @@ async fn liar(fed: &mut Federation, progress: &Progress) -> Result<Body> {
         }
     }
     let mut body = Body { dishonest: vec![liar], ..Body::default() };
+    body.role(liar, "liar");
     body.check(
         "every honest node ends up ignoring the liar",
         ignored_after.len() == honest.len(),
@@ -681,6 +705,7 @@ async fn outage(fed: &mut Federation, progress: &Progress) -> Result<Body> {
     let honest: Vec<usize> = (0..n).collect();
     let tracks = watch(fed, &expected, &honest, t0, CONVERGE_WITHIN, progress).await?;
     let mut body = Body { tracks, ..Body::default() };
+    body.role(node, "killed with its server, returns");
     let converged = body.tracks.iter().all(|t| t.converged_after().is_some());
     body.check(
         "nothing acknowledged is lost: every incident reaches every node",
@@ -714,6 +739,7 @@ async fn retraction(fed: &mut Federation, progress: &Progress) -> Result<Body> {
         gone_after.push(t1.elapsed().as_secs_f64());
     }
     let mut body = Body { tracks, must_not_list: ips, ..Body::default() };
+    body.role(0, "reporter, then retracts");
     body.check("the retraction reaches every node", all_gone, format!("{} nodes", honest.len()));
     let slowest = gone_after.iter().copied().fold(0.0f64, f64::max);
     body.measures.insert("delisted everywhere after".into(), format!("{slowest:.2} s"));
@@ -733,6 +759,7 @@ async fn key_rotation(fed: &mut Federation, progress: &Progress) -> Result<Body>
     let new = fed.get(rotator, "/.well-known/ostracon").await?;
     let new_kid = new["keys"].as_array().and_then(|k| k.last()).map(|k| k["kid"].clone()).unwrap_or(Value::Null);
     let mut body = Body::default();
+    body.role(rotator, "rotates its key");
     body.check("the key changed", new_kid != old_kid && !new_kid.is_null(), printed.trim().to_owned());
     let ips = vec!["192.0.2.77".to_owned()];
     submit(fed, rotator, &["192.0.2.77"], "spam", "medium", true).await?;

@@ -230,6 +230,10 @@ pub(super) async fn poisoner(fed: &mut Federation, progress: &Progress) -> Resul
     }
 
     let mut body = Body { tracks, dishonest: vec![poisoner], ..Body::default() };
+    body.role(victim, "victim");
+    body.role(poisoner, "poisoner (the victim's buddy)");
+    body.role(backer, "co-backs a listing");
+    body.role(innocent, "innocent server");
     body.must_not_list = vec![
         ours,
         buddys,
