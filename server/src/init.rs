@@ -77,6 +77,13 @@ pub async fn init(options: InitOptions, env: &dyn Environment) -> Result<Initial
     let secret = match (&options.secret, &options.secret_file) {
         (Some(_), Some(_)) => return Err(ServerError::Config("give --secret or --secret-file, not both".to_owned())),
         (Some(secret), None) => Some(secret.clone()),
+        // `-` is standard input (read as is: re-opening /dev/stdin fails for a pipe from
+        // another user, as under sudo).
+        (None, Some(path)) if path.as_os_str() == "-" => {
+            let mut secret = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut secret).map_err(io(path))?;
+            Some(secret.trim().to_owned())
+        }
         (None, Some(path)) => Some(std::fs::read_to_string(path).map_err(io(path))?.trim().to_owned()),
         (None, None) => None,
     };

@@ -210,7 +210,8 @@ struct InitArgs {
     /// while init runs: prefer --secret-file). Without either, one is generated.
     #[arg(long)]
     secret: Option<String>,
-    /// A file holding the component secret (copied into DATA/component.secret).
+    /// A file holding the component secret (copied into DATA/component.secret); `-` reads it
+    /// from standard input.
     #[arg(long, value_name = "FILE")]
     secret_file: Option<PathBuf>,
     /// HTTP listen address.

@@ -146,7 +146,7 @@ pub const PEERS: View = View::Table(Table {
         col("DELIVERY", "/delivery/status"),
         col("WAITING", "/delivery/pending"),
         col("LAST ANSWER", "/delivery/last_delivered_at"),
-        col("KEY FINGERPRINT", "/keys/0/fingerprint"),
+        id("KEY FINGERPRINT", "/keys/0/fingerprint"),
         col("LAST ERROR", "/delivery/last_error"),
     ],
     empty: "no peers (ostracon peers add JID)",
@@ -211,7 +211,7 @@ pub const LOG: View = View::Table(Table {
             "/record/offender/value|/opening/record/offender/value|/record/incident|/opening/record/incident",
         ),
         flag("SEALED", "/record/sealed"),
-        col("NOTE", "/opening/record/note"),
+        col("NOTE", "/opening/record/note|/opening/record/why|/record/why"),
     ],
     empty: "no leaves there",
 });

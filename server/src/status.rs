@@ -27,8 +27,11 @@ pub fn render(status: &Value) -> String {
         status["held"],
     );
     let peers = status["peers"].as_array().map(Vec::as_slice).unwrap_or_default();
-    let _ =
-        writeln!(out, "peers     {}", if peers.is_empty() { "none (ostracon peers add JID)" } else { "" }.trim_end());
+    let _ = if peers.is_empty() {
+        writeln!(out, "peers     none (ostracon peers add JID)")
+    } else {
+        writeln!(out, "peers")
+    };
     let width = peers.iter().filter_map(|p| p["jid"].as_str()).map(str::len).max().unwrap_or(0);
     for peer in peers {
         let delivery = &peer["delivery"];

@@ -528,6 +528,23 @@ fn a_failed_init_leaves_nothing_and_the_retry_works() {
         ok(&["config", "check", "--config", data.join("ostracon.toml").to_str().unwrap()]).contains("configuration ok")
     );
 
+    // `--secret-file -` reads the secret from standard input (as `... | sudo -u ostracon ostracon init`).
+    let piped = dir.path().join("piped");
+    let mut child = ostracon()
+        .args(["init", "--data", piped.to_str().unwrap(), "--domain", "ops.example", "--xmpp", "127.0.0.1:5347"])
+        .args(["--secret-file", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child.stdin.take().unwrap().write_all(b"a-component-secret-from-stdin\n").unwrap();
+    assert!(child.wait_with_output().unwrap().status.success());
+    assert_eq!(
+        std::fs::read_to_string(piped.join("component.secret")).unwrap().trim(),
+        "a-component-secret-from-stdin"
+    );
+
     let again = run(&["init", "--data", data_arg, "--domain", "ops.example"]);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a node"), "{again:?}");

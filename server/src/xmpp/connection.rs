@@ -402,8 +402,14 @@ async fn serve_link(
 ) -> Option<ServerError> {
     let started = Instant::now();
     let heard = Arc::new(AtomicU64::new(0));
-    let mut reading =
-        tokio::spawn(read_stanzas(reader, Arc::clone(status), incoming.clone(), started, Arc::clone(&heard)));
+    let mut reading = tokio::spawn(read_stanzas(
+        reader,
+        Arc::clone(status),
+        incoming.clone(),
+        started,
+        Arc::clone(&heard),
+        config.server_domain.clone(),
+    ));
     let mut keepalive = tokio::time::interval(KEEPALIVE);
     keepalive.tick().await;
     let reason = loop {
@@ -445,6 +451,7 @@ async fn read_stanzas(
     incoming: mpsc::Sender<Inbound>,
     started: Instant,
     heard: Arc<AtomicU64>,
+    server_domain: String,
 ) -> Option<ServerError> {
     let mut counted: u64 = reader.bytes_read();
     loop {
@@ -461,6 +468,11 @@ async fn read_stanzas(
                 return Some(ServerError::StreamClosed { condition });
             }
             status.add(Counter::StanzasIn, 1);
+            // The answer to our keep-alive ping has done its work by arriving (`heard`); the
+            // node never asked anything, so it is not handed on as an unmatched answer.
+            if is_keepalive_answer(element, &server_domain) {
+                continue;
+            }
         }
         if incoming.send(item).await.is_err() {
             return None;
@@ -477,19 +489,40 @@ async fn write(status: &LinkStatus, writer: &mut OwnedWriteHalf, element: &Eleme
     Ok(())
 }
 
+/// The id of our keep-alive pings.
+const KEEPALIVE_ID: &str = "keepalive";
+
 /// A XEP-0199 ping to the server: its answer proves the link is alive.
 fn ping(config: &LinkConfig) -> Element {
     let mut iq = stanza(
         "iq",
-        &[("type", "get"), ("from", &config.component), ("to", &config.server_domain), ("id", "keepalive")],
+        &[("type", "get"), ("from", &config.component), ("to", &config.server_domain), ("id", KEEPALIVE_ID)],
     );
     iq.append_child(Element::bare("ping", "urn:xmpp:ping"));
     iq
 }
 
+/// Whether `element` is the server's answer (result or error) to a keep-alive ping.
+fn is_keepalive_answer(element: &Element, server_domain: &str) -> bool {
+    element.name() == "iq"
+        && matches!(element.attr("type"), Some("result" | "error"))
+        && element.attr("id") == Some(KEEPALIVE_ID)
+        && element.attr("from") == Some(server_domain)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_servers_answer_to_a_keepalive_is_taken_as_one() {
+        let answer = |from: &str, id: &str| -> Element {
+            format!("<iq xmlns='{STANZA_NS}' type='result' from='{from}' id='{id}'/>").parse().unwrap()
+        };
+        assert!(is_keepalive_answer(&answer("example.org", "keepalive"), "example.org"));
+        assert!(!is_keepalive_answer(&answer("incidents.evil.example", "keepalive"), "example.org"));
+        assert!(!is_keepalive_answer(&answer("example.org", "q-1"), "example.org"));
+    }
 
     #[test]
     fn backoff_grows_caps_and_jitters() {

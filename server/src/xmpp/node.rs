@@ -212,8 +212,10 @@ impl XmppNode {
         };
         // The rate for any stanza was applied at its head, in the stream (`limits::gate`).
         if element.name() == "iq" && matches!(element.attr("type"), Some("result" | "error")) {
+            let id = element.attr("id").unwrap_or_default().to_owned();
             if !self.requests.answer(element) {
                 self.status.add(Counter::UnmatchedAnswers, 1);
+                tracing::debug!(from = %sender, id, "an IQ answer no request of ours waits for (late, or not from whom we asked)");
             }
             return;
         }
