@@ -15,7 +15,7 @@ use ostracon::init::{InitOptions, init};
 use ostracon::output::{self, Format, View};
 use ostracon::verify::{VerifyOptions, verify};
 use ostracon::{SystemEnvironment, serve_with_reload};
-use ostracon_protocol::incident::{Category, Status};
+use ostracon_protocol::incident::{Category, Severity as IncidentSeverity, Status};
 use ostracon_store::model::{Decision, IncidentOrigin, ListKind, Verb};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -211,7 +211,7 @@ struct InitArgs {
     #[arg(long)]
     secret: Option<String>,
     /// A file holding the component secret (copied into DATA/component.secret); `-` reads it
-    /// from standard input.
+    /// from standard input, or asks for it without echo at a terminal.
     #[arg(long, value_name = "FILE")]
     secret_file: Option<PathBuf>,
     /// HTTP listen address.
@@ -256,11 +256,11 @@ enum IncidentCommand {
         /// An offender: IP, CIDR, JID or domain (repeatable).
         #[arg(long = "offender", required = true)]
         offenders: Vec<String>,
-        /// spam, abuse, flood, dos, registration-abuse, muc-abuse, brute-force or other.
-        #[arg(long)]
+        /// What kind of abuse.
+        #[arg(long, value_parser = PossibleValuesParser::new(Category::NAMES))]
         category: String,
-        /// low, medium or high.
-        #[arg(long, default_value = "medium")]
+        /// How bad (it sets the listing time and the reputation weight).
+        #[arg(long, default_value = "medium", value_parser = PossibleValuesParser::new(IncidentSeverity::NAMES))]
         severity: String,
         /// What happened.
         #[arg(long, default_value = "")]
@@ -607,7 +607,17 @@ async fn run(command: Command) -> Result<ExitCode, ServerError> {
     let env = Arc::new(SystemEnvironment);
     let admin_token = std::env::var("OSTRACON_ADMIN_TOKEN").ok().filter(|t| !t.is_empty());
     match command {
-        Command::Init(args) => {
+        Command::Init(mut args) => {
+            use std::io::IsTerminal as _;
+            if args.secret_file.as_deref().is_some_and(|path| path.as_os_str() == "-")
+                && args.secret.is_none()
+                && std::io::stdin().is_terminal()
+            {
+                let typed =
+                    rpassword::prompt_password("component secret (the one in the XMPP server's configuration): ")
+                        .map_err(|source| ServerError::Io { path: PathBuf::from("/dev/tty"), source })?;
+                (args.secret, args.secret_file) = (Some(typed), None);
+            }
             let made = init(
                 InitOptions {
                     data: args.data,
@@ -630,6 +640,15 @@ async fn run(command: Command) -> Result<ExitCode, ServerError> {
                     made.config.node.data_dir.join(ADMIN_TOKEN_FILE).display()
                 );
                 println!("{}", made.admin_token);
+            }
+            if let Some(xmpp) = &made.config.xmpp {
+                let secret = made.config.node.data_dir.join(ostracon::config::SECRET_FILE);
+                println!(
+                    "the XMPP server needs the component with the secret in {}: Prosody: Component \"{}\" with \
+                     component_secret; ejabberd: ejabberd_service with that password",
+                    secret.display(),
+                    xmpp.component
+                );
             }
             for finding in made.config.check(Some(&made.config_path)) {
                 println!("{finding}");

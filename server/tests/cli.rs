@@ -545,6 +545,50 @@ fn a_failed_init_leaves_nothing_and_the_retry_works() {
         "a-component-secret-from-stdin"
     );
 
+    // At a terminal, `-` asks for the secret without echoing it (`script` gives it a terminal).
+    let prompted = dir.path().join("prompted");
+    let command = format!(
+        "{} init --data {} --domain ops.example --xmpp 127.0.0.1:5347 --secret-file -",
+        env!("CARGO_BIN_EXE_ostracon"),
+        prompted.display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Typed once the prompt is up (before that the terminal still echoes, as it would for a person).
+    // A prompt that never comes fails the test instead of hanging it.
+    let pid = child.id().to_string();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(30));
+        let _ = Command::new("kill").args(["-9", &pid]).status();
+    });
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buffer = [0u8; 256];
+        let mut typed = Some(child.stdin.take().unwrap());
+        loop {
+            let n = std::io::Read::read(&mut stdout, &mut buffer).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buffer[..n]);
+            if String::from_utf8_lossy(&seen).contains("secret (the one") {
+                if let Some(mut stdin) = typed.take() {
+                    stdin.write_all(b"typed-at-a-terminal\n").unwrap();
+                }
+            }
+        }
+        (child.wait().unwrap(), String::from_utf8_lossy(&seen).into_owned())
+    });
+    let (status, shown) = reader.join().unwrap();
+    assert!(status.success() && shown.contains("component secret"), "{shown}");
+    assert!(!shown.contains("typed-at-a-terminal"), "the secret is not echoed: {shown}");
+    assert_eq!(std::fs::read_to_string(prompted.join("component.secret")).unwrap().trim(), "typed-at-a-terminal");
+
     let again = run(&["init", "--data", data_arg, "--domain", "ops.example"]);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a node"), "{again:?}");
