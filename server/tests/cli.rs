@@ -576,10 +576,10 @@ fn a_failed_init_leaves_nothing_and_the_retry_works() {
                 break;
             }
             seen.extend_from_slice(&buffer[..n]);
-            if String::from_utf8_lossy(&seen).contains("secret (the one") {
-                if let Some(mut stdin) = typed.take() {
-                    stdin.write_all(b"typed-at-a-terminal\n").unwrap();
-                }
+            if String::from_utf8_lossy(&seen).contains("secret (the one")
+                && let Some(mut stdin) = typed.take()
+            {
+                stdin.write_all(b"typed-at-a-terminal\n").unwrap();
             }
         }
         (child.wait().unwrap(), String::from_utf8_lossy(&seen).into_owned())
