@@ -324,8 +324,9 @@ fn open_file_limit() -> Option<u64> {
     line.trim_start_matches("Max open files").split_whitespace().next()?.parse().ok()
 }
 
-/// Applies expiry, prunes the change feed and keeps reputation current (unanswered
-/// requests, decay, candidates past their window) on a timer until told to stop.
+/// Applies expiry, prunes the change feed and the outbox's history, and keeps reputation
+/// current (unanswered requests, decay, candidates past their window) on a timer until told
+/// to stop.
 async fn maintain(ledger: Arc<Ledger>, env: Arc<dyn Environment>, mut stop: tokio::sync::watch::Receiver<bool>) {
     loop {
         let now = env.now();
@@ -336,6 +337,11 @@ async fn maintain(ledger: Arc<Ledger>, env: Arc<dyn Environment>, mut stop: toki
         }
         if let Err(error) = ledger.prune_changes(now).await {
             tracing::warn!(%error, "pruning the change feed failed; will retry");
+        }
+        match ledger.prune_outbox(now).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::debug!(pruned, "finished outbox rows pruned"),
+            Err(error) => tracing::warn!(%error, "pruning the outbox failed; will retry"),
         }
         match ledger.maintain_reputation(now).await {
             Ok(0) => {}

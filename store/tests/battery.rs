@@ -54,6 +54,7 @@ ostracon_store::battery!(
     the_brake_holds_what_exceeds_a_peers_hourly_budget,
     what_is_not_a_public_fact_is_sealed_and_an_erased_opening_keeps_every_proof,
     a_key_switch_is_one_transaction_and_waits_for_the_previous_announcement,
+    finished_outbox_rows_are_pruned_but_what_later_decisions_read,
 );
 
 const NODE: &str = "incidents.ops.example";
@@ -1360,4 +1361,25 @@ async fn a_key_switch_is_one_transaction_and_waits_for_the_previous_announcement
     let early = ledger.switch_key(new.key_id().as_str(), third, published, proof, false, ts(7)).await;
     assert!(matches!(early, Err(StoreError::Rejected(_))), "{early:?}");
     assert_eq!(ledger.signing_key().key_id(), new.key_id());
+}
+
+async fn finished_outbox_rows_are_pruned_but_what_later_decisions_read(backend: Backend) {
+    use ostracon_store::ledger::OUTBOX_HISTORY_SECS;
+    use ostracon_store::model::OutboxJob;
+    let ledger = ledger(&backend).await;
+    let peer = BareJid::parse("incidents.peer.example").unwrap();
+    let report = OutboxJob::Report { incident: incident(1, &[], ts(0)).id };
+    for job in [&OutboxJob::Probe, &report, &OutboxJob::FetchKeys { approve: false }] {
+        ledger.enqueue(&peer, job, ts(0)).await.unwrap();
+    }
+    let rows = backend.store.outbox_items(None, None, None, 10).await.unwrap();
+    let (fetch, report_row, probe) = (rows[0].id, rows[1].id, rows[2].id);
+    ledger.outbox_delivered(probe, ts(10)).await.unwrap();
+    ledger.outbox_delivered(report_row, ts(10)).await.unwrap();
+    // Within the history window nothing goes; a row still pending never goes.
+    assert_eq!(ledger.prune_outbox(ts(OUTBOX_HISTORY_SECS)).await.unwrap(), 0);
+    assert_eq!(ledger.prune_outbox(ts(OUTBOX_HISTORY_SECS + 11)).await.unwrap(), 1);
+    let left: Vec<i64> = backend.store.outbox_items(None, None, None, 10).await.unwrap().iter().map(|i| i.id).collect();
+    assert_eq!(left, [fetch, report_row], "the delivered probe went; the pending fetch and the report stay");
+    assert!(backend.store.report_shared_with("incidents.peer.example", &incident(1, &[], ts(0)).id).await.unwrap());
 }

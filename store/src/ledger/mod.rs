@@ -15,6 +15,7 @@ pub mod brake;
 mod keys;
 pub use keys::KeySwitch;
 mod outbox;
+pub use outbox::OUTBOX_HISTORY_SECS;
 pub mod peers;
 mod quorum;
 mod standing;

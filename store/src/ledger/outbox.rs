@@ -4,6 +4,11 @@
 //! **Invariant:** nothing leaves the node except through a row written here; a row is
 //! removed from the queue only when the peer confirmed it, it expired, or the relation it
 //! belongs to ended (`cancelled`).
+//!
+//! Finished rows are history: kept [`OUTBOX_HISTORY_SECS`] for `ostracon outbox` and the
+//! peers' delivery state, then pruned, except the kinds later decisions read (which reports
+//! a peer may ask about, which requests it answered or ignored); those grow with the
+//! incidents shared, not with presence or key-fetch churn.
 
 use ostracon_protocol::ids::{BareJid, IncidentId};
 use ostracon_protocol::time::Timestamp;
@@ -12,6 +17,16 @@ use sqlx::Row as _;
 use super::{Batch, Ledger};
 use crate::Result;
 use crate::model::OutboxJob;
+
+/// How long a finished outbox row (delivered, failed, cancelled) is kept.
+pub const OUTBOX_HISTORY_SECS: i64 = 30 * 86_400;
+
+/// Kinds whose finished rows are kept: inquiries are answered only about reports and
+/// responses queued for the asker, and a request's row dates its answer deadline.
+const KEPT_KINDS: &str = "'report', 'response', 'request'";
+
+/// Rows deleted per statement while pruning (the writer is released between them).
+const PRUNE_BATCH: i64 = 10_000;
 
 impl Batch {
     /// Queues one outbox row in this transaction.
@@ -122,5 +137,29 @@ impl Ledger {
         .execute(self.store.pool())
         .await?;
         Ok(())
+    }
+
+    /// Deletes finished rows older than [`OUTBOX_HISTORY_SECS`] at `now`, but the kinds
+    /// later decisions read; returns how many went.
+    pub async fn prune_outbox(&self, now: Timestamp) -> Result<u64> {
+        let cutoff = now.plus_secs(-OUTBOX_HISTORY_SECS).unix();
+        let sql = format!(
+            "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state IN ('delivered', 'failed', 'cancelled') \
+             AND next_attempt_at < $1 AND kind NOT IN ({KEPT_KINDS}) LIMIT $2)"
+        );
+        let mut total = 0;
+        loop {
+            let _writer = self.writer.lock().await;
+            let deleted = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(cutoff)
+                .bind(PRUNE_BATCH)
+                .execute(self.store.pool())
+                .await?
+                .rows_affected();
+            total += deleted;
+            if deleted < u64::try_from(PRUNE_BATCH).unwrap_or(u64::MAX) {
+                return Ok(total);
+            }
+        }
     }
 }
