@@ -62,8 +62,20 @@ pub async fn init(options: InitOptions, env: &dyn Environment) -> Result<Initial
         move |source| ServerError::Io { path, source }
     };
     let data = absolute(&options.data).map_err(io(&options.data))?;
+    // A staging directory left inside by an init that was killed (Drop never ran) is no node.
     let empty = match std::fs::read_dir(&data) {
-        Ok(mut entries) => entries.next().is_none(),
+        Ok(entries) => {
+            let mut empty = true;
+            for entry in entries {
+                let entry = entry.map_err(io(&data))?;
+                if entry.file_name().to_string_lossy().starts_with(STAGING_PREFIX) {
+                    std::fs::remove_dir_all(entry.path()).map_err(io(&entry.path()))?;
+                } else {
+                    empty = false;
+                }
+            }
+            empty
+        }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => true,
         Err(source) => return Err(ServerError::Io { path: data, source }),
     };
@@ -150,6 +162,9 @@ fn absolute(path: &Path) -> std::io::Result<PathBuf> {
     Ok(std::fs::canonicalize(parent)?.join(name))
 }
 
+/// How a staging directory inside an existing data directory is named.
+const STAGING_PREFIX: &str = ".init-";
+
 /// A hidden staging directory, removed unless committed.
 struct Staging {
     path: PathBuf,
@@ -163,7 +178,7 @@ impl Staging {
         let suffix = hex::encode(&env.random_bytes()[..4]);
         let inside = target.is_dir();
         let path = if inside {
-            target.join(format!(".init-{suffix}"))
+            target.join(format!("{STAGING_PREFIX}{suffix}"))
         } else {
             let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             target.with_file_name(format!(".{name}.init-{suffix}"))
@@ -177,7 +192,9 @@ impl Staging {
     }
 
     /// Moves the staged node into `target`: one rename of the directory, or (staged inside)
-    /// one rename per file with the configuration last, each put back if a later one fails.
+    /// one link per file with the configuration last, each taken back if a later one fails.
+    /// A link never replaces a file, so a second `init` racing for the same directory fails
+    /// instead of mixing its files with ours. The target loses any access for others.
     fn commit(mut self, target: &Path) -> Result<(), ServerError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
@@ -194,18 +211,21 @@ impl Staging {
             .collect::<Result<_, _>>()
             .map_err(io(&self.path))?;
         names.sort_by_key(|name| name == CONFIG_FILE);
-        let mut moved = Vec::new();
+        let mode = std::fs::metadata(target).map_err(io(target))?.permissions().mode();
+        std::fs::set_permissions(target, std::fs::Permissions::from_mode(mode & 0o750)).map_err(io(target))?;
+        let mut linked = Vec::new();
         for name in &names {
-            if let Err(source) = std::fs::rename(self.path.join(name), target.join(name)) {
-                for back in moved.iter().rev() {
-                    let _ = std::fs::rename(target.join(back), self.path.join(back));
+            if let Err(source) = std::fs::hard_link(self.path.join(name), target.join(name)) {
+                for back in linked.iter().rev() {
+                    let _ = std::fs::remove_file(target.join(back));
                 }
                 return Err(ServerError::Io { path: target.join(name), source });
             }
-            moved.push(name.clone());
+            linked.push(name.clone());
         }
-        let _ = std::fs::remove_dir(&self.path);
+        // Committed: the staging directory only holds second links now.
         self.committed = true;
+        let _ = std::fs::remove_dir_all(&self.path);
         Ok(())
     }
 }

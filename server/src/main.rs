@@ -489,6 +489,12 @@ enum HeldCommand {
         /// Only this peer's (its component JID).
         #[arg(long)]
         peer: Option<String>,
+        /// At most this many (1 to 500).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Where the page starts (the `more: --offset` of the previous page).
+        #[arg(long, default_value_t = 0)]
+        offset: u32,
     },
     /// Apply them (up to 1,000 at a time): listings with the weight they would have had,
     /// retractions in full.
@@ -540,8 +546,8 @@ enum TokenCommand {
     Create {
         /// A name to revoke it by (a person, a script).
         name: String,
-        /// submit: incidents only; admin: everything.
-        #[arg(long, default_value = "submit", value_parser = PossibleValuesParser::new(["submit", "admin"]))]
+        /// submit: incidents only; metrics: /metrics with per-peer numbers only; admin: everything.
+        #[arg(long, default_value = "submit", value_parser = PossibleValuesParser::new(["submit", "metrics", "admin"]))]
         scope: String,
     },
     /// List tokens.
@@ -871,11 +877,11 @@ async fn run(command: Command) -> Result<ExitCode, ServerError> {
             let client = api.client()?;
             let view = if matches!(command, HeldCommand::List { .. }) { output::HELD } else { View::Fields };
             let value = match command {
-                HeldCommand::List { peer } => {
-                    let path = match peer {
-                        Some(peer) => format!("/v1/held?peer={}", encode(&peer)),
-                        None => "/v1/held".to_owned(),
-                    };
+                HeldCommand::List { peer, limit, offset } => {
+                    let mut path = format!("/v1/held?limit={limit}&offset={offset}");
+                    if let Some(peer) = peer {
+                        path.push_str(&format!("&peer={}", encode(&peer)));
+                    }
                     client.json(Method::GET, &path, None).await?
                 }
                 HeldCommand::Release { peer } => {

@@ -9,7 +9,8 @@ use serde_json::Value;
 
 /// Longest cell a table prints; longer ones are cut with `…` (`-o json` has them whole).
 const MAX_CELL: usize = 48;
-/// Longest string the field view prints (signatures, payloads), with its length instead.
+/// Longest unbroken string the field view prints (signatures, payloads, base64); longer ones
+/// show their length instead. Text with spaces (a description) is always shown.
 const MAX_FIELD: usize = 160;
 
 /// Text or JSON.
@@ -146,7 +147,7 @@ pub const PEERS: View = View::Table(Table {
         col("DELIVERY", "/delivery/status"),
         col("WAITING", "/delivery/pending"),
         col("LAST ANSWER", "/delivery/last_delivered_at"),
-        id("KEY FINGERPRINT", "/keys/0/fingerprint"),
+        id("KEY FINGERPRINT", "/fingerprint"),
         col("LAST ERROR", "/delivery/last_error"),
     ],
     empty: "no peers (ostracon peers add JID)",
@@ -322,7 +323,8 @@ fn pick<'a>(row: &'a Value, at: &str) -> Option<&'a Value> {
 fn cell(value: Option<&Value>) -> String {
     match value {
         None | Some(Value::Null) => "-".to_owned(),
-        Some(Value::String(text)) => text.clone(),
+        // One line per row: a newline or tab inside reported text would break the table.
+        Some(Value::String(text)) => text.replace(char::is_control, " "),
         Some(Value::Bool(true)) => "yes".to_owned(),
         Some(Value::Bool(false)) => "no".to_owned(),
         Some(Value::Number(number)) => number.to_string(),
@@ -379,7 +381,7 @@ fn write_object(out: &mut String, value: &Value, indent: usize) {
             }
             _ => {
                 let text = match item {
-                    Value::String(text) if text.chars().count() > MAX_FIELD => {
+                    Value::String(text) if text.chars().count() > MAX_FIELD && !text.contains(' ') => {
                         format!("({} characters; -o json shows it)", text.chars().count())
                     }
                     Value::Object(inner) if inner.is_empty() => "-".to_owned(),
@@ -442,13 +444,15 @@ mod tests {
             "query": { "kind": "ip", "value": "192.0.2.7" },
             "matches": [{ "value": "192.0.2.7", "why": { "threshold": 1.0, "total_weight": 1.5 } }],
             "envelope": "x".repeat(400),
+            "description": format!("{} and\nmore", "flooded the room ".repeat(12)),
         });
         let text = render(&answer, View::Fields);
-        assert!(text.contains("listed    yes\n"), "{text}");
-        assert!(text.contains("query     192.0.2.7\n"), "an offender reads as its value: {text}");
+        assert!(text.contains("listed       yes\n"), "{text}");
+        assert!(text.contains("query        192.0.2.7\n"), "an offender reads as its value: {text}");
         assert!(text.contains("matches\n  - value  192.0.2.7\n"), "{text}");
         assert!(text.contains("      threshold     1.0\n"), "{text}");
-        assert!(text.contains("envelope  (400 characters; -o json shows it)"), "{text}");
+        assert!(text.contains("envelope     (400 characters; -o json shows it)"), "{text}");
+        assert!(text.contains("flooded the room  and more\n"), "text is shown whole, on one line: {text}");
     }
 
     #[test]

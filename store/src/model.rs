@@ -330,14 +330,17 @@ pub enum Scope {
     Submit,
     /// Everything.
     Admin,
+    /// Read `/metrics` with the per-peer numbers, and nothing else (a Prometheus scraper).
+    Metrics,
 }
 
-text_enum!(Scope { Submit => "submit", Admin => "admin" });
+text_enum!(Scope { Submit => "submit", Admin => "admin", Metrics => "metrics" });
 
 impl Scope {
-    /// True if a token with this scope may do what `required` needs.
+    /// True if a token with this scope may do what `required` needs: an admin token anything,
+    /// any other only its own.
     pub fn allows(self, required: Self) -> bool {
-        self >= required
+        self == Self::Admin || self == required
     }
 }
 

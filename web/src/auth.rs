@@ -77,6 +77,14 @@ impl RequiredScope for Admin {
     const SCOPE: Scope = Scope::Admin;
 }
 
+/// Reading the per-peer metrics (a Prometheus scraper's token, or an admin's).
+#[derive(Debug)]
+pub struct Metrics;
+
+impl RequiredScope for Metrics {
+    const SCOPE: Scope = Scope::Metrics;
+}
+
 /// An authenticated operator whose token allows scope `S`.
 ///
 /// It is extracted from the request's head only, and handlers take it as their first

@@ -852,3 +852,38 @@ async fn what_waits_is_for_admins_and_its_filters_are_checked() {
     let (_, refused) = node.call("GET", "/v1/outbox?state=lost", Some(ADMIN), None).await;
     assert!(refused["error"]["message"].as_str().unwrap().contains("pending, delivered, failed, cancelled"));
 }
+
+#[tokio::test]
+async fn per_peer_metrics_need_a_metrics_or_admin_token_and_a_metrics_token_can_do_nothing_else() {
+    let node = node().await;
+    let (status, created) =
+        node.call("POST", "/v1/tokens", Some(ADMIN), Some(json!({ "name": "prometheus", "scope": "metrics" }))).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let metrics_token = created["token"].as_str().unwrap().to_owned();
+    let scrape = |token: Option<String>| {
+        let mut request = Request::get("/metrics");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = request.body(Body::empty()).unwrap();
+        async { node.send(request).await }
+    };
+    for token in [Some(metrics_token.clone()), Some(ADMIN.to_owned())] {
+        let response = scrape(token).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = String::from_utf8(to_bytes(response.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
+        assert!(body.contains("# TYPE ostracon_peer_deliveries_total counter"), "{body}");
+    }
+    let public = scrape(None).await;
+    let body = String::from_utf8(to_bytes(public.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
+    assert!(body.contains("ostracon_log_size") && !body.contains("ostracon_peer_"), "{body}");
+    assert_eq!(
+        scrape(Some(SUBMIT.to_owned())).await.status(),
+        StatusCode::FORBIDDEN,
+        "a submit token is not a scraper"
+    );
+    // The scraper's token opens nothing else.
+    for (method, path) in [("GET", "/v1/status"), ("GET", "/v1/peers"), ("GET", "/v1/incidents")] {
+        assert_eq!(node.call(method, path, Some(&metrics_token), None).await.0, StatusCode::FORBIDDEN, "{path}");
+    }
+}

@@ -102,8 +102,8 @@ pub enum PeerEvent {
     Refused,
 }
 
-/// Peers tallied one by one; past this many (only peers we deliver to or buddies are
-/// tallied, but a node may have many), the rest are counted together as `other`.
+/// Buddies tallied one by one (only buddies are); past this many, the rest are counted
+/// together as `other`.
 pub const MAX_TALLIED_PEERS: usize = 10_000;
 
 /// Shared view of the link state and the counters.

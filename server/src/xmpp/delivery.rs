@@ -203,14 +203,20 @@ impl XmppNode {
             },
         };
         let now = self.env.now();
-        let peer = &item.peer.to_string();
+        // Tallied per peer for buddies only: strangers come and go, and their names would be
+        // labels anyone can mint (they are in the link-wide counters).
+        let tally = |event| async move {
+            if matches!(self.buddy(&item.peer).await, Ok(Some(_))) {
+                self.status.count_peer(&item.peer.to_string(), event);
+            }
+        };
         let result = match outcome {
             Ok(()) => {
-                self.status.count_peer(peer, PeerEvent::Delivered);
+                tally(PeerEvent::Delivered).await;
                 self.ledger.outbox_delivered(item.id, now).await
             }
             Err(error) => {
-                self.status.count_peer(peer, PeerEvent::Failed);
+                tally(PeerEvent::Failed).await;
                 let attempts = item.attempts.saturating_add(1);
                 let expired = now.unix() - item.created_at.unix() > GIVE_UP_AFTER_SECS;
                 let jitter = f64::from(self.env.random_bytes()[0]) / 255.0;

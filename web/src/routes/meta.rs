@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use ostracon_store::traits::PeerStore as _;
 
-use crate::auth::{Admin, Reader};
+use crate::auth::{Metrics, Reader};
 use crate::error::ApiError;
 use crate::metrics::PeerFamily;
 use crate::state::{AppState, NodeInfo, PeerTraffic};
@@ -37,10 +37,10 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<
     )
 }
 
-/// `GET /metrics`: public counters and gauges; with an admin token (Prometheus's
-/// `authorization` setting) also the per-peer families, since who our buddies are and how
+/// `GET /metrics`: public counters and gauges; with a `metrics` (or admin) token, Prometheus's
+/// `authorization` setting, also the per-peer families, since who our buddies are and how
 /// their deliveries go is not public.
-pub(crate) async fn metrics(reader: Reader<Admin>, State(state): State<AppState>) -> Response {
+pub(crate) async fn metrics(reader: Reader<Metrics>, State(state): State<AppState>) -> Response {
     let gauges = [
         ("ostracon_log_size", "Leaves in the audit log.", state.ledger().log_size() as f64),
         ("ostracon_listed_entries", "Entries on the published lists.", state.ledger().with_index(|i| i.len()) as f64),

@@ -29,6 +29,9 @@ fn peer_json_with(peer: &PeerRecord, delivery: Option<&PeerDelivery>) -> Value {
         "jid": peer.jid,
         "state": peer.state,
         "trust": peer.trust,
+        // The key it signs with now (the one its operator reads out from `ostracon key show`);
+        // `keys` also holds the retired ones still valid for old signatures.
+        "fingerprint": peer.keys.iter().rev().find(|k| k.valid_until.is_none()).map(|k| k.key.fingerprint()),
         "keys": peer.keys.iter().map(|k| json!({
             "kid": k.kid, "fingerprint": k.key.fingerprint(), "valid_from": k.valid_from, "valid_until": k.valid_until,
         })).collect::<Vec<_>>(),
