@@ -214,7 +214,10 @@ async fn the_binary_end_to_end() {
     let (_, ips) = node.get("/v1/blocklist?kind=ip&format=txt");
     // CIDRs first, then addresses (ordered by kind, then value).
     assert_eq!(ips, "198.51.100.0/24\n192.0.2.7\n203.0.113.9\n");
+    // Plain text carries `block` entries only: the quarantined abuse.example asks for more.
     let (_, domains) = node.get("/v1/blocklist?kind=domain&format=txt");
+    assert_eq!(domains, "spam.example\n");
+    let (_, domains) = node.get("/v1/blocklist?kind=domain&format=txt&action=all");
     assert_eq!(domains, "abuse.example\nspam.example\n");
 
     // verify accepts the honest node, saves the checkpoint, and sees growth next time.

@@ -17,7 +17,7 @@ use sqlx::Row as _;
 
 use crate::db::Dialect;
 use crate::ledger::Ledger;
-use crate::model::{EntryRecord, ListKind};
+use crate::model::{EntryRecord, ListAction, ListKind};
 use crate::queries::{ENTRY_COLUMNS, entry_from_row};
 use crate::{Result, StoreError};
 
@@ -70,6 +70,51 @@ impl Format {
     }
 }
 
+/// Which actions a snapshot carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Actions {
+    /// Every entry, whatever its action.
+    All,
+    /// Only entries with this action.
+    Only(ListAction),
+}
+
+impl Actions {
+    /// What `format` carries unless the consumer asks (`action=`): plain text only `block`,
+    /// since its consumers (mod_firewall, ejabberd's spam filter, firewall sets) block
+    /// whatever they read and cannot see an action; the formats that name each entry's
+    /// action carry every entry.
+    pub fn default_for(format: Format) -> Self {
+        match format {
+            Format::Txt => Self::Only(ListAction::Block),
+            Format::Json | Format::Ndjson | Format::Csv => Self::All,
+        }
+    }
+
+    /// Parses the `action=` parameter: `all`, `block`, `quarantine` or `observe`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "all" => Some(Self::All),
+            other => other.parse().ok().map(Self::Only),
+        }
+    }
+
+    /// The parameter value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::All => "all",
+            Self::Only(action) => action.as_str(),
+        }
+    }
+
+    fn only(self) -> Option<&'static str> {
+        match self {
+            Self::All => None,
+            Self::Only(action) => Some(action.as_str()),
+        }
+    }
+}
+
 /// One rendered, signed snapshot.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
@@ -77,6 +122,8 @@ pub struct Snapshot {
     pub list: ListKind,
     /// Which format.
     pub format: Format,
+    /// Which actions it carries.
+    pub actions: Actions,
     /// The exact body bytes (what the signature covers).
     pub body: Vec<u8>,
     /// The body, gzipped.
@@ -116,6 +163,9 @@ struct JsonMeta<'a> {
     generated_at: Timestamp,
     cursor: i64,
     entries: usize,
+    /// Set when the snapshot carries one action only (`action=`); absent, it carries all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    action: Option<&'a str>,
     checkpoint: JsonCheckpoint<'a>,
 }
 
@@ -211,7 +261,13 @@ fn gzip(body: &[u8]) -> Result<Vec<u8>> {
 
 impl Ledger {
     /// Builds a snapshot of `list` in `format` from one consistent read.
-    pub async fn build_snapshot(&self, list: ListKind, format: Format, now: Timestamp) -> Result<Snapshot> {
+    pub async fn build_snapshot(
+        &self,
+        list: ListKind,
+        format: Format,
+        actions: Actions,
+        now: Timestamp,
+    ) -> Result<Snapshot> {
         let store = self.store();
         let mut tx = store.pool().begin().await?;
         if store.dialect() == Dialect::Postgres {
@@ -232,11 +288,12 @@ impl Ledger {
         };
         let sql = format!(
             "SELECT {ENTRY_COLUMNS} FROM entries WHERE active = 1 AND (kind = $1 OR kind = $2) \
-             ORDER BY kind{collate}, value{collate}"
+             AND ($3 IS NULL OR action = $3) ORDER BY kind{collate}, value{collate}"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(kinds[0])
             .bind(kinds.get(1).copied().unwrap_or(kinds[0]))
+            .bind(actions.only())
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -249,6 +306,7 @@ impl Ledger {
             generated_at: now,
             cursor,
             entries: entries.len(),
+            action: actions.only(),
             checkpoint: JsonCheckpoint {
                 origin: &checkpoint.checkpoint().origin,
                 size,
@@ -261,6 +319,7 @@ impl Ledger {
         Ok(Snapshot {
             list,
             format,
+            actions,
             gzip: gzip(&body)?,
             etag: format!("\"{}\"", hex::encode(&digest[..16])),
             signature: key.sign(&body),

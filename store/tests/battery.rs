@@ -11,7 +11,7 @@ use ostracon_protocol::time::Timestamp;
 use ostracon_store::ledger::{Ledger, LedgerConfig, RemoteIncident};
 use ostracon_store::model::{ChangeOp, Decision, IncidentOrigin, ListAction, ListKind, Scope, Verb};
 use ostracon_store::policy::ListingPolicy;
-use ostracon_store::snapshot::Format;
+use ostracon_store::snapshot::{Actions, Format};
 use ostracon_store::traits::{AuditLogStore, BlocklistStore, IncidentFilter, IncidentStore, TokenStore};
 use ostracon_store::{Store, StoreError};
 
@@ -348,7 +348,7 @@ async fn snapshots_are_signed_consistent_and_in_every_format(backend: Backend) {
         .await
         .unwrap();
     for format in Format::ALL {
-        let snapshot = ledger.build_snapshot(ListKind::Ip, format, ts(5)).await.unwrap();
+        let snapshot = ledger.build_snapshot(ListKind::Ip, format, Actions::All, ts(5)).await.unwrap();
         assert!(key().public().verify(&snapshot.body, &snapshot.signature), "{format:?}");
         assert_eq!(snapshot.entries, 2);
         assert_eq!(snapshot.checkpoint.checkpoint().size, ledger.log_size());
@@ -370,7 +370,8 @@ async fn snapshots_are_signed_consistent_and_in_every_format(backend: Backend) {
             assert_eq!(json["checkpoint"]["size"], ledger.log_size());
         }
     }
-    let jids = ledger.build_snapshot(ListKind::Jid, Format::Txt, ts(5)).await.unwrap();
+    let jids =
+        ledger.build_snapshot(ListKind::Jid, Format::Txt, Actions::default_for(Format::Txt), ts(5)).await.unwrap();
     assert_eq!(String::from_utf8(jids.body).unwrap(), "bot@bad.example\n");
 }
 
@@ -1349,7 +1350,7 @@ async fn a_key_switch_is_one_transaction_and_waits_for_the_previous_announcement
     // Checkpoints and snapshots are signed by the new key from now on.
     ledger.checkpoint().unwrap().verify_signature("ops.example", new.public().verifying_key()).unwrap();
     assert!(ledger.checkpoint().unwrap().verify_signature("ops.example", old.public().verifying_key()).is_err());
-    let snapshot = ledger.build_snapshot(ListKind::Ip, Format::Json, ts(6)).await.unwrap();
+    let snapshot = ledger.build_snapshot(ListKind::Ip, Format::Json, Actions::All, ts(6)).await.unwrap();
     assert_eq!(snapshot.key_id, new.key_id());
     let queued = backend.store.outbox_for("incidents.peer.example", 10).await.unwrap();
     assert!(queued.iter().any(|item| item.job == announcement), "{queued:?}");

@@ -8,7 +8,7 @@ use ostracon_protocol::ids::{BareJid, Domain};
 use ostracon_store::clock::Environment;
 use ostracon_store::ledger::Ledger;
 use ostracon_store::model::ListKind;
-use ostracon_store::snapshot::{Format, Snapshot};
+use ostracon_store::snapshot::{Actions, Format, Snapshot};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
@@ -120,7 +120,7 @@ struct Inner {
     /// Replaced whole by [`AppState::reload`] (SIGHUP): requests in flight keep the old one.
     http: std::sync::RwLock<Arc<HttpPolicy>>,
     metrics: Metrics,
-    snapshots: Mutex<HashMap<(ListKind, Format), Cached>>,
+    snapshots: Mutex<HashMap<(ListKind, Format, Actions), Cached>>,
     /// One snapshot build at a time: a burst of clients after a change waits for one build
     /// instead of starting one each (CrowdSec's thundering herd, crowdsec#2450).
     build: tokio::sync::Mutex<()>,
@@ -270,27 +270,28 @@ impl AppState {
         &self.0.metrics
     }
 
-    fn cached(&self, key: (ListKind, Format), version: u64) -> Option<Arc<Snapshot>> {
+    fn cached(&self, key: (ListKind, Format, Actions), version: u64) -> Option<Arc<Snapshot>> {
         let cache = self.0.snapshots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         cache.get(&key).filter(|cached| cached.version == version).map(|cached| Arc::clone(&cached.snapshot))
     }
 
     /// The current snapshot of a list, built at most once per list change.
-    pub async fn snapshot(&self, list: ListKind, format: Format) -> Result<Arc<Snapshot>, ApiError> {
+    pub async fn snapshot(&self, list: ListKind, format: Format, actions: Actions) -> Result<Arc<Snapshot>, ApiError> {
         // The database must answer even when a cached snapshot exists: a node that cannot
         // reach its store says so (503) instead of serving a list it can no longer vouch for.
         self.ledger().ping().await?;
         let version = self.ledger().list_version();
-        if let Some(snapshot) = self.cached((list, format), version) {
+        let key = (list, format, actions);
+        if let Some(snapshot) = self.cached(key, version) {
             return Ok(snapshot);
         }
         let _build = self.0.build.lock().await;
-        if let Some(snapshot) = self.cached((list, format), version) {
+        if let Some(snapshot) = self.cached(key, version) {
             return Ok(snapshot);
         }
-        let snapshot = Arc::new(self.ledger().build_snapshot(list, format, self.env().now()).await?);
+        let snapshot = Arc::new(self.ledger().build_snapshot(list, format, actions, self.env().now()).await?);
         let mut cache = self.0.snapshots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        cache.insert((list, format), Cached { version, snapshot: Arc::clone(&snapshot) });
+        cache.insert(key, Cached { version, snapshot: Arc::clone(&snapshot) });
         Ok(snapshot)
     }
 }

@@ -514,6 +514,20 @@ async fn allow_and_deny_entries() {
     let (_, list) = node.call("GET", "/v1/deny", Some(ADMIN), None).await;
     assert_eq!(list["deny"][0]["value"], "spam.example");
     assert_eq!(list["deny"][0]["action"], "quarantine");
+    // Plain text is read by consumers that block whatever is in it: only `block` entries,
+    // unless the consumer asks; the formats that carry each action carry every entry.
+    let node = &node;
+    let body = |path: &'static str| async move { node.text(path).await.1 };
+    assert_eq!(body("/v1/blocklist?kind=domain&format=txt").await, "");
+    assert_eq!(body("/v1/blocklist?kind=domain&format=txt&action=quarantine").await, "spam.example\n");
+    assert_eq!(body("/v1/blocklist?kind=domain&format=txt&action=all").await, "spam.example\n");
+    assert_eq!(body("/v1/blocklist?kind=domain&format=txt&action=block").await, "");
+    let json: Value = serde_json::from_str(&body("/v1/blocklist?kind=domain").await).unwrap();
+    assert_eq!((json["items"][0]["action"].as_str(), json.get("action")), (Some("quarantine"), None), "{json}");
+    let only: Value = serde_json::from_str(&body("/v1/blocklist?kind=domain&action=block").await).unwrap();
+    assert_eq!((only["items"].as_array().map(Vec::len), only["action"].as_str()), (Some(0), Some("block")), "{only}");
+    let (status, refused) = node.call("GET", "/v1/blocklist?kind=domain&format=txt&action=ban", None, None).await;
+    assert_error(status, &refused, StatusCode::BAD_REQUEST, "bad_action");
     let (status, body) = node.call("POST", "/v1/deny", Some(ADMIN), Some(json!({ "value": "192.0.2.1" }))).await;
     assert_error(status, &body, StatusCode::CONFLICT, "rejected");
     let (status, _) = node.call("DELETE", "/v1/deny?value=spam.example", Some(ADMIN), None).await;

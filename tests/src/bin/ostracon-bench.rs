@@ -26,7 +26,7 @@ use ostracon_store::Store;
 use ostracon_store::ledger::{Ledger, LedgerConfig};
 use ostracon_store::model::ListKind;
 use ostracon_store::policy::ListingPolicy;
-use ostracon_store::snapshot::Format;
+use ostracon_store::snapshot::{Actions, Format};
 
 #[derive(Parser)]
 struct Cli {
@@ -254,8 +254,9 @@ async fn main() -> anyhow::Result<()> {
             let format = Format::parse(&format).context("format")?;
             for round in 0..3 {
                 let start = Instant::now();
-                let snapshot =
-                    ledger.build_snapshot(list, format, Timestamp::from_unix(1_800_000_000).context("time")?).await?;
+                let snapshot = ledger
+                    .build_snapshot(list, format, Actions::All, Timestamp::from_unix(1_800_000_000).context("time")?)
+                    .await?;
                 println!(
                     "round {round}: {} entries, body {} bytes, gzip {} bytes, built+signed+gzipped in {:.3} s",
                     snapshot.entries,

@@ -1,5 +1,6 @@
-//! Public list publication: `GET /v1/blocklist?kind=&format=` (signed snapshot, ETag, gzip),
-//! `GET /v1/blocklist/signature?kind=&format=` (the detached signature and checkpoint), and
+//! Public list publication: `GET /v1/blocklist?kind=&format=&action=` (signed snapshot, ETag,
+//! gzip; plain text carries only `block` unless `action=` asks for more),
+//! `GET /v1/blocklist/signature?kind=&format=&action=` (the detached signature and checkpoint), and
 //! `GET /v1/blocklist/changes?since=&kind=&limit=` (deltas with a client-held cursor).
 
 use axum::Json;
@@ -10,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use ostracon_store::model::ListKind;
-use ostracon_store::snapshot::{Format, Snapshot};
+use ostracon_store::snapshot::{Actions, Format, Snapshot};
 use ostracon_store::traits::BlocklistStore as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -31,9 +32,10 @@ pub const CURSOR_HEADER: &str = "ostracon-cursor";
 pub(crate) struct SnapshotQuery {
     kind: Option<String>,
     format: Option<String>,
+    action: Option<String>,
 }
 
-fn parse_query(query: &SnapshotQuery) -> Result<(ListKind, Format), ApiError> {
+fn parse_query(query: &SnapshotQuery) -> Result<(ListKind, Format, Actions), ApiError> {
     let list = match query.kind.as_deref().unwrap_or("ip") {
         "ip" => ListKind::Ip,
         "jid" => ListKind::Jid,
@@ -46,7 +48,16 @@ fn parse_query(query: &SnapshotQuery) -> Result<(ListKind, Format), ApiError> {
     let format = Format::parse(format).ok_or_else(|| {
         ApiError::bad_request("bad_format", format!("unknown format {format:?}; use json, txt, ndjson or csv"))
     })?;
-    Ok((list, format))
+    let actions = match query.action.as_deref() {
+        None => Actions::default_for(format),
+        Some(text) => Actions::parse(text).ok_or_else(|| {
+            ApiError::bad_request(
+                "bad_action",
+                format!("unknown action {text:?}; use block, quarantine, observe or all"),
+            )
+        })?,
+    };
+    Ok((list, format, actions))
 }
 
 fn signature_value(snapshot: &Snapshot) -> String {
@@ -63,8 +74,8 @@ pub(crate) async fn snapshot(
     request_headers: HeaderMap,
     ApiQuery(query): ApiQuery<SnapshotQuery>,
 ) -> Result<Response, ApiError> {
-    let (list, format) = parse_query(&query)?;
-    let snapshot = state.snapshot(list, format).await?;
+    let (list, format, actions) = parse_query(&query)?;
+    let snapshot = state.snapshot(list, format, actions).await?;
     let not_modified = request_headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -88,8 +99,12 @@ pub(crate) async fn snapshot(
     headers.insert(SIGNATURE_HEADER, header(&signature_value(&snapshot)));
     headers.insert(CHECKPOINT_HEADER, HeaderValue::from(snapshot.checkpoint.checkpoint().size));
     headers.insert(CURSOR_HEADER, HeaderValue::from(snapshot.cursor));
-    let link =
-        format!("</v1/blocklist/signature?kind={}&format={}>; rel=\"signature\"", list.as_str(), format.as_str());
+    let link = format!(
+        "</v1/blocklist/signature?kind={}&format={}&action={}>; rel=\"signature\"",
+        list.as_str(),
+        format.as_str(),
+        actions.as_str()
+    );
     headers.insert(header::LINK, header(&link));
     Ok(response)
 }
@@ -109,11 +124,12 @@ pub(crate) async fn signature(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<SnapshotQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let (list, format) = parse_query(&query)?;
-    let snapshot = state.snapshot(list, format).await?;
+    let (list, format, actions) = parse_query(&query)?;
+    let snapshot = state.snapshot(list, format, actions).await?;
     Ok(Json(json!({
         "kind": list,
         "format": format.as_str(),
+        "action": actions.as_str(),
         "etag": snapshot.etag,
         "keyid": snapshot.key_id,
         "alg": "ed25519",
@@ -145,7 +161,7 @@ pub(crate) async fn changes(
     };
     let list = match query.kind.as_deref() {
         None => None,
-        Some(kind) => Some(parse_query(&SnapshotQuery { kind: Some(kind.to_owned()), format: None })?.0),
+        Some(kind) => Some(parse_query(&SnapshotQuery { kind: Some(kind.to_owned()), format: None, action: None })?.0),
     };
     let limit = query.limit.unwrap_or(1_000).clamp(1, 10_000);
     let store = state.ledger().store();
