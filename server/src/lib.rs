@@ -9,6 +9,7 @@ pub mod check;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod export;
 pub mod init;
 pub mod keyfile;
 pub mod output;

@@ -143,6 +143,23 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Write a list to a file for consumers that read files (ejabberd mod_spam_filter's
+    /// spam_jids_file, a firewall loader): one value per line, no comments or blank lines,
+    /// `block` entries only unless asked, replaced atomically and only when it changed. Run it
+    /// from a timer; exit status 0 either way, and it says whether the file changed.
+    Export {
+        /// Which list.
+        #[arg(long, default_value = "jid", value_parser = PossibleValuesParser::new(["ip", "jid", "domain"]))]
+        kind: String,
+        /// Which entries.
+        #[arg(long, default_value = "block", value_parser = PossibleValuesParser::new(["block", "quarantine", "observe", "all"]))]
+        action: String,
+        /// The file to write.
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Is an IP, CIDR, JID or domain listed, and why?
     Lookup {
         /// What the value is.
@@ -941,6 +958,11 @@ async fn run(command: Command) -> Result<ExitCode, ServerError> {
             };
             output::print(&value, api.format(), view);
         }
+        Command::Export { kind, action, file, api } => {
+            let exported = ostracon::export::export(&api.client()?, &kind, &action, &file).await?;
+            let what = if exported.changed { "written" } else { "unchanged" };
+            println!("{}: {what}, {} entries", file.display(), exported.entries);
+        }
         Command::Lookup { kind, value, api } => {
             let client = api.client()?;
             let answer = client.json(Method::GET, &format!("/v1/lookup/{}/{}", encode(&kind), value), None).await?;
@@ -1036,4 +1058,15 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    /// Clap checks a command's definition only when it is used: every verb is checked here,
+    /// so a clash (two arguments named alike) fails the tests, not an operator.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory as _;
+        super::Cli::command().debug_assert();
+    }
 }

@@ -219,6 +219,20 @@ async fn the_binary_end_to_end() {
     assert_eq!(domains, "spam.example\n");
     let (_, domains) = node.get("/v1/blocklist?kind=domain&format=txt&action=all");
     assert_eq!(domains, "abuse.example\nspam.example\n");
+    // The same lists as files, for ejabberd's spam filter or a firewall loader: written when
+    // they change, left alone when they do not.
+    let file = node.dir.path().join("spam_domains.txt");
+    let url = node.url();
+    let export = |extra: &[&str]| {
+        let mut args = vec!["export", "--kind", "domain", "--file", file.to_str().unwrap(), "--url", &url];
+        args.extend_from_slice(extra);
+        ok(&args)
+    };
+    assert!(export(&[]).contains("written, 1 entries"), "{}", export(&[]));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "spam.example\n");
+    assert!(export(&[]).contains("unchanged, 1 entries"));
+    assert!(export(&["--action", "all"]).contains("written, 2 entries"));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "abuse.example\nspam.example\n");
 
     // verify accepts the honest node, saves the checkpoint, and sees growth next time.
     let checkpoint = node.dir.path().join("checkpoint.txt");
