@@ -86,7 +86,28 @@ fn is_precis_identifier(prepped: &str) -> bool {
     matches!(UsernameCaseMapped::new().enforce(prepped), Ok(ref enforced) if enforced == prepped)
 }
 
-/// A DNS-style domain name: lower-case, no trailing dot, labels of letters, digits, `-` and `_`.
+/// `name` with every A-label (`xn--…`) decoded to its U-label: RFC 7622 §3.2 compares
+/// domainparts as U-labels, the form XMPP servers put in `from`, so `xn--bcher-kva.example`
+/// and `bücher.example` are one domain (one entry, one hash). Only canonical A-labels of
+/// non-ASCII labels are taken; the U-label is then checked like any typed label.
+fn to_u_labels(name: &str) -> std::result::Result<String, &'static str> {
+    const ACE: &str = "xn--";
+    if !name.split('.').any(|label| label.starts_with(ACE)) {
+        return Ok(name.to_owned());
+    }
+    let labels = name.split('.').map(|label| {
+        let Some(encoded) = label.strip_prefix(ACE) else { return Ok(label.to_owned()) };
+        let decoded = idna::punycode::decode_to_string(encoded).ok_or("not a valid A-label (punycode)")?;
+        if decoded.is_ascii() || idna::punycode::encode_str(&decoded).as_deref() != Some(encoded) {
+            return Err("not the canonical A-label of an internationalised label");
+        }
+        Ok(prep(&decoded))
+    });
+    Ok(labels.collect::<std::result::Result<Vec<_>, _>>()?.join("."))
+}
+
+/// A DNS-style domain name: lower-case, no trailing dot, labels of letters, digits, `-` and `_`
+/// (internationalised labels as U-labels).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Domain(String);
 
@@ -103,6 +124,7 @@ impl Domain {
         if name.is_empty() {
             return Err(invalid("empty"));
         }
+        let name = &to_u_labels(name).map_err(invalid)?;
         if name.len() > MAX_DOMAIN_BYTES {
             return Err(invalid("longer than 253 bytes"));
         }
@@ -574,6 +596,23 @@ mod tests {
             &"a.".repeat(130),
         ] {
             assert!(Domain::parse(input).is_err(), "{input}");
+        }
+    }
+
+    #[test]
+    fn a_labels_and_u_labels_are_one_domain() {
+        let typed = Domain::parse("bücher.example").unwrap();
+        for form in ["xn--bcher-kva.example", "XN--BCHER-KVA.example.", "Bücher.Example"] {
+            assert_eq!(Domain::parse(form).unwrap(), typed, "{form}");
+        }
+        assert_eq!(typed.as_str(), "bücher.example");
+        let jid = BareJid::parse("Spammer@xn--bcher-kva.example").unwrap();
+        assert_eq!(jid.to_string(), "spammer@bücher.example", "the domainpart is a U-label");
+        assert_eq!(Offender::parse("xn--bcher-kva.example").unwrap(), Offender::Domain(typed));
+        // Not an A-label of a non-ASCII label (`xn--abc-` encodes plain `abc`), or not a valid
+        // one: refused, not guessed.
+        for bad in ["xn--abc-.example", "xn--example-.org", "xn--.example", "xn--bcher-kv.example"] {
+            assert!(Domain::parse(bad).is_err(), "{bad}");
         }
     }
 
