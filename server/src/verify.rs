@@ -398,3 +398,51 @@ impl RotationChain {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ostracon_protocol::envelope::{Nonce, sign};
+    use ostracon_protocol::ids::BareJid;
+    use ostracon_protocol::keys::{NodeKey, PublishedKey};
+
+    use super::*;
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_unix(1_800_000_000 + secs).unwrap()
+    }
+
+    /// A `key-rotated` leaf from `old` to `new`, its proof signed by `signer`.
+    fn rotation(old: &NodeKey, new: &NodeKey, signer: &NodeKey) -> AuditRecord {
+        let claim = KeyRotation { old_kid: old.key_id(), new_key: PublishedKey::new(new.public(), at(0)) };
+        let jid = BareJid::parse("incidents.node.example").unwrap();
+        let signed = sign(&claim, signer, &jid, at(0), Nonce::from_bytes(&[1; 16]));
+        let proof = signed.map(|s| Box::new(s.links()[0].clone())).ok();
+        AuditRecord::KeyRotated { at: at(0), old: old.key_id().to_string(), new: new.key_id().to_string(), proof }
+    }
+
+    #[test]
+    fn the_chain_takes_only_rotations_the_current_key_signed() {
+        let (first, second, third) =
+            (NodeKey::from_seed(&[1; 32]), NodeKey::from_seed(&[2; 32]), NodeKey::from_seed(&[3; 32]));
+        let mut chain = RotationChain::from(first.public());
+        // A rotation of some other key is not a step of this chain.
+        chain.follow(0, &rotation(&third, &second, &third)).unwrap();
+        assert_eq!(chain.current, first.public());
+        chain.follow(1, &rotation(&first, &second, &first)).unwrap();
+        assert_eq!((chain.current, chain.steps.len()), (second.public(), 1));
+
+        // A hostile log rotates the chain's key to its own, signed by its own key: refused.
+        let attacker = NodeKey::from_seed(&[4; 32]);
+        let forged = chain.follow(2, &rotation(&second, &attacker, &attacker)).unwrap_err();
+        assert!(forged.to_string().contains("not signed by it"), "{forged}");
+        // A proof that names another successor than the leaf does: refused.
+        let AuditRecord::KeyRotated { at, old, proof, .. } = rotation(&second, &third, &second) else { unreachable!() };
+        let swapped = AuditRecord::KeyRotated { at, old, new: attacker.key_id().to_string(), proof };
+        assert!(chain.follow(3, &swapped).unwrap_err().to_string().contains("its signed claim names"));
+        // A rotation of the chain's key without any proof: refused, not skipped.
+        let AuditRecord::KeyRotated { at, old, new, .. } = rotation(&second, &third, &second) else { unreachable!() };
+        let bare = AuditRecord::KeyRotated { at, old, new, proof: None };
+        assert!(chain.follow(4, &bare).unwrap_err().to_string().contains("without the old key's signed claim"));
+        assert_eq!(chain.current, second.public(), "no refused step moved the chain");
+    }
+}

@@ -486,31 +486,25 @@ fn a_failed_init_leaves_nothing_and_the_retry_works() {
     let data = dir.path().join("node");
     let data_arg = data.to_str().unwrap();
     // No database at that address: the store cannot open after the key was made.
-    let failed = run(&[
-        "init",
-        "--data",
-        data_arg,
-        "--domain",
-        "ops.example",
-        "--database",
-        "postgres://postgres@127.0.0.1:1/none",
-    ]);
-    assert!(!failed.status.success());
+    let failing_init = || {
+        let args = [
+            "init",
+            "--data",
+            data_arg,
+            "--domain",
+            "ops.example",
+            "--database",
+            "postgres://postgres@127.0.0.1:1/none",
+        ];
+        assert!(!run(&args).status.success());
+    };
+    failing_init();
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(left.is_empty(), "a failed init left {left:?}");
 
     // An empty directory, as the Debian package makes it, is staged inside and filled.
     std::fs::create_dir(&data).unwrap();
-    let failed_inside = run(&[
-        "init",
-        "--data",
-        data_arg,
-        "--domain",
-        "ops.example",
-        "--database",
-        "postgres://postgres@127.0.0.1:1/none",
-    ]);
-    assert!(!failed_inside.status.success());
+    failing_init();
     let left: Vec<_> = std::fs::read_dir(&data).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(left.is_empty(), "a failed init left {left:?} in the existing directory");
 

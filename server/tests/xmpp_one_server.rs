@@ -98,12 +98,9 @@ async fn buddies_exchange_signed_reports_through_prosody() {
     assert!(table.starts_with("ID  PEER") && table.contains("NEXT TRY"), "{table}");
     assert!(table.lines().any(|l| l.contains("report") && l.contains("delivered")), "{table}");
     let metrics = common::metrics(&alpha.url, true).await;
-    let delivered = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("ostracon_peer_deliveries_total{peer=\"incidents.beta.test\"} "))
-        .and_then(|n| n.parse::<u64>().ok());
-    assert!(delivered.is_some_and(|n| n >= 1), "{metrics}");
-    assert!(metrics.contains("ostracon_peer_outbox_pending{peer=\"incidents.beta.test\"} 0"), "{metrics}");
+    let sample = |family| common::peer_sample(&metrics, family, "incidents.beta.test");
+    assert!(sample("ostracon_peer_deliveries_total").is_some_and(|n| n >= 1), "{metrics}");
+    assert_eq!(sample("ostracon_peer_outbox_pending"), Some(0), "{metrics}");
 
     // A report queued while beta is down is delivered once it is back.
     beta.stop().await;
@@ -281,10 +278,7 @@ async fn forged_unknown_replayed_and_stranger_reports_are_refused_with_their_con
     // /metrics counts the buddy's refusals by name, for an admin only; a stranger's are only
     // in the link-wide counter (its name would be a label anyone could mint).
     let metrics = common::metrics(&beta.url, true).await;
-    let refused = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("ostracon_peer_refusals_total{peer=\"incidents.gamma.test\"} "))
-        .and_then(|n| n.parse::<u64>().ok());
+    let refused = common::peer_sample(&metrics, "ostracon_peer_refusals_total", "incidents.gamma.test");
     assert!(refused.is_some_and(|n| n >= 6), "gamma's six refusals: {refused:?}\n{metrics}");
     assert!(!metrics.contains("peer=\"incidents.delta.test\""), "{metrics}");
     assert!(!common::metrics(&beta.url, false).await.contains("ostracon_peer_"), "per-peer numbers are not public");

@@ -14,7 +14,7 @@ pub(crate) mod status;
 pub(crate) mod tokens;
 pub(crate) mod waiting;
 
-use ostracon_protocol::ids::Offender;
+use ostracon_protocol::ids::{BareJid, Offender};
 use ostracon_protocol::time::Timestamp;
 
 use crate::error::ApiError;
@@ -23,6 +23,11 @@ use crate::error::ApiError;
 /// keeps thousandths, so sums are exact).
 pub(crate) fn weight(milli: i64) -> f64 {
     milli as f64 / 1000.0
+}
+
+/// Parses an optional `peer` filter (a JID), refusing a bad one with 422 `invalid_jid`.
+pub(crate) fn peer_filter(peer: Option<&str>) -> Result<Option<BareJid>, ApiError> {
+    peer.map(|text| BareJid::parse(text).map_err(|e| ApiError::invalid("invalid_jid", e.to_string()))).transpose()
 }
 
 /// Parses offenders, naming the first one that is invalid.

@@ -30,6 +30,12 @@ pub fn cli(url: &str, args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// The value of `family{peer="PEER"}` in a `/metrics` text, if it is there.
+pub fn peer_sample(metrics: &str, family: &str, peer: &str) -> Option<u64> {
+    let prefix = format!("{family}{{peer=\"{peer}\"}} ");
+    metrics.lines().find_map(|line| line.strip_prefix(&prefix)).and_then(|n| n.parse().ok())
+}
+
 /// `GET /metrics`, with the admin token or without.
 pub async fn metrics(url: &str, admin: bool) -> String {
     let mut request = reqwest::Client::new().get(format!("{url}/metrics"));

@@ -5,12 +5,12 @@
 
 use axum::Json;
 use axum::extract::State;
-use ostracon_protocol::ids::BareJid;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::{Admin, Operator};
 use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::routes::peer_filter;
 use crate::state::AppState;
 
 /// Largest page of `GET /v1/held`.
@@ -33,16 +33,12 @@ pub(crate) struct PeerBody {
     peer: Option<String>,
 }
 
-fn parse_peer(peer: Option<&str>) -> Result<Option<BareJid>, ApiError> {
-    peer.map(|text| BareJid::parse(text).map_err(|e| ApiError::invalid("invalid_jid", e.to_string()))).transpose()
-}
-
 pub(crate) async fn list(
     _operator: Operator<Admin>,
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<HeldQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let peer = parse_peer(query.peer.as_deref())?.map(|jid| jid.to_string());
+    let peer = peer_filter(query.peer.as_deref())?.map(|jid| jid.to_string());
     let limit = query.limit.unwrap_or(100);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::invalid("invalid_limit", format!("limit is 1 to {MAX_PAGE}")));
@@ -61,7 +57,7 @@ pub(crate) async fn release(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<PeerBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let peer = parse_peer(body.peer.as_deref())?;
+    let peer = peer_filter(body.peer.as_deref())?;
     let applied = state.ledger().release_held(peer.as_ref(), state.env().now()).await?;
     Ok(Json(json!({
         "listed": applied.listed.iter().map(ToString::to_string).collect::<Vec<_>>(),
@@ -75,7 +71,7 @@ pub(crate) async fn discard(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<PeerBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let peer = parse_peer(body.peer.as_deref())?;
+    let peer = peer_filter(body.peer.as_deref())?;
     let discarded = state.ledger().discard_held(peer.as_ref(), state.env().now()).await?;
     Ok(Json(json!({ "discarded": discarded })))
 }

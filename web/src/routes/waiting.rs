@@ -7,7 +7,6 @@
 
 use axum::Json;
 use axum::extract::State;
-use ostracon_protocol::ids::BareJid;
 use ostracon_store::model::EntrySource;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -15,6 +14,7 @@ use serde_json::{Value, json};
 use crate::auth::{Admin, Operator};
 use crate::error::{ApiError, ApiQuery};
 use crate::routes::lookup::quorum_json;
+use crate::routes::peer_filter;
 use crate::state::AppState;
 
 /// Largest page of `GET /v1/candidates` (each candidate reads its reasons).
@@ -23,6 +23,16 @@ const MAX_CANDIDATES: u32 = 100;
 const MAX_OUTBOX: u32 = 500;
 /// The outbox states a filter may name.
 const OUTBOX_STATES: [&str; 4] = ["pending", "delivered", "failed", "cancelled"];
+
+/// A page size: 50 unless given, refused outside 1 to `max`.
+fn page_limit(limit: Option<u32>, max: u32) -> Result<u32, ApiError> {
+    let limit = limit.unwrap_or(50);
+    if (1..=max).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::invalid("invalid_limit", format!("limit is 1 to {max}")))
+    }
+}
 
 /// Query of `GET /v1/candidates`.
 #[derive(Debug, Deserialize)]
@@ -37,10 +47,7 @@ pub(crate) async fn candidates(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<CandidatesQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=MAX_CANDIDATES).contains(&limit) {
-        return Err(ApiError::invalid("invalid_limit", format!("limit is 1 to {MAX_CANDIDATES}")));
-    }
+    let limit = page_limit(query.limit, MAX_CANDIDATES)?;
     let offset = query.offset.unwrap_or(0);
     let (total, page) = state.ledger().store().candidates(limit, offset).await?;
     let params = &state.ledger().config().reputation;
@@ -73,12 +80,7 @@ pub(crate) async fn outbox(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<OutboxQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let peer = query
-        .peer
-        .as_deref()
-        .map(|text| BareJid::parse(text).map_err(|e| ApiError::invalid("invalid_jid", e.to_string())))
-        .transpose()?
-        .map(|jid| jid.to_string());
+    let peer = peer_filter(query.peer.as_deref())?.map(|jid| jid.to_string());
     if let Some(wanted) = query.state.as_deref()
         && !OUTBOX_STATES.contains(&wanted)
     {
@@ -87,10 +89,7 @@ pub(crate) async fn outbox(
             format!("state {wanted:?} is not one of {}", OUTBOX_STATES.join(", ")),
         ));
     }
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=MAX_OUTBOX).contains(&limit) {
-        return Err(ApiError::invalid("invalid_limit", format!("limit is 1 to {MAX_OUTBOX}")));
-    }
+    let limit = page_limit(query.limit, MAX_OUTBOX)?;
     let items =
         state.ledger().store().outbox_items(peer.as_deref(), query.state.as_deref(), query.before, limit).await?;
     let next = (items.len() == limit as usize).then(|| items.last().map(|item| item.id)).flatten();
