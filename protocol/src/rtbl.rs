@@ -46,6 +46,21 @@ impl RtblNode {
         }
     }
 
+    /// The node with this pubsub name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|node| node.name() == name)
+    }
+
+    /// The entry kinds (`ip`, `cidr`, `jid`, `domain`) this node carries.
+    pub fn entry_kinds(self) -> &'static [&'static str] {
+        match self {
+            Self::MucBansSha256 => &["jid", "domain"],
+            Self::SpamSourceDomains => &["domain"],
+            Self::SpamSourceIps => &["ip", "cidr"],
+            Self::SpamSourceJidsSha256 => &["jid"],
+        }
+    }
+
     /// The item id for `offender` on this node, or `None` if the node does not carry that kind.
     pub fn item_id(self, offender: &Offender) -> Option<String> {
         match (self, offender) {

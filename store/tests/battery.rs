@@ -55,6 +55,7 @@ ostracon_store::battery!(
     what_is_not_a_public_fact_is_sealed_and_an_erased_opening_keeps_every_proof,
     a_key_switch_is_one_transaction_and_waits_for_the_previous_announcement,
     finished_outbox_rows_are_pruned_but_what_later_decisions_read,
+    rtbl_subscriptions_are_idempotent_capped_and_nodes_publish_only_block_entries,
 );
 
 const NODE: &str = "incidents.ops.example";
@@ -1383,4 +1384,70 @@ async fn finished_outbox_rows_are_pruned_but_what_later_decisions_read(backend: 
     let left: Vec<i64> = backend.store.outbox_items(None, None, None, 10).await.unwrap().iter().map(|i| i.id).collect();
     assert_eq!(left, [fetch, report_row], "the delivered probe went; the pending fetch and the report stay");
     assert!(backend.store.report_shared_with("incidents.peer.example", &incident(1, &[], ts(0)).id).await.unwrap());
+}
+
+async fn rtbl_subscriptions_are_idempotent_capped_and_nodes_publish_only_block_entries(backend: Backend) {
+    use ostracon_protocol::rtbl::RtblNode;
+    use ostracon_protocol::xml::pubsub::Subscriber;
+    use ostracon_store::ledger::rtbl::{Subscribed, SubscriberCaps};
+
+    let ledger = ledger(&backend).await;
+    ledger.deny(&offender("spammer@bad.example"), ListAction::Block, None, ts(0)).await.unwrap();
+    ledger.deny(&offender("bad.example"), ListAction::Block, None, ts(0)).await.unwrap();
+    ledger.deny(&offender("watched@odd.example"), ListAction::Observe, None, ts(0)).await.unwrap();
+    ledger.deny(&offender("192.0.2.7"), ListAction::Block, None, ts(0)).await.unwrap();
+    ledger.deny(&offender("198.51.100.0/24"), ListAction::Quarantine, None, ts(0)).await.unwrap();
+
+    let jid = |text: &str| Subscriber::parse(text).unwrap();
+    let caps = SubscriberCaps { total: 3, per_domain: 2 };
+    let muc = RtblNode::MucBansSha256;
+    assert_eq!(
+        ledger.rtbl_subscribe(muc, &jid("conference.ops.example"), caps, ts(1)).await.unwrap(),
+        Subscribed::Added
+    );
+    assert_eq!(
+        ledger.rtbl_subscribe(muc, &jid("conference.ops.example"), caps, ts(2)).await.unwrap(),
+        Subscribed::Already,
+        "a reload subscribes again"
+    );
+    let ejabberd = jid("other.example/rtbl-ejabberd@node1");
+    assert_eq!(ledger.rtbl_subscribe(muc, &ejabberd, caps, ts(3)).await.unwrap(), Subscribed::Added);
+    assert_eq!(ledger.rtbl_subscribe(muc, &jid("other.example/rtbl-2"), caps, ts(3)).await.unwrap(), Subscribed::Added);
+    assert_eq!(
+        ledger.rtbl_subscribe(muc, &jid("other.example/rtbl-3"), caps, ts(3)).await.unwrap(),
+        Subscribed::OverCap,
+        "the total cap holds"
+    );
+    let subscriptions = backend.store.rtbl_subscriptions().await.unwrap();
+    assert_eq!(subscriptions.len(), 3);
+    let through = backend.store.last_change_seq().await.unwrap();
+    assert!(subscriptions.iter().all(|s| s.synced_through == through), "new subscribers start at the feed's end");
+    assert!(subscriptions.iter().any(|s| s.jid == ejabberd), "the full JID is kept");
+
+    ledger.rtbl_synced(muc, std::slice::from_ref(&ejabberd), through + 5).await.unwrap();
+    ledger.rtbl_synced(muc, std::slice::from_ref(&ejabberd), through + 1).await.unwrap();
+    let synced = backend.store.rtbl_subscriptions().await.unwrap();
+    assert_eq!(synced.iter().find(|s| s.jid == ejabberd).unwrap().synced_through, through + 5, "never moves back");
+    assert!(ledger.rtbl_unsubscribe(muc, &ejabberd).await.unwrap());
+    assert!(!ledger.rtbl_unsubscribe(muc, &ejabberd).await.unwrap(), "unsubscribing twice is no error");
+
+    // Only `block` entries are published, each in the node that carries its kind.
+    let published = |node: RtblNode| {
+        let store = backend.store.clone();
+        async move {
+            let page = store.rtbl_entries(node, true, 0, 100).await.unwrap();
+            page.into_iter().map(|(_, o)| o.to_string()).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(published(muc).await, ["spammer@bad.example", "bad.example"]);
+    assert_eq!(published(RtblNode::SpamSourceDomains).await, ["bad.example"]);
+    assert_eq!(published(RtblNode::SpamSourceIps).await, ["192.0.2.7"]);
+    assert_eq!(published(RtblNode::SpamSourceJidsSha256).await, ["spammer@bad.example"]);
+    let unpublished = backend.store.rtbl_entries(muc, false, 0, 100).await.unwrap();
+    assert_eq!(unpublished.iter().map(|(_, o)| o.to_string()).collect::<Vec<_>>(), ["watched@odd.example"]);
+    ledger.undeny(&offender("spammer@bad.example"), ts(4)).await.unwrap();
+    assert_eq!(published(muc).await, ["bad.example"], "a delisted entry is no longer published");
+    let size = backend.store.rtbl_size(muc).await.unwrap();
+    assert_eq!(size, (1, 64 + 13), "one hashed id");
+    assert_eq!(backend.store.rtbl_size(RtblNode::SpamSourceIps).await.unwrap(), (1, "192.0.2.7/32".len() as u64 + 13));
 }

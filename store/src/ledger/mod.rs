@@ -18,6 +18,7 @@ mod outbox;
 pub use outbox::OUTBOX_HISTORY_SECS;
 pub mod peers;
 mod quorum;
+pub mod rtbl;
 mod standing;
 
 use std::collections::{BTreeSet, HashMap};
