@@ -106,6 +106,9 @@ async fn running_node(config: &Config) -> Vec<Checked> {
             format!("the running node's link is {}: {}", state.unwrap_or("unknown"), error.unwrap_or("no error yet")),
         )),
     }
+    for warning in xmpp["warnings"].as_array().into_iter().flatten() {
+        out.push(line(true, "xmpp", format!("warning: {}", warning.as_str().unwrap_or("?"))));
+    }
     for peer in status["peers"].as_array().into_iter().flatten() {
         let (jid, delivery) = (peer["jid"].as_str().unwrap_or("?"), &peer["delivery"]);
         let state = delivery["status"].as_str().unwrap_or("?");

@@ -149,6 +149,7 @@ pub async fn serve_with_reload(
         Arc::new(move || ostracon_web::XmppHealth {
             state: status_for_web.as_str(),
             last_error: status_for_web.last_error(),
+            warnings: status_for_web.warnings(),
         }),
         Arc::new(move || ostracon_web::Traffic {
             counters: traffic_for_web.counters(),
@@ -202,6 +203,7 @@ pub async fn serve_with_reload(
             abuse_addresses: section.abuse_addresses.clone(),
             forward_hops: section.forward_hops,
             reputation: config.reputation.params(),
+            rtbl: config.rtbl.settings(&domain).map_err(|problems| ServerError::Config(problems.join("; ")))?,
         };
         let node = Arc::new(xmpp::node::XmppNode::new(
             Arc::clone(&ledger),
@@ -211,17 +213,18 @@ pub async fn serve_with_reload(
             Arc::clone(&link_status),
         ));
         link_status.set(xmpp::connection::LinkState::Connecting);
-        let online = Arc::new(tokio::sync::Notify::new());
+        let (online, links) = tokio::sync::watch::channel(0);
         tasks.push(tokio::spawn(xmpp::connection::run(
             link,
             Arc::clone(&link_status),
-            Arc::clone(&online),
+            online,
             in_tx,
             out_rx,
             node.sender_limits(),
             stop_rx.clone(),
         )));
-        tasks.push(tokio::spawn(Arc::clone(&node).run_link_resets(online, stop_rx.clone())));
+        tasks.push(tokio::spawn(Arc::clone(&node).run_link_resets(links.clone(), stop_rx.clone())));
+        tasks.push(tokio::spawn(Arc::clone(&node).run_rtbl(links, stop_rx.clone())));
         tasks.push(tokio::spawn(Arc::clone(&node).run_incoming(in_rx)));
         tasks.push(tokio::spawn(node.run_outbox(stop_rx.clone())));
     }

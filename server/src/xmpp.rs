@@ -4,7 +4,7 @@
 //! - [`connection`] owns the link: handshake, keepalive, reconnection with backoff and
 //!   jitter, and the state and counters for `/healthz` and `/metrics`;
 //! - [`node`] holds the component's state and dispatches each stanza to the file that owns
-//!   it: [`intake`], [`handshake`], [`trust`], [`score`], with [`iq`] for the answers we wait
+//!   it: [`intake`], [`handshake`], [`trust`], [`score`], [`rtbl`] (the XEP-0060 RTBL service), with [`iq`] for the answers we wait
 //!   for, [`limits`] for rates, [`delivery`] for the outbox, [`group_commit`] for storing
 //!   received incidents, [`replay`] for the replay cache and [`stanza`] for building stanzas.
 //!
@@ -20,6 +20,7 @@ pub mod iq;
 pub mod limits;
 pub mod node;
 pub mod replay;
+mod rtbl;
 mod score;
 pub mod stanza;
 pub mod stream;

@@ -60,6 +60,8 @@ pub struct XmppHealth {
     pub state: &'static str,
     /// Why it is not online, in words the operator can act on.
     pub last_error: Option<String>,
+    /// What the operator should know while it works (a list outgrowing one RTBL stanza).
+    pub warnings: Vec<String>,
 }
 
 /// Reports the XMPP link's state for `/healthz`.
@@ -155,7 +157,13 @@ pub struct AppState(Arc<Inner>);
 impl AppState {
     /// State over a ledger.
     pub fn new(ledger: Arc<Ledger>, env: Arc<dyn Environment>, node: NodeInfo, config: &WebConfig) -> Self {
-        Self::with_xmpp_status(ledger, env, node, config, Arc::new(|| XmppHealth { state: "off", last_error: None }))
+        Self::with_xmpp_status(
+            ledger,
+            env,
+            node,
+            config,
+            Arc::new(|| XmppHealth { state: "off", last_error: None, warnings: Vec::new() }),
+        )
     }
 
     /// State whose `/healthz` reports the XMPP link through `xmpp`.

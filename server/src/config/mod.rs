@@ -19,8 +19,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::ServerError;
 
 mod reputation;
+mod rtbl;
 
 pub use reputation::ReputationSection;
+pub use rtbl::{PushTarget, RtblSection, RtblSettings};
 
 /// The whole configuration.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -44,6 +46,9 @@ pub struct Config {
     /// The XMPP component (absent: XMPP off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub xmpp: Option<XmppSection>,
+    /// The XEP-0060 RTBL service on the component (needs `[xmpp]`).
+    #[serde(default)]
+    pub rtbl: RtblSection,
 }
 
 /// `[node]`.
@@ -530,6 +535,11 @@ impl Config {
                     }
                 }
                 Err(e) => error(format!("[xmpp] component: {e}")),
+            }
+            if let Ok(domain) = &domain
+                && let Err(problems) = self.rtbl.settings(domain)
+            {
+                problems.into_iter().for_each(&mut error);
             }
             if xmpp.forward_hops > 7 {
                 error(format!("[xmpp] forward_hops is at most 7 (is {})", xmpp.forward_hops));

@@ -115,6 +115,8 @@ pub struct LinkStatus {
     peers: std::sync::Mutex<BTreeMap<String, [u64; 3]>>,
     /// Why the link is not up, in words an operator can act on; None while online.
     last_error: std::sync::Mutex<Option<String>>,
+    /// What the operator should know while the link works.
+    warnings: std::sync::Mutex<Vec<String>>,
 }
 
 impl LinkStatus {
@@ -126,6 +128,19 @@ impl LinkStatus {
     /// Why the link is down, if it is.
     pub fn last_error(&self) -> Option<String> {
         self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Replaces the warnings; true if they changed.
+    pub fn set_warnings(&self, warnings: Vec<String>) -> bool {
+        let mut current = self.warnings.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let changed = *current != warnings;
+        *current = warnings;
+        changed
+    }
+
+    /// What the operator should know while the link works.
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// Records a state.
@@ -243,12 +258,12 @@ const DEAD_AFTER: Duration = Duration::from_secs(90);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// Runs the link until `stop` turns true: incoming stanzas go to `incoming`, stanzas from
-/// `outgoing` are sent. Stanzas queued while offline wait in the channel (the durable copy is
+/// `outgoing` are sent, and `online` counts the links established. Stanzas queued while offline wait in the channel (the durable copy is
 /// in the outbox table).
 pub async fn run(
     config: LinkConfig,
     status: Arc<LinkStatus>,
-    online: Arc<tokio::sync::Notify>,
+    online: watch::Sender<u64>,
     incoming: mpsc::Sender<Inbound>,
     mut outgoing: mpsc::Receiver<Element>,
     limits: Arc<SenderLimits>,
@@ -266,8 +281,9 @@ pub async fn run(
                 failures = 0;
                 status.set(LinkState::Online);
                 status.set_error(None);
-                // Answers to IQs sent on an earlier stream may never come: let waiters retry now.
-                online.notify_waiters();
+                // Answers to IQs sent on an earlier stream may never come: let waiters retry
+                // now; and what consumers missed meanwhile is pushed again.
+                online.send_modify(|links| *links += 1);
                 tracing::info!(component = %config.component, server = %config.server, "XMPP component online");
                 let ended = serve_link(&config, &status, reader, writer, &incoming, &mut outgoing, &mut stop).await;
                 status.set(LinkState::Connecting);

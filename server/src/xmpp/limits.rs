@@ -24,6 +24,8 @@ pub enum Traffic {
     Incident,
     /// A buddy request from a peer: each may add a row and a key fetch.
     Subscribe,
+    /// An RTBL request: a subscription row, or an `items` answer of up to one full stanza.
+    Pubsub,
 }
 
 /// The rates, per sender and per domain.
@@ -39,6 +41,11 @@ pub struct SenderRates {
     pub incidents_per_domain: Rate,
     /// Buddy requests from one domain.
     pub subscribes_per_domain: Rate,
+    /// RTBL requests from one domain (a server asks twice at start-up, and on each reload).
+    pub pubsub_per_domain: Rate,
+    /// RTBL requests from everyone together, so many domains cannot together make us send
+    /// full lists without pause.
+    pub pubsub_total: Rate,
 }
 
 impl Default for SenderRates {
@@ -49,6 +56,8 @@ impl Default for SenderRates {
             incidents_per_jid: Rate::new(20.0, 100.0),
             incidents_per_domain: Rate::new(40.0, 200.0),
             subscribes_per_domain: Rate::new(0.1, 5.0),
+            pubsub_per_domain: Rate::new(0.5, 20.0),
+            pubsub_total: Rate::new(10.0, 50.0),
         }
     }
 }
@@ -61,6 +70,8 @@ pub struct SenderLimits {
     incident_jid: Limiter<BareJid>,
     incident_domain: Limiter<String>,
     subscribe_domain: Limiter<String>,
+    pubsub_domain: Limiter<String>,
+    pubsub_total: Limiter<()>,
 }
 
 impl SenderLimits {
@@ -72,6 +83,8 @@ impl SenderLimits {
             incident_jid: Limiter::new(rates.incidents_per_jid, TRACKED),
             incident_domain: Limiter::new(rates.incidents_per_domain, TRACKED),
             subscribe_domain: Limiter::new(rates.subscribes_per_domain, TRACKED),
+            pubsub_domain: Limiter::new(rates.pubsub_per_domain, TRACKED),
+            pubsub_total: Limiter::new(rates.pubsub_total, 1),
         }
     }
 
@@ -84,6 +97,7 @@ impl SenderLimits {
                 self.incident_jid.check(sender, now).and_then(|()| self.incident_domain.check(&domain, now))
             }
             Traffic::Subscribe => self.subscribe_domain.check(&domain, now),
+            Traffic::Pubsub => self.pubsub_domain.check(&domain, now).and_then(|()| self.pubsub_total.check(&(), now)),
         };
         admitted.is_ok()
     }

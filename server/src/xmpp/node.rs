@@ -6,6 +6,7 @@
 //! - `delivery.rs`: the outbox, one queue per peer;
 //! - `trust.rs`: the peer table, pinned keys, rotations and verification;
 //! - `score.rs`: our XEP-0275 answers;
+//! - `rtbl.rs`: the XEP-0060 RTBL service and what it pushes to subscribers;
 //! - `limits.rs`: rates per sender and per domain for every stanza kind.
 //!
 //! **Invariant:** every stanza gets a defined answer or is counted: IQ get/set are answered
@@ -21,6 +22,7 @@ use ostracon_protocol::ids::{BareJid, Domain};
 use ostracon_protocol::xml::buddies::{DISCO_INFO_NS, DiscoInfo};
 use ostracon_protocol::xml::errors::StanzaError;
 use ostracon_protocol::xml::keys::{KEYS_NS, keys_to_element};
+use ostracon_protocol::xml::pubsub::PUBSUB_NS;
 use ostracon_protocol::xml::reputation::REPUTATION_NS;
 use ostracon_protocol::xml::stream::{Bound, Refused};
 use ostracon_protocol::xml::xep0268::INCIDENT_NS;
@@ -41,7 +43,7 @@ use super::trust::Peers;
 use crate::error::ServerError;
 
 /// XEP-0199.
-const PING_NS: &str = "urn:xmpp:ping";
+pub(super) const PING_NS: &str = "urn:xmpp:ping";
 /// How long to wait for a buddy's IQ answer.
 pub(super) const IQ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Incoming stanzas handled at once.
@@ -71,6 +73,8 @@ pub struct NodeSettings {
     /// Reputation parameters: a buddy's score sets the weight of its reports, and below
     /// `ignore_below` they are stored as ignored.
     pub reputation: ReputationParams,
+    /// The XEP-0060 RTBL service (no nodes: off).
+    pub rtbl: crate::config::RtblSettings,
 }
 
 /// The component's logic.
@@ -87,6 +91,7 @@ pub struct XmppNode {
     /// The peer table as last read, with the ledger's peer version it reflects.
     pub(super) peers: Mutex<Option<(u64, Arc<Peers>)>>,
     pub(super) status: Arc<LinkStatus>,
+    pub(super) rtbl: Option<super::rtbl::RtblService>,
 }
 
 /// The answer for a failure on our side (the database, a task gone).
@@ -134,6 +139,7 @@ impl XmppNode {
             ledger,
             env,
             limits: Arc::new(SenderLimits::new(settings.rates)),
+            rtbl: super::rtbl::RtblService::new(settings.rtbl.clone()),
             settings,
             out,
             requests: Requests::default(),
@@ -277,6 +283,9 @@ impl XmppNode {
         let (Some(child), None) = (children.next(), children.next()) else {
             return self.answer_error(&iq, &bad_request("an IQ get or set carries exactly one child element")).await;
         };
+        if child.is("pubsub", PUBSUB_NS) {
+            return self.handle_pubsub(&iq, sender, child).await;
+        }
         let answer = match (child.name(), child.ns().as_str(), iq_type.as_str()) {
             ("query", DISCO_INFO_NS, "get") => {
                 let info = DiscoInfo {
@@ -335,10 +344,13 @@ impl XmppNode {
 
     /// Fails every IQ still waiting for an answer, so its sender retries at once (called when
     /// the link comes back: answers to stanzas sent before may have been lost with it).
-    pub async fn run_link_resets(self: Arc<Self>, online: Arc<tokio::sync::Notify>, mut stop: watch::Receiver<bool>) {
+    pub async fn run_link_resets(self: Arc<Self>, mut online: watch::Receiver<u64>, mut stop: watch::Receiver<bool>) {
         loop {
             tokio::select! {
-                () = online.notified() => {
+                changed = online.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
                     let waiting = self.requests.reset();
                     if waiting > 0 {
                         tracing::info!(requests = waiting, "link re-established; retrying unanswered requests");

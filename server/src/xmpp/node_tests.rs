@@ -54,6 +54,7 @@ async fn harness_where(backend: Throwaway, adjust: impl FnOnce(&mut NodeSettings
         abuse_addresses: vec!["xmpp:abuse@b.test".into()],
         forward_hops: 0,
         reputation: ReputationParams::default(),
+        rtbl: crate::config::RtblSection::default().settings(&Domain::parse("b.test").unwrap()).unwrap(),
     };
     adjust(&mut settings);
     let status = Arc::new(LinkStatus::default());
@@ -579,3 +580,6 @@ async fn an_unsigned_report_only_under_its_senders_own_name(backend: Throwaway) 
 fn condition_of(answer: &Element) -> Option<String> {
     answer.children().find(|c| c.name() == "error").and_then(|error| StanzaError::conditions_of(error).1)
 }
+
+#[path = "rtbl_tests.rs"]
+mod rtbl;

@@ -102,6 +102,15 @@ impl Peers {
         })
     }
 
+    /// Whether `jid` is on the server of one of our buddies (its MUC host, say), by
+    /// registrable domain.
+    pub(super) fn is_buddy_server(&self, jid: &BareJid) -> bool {
+        let server = ostracon_store::reputation::server_domain(jid.domain().as_str());
+        self.by_jid.values().any(|p| {
+            p.state == PeerState::Buddy && ostracon_store::reputation::server_domain(p.jid.domain().as_str()) == server
+        })
+    }
+
     /// The buddies' pinned keys.
     pub(super) fn keys(&self) -> &BuddyKeys {
         &self.keys

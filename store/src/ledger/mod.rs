@@ -489,6 +489,8 @@ pub struct Ledger {
     checkpoint: Mutex<Option<SignedCheckpoint>>,
     /// Woken after every commit that queued outbox rows, so delivery starts at once.
     outbox_queued: tokio::sync::Notify,
+    /// The list version after every commit that changed a list, for pushing changes.
+    list_changed: tokio::sync::watch::Sender<u64>,
     /// Bumped by every commit that changed a peer, so readers can cache the peer table.
     peers_version: std::sync::atomic::AtomicU64,
     salts: SaltSource,
@@ -533,6 +535,7 @@ impl Ledger {
             memory: RwLock::new(Memory { index, tree, allow, list_version: 0 }),
             checkpoint: Mutex::new(None),
             outbox_queued: tokio::sync::Notify::new(),
+            list_changed: tokio::sync::watch::Sender::new(0),
             peers_version: std::sync::atomic::AtomicU64::new(0),
             salts: Arc::new(rand::random),
         })
@@ -645,6 +648,9 @@ impl Ledger {
                 }
                 MemoryOp::Disallow(offender) => memory.allow.remove(&offender),
             }
+        }
+        if list_changed {
+            self.list_changed.send_replace(memory.list_version);
         }
         Ok(applied)
     }
@@ -1216,6 +1222,12 @@ impl Ledger {
     /// Runs `f` on the lookup index (read lock held only for the call).
     pub fn with_index<T>(&self, f: impl FnOnce(&BlocklistIndex) -> T) -> T {
         f(&self.read_memory().index)
+    }
+
+    /// Changes after every commit that changed a list (its change-feed rows are readable
+    /// by then), so a publisher waits on it instead of polling.
+    pub fn watch_lists(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.list_changed.subscribe()
     }
 
     /// A number that changes whenever a published list changes.

@@ -33,6 +33,7 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<
             "listed": state.ledger().with_index(|index| index.len()),
             "xmpp": xmpp.state,
             "xmpp_error": xmpp.last_error,
+            "warnings": xmpp.warnings,
         })),
     )
 }

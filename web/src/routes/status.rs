@@ -25,7 +25,7 @@ pub(crate) async fn status(_operator: Operator<Admin>, State(state): State<AppSt
             "component": node.component,
             "key": ledger.published_keys().last().map(|k| json!({ "kid": k.kid, "fingerprint": k.key.fingerprint() })),
         },
-        "xmpp": { "state": xmpp.state, "last_error": xmpp.last_error },
+        "xmpp": { "state": xmpp.state, "last_error": xmpp.last_error, "warnings": xmpp.warnings },
         "database": if database { "ok" } else { "unavailable" },
         "log_size": ledger.log_size(),
         "listed": ledger.with_index(|index| index.len()),
