@@ -6,9 +6,11 @@
 //! `OSTRACON_REQUIRE_INTEGRATION=1` (set by `scripts/test`) turns any skip for a missing
 //! service into a failure, so nothing skips silently in CI.
 
+pub mod c2s;
 pub mod harness;
 pub mod prosody;
 pub mod raw_component;
+pub mod stanzas;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

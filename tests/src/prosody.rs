@@ -30,7 +30,11 @@ pub struct Prosody {
     pub component_address: SocketAddr,
     /// Its address for c2s/s2s.
     pub ip: IpAddr,
+    /// Where clients connect (plain, no TLS: tests only).
+    pub c2s_address: SocketAddr,
     process: Option<Process>,
+    /// Prosody opens its component port only when a component is declared.
+    has_components: bool,
     dir: TempDir,
     config: String,
 }
@@ -58,6 +62,18 @@ impl Prosody {
 
     /// A server bound to `ip`. With `hosts_file`, s2s is on port 5269 and names resolve through it.
     pub fn start_on(hosts: &[&str], ip: IpAddr, hosts_file: Option<&Path>, components: &[ComponentSpec]) -> Self {
+        Self::start_configured(hosts, ip, hosts_file, components, "")
+    }
+
+    /// Like [`Prosody::start_on`], with `extra` appended to the configuration (say, a MUC
+    /// component with its modules).
+    pub fn start_configured(
+        hosts: &[&str],
+        ip: IpAddr,
+        hosts_file: Option<&Path>,
+        components: &[ComponentSpec],
+        extra: &str,
+    ) -> Self {
         let dir = TempDir::new("prosody");
         let base = dir.path();
         for sub in ["data", "certs"] {
@@ -82,7 +98,7 @@ c2s_require_encryption = false
 s2s_require_encryption = false
 s2s_secure_auth = false
 allow_unencrypted_plain_auth = true
-modules_enabled = {{ "roster"; "saslauth"; "disco"; "ping"; "dialback"; "posix" }}
+modules_enabled = {{ "roster"; "saslauth"; "disco"; "ping"; "dialback"; "posix"; "admin_shell" }}
 modules_disabled = {{ "tls" }}
 "#,
             root = if is_root() { "true" } else { "false" },
@@ -111,12 +127,15 @@ modules_disabled = {{ "tls" }}
                 component.domain, component.secret
             ));
         }
+        config.push_str(extra);
         let config_path = base.join("prosody.cfg.lua");
         std::fs::write(&config_path, &config).expect("write prosody config");
         let mut server = Self {
             host: hosts.first().copied().unwrap_or("localhost").to_owned(),
             component_address: SocketAddr::new(ip, component_port),
+            has_components: !components.is_empty(),
             ip,
+            c2s_address: SocketAddr::new(ip, c2s),
             process: None,
             config: config_path.display().to_string(),
             dir,
@@ -130,9 +149,10 @@ modules_disabled = {{ "tls" }}
         command.arg("-F").arg("--config").arg(&self.config);
         let log = self.dir.path().join("prosody-console.log");
         let process = Process::spawn("prosody", command, &log).expect("start prosody");
+        let port = if self.has_components { self.component_address } else { self.c2s_address };
         assert!(
-            wait_for_port(self.component_address, Duration::from_secs(20)),
-            "prosody did not open its component port:\n{}\n{}",
+            wait_for_port(port, Duration::from_secs(20)),
+            "prosody did not open its component (or c2s) port:\n{}\n{}",
             process.output(),
             std::fs::read_to_string(self.dir.path().join("prosody.log")).unwrap_or_default()
         );
@@ -150,6 +170,29 @@ modules_disabled = {{ "tls" }}
     pub fn restart(&mut self) {
         self.stop();
         self.run();
+    }
+
+    /// Creates an account with `prosodyctl register`.
+    pub fn register(&self, user: &str, host: &str, password: &str) {
+        let output = Command::new("prosodyctl")
+            .args(["--config", &self.config, "register", user, host, password])
+            .output()
+            .expect("run prosodyctl");
+        assert!(
+            output.status.success(),
+            "prosodyctl register {user}@{host}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Runs one command in the running server's admin shell (`prosodyctl shell`) and returns
+    /// what it printed.
+    pub fn shell(&self, command: &str) -> String {
+        let output = Command::new("prosodyctl")
+            .args(["--config", &self.config, "shell", command])
+            .output()
+            .expect("run prosodyctl shell");
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
     }
 
     /// Prosody's own log, for failure messages.

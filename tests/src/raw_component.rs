@@ -2,21 +2,20 @@
 //! TCP socket, text, and SHA-1 for the handshake. It shares no code with the node's XMPP side,
 //! so it sends exactly the bytes a test writes, however malformed, deep or large.
 //!
-//! What the server sends back is parsed with minidom's tree builder on rxml events (our
-//! answers are shallow) and queued; tests wait for the stanza they expect by predicate.
+//! What the server sends back is read by [`Inbox`]; tests wait for the stanza they expect
+//! by predicate.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use minidom::Element;
-use minidom::tree_builder::TreeBuilder;
-use rxml::{AsyncRawReader, RawEvent};
 use sha1::{Digest as _, Sha1};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::mpsc;
+use tokio::net::tcp::OwnedWriteHalf;
+
+use crate::stanzas::{Inbox, attribute};
 
 /// The namespace of component stanzas.
 pub const COMPONENT_NS: &str = "jabber:component:accept";
@@ -25,17 +24,8 @@ pub const COMPONENT_NS: &str = "jabber:component:accept";
 pub struct RawComponent {
     jid: String,
     write: OwnedWriteHalf,
-    inbox: mpsc::UnboundedReceiver<Element>,
-    /// Received stanzas no wait has taken yet (answers may come in any order).
-    held: std::collections::VecDeque<Element>,
-    reader: tokio::task::JoinHandle<()>,
+    inbox: Inbox,
     next_id: u64,
-}
-
-impl Drop for RawComponent {
-    fn drop(&mut self) {
-        self.reader.abort();
-    }
 }
 
 impl RawComponent {
@@ -69,16 +59,15 @@ impl RawComponent {
         };
         let digest = hex::encode(Sha1::digest(format!("{id}{secret}").as_bytes()));
         write.write_all(format!("<handshake>{digest}</handshake>").as_bytes()).await?;
-        let (tx, mut inbox) = mpsc::unbounded_channel();
-        let reader = tokio::spawn(read_stanzas(read, tx));
-        let first = tokio::time::timeout(Duration::from_secs(10), inbox.recv())
+        let mut inbox = Inbox::read(read, COMPONENT_NS);
+        let first = inbox
+            .wait_for(Duration::from_secs(10), |_| true)
             .await
-            .context("no answer to the handshake")?
-            .context("the server closed the stream after the handshake")?;
+            .context("no answer to the handshake, or the server closed the stream")?;
         if first.name() != "handshake" {
             bail!("handshake refused: {}", String::from(&first));
         }
-        Ok(Self { jid: jid.to_owned(), write, inbox, held: Default::default(), reader, next_id: 0 })
+        Ok(Self { jid: jid.to_owned(), write, inbox, next_id: 0 })
     }
 
     /// Our JID.
@@ -97,20 +86,9 @@ impl RawComponent {
         format!("raw-{}", self.next_id)
     }
 
-    /// The first received stanza that `wanted` accepts, within `within`; the others are kept
-    /// for later waits, since answers come in any order.
+    /// The first received stanza that `wanted` accepts, within `within` (see [`Inbox`]).
     pub async fn wait_for(&mut self, within: Duration, wanted: impl Fn(&Element) -> bool) -> Option<Element> {
-        if let Some(position) = self.held.iter().position(&wanted) {
-            return self.held.remove(position);
-        }
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            match tokio::time::timeout_at(deadline, self.inbox.recv()).await {
-                Ok(Some(element)) if wanted(&element) => return Some(element),
-                Ok(Some(element)) => self.held.push_back(element),
-                Ok(None) | Err(_) => return None,
-            }
-        }
+        self.inbox.wait_for(within, wanted).await
     }
 
     /// The answer to the IQ with `id`, within 20 s.
@@ -157,23 +135,8 @@ impl RawComponent {
 
     /// Drops everything received so far.
     pub fn drain(&mut self) {
-        self.held.clear();
-        while self.inbox.try_recv().is_ok() {}
+        self.inbox.drain();
     }
-}
-
-/// The value of `name='...'` or `name="..."` in an element's opening tag.
-fn attribute(tag: &str, name: &str) -> Option<String> {
-    let end = tag.find('>')?;
-    let tag = &tag[..end];
-    for quote in ['\'', '"'] {
-        let marker = format!(" {name}={quote}");
-        if let Some(start) = tag.find(&marker) {
-            let rest = &tag[start + marker.len()..];
-            return rest.find(quote).map(|close| rest[..close].to_owned());
-        }
-    }
-    None
 }
 
 /// The error conditions of an answer: (defined condition, our application condition).
@@ -185,33 +148,6 @@ pub fn conditions(answer: &Element) -> (Option<String>, Option<String>) {
         .map(|c| c.name().to_owned());
     let app = error.children().find(|c| c.ns() == "urn:x-ostracon:errors:0").map(|c| c.name().to_owned());
     (defined, app)
-}
-
-/// Reads stanzas after the handshake was sent; the stream header was consumed already, so
-/// the parser is seeded with it.
-async fn read_stanzas(read: OwnedReadHalf, inbox: mpsc::UnboundedSender<Element>) {
-    let seeded = std::io::Cursor::new(
-        format!("<stream:stream xmlns='{COMPONENT_NS}' xmlns:stream='http://etherx.jabber.org/streams'>").into_bytes(),
-    );
-    let mut reader = AsyncRawReader::new(BufReader::new(tokio::io::AsyncReadExt::chain(seeded, read)));
-    let mut builder = TreeBuilder::new();
-    loop {
-        let Ok(Some(event)) = reader.read().await else { return };
-        // Whitespace between stanzas would otherwise become text of the stream element.
-        if builder.depth() == 1 && matches!(event, RawEvent::Text(..)) {
-            continue;
-        }
-        let closes_stanza = builder.depth() == 2 && matches!(event, RawEvent::ElementFoot(_));
-        if builder.process_event(event).is_err() {
-            return;
-        }
-        if closes_stanza
-            && let Some(stanza) = builder.unshift_child()
-            && inbox.send(stanza).is_err()
-        {
-            return;
-        }
-    }
 }
 
 /// A signed XEP-0268 report of incident `number` with `status`, naming one offender.

@@ -252,6 +252,14 @@ impl XmppNode {
             }
             PubsubRequest::Items { .. } => {
                 let requester = Subscriber::parse(from).map_err(|error| StanzaError::from_error(&error))?;
+                // Asking for the items subscribes too: a consumer's subscribe, sent as its
+                // module loads, is lost when its server's s2s is not up yet, while the items
+                // request, sent once the server has started, arrives (seen with Prosody).
+                let now = self.env.now();
+                let subscribed = self.ledger.rtbl_subscribe(node, &requester, service.settings.caps, now).await;
+                if subscribed.map_err(unavailable)? == Subscribed::Added {
+                    tracing::info!(subscriber = %requester, node = node.name(), "RTBL subscriber added by its items request");
+                }
                 let _order = service.pushed.lock().await;
                 self.send_items(service, node, &requester, id).await.map_err(unavailable)?;
             }

@@ -164,6 +164,12 @@ async fn a_list_over_the_stanza_limit_is_answered_in_part_and_the_rest_follows_a
         stanzas.push(event);
     }
     assert_eq!(received, listed, "answer and notifications together carry the whole list");
+    let subscriptions = h.node.ledger.store().rtbl_subscriptions().await.unwrap();
+    assert_eq!(
+        subscriptions[0].jid.to_string(),
+        requester,
+        "asking for the items subscribes (its subscribe may be lost)"
+    );
     for stanza in &stanzas {
         assert!(to_string(stanza).len() < 4_096, "every stanza under the limit: {}", to_string(stanza).len());
     }
