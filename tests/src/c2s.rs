@@ -1,5 +1,5 @@
 //! A plain XMPP client for tests, written from RFC 6120 by hand: TCP with no TLS (the test
-//! servers allow it), SASL PLAIN, resource binding, then stanzas as text. It plays the user
+//! servers allow it), SASL PLAIN, resource binding, initial presence, then stanzas as text. It plays the user
 //! a consumer of our lists refuses or lets in: joining a room, sending a message.
 
 use std::net::SocketAddr;
@@ -85,6 +85,8 @@ impl Client {
             .find(|c| c.name() == "jid")
             .map(Element::text)
             .context("the binding answer has no JID")?;
+        // Available, as a client is once signed in: messages to the bare JID reach it.
+        write.write_all(b"<presence/>").await?;
         Ok(Self { jid, write, inbox })
     }
 

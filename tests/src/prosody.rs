@@ -172,6 +172,18 @@ modules_disabled = {{ "tls" }}
         self.run();
     }
 
+    /// Reloads the configuration (SIGHUP), as `prosodyctl reload` does.
+    pub fn reload(&self) {
+        if let Some(process) = &self.process {
+            process.signal("HUP");
+        }
+    }
+
+    /// Where the server keeps its files (for test fixtures such as firewall scripts).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// Creates an account with `prosodyctl register`.
     pub fn register(&self, user: &str, host: &str, password: &str) {
         let output = Command::new("prosodyctl")

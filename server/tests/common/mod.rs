@@ -72,13 +72,7 @@ impl Node {
         dir: Arc<TempDir>,
         adjust: impl FnOnce(&mut Config),
     ) -> Self {
-        let mut config = Config::default();
-        config.node.domain = domain.to_owned();
-        config.node.data_dir = dir.path().join(domain);
-        config.http.listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        config.http.rate_per_second = 0;
-        // The tests' offenders are in the documentation ranges.
-        config.lists.refuse_documentation_ranges = false;
+        let mut config = Self::http_config(domain, &dir);
         config.xmpp = Some(XmppSection {
             component: format!("incidents.{domain}"),
             server: prosody.component_address.to_string(),
@@ -90,6 +84,24 @@ impl Node {
         });
         adjust(&mut config);
         Self::run(config, dir).await
+    }
+
+    /// A node with XMPP off, serving HTTP at `listen`.
+    pub async fn start_http_only(domain: &str, listen: SocketAddr, dir: Arc<TempDir>) -> Self {
+        let mut config = Self::http_config(domain, &dir);
+        config.http.listen = listen;
+        Self::run(config, dir).await
+    }
+
+    fn http_config(domain: &str, dir: &TempDir) -> Config {
+        let mut config = Config::default();
+        config.node.domain = domain.to_owned();
+        config.node.data_dir = dir.path().join(domain);
+        config.http.listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        config.http.rate_per_second = 0;
+        // The tests' offenders are in the documentation ranges.
+        config.lists.refuse_documentation_ranges = false;
+        config
     }
 
     async fn run(config: Config, dir: Arc<TempDir>) -> Self {
