@@ -7,6 +7,7 @@
 //! service into a failure, so nothing skips silently in CI.
 
 pub mod c2s;
+pub mod ejabberd;
 pub mod harness;
 pub mod prosody;
 pub mod raw_component;
