@@ -18,6 +18,9 @@ pub fn render(status: &Value) -> String {
         Some(error) => writeln!(out, "xmpp      {}: {error}", text(&xmpp["state"])),
         None => writeln!(out, "xmpp      {}", text(&xmpp["state"])),
     };
+    for warning in xmpp["warnings"].as_array().into_iter().flatten() {
+        let _ = writeln!(out, "warning   {}", warning.as_str().unwrap_or("?"));
+    }
     let _ = writeln!(
         out,
         "database  {}; {} entries listed; log of {} leaves; {} changes held by the brake",

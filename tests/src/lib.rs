@@ -11,6 +11,7 @@ pub mod ejabberd;
 pub mod harness;
 pub mod prosody;
 pub mod raw_component;
+pub mod rtbl_bench;
 pub mod stanzas;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -117,6 +117,11 @@ pub struct LinkStatus {
     last_error: std::sync::Mutex<Option<String>>,
     /// What the operator should know while the link works.
     warnings: std::sync::Mutex<Vec<String>>,
+    /// The largest stanza written on the current link, in bytes.
+    largest_out: AtomicU64,
+    /// A stanza size the server refused (0: none yet): senders of large stanzas stay under
+    /// half of it until the node restarts.
+    refused_size: AtomicU64,
 }
 
 impl LinkStatus {
@@ -128,6 +133,38 @@ impl LinkStatus {
     /// Why the link is down, if it is.
     pub fn last_error(&self) -> Option<String> {
         self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// The largest stanza size the server is known to accept, if it refused one: the server
+    /// closed the stream after a stanza of twice this size.
+    pub fn stanza_ceiling(&self) -> Option<usize> {
+        match self.refused_size.load(Ordering::Relaxed) {
+            0 => None,
+            refused => usize::try_from(refused / 2).ok(),
+        }
+    }
+
+    /// The link ended: if the server closed the stream as malformed or against its policy
+    /// right after a large stanza, that stanza was over its size limit (Prosody says
+    /// `not-well-formed` for `stanza-too-large`); remember it, so the next link does not end
+    /// the same way, over and over.
+    fn link_ended(&self, reason: &ServerError) {
+        let largest = self.largest_out.swap(0, Ordering::Relaxed);
+        let malformed = matches!(
+            reason,
+            ServerError::StreamClosed { condition: Some(c) } if c == "not-well-formed" || c == "policy-violation"
+        );
+        if malformed && largest > LARGE_STANZA_BYTES {
+            let known = self.refused_size.load(Ordering::Relaxed);
+            let refused = if known == 0 { largest } else { known.min(largest) };
+            self.refused_size.store(refused, Ordering::Relaxed);
+            tracing::warn!(
+                bytes = largest,
+                "the XMPP server closed the stream after a {largest}-byte stanza: large stanzas now stay under {} bytes; \
+                 set [rtbl] max_stanza_bytes under the server's stanza size limit",
+                refused / 2
+            );
+        }
     }
 
     /// Replaces the warnings; true if they changed.
@@ -252,6 +289,9 @@ impl ComponentSecret {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Keepalive interval.
 const KEEPALIVE: Duration = Duration::from_secs(20);
+/// A stanza at least this large that the server closes the stream over was over its limit;
+/// smaller ones were malformed for another reason.
+const LARGE_STANZA_BYTES: u64 = 64 * 1024;
 /// Silence after which the link is presumed dead.
 const DEAD_AFTER: Duration = Duration::from_secs(90);
 /// Longest wait between reconnection attempts.
@@ -290,6 +330,7 @@ pub async fn run(
                 match ended {
                     None => return,
                     Some(reason) => {
+                        status.link_ended(&reason);
                         tracing::warn!(%reason, "XMPP link lost; reconnecting");
                         status.set_error(Some(format!("the link was lost: {reason}")));
                     }
@@ -502,6 +543,7 @@ async fn write(status: &LinkStatus, writer: &mut OwnedWriteHalf, element: &Eleme
     writer.write_all(&bytes).await.map_err(ServerError::Stream)?;
     status.add(Counter::StanzasOut, 1);
     status.add(Counter::BytesOut, bytes.len() as u64);
+    status.largest_out.fetch_max(bytes.len() as u64, Ordering::Relaxed);
     Ok(())
 }
 
@@ -529,6 +571,25 @@ fn is_keepalive_answer(element: &Element, server_domain: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stream_closed_over_a_large_stanza_lowers_the_ceiling_and_nothing_else_does() {
+        let status = LinkStatus::default();
+        let closed = |condition: &str| ServerError::StreamClosed { condition: Some(condition.to_owned()) };
+        status.largest_out.store(40_000, Ordering::Relaxed);
+        status.link_ended(&closed("not-well-formed"));
+        assert_eq!(status.stanza_ceiling(), None, "a small stanza was malformed for another reason");
+        status.largest_out.store(900_000, Ordering::Relaxed);
+        status.link_ended(&ServerError::NoAnswer { secs: 90 });
+        assert_eq!(status.stanza_ceiling(), None, "a silent server says nothing about sizes");
+        status.largest_out.store(900_000, Ordering::Relaxed);
+        status.link_ended(&closed("not-well-formed"));
+        assert_eq!(status.stanza_ceiling(), Some(450_000));
+        status.largest_out.store(600_000, Ordering::Relaxed);
+        status.link_ended(&closed("policy-violation"));
+        assert_eq!(status.stanza_ceiling(), Some(300_000), "it only comes down");
+        assert_eq!(status.largest_out.load(Ordering::Relaxed), 0, "each link counts its own");
+    }
 
     #[test]
     fn only_the_servers_answer_to_a_keepalive_is_taken_as_one() {

@@ -57,7 +57,7 @@ pub(super) struct RtblService {
     /// The change-feed position pushed through, under the ordering lock (see the file doc).
     pushed: tokio::sync::Mutex<i64>,
     /// When the lists were last measured against the stanza limit.
-    measured: std::sync::Mutex<Option<Instant>>,
+    pub(super) measured: std::sync::Mutex<Option<Instant>>,
 }
 
 impl RtblService {
@@ -129,6 +129,13 @@ fn publishes(op: ChangeOp, action: Option<ListAction>) -> bool {
 impl XmppNode {
     fn rtbl(&self) -> Option<&RtblService> {
         self.rtbl.as_ref()
+    }
+
+    /// The largest stanza to send: `[rtbl] max_stanza_bytes`, or less once the server closed
+    /// the stream over a stanza that size (the link would otherwise drop on every replay).
+    fn max_stanza_bytes(&self, service: &RtblService) -> usize {
+        let configured = service.settings.max_stanza_bytes;
+        self.status.stanza_ceiling().map_or(configured, |ceiling| ceiling.min(configured))
     }
 
     /// Bytes of a stanza's envelope around its items, measured on the real element, plus a
@@ -277,7 +284,7 @@ impl XmppNode {
         id: &str,
     ) -> Result<(), StoreError> {
         let to = requester.to_string();
-        let max = service.settings.max_stanza_bytes;
+        let max = self.max_stanza_bytes(service);
         let mut chunks = Chunks::new(max.saturating_sub(self.envelope_bytes(&to, Some(id), node)));
         let event_budget = max.saturating_sub(self.envelope_bytes(&to, None, node));
         let mut answered = false;
@@ -382,7 +389,7 @@ impl XmppNode {
     /// The byte budget for the items of one notification to any of `subscribers`.
     fn event_budget(&self, service: &RtblService, node: RtblNode, subscribers: &[RtblSubscription]) -> usize {
         let longest = subscribers.iter().map(|s| s.jid.to_string()).max_by_key(String::len).unwrap_or_default();
-        service.settings.max_stanza_bytes.saturating_sub(self.envelope_bytes(&longest, None, node))
+        self.max_stanza_bytes(service).saturating_sub(self.envelope_bytes(&longest, None, node))
     }
 
     /// Pushes the changes committed since the last push; returns what to confirm.
@@ -512,7 +519,7 @@ impl XmppNode {
 
     /// Measures the lists against the stanza limit (at most every [`MEASURE_EVERY`]) and
     /// says so in `/healthz`, `/v1/status` and the log when one outgrows one `items` answer.
-    async fn measure(&self, service: &RtblService) {
+    pub(super) async fn measure(&self, service: &RtblService) {
         {
             let mut measured = service.measured.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if measured.is_some_and(|at| at.elapsed() < MEASURE_EVERY) {
@@ -523,17 +530,25 @@ impl XmppNode {
         let mut warnings = Vec::new();
         for node in &service.settings.nodes {
             let Ok((items, bytes)) = self.ledger.store().rtbl_size(*node).await else { return };
-            let budget = service.settings.max_stanza_bytes.saturating_sub(self.envelope_bytes("", Some(""), *node));
+            let max = self.max_stanza_bytes(service);
+            let budget = max.saturating_sub(self.envelope_bytes("", Some(""), *node));
             if bytes > budget as u64 {
                 warnings.push(format!(
-                    "RTBL node {} has {items} items ({bytes} bytes), more than one items answer of [rtbl] \
-                     max_stanza_bytes = {} carries: the rest follows as notifications, but a consumer whose \
+                    "RTBL node {} has {items} items ({bytes} bytes), more than one items answer of {} bytes \
+                     carries ([rtbl] max_stanza_bytes): the rest follows as notifications, but a consumer whose \
                      server limits stanzas lower drops the link; raise Prosody's component_stanza_size_limit \
                      (and s2s_stanza_size_limit for remote consumers) with max_stanza_bytes",
                     node.name(),
-                    service.settings.max_stanza_bytes
+                    max
                 ));
             }
+        }
+        if let Some(ceiling) = self.status.stanza_ceiling().filter(|c| *c < service.settings.max_stanza_bytes) {
+            warnings.push(format!(
+                "the XMPP server closed the stream after a stanza of about {} bytes: RTBL stanzas stay under {ceiling} \
+                 bytes until the node restarts; set [rtbl] max_stanza_bytes under the server's stanza size limit",
+                ceiling * 2
+            ));
         }
         if self.status.set_warnings(warnings.clone()) {
             for warning in &warnings {

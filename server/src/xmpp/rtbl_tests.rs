@@ -175,6 +175,22 @@ async fn a_list_over_the_stanza_limit_is_answered_in_part_and_the_rest_follows_a
     }
 }
 
+#[tokio::test]
+async fn a_list_that_outgrows_one_answer_is_reported_to_the_operator() {
+    let h = harness_where(Throwaway::sqlite().await, |settings| settings.rtbl.max_stanza_bytes = 4_096).await;
+    let service = h.node.rtbl.as_ref().unwrap();
+    h.node.measure(service).await;
+    assert!(h.node.status.warnings().is_empty(), "an empty list fits");
+    for n in 0..60 {
+        deny(&h.node, &format!("bot{n}@bad.example"), ListAction::Block).await;
+    }
+    *service.measured.lock().unwrap() = None;
+    h.node.measure(service).await;
+    let warnings = h.node.status.warnings();
+    assert_eq!(warnings.len(), 2, "muc_bans_sha256 and spam_source_jids_sha256: {warnings:?}");
+    assert!(warnings[0].contains("4096 bytes") && warnings[0].contains("60 items"), "{warnings:?}");
+}
+
 /// Answers the node's confirming ping the way the server would.
 async fn answer_ping(h: &mut Harness) -> Vec<Element> {
     let mut others = Vec::new();

@@ -127,6 +127,21 @@ enum Command {
         #[arg(long, default_value_t = 500)]
         apply: u64,
     },
+    /// The node as the RTBL service of a real Prosody with mod_muc_rtbl: listing-to-refused-join
+    /// latency, and with `--capacity` the largest list one `items` answer carries.
+    Rtbl {
+        /// The `ostracon` binary.
+        #[arg(long, default_value = "target/release/ostracon")]
+        binary: String,
+        #[arg(long, default_value_t = 100)]
+        listings: usize,
+        /// Measure the items capacity instead, from this many ids up.
+        #[arg(long)]
+        capacity_from: Option<usize>,
+        /// The capacity probe's step.
+        #[arg(long, default_value_t = 50)]
+        step: usize,
+    },
     /// Serve a no-op route on `listen`.
     Noop {
         #[arg(long, default_value = "127.0.0.1:8090")]
@@ -365,6 +380,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Reputation { db, domains, incidents, apply } => {
             reputation_bench(&db, domains, incidents, apply).await?;
         }
+        Command::Rtbl { binary, listings, capacity_from, step } => match capacity_from {
+            Some(from) => ostracon_tests::rtbl_bench::items_capacity(&binary, from, step).await?,
+            None => ostracon_tests::rtbl_bench::join_latency(&binary, listings).await?,
+        },
         Command::Noop { listen } => {
             let app = axum::Router::new().route("/noop", axum::routing::get(|| async { "{}" }));
             let listener = tokio::net::TcpListener::bind(listen).await?;
