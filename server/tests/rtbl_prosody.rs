@@ -93,6 +93,7 @@ async fn mod_muc_rtbl_refuses_what_the_node_lists_across_restarts_of_either_side
         ("spammer", "alpha.test"),
         ("bot", "spam.test"),
         ("bulk5999", "alpha.test"),
+        ("bulk6999", "alpha.test"),
         ("watched", "alpha.test"),
     ] {
         prosody.register(user, host, PASSWORD);
@@ -176,6 +177,73 @@ async fn mod_muc_rtbl_refuses_what_the_node_lists_across_restarts_of_either_side
     wait_join(&prosody, &mut bulk, &room("bulk"), true).await;
     let healthz = node.get("/healthz").await;
     assert_eq!(healthz["warnings"], json!([]), "6,002 items still fit one answer: {healthz}");
+
+    // 7,002 do not: the answer carries what fits, the rest follows as notifications, and
+    // the node tells its operator.
+    list_bulk(&node, 6_000..7_000).await;
+    let mut bulk = login(&prosody, "bulk6999", "alpha.test").await;
+    wait_join(&prosody, &mut bulk, &room("bulk6999"), true).await;
+    let before = prosody.log().len();
+    prosody.shell("module:reload('muc_rtbl', 'conference.alpha.test')");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let received = loop {
+        let log = prosody.log();
+        if let Some(line) = log[before..].lines().find(|l| l.contains("RTBL entries received")) {
+            break line.to_owned();
+        }
+        assert!(Instant::now() < deadline, "no items answer after the reload:\n{log}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!received.contains(" 7002 RTBL"), "one answer cannot carry 7,002 ids: {received}");
+    wait_join(&prosody, &mut bulk, &room("bulk6999"), true).await;
+    node.wait_for("the warning", "/healthz", |h| h["warnings"].as_array().is_some_and(|w| !w.is_empty())).await;
+    node.stop().await;
+}
+
+/// Lists `bulk{n}@alpha.test` for every `n` in `range`, 1,000 per incident.
+async fn list_bulk(node: &Node, range: std::ops::Range<usize>) {
+    let offenders: Vec<String> = range.map(|n| format!("bulk{n}@alpha.test")).collect();
+    for chunk in offenders.chunks(1_000) {
+        let incident = json!({ "offenders": chunk, "category": "spam", "severity": "high" });
+        let (status, body) = node.call(reqwest::Method::POST, "/v1/incidents", Some(incident)).await;
+        assert_eq!(status, 201, "{body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stanza_limit_set_above_the_servers_does_not_drop_the_link_forever() {
+    if !available() {
+        return;
+    }
+    let components = common::component_specs(&["alpha.test"]);
+    let prosody = Prosody::start_configured(
+        &["alpha.test"],
+        IpAddr::from([127, 0, 0, 1]),
+        None,
+        &components,
+        &muc("conference.alpha.test", "incidents.alpha.test"),
+    );
+    prosody.register("owner", "alpha.test", PASSWORD);
+    prosody.register("bulk6999", "alpha.test", PASSWORD);
+    let dir = Arc::new(TempDir::new("rtbl-ceiling"));
+    // 2 MiB: four times Prosody's default limit, a plausible operator mistake.
+    let mut node = Node::start_with("alpha.test", &prosody, Arc::clone(&dir), |config| {
+        push_to_conference(config);
+        config.rtbl.max_stanza_bytes = 2 * 1024 * 1024;
+    })
+    .await;
+    node.wait_online().await;
+    list_bulk(&node, 0..7_000).await;
+    // The replay on the next connect sends the 7,000 ids in one notification over the limit:
+    // Prosody closes the stream, and the node must come back under it.
+    node.stop().await;
+    node.restart().await;
+    let mut owner = login(&prosody, "owner", "alpha.test").await;
+    assert_eq!(owner.join("room1@conference.alpha.test/owner").await.unwrap(), Ok(()));
+    let mut bulk = login(&prosody, "bulk6999", "alpha.test").await;
+    wait_join(&prosody, &mut bulk, "room1@conference.alpha.test/bulk", true).await;
+    assert!(prosody.log().contains("not-well-formed"), "the first replay was over the limit");
+    node.wait_for("the ceiling warning", "/healthz", |h| h["warnings"].to_string().contains("closed the stream")).await;
     node.stop().await;
 }
 

@@ -335,8 +335,12 @@ impl XmppNode {
                 _ = stop.changed() => return,
             }
         }
+        // The lists are measured after every push and on this tick, so a warning also comes
+        // and goes with expiries and with a lowered stanza ceiling.
+        let mut tick = tokio::time::interval(MEASURE_EVERY);
         loop {
             let pushed = tokio::select! {
+                _ = tick.tick() => Ok(None),
                 changed = links.changed() => match changed {
                     Ok(()) => self.replay(service).await,
                     Err(_) => return,
