@@ -108,7 +108,19 @@ pub async fn join_latency(binary: &str, listings: usize) -> anyhow::Result<()> {
     // The owner opens the room: mod_muc_rtbl never checks a room's affiliated users.
     let mut owner = Client::login(server.c2s_address, "owner", "alpha.test", PASSWORD).await?;
     owner.join(&format!("{ROOM}/owner")).await?.map_err(|e| anyhow::anyhow!("owner: {e}"))?;
+    // The floor: what one admitted join and its leave take, the probe the loop below repeats.
+    let mut probes = Vec::with_capacity(listings);
+    let mut unlisted = Client::login(server.c2s_address, "bot0", "alpha.test", PASSWORD).await?;
+    for _ in 0..listings {
+        let started = Instant::now();
+        unlisted.join(&format!("{ROOM}/probe")).await?.map_err(|e| anyhow::anyhow!("probe: {e}"))?;
+        unlisted.leave(&format!("{ROOM}/probe")).await?;
+        probes.push(started.elapsed());
+    }
+    drop(unlisted);
+    probes.sort_unstable();
     let mut latencies = Vec::with_capacity(listings);
+    let mut posts = Vec::with_capacity(listings);
     for n in 0..listings {
         let mut bot = Client::login(server.c2s_address, &format!("bot{n}"), "alpha.test", PASSWORD).await?;
         let occupant = format!("{ROOM}/bot{n}");
@@ -119,6 +131,7 @@ pub async fn join_latency(binary: &str, listings: usize) -> anyhow::Result<()> {
             Some(serde_json::json!({ "value": format!("bot{n}@alpha.test") })),
         )
         .await?;
+        posts.push(listed.elapsed());
         loop {
             match bot.join(&occupant).await? {
                 Err(condition) if condition == "forbidden" => break,
@@ -132,7 +145,18 @@ pub async fn join_latency(binary: &str, listings: usize) -> anyhow::Result<()> {
         latencies.push(listed.elapsed());
     }
     latencies.sort_unstable();
+    posts.sort_unstable();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "POST /v1/deny answered (the listing committed): p50 {:.2} ms, p99 {:.2} ms",
+        ms(percentile(&posts, 0.5)),
+        ms(percentile(&posts, 0.99))
+    );
+    println!(
+        "an admitted join and its leave (the probe), {listings} times: p50 {:.2} ms, p99 {:.2} ms",
+        ms(percentile(&probes, 0.5)),
+        ms(percentile(&probes, 0.99))
+    );
     println!(
         "listing to refused join, {listings} listings: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         ms(percentile(&latencies, 0.5)),
