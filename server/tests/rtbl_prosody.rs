@@ -152,6 +152,11 @@ async fn mod_muc_rtbl_refuses_what_the_node_lists_across_restarts_of_either_side
     // A quarantined JID is not published: mod_muc_rtbl would ban it outright.
     let mut watched = login(&prosody, "watched", "alpha.test").await;
     wait_join(&prosody, &mut watched, &room("watched"), false).await;
+    // And a delisting after the restarts still reaches it.
+    let mut bot = login(&prosody, "bot", "spam.test").await;
+    wait_join(&prosody, &mut bot, &room("bot"), true).await;
+    undeny(&node, "spam.test").await;
+    wait_join(&prosody, &mut bot, &room("bot"), false).await;
 
     // 6,000 entries: pushed on a change, and answered in one `items` result when the module
     // asks again (a reload unsubscribes, subscribes and asks).
