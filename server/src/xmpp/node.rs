@@ -48,6 +48,8 @@ pub(super) const PING_NS: &str = "urn:xmpp:ping";
 pub(super) const IQ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Incoming stanzas handled at once.
 const MAX_IN_FLIGHT: usize = 64;
+/// RTBL requests waiting for their one task; past this many, `resource-constraint`.
+const RTBL_QUEUE: usize = 256;
 /// Signature timestamp window (seconds).
 pub(super) const WINDOW_SECS: i64 = 300;
 /// Signed envelopes remembered against replay.
@@ -190,9 +192,25 @@ impl XmppNode {
     }
 
     /// Handles every incoming stanza until `incoming` closes, a bounded number at a time.
+    ///
+    /// RTBL requests are the exception: they go, in the order they came, to one task of
+    /// their own, because a consumer's reload sends `unsubscribe` then `subscribe`, and run
+    /// side by side the two could leave it unsubscribed.
     pub async fn run_incoming(self: Arc<Self>, mut incoming: mpsc::Receiver<Inbound>) {
         let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+        let (rtbl_requests, queued) = mpsc::channel(RTBL_QUEUE);
+        tokio::spawn(Arc::clone(&self).run_rtbl_requests(queued));
         while let Some(inbound) = incoming.recv().await {
+            let inbound = match inbound {
+                Inbound::Stanza(element) if super::rtbl::is_request(&element) => {
+                    if let Err(mpsc::error::TrySendError::Full(element)) = rtbl_requests.try_send(element) {
+                        self.status.add(Counter::RateLimited, 1);
+                        self.answer_error(&element, &StanzaError::rate_limited()).await;
+                    }
+                    continue;
+                }
+                other => other,
+            };
             let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { return };
             let node = Arc::clone(&self);
             tokio::spawn(async move {
@@ -234,7 +252,7 @@ impl XmppNode {
     }
 
     /// Answers an IQ get or set with an error.
-    async fn answer_error(&self, iq: &Element, error: &StanzaError) {
+    pub(super) async fn answer_error(&self, iq: &Element, error: &StanzaError) {
         let (Some(from), Some(id)) = (attr(iq, "from"), attr(iq, "id")) else {
             self.status.add(Counter::StanzasDropped, 1);
             return;

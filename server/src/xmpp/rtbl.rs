@@ -126,7 +126,21 @@ fn publishes(op: ChangeOp, action: Option<ListAction>) -> bool {
     op == ChangeOp::Add && action == Some(ListAction::Block)
 }
 
+/// Whether `element` is an IQ get or set carrying `<pubsub/>`, for the RTBL task.
+pub(super) fn is_request(element: &Element) -> bool {
+    element.name() == "iq"
+        && matches!(element.attr("type"), Some("get" | "set"))
+        && element.children().any(|child| child.is("pubsub", ostracon_protocol::xml::pubsub::PUBSUB_NS))
+}
+
 impl XmppNode {
+    /// Handles RTBL requests one at a time, in the order they arrived.
+    pub(super) async fn run_rtbl_requests(self: Arc<Self>, mut queued: tokio::sync::mpsc::Receiver<Element>) {
+        while let Some(request) = queued.recv().await {
+            self.handle(super::stream::Inbound::Stanza(request)).await;
+        }
+    }
+
     fn rtbl(&self) -> Option<&RtblService> {
         self.rtbl.as_ref()
     }
@@ -368,11 +382,17 @@ impl XmppNode {
     /// Persists the configured subscribers and starts the live pushes at the feed's end
     /// (the first connect's replay carries what came before).
     async fn start_rtbl(&self, service: &RtblService) -> Result<(), StoreError> {
+        self.start_rtbl_subscribers(service).await?;
+        *service.pushed.lock().await = self.ledger.store().last_change_seq().await?;
+        Ok(())
+    }
+
+    /// Persists the configured subscribers (`[[rtbl.push]]`), outside the caps.
+    async fn start_rtbl_subscribers(&self, service: &RtblService) -> Result<(), StoreError> {
         let unbounded = SubscriberCaps { total: u32::MAX, per_domain: u32::MAX };
         for (node, jid) in &service.settings.push {
             self.ledger.rtbl_subscribe(*node, jid, unbounded, self.env.now()).await?;
         }
-        *service.pushed.lock().await = self.ledger.store().last_change_seq().await?;
         Ok(())
     }
 
@@ -421,6 +441,9 @@ impl XmppNode {
     /// last in sync, then the whole list.
     async fn replay(&self, service: &RtblService) -> Result<Option<Pushed>, StoreError> {
         let store = self.ledger.store();
+        // A configured subscriber stays one even if it unsubscribed meanwhile (a module
+        // unload, or a reload whose subscribe was lost).
+        self.start_rtbl_subscribers(service).await?;
         let by_node = self.subscribers_by_node(service).await?;
         let mut pushed = service.pushed.lock().await;
         let through = store.last_change_seq().await?;

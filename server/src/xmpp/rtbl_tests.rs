@@ -84,6 +84,33 @@ async fn prosody_subscribes_idempotently_and_gets_only_block_entries_in_one_answ
     assert_eq!(item_ids(&h.out.recv().await.unwrap()), ["bad.example"]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloads_unsubscribe_then_subscribe_leaves_it_subscribed() {
+    let mut h = harness_where(Throwaway::sqlite().await, |settings| {
+        let many = ostracon_store::ratelimit::Rate::new(10_000.0, 10_000.0);
+        (settings.rates.pubsub_per_domain, settings.rates.pubsub_total) = (many, many);
+    })
+    .await;
+    let (tx, rx) = mpsc::channel(512);
+    tokio::spawn(Arc::clone(&h.node).run_incoming(rx));
+    let unsubscribe =
+        format!("<pubsub xmlns='{PUBSUB}'><unsubscribe jid='conference.b.test' node='muc_bans_sha256'/></pubsub>");
+    for _ in 0..50 {
+        tx.send(stanza_in(iq("set", "conference.b.test", &unsubscribe))).await.unwrap();
+        tx.send(stanza_in(iq("set", "conference.b.test", &subscribe("conference.b.test", "muc_bans_sha256"))))
+            .await
+            .unwrap();
+    }
+    let mut states = Vec::new();
+    for _ in 0..100 {
+        let answer = tokio::time::timeout(Duration::from_secs(10), h.out.recv()).await.unwrap().unwrap();
+        let text = to_string(&answer);
+        states.push(if text.contains("subscription='subscribed'") { "subscribed" } else { "none" });
+    }
+    assert_eq!(states, ["none", "subscribed"].repeat(50), "answered in the order asked");
+    assert_eq!(h.node.ledger.store().rtbl_subscriptions().await.unwrap().len(), 1, "the last request wins");
+}
+
 #[tokio::test]
 async fn strangers_third_parties_and_unknown_nodes_are_refused_with_defined_errors() {
     let mut h = harness().await;
