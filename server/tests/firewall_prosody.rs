@@ -11,29 +11,15 @@ use std::time::{Duration, Instant};
 
 use common::Node;
 use ostracon_tests::TempDir;
-use ostracon_tests::c2s::Client;
+use ostracon_tests::c2s::{Client, chat};
 use ostracon_tests::prosody::{Prosody, available};
 use serde_json::json;
 
 const PASSWORD: &str = "firewall-test-password";
 
-/// Sends a chat message from `from` to `to` and says how it went: `Some(condition)` when the
-/// sender got an error back, `None` when `to` received it.
-async fn send(from: &mut Client, to: &mut Client, body: &str) -> Option<String> {
-    let target = to.jid.split('/').next().unwrap().to_owned();
-    from.send(&format!("<message type='chat' to='{target}' id='{body}'><body>{body}</body></message>")).await.unwrap();
-    let within = Duration::from_secs(5);
-    let delivered = to.wait_for(within, |m| m.name() == "message" && m.attr("id") == Some(body));
-    let bounced = from.wait_for(within, |m| m.name() == "message" && m.attr("type") == Some("error"));
-    tokio::select! {
-        Some(_) = delivered => None,
-        Some(error) = bounced => error
-            .children()
-            .find(|c| c.name() == "error")
-            .and_then(|e| e.children().find(|c| c.name() != "text"))
-            .map(|c| c.name().to_owned()),
-        else => panic!("message {body} neither delivered nor bounced"),
-    }
+/// A chat message from `from` to `to` (see [`chat`]).
+async fn send(from: &mut Client, to: &mut Client, id: &str) -> Option<String> {
+    chat(from, to, id, Duration::from_secs(5)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

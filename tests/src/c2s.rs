@@ -109,12 +109,7 @@ impl Client {
             .await
             .with_context(|| format!("no answer from {occupant}"))?;
         if answer.attr("type") == Some("error") {
-            let condition = answer
-                .children()
-                .find(|c| c.name() == "error")
-                .and_then(|e| e.children().find(|c| c.name() != "text"))
-                .map_or_else(|| "error".to_owned(), |c| c.name().to_owned());
-            return Ok(Err(condition));
+            return Ok(Err(error_condition(&answer).unwrap_or_else(|| "error".to_owned())));
         }
         Ok(Ok(()))
     }
@@ -128,5 +123,27 @@ impl Client {
         .await
         .with_context(|| format!("{occupant} did not confirm the leave"))?;
         Ok(())
+    }
+}
+
+/// The defined condition of an error stanza.
+fn error_condition(stanza: &Element) -> Option<String> {
+    let error = stanza.children().find(|c| c.name() == "error")?;
+    error.children().find(|c| c.name() != "text").map(|c| c.name().to_owned())
+}
+
+/// Sends a chat message `id` from `from` to `to`'s bare JID and says how it went within
+/// `within`: `Some(condition)` when the sender got an error back, `None` when `to` received it.
+pub async fn chat(from: &mut Client, to: &mut Client, id: &str, within: Duration) -> Option<String> {
+    let target = to.jid.split('/').next().unwrap_or_default().to_owned();
+    from.send(&format!("<message type='chat' to='{target}' id='{id}'><body>{id}</body></message>"))
+        .await
+        .expect("send a chat message");
+    let delivered = to.wait_for(within, |m| m.name() == "message" && m.attr("id") == Some(id));
+    let bounced = from.wait_for(within, |m| m.name() == "message" && m.attr("type") == Some("error"));
+    tokio::select! {
+        Some(_) = delivered => None,
+        Some(error) = bounced => error_condition(&error),
+        else => panic!("message {id} neither delivered nor bounced"),
     }
 }
