@@ -563,8 +563,9 @@ enum TokenCommand {
     Create {
         /// A name to revoke it by (a person, a script).
         name: String,
-        /// submit: incidents only; metrics: /metrics with per-peer numbers only; admin: everything.
-        #[arg(long, default_value = "submit", value_parser = PossibleValuesParser::new(["submit", "metrics", "admin"]))]
+        /// submit: incidents only; metrics: /metrics with per-peer numbers only; bouncer: the
+        /// CrowdSec-compatible decision stream only (a bouncer's api_key); admin: everything.
+        #[arg(long, default_value = "submit", value_parser = PossibleValuesParser::new(["submit", "metrics", "bouncer", "admin"]))]
         scope: String,
     },
     /// List tokens.

@@ -332,9 +332,12 @@ pub enum Scope {
     Admin,
     /// Read `/metrics` with the per-peer numbers, and nothing else (a Prometheus scraper).
     Metrics,
+    /// Read the CrowdSec-compatible decision stream, and nothing else (a firewall bouncer's
+    /// `api_key`; each key keeps its own stream position).
+    Bouncer,
 }
 
-text_enum!(Scope { Submit => "submit", Admin => "admin", Metrics => "metrics" });
+text_enum!(Scope { Submit => "submit", Admin => "admin", Metrics => "metrics", Bouncer => "bouncer" });
 
 impl Scope {
     /// True if a token with this scope may do what `required` needs: an admin token anything,

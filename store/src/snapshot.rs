@@ -9,7 +9,8 @@ use std::io::Write as _;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use ostracon_protocol::ids::KeyId;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ostracon_protocol::ids::{KeyId, Offender};
 use ostracon_protocol::log::checkpoint::SignedCheckpoint;
 use ostracon_protocol::time::Timestamp;
 use serde::Serialize;
@@ -32,11 +33,17 @@ pub enum Format {
     Ndjson,
     /// `value,kind,action,expires,first_seen,log_index` with a header row.
     Csv,
+    /// An `nft -f` transaction filling the interval sets `inet ostracon blocked4`/`blocked6`
+    /// (address lists only; contained and adjacent blocks merged).
+    Nft,
+    /// An `ipset restore` script that fills fresh sets and swaps them for `ostracon-v4`/`-v6`
+    /// atomically (address lists only; contained and adjacent blocks merged).
+    Ipset,
 }
 
 impl Format {
     /// Every format.
-    pub const ALL: [Self; 4] = [Self::Json, Self::Txt, Self::Ndjson, Self::Csv];
+    pub const ALL: [Self; 6] = [Self::Json, Self::Txt, Self::Ndjson, Self::Csv, Self::Nft, Self::Ipset];
 
     /// Parses the `format=` parameter.
     pub fn parse(text: &str) -> Option<Self> {
@@ -45,6 +52,8 @@ impl Format {
             "txt" => Some(Self::Txt),
             "ndjson" => Some(Self::Ndjson),
             "csv" => Some(Self::Csv),
+            "nft" => Some(Self::Nft),
+            "ipset" => Some(Self::Ipset),
             _ => None,
         }
     }
@@ -56,6 +65,8 @@ impl Format {
             Self::Txt => "txt",
             Self::Ndjson => "ndjson",
             Self::Csv => "csv",
+            Self::Nft => "nft",
+            Self::Ipset => "ipset",
         }
     }
 
@@ -66,7 +77,13 @@ impl Format {
             Self::Txt => "text/plain; charset=utf-8",
             Self::Ndjson => "application/x-ndjson",
             Self::Csv => "text/csv; charset=utf-8",
+            Self::Nft | Self::Ipset => "text/plain; charset=utf-8",
         }
+    }
+
+    /// Whether the format carries address lists only (firewall sets).
+    pub fn addresses_only(self) -> bool {
+        matches!(self, Self::Nft | Self::Ipset)
     }
 }
 
@@ -86,7 +103,7 @@ impl Actions {
     /// action carry every entry.
     pub fn default_for(format: Format) -> Self {
         match format {
-            Format::Txt => Self::Only(ListAction::Block),
+            Format::Txt | Format::Nft | Format::Ipset => Self::Only(ListAction::Block),
             Format::Json | Format::Ndjson | Format::Csv => Self::All,
         }
     }
@@ -237,8 +254,86 @@ fn render(format: Format, meta: &JsonMeta<'_>, entries: &[EntryRecord]) -> Resul
                 body.extend_from_slice(line.as_bytes());
             }
         }
+        Format::Nft => render_nft(&mut body, &firewall_sets(entries)),
+        Format::Ipset => render_ipset(&mut body, &firewall_sets(entries)),
     }
     Ok(body)
+}
+
+/// The address entries as the fewest IPv4 and IPv6 blocks covering the same addresses: a
+/// firewall set needs no entry inside another, and nftables refuses overlapping intervals.
+fn firewall_sets(entries: &[EntryRecord]) -> (Vec<Ipv4Net>, Vec<Ipv6Net>) {
+    let (mut v4, mut v6) = (Vec::new(), Vec::new());
+    for entry in entries {
+        let net = match &entry.offender {
+            Offender::Ip(ip) => IpNet::from(*ip),
+            Offender::Cidr(cidr) => cidr.net(),
+            _ => continue,
+        };
+        match net {
+            IpNet::V4(net) => v4.push(net),
+            IpNet::V6(net) => v6.push(net),
+        }
+    }
+    (Ipv4Net::aggregate(&v4), Ipv6Net::aggregate(&v6))
+}
+
+/// One set element as nft and ipset write it: a bare address for a single host.
+fn element(net: impl Into<IpNet>) -> String {
+    let net = net.into();
+    if net.prefix_len() == net.max_prefix_len() { net.addr().to_string() } else { net.to_string() }
+}
+
+fn render_nft(body: &mut Vec<u8>, (v4, v6): &(Vec<Ipv4Net>, Vec<Ipv6Net>)) {
+    use std::fmt::Write as _;
+    let mut text = String::with_capacity((v4.len() + v6.len()) * 20 + 512);
+    // A table block adds what is missing and leaves what exists: loading this again is safe.
+    // The rules that use the sets are the operator's (docs/firewalls.md), so they are not
+    // added twice.
+    text.push_str(
+        "#!/usr/sbin/nft -f\n# Ostracon blocklist (addresses with action block); one transaction.\n\
+         table inet ostracon {\n\
+         \tset blocked4 { type ipv4_addr; flags interval; auto-merge; }\n\
+         \tset blocked6 { type ipv6_addr; flags interval; auto-merge; }\n}\n\
+         flush set inet ostracon blocked4\nflush set inet ostracon blocked6\n",
+    );
+    for (set, elements) in [
+        ("blocked4", v4.iter().map(|n| element(*n)).collect::<Vec<_>>()),
+        ("blocked6", v6.iter().map(|n| element(*n)).collect()),
+    ] {
+        if !elements.is_empty() {
+            let _ = writeln!(text, "add element inet ostracon {set} {{ {} }}", elements.join(", "));
+        }
+    }
+    body.extend_from_slice(text.as_bytes());
+}
+
+/// The smallest `maxelem` every load uses, so re-creating a live set with `-exist` always
+/// matches the one a previous load swapped in.
+const IPSET_MIN_MAXELEM: usize = 1 << 20;
+
+fn render_ipset(body: &mut Vec<u8>, (v4, v6): &(Vec<Ipv4Net>, Vec<Ipv6Net>)) {
+    use std::fmt::Write as _;
+    let mut text = String::with_capacity((v4.len() + v6.len()) * 28 + 512);
+    text.push_str("# Ostracon blocklist (addresses with action block): ipset restore < FILE\n");
+    let families: [(&str, &str, Vec<String>); 2] = [
+        ("ostracon-v4", "inet", v4.iter().map(|n| element(*n)).collect()),
+        ("ostracon-v6", "inet6", v6.iter().map(|n| element(*n)).collect()),
+    ];
+    for (set, family, elements) in &families {
+        let maxelem = elements.len().next_power_of_two().max(IPSET_MIN_MAXELEM);
+        let fresh = format!("{set}-new");
+        let _ = writeln!(text, "create {set} hash:net family {family} maxelem {maxelem} -exist");
+        let _ = writeln!(text, "create {fresh} hash:net family {family} maxelem {maxelem} -exist");
+        let _ = writeln!(text, "flush {fresh}");
+        for element in elements {
+            let _ = writeln!(text, "add {fresh} {element}");
+        }
+        // The swap is atomic: a packet meets the old set or the new, never a half-filled one.
+        let _ = writeln!(text, "swap {fresh} {set}");
+        let _ = writeln!(text, "destroy {fresh}");
+    }
+    body.extend_from_slice(text.as_bytes());
 }
 
 /// One CSV field (RFC 4180): quoted when it holds a comma, a quote or a line break (RFC 7622

@@ -56,6 +56,7 @@ ostracon_store::battery!(
     a_key_switch_is_one_transaction_and_waits_for_the_previous_announcement,
     finished_outbox_rows_are_pruned_but_what_later_decisions_read,
     rtbl_subscriptions_are_idempotent_capped_and_nodes_publish_only_block_entries,
+    a_bouncer_pulls_the_whole_list_then_changes_and_daily_refreshes_from_its_own_position,
 );
 
 const NODE: &str = "incidents.ops.example";
@@ -1450,4 +1451,49 @@ async fn rtbl_subscriptions_are_idempotent_capped_and_nodes_publish_only_block_e
     let size = backend.store.rtbl_size(muc).await.unwrap();
     assert_eq!(size, (1, 64 + 13), "one hashed id");
     assert_eq!(backend.store.rtbl_size(RtblNode::SpamSourceIps).await.unwrap(), (1, "192.0.2.7/32".len() as u64 + 13));
+}
+
+async fn a_bouncer_pulls_the_whole_list_then_changes_and_daily_refreshes_from_its_own_position(backend: Backend) {
+    let ledger = ledger(&backend).await;
+    let bouncer = backend.store.create_token("fw", Scope::Bouncer, &[3; 32], ts(0)).await.unwrap();
+    let values = |entries: &[ostracon_store::model::EntryRecord]| {
+        let mut values: Vec<String> = entries.iter().map(|e| e.offender.to_string()).collect();
+        values.sort();
+        values
+    };
+    ledger.deny(&offender("192.0.2.7"), ListAction::Block, None, ts(0)).await.unwrap();
+    ledger.deny(&offender("198.51.100.0/24"), ListAction::Block, Some(ts(3600)), ts(0)).await.unwrap();
+    ledger.deny(&offender("bot@spam.example"), ListAction::Block, None, ts(0)).await.unwrap();
+    let whole = ledger.pull_decisions(bouncer.id, true, ts(10)).await.unwrap();
+    assert!(whole.whole);
+    assert_eq!(values(&whole.new), ["192.0.2.7", "198.51.100.0/24"]);
+    let cursor = backend.store.bouncer_cursor(bouncer.id).await.unwrap().unwrap();
+    assert_eq!((cursor.through, cursor.pulled_at), (whole.through, ts(10)));
+
+    ledger.undeny(&offender("192.0.2.7"), ts(20)).await.unwrap();
+    ledger.deny(&offender("2001:db8::/48"), ListAction::Block, None, ts(20)).await.unwrap();
+    let changed = ledger.pull_decisions(bouncer.id, false, ts(30)).await.unwrap();
+    assert!(!changed.whole);
+    assert_eq!(
+        (values(&changed.new), values(&changed.deleted)),
+        (vec!["2001:db8::/48".to_owned()], vec!["192.0.2.7".to_owned()])
+    );
+    // An entry past its expiry is lifted even before the expiry sweep runs.
+    let later = ledger.pull_decisions(bouncer.id, false, ts(3700)).await.unwrap();
+    assert_eq!(values(&later.new), Vec::<String>::new());
+    assert_eq!(ledger.expire(ts(3700)).await.unwrap(), 1);
+    let swept = ledger.pull_decisions(bouncer.id, false, ts(3710)).await.unwrap();
+    assert_eq!(values(&swept.deleted), ["198.51.100.0/24"]);
+    // Each live decision comes again once a day, at its id's second of the day.
+    let mut refreshed = Vec::new();
+    for step in 1..=24 {
+        let pull = ledger.pull_decisions(bouncer.id, false, ts(3710 + step * 3600)).await.unwrap();
+        assert!(!pull.whole);
+        refreshed.extend(values(&pull.new));
+    }
+    assert_eq!(refreshed, ["2001:db8::/48"]);
+    // A day away: the whole list again.
+    let back = ledger.pull_decisions(bouncer.id, false, ts(3710 + 50 * 3600)).await.unwrap();
+    assert!(back.whole);
+    assert_eq!(values(&back.new), ["2001:db8::/48"]);
 }

@@ -4,8 +4,8 @@
 //! token is hashed, looked up by hash, and the stored hash compared again in constant time.
 //! A plain hash is enough because tokens are high-entropy: there is nothing to brute-force.
 
-use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, StatusCode};
 use ostracon_store::model::{Scope, TokenRecord};
 use ostracon_store::traits::TokenStore as _;
 use sha2::{Digest as _, Sha256};
@@ -39,6 +39,37 @@ pub async fn authorize(state: &AppState, headers: &HeaderMap, required: Scope) -
         .map(str::trim)
         .filter(|token| !token.is_empty() && token.len() <= 256)
         .ok_or_else(|| ApiError::unauthorized("malformed Authorization header; expected 'Bearer TOKEN'"))?;
+    let record = token_record(state, token).await?;
+    if !record.scope.allows(required) {
+        return Err(ApiError::forbidden(format!("this token's scope is {}; {} is required", record.scope, required)));
+    }
+    Ok(record)
+}
+
+/// Header carrying a CrowdSec bouncer's key (its `api_key`).
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+/// Checks a CrowdSec bouncer's `X-Api-Key`: a live token of scope `bouncer` exactly. An admin
+/// token is refused too, so a bouncer's configuration file never holds one.
+pub async fn authorize_bouncer(state: &AppState, headers: &HeaderMap) -> Result<TokenRecord, ApiError> {
+    let token = headers
+        .get(API_KEY_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim)
+        .filter(|token| !token.is_empty() && token.len() <= 256)
+        .ok_or_else(|| ApiError::forbidden("missing or malformed X-Api-Key"))?;
+    let record = token_record(state, token).await.map_err(|e| match e.status {
+        StatusCode::UNAUTHORIZED => ApiError::forbidden(e.message),
+        _ => e,
+    })?;
+    if record.scope != Scope::Bouncer {
+        return Err(ApiError::forbidden(format!("this token's scope is {}; bouncer is required", record.scope)));
+    }
+    Ok(record)
+}
+
+/// The live token record for `token`: looked up by hash, then the hash compared in constant time.
+async fn token_record(state: &AppState, token: &str) -> Result<TokenRecord, ApiError> {
     let hash = hash_token(token);
     let (record, stored) = state
         .ledger()
@@ -48,9 +79,6 @@ pub async fn authorize(state: &AppState, headers: &HeaderMap, required: Scope) -
         .ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))?;
     if !bool::from(stored.as_slice().ct_eq(&hash)) {
         return Err(ApiError::unauthorized("unknown or revoked token"));
-    }
-    if !record.scope.allows(required) {
-        return Err(ApiError::forbidden(format!("this token's scope is {}; {} is required", record.scope, required)));
     }
     Ok(record)
 }

@@ -109,8 +109,19 @@ impl From<ostracon_protocol::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(json!({ "error": { "code": self.code, "message": self.message } }));
-        let mut response = (self.status, body).into_response();
+        self.respond(None)
+    }
+}
+
+impl ApiError {
+    /// The answer, with the CrowdSec LAPI's top-level `message` beside our `error` when
+    /// `lapi_message` is given (the bouncers' client reads that field).
+    pub fn respond(self, lapi_message: Option<&str>) -> Response {
+        let mut body = json!({ "error": { "code": self.code, "message": self.message } });
+        if let Some(message) = lapi_message {
+            body["message"] = json!(message);
+        }
+        let mut response = (self.status, Json(body)).into_response();
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }

@@ -75,6 +75,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/blocklist"),
     ("get", "/v1/blocklist/signature"),
     ("get", "/v1/blocklist/changes"),
+    ("get", "/v1/decisions/stream"),
+    ("get", "/v1/decisions"),
     ("get", "/v1/reputation"),
     ("get", "/v1/reputation/{domain}"),
     ("put", "/v1/reputation/{domain}/override"),
@@ -92,7 +94,8 @@ pub const ROUTES: &[(&str, &str)] = &[
 /// The application's routes.
 pub fn router(state: AppState) -> Router {
     use routes::{
-        blocklist, held, incidents, keys, lists, log, lookup, meta, peers, reputation, status, tokens, waiting,
+        blocklist, decisions, held, incidents, keys, lists, log, lookup, meta, peers, reputation, status, tokens,
+        waiting,
     };
     Router::new()
         .route("/healthz", get(meta::healthz))
@@ -126,6 +129,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/blocklist", get(blocklist::snapshot))
         .route("/v1/blocklist/signature", get(blocklist::signature))
         .route("/v1/blocklist/changes", get(blocklist::changes))
+        .route("/v1/decisions/stream", get(decisions::stream))
+        .route("/v1/decisions", get(decisions::live))
         .route("/v1/reputation", get(reputation::list))
         .route("/v1/reputation/{domain}", get(reputation::domain))
         .route("/v1/reputation/{domain}/override", put(reputation::set_override).delete(reputation::clear_override))

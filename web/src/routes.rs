@@ -1,6 +1,7 @@
 //! The route handlers, one module per resource, and the helpers they share.
 
 pub(crate) mod blocklist;
+pub(crate) mod decisions;
 pub(crate) mod held;
 pub(crate) mod incidents;
 pub(crate) mod keys;

@@ -901,3 +901,211 @@ async fn per_peer_metrics_need_a_metrics_or_admin_token_and_a_metrics_token_can_
         assert_eq!(node.call(method, path, Some(&metrics_token), None).await.0, StatusCode::FORBIDDEN, "{path}");
     }
 }
+
+const BOUNCER: &str = "ost_bouncer-key-for-tests";
+const SECOND_BOUNCER: &str = "ost_second-bouncer-key-for-tests";
+
+impl Node {
+    /// A CrowdSec-style request: the key in `X-Api-Key`.
+    async fn bouncer(&self, path: &str, key: Option<&str>) -> (StatusCode, Value) {
+        let mut builder = Request::get(path).header(header::USER_AGENT, "crowdsec-firewall-bouncer/-");
+        if let Some(key) = key {
+            builder = builder.header("X-Api-Key", key);
+        }
+        let response = self.send(builder.body(Body::empty()).unwrap()).await;
+        let status = response.status();
+        let bytes = to_bytes(response.into_body(), 64 << 20).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    async fn deny(&self, value: &str, action: &str, ttl: Option<u64>) {
+        let mut body = json!({ "value": value, "action": action });
+        if let Some(ttl) = ttl {
+            body["ttl_seconds"] = json!(ttl);
+        }
+        let (status, body) = self.call("POST", "/v1/deny", Some(ADMIN), Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+}
+
+/// The values of a stream answer's `new` or `deleted`, sorted.
+fn decision_values(answer: &Value, field: &str) -> Vec<String> {
+    let mut values: Vec<String> = answer[field]
+        .as_array()
+        .unwrap_or_else(|| panic!("{field} is not an array: {answer}"))
+        .iter()
+        .map(|d| d["value"].as_str().unwrap().to_owned())
+        .collect();
+    values.sort();
+    values
+}
+
+#[tokio::test]
+async fn the_decision_stream_gives_each_bouncer_key_its_own_position_and_every_field() {
+    let node = node().await;
+    node.store.create_token("fw", Scope::Bouncer, &hash_token(BOUNCER), node.env.now()).await.unwrap();
+    node.store.create_token("fw2", Scope::Bouncer, &hash_token(SECOND_BOUNCER), node.env.now()).await.unwrap();
+    node.deny("192.0.2.7", "block", Some(4 * 3600)).await;
+    node.deny("198.51.100.0/24", "block", None).await;
+    node.deny("2001:db8::/48", "block", Some(30 * 86_400)).await;
+    node.deny("203.0.113.5", "quarantine", None).await;
+    node.deny("bot@spam.example", "block", None).await;
+
+    let (status, startup) = node.bouncer("/v1/decisions/stream?startup=true", Some(BOUNCER)).await;
+    assert_eq!(status, StatusCode::OK, "{startup}");
+    // Only address entries with action block, each with all six fields the bouncers read.
+    assert_eq!(decision_values(&startup, "new"), ["192.0.2.7", "198.51.100.0/24", "2001:db8::/48"]);
+    let by_value =
+        |value: &str| startup["new"].as_array().unwrap().iter().find(|d| d["value"] == value).unwrap().clone();
+    let ip = by_value("192.0.2.7");
+    assert_eq!(
+        (ip["type"].as_str(), ip["scope"].as_str(), ip["origin"].as_str(), ip["scenario"].as_str()),
+        (Some("ban"), Some("Ip"), Some("ostracon"), Some("ostracon/operator")),
+        "{ip}"
+    );
+    assert_eq!(ip["duration"], "4h0m0s");
+    assert_eq!(by_value("198.51.100.0/24")["scope"], "Range");
+    // No expiry, or one past what a set can hold: sent for the cap, refreshed before it lapses.
+    assert_eq!(by_value("198.51.100.0/24")["duration"], "168h0m0s");
+    assert_eq!(by_value("2001:db8::/48")["duration"], "168h0m0s");
+    // A recent address entry that is not a ban is lifted: the stream keeps no history of
+    // what it sent, and a stale ban costs more than a redundant lift.
+    assert_eq!(decision_values(&startup, "deleted"), ["203.0.113.5"]);
+
+    // Nothing changed: nothing new for this key.
+    let (_, again) = node.bouncer("/v1/decisions/stream?", Some(BOUNCER)).await;
+    assert_eq!((decision_values(&again, "new"), decision_values(&again, "deleted")), (vec![], vec![]));
+
+    // A delisting and a listing reach this key as one deleted and one new.
+    let (status, _) = node.call("DELETE", "/v1/deny?value=192.0.2.7", Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    node.deny("192.0.2.99", "block", Some(600)).await;
+    let (_, changed) = node.bouncer("/v1/decisions/stream", Some(BOUNCER)).await;
+    assert_eq!(decision_values(&changed, "new"), ["192.0.2.99"]);
+    assert_eq!(decision_values(&changed, "deleted"), ["192.0.2.7"]);
+    assert_eq!(changed["deleted"][0]["duration"], "-1s");
+    assert_eq!(changed["new"][0]["duration"], "10m0s");
+
+    // The other key has its own position: never pulled, it gets the whole list, and the
+    // recent delisting as deleted (it may hold it from an earlier run).
+    let (_, second) = node.bouncer("/v1/decisions/stream", Some(SECOND_BOUNCER)).await;
+    assert_eq!(decision_values(&second, "new"), ["192.0.2.99", "198.51.100.0/24", "2001:db8::/48"]);
+    assert_eq!(decision_values(&second, "deleted"), ["192.0.2.7", "203.0.113.5"]);
+
+    // The LAPI's filters.
+    let (_, ranges) = node.bouncer("/v1/decisions/stream?startup=true&scopes=range", Some(SECOND_BOUNCER)).await;
+    assert_eq!(decision_values(&ranges, "new"), ["198.51.100.0/24", "2001:db8::/48"]);
+    let (_, theirs) =
+        node.bouncer("/v1/decisions/stream?startup=true&origins=crowdsec,cscli", Some(SECOND_BOUNCER)).await;
+    assert_eq!(decision_values(&theirs, "new"), Vec::<String>::new());
+    let (_, not_ours) =
+        node.bouncer("/v1/decisions/stream?startup=true&scenarios_not_containing=operator", Some(SECOND_BOUNCER)).await;
+    assert_eq!(decision_values(&not_ours, "new"), Vec::<String>::new());
+    let (status, body) = node.bouncer("/v1/decisions/stream?startup=maybe", Some(BOUNCER)).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_query");
+}
+
+#[tokio::test]
+async fn long_decisions_are_sent_again_once_a_day_and_a_key_away_a_day_gets_the_whole_list() {
+    let node = node().await;
+    node.store.create_token("fw", Scope::Bouncer, &hash_token(BOUNCER), node.env.now()).await.unwrap();
+    node.deny("198.51.100.0/24", "block", None).await;
+    node.deny("192.0.2.7", "block", None).await;
+    let (_, startup) = node.bouncer("/v1/decisions/stream?startup=true", Some(BOUNCER)).await;
+    assert_eq!(decision_values(&startup, "new").len(), 2);
+    // Entry ids 1 and 2 are refreshed at seconds 1 and 2 of the (UTC) day; the test clock
+    // starts at second 28,800.
+    node.env.advance(40_000);
+    let (_, before) = node.bouncer("/v1/decisions/stream", Some(BOUNCER)).await;
+    assert_eq!(decision_values(&before, "new"), Vec::<String>::new(), "{before}");
+    node.env.advance(20_000);
+    let (_, due) = node.bouncer("/v1/decisions/stream", Some(BOUNCER)).await;
+    assert_eq!(decision_values(&due, "new"), ["192.0.2.7", "198.51.100.0/24"], "{due}");
+    assert_eq!(due["new"][0]["duration"], "168h0m0s");
+    let (_, after) = node.bouncer("/v1/decisions/stream", Some(BOUNCER)).await;
+    assert_eq!(decision_values(&after, "new"), Vec::<String>::new());
+    node.env.advance(86_400);
+    let (_, whole) = node.bouncer("/v1/decisions/stream", Some(BOUNCER)).await;
+    assert_eq!(decision_values(&whole, "new").len(), 2, "{whole}");
+}
+
+#[tokio::test]
+async fn bouncer_keys_are_checked_first_and_only_bouncer_keys_pass() {
+    let node = node().await;
+    node.store.create_token("fw", Scope::Bouncer, &hash_token(BOUNCER), node.env.now()).await.unwrap();
+    for key in [None, Some("ost_unknown"), Some(ADMIN), Some(SUBMIT)] {
+        for path in
+            ["/v1/decisions/stream?startup=true", "/v1/decisions?ip=192.0.2.7", "/v1/decisions/stream?startup=x"]
+        {
+            let (status, body) = node.bouncer(path, key).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{key:?} {path}: {body}");
+            // The LAPI's shape, which the bouncers' client reads, beside ours.
+            assert_eq!(body["message"], "access forbidden", "{body}");
+            assert_eq!(body["error"]["code"], "forbidden", "{body}");
+        }
+    }
+    // A bouncer key is read-only: it opens nothing else.
+    let (status, body) = node.call("GET", "/v1/incidents", Some(BOUNCER), None).await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let (status, body) = node.call("GET", "/v1/lookup/ip/192.0.2.7", Some(BOUNCER), None).await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+}
+
+#[tokio::test]
+async fn live_mode_answers_the_decisions_covering_one_address_or_null() {
+    let node = node().await;
+    node.store.create_token("fw", Scope::Bouncer, &hash_token(BOUNCER), node.env.now()).await.unwrap();
+    node.deny("198.51.100.0/24", "block", None).await;
+    node.deny("203.0.113.5", "quarantine", None).await;
+    let (status, hit) = node.bouncer("/v1/decisions?ip=198.51.100.9", Some(BOUNCER)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(hit.as_array().map(Vec::len), Some(1), "{hit}");
+    assert_eq!((hit[0]["value"].as_str(), hit[0]["scope"].as_str()), (Some("198.51.100.0/24"), Some("Range")));
+    let (_, hit) = node.bouncer("/v1/decisions?scope=ip&value=198.51.100.200", Some(BOUNCER)).await;
+    assert_eq!(hit.as_array().map(Vec::len), Some(1), "{hit}");
+    for miss in
+        ["/v1/decisions?ip=192.0.2.1", "/v1/decisions?ip=203.0.113.5", "/v1/decisions?ip=198.51.100.9&type=captcha"]
+    {
+        let (status, body) = node.bouncer(miss, Some(BOUNCER)).await;
+        assert_eq!((status, body), (StatusCode::OK, Value::Null), "{miss}");
+    }
+    let (status, body) = node.bouncer("/v1/decisions?ip=not-an-ip", Some(BOUNCER)).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_query");
+    assert!(body["message"].as_str().is_some(), "{body}");
+}
+
+#[tokio::test]
+async fn a_dead_store_answers_the_bouncer_an_error_never_an_empty_stream() {
+    let node = node().await;
+    node.store.create_token("fw", Scope::Bouncer, &hash_token(BOUNCER), node.env.now()).await.unwrap();
+    node.deny("192.0.2.7", "block", None).await;
+    node.store.close().await;
+    let (status, body) = node.bouncer("/v1/decisions/stream?startup=true", Some(BOUNCER)).await;
+    assert_error(status, &body, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    assert!(body["message"].as_str().is_some() && body.get("new").is_none(), "{body}");
+}
+
+#[tokio::test]
+async fn firewall_formats_load_as_one_transaction_with_contained_entries_merged() {
+    let node = node().await;
+    for value in ["192.0.2.0/24", "192.0.2.7", "198.51.100.7", "2001:db8::/48", "2001:db8::1"] {
+        node.deny(value, "block", None).await;
+    }
+    node.deny("203.0.113.5", "quarantine", None).await;
+    let (status, nft, headers) = node.text("/v1/blocklist?kind=ip&format=nft").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers.contains_key("ostracon-signature"));
+    assert!(nft.contains("flags interval; auto-merge;"), "{nft}");
+    assert!(nft.contains("add element inet ostracon blocked4 { 192.0.2.0/24, 198.51.100.7 }"), "{nft}");
+    assert!(nft.contains("add element inet ostracon blocked6 { 2001:db8::/48 }"), "{nft}");
+    assert!(!nft.contains("203.0.113.5"), "{nft}");
+    let (_, ipset, _) = node.text("/v1/blocklist?kind=ip&format=ipset").await;
+    let adds: Vec<&str> = ipset.lines().filter(|line| line.starts_with("add ")).collect();
+    assert_eq!(
+        adds,
+        ["add ostracon-v4-new 192.0.2.0/24", "add ostracon-v4-new 198.51.100.7", "add ostracon-v6-new 2001:db8::/48"]
+    );
+    assert!(ipset.contains("swap ostracon-v4-new ostracon-v4\ndestroy ostracon-v4-new\n"), "{ipset}");
+    let (status, body) = node.call("GET", "/v1/blocklist?kind=jid&format=nft", None, None).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_format");
+}

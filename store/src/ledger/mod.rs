@@ -12,6 +12,7 @@
 
 mod allow;
 pub mod brake;
+pub mod decisions;
 mod keys;
 pub use keys::KeySwitch;
 mod outbox;

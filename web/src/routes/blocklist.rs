@@ -46,8 +46,17 @@ fn parse_query(query: &SnapshotQuery) -> Result<(ListKind, Format, Actions), Api
     };
     let format = query.format.as_deref().unwrap_or("json");
     let format = Format::parse(format).ok_or_else(|| {
-        ApiError::bad_request("bad_format", format!("unknown format {format:?}; use json, txt, ndjson or csv"))
+        ApiError::bad_request(
+            "bad_format",
+            format!("unknown format {format:?}; use json, txt, ndjson, csv, nft or ipset"),
+        )
     })?;
+    if format.addresses_only() && list != ListKind::Ip {
+        return Err(ApiError::bad_request(
+            "bad_format",
+            format!("format {} carries address lists only; use kind=ip", format.as_str()),
+        ));
+    }
     let actions = match query.action.as_deref() {
         None => Actions::default_for(format),
         Some(text) => Actions::parse(text).ok_or_else(|| {
