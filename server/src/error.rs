@@ -36,6 +36,13 @@ pub enum ServerError {
     #[error("HTTP server: {0}")]
     Http(std::io::Error),
 
+    /// The DNSBL address could not be bound.
+    #[error("cannot listen on {address} ([dnsbl] listen): {source}")]
+    DnsBind { address: std::net::SocketAddr, source: std::io::Error },
+    /// The DNSBL server stopped on its own.
+    #[error("DNSBL server: {0}")]
+    Dns(String),
+
     /// The HTTP address could not be bound.
     #[error("cannot listen on {address} ([http] listen): {source}")]
     Bind { address: std::net::SocketAddr, source: std::io::Error },

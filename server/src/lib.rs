@@ -8,6 +8,7 @@
 pub mod check;
 pub mod client;
 pub mod config;
+pub mod dnsbl;
 pub mod error;
 pub mod export;
 pub mod init;
@@ -227,6 +228,17 @@ pub async fn serve_with_reload(
         tasks.push(tokio::spawn(Arc::clone(&node).run_rtbl(links, stop_rx.clone())));
         tasks.push(tokio::spawn(Arc::clone(&node).run_incoming(in_rx)));
         tasks.push(tokio::spawn(node.run_outbox(stop_rx.clone())));
+    }
+    if let Some(section) = &config.dnsbl {
+        let settings = section.settings(domain.as_str()).map_err(ServerError::Config)?;
+        let (udp, tcp) = dnsbl::bind(settings.listen).await?;
+        tracing::info!(address = %settings.listen, zone = %settings.zone, "answering the DNSBL zone");
+        let (ledger, env, stop) = (Arc::clone(&ledger), Arc::clone(&env), stop_rx.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(error) = dnsbl::run(settings, ledger, env, udp, tcp, stop).await {
+                tracing::error!(%error, "the DNSBL zone stopped");
+            }
+        }));
     }
     if let Some(path) = config_path {
         tasks.push(tokio::spawn(reload_on_hangup(

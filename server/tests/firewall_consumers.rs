@@ -124,7 +124,7 @@ fn eventually(what: &str, check: impl Fn() -> bool) {
 
 /// The namespace, or the reason it cannot be had: a failure in CI, a skip by hand.
 fn namespace_or_skip(dir: &Path) -> Option<Namespace> {
-    let missing: Vec<&str> = ["unshare", "nsenter", "ipset", "nft", "curl", "fail2ban-server"]
+    let missing: Vec<&str> = ["unshare", "nsenter", "ipset", "nft", "curl", "fail2ban-server", "dig"]
         .into_iter()
         .filter(|tool| {
             !Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| o.status.success())
@@ -152,8 +152,8 @@ fn namespace_or_skip(dir: &Path) -> Option<Namespace> {
     }
 }
 
-/// Makes and starts a node inside the namespace; returns it and a bouncer key.
-fn start_node(namespace: &Namespace, dir: &Path) -> Process {
+/// Makes and starts a node inside the namespace, with `extra` appended to its configuration.
+fn start_node(namespace: &Namespace, dir: &Path, extra: &str) -> Process {
     let data = dir.join("data");
     let output = Command::new(env!("CARGO_BIN_EXE_ostracon"))
         .env_remove("OSTRACON_CONFIG")
@@ -163,6 +163,9 @@ fn start_node(namespace: &Namespace, dir: &Path) -> Process {
         .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let config = data.join("ostracon.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(extra);
+    std::fs::write(&config, text).unwrap();
     let node = namespace.spawn(
         "ostracon serve",
         &[env!("CARGO_BIN_EXE_ostracon"), "serve", "--config", config.to_str().unwrap()],
@@ -187,7 +190,7 @@ fn deny(namespace: &Namespace, value: &str) {
 fn firewalls_load_our_lists_unmodified() {
     let dir = TempDir::new("firewall-consumers");
     let Some(namespace) = namespace_or_skip(dir.path()) else { return };
-    let _node = start_node(&namespace, dir.path());
+    let _node = start_node(&namespace, dir.path(), "");
     let root = consumers_root();
 
     deny(&namespace, "192.0.2.7");
@@ -373,4 +376,96 @@ fn firewalls_load_our_lists_unmodified() {
     let text = incidents.to_string();
     assert!(text.contains("192.0.2.99") && text.contains("fail2ban jail ostracon-prosody: 3 failures"), "{text}");
     let _ = namespace.run(&["fail2ban-client", "-c", conf, "stop"]);
+}
+
+/// `dig` against the zone inside the namespace: the whole answer, as dig prints it.
+/// Runs of blanks become one space, since dig aligns its columns with tabs or spaces.
+fn dig(namespace: &Namespace, name: &str, rtype: &str) -> String {
+    spaced(&namespace.ok(&["dig", "@127.0.0.1", "-p", "53", "+norecurse", "+time=2", "+tries=1", name, rtype]))
+}
+
+fn spaced(text: &str) -> String {
+    text.lines().map(|line| line.split_whitespace().collect::<Vec<_>>().join(" ")).collect::<Vec<_>>().join("\n")
+}
+
+fn status(answer: &str) -> &str {
+    answer.split("status: ").nth(1).and_then(|rest| rest.split(',').next()).unwrap_or("none")
+}
+
+/// The name RFC 5782 clients ask for an IPv6 address.
+fn nibbles(ip: &str, zone: &str) -> String {
+    let ip: std::net::Ipv6Addr = ip.parse().unwrap();
+    let hex = format!("{:032x}", u128::from(ip));
+    let reversed: Vec<String> = hex.chars().rev().map(String::from).collect();
+    format!("{}.{zone}", reversed.join("."))
+}
+
+#[test]
+fn the_dnsbl_zone_answers_dig_and_follows_the_list() {
+    let dir = TempDir::new("dnsbl");
+    let Some(namespace) = namespace_or_skip(dir.path()) else { return };
+    let _node = start_node(
+        &namespace,
+        dir.path(),
+        "\n[dnsbl]\nlisten = \"127.0.0.1:53\"\nzone = \"bl.test\"\ndomain_zone = \"dbl.test\"\n\
+         lookup_url = \"https://bl.ops.example\"\n",
+    );
+    deny(&namespace, "192.0.2.7");
+    deny(&namespace, "198.51.100.0/24");
+    deny(&namespace, "2001:db8::7");
+    deny(&namespace, "spam.example");
+    namespace.admin("POST", "/v1/deny", Some(json!({ "value": "203.0.113.5", "action": "quarantine" })));
+    let listed = |answer: &str| status(answer) == "NOERROR" && answer.contains("IN A 127.0.0.2");
+    let negative =
+        |answer: &str| status(answer) == "NXDOMAIN" && answer.contains("IN SOA ns.bl.test. hostmaster.bl.test.");
+
+    eventually("the zone to answer a listed address", || listed(&dig(&namespace, "7.2.0.192.bl.test", "A")));
+    // Any address inside a listed block, an IPv6 address, and the domain zone.
+    assert!(listed(&dig(&namespace, "200.100.51.198.bl.test", "A")));
+    let v6 = dig(&namespace, &nibbles("2001:db8::7", "bl.test"), "A");
+    assert!(listed(&v6), "{v6}");
+    assert!(listed(&dig(&namespace, "spam.example.dbl.test", "A")));
+    // Misses: NXDOMAIN with the SOA, so resolvers cache them.
+    let miss = dig(&namespace, "8.2.0.192.bl.test", "A");
+    assert!(negative(&miss), "{miss}");
+    assert!(negative(&dig(&namespace, "5.113.0.203.bl.test", "A")), "a quarantined address is no listing");
+    assert!(negative(&dig(&namespace, "not.an.address.bl.test", "A")));
+    assert_eq!(status(&dig(&namespace, "ham.example.dbl.test", "A")), "NXDOMAIN");
+    // TXT: why, and where to look.
+    let txt = dig(&namespace, "7.2.0.192.bl.test", "TXT");
+    assert!(
+        txt.contains("Listed by ops.example (operator); see https://bl.ops.example/v1/lookup/ip/192.0.2.7"),
+        "{txt}"
+    );
+    // RFC 5782 section 5's test entries.
+    assert!(listed(&dig(&namespace, "2.0.0.127.bl.test", "A")));
+    assert!(negative(&dig(&namespace, "1.0.0.127.bl.test", "A")));
+    assert!(listed(&dig(&namespace, &nibbles("::ffff:7f00:2", "bl.test"), "A")));
+    assert!(negative(&dig(&namespace, &nibbles("::ffff:7f00:1", "bl.test"), "A")));
+    assert!(listed(&dig(&namespace, "test.dbl.test", "A")));
+    assert_eq!(status(&dig(&namespace, "invalid.dbl.test", "A")), "NXDOMAIN");
+    // The apex, and names outside our zones.
+    let soa = dig(&namespace, "bl.test", "SOA");
+    assert!(status(&soa) == "NOERROR" && soa.contains("flags: qr aa"), "{soa}");
+    assert!(dig(&namespace, "bl.test", "NS").contains("IN NS ns.bl.test."));
+    assert_eq!(status(&dig(&namespace, "example.com", "A")), "REFUSED");
+    // Over TCP too.
+    let tcp = spaced(&namespace.ok(&[
+        "dig",
+        "@127.0.0.1",
+        "+tcp",
+        "+norecurse",
+        "+time=2",
+        "+tries=1",
+        "7.2.0.192.bl.test",
+        "A",
+    ]));
+    assert!(listed(&tcp), "{tcp}");
+
+    // A delisting and a new listing show in the zone as soon as they commit.
+    let (code, _) = namespace.http("DELETE", "/v1/deny?value=192.0.2.7", Some(TOKEN), None);
+    assert_eq!(code, 204);
+    deny(&namespace, "192.0.2.8");
+    eventually("the delisting in the zone", || negative(&dig(&namespace, "7.2.0.192.bl.test", "A")));
+    eventually("the new listing in the zone", || listed(&dig(&namespace, "8.2.0.192.bl.test", "A")));
 }

@@ -18,9 +18,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ServerError;
 
+mod dnsbl;
 mod reputation;
 mod rtbl;
 
+pub use dnsbl::DnsblSection;
 pub use reputation::ReputationSection;
 pub use rtbl::{PushTarget, RtblSection, RtblSettings};
 
@@ -49,6 +51,9 @@ pub struct Config {
     /// The XEP-0060 RTBL service on the component (needs `[xmpp]`).
     #[serde(default)]
     pub rtbl: RtblSection,
+    /// The DNSBL zone (absent: no DNS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dnsbl: Option<DnsblSection>,
 }
 
 /// `[node]`.
