@@ -511,6 +511,9 @@ impl Config {
         if self.http.max_connections == 0 {
             error("[http] max_connections must be at least 1".to_owned());
         }
+        if let Some(Err(problem)) = self.dnsbl.as_ref().map(|dnsbl| dnsbl.settings(&self.node.domain)) {
+            error(problem);
+        }
         let file_mode = file.and_then(|path| std::fs::metadata(path).ok()).map(|m| m.permissions().mode() & 0o777);
         let file_is_private = file_mode.is_none_or(|mode| mode & 0o077 == 0);
         if let Some(url) = &self.database.url {
@@ -668,6 +671,11 @@ mod tests {
         let errors: Vec<_> = config.check(None).into_iter().filter(|f| f.severity == Severity::Error).collect();
         // The example names a secret file that does not exist on this machine; nothing else may fail.
         assert!(errors.iter().all(|f| f.message.contains("secret_file")), "{errors:?}");
+        let dnsbl = config.dnsbl.as_ref().expect("the example shows [dnsbl]").settings("example.org").unwrap();
+        assert_eq!((dnsbl.zone.as_str(), dnsbl.nameserver.as_str()), ("bl.example.org", "ns.bl.example.org"));
+        let mut bad = config.dnsbl.clone().unwrap();
+        bad.zone = "no zone".into();
+        assert!(bad.settings("example.org").is_err());
     }
 
     #[test]
