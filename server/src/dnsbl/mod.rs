@@ -9,7 +9,7 @@
 
 pub mod names;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::str::FromStr as _;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -142,8 +142,7 @@ impl Dnsbl {
 
     /// The answer to one question: its code, answers and whether to add the SOA.
     async fn answer(&self, name: &LowerName, qtype: RecordType) -> (ResponseCode, Vec<Record>, bool) {
-        let Some(zone) = self.zones.iter().filter(|zone| zone.name.zone_of(name)).max_by_key(|z| z.name.num_labels())
-        else {
+        let Some(zone) = self.zone_for(name) else {
             return (ResponseCode::Refused, Vec::new(), false);
         };
         let below = usize::from(name.num_labels() - zone.name.num_labels());
@@ -180,8 +179,9 @@ impl Dnsbl {
         (ResponseCode::NoError, answers, empty)
     }
 
-    fn soa_of(&self, name: &LowerName) -> Option<&Record> {
-        self.zones.iter().filter(|zone| zone.name.zone_of(name)).max_by_key(|z| z.name.num_labels()).map(|z| &z.soa)
+    /// The most specific served zone holding `name`.
+    fn zone_for(&self, name: &LowerName) -> Option<&Zone> {
+        self.zones.iter().filter(|zone| zone.name.zone_of(name)).max_by_key(|z| z.name.num_labels())
     }
 }
 
@@ -206,7 +206,7 @@ impl RequestHandler for Dnsbl {
                 Ok(info) => {
                     let name = info.query.name();
                     let (code, answers, with_soa) = self.answer(name, info.query.query_type()).await;
-                    (code, answers, with_soa.then(|| self.soa_of(name).cloned()).flatten())
+                    (code, answers, with_soa.then(|| self.zone_for(name).map(|zone| zone.soa.clone())).flatten())
                 }
             }
         };
@@ -333,19 +333,4 @@ pub async fn bind(listen: SocketAddr) -> Result<(UdpSocket, TcpListener), Server
     let udp = UdpSocket::bind(listen).await.map_err(failed)?;
     let tcp = TcpListener::bind(listen).await.map_err(failed)?;
     Ok((udp, tcp))
-}
-
-/// The address an RFC 5782 client asks for `ip` in `zone` (what `dig` is given in the docs).
-pub fn query_name(ip: IpAddr, zone: &str) -> String {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, c, d] = v4.octets();
-            format!("{d}.{c}.{b}.{a}.{zone}")
-        }
-        IpAddr::V6(v6) => {
-            let hex = format!("{:032x}", u128::from(v6));
-            let nibbles: Vec<String> = hex.chars().rev().map(String::from).collect();
-            format!("{}.{zone}", nibbles.join("."))
-        }
-    }
 }
