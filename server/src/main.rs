@@ -602,18 +602,23 @@ impl ApiArgs {
     }
 }
 
+/// What `serve` logs when RUST_LOG is not set.
+const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,hickory_server=warn";
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(cli.command, Command::Serve { .. }) {
         // RUST_LOG overrides the filter (`RUST_LOG=debug`, `RUST_LOG=ostracon=debug,sqlx=info`);
-        // sqlx's line per query stays off by default. Colour only on a terminal, never with
+        // sqlx's line per query stays off by default, and so do hickory-server's two lines per
+        // DNSBL query (they would cost more than the answer and log every asker's address).
+        // Colour only on a terminal, never with
         // NO_COLOR (https://no-color.org): log files and journald get plain text.
         use std::io::IsTerminal as _;
         let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
         tracing_subscriber::fmt()
             .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()),
+                tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| DEFAULT_LOG_FILTER.into()),
             )
             .with_ansi(colour)
             .init();

@@ -461,6 +461,40 @@ fn the_dnsbl_zone_answers_dig_and_follows_the_list() {
         "A",
     ]));
     assert!(listed(&tcp), "{tcp}");
+    // Malformed or unusual queries get their defined codes, and the zone keeps answering.
+    let no_question = spaced(&namespace.ok(&["dig", "@127.0.0.1", "+header-only", "+time=2", "+tries=1", "bl.test"]));
+    assert_eq!(status(&no_question), "FORMERR", "{no_question}");
+    let notify =
+        spaced(&namespace.ok(&["dig", "@127.0.0.1", "+opcode=notify", "+time=2", "+tries=1", "bl.test", "SOA"]));
+    assert_eq!(status(&notify), "NOTIMP", "{notify}");
+    let chaos =
+        spaced(&namespace.ok(&["dig", "@127.0.0.1", "-c", "CH", "+time=2", "+tries=1", "7.2.0.192.bl.test", "A"]));
+    assert_eq!(status(&chaos), "REFUSED", "{chaos}");
+    let edns1 = spaced(&namespace.ok(&[
+        "dig",
+        "@127.0.0.1",
+        "+edns=1",
+        "+noednsneg",
+        "+time=2",
+        "+tries=1",
+        "7.2.0.192.bl.test",
+        "A",
+    ]));
+    assert_eq!(status(&edns1), "BADVERS", "{edns1}");
+    // Raw datagrams: five bytes are no query and get nothing; a header whose question does
+    // not parse gets FORMERR with its id.
+    let raw = namespace.ok(&[
+        "python3",
+        "-c",
+        "import socket\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1)\n\
+         s.sendto(b'\\x01\\x02\\x03\\x04\\x05', ('127.0.0.1', 53))\n\
+         try:\n    s.recv(512); print('short: answered')\nexcept socket.timeout:\n    print('short: silent')\n\
+         s.sendto(b'\\xbe\\xef\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x3fxx', ('127.0.0.1', 53))\n\
+         r = s.recv(512); print('garbage:', r[:2].hex(), r[3] & 15)\n",
+    ]);
+    assert_eq!(raw.trim(), "short: silent\ngarbage: beef 1", "{raw}");
+    assert!(listed(&dig(&namespace, "7.2.0.192.bl.test", "A")), "the zone answers after malformed queries");
 
     // A delisting and a new listing show in the zone as soon as they commit.
     let (code, _) = namespace.http("DELETE", "/v1/deny?value=192.0.2.7", Some(TOKEN), None);

@@ -1006,6 +1006,34 @@ async fn the_decision_stream_gives_each_bouncer_key_its_own_position_and_every_f
 }
 
 #[tokio::test]
+async fn a_stream_answer_is_gzipped_for_a_bouncer_that_accepts_it_and_means_the_same() {
+    let node = node().await;
+    node.store.create_token("fw", Scope::Bouncer, &hash_token(BOUNCER), node.env.now()).await.unwrap();
+    node.store.create_token("fw2", Scope::Bouncer, &hash_token(SECOND_BOUNCER), node.env.now()).await.unwrap();
+    for last in 1..=40 {
+        node.deny(&format!("192.0.2.{last}"), "block", Some(3600)).await;
+    }
+    // What Go's HTTP client sends unasked.
+    let request = Request::get("/v1/decisions/stream?startup=true")
+        .header("X-Api-Key", BOUNCER)
+        .header(header::ACCEPT_ENCODING, "gzip")
+        .body(Body::empty())
+        .unwrap();
+    let response = node.send(request).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CONTENT_ENCODING], "gzip");
+    let zipped = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    let mut unzipped = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(zipped.as_ref()), &mut unzipped).unwrap();
+    assert!(zipped.len() * 3 < unzipped.len(), "{} bytes gzipped from {}", zipped.len(), unzipped.len());
+    let gzipped: Value = serde_json::from_str(&unzipped).unwrap();
+    // The same pull, plain, by a key at the same position.
+    let (_, plain) = node.bouncer("/v1/decisions/stream?startup=true", Some(SECOND_BOUNCER)).await;
+    assert_eq!(decision_values(&gzipped, "new").len(), 40);
+    assert_eq!(gzipped, plain);
+}
+
+#[tokio::test]
 async fn long_decisions_are_sent_again_once_a_day_and_a_key_away_a_day_gets_the_whole_list() {
     let node = node().await;
     node.store.create_token("fw", Scope::Bouncer, &hash_token(BOUNCER), node.env.now()).await.unwrap();

@@ -119,7 +119,7 @@ pub(crate) async fn snapshot(
 }
 
 /// True if an Accept-Encoding value accepts gzip (explicitly or through `*`) with a non-zero q.
-fn accepts_gzip(accepted: &str) -> bool {
+pub(crate) fn accepts_gzip(accepted: &str) -> bool {
     accepted.split(',').any(|coding| {
         let mut parts = coding.split(';');
         let name = parts.next().unwrap_or("").trim().to_ascii_lowercase();

@@ -8,10 +8,13 @@
 //! our `block` entries are decisions, as `ban`: a bouncer acts on whatever type it is given.
 //! Errors keep our error shape and add the LAPI's top-level `message`, which the bouncers'
 //! client reads; a database outage is an error, never an empty `new`.
+//! A stream answer goes gzipped to a client that accepts it, as Go's HTTP client does unasked:
+//! a start-up pull of a large list is mostly repeated field names.
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ostracon_protocol::ids::{Cidr, Offender, parse_ip};
 use ostracon_protocol::time::Timestamp;
@@ -23,6 +26,7 @@ use serde_json::{Value, json};
 
 use crate::auth::authorize_bouncer;
 use crate::error::{ApiError, ApiQuery};
+use crate::routes::blocklist::accepts_gzip;
 use crate::state::AppState;
 
 /// The `origin` of every decision we give.
@@ -40,7 +44,7 @@ impl From<ApiError> for LapiError {
 impl IntoResponse for LapiError {
     fn into_response(self) -> Response {
         let message = match self.0.status {
-            axum::http::StatusCode::FORBIDDEN => "access forbidden".to_owned(),
+            StatusCode::FORBIDDEN => "access forbidden".to_owned(),
             _ => self.0.message.clone(),
         };
         self.0.respond(Some(&message))
@@ -157,7 +161,7 @@ pub(crate) async fn stream(
     State(state): State<AppState>,
     headers: HeaderMap,
     query: Result<ApiQuery<StreamQuery>, ApiError>,
-) -> Result<Json<Value>, LapiError> {
+) -> Result<Response, LapiError> {
     // The key first, before the query is looked at.
     let bouncer = authorize_bouncer(&state, &headers).await?;
     let ApiQuery(query) = query?;
@@ -175,7 +179,36 @@ pub(crate) async fn stream(
     };
     let new = render(pull.new.iter().map(|entry| Decision::live(entry, now)).collect());
     let deleted = render(pull.deleted.iter().map(Decision::lifted).collect());
-    Ok(Json(json!({ "new": new, "deleted": deleted })))
+    let body = json!({ "new": new, "deleted": deleted }).to_string().into_bytes();
+    let gzip = headers.get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()).is_some_and(accepts_gzip);
+    if !gzip || body.len() < GZIP_FROM_BYTES {
+        return Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response());
+    }
+    // Compressing megabytes is CPU work that must not hold a runtime worker.
+    let internal =
+        || ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the node's log");
+    let compressed = tokio::task::spawn_blocking(move || gzip_bytes(&body))
+        .await
+        .map_err(|_| internal())?
+        .map_err(|_| internal())?;
+    let mut response = Response::new(Body::from(compressed));
+    let response_headers = response.headers_mut();
+    response_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response_headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    response_headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    Ok(response)
+}
+
+/// Below this a stream answer goes as it is: gzip would save less than its own framing costs.
+const GZIP_FROM_BYTES: usize = 1024;
+
+/// A fast gzip level: the answer is made once per pull, and level 1 already removes most of
+/// the repeated field names.
+fn gzip_bytes(body: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 8), flate2::Compression::fast());
+    encoder.write_all(body)?;
+    encoder.finish()
 }
 
 /// `?ip=` or `?range=` (or `scope=ip&value=`), and the filters.
