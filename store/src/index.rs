@@ -62,6 +62,20 @@ pub struct BlocklistIndex {
     names: Names,
     /// Entries across all maps, kept as a counter so `len` needs no walk over 162 prefix maps.
     len: usize,
+    /// Entries of each kind, in [`KINDS`] order.
+    by_kind: [usize; 4],
+}
+
+/// The kinds of entry, in the order [`BlocklistIndex::sizes`] gives them.
+pub const KINDS: [&str; 4] = ["ip", "cidr", "jid", "domain"];
+
+fn kind_slot(offender: &Offender) -> usize {
+    match offender {
+        Offender::Ip(_) => 0,
+        Offender::Cidr(_) => 1,
+        Offender::Jid(_) => 2,
+        Offender::Domain(_) => 3,
+    }
 }
 
 impl BlocklistIndex {
@@ -81,6 +95,7 @@ impl BlocklistIndex {
         };
         if added {
             self.len += 1;
+            self.by_kind[kind_slot(offender)] += 1;
         }
     }
 
@@ -95,8 +110,14 @@ impl BlocklistIndex {
         };
         if removed {
             self.len -= 1;
+            self.by_kind[kind_slot(offender)] -= 1;
         }
         removed
+    }
+
+    /// The number of entries of each kind, as `(kind, count)` in [`KINDS`] order.
+    pub fn sizes(&self) -> [(&'static str, usize); 4] {
+        std::array::from_fn(|slot| (KINDS[slot], self.by_kind[slot]))
     }
 
     /// The number of entries.

@@ -6,6 +6,7 @@
 //! `OSTRACON_REQUIRE_INTEGRATION=1` (set by `scripts/test`) turns any skip for a missing
 //! service into a failure, so nothing skips silently in CI.
 
+pub mod browser;
 pub mod c2s;
 pub mod ejabberd;
 pub mod harness;

@@ -70,7 +70,11 @@ pub async fn authorize_bouncer(state: &AppState, headers: &HeaderMap) -> Result<
 
 /// The live token record for `token`: looked up by hash, then the hash compared in constant time.
 async fn token_record(state: &AppState, token: &str) -> Result<TokenRecord, ApiError> {
-    let hash = hash_token(token);
+    token_record_by_hash(state, hash_token(token)).await
+}
+
+/// The live token record whose hash is `hash`, compared again in constant time.
+pub(crate) async fn token_record_by_hash(state: &AppState, hash: [u8; 32]) -> Result<TokenRecord, ApiError> {
     let (record, stored) = state
         .ledger()
         .store()
@@ -120,6 +124,21 @@ impl RequiredScope for Metrics {
 /// so an unauthenticated client learns nothing from validation messages and costs no parsing.
 #[derive(Debug)]
 pub struct Operator<S>(pub TokenRecord, std::marker::PhantomData<S>);
+
+impl<S: RequiredScope> Operator<S> {
+    /// The operator a live token record stands for, if its scope allows `S`: for a signed-in
+    /// page session, whose token was looked up when the session's cookie was read.
+    pub(crate) fn from_record(record: TokenRecord) -> Result<Self, ApiError> {
+        if !record.scope.allows(S::SCOPE) {
+            return Err(ApiError::forbidden(format!(
+                "this token's scope is {}; {} is required",
+                record.scope,
+                S::SCOPE
+            )));
+        }
+        Ok(Self(record, std::marker::PhantomData))
+    }
+}
 
 impl<S: RequiredScope> axum::extract::FromRequestParts<AppState> for Operator<S> {
     type Rejection = ApiError;

@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod error;
 pub mod metrics;
+mod pages;
 pub mod ratelimit;
 mod routes;
 pub mod serve;
@@ -143,6 +144,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/log/openings/{index}", delete(log::erase_opening))
         .route("/v1/log/proof/inclusion", get(log::inclusion))
         .route("/v1/log/proof/consistency", get(log::consistency))
+        .merge(pages::routes())
         .fallback(meta::not_found)
         .method_not_allowed_fallback(meta::method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), limit_and_count))

@@ -126,6 +126,8 @@ struct Inner {
     /// One snapshot build at a time: a burst of clients after a change waits for one build
     /// instead of starting one each (CrowdSec's thundering herd, crowdsec#2450).
     build: tokio::sync::Mutex<()>,
+    /// The operator pages' signed-in sessions.
+    sessions: crate::pages::session::Sessions,
 }
 
 /// The HTTP settings that change at run time: the rate limiter and the trusted proxies.
@@ -198,6 +200,7 @@ impl AppState {
             metrics: Metrics::default(),
             snapshots: Mutex::new(HashMap::new()),
             build: tokio::sync::Mutex::new(()),
+            sessions: crate::pages::session::Sessions::default(),
         }))
     }
 
@@ -213,6 +216,16 @@ impl AppState {
     /// How to rotate the running node's key, when the server supplied it.
     pub fn key_rotation(&self) -> Option<&KeyRotation> {
         self.0.key_rotation.as_ref()
+    }
+
+    /// Whether `peer` is one of the reverse proxies whose forwarded headers we believe.
+    pub(crate) fn trusts(&self, peer: std::net::IpAddr) -> bool {
+        self.http().trusted_proxies.iter().any(|net| net.contains(&peer.to_canonical()))
+    }
+
+    /// The operator pages' sessions.
+    pub(crate) fn sessions(&self) -> &crate::pages::session::Sessions {
+        &self.0.sessions
     }
 
     /// The client a request is from: the socket's peer, or, when that peer is a trusted

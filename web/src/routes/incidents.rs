@@ -21,37 +21,46 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SubmitIncident {
-    offenders: Vec<String>,
-    category: Category,
+    pub(crate) offenders: Vec<String>,
+    pub(crate) category: Category,
     #[serde(default = "default_severity")]
-    severity: Severity,
+    pub(crate) severity: Severity,
     #[serde(default)]
-    description: String,
+    pub(crate) description: String,
     #[serde(default)]
-    evidence: Vec<Evidence>,
+    pub(crate) evidence: Vec<Evidence>,
     #[serde(default)]
-    action: Option<Action>,
+    pub(crate) action: Option<Action>,
     #[serde(default)]
-    start: Option<String>,
+    pub(crate) start: Option<String>,
     #[serde(default)]
-    end: Option<String>,
+    pub(crate) end: Option<String>,
     #[serde(default)]
-    expires: Option<String>,
+    pub(crate) expires: Option<String>,
     #[serde(default)]
-    ttl_seconds: Option<i64>,
+    pub(crate) ttl_seconds: Option<i64>,
     #[serde(default)]
-    share: bool,
+    pub(crate) share: bool,
 }
 
-fn default_severity() -> Severity {
+pub(crate) fn default_severity() -> Severity {
     Severity::Medium
 }
 
 pub(crate) async fn submit(
-    _operator: Operator<Submit>,
+    operator: Operator<Submit>,
     State(state): State<AppState>,
     ApiJson(body): ApiJson<SubmitIncident>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    Ok((StatusCode::CREATED, Json(submit_incident(&operator, &state, body).await?)))
+}
+
+/// Submits one of our own incidents, for the JSON route and the operator page alike.
+pub(crate) async fn submit_incident(
+    _operator: &Operator<Submit>,
+    state: &AppState,
+    body: SubmitIncident,
+) -> Result<Value, ApiError> {
     if body.offenders.is_empty() {
         return Err(ApiError::invalid("invalid_offender", "an incident names at least one offender"));
     }
@@ -94,30 +103,27 @@ pub(crate) async fn submit(
     let applied = state.ledger().submit_local(&incident, body.share, now).await?;
     let refused: Vec<Value> =
         applied.refused.iter().map(|(o, why)| json!({ "value": o.to_string(), "why": why })).collect();
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({
-            "id": incident.id,
-            "decision": Decision::Accepted,
-            "listed": applied.listed.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            "refused": refused,
-            "log_index": applied.leaves.first(),
-        })),
-    ))
+    Ok(json!({
+        "id": incident.id,
+        "decision": Decision::Accepted,
+        "listed": applied.listed.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "refused": refused,
+        "log_index": applied.leaves.first(),
+    }))
 }
 
 /// Query of `GET /v1/incidents`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
-    status: Option<String>,
-    category: Option<String>,
-    reporter: Option<String>,
-    origin: Option<String>,
-    decision: Option<String>,
-    verb: Option<String>,
-    before: Option<i64>,
-    limit: Option<u32>,
+    pub(crate) status: Option<String>,
+    pub(crate) category: Option<String>,
+    pub(crate) reporter: Option<String>,
+    pub(crate) origin: Option<String>,
+    pub(crate) decision: Option<String>,
+    pub(crate) verb: Option<String>,
+    pub(crate) before: Option<i64>,
+    pub(crate) limit: Option<u32>,
 }
 
 /// An incident as the operator routes show it, with what it does to our lists now.
@@ -142,10 +148,19 @@ async fn incident_json(state: &AppState, record: &IncidentRecord) -> Result<Valu
 }
 
 pub(crate) async fn list(
-    _operator: Operator<Submit>,
+    operator: Operator<Submit>,
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
+    Ok(Json(list_incidents(&operator, &state, query).await?))
+}
+
+/// A page of incidents, newest first, and where the next page starts.
+pub(crate) async fn list_incidents(
+    _operator: &Operator<Submit>,
+    state: &AppState,
+    query: ListQuery,
+) -> Result<Value, ApiError> {
     let check = |field: &'static str, value: &Option<String>, names: &[&str]| -> Result<(), ApiError> {
         match value {
             Some(v) if !names.contains(&v.as_str()) => {
@@ -174,9 +189,9 @@ pub(crate) async fn list(
     let next = (records.len() == limit as usize).then(|| records.last().map(|r| r.seq)).flatten();
     let mut incidents = Vec::with_capacity(records.len());
     for record in &records {
-        incidents.push(incident_json(&state, record).await?);
+        incidents.push(incident_json(state, record).await?);
     }
-    Ok(Json(json!({ "incidents": incidents, "next": next })))
+    Ok(json!({ "incidents": incidents, "next": next }))
 }
 
 fn parse_id(text: &str) -> Result<IncidentId, ApiError> {
@@ -184,32 +199,46 @@ fn parse_id(text: &str) -> Result<IncidentId, ApiError> {
 }
 
 pub(crate) async fn show(
-    _operator: Operator<Submit>,
+    operator: Operator<Submit>,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id)?;
+    Ok(Json(show_incident(&operator, &state, &id).await?))
+}
+
+/// One incident, as the list shows each.
+pub(crate) async fn show_incident(_operator: &Operator<Submit>, state: &AppState, id: &str) -> Result<Value, ApiError> {
+    let id = parse_id(id)?;
     let record = state
         .ledger()
         .store()
         .incident(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("incident {id} not found")))?;
-    Ok(Json(incident_json(&state, &record).await?))
+    incident_json(state, &record).await
 }
 
 pub(crate) async fn retract(
-    _operator: Operator<Submit>,
+    operator: Operator<Submit>,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id)?;
+    Ok(Json(retract_incident(&operator, &state, &id).await?))
+}
+
+/// Retracts one of our incidents: what it listed alone is delisted.
+pub(crate) async fn retract_incident(
+    _operator: &Operator<Submit>,
+    state: &AppState,
+    id: &str,
+) -> Result<Value, ApiError> {
+    let id = parse_id(id)?;
     let applied = state.ledger().retract(&id, state.env().now()).await?;
-    Ok(Json(json!({
+    Ok(json!({
         "id": id,
         "status": Status::Retracted,
         "delisted": applied.delisted.iter().map(ToString::to_string).collect::<Vec<_>>(),
-    })))
+    }))
 }
 
 /// `POST /v1/incidents/{id}/accept`: the operator applies a waiting incident (an unsigned

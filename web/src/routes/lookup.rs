@@ -27,26 +27,32 @@ pub(crate) async fn lookup(
     State(state): State<AppState>,
     Path((kind, value)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
+    Ok(Json(look_up(&state, &kind, &value, reader.is_operator()).await?))
+}
+
+/// Whether `value` of `kind` is listed and why; for the operator, also what allows it and
+/// the evidence still waiting for a quorum. The JSON route and the lookup page both use it.
+pub(crate) async fn look_up(state: &AppState, kind: &str, value: &str, operator: bool) -> Result<Value, ApiError> {
     if value.len() > 3 * 1024 {
         return Err(ApiError::invalid("invalid_value", "value is too long"));
     }
     let invalid = |e: ostracon_protocol::Error| ApiError::invalid("invalid_value", e.to_string());
-    let (query, matches): (Offender, Vec<(Offender, EntryId)>) = match kind.as_str() {
+    let (query, matches): (Offender, Vec<(Offender, EntryId)>) = match kind {
         "ip" => {
-            let ip = parse_ip(&value).map_err(invalid)?;
+            let ip = parse_ip(value).map_err(invalid)?;
             (Offender::Ip(ip), state.ledger().with_index(|index| index.lookup_ip(ip)))
         }
         "cidr" => {
-            let cidr = Cidr::parse(&value).map_err(invalid)?;
+            let cidr = Cidr::parse(value).map_err(invalid)?;
             (Offender::Cidr(cidr), state.ledger().with_index(|index| index.lookup_cidr(&cidr)))
         }
         "jid" => {
-            let jid = BareJid::parse(&value).map_err(invalid)?;
+            let jid = BareJid::parse(value).map_err(invalid)?;
             let matches = state.ledger().with_index(|index| index.lookup_jid(&jid));
             (Offender::from_jid(jid), matches)
         }
         "domain" => {
-            let domain = Domain::parse(&value).map_err(invalid)?;
+            let domain = Domain::parse(value).map_err(invalid)?;
             let matches = state.ledger().with_index(|index| index.lookup_domain(&domain));
             (Offender::Domain(domain), matches)
         }
@@ -99,7 +105,7 @@ pub(crate) async fn lookup(
         "allowed": allowed,
         "matches": explained,
     });
-    if reader.is_operator() {
+    if operator {
         body["allowed_by"] = json!(allowed_by.map(|entry| entry.to_string()));
         // Evidence that has not (yet) made a quorum for exactly this offender.
         let candidates = store.candidate_reasons(&query).await?;
@@ -107,7 +113,7 @@ pub(crate) async fn lookup(
             body["awaiting_quorum"] = quorum_json(EntrySource::Incidents, &candidates, params);
         }
     }
-    Ok(Json(body))
+    Ok(body)
 }
 
 /// The numbers behind a quorum decision: each reason with its weight, each independent

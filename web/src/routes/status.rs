@@ -11,7 +11,12 @@ use crate::error::ApiError;
 use crate::routes::peers;
 use crate::state::AppState;
 
-pub(crate) async fn status(_operator: Operator<Admin>, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn status(operator: Operator<Admin>, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(node_status(&operator, &state).await?))
+}
+
+/// The node's state, for the route, `ostracon status` and the dashboard.
+pub(crate) async fn node_status(_operator: &Operator<Admin>, state: &AppState) -> Result<Value, ApiError> {
     let ledger = state.ledger();
     let database = ledger.ping().await.is_ok();
     let xmpp = state.xmpp_status();
@@ -19,7 +24,7 @@ pub(crate) async fn status(_operator: Operator<Admin>, State(state): State<AppSt
     let node = state.node();
     let counters: serde_json::Map<String, Value> =
         state.xmpp_traffic().counters.into_iter().map(|(name, _, value)| (name.to_owned(), json!(value))).collect();
-    Ok(Json(json!({
+    Ok(json!({
         "node": {
             "domain": node.domain,
             "component": node.component,
@@ -30,7 +35,7 @@ pub(crate) async fn status(_operator: Operator<Admin>, State(state): State<AppSt
         "log_size": ledger.log_size(),
         "listed": ledger.with_index(|index| index.len()),
         "held": held,
-        "peers": peers::with_delivery(&state).await?,
+        "peers": peers::with_delivery(state).await?,
         "counters": counters,
-    })))
+    }))
 }

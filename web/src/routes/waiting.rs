@@ -43,12 +43,21 @@ pub(crate) struct CandidatesQuery {
 }
 
 pub(crate) async fn candidates(
-    _operator: Operator<Admin>,
+    operator: Operator<Admin>,
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<CandidatesQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = page_limit(query.limit, MAX_CANDIDATES)?;
-    let offset = query.offset.unwrap_or(0);
+    Ok(Json(waiting_candidates(&operator, &state, limit, query.offset.unwrap_or(0)).await?))
+}
+
+/// A page of the offenders waiting for a quorum, each explained; for the route and the dashboard.
+pub(crate) async fn waiting_candidates(
+    _operator: &Operator<Admin>,
+    state: &AppState,
+    limit: u32,
+    offset: u32,
+) -> Result<Value, ApiError> {
     let (total, page) = state.ledger().store().candidates(limit, offset).await?;
     let params = &state.ledger().config().reputation;
     let candidates: Vec<Value> = page
@@ -62,7 +71,7 @@ pub(crate) async fn candidates(
         })
         .collect();
     let next = (u64::from(offset) + u64::from(limit) < total).then(|| offset + limit);
-    Ok(Json(json!({ "candidates": candidates, "total": total, "next_offset": next })))
+    Ok(json!({ "candidates": candidates, "total": total, "next_offset": next }))
 }
 
 /// Query of `GET /v1/outbox`.

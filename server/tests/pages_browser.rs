@@ -1,0 +1,127 @@
+//! The operator pages in a real browser: headless Chromium (Debian's chromium and
+//! chromedriver) driven over WebDriver against a real node. Every page it visits is saved as
+//! a screenshot under `target/screenshots/pages/`.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{Node, TOKEN};
+use ostracon_tests::browser::{Browser, Locator};
+use ostracon_tests::{TempDir, free_port};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_signs_in_submits_reads_and_retracts_an_incident_and_the_public_looks_it_up() {
+    let Some(browser) = Browser::start("pages").await else { return };
+    let dir = Arc::new(TempDir::new("pages"));
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut node = Node::start_http_only("ops.example", listen, Arc::clone(&dir)).await;
+    node.wait_for("the node", "/healthz", |h| h["database"] == "ok").await;
+    let url = node.url.clone();
+    // A listing for the public lookup, made through the API.
+    let (status, _) = node
+        .call(
+            reqwest::Method::POST,
+            "/v1/incidents",
+            Some(json!({ "offenders": ["198.51.100.23"], "category": "spam", "description": "registration flood" })),
+        )
+        .await;
+    assert_eq!(status, 201);
+
+    // A wrong token is refused, on the sign-in page, beside the field.
+    browser.open(&format!("{url}/")).await;
+    browser.screenshot("sign-in").await;
+    browser.fill("token", "ost_not-a-token-of-this-node").await;
+    browser.submit("/sign-in").await;
+    browser.wait_for_text("unknown or revoked token").await;
+    let field = browser.client.find(Locator::Css("#token")).await.unwrap();
+    assert_eq!(field.attr("aria-invalid").await.unwrap().as_deref(), Some("true"));
+    browser.screenshot("sign-in-refused").await;
+
+    // The right one opens the dashboard.
+    browser.fill("token", TOKEN).await;
+    browser.submit("/sign-in").await;
+    let dashboard = browser.wait_for_text("Recent decisions").await;
+    assert!(dashboard.contains("Database") && dashboard.contains("ok"), "{dashboard}");
+    browser.screenshot("dashboard").await;
+
+    // Submit from the form: a bad offender is refused beside its field, the good ones listed.
+    browser.open(&format!("{url}/incidents/new")).await;
+    browser.fill("offenders", "192.0.2.7\nnot an address at all!").await;
+    let category = browser.client.find(Locator::Css("#category option[value=brute-force]")).await.unwrap();
+    category.click().await.unwrap();
+    browser.fill("description", "password spraying from a botnet").await;
+    browser.submit("/incidents").await;
+    browser.wait_for_text("offenders[1]").await;
+    assert!(browser.client.find(Locator::Css("#offenders-error")).await.is_ok(), "the error sits beside the field");
+    browser.screenshot("incident-form-error").await;
+    browser.fill("offenders", "192.0.2.7\n203.0.113.0/24").await;
+    browser.submit("/incidents").await;
+    let detail = browser.wait_for_text("Retract this incident").await;
+    assert!(detail.contains("192.0.2.7") && detail.contains("203.0.113.0/24"), "{detail}");
+    assert!(detail.contains("brute-force") && detail.contains("password spraying"), "{detail}");
+    browser.screenshot("incident-detail").await;
+    let incident_url = browser.client.current_url().await.unwrap().to_string();
+    let id = incident_url.rsplit('/').next().unwrap().to_owned();
+    let lookup = node.get("/v1/lookup/ip/192.0.2.7").await;
+    assert_eq!(lookup["listed"], true, "{lookup}");
+
+    // The list, filtered, shows it.
+    browser.open(&format!("{url}/incidents?category=brute-force")).await;
+    let list = browser.wait_for_text(&id).await;
+    assert!(!list.contains("registration flood"), "the filter keeps only brute-force: {list}");
+    browser.screenshot("incidents").await;
+
+    // A form posted without the session's CSRF token is refused, and changes nothing.
+    let cookies = browser.client.get_all_cookies().await.unwrap();
+    let session = cookies.iter().find(|c| c.name() == "ostracon_session").expect("the session cookie");
+    assert_eq!(session.http_only(), Some(true));
+    assert_eq!(format!("{:?}", session.same_site()), "Some(Strict)");
+    let forged = reqwest::Client::new()
+        .post(format!("{url}/incidents/{id}/retract"))
+        .header("cookie", format!("ostracon_session={}", session.value()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 403);
+    let forged = reqwest::Client::new()
+        .post(format!("{url}/incidents"))
+        .header("cookie", format!("ostracon_session={}", session.value()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("csrf=guessed&offenders=192.0.2.66&category=spam")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 403);
+    assert_eq!(node.get("/v1/lookup/ip/192.0.2.66").await["listed"], false);
+    assert_eq!(node.get("/v1/lookup/ip/192.0.2.7").await["listed"], true);
+
+    // Retract from the detail page: the incident is retracted and its listing gone.
+    browser.open(&incident_url).await;
+    browser.submit(&format!("/incidents/{id}/retract")).await;
+    let retracted = browser.wait_for_text("retracted").await;
+    assert!(!retracted.contains("Retract this incident"), "{retracted}");
+    browser.screenshot("incident-retracted").await;
+    node.wait_for("the delisting", "/v1/lookup/ip/192.0.2.7", |l| l["listed"] == false).await;
+
+    // Signed out, the lookup page explains a listing: who reported it, the weights, the
+    // threshold, the log leaf.
+    browser.open(&format!("{url}/dashboard")).await;
+    browser.submit("/sign-out").await;
+    browser.wait_for_text("Sign in").await;
+    browser.open(&format!("{url}/dashboard")).await;
+    browser.wait_for_text("Sign in with one of this node's tokens").await;
+    browser.open(&format!("{url}/lookup?q=198.51.100.23")).await;
+    let public = browser.wait_for_text("Listed: 198.51.100.23").await;
+    assert!(public.contains("this node's operator") || public.contains("a quorum of reports"), "{public}");
+    assert!(public.contains("leaf"), "{public}");
+    browser.screenshot("lookup").await;
+    browser.open(&format!("{url}/lookup?q=192.0.2.200")).await;
+    browser.wait_for_text("Not listed: 192.0.2.200").await;
+
+    browser.close().await;
+    node.stop().await;
+}
