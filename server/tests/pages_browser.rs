@@ -122,6 +122,20 @@ async fn an_operator_signs_in_submits_reads_and_retracts_an_incident_and_the_pub
     browser.open(&format!("{url}/lookup?q=192.0.2.200")).await;
     browser.wait_for_text("Not listed: 192.0.2.200").await;
 
+    // The audit page: this browser checks the checkpoint's signature and a leaf's inclusion
+    // proof itself (WebCrypto); a key that is not the node's fails the check.
+    browser.open(&format!("{url}/audit")).await;
+    browser.wait_for_text("Latest checkpoint").await;
+    let verify = browser.client.find(Locator::Css("button[data-leaf=\"1\"]")).await.unwrap();
+    verify.click().await.unwrap();
+    let verdict = browser.wait_for_text("Verified in this browser: leaf 1 is in the log").await;
+    assert!(verdict.contains("signed by ops.example"), "{verdict}");
+    browser.screenshot("audit-verified").await;
+    browser.fill("key", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=").await;
+    browser.client.find(Locator::Css("button[data-leaf=\"1\"]")).await.unwrap().click().await.unwrap();
+    browser.wait_for_text("Not verified: no signature line is from this key").await;
+    browser.screenshot("audit-wrong-key").await;
+
     browser.close().await;
     node.stop().await;
 }

@@ -29,6 +29,7 @@ pub(crate) enum Section {
     Dashboard,
     Incidents,
     Lookup,
+    Audit,
     Other,
 }
 
@@ -55,6 +56,7 @@ pub(crate) fn page(title: &str, section: Section, viewer: &Viewer, body: Markup)
                                 li { a href="/incidents" aria-current=[current(Section::Incidents)] { "Incidents" } }
                             }
                             li { a href="/lookup" aria-current=[current(Section::Lookup)] { "Lookup" } }
+                            li { a href="/audit" aria-current=[current(Section::Audit)] { "Audit log" } }
                             @if viewer.signed_in().is_none() {
                                 li { a href="/" aria-current=[current(Section::SignIn)] { "Sign in" } }
                             }

@@ -1,5 +1,5 @@
 //! The operator's web pages, server-rendered HTML (maud) under `/`: sign-in with a token, the
-//! dashboard, incidents, and the public lookup page.
+//! dashboard, incidents, and the public lookup and audit pages.
 //!
 //! Pages call the same operations as the JSON routes (`routes::incidents::submit_incident`,
 //! `routes::lookup::look_up`, ...) with an [`Operator`] made from the session's token, so a
@@ -7,6 +7,7 @@
 //! twice. Every form works without JavaScript. Every state-changing form carries the
 //! session's CSRF token and is refused without it; cookies are `SameSite=Strict` too.
 
+mod audit;
 mod dashboard;
 mod incidents;
 mod layout;
@@ -41,6 +42,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/incidents/{id}", get(incidents::show))
         .route("/incidents/{id}/retract", post(incidents::retract))
         .route("/lookup", get(public::lookup))
+        .route("/audit", get(audit::audit))
+        .route("/static/audit.js", get(audit::script))
         .route("/static/ostracon.css", get(stylesheet))
 }
 
