@@ -6,10 +6,79 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Node, TOKEN};
+use common::{Node, TOKEN, peer};
 use ostracon_tests::browser::{Browser, Locator};
+use ostracon_tests::prosody::{Prosody, available};
 use ostracon_tests::{TempDir, free_port};
 use serde_json::json;
+
+/// Signs in at the node at `url` with the admin token, through the sign-in form.
+async fn sign_in(browser: &Browser, url: &str) {
+    browser.open(&format!("{url}/")).await;
+    browser.fill("token", TOKEN).await;
+    browser.submit("/sign-in").await;
+    browser.wait_for_text("Recent decisions").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_operators_make_their_nodes_buddies_from_the_buddies_page_on_real_prosody() {
+    if !available() {
+        return;
+    }
+    let Some(browser) = Browser::start("buddies").await else { return };
+    let components = common::component_specs(&["alpha.test", "beta.test"]);
+    let prosody = Prosody::start(&["alpha.test", "beta.test"], &components);
+    let dir = Arc::new(TempDir::new("pages-buddies"));
+    let mut alpha = Node::start("alpha.test", &prosody, Arc::clone(&dir)).await;
+    let mut beta = Node::start("beta.test", &prosody, Arc::clone(&dir)).await;
+    alpha.wait_online().await;
+    beta.wait_online().await;
+
+    // Alpha's operator asks beta from the page.
+    sign_in(&browser, &alpha.url).await;
+    browser.open(&format!("{}/buddies", alpha.url)).await;
+    browser.fill("jid", "incidents.beta.test").await;
+    browser.submit("/buddies").await;
+    browser.wait_for_text("requested").await;
+    browser.screenshot("request-sent").await;
+
+    // Beta's operator sees the request with the fingerprint alpha publishes, and approves it.
+    beta.wait_for("alpha's request with keys at beta", "/v1/peers", |p| {
+        peer(p, "incidents.alpha.test").is_some_and(|a| a["state"] == "pending" && a["fingerprint"].is_string())
+    })
+    .await;
+    let published = alpha.get("/.well-known/ostracon").await;
+    let fingerprint = published["keys"][0]["fingerprint"].as_str().unwrap().to_owned();
+    sign_in(&browser, &beta.url).await;
+    browser.open(&format!("{}/buddies", beta.url)).await;
+    let page = browser.wait_for_text("Asking to be our buddy").await;
+    assert!(page.contains("incidents.alpha.test") && page.contains(&fingerprint), "{page}");
+    browser.screenshot("request-pending").await;
+    let auto_apply = browser
+        .client
+        .find(Locator::Css("form[action=\"/buddies/incidents.alpha.test/approve\"] option[value=auto-apply]"))
+        .await
+        .unwrap();
+    auto_apply.click().await.unwrap();
+    browser.submit("/buddies/incidents.alpha.test/approve").await;
+    browser.wait_for_text("No requests wait for you.").await;
+    let approved = browser.main_text().await;
+    assert!(approved.contains("buddy") && approved.contains("auto-apply"), "{approved}");
+    browser.screenshot("buddy-approved").await;
+
+    // Both sides are buddies now.
+    alpha
+        .wait_for("beta as a buddy at alpha", "/v1/peers", |p| {
+            peer(p, "incidents.beta.test").is_some_and(|b| b["state"] == "buddy")
+        })
+        .await;
+    let at_beta = beta.get("/v1/peers").await;
+    assert_eq!(peer(&at_beta, "incidents.alpha.test").unwrap()["trust"], "auto-apply");
+
+    browser.close().await;
+    alpha.stop().await;
+    beta.stop().await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_signs_in_submits_reads_and_retracts_an_incident_and_the_public_looks_it_up() {

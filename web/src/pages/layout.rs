@@ -28,6 +28,7 @@ pub(crate) enum Section {
     SignIn,
     Dashboard,
     Incidents,
+    Buddies,
     Lookup,
     Audit,
     Other,
@@ -54,6 +55,9 @@ pub(crate) fn page(title: &str, section: Section, viewer: &Viewer, body: Markup)
                             @if viewer.signed_in().is_some() {
                                 li { a href="/dashboard" aria-current=[current(Section::Dashboard)] { "Dashboard" } }
                                 li { a href="/incidents" aria-current=[current(Section::Incidents)] { "Incidents" } }
+                            }
+                            @if viewer.signed_in().is_some_and(|(_, scope, _)| scope == Scope::Admin) {
+                                li { a href="/buddies" aria-current=[current(Section::Buddies)] { "Buddies" } }
                             }
                             li { a href="/lookup" aria-current=[current(Section::Lookup)] { "Lookup" } }
                             li { a href="/audit" aria-current=[current(Section::Audit)] { "Audit log" } }

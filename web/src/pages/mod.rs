@@ -8,6 +8,7 @@
 //! session's CSRF token and is refused without it; cookies are `SameSite=Strict` too.
 
 mod audit;
+mod buddies;
 mod dashboard;
 mod incidents;
 mod layout;
@@ -41,6 +42,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/incidents/new", get(incidents::new))
         .route("/incidents/{id}", get(incidents::show))
         .route("/incidents/{id}/retract", post(incidents::retract))
+        .route("/buddies", get(buddies::list).post(buddies::add))
+        .route("/buddies/{jid}/approve", post(buddies::approve))
+        .route("/buddies/{jid}/trust", post(buddies::trust))
+        .route("/buddies/{jid}/revoke", post(buddies::revoke))
         .route("/lookup", get(public::lookup))
         .route("/audit", get(audit::audit))
         .route("/static/audit.js", get(audit::script))

@@ -41,7 +41,7 @@ fn peer_json_with(peer: &PeerRecord, delivery: Option<&PeerDelivery>) -> Value {
     })
 }
 
-fn parse_jid(text: &str) -> Result<BareJid, ApiError> {
+pub(crate) fn parse_jid(text: &str) -> Result<BareJid, ApiError> {
     let jid = BareJid::parse(text).map_err(|e| ApiError::invalid("invalid_jid", e.to_string()))?;
     if !jid.is_domain() {
         return Err(ApiError::invalid("invalid_jid", "a peer is a node's component JID, without a localpart"));
@@ -87,20 +87,30 @@ pub(crate) struct TrustBody {
 }
 
 pub(crate) async fn add(
-    _operator: Operator<Admin>,
+    operator: Operator<Admin>,
     State(state): State<AppState>,
     ApiJson(body): ApiJson<AddPeer>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let jid = parse_jid(&body.jid)?;
+    Ok((StatusCode::ACCEPTED, Json(add_peer(&operator, &state, &body.jid, body.trust).await?)))
+}
+
+/// Asks a node to be our buddy (its operator approves on their side).
+pub(crate) async fn add_peer(
+    _operator: &Operator<Admin>,
+    state: &AppState,
+    jid: &str,
+    trust: Trust,
+) -> Result<Value, ApiError> {
+    let jid = parse_jid(jid)?;
     if Some(&jid) == state.node().component.as_ref() {
         return Err(ApiError::invalid("invalid_jid", "a node cannot be its own buddy"));
     }
-    let peer = state.ledger().request_buddy(&jid, body.trust, state.env().now()).await?;
-    Ok((StatusCode::ACCEPTED, Json(peer_json(&peer))))
+    let peer = state.ledger().request_buddy(&jid, trust, state.env().now()).await?;
+    Ok(peer_json(&peer))
 }
 
 pub(crate) async fn approve(
-    _operator: Operator<Admin>,
+    operator: Operator<Admin>,
     State(state): State<AppState>,
     Path(jid): Path<String>,
     body: axum::body::Bytes,
@@ -113,30 +123,54 @@ pub(crate) async fn approve(
         serde_json::from_slice(&body).map_err(|e| ApiError::invalid("invalid_body", e.to_string()))?
     };
     let trust = body.trust.unwrap_or(Trust::Accept);
-    let peer = state.ledger().approve_buddy(&jid, trust, state.env().now()).await?;
-    Ok(Json(peer_json(&peer)))
+    Ok(Json(approve_peer(&operator, &state, &jid, trust).await?))
+}
+
+/// Approves a node that asked to be our buddy, with the trust we give its reports.
+pub(crate) async fn approve_peer(
+    _operator: &Operator<Admin>,
+    state: &AppState,
+    jid: &BareJid,
+    trust: Trust,
+) -> Result<Value, ApiError> {
+    let peer = state.ledger().approve_buddy(jid, trust, state.env().now()).await?;
+    Ok(peer_json(&peer))
 }
 
 pub(crate) async fn set_trust(
-    _operator: Operator<Admin>,
+    operator: Operator<Admin>,
     State(state): State<AppState>,
     Path(jid): Path<String>,
     ApiJson(body): ApiJson<TrustBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let jid = parse_jid(&jid)?;
     let trust = body.trust.ok_or_else(|| ApiError::invalid("invalid_body", "trust is required"))?;
-    let peer = state.ledger().set_trust(&jid, trust, state.env().now()).await?;
-    Ok(Json(peer_json(&peer)))
+    Ok(Json(set_peer_trust(&operator, &state, &parse_jid(&jid)?, trust).await?))
+}
+
+/// Changes how far we act on a buddy's reports.
+pub(crate) async fn set_peer_trust(
+    _operator: &Operator<Admin>,
+    state: &AppState,
+    jid: &BareJid,
+    trust: Trust,
+) -> Result<Value, ApiError> {
+    let peer = state.ledger().set_trust(jid, trust, state.env().now()).await?;
+    Ok(peer_json(&peer))
 }
 
 pub(crate) async fn revoke(
-    _operator: Operator<Admin>,
+    operator: Operator<Admin>,
     State(state): State<AppState>,
     Path(jid): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let jid = parse_jid(&jid)?;
-    state.ledger().revoke_buddy(&jid, state.env().now()).await?;
+    revoke_peer(&operator, &state, &parse_jid(&jid)?).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Ends a buddyship (or refuses a request).
+pub(crate) async fn revoke_peer(_operator: &Operator<Admin>, state: &AppState, jid: &BareJid) -> Result<(), ApiError> {
+    state.ledger().revoke_buddy(jid, state.env().now()).await?;
+    Ok(())
 }
 
 /// Body of `POST /v1/peers/scores/ask`.
