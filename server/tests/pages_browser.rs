@@ -176,6 +176,26 @@ async fn an_operator_signs_in_submits_reads_and_retracts_an_incident_and_the_pub
     browser.screenshot("incident-retracted").await;
     node.wait_for("the delisting", "/v1/lookup/ip/192.0.2.7", |l| l["listed"] == false).await;
 
+    // Reputation: an admin fixes a server's score from its page; a bad score is refused
+    // beside its field.
+    browser.open(&format!("{url}/reputation/spam.example")).await;
+    browser.wait_for_text("Parts of the score").await;
+    browser.fill("score", "minus eighty").await;
+    browser.submit("/reputation/spam.example/override").await;
+    browser.wait_for_text("score is an integer").await;
+    assert!(browser.client.find(Locator::Css("#score-error")).await.is_ok());
+    browser.fill("score", "-80").await;
+    browser.fill("note", "registration spam seen by our users").await;
+    browser.submit("/reputation/spam.example/override").await;
+    let fixed = browser.wait_for_text("fixed by the operator").await;
+    assert!(fixed.contains("Fixed at -80") && fixed.contains("registration spam seen by our users"), "{fixed}");
+    browser.screenshot("reputation-detail").await;
+    let score = node.get("/v1/reputation/spam.example").await;
+    assert_eq!((score["score"].as_i64(), score["overridden"].as_bool()), (Some(-80), Some(true)), "{score}");
+    browser.open(&format!("{url}/reputation")).await;
+    browser.wait_for_text("Reputation of remote servers").await;
+    browser.screenshot("reputation").await;
+
     // Signed out, the lookup page explains a listing: who reported it, the weights, the
     // threshold, the log leaf.
     browser.open(&format!("{url}/dashboard")).await;

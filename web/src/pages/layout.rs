@@ -29,6 +29,7 @@ pub(crate) enum Section {
     Dashboard,
     Incidents,
     Buddies,
+    Reputation,
     Lookup,
     Audit,
     Other,
@@ -59,6 +60,7 @@ pub(crate) fn page(title: &str, section: Section, viewer: &Viewer, body: Markup)
                             @if viewer.signed_in().is_some_and(|(_, scope, _)| scope == Scope::Admin) {
                                 li { a href="/buddies" aria-current=[current(Section::Buddies)] { "Buddies" } }
                             }
+                            li { a href="/reputation" aria-current=[current(Section::Reputation)] { "Reputation" } }
                             li { a href="/lookup" aria-current=[current(Section::Lookup)] { "Lookup" } }
                             li { a href="/audit" aria-current=[current(Section::Audit)] { "Audit log" } }
                             @if viewer.signed_in().is_none() {

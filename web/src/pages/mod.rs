@@ -1,5 +1,5 @@
 //! The operator's web pages, server-rendered HTML (maud) under `/`: sign-in with a token, the
-//! dashboard, incidents, and the public lookup and audit pages.
+//! dashboard, incidents, buddies, and the public reputation, lookup and audit pages.
 //!
 //! Pages call the same operations as the JSON routes (`routes::incidents::submit_incident`,
 //! `routes::lookup::look_up`, ...) with an [`Operator`] made from the session's token, so a
@@ -13,6 +13,7 @@ mod dashboard;
 mod incidents;
 mod layout;
 mod public;
+mod reputation;
 pub(crate) mod session;
 
 use axum::Router;
@@ -46,6 +47,11 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/buddies/{jid}/approve", post(buddies::approve))
         .route("/buddies/{jid}/trust", post(buddies::trust))
         .route("/buddies/{jid}/revoke", post(buddies::revoke))
+        .route("/reputation", get(reputation::list))
+        .route("/reputation/lookup", get(reputation::find))
+        .route("/reputation/{domain}", get(reputation::detail))
+        .route("/reputation/{domain}/override", post(reputation::set_override))
+        .route("/reputation/{domain}/clear", post(reputation::clear_override))
         .route("/lookup", get(public::lookup))
         .route("/audit", get(audit::audit))
         .route("/static/audit.js", get(audit::script))

@@ -40,14 +40,19 @@ fn params_json(params: &ReputationParams) -> Value {
 }
 
 pub(crate) async fn domain(State(state): State<AppState>, Path(domain): Path<String>) -> Result<Json<Value>, ApiError> {
-    let domain = parse_domain(&domain)?;
+    Ok(Json(domain_reputation(&state, &domain).await?))
+}
+
+/// One domain's score now, its components and its consequences (public).
+pub(crate) async fn domain_reputation(state: &AppState, domain: &str) -> Result<Value, ApiError> {
+    let domain = parse_domain(domain)?;
     let params = &state.ledger().config().reputation;
     let store = state.ledger().store();
     let subject = store.reputation_subject(&domain, params).await?;
     let explained = score(&subject, params, state.env().now());
     let as_reporter = reporter_score(&subject, params, state.env().now()).score;
     let fixed = store.reputation_override(&domain).await?;
-    Ok(Json(json!({
+    Ok(json!({
         "domain": domain,
         "server": server_domain(domain.as_str()),
         "score": explained.score,
@@ -66,25 +71,30 @@ pub(crate) async fn domain(State(state): State<AppState>, Path(domain): Path<Str
             "domain_entry_recommended": recommends_domain_entry(&explained, params),
         },
         "params": params_json(params),
-    })))
+    }))
 }
 
 /// Query of `GET /v1/reputation`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
     #[serde(default)]
-    order: Option<String>,
+    pub(crate) order: Option<String>,
     #[serde(default)]
-    limit: Option<i64>,
+    pub(crate) limit: Option<i64>,
     #[serde(default)]
-    offset: Option<i64>,
+    pub(crate) offset: Option<i64>,
 }
 
 pub(crate) async fn list(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
+    Ok(Json(scores(&state, &query).await?))
+}
+
+/// A page of the stored scores, worst or best first (public).
+pub(crate) async fn scores(state: &AppState, query: &ListQuery) -> Result<Value, ApiError> {
     let order = match query.order.as_deref() {
         None | Some("worst") => ScoreOrder::Worst,
         Some("best") => ScoreOrder::Best,
@@ -102,32 +112,42 @@ pub(crate) async fn list(
     }
     let (rows, total) = state.ledger().store().reputation_scores(order, limit, offset).await?;
     let next = (offset + limit < total).then_some(offset + limit);
-    Ok(Json(json!({
+    Ok(json!({
         "order": if order == ScoreOrder::Worst { "worst" } else { "best" },
         "total": total,
         "offset": offset,
         "next_offset": next,
         "scores": rows,
         "params": params_json(&state.ledger().config().reputation),
-    })))
+    }))
 }
 
 /// Body of `PUT /v1/reputation/{domain}/override`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct OverrideBody {
-    score: i64,
+    pub(crate) score: i64,
     #[serde(default)]
-    note: String,
+    pub(crate) note: String,
 }
 
 pub(crate) async fn set_override(
-    _operator: Operator<Admin>,
+    operator: Operator<Admin>,
     State(state): State<AppState>,
     Path(domain): Path<String>,
     ApiJson(body): ApiJson<OverrideBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let domain = parse_domain(&domain)?;
+    Ok(Json(override_score(&operator, &state, &domain, &body).await?))
+}
+
+/// The operator fixes a domain's score; what that lists and delists.
+pub(crate) async fn override_score(
+    _operator: &Operator<Admin>,
+    state: &AppState,
+    domain: &str,
+    body: &OverrideBody,
+) -> Result<Value, ApiError> {
+    let domain = parse_domain(domain)?;
     if !(-100..=100).contains(&body.score) {
         return Err(ApiError::invalid("invalid_score", "score is an integer in [-100, 100]"));
     }
@@ -136,26 +156,35 @@ pub(crate) async fn set_override(
     }
     let applied =
         state.ledger().set_reputation_override(&domain, Some((body.score, &body.note)), state.env().now()).await?;
-    Ok(Json(json!({
+    Ok(json!({
         "domain": domain,
         "score": body.score,
         "listed": applied.listed.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "delisted": applied.delisted.iter().map(ToString::to_string).collect::<Vec<_>>(),
-    })))
+    }))
 }
 
 pub(crate) async fn clear_override(
-    _operator: Operator<Admin>,
+    operator: Operator<Admin>,
     State(state): State<AppState>,
     Path(domain): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let domain = parse_domain(&domain)?;
+    Ok(Json(clear_score_override(&operator, &state, &domain).await?))
+}
+
+/// The computed score applies again; what that lists and delists.
+pub(crate) async fn clear_score_override(
+    _operator: &Operator<Admin>,
+    state: &AppState,
+    domain: &str,
+) -> Result<Value, ApiError> {
+    let domain = parse_domain(domain)?;
     let applied = state.ledger().set_reputation_override(&domain, None, state.env().now()).await?;
-    Ok(Json(json!({
+    Ok(json!({
         "domain": domain,
         "listed": applied.listed.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "delisted": applied.delisted.iter().map(ToString::to_string).collect::<Vec<_>>(),
-    })))
+    }))
 }
 
 /// Query of `GET /v1/policy/dry-run`.
