@@ -75,6 +75,49 @@ async fn two_operators_make_their_nodes_buddies_from_the_buddies_page_on_real_pr
     let at_beta = beta.get("/v1/peers").await;
     assert_eq!(peer(&at_beta, "incidents.alpha.test").unwrap()["trust"], "auto-apply");
 
+    // A request from alpha reaches beta's dashboard; beta's operator responds from the page
+    // with the address only beta knows. Beta lists it; at alpha, which trusts beta with
+    // `accept` (weight 0.5), the signed response arrives as evidence short of a quorum.
+    let (status, created) = alpha
+        .call(
+            reqwest::Method::POST,
+            "/v1/incidents",
+            Some(json!({ "offenders": ["flooder@beta.test"], "category": "muc-abuse", "severity": "high" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let request_id = created["id"].as_str().unwrap().to_owned();
+    let (status, body) = alpha
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/incidents/{request_id}/request"),
+            Some(json!({ "to": "incidents.beta.test" })),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    beta.wait_for("the request at beta", "/v1/incidents?verb=request", |l| {
+        l["incidents"].as_array().is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    browser.open(&format!("{}/dashboard", beta.url)).await;
+    let dashboard = browser.wait_for_text("Requests from other servers").await;
+    assert!(dashboard.contains(&request_id), "{dashboard}");
+    browser.screenshot("dashboard-with-request").await;
+    browser.open(&format!("{}/incidents/{request_id}", beta.url)).await;
+    browser.wait_for_text("Respond to this request").await;
+    browser.fill("offenders", "203.0.113.66").await;
+    browser.fill("note", "account disabled; its address listed").await;
+    browser.submit(&format!("/incidents/{request_id}/respond")).await;
+    let response = browser.wait_for_text("203.0.113.66").await;
+    assert!(response.contains("account disabled"), "{response}");
+    browser.screenshot("response-sent").await;
+    assert_eq!(beta.get("/v1/lookup/ip/203.0.113.66").await["listed"], true);
+    alpha
+        .wait_for("the response's evidence at alpha", "/v1/lookup/ip/203.0.113.66", |l| {
+            l["awaiting_quorum"]["reasons"][0]["reporter"] == "incidents.beta.test"
+        })
+        .await;
+
     browser.close().await;
     alpha.stop().await;
     beta.stop().await;

@@ -33,6 +33,20 @@ async fn render(signed_in: &SignedIn, state: &AppState) -> Result<Markup, ApiErr
     let recent = list_incidents(&submit, state, ListQuery { limit: Some(RECENT), ..ListQuery::default() }).await?;
     let ignored = ListQuery { decision: Some("ignored".to_owned()), limit: Some(RECENT), ..ListQuery::default() };
     let ignored = list_incidents(&submit, state, ignored).await?;
+    let awaiting = ListQuery {
+        decision: Some("pending".to_owned()),
+        verb: Some("report".to_owned()),
+        limit: Some(RECENT),
+        ..ListQuery::default()
+    };
+    let awaiting = list_incidents(&submit, state, awaiting).await?;
+    let requests = ListQuery {
+        verb: Some("request".to_owned()),
+        origin: Some("peer".to_owned()),
+        limit: Some(RECENT),
+        ..ListQuery::default()
+    };
+    let requests = list_incidents(&submit, state, requests).await?;
     let health = match signed_in.operator::<Admin>() {
         Ok(admin) => Some((node_status(&admin, state).await?, waiting_candidates(&admin, state, RECENT, 0).await?)),
         Err(_) => None,
@@ -50,6 +64,12 @@ async fn render(signed_in: &SignedIn, state: &AppState) -> Result<Markup, ApiErr
             }
         }
         p { "Download them from " a href="/v1/blocklist?kind=ip&format=txt" { "the blocklist" } ", or " a href="/lookup" { "look a value up" } "." }
+        h2 { "Waiting for you" }
+        p.hint { "Reports that are applied only once you accept them (unsigned ones, users' XEP-0377 reports)." }
+        (incident_table(&awaiting["incidents"], true))
+        h2 { "Requests from other servers" }
+        p.hint { "Open one to respond with what your server knows." }
+        (incident_table(&requests["incidents"], false))
         h2 { "Recent decisions" }
         (incident_table(&recent["incidents"], false))
         h2 { "Reports ignored, and why" }

@@ -15,10 +15,11 @@ use serde_json::Value;
 
 use super::layout::{Section, Viewer, csrf_field, field_error, page, text};
 use super::{CsrfForm, SignedIn, error_page, html_response};
-use crate::auth::Submit;
+use crate::auth::{Admin, Submit};
 use crate::error::ApiError;
 use crate::routes::incidents::{
-    ListQuery, SubmitIncident, default_severity, list_incidents, retract_incident, show_incident, submit_incident,
+    ListQuery, Respond, SubmitIncident, accept_incident, default_response_action, default_severity, list_incidents,
+    respond_to_request, retract_incident, show_incident, submit_incident,
 };
 use crate::state::AppState;
 
@@ -321,6 +322,9 @@ pub(crate) async fn show(signed_in: SignedIn, State(state): State<AppState>, Pat
         incident["offenders"].as_array().map(|o| o.iter().map(text).collect()).unwrap_or_default();
     let ours = record["origin"] == "local";
     let retracted = incident["status"] == Status::Retracted.as_str();
+    let admin = signed_in.operator::<Admin>().is_ok();
+    let request = record["verb"] == "request" && record["origin"] != "local";
+    let waiting = record["decision"] == "pending" && !request;
     let body = html! {
         h1 { "Incident " span.mono { (id) } }
         dl.fields {
@@ -354,6 +358,32 @@ pub(crate) async fn show(signed_in: SignedIn, State(state): State<AppState>, Pat
             h2 { "Description" }
             p { (text(&incident["description"])) }
         }
+        @if admin && waiting {
+            h2 { "Waiting for you" }
+            p { "This report is not applied to the lists until you accept it"
+                @if record["origin"] == "user-report" { " (a user's XEP-0377 report, relayed by their server)" } "." }
+            form method="post" action=(format!("/incidents/{id}/accept")) {
+                (csrf_field(&signed_in.csrf))
+                button type="submit" { "Accept and apply" }
+            }
+        }
+        @if admin && request {
+            h2 { "Respond to this request" }
+            p { "Another server asks you to act on these offenders. Name what you found (typically the addresses only "
+                "your server knows); they are listed under your signature and sent back." }
+            form.stack method="post" action=(format!("/incidents/{id}/respond")) {
+                (csrf_field(&signed_in.csrf))
+                div {
+                    label for="respond-offenders" { "What you found " span.hint { "one per line" } }
+                    textarea #respond-offenders name="offenders" required {}
+                }
+                div {
+                    label for="respond-note" { "Note" }
+                    input #respond-note type="text" name="note";
+                }
+                div { button type="submit" { "Respond" } }
+            }
+        }
         @if ours && !retracted {
             h2 { "Retract" }
             p { "Retracting delists what this incident alone listed, and tells the buddies it was shared with." }
@@ -383,6 +413,66 @@ pub(crate) async fn retract(
     };
     match answer {
         Ok(_) => Redirect::to(&format!("/incidents/{id}")).into_response(),
+        Err(error) => error_page(&viewer, &error),
+    }
+}
+
+pub(crate) async fn accept(
+    signed_in: SignedIn,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    values: Result<axum::Form<CsrfForm>, FormRejection>,
+) -> Response {
+    let viewer = signed_in.viewer();
+    let given = values.ok().and_then(|axum::Form(form)| form.csrf);
+    if let Err(error) = signed_in.check_csrf(given.as_deref()) {
+        return error_page(&viewer, &error);
+    }
+    let answer = match signed_in.operator::<Admin>() {
+        Ok(admin) => accept_incident(&admin, &state, &id).await,
+        Err(error) => Err(error),
+    };
+    match answer {
+        Ok(_) => Redirect::to(&format!("/incidents/{id}")).into_response(),
+        Err(error) => error_page(&viewer, &error),
+    }
+}
+
+/// The respond form's fields.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RespondForm {
+    csrf: Option<String>,
+    #[serde(default)]
+    offenders: String,
+    #[serde(default)]
+    note: String,
+}
+
+pub(crate) async fn respond(
+    signed_in: SignedIn,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    values: Result<axum::Form<RespondForm>, FormRejection>,
+) -> Response {
+    let viewer = signed_in.viewer();
+    let Ok(axum::Form(values)) = values else {
+        return error_page(&viewer, &ApiError::bad_request("bad_form", "the form was not understood"));
+    };
+    if let Err(error) = signed_in.check_csrf(values.csrf.as_deref()) {
+        return error_page(&viewer, &error);
+    }
+    let body = Respond {
+        offenders: values.offenders.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect(),
+        action: default_response_action(),
+        note: values.note.trim().to_owned(),
+        ttl_seconds: None,
+    };
+    let answer = match signed_in.operator::<Admin>() {
+        Ok(admin) => respond_to_request(&admin, &state, &id, body).await,
+        Err(error) => Err(error),
+    };
+    match answer {
+        Ok(answer) => Redirect::to(&format!("/incidents/{}", text(&answer["id"]))).into_response(),
         Err(error) => error_page(&viewer, &error),
     }
 }

@@ -43,6 +43,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/incidents/new", get(incidents::new))
         .route("/incidents/{id}", get(incidents::show))
         .route("/incidents/{id}/retract", post(incidents::retract))
+        .route("/incidents/{id}/accept", post(incidents::accept))
+        .route("/incidents/{id}/respond", post(incidents::respond))
         .route("/buddies", get(buddies::list).post(buddies::add))
         .route("/buddies/{jid}/approve", post(buddies::approve))
         .route("/buddies/{jid}/trust", post(buddies::trust))

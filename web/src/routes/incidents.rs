@@ -244,17 +244,26 @@ pub(crate) async fn retract_incident(
 /// `POST /v1/incidents/{id}/accept`: the operator applies a waiting incident (an unsigned
 /// report or a user's XEP-0377 report) to the lists.
 pub(crate) async fn accept(
-    _operator: Operator<Admin>,
+    operator: Operator<Admin>,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id)?;
+    Ok(Json(accept_incident(&operator, &state, &id).await?))
+}
+
+/// Applies a waiting incident to the lists.
+pub(crate) async fn accept_incident(
+    _operator: &Operator<Admin>,
+    state: &AppState,
+    id: &str,
+) -> Result<Value, ApiError> {
+    let id = parse_id(id)?;
     let applied = state.ledger().accept_pending(&id, state.env().now()).await?;
-    Ok(Json(json!({
+    Ok(json!({
         "id": id,
         "decision": Decision::Accepted,
         "listed": applied.listed.iter().map(ToString::to_string).collect::<Vec<_>>(),
-    })))
+    }))
 }
 
 /// Body of the request and inquire routes.
@@ -315,28 +324,38 @@ pub(crate) async fn inquire(
 #[serde(deny_unknown_fields)]
 pub(crate) struct Respond {
     /// What this node found: typically the offenders' IPs, which only the home server knows.
-    offenders: Vec<String>,
+    pub(crate) offenders: Vec<String>,
     #[serde(default = "default_response_action")]
-    action: Action,
+    pub(crate) action: Action,
     #[serde(default)]
-    note: String,
+    pub(crate) note: String,
     #[serde(default)]
-    ttl_seconds: Option<i64>,
+    pub(crate) ttl_seconds: Option<i64>,
 }
 
-fn default_response_action() -> Action {
+pub(crate) fn default_response_action() -> Action {
     Action::BlockHost
 }
 
 /// `POST /v1/incidents/{id}/respond`: the home server confirms a request, lists what it found
 /// under its own signature, and answers the requester.
 pub(crate) async fn respond(
-    _operator: Operator<Admin>,
+    operator: Operator<Admin>,
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<Respond>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let request_id = parse_id(&id)?;
+    Ok((StatusCode::CREATED, Json(respond_to_request(&operator, &state, &id, body).await?)))
+}
+
+/// Confirms a request from another server: lists what we found, signed, and answers it.
+pub(crate) async fn respond_to_request(
+    _operator: &Operator<Admin>,
+    state: &AppState,
+    id: &str,
+    body: Respond,
+) -> Result<Value, ApiError> {
+    let request_id = parse_id(id)?;
     if body.offenders.is_empty() || body.offenders.len() > MAX_OFFENDERS {
         return Err(ApiError::invalid("invalid_offender", format!("a response names 1 to {MAX_OFFENDERS} offenders")));
     }
@@ -373,12 +392,9 @@ pub(crate) async fn respond(
     };
     response.validate()?;
     let applied = state.ledger().respond(&request_id, &response, now).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({
-            "id": response.id,
-            "answers": request_id,
-            "listed": applied.listed.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        })),
-    ))
+    Ok(json!({
+        "id": response.id,
+        "answers": request_id,
+        "listed": applied.listed.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    }))
 }
