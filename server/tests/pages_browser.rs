@@ -268,6 +268,38 @@ async fn an_operator_signs_in_submits_reads_and_retracts_an_incident_and_the_pub
     browser.wait_for_text("Not verified: no signature line is from this key").await;
     browser.screenshot("audit-wrong-key").await;
 
+    // Sign-in attacks, over plain HTTP: a post without the form's cookie (as another site
+    // would send) opens no session even with the right token; an overlong token is refused
+    // unread; a flood of attempts from one address is cut off, the right token included.
+    let sign_in = |body: String| {
+        reqwest::Client::new()
+            .post(format!("{url}/sign-in"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", "ostracon_sign_in=chosen-by-the-attacker")
+            .body(body)
+            .send()
+    };
+    let forged = sign_in(format!("token={TOKEN}&csrf=another-value")).await.unwrap();
+    assert_eq!(forged.status().as_u16(), 403);
+    assert!(
+        forged.headers().get_all("set-cookie").iter().all(|c| !c.to_str().unwrap().starts_with("ostracon_session=")),
+        "no session for a forged sign-in"
+    );
+    let overlong = sign_in(format!("token={}&csrf=chosen-by-the-attacker", "x".repeat(300))).await.unwrap();
+    assert_eq!(overlong.status().as_u16(), 401);
+    let mut limited = None;
+    for attempt in 0..20 {
+        let answer = sign_in("token=ost_guess&csrf=chosen-by-the-attacker".to_owned()).await.unwrap();
+        if answer.status().as_u16() == 429 {
+            limited = Some((attempt, answer.headers().contains_key("retry-after")));
+            break;
+        }
+        assert_eq!(answer.status().as_u16(), 401);
+    }
+    assert_eq!(limited.map(|(_, retry_after)| retry_after), Some(true), "the flood is cut off with Retry-After");
+    let after = sign_in(format!("token={TOKEN}&csrf=chosen-by-the-attacker")).await.unwrap();
+    assert_eq!(after.status().as_u16(), 429, "while limited, even the right token waits");
+
     browser.close().await;
     node.stop().await;
 }

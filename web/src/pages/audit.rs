@@ -5,14 +5,14 @@
 //! leaf's inclusion proof up to the signed root. Without JavaScript the proofs are links.
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use maud::{Markup, html};
 use ostracon_store::traits::AuditLogStore as _;
 use serde::Deserialize;
 
 use super::layout::{Section, page};
-use super::{MaybeSignedIn, error_page, html_response};
+use super::{MaybeSignedIn, asset, error_page, html_response};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -99,12 +99,5 @@ async fn render(state: &AppState, query: AuditQuery) -> Result<Markup, ApiError>
 }
 
 pub(crate) async fn script() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static("text/javascript; charset=utf-8")),
-            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600")),
-        ],
-        include_str!("assets/audit.js"),
-    )
-        .into_response()
+    asset("text/javascript; charset=utf-8", include_str!("assets/audit.js"))
 }

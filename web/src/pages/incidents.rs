@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::layout::{Section, Viewer, csrf_field, field_error, page, text};
-use super::{CsrfForm, SignedIn, error_page, html_response};
+use super::{CsrfForm, SignedIn, confirmed, error_page, html_response};
 use crate::auth::{Admin, Submit};
 use crate::error::ApiError;
 use crate::routes::incidents::{
@@ -62,10 +62,7 @@ pub(crate) async fn list(
         before: filters.before,
         ..ListQuery::default()
     };
-    let answer = match signed_in.operator::<Submit>() {
-        Ok(operator) => list_incidents(&operator, &state, query).await,
-        Err(error) => Err(error),
-    };
+    let answer = async { list_incidents(&signed_in.operator::<Submit>()?, &state, query).await }.await;
     let answer = match answer {
         Ok(answer) => answer,
         Err(error) => return error_page(&viewer, &error),
@@ -297,10 +294,7 @@ pub(crate) async fn submit(
         ttl_seconds: None,
         share: values.share.is_some(),
     };
-    let answer = match signed_in.operator::<Submit>() {
-        Ok(operator) => submit_incident(&operator, &state, body).await,
-        Err(error) => Err(error),
-    };
+    let answer = async { submit_incident(&signed_in.operator::<Submit>()?, &state, body).await }.await;
     match answer {
         Ok(answer) => Redirect::to(&format!("/incidents/{}", text(&answer["id"]))).into_response(),
         Err(error) => refuse(error),
@@ -309,10 +303,7 @@ pub(crate) async fn submit(
 
 pub(crate) async fn show(signed_in: SignedIn, State(state): State<AppState>, Path(id): Path<String>) -> Response {
     let viewer = signed_in.viewer();
-    let answer = match signed_in.operator::<Submit>() {
-        Ok(operator) => show_incident(&operator, &state, &id).await,
-        Err(error) => Err(error),
-    };
+    let answer = async { show_incident(&signed_in.operator::<Submit>()?, &state, &id).await }.await;
     let record = match answer {
         Ok(record) => record,
         Err(error) => return error_page(&viewer, &error),
@@ -400,42 +391,20 @@ pub(crate) async fn retract(
     signed_in: SignedIn,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    values: Result<axum::Form<CsrfForm>, FormRejection>,
+    form: Result<axum::Form<CsrfForm>, FormRejection>,
 ) -> Response {
-    let viewer = signed_in.viewer();
-    let given = values.ok().and_then(|axum::Form(form)| form.csrf);
-    if let Err(error) = signed_in.check_csrf(given.as_deref()) {
-        return error_page(&viewer, &error);
-    }
-    let answer = match signed_in.operator::<Submit>() {
-        Ok(operator) => retract_incident(&operator, &state, &id).await,
-        Err(error) => Err(error),
-    };
-    match answer {
-        Ok(_) => Redirect::to(&format!("/incidents/{id}")).into_response(),
-        Err(error) => error_page(&viewer, &error),
-    }
+    let action = async { retract_incident(&signed_in.operator::<Submit>()?, &state, &id).await };
+    confirmed(&signed_in, form, action, &format!("/incidents/{id}")).await
 }
 
 pub(crate) async fn accept(
     signed_in: SignedIn,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    values: Result<axum::Form<CsrfForm>, FormRejection>,
+    form: Result<axum::Form<CsrfForm>, FormRejection>,
 ) -> Response {
-    let viewer = signed_in.viewer();
-    let given = values.ok().and_then(|axum::Form(form)| form.csrf);
-    if let Err(error) = signed_in.check_csrf(given.as_deref()) {
-        return error_page(&viewer, &error);
-    }
-    let answer = match signed_in.operator::<Admin>() {
-        Ok(admin) => accept_incident(&admin, &state, &id).await,
-        Err(error) => Err(error),
-    };
-    match answer {
-        Ok(_) => Redirect::to(&format!("/incidents/{id}")).into_response(),
-        Err(error) => error_page(&viewer, &error),
-    }
+    let action = async { accept_incident(&signed_in.operator::<Admin>()?, &state, &id).await };
+    confirmed(&signed_in, form, action, &format!("/incidents/{id}")).await
 }
 
 /// The respond form's fields.
@@ -467,10 +436,7 @@ pub(crate) async fn respond(
         note: values.note.trim().to_owned(),
         ttl_seconds: None,
     };
-    let answer = match signed_in.operator::<Admin>() {
-        Ok(admin) => respond_to_request(&admin, &state, &id, body).await,
-        Err(error) => Err(error),
-    };
+    let answer = async { respond_to_request(&signed_in.operator::<Admin>()?, &state, &id, body).await }.await;
     match answer {
         Ok(answer) => Redirect::to(&format!("/incidents/{}", text(&answer["id"]))).into_response(),
         Err(error) => error_page(&viewer, &error),

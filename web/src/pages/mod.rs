@@ -61,12 +61,17 @@ pub(crate) fn routes() -> Router<AppState> {
 }
 
 async fn stylesheet() -> Response {
+    asset("text/css; charset=utf-8", include_str!("assets/ostracon.css"))
+}
+
+/// A file the pages load (the stylesheet, the audit page's script), cached for an hour.
+pub(crate) fn asset(content_type: &'static str, body: &'static str) -> Response {
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8")),
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
             (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600")),
         ],
-        include_str!("assets/ostracon.css"),
+        body,
     )
         .into_response()
 }
@@ -254,16 +259,19 @@ async fn sign_in(
         );
     }
     let token = form.token.trim();
+    let refused = || sign_in_form(&state, StatusCode::UNAUTHORIZED, Some("unknown or revoked token"), secure);
+    // The same bound the API's Authorization header has: nothing longer is one of our tokens.
+    if token.is_empty() || token.len() > 256 {
+        return refused();
+    }
     let hash = hash_token(token);
     let record = match token_record_by_hash(&state, hash).await {
-        Ok(record) if token.len() <= 256 && can_sign_in(record.scope) => record,
+        Ok(record) if can_sign_in(record.scope) => record,
         Ok(record) => {
             let message = format!("a {} token cannot sign in; use an admin or submit token", record.scope);
             return sign_in_form(&state, StatusCode::FORBIDDEN, Some(&message), secure);
         }
-        Err(error) if error.status == StatusCode::UNAUTHORIZED => {
-            return sign_in_form(&state, StatusCode::UNAUTHORIZED, Some("unknown or revoked token"), secure);
-        }
+        Err(error) if error.status == StatusCode::UNAUTHORIZED => return refused(),
         Err(error) => return error_page(&Viewer::SignedOut, &error),
     };
     let now = state.env().now();
@@ -276,6 +284,25 @@ async fn sign_in(
     response
 }
 
+/// Runs a form that only confirms an action (it carries nothing but its CSRF token): the
+/// token is checked before `action` runs, then the browser goes to `then`, or sees the refusal.
+pub(crate) async fn confirmed(
+    signed_in: &SignedIn,
+    form: Result<axum::Form<CsrfForm>, axum::extract::rejection::FormRejection>,
+    action: impl Future<Output = Result<serde_json::Value, ApiError>>,
+    then: &str,
+) -> Response {
+    let given = form.ok().and_then(|axum::Form(form)| form.csrf);
+    let outcome = match signed_in.check_csrf(given.as_deref()) {
+        Ok(()) => action.await,
+        Err(error) => Err(error),
+    };
+    match outcome {
+        Ok(_) => Redirect::to(then).into_response(),
+        Err(error) => error_page(&signed_in.viewer(), &error),
+    }
+}
+
 /// A form that carries only its CSRF token.
 #[derive(Debug, Deserialize)]
 pub(crate) struct CsrfForm {
@@ -285,6 +312,7 @@ pub(crate) struct CsrfForm {
 async fn sign_out(
     signed_in: SignedIn,
     State(state): State<AppState>,
+    Peer(peer): Peer,
     headers: HeaderMap,
     form: Result<axum::Form<CsrfForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
@@ -294,6 +322,7 @@ async fn sign_out(
     }
     state.sessions().close(&headers);
     let mut response = Redirect::to("/").into_response();
-    response.headers_mut().append(header::SET_COOKIE, set_cookie(SESSION_COOKIE, "", 0, false));
+    let secure = over_tls(&state, peer, &headers);
+    response.headers_mut().append(header::SET_COOKIE, set_cookie(SESSION_COOKIE, "", 0, secure));
     response
 }

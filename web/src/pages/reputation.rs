@@ -240,10 +240,7 @@ pub(crate) async fn clear_override(
     if let Err(error) = signed_in.check_csrf(given.as_deref()) {
         return error_page(&viewer, &error);
     }
-    let outcome = match signed_in.operator::<Admin>() {
-        Ok(admin) => clear_score_override(&admin, &state, &domain).await,
-        Err(error) => Err(error),
-    };
+    let outcome = async { clear_score_override(&signed_in.operator::<Admin>()?, &state, &domain).await }.await;
     after_change(&signed_in, &state, &domain, outcome).await
 }
 
