@@ -54,6 +54,21 @@ async fn two_operators_make_their_nodes_buddies_from_the_buddies_page_on_real_pr
     let page = browser.wait_for_text("Asking to be our buddy").await;
     assert!(page.contains("incidents.alpha.test") && page.contains(&fingerprint), "{page}");
     browser.screenshot("request-pending").await;
+    // Its page fetches what alpha's web address publishes and finds the presented key there;
+    // beta's own address is another node's, and the page says so.
+    browser.open(&format!("{}/buddies/incidents.alpha.test", beta.url)).await;
+    browser.fill("published", &alpha.url).await;
+    browser.submit("/buddies/incidents.alpha.test").await;
+    let compared = browser.wait_for_text("publishes").await;
+    assert!(compared.contains("The key it signs with now is the one"), "{compared}");
+    assert!(compared.contains(&fingerprint), "{compared}");
+    browser.screenshot("buddy-keys-compared").await;
+    browser.fill("published", &beta.url).await;
+    browser.submit("/buddies/incidents.alpha.test").await;
+    let wrong = browser.wait_for_text("is the node").await;
+    assert!(wrong.contains("not incidents.alpha.test"), "{wrong}");
+    browser.open(&format!("{}/buddies", beta.url)).await;
+    browser.wait_for_text("Asking to be our buddy").await;
     let auto_apply = browser
         .client
         .find(Locator::Css("form[action=\"/buddies/incidents.alpha.test/approve\"] option[value=auto-apply]"))
@@ -111,12 +126,26 @@ async fn two_operators_make_their_nodes_buddies_from_the_buddies_page_on_real_pr
     let response = browser.wait_for_text("203.0.113.66").await;
     assert!(response.contains("account disabled"), "{response}");
     browser.screenshot("response-sent").await;
+    // Beta's page for alpha: its standing, the weight of its reports, and its request among them.
+    browser.open(&format!("{}/buddies/incidents.alpha.test", beta.url)).await;
+    let buddy = browser.wait_for_text("Its recent reports").await;
+    assert!(buddy.contains(&request_id) && buddy.contains("toward the listing threshold"), "{buddy}");
+    browser.screenshot("buddy").await;
     assert_eq!(beta.get("/v1/lookup/ip/203.0.113.66").await["listed"], true);
     alpha
         .wait_for("the response's evidence at alpha", "/v1/lookup/ip/203.0.113.66", |l| {
             l["awaiting_quorum"]["reasons"][0]["reporter"] == "incidents.beta.test"
         })
         .await;
+    // Alpha's page for its request says to whom it went and that it arrived. (Cookies are
+    // per host, not per port: signing in to beta replaced alpha's session.)
+    sign_in(&browser, &alpha.url).await;
+    browser.open(&format!("{}/incidents/{request_id}", alpha.url)).await;
+    browser.wait_for_text("Deliveries").await;
+    let delivery = browser.main_text().await;
+    let row = delivery.lines().find(|line| line.contains("incidents.beta.test") && line.contains("request"));
+    assert!(row.is_some_and(|row| row.contains("delivered") && !row.contains("not yet")), "{delivery}");
+    browser.screenshot("request-delivered").await;
 
     browser.close().await;
     alpha.stop().await;
@@ -156,6 +185,19 @@ async fn an_operator_signs_in_submits_reads_and_retracts_an_incident_and_the_pub
     browser.submit("/sign-in").await;
     let dashboard = browser.wait_for_text("Recent decisions").await;
     assert!(dashboard.contains("Database") && dashboard.contains("ok"), "{dashboard}");
+    // The plots draw today's one accepted incident and the one address it listed.
+    assert_eq!(
+        browser.attr("figure.plot:nth-of-type(1) svg", "aria-label").await.unwrap(),
+        "1 incident received over 30 days"
+    );
+    assert!(
+        browser
+            .attr("figure.plot:nth-of-type(2) svg", "aria-label")
+            .await
+            .unwrap()
+            .ends_with("now ip 1, cidr 0, jid 0, domain 0")
+    );
+    assert!(browser.client.find(Locator::Css("figure.plot rect.decision-accepted")).await.is_ok());
     browser.screenshot("dashboard").await;
 
     // Submit from the form: a bad offender is refused beside its field, the good ones listed.
@@ -172,6 +214,8 @@ async fn an_operator_signs_in_submits_reads_and_retracts_an_incident_and_the_pub
     browser.submit("/incidents").await;
     let detail = browser.wait_for_text("Retract this incident").await;
     assert!(detail.contains("192.0.2.7") && detail.contains("203.0.113.0/24"), "{detail}");
+    assert!(!detail.contains("\"value\""), "offenders show as text, not JSON: {detail}");
+    assert_eq!(browser.attr("a[href=\"/lookup?q=203.0.113.0%2F24\"]", "class").await.as_deref(), Some("mono"));
     assert!(detail.contains("brute-force") && detail.contains("password spraying"), "{detail}");
     browser.screenshot("incident-detail").await;
     let incident_url = browser.client.current_url().await.unwrap().to_string();

@@ -12,6 +12,7 @@
 //! - [`reputation`]: the reputation function, reporter weights and the listing quorum (pure);
 //! - [`dry_run`]: what a different listing threshold would change;
 //! - [`facts`]: reputation facts and scores as stored, and their reads;
+//! - [`history`]: decisions and list sizes day by day, for the dashboard's plots;
 //! - [`snapshot`]: published list bodies in every format;
 //! - `testing` (feature `testing`, test builds only): throwaway stores on both backends.
 //!
@@ -22,6 +23,7 @@ pub mod clock;
 pub mod db;
 pub mod dry_run;
 pub mod facts;
+pub mod history;
 pub mod index;
 pub mod ledger;
 pub mod model;

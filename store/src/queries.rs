@@ -212,6 +212,24 @@ impl Store {
         rows.iter().map(outbox_from_row).collect()
     }
 
+    /// To whom one incident went and how (its report, request, response, forward and inquiry
+    /// rows), oldest first, at most `limit` (capped at 500) and whether there were more.
+    pub async fn incident_deliveries(&self, incident: &IncidentId, limit: u32) -> Result<(Vec<OutboxItem>, bool)> {
+        let limit = i64::from(limit.clamp(1, 500));
+        let rows = sqlx::query(
+            "SELECT id, peer, kind, reference, payload, created_at, next_attempt_at, attempts, state, last_error \
+             FROM outbox WHERE reference = $1 AND kind IN ('report', 'request', 'response', 'forward', 'inquiry') \
+             ORDER BY id LIMIT $2",
+        )
+        .bind(incident.to_string())
+        .bind(limit + 1)
+        .fetch_all(self.pool())
+        .await?;
+        let more = i64::try_from(rows.len()).unwrap_or(i64::MAX) > limit;
+        let items = rows.iter().take(usize::try_from(limit).unwrap_or(usize::MAX)).map(outbox_from_row);
+        Ok((items.collect::<Result<_>>()?, more))
+    }
+
     /// Offenders with accepted evidence that has not (yet) made a quorum, the most recently
     /// contributed to first, with how many there are in all. `limit` is capped at 100.
     pub async fn candidates(&self, limit: u32, offset: u32) -> Result<(u64, Vec<(Offender, Vec<EntryReason>)>)> {

@@ -57,6 +57,7 @@ ostracon_store::battery!(
     finished_outbox_rows_are_pruned_but_what_later_decisions_read,
     rtbl_subscriptions_are_idempotent_capped_and_nodes_publish_only_block_entries,
     a_bouncer_pulls_the_whole_list_then_changes_and_daily_refreshes_from_its_own_position,
+    the_history_walks_list_sizes_back_day_by_day_and_counts_decisions,
 );
 
 const NODE: &str = "incidents.ops.example";
@@ -1385,6 +1386,22 @@ async fn finished_outbox_rows_are_pruned_but_what_later_decisions_read(backend: 
     let left: Vec<i64> = backend.store.outbox_items(None, None, None, 10).await.unwrap().iter().map(|i| i.id).collect();
     assert_eq!(left, [fetch, report_row], "the delivered probe went; the pending fetch and the report stay");
     assert!(backend.store.report_shared_with("incidents.peer.example", &incident(1, &[], ts(0)).id).await.unwrap());
+
+    // The incident's deliveries: its own rows only, oldest first, bounded with a "more" flag.
+    let other = BareJid::parse("incidents.other.example").unwrap();
+    ledger.enqueue(&other, &report, ts(20)).await.unwrap();
+    let elsewhere = OutboxJob::Report { incident: incident(2, &[], ts(0)).id };
+    ledger.enqueue(&other, &elsewhere, ts(20)).await.unwrap();
+    let id = incident(1, &[], ts(0)).id;
+    let (went, more) = backend.store.incident_deliveries(&id, 10).await.unwrap();
+    let seen: Vec<(String, &str)> = went.iter().map(|i| (i.peer.to_string(), i.state.as_str())).collect();
+    assert_eq!(
+        seen,
+        [("incidents.peer.example".to_owned(), "delivered"), ("incidents.other.example".to_owned(), "pending")]
+    );
+    assert!(!more);
+    let (first, more) = backend.store.incident_deliveries(&id, 1).await.unwrap();
+    assert_eq!((first.len(), more), (1, true));
 }
 
 async fn rtbl_subscriptions_are_idempotent_capped_and_nodes_publish_only_block_entries(backend: Backend) {
@@ -1496,4 +1513,35 @@ async fn a_bouncer_pulls_the_whole_list_then_changes_and_daily_refreshes_from_it
     let back = ledger.pull_decisions(bouncer.id, false, ts(3710 + 50 * 3600)).await.unwrap();
     assert!(back.whole);
     assert_eq!(values(&back.new), ["2001:db8::/48"]);
+}
+
+async fn the_history_walks_list_sizes_back_day_by_day_and_counts_decisions(backend: Backend) {
+    use ostracon_store::history::MAX_HISTORY_DAYS;
+    let ledger = ledger(&backend).await;
+    let day = 86_400;
+    for value in ["192.0.2.1", "192.0.2.2", "spam.example"] {
+        ledger.deny(&offender(value), ListAction::Block, None, ts(0)).await.unwrap();
+    }
+    // The next day one address changes its action (an add that does not grow the list), one
+    // is delisted, and an incident lists a JID.
+    ledger.deny(&offender("192.0.2.1"), ListAction::Quarantine, None, ts(day)).await.unwrap();
+    ledger.undeny(&offender("192.0.2.2"), ts(day)).await.unwrap();
+    ledger.submit_local(&incident(1, &["bot@spam.example"], ts(day)), false, ts(day)).await.unwrap();
+    ledger.deny(&offender("192.0.2.3"), ListAction::Block, None, ts(2 * day)).await.unwrap();
+
+    let now = ts(2 * day + 60);
+    let sizes = ledger.with_index(ostracon_store::index::BlocklistIndex::sizes);
+    let history = backend.store.history(4, now, sizes).await.unwrap();
+    let size = |kind: &str| -> Vec<i64> {
+        history.iter().map(|d| d.list_sizes.iter().find(|(k, _)| *k == kind).unwrap().1).collect()
+    };
+    assert_eq!(size("ip"), [0, 2, 1, 2], "{history:?}");
+    assert_eq!(size("domain"), [0, 1, 1, 1]);
+    assert_eq!(size("jid"), [0, 0, 1, 1]);
+    assert_eq!(history[3].day.unix() % day, 0, "days start at midnight UTC");
+    assert!(history[3].day <= now && now.unix() - history[3].day.unix() < day);
+    let received: Vec<u64> = history.iter().map(|d| d.decisions.values().sum()).collect();
+    assert_eq!(received, [0, 0, 1, 0], "{history:?}");
+    let long = backend.store.history(10_000, now, sizes).await.unwrap();
+    assert_eq!(long.len(), MAX_HISTORY_DAYS as usize);
 }

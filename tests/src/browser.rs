@@ -123,6 +123,12 @@ impl Browser {
         }
     }
 
+    /// The attribute `name` of the first element `css` finds.
+    pub async fn attr(&self, css: &str, name: &str) -> Option<String> {
+        let element = self.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("no {css}: {e}"));
+        element.attr(name).await.expect("the attribute")
+    }
+
     /// The visible text of the page's `<main>`.
     pub async fn main_text(&self) -> String {
         let main = self.client.find(Locator::Css("main")).await.expect("a <main> element");

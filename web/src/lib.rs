@@ -64,6 +64,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/peers/{jid}/trust"),
     ("delete", "/v1/peers/{jid}"),
     ("get", "/v1/status"),
+    ("get", "/v1/history"),
     ("post", "/v1/key/rotate"),
     ("get", "/v1/candidates"),
     ("get", "/v1/outbox"),
@@ -95,8 +96,8 @@ pub const ROUTES: &[(&str, &str)] = &[
 /// The application's routes.
 pub fn router(state: AppState) -> Router {
     use routes::{
-        blocklist, decisions, held, incidents, keys, lists, log, lookup, meta, peers, reputation, status, tokens,
-        waiting,
+        blocklist, decisions, held, history, incidents, keys, lists, log, lookup, meta, peers, reputation, status,
+        tokens, waiting,
     };
     Router::new()
         .route("/healthz", get(meta::healthz))
@@ -114,6 +115,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/deny", get(lists::list_deny).post(lists::add_deny).delete(lists::remove_deny))
         .route("/v1/peers", get(peers::list).post(peers::add))
         .route("/v1/status", get(status::status))
+        .route("/v1/history", get(history::history))
         .route("/v1/key/rotate", post(keys::rotate))
         .route("/v1/candidates", get(waiting::candidates))
         .route("/v1/outbox", get(waiting::outbox))

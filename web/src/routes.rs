@@ -3,6 +3,7 @@
 pub(crate) mod blocklist;
 pub(crate) mod decisions;
 pub(crate) mod held;
+pub(crate) mod history;
 pub(crate) mod incidents;
 pub(crate) mod keys;
 pub(crate) mod lists;

@@ -1137,3 +1137,31 @@ async fn firewall_formats_load_as_one_transaction_with_contained_entries_merged(
     let (status, body) = node.call("GET", "/v1/blocklist?kind=jid&format=nft", None, None).await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_format");
 }
+
+#[tokio::test]
+async fn the_history_counts_today_and_checks_its_window() {
+    let node = node().await;
+    assert_eq!(node.call("GET", "/v1/history", None, None).await.0, StatusCode::UNAUTHORIZED);
+    let created = node.submit(&["192.0.2.7", "spam.example"]).await;
+    let (status, body) = node.call("GET", "/v1/history?days=3", Some(SUBMIT), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let days = body["days"].as_array().unwrap();
+    assert_eq!(days.len(), 3);
+    let today = &days[2];
+    assert_eq!(today["decisions"], json!({ "accepted": 1 }), "{body}");
+    assert_eq!(today["list_sizes"], json!({ "ip": 1, "cidr": 0, "jid": 0, "domain": 1 }));
+    assert_eq!(days[1]["list_sizes"]["ip"], 0, "nothing was listed yesterday");
+    assert!(today["day"].as_str().unwrap().ends_with("T00:00:00Z"), "{today}");
+    // The incident's detail says it went nowhere: it was not shared.
+    let (_, detail) =
+        node.call("GET", &format!("/v1/incidents/{}", created["id"].as_str().unwrap()), Some(ADMIN), None).await;
+    assert_eq!(detail["deliveries"], json!({ "items": [], "more": false }));
+    for (path, status, code) in [
+        ("/v1/history?days=0", StatusCode::UNPROCESSABLE_ENTITY, "invalid_days"),
+        ("/v1/history?days=91", StatusCode::UNPROCESSABLE_ENTITY, "invalid_days"),
+        ("/v1/history?weeks=2", StatusCode::BAD_REQUEST, "bad_query"),
+    ] {
+        let (got, body) = node.call("GET", path, Some(ADMIN), None).await;
+        assert_eq!((got, body["error"]["code"].as_str()), (status, Some(code)), "{path}: {body}");
+    }
+}

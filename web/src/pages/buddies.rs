@@ -1,9 +1,11 @@
-//! The buddies page (admin): requests waiting for us with the fingerprint of the key each
+//! The buddies pages (admin): requests waiting for us with the fingerprint of the key each
 //! peer presented, approval with a trust level, trust changes, revocation, a new request, and
-//! each buddy's delivery state. Each form calls the operation its JSON route calls.
+//! each buddy's delivery state; one peer's page with its keys beside those its web address
+//! publishes, its standing, the weight of its reports and its recent reports. Each form calls
+//! the operation its JSON route calls.
 
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
@@ -11,11 +13,17 @@ use ostracon_store::model::Trust;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::incidents::{form_encode, table_of};
 use super::layout::{Section, Viewer, csrf_field, page, text};
+use super::published_keys::{self, Published};
 use super::{CsrfForm, SignedIn, error_page, html_response};
-use crate::auth::Admin;
+use crate::auth::{Admin, Submit};
 use crate::error::ApiError;
-use crate::routes::peers::{add_peer, approve_peer, parse_jid, revoke_peer, set_peer_trust, with_delivery};
+use crate::routes::incidents::{ListQuery, list_incidents};
+use crate::routes::peers::{
+    add_peer, approve_peer, parse_jid, peer_with_delivery, revoke_peer, set_peer_trust, with_delivery,
+};
+use crate::routes::reputation::domain_reputation;
 use crate::state::AppState;
 
 pub(crate) async fn list(signed_in: SignedIn, State(state): State<AppState>) -> Response {
@@ -27,6 +35,179 @@ pub(crate) async fn list(signed_in: SignedIn, State(state): State<AppState>) -> 
     match peers {
         Ok(peers) => html_response(StatusCode::OK, render(&viewer, &signed_in.csrf, &peers, None)),
         Err(error) => error_page(&viewer, &error),
+    }
+}
+
+fn peer_page(jid: &str) -> String {
+    format!("/buddies/{}", form_encode(jid))
+}
+
+/// The peer page's query: the web address to compare keys with, when the operator gave one.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct PeerQuery {
+    #[serde(default)]
+    published: String,
+}
+
+/// How many of a peer's reports its page shows.
+const RECENT_REPORTS: u32 = 10;
+
+pub(crate) async fn show(
+    signed_in: SignedIn,
+    State(state): State<AppState>,
+    Path(jid): Path<String>,
+    query: Result<Query<PeerQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let viewer = signed_in.viewer();
+    let published_at = query.map(|Query(q)| q.published).unwrap_or_default();
+    let answer = async {
+        signed_in.operator::<Admin>()?;
+        let jid = parse_jid(&jid)?;
+        let peer = peer_with_delivery(&state, &jid).await?;
+        let standing = domain_reputation(&state, &jid.to_string()).await?;
+        let reports =
+            ListQuery { reporter: Some(jid.to_string()), limit: Some(RECENT_REPORTS), ..ListQuery::default() };
+        let reports = list_incidents(&signed_in.operator::<Submit>()?, &state, reports).await?;
+        Ok::<_, ApiError>((peer, standing, reports))
+    }
+    .await;
+    let (peer, standing, reports) = match answer {
+        Ok(found) => found,
+        Err(error) => return error_page(&viewer, &error),
+    };
+    // The fetch is the operator's own click on its own page: a GET the SameSite=Strict
+    // session cookie never rides on from another site.
+    let published = match published_at.trim() {
+        "" => None,
+        given => Some(match published_keys::document_url(given) {
+            Ok(url) => published_keys::fetch(url).await,
+            Err(error) => Err(error),
+        }),
+    };
+    let body = peer_body(&signed_in.csrf, &peer, &standing, &reports, &published_at, published.as_ref());
+    html_response(StatusCode::OK, page("Buddy", Section::Buddies, &viewer, body))
+}
+
+fn peer_body(
+    csrf: &str,
+    peer: &Value,
+    standing: &Value,
+    reports: &Value,
+    published_at: &str,
+    published: Option<&Result<Published, ApiError>>,
+) -> Markup {
+    let jid = text(&peer["jid"]);
+    let delivery = &peer["delivery"];
+    let trust = text(&peer["trust"]);
+    let weight = &standing["consequences"]["reporter_weight"][trust.as_str()];
+    let reports = reports["incidents"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let presented: Vec<String> =
+        peer["keys"].as_array().into_iter().flatten().map(|key| text(&key["fingerprint"])).collect();
+    html! {
+        h1 { "Buddy " span.mono { (jid) } }
+        dl.fields {
+            dt { "State" } dd { (text(&peer["state"])) }
+            dt { "Trust" } dd { (trust) }
+            dt { "Weight of its reports" } dd {
+                @if trust == "observe" { "none: an observed peer's reports are kept and shown, never listed" }
+                @else { (text(weight)) " each, toward the listing threshold" }
+            }
+            dt { "Its standing" } dd {
+                "score " (text(&standing["score"])) ", as a reporter " (text(&standing["reporter_score"]))
+                @if standing["consequences"]["reports_ignored"] == true { ", " span.bad { "its reports are ignored" } }
+                " (" a href=(format!("/reputation/{}", form_encode(&jid))) { "the parts of its score" } ")"
+            }
+            dt { "Deliveries" } dd {
+                (text(&delivery["status"])) ", " (text(&delivery["pending"])) " pending, " (text(&delivery["failed"])) " given up"
+                @if let Some(at) = delivery["last_delivered_at"].as_str() { ", last delivered " (at) }
+                @if let Some(error) = delivery["last_error"].as_str() { br; span.hint { "last error: " (error) } }
+            }
+            dt { "Known since" } dd { (text(&peer["created_at"])) }
+        }
+        h2 { "Keys it presented over XMPP" }
+        @if presented.is_empty() {
+            p { "Not fetched yet." }
+        } @else {
+            div.table-wrap { table {
+                thead { tr { th scope="col" { "Key" } th scope="col" { "Fingerprint" } th scope="col" { "Valid" } } }
+                tbody {
+                    @for key in peer["keys"].as_array().into_iter().flatten() {
+                        tr {
+                            td.mono { (text(&key["kid"])) }
+                            td.mono { (text(&key["fingerprint"])) }
+                            td { "from " (text(&key["valid_from"]))
+                                @if let Some(until) = key["valid_until"].as_str() { " until " (until) } }
+                        }
+                    }
+                }
+            } }
+        }
+        h2 { "Compare with what its web address publishes" }
+        form.filters method="get" action=(peer_page(&jid)) {
+            div {
+                label for="published" { "Its node's web address " span.hint { "for example https://ops.example.net" } }
+                input #published type="url" name="published" value=(published_at) required;
+            }
+            div { button type="submit" { "Fetch and compare" } }
+        }
+        @match published {
+            None => {}
+            Some(Err(error)) => p.notice.bad role="alert" { (error.message) },
+            Some(Ok(published)) => (comparison(&jid, &presented, peer["fingerprint"].as_str(), published)),
+        }
+        @if peer["state"] == "pending" {
+            h2 { "Approve" }
+            form method="post" action=(format!("/buddies/{jid}/approve")) {
+                (csrf_field(csrf))
+                label for="approve-trust" { "Trust" }
+                (trust_select("approve-trust", "accept"))
+                " " button type="submit" { "Approve" }
+            }
+        }
+        h2 { "Its recent reports" }
+        @if reports.is_empty() {
+            p { "None yet." }
+        } @else {
+            (table_of(reports))
+            p { a href=(format!("/incidents?reporter={}", form_encode(&jid))) { "All its reports" } }
+        }
+        @if peer["state"] != "revoked" {
+            h2 { "Revoke" }
+            form method="post" action=(format!("/buddies/{jid}/revoke")) {
+                (csrf_field(csrf))
+                button.danger type="submit" { "Revoke this peer" }
+            }
+        }
+    }
+}
+
+/// The fingerprints a web address publishes beside those presented over XMPP, and whether
+/// the current key is among them.
+fn comparison(jid: &str, presented: &[String], current: Option<&str>, published: &Published) -> Markup {
+    let same_node = published.component.as_deref().is_none_or(|component| component == jid);
+    let agrees = same_node && current.is_some_and(|key| published.fingerprints.iter().any(|f| f == key));
+    html! {
+        @if agrees {
+            p.notice.good role="status" { "The key it signs with now is the one " (published.url) " publishes." }
+        } @else if !same_node {
+            p.notice.bad role="alert" { (published.url) " is the node " span.mono { (published.component.as_deref().unwrap_or_default()) }
+                ", not " span.mono { (jid) } "." }
+        } @else {
+            p.notice.bad role="alert" { "The key it presented is not one " (published.url) " publishes. Do not approve it "
+                "until its operator explains why." }
+        }
+        div.table-wrap { table {
+            caption.hint { (published.url) " names the domain " (published.domain) }
+            thead { tr { th scope="col" { "Published fingerprint" } th scope="col" { "Presented over XMPP" } } }
+            tbody {
+                @for fingerprint in &published.fingerprints {
+                    tr {
+                        td.mono { (fingerprint) }
+                        td { @if presented.contains(fingerprint) { "yes" } @else { "no" } }
+                    }
+                }
+            }
+        } }
     }
 }
 
@@ -53,7 +234,8 @@ fn render(viewer: &Viewer, csrf: &str, peers: &[Value], error: Option<&ApiError>
             p { "No requests wait for you." }
         } @else {
             p { "Approve only a key whose fingerprint the peer's operator has confirmed to you another way "
-                "(they read it out from " code { "ostracon key show" } ", or it is in their node's " code { "/.well-known/ostracon" } ")." }
+                "(they read it out from " code { "ostracon key show" } "), or that its node's web address publishes: "
+                "a peer's page fetches its " code { "/.well-known/ostracon" } " to compare." }
             div.table-wrap {
                 table {
                     thead { tr { th scope="col" { "Peer" } th scope="col" { "Key fingerprint it presented" } th scope="col" { "Asked" } th scope="col" { "Decide" } } }
@@ -61,7 +243,7 @@ fn render(viewer: &Viewer, csrf: &str, peers: &[Value], error: Option<&ApiError>
                         @for peer in &pending {
                             @let jid = text(&peer["jid"]);
                             tr {
-                                td.mono { (jid) }
+                                td.mono { a href=(peer_page(&jid)) { (jid) } }
                                 td.mono { @if peer["fingerprint"].is_null() { "not fetched yet" } @else { (text(&peer["fingerprint"])) } }
                                 td { (text(&peer["created_at"])) }
                                 td {
@@ -112,7 +294,7 @@ fn peer_table(csrf: &str, peers: Vec<&Value>) -> Markup {
                             @let jid = text(&peer["jid"]);
                             @let delivery = &peer["delivery"];
                             tr {
-                                td.mono { (jid) }
+                                td.mono { a href=(peer_page(&jid)) { (jid) } }
                                 td { (text(&peer["state"])) }
                                 td { (text(&peer["trust"])) }
                                 td.mono { (text(&peer["fingerprint"])) }

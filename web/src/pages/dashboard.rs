@@ -9,9 +9,11 @@ use maud::{Markup, html};
 use serde_json::Value;
 
 use super::layout::{Section, page, text};
+use super::plot;
 use super::{SignedIn, error_page, html_response};
 use crate::auth::{Admin, Submit};
 use crate::error::ApiError;
+use crate::routes::history::{HistoryQuery, node_history};
 use crate::routes::incidents::{ListQuery, list_incidents};
 use crate::routes::status::node_status;
 use crate::routes::waiting::waiting_candidates;
@@ -52,6 +54,8 @@ async fn render(signed_in: &SignedIn, state: &AppState) -> Result<Markup, ApiErr
         Err(_) => None,
     };
     let sizes = state.ledger().with_index(ostracon_store::index::BlocklistIndex::sizes);
+    let history = node_history(&submit, state, HistoryQuery::default()).await?;
+    let days = history["days"].as_array().map(Vec::as_slice).unwrap_or_default();
     Ok(html! {
         h1 { "Dashboard" }
         @if let Some((status, _)) = &health {
@@ -64,6 +68,10 @@ async fn render(signed_in: &SignedIn, state: &AppState) -> Result<Markup, ApiErr
             }
         }
         p { "Download them from " a href="/v1/blocklist?kind=ip&format=txt" { "the blocklist" } ", or " a href="/lookup" { "look a value up" } "." }
+        div.plots {
+            (plot::decisions(days))
+            (plot::list_sizes(days))
+        }
         h2 { "Waiting for you" }
         p.hint { "Reports that are applied only once you accept them (unsigned ones, users' XEP-0377 reports)." }
         (incident_table(&awaiting["incidents"], true))

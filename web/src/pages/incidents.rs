@@ -98,19 +98,7 @@ pub(crate) async fn list(
         @if incidents.is_empty() {
             p { "No incidents match." }
         } @else {
-            div.table-wrap {
-                table {
-                    caption.hint { "Newest first" }
-                    thead { tr { th scope="col" { "Received" } th scope="col" { "Incident" } th scope="col" { "Category" }
-                        th scope="col" { "Severity" } th scope="col" { "Offenders" } th scope="col" { "Source" }
-                        th scope="col" { "Decision" } th scope="col" { "Status" } } }
-                    tbody {
-                        @for record in &incidents {
-                            (row(record))
-                        }
-                    }
-                }
-            }
+            (table_of(&incidents))
             @if let Some(next) = answer["next"].as_i64() {
                 p { a href=(next_page(&filters, next)) { "Older incidents" } }
             }
@@ -136,7 +124,7 @@ fn next_page(filters: &Filters, before: i64) -> String {
 }
 
 /// Percent-encodes a query value (application/x-www-form-urlencoded).
-fn form_encode(value: &str) -> String {
+pub(crate) fn form_encode(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {
@@ -146,11 +134,34 @@ fn form_encode(value: &str) -> String {
         .collect()
 }
 
+/// An incident's offenders as text (the JSON carries each as `{"kind", "value"}`).
+fn offenders_of(incident: &Value) -> Vec<String> {
+    incident["offenders"].as_array().into_iter().flatten().map(|offender| text(&offender["value"])).collect()
+}
+
+/// Incidents as the list shows them, newest first.
+pub(crate) fn table_of(incidents: &[Value]) -> Markup {
+    html! {
+        div.table-wrap {
+            table {
+                caption.hint { "Newest first" }
+                thead { tr { th scope="col" { "Received" } th scope="col" { "Incident" } th scope="col" { "Category" }
+                    th scope="col" { "Severity" } th scope="col" { "Offenders" } th scope="col" { "Source" }
+                    th scope="col" { "Decision" } th scope="col" { "Status" } } }
+                tbody {
+                    @for record in incidents {
+                        (row(record))
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn row(record: &Value) -> Markup {
     let id = text(&record["id"]);
     let incident = &record["incident"];
-    let offenders: Vec<String> =
-        incident["offenders"].as_array().map(|o| o.iter().map(text).collect()).unwrap_or_default();
+    let offenders = offenders_of(incident);
     html! {
         tr {
             td { (text(&record["received_at"])) }
@@ -309,8 +320,7 @@ pub(crate) async fn show(signed_in: SignedIn, State(state): State<AppState>, Pat
         Err(error) => return error_page(&viewer, &error),
     };
     let incident = &record["incident"];
-    let offenders: Vec<String> =
-        incident["offenders"].as_array().map(|o| o.iter().map(text).collect()).unwrap_or_default();
+    let offenders = offenders_of(incident);
     let ours = record["origin"] == "local";
     let retracted = incident["status"] == Status::Retracted.as_str();
     let admin = signed_in.operator::<Admin>().is_ok();
@@ -339,6 +349,8 @@ pub(crate) async fn show(signed_in: SignedIn, State(state): State<AppState>, Pat
                 (text(&record["effect"]["held"])) " held by the brake"
             }
         }
+        h2 { "Deliveries" }
+        (deliveries(&record["deliveries"]))
         h2 { "Offenders" }
         ul {
             @for offender in &offenders {
@@ -385,6 +397,40 @@ pub(crate) async fn show(signed_in: SignedIn, State(state): State<AppState>, Pat
         }
     };
     html_response(StatusCode::OK, page("Incident", Section::Incidents, &viewer, body))
+}
+
+/// To whom the incident went and when, as the outbox recorded it.
+fn deliveries(deliveries: &Value) -> Markup {
+    let items = deliveries["items"].as_array().map(Vec::as_slice).unwrap_or_default();
+    html! {
+        @if items.is_empty() {
+            p { "Not sent to any server." }
+        } @else {
+            div.table-wrap { table {
+                thead { tr { th scope="col" { "Server" } th scope="col" { "What" } th scope="col" { "State" }
+                    th scope="col" { "Queued" } th scope="col" { "Delivered" } th scope="col" { "Attempts" } } }
+                tbody {
+                    @for item in items {
+                        tr {
+                            td.mono { (text(&item["peer"])) }
+                            td { (text(&item["kind"])) }
+                            td {
+                                (text(&item["state"]))
+                                @if let Some(error) = item["last_error"].as_str() { br; span.hint { (error) } }
+                                @if let Some(next) = item["next_attempt_at"].as_str() { br; span.hint { "next try " (next) } }
+                            }
+                            td { (text(&item["queued_at"])) }
+                            td { @if item["delivered_at"].is_null() { "not yet" } @else { (text(&item["delivered_at"])) } }
+                            td { (text(&item["attempts"])) }
+                        }
+                    }
+                }
+            } }
+            @if deliveries["more"] == true {
+                p.hint { "More deliveries than shown; " code { "ostracon outbox" } " lists them all." }
+            }
+        }
+    }
 }
 
 pub(crate) async fn retract(

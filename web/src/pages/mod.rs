@@ -12,7 +12,9 @@ mod buddies;
 mod dashboard;
 mod incidents;
 mod layout;
+mod plot;
 mod public;
+mod published_keys;
 mod reputation;
 pub(crate) mod session;
 
@@ -46,6 +48,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/incidents/{id}/accept", post(incidents::accept))
         .route("/incidents/{id}/respond", post(incidents::respond))
         .route("/buddies", get(buddies::list).post(buddies::add))
+        .route("/buddies/{jid}", get(buddies::show))
         .route("/buddies/{jid}/approve", post(buddies::approve))
         .route("/buddies/{jid}/trust", post(buddies::trust))
         .route("/buddies/{jid}/revoke", post(buddies::revoke))

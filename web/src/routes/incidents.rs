@@ -126,9 +126,32 @@ pub(crate) struct ListQuery {
     pub(crate) limit: Option<u32>,
 }
 
-/// An incident as the operator routes show it, with what it does to our lists now.
+/// How many of an incident's deliveries its detail shows (one per buddy it went to, and the
+/// request and response rows); the outbox view pages through the rest.
+const MAX_DELIVERIES_SHOWN: u32 = 200;
+
+/// An incident as the operator routes show it, with what it does to our lists now and to
+/// whom it went.
 async fn incident_json(state: &AppState, record: &IncidentRecord) -> Result<Value, ApiError> {
     let effect = state.ledger().store().incident_effect(&record.incident.id).await?;
+    let (deliveries, more_deliveries) =
+        state.ledger().store().incident_deliveries(&record.incident.id, MAX_DELIVERIES_SHOWN).await?;
+    let deliveries: Vec<Value> = deliveries
+        .iter()
+        .map(|item| {
+            let delivered = item.state == "delivered";
+            json!({
+                "peer": item.peer,
+                "kind": item.job.kind(),
+                "state": item.state,
+                "attempts": item.attempts,
+                "queued_at": item.created_at,
+                "delivered_at": delivered.then_some(item.next_attempt_at),
+                "next_attempt_at": (item.state == "pending").then_some(item.next_attempt_at),
+                "last_error": item.last_error,
+            })
+        })
+        .collect();
     Ok(json!({
         "seq": record.seq,
         "id": record.incident.id,
@@ -144,6 +167,7 @@ async fn incident_json(state: &AppState, record: &IncidentRecord) -> Result<Valu
         "incident": record.incident,
         "provenance": record.provenance,
         "effect": effect,
+        "deliveries": { "items": deliveries, "more": more_deliveries },
     }))
 }
 

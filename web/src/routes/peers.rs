@@ -65,6 +65,14 @@ pub(crate) async fn with_delivery(state: &AppState) -> Result<Vec<Value>, ApiErr
     Ok(out)
 }
 
+/// One peer, with how deliveries to it are going.
+pub(crate) async fn peer_with_delivery(state: &AppState, jid: &BareJid) -> Result<Value, ApiError> {
+    let store = state.ledger().store();
+    let peer = store.peer(jid).await?.ok_or_else(|| ApiError::not_found(format!("no peer {jid}")))?;
+    let delivery = store.peer_delivery(&peer.jid.to_string()).await?;
+    Ok(peer_json_with(&peer, Some(&delivery)))
+}
+
 /// Body of `POST /v1/peers`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
