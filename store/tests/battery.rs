@@ -58,6 +58,7 @@ ostracon_store::battery!(
     rtbl_subscriptions_are_idempotent_capped_and_nodes_publish_only_block_entries,
     a_bouncer_pulls_the_whole_list_then_changes_and_daily_refreshes_from_its_own_position,
     the_history_walks_list_sizes_back_day_by_day_and_counts_decisions,
+    a_commit_drops_the_explanations_of_the_entries_it_changed_and_only_those,
 );
 
 const NODE: &str = "incidents.ops.example";
@@ -1544,4 +1545,36 @@ async fn the_history_walks_list_sizes_back_day_by_day_and_counts_decisions(backe
     assert_eq!(received, [0, 0, 1, 0], "{history:?}");
     let long = backend.store.history(10_000, now, sizes).await.unwrap();
     assert_eq!(long.len(), MAX_HISTORY_DAYS as usize);
+}
+
+async fn a_commit_drops_the_explanations_of_the_entries_it_changed_and_only_those(backend: Backend) {
+    let ledger = ledger(&backend).await;
+    let cache = ledger.explanations();
+    let id_of = |value: &str| ledger.with_index(|index| index.lookup_ip(value.parse().unwrap()))[0].1;
+    ledger.submit_local(&incident(1, &["192.0.2.1"], ts(0)), false, ts(0)).await.unwrap();
+    ledger.deny(&offender("192.0.2.2"), ListAction::Block, None, ts(0)).await.unwrap();
+    let (first, second) = (id_of("192.0.2.1"), id_of("192.0.2.2"));
+    let fill = |id| cache.offer(id, cache.epoch(), std::sync::Arc::from(format!("entry {id}")));
+    fill(first);
+    fill(second);
+    // Another report of the first address adds a reason: its text goes, the other stays.
+    ledger.submit_local(&incident(2, &["192.0.2.1"], ts(1)), false, ts(1)).await.unwrap();
+    assert!(cache.get(first).is_none());
+    assert_eq!(cache.get(second).as_deref(), Some(format!("entry {second}").as_str()));
+    // A text read before a commit that changed any entry is refused.
+    let before = cache.epoch();
+    ledger.submit_local(&incident(3, &["192.0.2.9"], ts(2)), false, ts(2)).await.unwrap();
+    cache.offer(first, before, std::sync::Arc::from("stale"));
+    assert!(cache.get(first).is_none());
+    // A retraction changes the reasons of what it contributed to; a delisting drops its entry.
+    fill(first);
+    ledger.retract(&incident(2, &[], ts(0)).id, ts(3)).await.unwrap();
+    assert!(cache.get(first).is_none(), "the retracted reason is gone from the first address");
+    ledger.undeny(&offender("192.0.2.2"), ts(4)).await.unwrap();
+    assert!(cache.get(second).is_none());
+    // A commit that touches no entry (a peer) keeps every text.
+    fill(first);
+    let peer = BareJid::parse("incidents.peer.example").unwrap();
+    ledger.request_buddy(&peer, ostracon_store::model::Trust::Accept, ts(5)).await.unwrap();
+    assert!(cache.get(first).is_some());
 }

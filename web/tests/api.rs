@@ -1165,3 +1165,37 @@ async fn the_history_counts_today_and_checks_its_window() {
         assert_eq!((got, body["error"]["code"].as_str()), (status, Some(code)), "{path}: {body}");
     }
 }
+
+#[tokio::test]
+async fn a_lookup_answered_from_memory_follows_every_change_to_its_entry() {
+    let node = node().await;
+    let reasons = |body: &Value| -> Vec<String> {
+        body["matches"][0]["why"]["reasons"]
+            .as_array()
+            .map(|r| r.iter().map(|r| r["incident"].as_str().unwrap().to_owned()).collect())
+            .unwrap_or_default()
+    };
+    let first = node.submit(&["192.0.2.7"]).await["id"].as_str().unwrap().to_owned();
+    let (_, once) = node.call("GET", "/v1/lookup/ip/192.0.2.7", None, None).await;
+    let (_, again) = node.call("GET", "/v1/lookup/ip/192.0.2.7", None, None).await;
+    assert_eq!(once, again, "the cached answer is the rendered one");
+    assert_eq!(reasons(&again), [first.clone()]);
+    // A second report adds its reason; a retraction takes the first one away.
+    let second = node.submit(&["192.0.2.7"]).await["id"].as_str().unwrap().to_owned();
+    let (_, both) = node.call("GET", "/v1/lookup/ip/192.0.2.7", None, None).await;
+    assert_eq!(reasons(&both).len(), 2, "{both}");
+    let (status, _) = node.call("POST", &format!("/v1/incidents/{first}/retract"), Some(SUBMIT), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, after) = node.call("GET", "/v1/lookup/ip/192.0.2.7", None, None).await;
+    assert_eq!(reasons(&after), [second.clone()], "{after}");
+    // Delisted, it is not listed any more; the operator's own entry is explained as such.
+    let (status, _) = node.call("POST", &format!("/v1/incidents/{second}/retract"), Some(SUBMIT), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, gone) = node.call("GET", "/v1/lookup/ip/192.0.2.7", None, None).await;
+    assert_eq!((gone["listed"].clone(), gone["matches"].clone()), (json!(false), json!([])));
+    let (status, _) =
+        node.call("POST", "/v1/deny", Some(ADMIN), Some(json!({ "value": "192.0.2.7", "action": "block" }))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, denied) = node.call("GET", "/v1/lookup/ip/192.0.2.7", None, None).await;
+    assert_eq!(denied["matches"][0]["source"], "operator", "{denied}");
+}

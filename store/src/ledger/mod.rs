@@ -13,6 +13,7 @@
 mod allow;
 pub mod brake;
 pub mod decisions;
+pub mod explained;
 mod keys;
 pub use keys::KeySwitch;
 mod outbox;
@@ -132,6 +133,10 @@ enum MemoryOp {
     Unindex(Offender),
     Allow(Offender),
     Disallow(Offender),
+    /// The entry's row or reasons changed: its rendered explanation is stale.
+    Explained(i64),
+    /// Reasons of entries not known one by one changed (a reporter's weight).
+    AllExplained,
 }
 
 /// One open write transaction and what it will change in memory.
@@ -451,6 +456,7 @@ impl Batch {
             query.execute(&mut *self.tx).await?;
             self.list_changed = true;
         }
+        self.ops.extend(ids.values().map(|id| MemoryOp::Explained(*id)));
         for p in planned {
             if p.existing.is_none_or(|(_, active)| !active) {
                 let id =
@@ -475,6 +481,7 @@ impl Batch {
             .await?;
         self.change(ChangeOp::Remove, &entry.offender, None, None, log_index).await?;
         self.ops.push(MemoryOp::Unindex(entry.offender.clone()));
+        self.ops.push(MemoryOp::Explained(entry.id));
         self.applied.delisted.push(entry.offender.clone());
         Ok(())
     }
@@ -494,6 +501,8 @@ pub struct Ledger {
     list_changed: tokio::sync::watch::Sender<u64>,
     /// Bumped by every commit that changed a peer, so readers can cache the peer table.
     peers_version: std::sync::atomic::AtomicU64,
+    /// Listed entries' rendered explanations, dropped by the commits that change them.
+    explanations: explained::Explanations,
     salts: SaltSource,
 }
 
@@ -538,6 +547,7 @@ impl Ledger {
             outbox_queued: tokio::sync::Notify::new(),
             list_changed: tokio::sync::watch::Sender::new(0),
             peers_version: std::sync::atomic::AtomicU64::new(0),
+            explanations: explained::Explanations::new(explained::DEFAULT_EXPLANATIONS),
             salts: Arc::new(rand::random),
         })
     }
@@ -570,6 +580,12 @@ impl Ledger {
     /// while this stays the same).
     pub fn peers_version(&self) -> u64 {
         self.peers_version.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Listed entries' rendered explanations (lookups read and fill it; commits drop what
+    /// they change).
+    pub fn explanations(&self) -> &explained::Explanations {
+        &self.explanations
     }
 
     /// The store, for reads.
@@ -638,8 +654,12 @@ impl Ledger {
         if list_changed {
             memory.list_version += 1;
         }
+        let mut explained = Vec::new();
+        let mut all_explained = false;
         for op in ops {
             match op {
+                MemoryOp::Explained(id) => explained.push(id),
+                MemoryOp::AllExplained => all_explained = true,
                 MemoryOp::Index(offender, id) => memory.index.insert(&offender, id),
                 MemoryOp::Unindex(offender) => {
                     memory.index.remove(&offender);
@@ -649,6 +669,9 @@ impl Ledger {
                 }
                 MemoryOp::Disallow(offender) => memory.allow.remove(&offender),
             }
+        }
+        if all_explained || !explained.is_empty() {
+            self.explanations.changed(&explained, all_explained);
         }
         if list_changed {
             self.list_changed.send_replace(memory.list_version);
@@ -1324,6 +1347,7 @@ async fn retract_in(batch: &mut Batch, mut incident: Incident, config: &LedgerCo
             .iter()
             .map(|row| row.try_get("entry_id"))
             .collect::<std::result::Result<_, _>>()?;
+    batch.ops.extend(entry_ids.iter().map(|id| MemoryOp::Explained(*id)));
     // What the brake held of it goes too: a retracted report lists nothing.
     sqlx::query("DELETE FROM held_changes WHERE incident_id = $1 AND change = 'list'")
         .bind(id.to_string())

@@ -15,7 +15,7 @@ use ostracon_protocol::ids::{BareJid, IncidentId, Offender};
 use ostracon_protocol::log::record::AuditRecord;
 use sqlx::Row as _;
 
-use super::{Batch, LedgerConfig, Listing};
+use super::{Batch, LedgerConfig, Listing, MemoryOp};
 use crate::facts::FactKind;
 use crate::model::{EntryRecord, EntrySource};
 use crate::policy::ListingPolicy;
@@ -334,6 +334,8 @@ impl Batch {
         }
         // The incidents it issued: ids `ISSUER:uuid`, a range of the index (`;` follows `:`).
         let (from, to) = (format!("{}:", peer.domain()), format!("{};", peer.domain()));
+        // The entries it contributed to are not known one by one here: every explanation goes.
+        self.ops.push(MemoryOp::AllExplained);
         for table in ["entry_reasons", "candidate_reasons"] {
             let sql = format!(
                 "UPDATE {table} SET weight_milli = weight_milli * $1 / $2 WHERE incident_id >= $3 AND incident_id < $4"

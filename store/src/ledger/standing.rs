@@ -15,7 +15,7 @@ use ostracon_protocol::log::record::AuditRecord;
 use ostracon_protocol::time::Timestamp;
 use sqlx::Row as _;
 
-use super::{Applied, Batch, Ledger, Listing};
+use super::{Applied, Batch, Ledger, Listing, MemoryOp};
 use crate::facts::{FactKind, like_escape, load_subject};
 use crate::model::{EntrySource, ListAction};
 use crate::reputation::{Explained, recommends_domain_entry, reporter_score, reversed, score, scored_ancestors};
@@ -224,6 +224,7 @@ impl Ledger {
         .iter()
         .map(|row| row.try_get("entry_id"))
         .collect::<std::result::Result<_, _>>()?;
+        batch.ops.extend(entry_ids.iter().map(|id| MemoryOp::Explained(*id)));
         for table in ["entry_reasons", "candidate_reasons"] {
             sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE {table} SET weight_milli = 0 WHERE {filter}")))
                 .bind(&exact)

@@ -2,15 +2,21 @@
 //! `GET /v1/lookup/hash/{prefix}` (every listed SHA-256 with a 4-8 hex digit prefix, so the
 //! asker never reveals the JID it checks).
 //!
-//! Matching runs on the in-memory index; the database is read only for the entries that
-//! matched, to explain them: who reported, each weight, the independent reporters, the sum
-//! and the threshold (spec/reputation.md). With an admin token the answer also names the
+//! Matching runs on the in-memory index. Each entry that matched is explained (who reported,
+//! each weight, the independent reporters, the sum and the threshold, spec/reputation.md) from
+//! the ledger's cache of rendered explanations, which the commits that change an entry keep
+//! current; only an entry not yet in it is read from the database. With an admin token the answer also names the
 //! allow entry that covers the value and the evidence still waiting for a quorum: neither is
 //! a public fact (spec/transparency-log.md, Sealed leaves).
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse as _, Response};
 use ostracon_protocol::ids::{BareJid, Cidr, Domain, Offender, parse_ip};
+use ostracon_store::StoreError;
 use ostracon_store::index::EntryId;
 use ostracon_store::model::{EntryReason, EntrySource};
 use ostracon_store::reputation::{self, ReputationParams};
@@ -26,13 +32,51 @@ pub(crate) async fn lookup(
     reader: Reader<Admin>,
     State(state): State<AppState>,
     Path((kind, value)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(look_up(&state, &kind, &value, reader.is_operator()).await?))
+) -> Result<Response, ApiError> {
+    let answer = answer(&state, &kind, &value, reader.is_operator()).await?;
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], answer.body()).into_response())
 }
 
 /// Whether `value` of `kind` is listed and why; for the operator, also what allows it and
-/// the evidence still waiting for a quorum. The JSON route and the lookup page both use it.
+/// the evidence still waiting for a quorum. The lookup page reads it as JSON.
 pub(crate) async fn look_up(state: &AppState, kind: &str, value: &str, operator: bool) -> Result<Value, ApiError> {
+    let body = answer(state, kind, value, operator).await?.body();
+    serde_json::from_str(&body).map_err(|e| ApiError::from(StoreError::Corrupt(format!("lookup answer: {e}"))))
+}
+
+/// A lookup's answer: each match's explanation as JSON text (from the ledger's cache when it
+/// holds one), put together without building a JSON tree.
+pub(crate) struct Answer {
+    query: Offender,
+    allowed: bool,
+    matches: Vec<Arc<str>>,
+    /// For the operator: `allowed_by` and, if any, `awaiting_quorum`.
+    operator: Option<serde_json::Map<String, Value>>,
+}
+
+impl Answer {
+    /// The JSON body: `query`, `listed`, `allowed`, `matches`, and the operator's fields.
+    pub(crate) fn body(&self) -> String {
+        let query = json!({ "kind": self.query.kind(), "value": self.query.to_string() });
+        let listed = !self.matches.is_empty() && !self.allowed;
+        let mut body = String::with_capacity(96 + self.matches.iter().map(|m| m.len() + 1).sum::<usize>());
+        body.push_str(&format!("{{\"query\":{query},\"listed\":{listed},\"allowed\":{},\"matches\":[", self.allowed));
+        for (n, explained) in self.matches.iter().enumerate() {
+            if n > 0 {
+                body.push(',');
+            }
+            body.push_str(explained);
+        }
+        body.push(']');
+        for (name, value) in self.operator.iter().flatten() {
+            body.push_str(&format!(",{}:{value}", Value::String(name.clone())));
+        }
+        body.push('}');
+        body
+    }
+}
+
+async fn answer(state: &AppState, kind: &str, value: &str, operator: bool) -> Result<Answer, ApiError> {
     if value.len() > 3 * 1024 {
         return Err(ApiError::invalid("invalid_value", "value is too long"));
     }
@@ -64,56 +108,72 @@ pub(crate) async fn look_up(state: &AppState, kind: &str, value: &str, operator:
         }
     };
     let allowed_by = state.ledger().allowed_by(&query);
-    let allowed = allowed_by.is_some();
-    let store = state.ledger().store();
-    let params = &state.ledger().config().reputation;
     let mut explained = Vec::with_capacity(matches.len());
     for (offender, id) in &matches {
-        let Some(entry) = store.entries_by_id(&[*id]).await?.into_iter().next() else { continue };
-        let reasons = store.entry_reasons(entry.id).await?;
-        let why = match entry.source {
-            // The operator's own entry needs no quorum.
-            EntrySource::Operator => json!({ "source": entry.source, "reasons": [], "threshold": 0.0 }),
-            EntrySource::Reputation => {
-                let Offender::Domain(domain) = offender else { continue };
-                let subject = store.reputation_subject(domain, params).await?;
-                let score = reputation::score(&subject, params, state.env().now());
-                json!({
-                    "source": entry.source,
-                    "score": score.score,
-                    "components": score.components,
-                    "domain_block_below": params.domain_block_below,
-                })
-            }
-            EntrySource::Incidents => quorum_json(entry.source, &reasons, params),
-        };
-        explained.push(json!({
-            "value": offender.to_string(),
-            "kind": offender.kind(),
-            "action": entry.action,
-            "source": entry.source,
-            "first_seen": entry.first_seen,
-            "expires": entry.expires_at,
-            "listings": entry.listings,
-            "log_index": entry.log_index,
-            "why": why,
-        }));
-    }
-    let mut body = json!({
-        "query": { "kind": query.kind(), "value": query.to_string() },
-        "listed": !explained.is_empty() && !allowed,
-        "allowed": allowed,
-        "matches": explained,
-    });
-    if operator {
-        body["allowed_by"] = json!(allowed_by.map(|entry| entry.to_string()));
-        // Evidence that has not (yet) made a quorum for exactly this offender.
-        let candidates = store.candidate_reasons(&query).await?;
-        if !candidates.is_empty() {
-            body["awaiting_quorum"] = quorum_json(EntrySource::Incidents, &candidates, params);
+        if let Some(text) = explanation(state, offender, *id).await? {
+            explained.push(text);
         }
     }
-    Ok(body)
+    let mut answer = Answer { query, allowed: allowed_by.is_some(), matches: explained, operator: None };
+    if operator {
+        let mut extra = serde_json::Map::new();
+        extra.insert("allowed_by".to_owned(), json!(allowed_by.map(|entry| entry.to_string())));
+        // Evidence that has not (yet) made a quorum for exactly this offender.
+        let params = &state.ledger().config().reputation;
+        let candidates = state.ledger().store().candidate_reasons(&answer.query).await?;
+        if !candidates.is_empty() {
+            extra.insert("awaiting_quorum".to_owned(), quorum_json(EntrySource::Incidents, &candidates, params));
+        }
+        answer.operator = Some(extra);
+    }
+    Ok(answer)
+}
+
+/// One listed entry explained, as JSON text: from the ledger's cache, or read and rendered
+/// and offered to it. A reputation entry is rendered each time (its score moves with time).
+/// `None` if the entry left the list between the index read and this one.
+async fn explanation(state: &AppState, offender: &Offender, id: EntryId) -> Result<Option<Arc<str>>, ApiError> {
+    let cache = state.ledger().explanations();
+    if let Some(text) = cache.get(id) {
+        return Ok(Some(text));
+    }
+    let epoch = cache.epoch();
+    let store = state.ledger().store();
+    let params = &state.ledger().config().reputation;
+    let Some(entry) = store.entries_by_id(&[id]).await?.into_iter().next() else { return Ok(None) };
+    let why = match entry.source {
+        // The operator's own entry needs no quorum.
+        EntrySource::Operator => json!({ "source": entry.source, "reasons": [], "threshold": 0.0 }),
+        EntrySource::Reputation => {
+            let Offender::Domain(domain) = offender else { return Ok(None) };
+            let subject = store.reputation_subject(domain, params).await?;
+            let score = reputation::score(&subject, params, state.env().now());
+            json!({
+                "source": entry.source,
+                "score": score.score,
+                "components": score.components,
+                "domain_block_below": params.domain_block_below,
+            })
+        }
+        EntrySource::Incidents => quorum_json(entry.source, &store.entry_reasons(entry.id).await?, params),
+    };
+    let text: Arc<str> = json!({
+        "value": offender.to_string(),
+        "kind": offender.kind(),
+        "action": entry.action,
+        "source": entry.source,
+        "first_seen": entry.first_seen,
+        "expires": entry.expires_at,
+        "listings": entry.listings,
+        "log_index": entry.log_index,
+        "why": why,
+    })
+    .to_string()
+    .into();
+    if entry.source != EntrySource::Reputation {
+        cache.offer(id, epoch, Arc::clone(&text));
+    }
+    Ok(Some(text))
 }
 
 /// The numbers behind a quorum decision: each reason with its weight, each independent
