@@ -15,9 +15,9 @@ use lru::LruCache;
 
 use crate::index::EntryId;
 
-/// How many entries' explanations are kept by default: about 400 bytes each, so some 25 MB
-/// at most, and the hot entries of any list stay in.
-pub const DEFAULT_EXPLANATIONS: usize = 65_536;
+/// How many entries' explanations are kept by default: about 450 bytes each, so some 7 MB at
+/// most. Lookups of abuse repeat the same addresses; the hot ones stay in.
+pub const DEFAULT_EXPLANATIONS: usize = 16_384;
 
 /// The cache.
 pub struct Explanations {
