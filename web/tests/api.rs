@@ -1179,7 +1179,7 @@ async fn a_lookup_answered_from_memory_follows_every_change_to_its_entry() {
     let (_, once) = node.call("GET", "/v1/lookup/ip/192.0.2.7", None, None).await;
     let (_, again) = node.call("GET", "/v1/lookup/ip/192.0.2.7", None, None).await;
     assert_eq!(once, again, "the cached answer is the rendered one");
-    assert_eq!(reasons(&again), [first.clone()]);
+    assert_eq!(reasons(&again), [first.as_str()]);
     // A second report adds its reason; a retraction takes the first one away.
     let second = node.submit(&["192.0.2.7"]).await["id"].as_str().unwrap().to_owned();
     let (_, both) = node.call("GET", "/v1/lookup/ip/192.0.2.7", None, None).await;
@@ -1187,7 +1187,7 @@ async fn a_lookup_answered_from_memory_follows_every_change_to_its_entry() {
     let (status, _) = node.call("POST", &format!("/v1/incidents/{first}/retract"), Some(SUBMIT), None).await;
     assert_eq!(status, StatusCode::OK);
     let (_, after) = node.call("GET", "/v1/lookup/ip/192.0.2.7", None, None).await;
-    assert_eq!(reasons(&after), [second.clone()], "{after}");
+    assert_eq!(reasons(&after), [second.as_str()], "{after}");
     // Delisted, it is not listed any more; the operator's own entry is explained as such.
     let (status, _) = node.call("POST", &format!("/v1/incidents/{second}/retract"), Some(SUBMIT), None).await;
     assert_eq!(status, StatusCode::OK);
