@@ -5,7 +5,9 @@
 //! A snapshot and its checkpoint come from the same database read, so replaying log leaves
 //! `0..checkpoint.size` yields exactly the snapshot's entries; `ostracon verify` checks that.
 
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
+
+use bytes::Bytes;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
@@ -18,6 +20,8 @@ use sqlx::Row as _;
 
 use crate::db::Dialect;
 use crate::ledger::Ledger;
+use futures_util::TryStreamExt as _;
+
 use crate::model::{EntryRecord, ListAction, ListKind};
 use crate::queries::{ENTRY_COLUMNS, entry_from_row};
 use crate::{Result, StoreError};
@@ -141,10 +145,11 @@ pub struct Snapshot {
     pub format: Format,
     /// Which actions it carries.
     pub actions: Actions,
-    /// The exact body bytes (what the signature covers).
-    pub body: Vec<u8>,
-    /// The body, gzipped.
-    pub gzip: Vec<u8>,
+    /// The body, gzipped: the only copy kept (a list's gzip is about a tenth of it), sent
+    /// as it is to clients that accept gzip and inflated as it streams to the others.
+    pub gzip: Bytes,
+    /// The length of the exact body (what the signature covers).
+    pub body_len: usize,
     /// Strong ETag (quoted), derived from the body's SHA-256.
     pub etag: String,
     /// Detached Ed25519 signature over `body`.
@@ -159,6 +164,17 @@ pub struct Snapshot {
     pub entries: usize,
     /// When it was built.
     pub generated_at: Timestamp,
+}
+
+impl Snapshot {
+    /// The exact body bytes (what the signature covers), inflated from the gzip.
+    pub fn body(&self) -> Result<Vec<u8>> {
+        let mut body = Vec::with_capacity(self.body_len);
+        flate2::read::GzDecoder::new(&self.gzip[..])
+            .read_to_end(&mut body)
+            .map_err(|e| StoreError::Corrupt(format!("snapshot gzip: {e}")))?;
+        Ok(body)
+    }
 }
 
 /// The JSON form of one entry.
@@ -204,44 +220,43 @@ fn json_entry(entry: &EntryRecord) -> JsonEntry<'_> {
     }
 }
 
-fn render(format: Format, meta: &JsonMeta<'_>, entries: &[EntryRecord]) -> Result<Vec<u8>> {
-    let json_error = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
-    let mut body = Vec::with_capacity(entries.len() * 24 + 256);
-    match format {
-        Format::Json => {
-            #[derive(Serialize)]
-            struct Document<'a> {
-                #[serde(flatten)]
-                meta: &'a JsonMeta<'a>,
-                items: Vec<JsonEntry<'a>>,
-            }
-            let document = Document { meta, items: entries.iter().map(json_entry).collect() };
-            serde_json::to_writer(&mut body, &document).map_err(json_error)?;
-            body.push(b'\n');
+/// A snapshot body written entry by entry as the rows stream in, so a build never holds the
+/// list as objects: only the body, and for the firewall formats the address blocks.
+struct BodyWriter {
+    format: Format,
+    body: Vec<u8>,
+    written: usize,
+    v4: Vec<Ipv4Net>,
+    v6: Vec<Ipv6Net>,
+}
+
+impl BodyWriter {
+    fn new(format: Format) -> Self {
+        let mut body = Vec::new();
+        if format == Format::Csv {
+            body.extend_from_slice(b"value,kind,action,expires,first_seen,log_index\n");
         }
-        Format::Txt => {
-            for entry in entries {
+        Self { format, body, written: 0, v4: Vec::new(), v6: Vec::new() }
+    }
+
+    fn push(&mut self, entry: &EntryRecord) -> Result<()> {
+        let body = &mut self.body;
+        match self.format {
+            Format::Json => {
+                if self.written > 0 {
+                    body.push(b',');
+                }
+                serde_json::to_writer(&mut *body, &json_entry(entry)).map_err(json_error)?;
+            }
+            Format::Txt => {
                 body.extend_from_slice(entry.offender.to_string().as_bytes());
                 body.push(b'\n');
             }
-        }
-        Format::Ndjson => {
-            for entry in entries {
-                serde_json::to_writer(&mut body, &json_entry(entry)).map_err(json_error)?;
+            Format::Ndjson => {
+                serde_json::to_writer(&mut *body, &json_entry(entry)).map_err(json_error)?;
                 body.push(b'\n');
             }
-            #[derive(Serialize)]
-            struct Trailer<'a> {
-                r#type: &'a str,
-                #[serde(flatten)]
-                meta: &'a JsonMeta<'a>,
-            }
-            serde_json::to_writer(&mut body, &Trailer { r#type: "metadata", meta }).map_err(json_error)?;
-            body.push(b'\n');
-        }
-        Format::Csv => {
-            body.extend_from_slice(b"value,kind,action,expires,first_seen,log_index\n");
-            for entry in entries {
+            Format::Csv => {
                 let expires = entry.expires_at.map(|t| t.to_string()).unwrap_or_default();
                 let line = format!(
                     "{},{},{},{expires},{},{}\n",
@@ -253,29 +268,57 @@ fn render(format: Format, meta: &JsonMeta<'_>, entries: &[EntryRecord]) -> Resul
                 );
                 body.extend_from_slice(line.as_bytes());
             }
+            Format::Nft | Format::Ipset => match &entry.offender {
+                Offender::Ip(ip) => self.push_net(IpNet::from(*ip)),
+                Offender::Cidr(cidr) => self.push_net(cidr.net()),
+                _ => {}
+            },
         }
-        Format::Nft => render_nft(&mut body, &firewall_sets(entries)),
-        Format::Ipset => render_ipset(&mut body, &firewall_sets(entries)),
+        self.written += 1;
+        Ok(())
     }
-    Ok(body)
+
+    fn push_net(&mut self, net: IpNet) {
+        match net {
+            IpNet::V4(net) => self.v4.push(net),
+            IpNet::V6(net) => self.v6.push(net),
+        }
+    }
+
+    /// Ends the body.
+    fn finish(mut self, meta: &JsonMeta<'_>) -> Result<Vec<u8>> {
+        match self.format {
+            Format::Json => {
+                // `{meta fields,"items":[...]}`: the document serde writes for the meta
+                // flattened beside the items, with the meta (which counts them) put in front
+                // once they are written.
+                let meta = serde_json::to_vec(meta).map_err(json_error)?;
+                let prefix = meta[..meta.len() - 1].iter().copied().chain(*b",\"items\":[");
+                self.body.splice(0..0, prefix);
+                self.body.extend_from_slice(b"]}\n");
+            }
+            Format::Ndjson => {
+                #[derive(Serialize)]
+                struct Trailer<'a> {
+                    r#type: &'a str,
+                    #[serde(flatten)]
+                    meta: &'a JsonMeta<'a>,
+                }
+                serde_json::to_writer(&mut self.body, &Trailer { r#type: "metadata", meta }).map_err(json_error)?;
+                self.body.push(b'\n');
+            }
+            // A firewall set needs no entry inside another, and nftables refuses overlapping
+            // intervals: the fewest blocks covering the same addresses.
+            Format::Nft => render_nft(&mut self.body, &(Ipv4Net::aggregate(&self.v4), Ipv6Net::aggregate(&self.v6))),
+            Format::Ipset => render_ipset(&mut self.body, &(Ipv4Net::aggregate(&self.v4), Ipv6Net::aggregate(&self.v6))),
+            Format::Txt | Format::Csv => {}
+        }
+        Ok(self.body)
+    }
 }
 
-/// The address entries as the fewest IPv4 and IPv6 blocks covering the same addresses: a
-/// firewall set needs no entry inside another, and nftables refuses overlapping intervals.
-fn firewall_sets(entries: &[EntryRecord]) -> (Vec<Ipv4Net>, Vec<Ipv6Net>) {
-    let (mut v4, mut v6) = (Vec::new(), Vec::new());
-    for entry in entries {
-        let net = match &entry.offender {
-            Offender::Ip(ip) => IpNet::from(*ip),
-            Offender::Cidr(cidr) => cidr.net(),
-            _ => continue,
-        };
-        match net {
-            IpNet::V4(net) => v4.push(net),
-            IpNet::V6(net) => v6.push(net),
-        }
-    }
-    (Ipv4Net::aggregate(&v4), Ipv6Net::aggregate(&v6))
+fn json_error(e: serde_json::Error) -> StoreError {
+    StoreError::Corrupt(e.to_string())
 }
 
 /// One set element as nft and ipset write it: a bare address for a single host.
@@ -385,14 +428,20 @@ impl Ledger {
             "SELECT {ENTRY_COLUMNS} FROM entries WHERE active = 1 AND (kind = $1 OR kind = $2) \
              AND ($3 IS NULL OR action = $3) ORDER BY kind{collate}, value{collate}"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(kinds[0])
-            .bind(kinds.get(1).copied().unwrap_or(kinds[0]))
-            .bind(actions.only())
-            .fetch_all(&mut *tx)
-            .await?;
+        // Rows are rendered as they stream in: the list is never held as rows or records.
+        let mut writer = BodyWriter::new(format);
+        {
+            let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(kinds[0])
+                .bind(kinds.get(1).copied().unwrap_or(kinds[0]))
+                .bind(actions.only())
+                .fetch(&mut *tx);
+            while let Some(row) = rows.try_next().await? {
+                writer.push(&entry_from_row(&row)?)?;
+            }
+        }
         tx.commit().await?;
-        let entries: Vec<EntryRecord> = rows.iter().map(entry_from_row).collect::<Result<_>>()?;
+        let entries = writer.written;
         let size = u64::try_from(size).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let cursor = cursor.max(store_pruned(self).await?);
         let checkpoint = self.checkpoint_for_size(size).await?;
@@ -400,7 +449,7 @@ impl Ledger {
             list: list.as_str(),
             generated_at: now,
             cursor,
-            entries: entries.len(),
+            entries,
             action: actions.only(),
             checkpoint: JsonCheckpoint {
                 origin: &checkpoint.checkpoint().origin,
@@ -408,22 +457,22 @@ impl Ledger {
                 root: base64_root(&checkpoint.checkpoint().root),
             },
         };
-        let body = render(format, &meta, &entries)?;
+        let body = writer.finish(&meta)?;
         let key = self.signing_key();
         let digest = <sha2::Sha256 as sha2::Digest>::digest(&body);
         Ok(Snapshot {
             list,
             format,
             actions,
-            gzip: gzip(&body)?,
+            gzip: Bytes::from(gzip(&body)?),
+            body_len: body.len(),
             etag: format!("\"{}\"", hex::encode(&digest[..16])),
             signature: key.sign(&body),
             key_id: key.key_id(),
             checkpoint,
             cursor,
-            entries: entries.len(),
+            entries,
             generated_at: now,
-            body,
         })
     }
 }

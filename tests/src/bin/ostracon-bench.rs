@@ -275,7 +275,7 @@ async fn main() -> anyhow::Result<()> {
                 println!(
                     "round {round}: {} entries, body {} bytes, gzip {} bytes, built+signed+gzipped in {:.3} s",
                     snapshot.entries,
-                    snapshot.body.len(),
+                    snapshot.body_len,
                     snapshot.gzip.len(),
                     start.elapsed().as_secs_f64()
                 );

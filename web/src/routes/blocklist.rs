@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use ostracon_store::model::ListKind;
+use bytes::Bytes;
 use ostracon_store::snapshot::{Actions, Format, Snapshot};
 use ostracon_store::traits::BlocklistStore as _;
 use serde::Deserialize;
@@ -98,7 +99,9 @@ pub(crate) async fn snapshot(
         response.headers_mut().insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         response
     } else {
-        Response::new(Body::from(snapshot.body.clone()))
+        let mut response = Response::new(inflated(snapshot.gzip.clone()));
+        response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(snapshot.body_len));
+        response
     };
     let headers = response.headers_mut();
     headers.insert(header::ETAG, header(&snapshot.etag));
@@ -116,6 +119,26 @@ pub(crate) async fn snapshot(
     );
     headers.insert(header::LINK, header(&link));
     Ok(response)
+}
+
+/// A snapshot's body for a client that does not take gzip, inflated 64 KiB at a time as the
+/// client reads: the node keeps only the gzip, and a hundred slow readers cost a hundred
+/// small buffers, not a hundred bodies.
+fn inflated(gzip: Bytes) -> Body {
+    let decoder = flate2::read::GzDecoder::new(bytes::Buf::reader(gzip));
+    let chunks = futures_util::stream::unfold(Some(decoder), |decoder| async move {
+        let mut decoder = decoder?;
+        let mut chunk = vec![0; 64 * 1024];
+        match std::io::Read::read(&mut decoder, &mut chunk) {
+            Ok(0) => None,
+            Ok(n) => {
+                chunk.truncate(n);
+                Some((Ok(Bytes::from(chunk)), Some(decoder)))
+            }
+            Err(error) => Some((Err(error), None)),
+        }
+    });
+    Body::from_stream(chunks)
 }
 
 /// True if an Accept-Encoding value accepts gzip (explicitly or through `*`) with a non-zero q.
