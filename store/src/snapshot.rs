@@ -307,10 +307,13 @@ impl BodyWriter {
                 serde_json::to_writer(&mut self.body, &Trailer { r#type: "metadata", meta }).map_err(json_error)?;
                 self.body.push(b'\n');
             }
-            // A firewall set needs no entry inside another, and nftables refuses overlapping
-            // intervals: the fewest blocks covering the same addresses.
-            Format::Nft => render_nft(&mut self.body, &(Ipv4Net::aggregate(&self.v4), Ipv6Net::aggregate(&self.v6))),
-            Format::Ipset => render_ipset(&mut self.body, &(Ipv4Net::aggregate(&self.v4), Ipv6Net::aggregate(&self.v6))),
+            Format::Nft | Format::Ipset => {
+                // A firewall set needs no entry inside another, and nftables refuses
+                // overlapping intervals: the fewest blocks covering the same addresses.
+                let sets = (Ipv4Net::aggregate(&self.v4), Ipv6Net::aggregate(&self.v6));
+                let render = if self.format == Format::Nft { render_nft } else { render_ipset };
+                render(&mut self.body, &sets);
+            }
             Format::Txt | Format::Csv => {}
         }
         Ok(self.body)
