@@ -23,8 +23,16 @@ pub struct Browser {
     /// The WebDriver session.
     pub client: Client,
     screenshots: PathBuf,
-    _driver: Process,
+    driver: Process,
     _profile: TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // The driver's process group: chromedriver and every Chromium process it started.
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+    }
 }
 
 impl Browser {
@@ -43,6 +51,9 @@ impl Browser {
         let profile = TempDir::new(&format!("chromium-{label}"));
         let port = free_port();
         let mut command = Command::new(CHROMEDRIVER);
+        // Its own process group, which the Chromium it starts joins: dropping the browser
+        // (a test that panicked never closes it) ends them all, not only the driver.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
         command.arg(format!("--port={port}"));
         let driver = Process::spawn("chromedriver", command, &profile.path().join("chromedriver.log"))
             .expect("chromedriver starts");
@@ -67,7 +78,7 @@ impl Browser {
             .expect("a WebDriver session in headless Chromium");
         let screenshots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots").join(label);
         std::fs::create_dir_all(&screenshots).expect("the screenshot directory");
-        Some(Self { client, screenshots, _driver: driver, _profile: profile })
+        Some(Self { client, screenshots, driver, _profile: profile })
     }
 
     /// Saves a PNG of the current page as `{name}.png`; returns its path.
