@@ -3,19 +3,37 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 
-/// Request counters by route template and status.
+/// The status codes a counter has a slot for (100 to 599).
+const STATUSES: std::ops::Range<u16> = 100..600;
+
+/// One route's counters, a slot per status code.
+type StatusCounters = [AtomicU64; STATUSES.end as usize - STATUSES.start as usize];
+
+/// Request counters by route template and status. A request takes a shared read lock and one
+/// atomic add; only a route's first request takes the write lock. Routes are templates
+/// (`/v1/lookup/{kind}/{*value}`, `unmatched`), so the table stays as small as the router.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    requests: RwLock<BTreeMap<String, Arc<StatusCounters>>>,
 }
 
 impl Metrics {
     /// Counts one answered request.
     pub fn record(&self, route: &str, status: u16) {
-        let mut requests = self.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        *requests.entry((route.to_owned(), status)).or_insert(0) += 1;
+        let slot = usize::from(status.clamp(STATUSES.start, STATUSES.end - 1) - STATUSES.start);
+        let known = self.requests.read().unwrap_or_else(PoisonError::into_inner).get(route).cloned();
+        let counters = known.unwrap_or_else(|| {
+            let mut requests = self.requests.write().unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(
+                requests
+                    .entry(route.to_owned())
+                    .or_insert_with(|| Arc::new(std::array::from_fn(|_| AtomicU64::new(0)))),
+            )
+        });
+        counters[slot].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Renders the request counters, plus the counters and gauges the caller supplies
@@ -24,10 +42,16 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# HELP ostracon_http_requests_total HTTP requests answered, by route and status.\n");
         out.push_str("# TYPE ostracon_http_requests_total counter\n");
-        let requests = self.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for ((route, status), count) in requests.iter() {
+        let requests = self.requests.read().unwrap_or_else(PoisonError::into_inner);
+        for (route, counters) in requests.iter() {
             let route = escape_label(route);
-            let _ = writeln!(out, "ostracon_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}");
+            for (status, count) in STATUSES.zip(counters.iter()) {
+                let count = count.load(Ordering::Relaxed);
+                if count > 0 {
+                    let _ =
+                        writeln!(out, "ostracon_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}");
+                }
+            }
         }
         drop(requests);
         for (name, help, value) in counters {
