@@ -80,7 +80,7 @@ pub(crate) async fn show(
     let published = match published_at.trim() {
         "" => None,
         given => Some(match published_keys::document_url(given) {
-            Ok(url) => published_keys::fetch(url).await,
+            Ok(url) => published_keys::fetch(url, published_keys::FETCH_TIMEOUT).await,
             Err(error) => Err(error),
         }),
     };
@@ -351,8 +351,13 @@ enum Change {
     Revoke(String),
 }
 
+impl super::CarriesCsrf for TrustForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
 async fn change(signed_in: &SignedIn, state: &AppState, change: Change, form: &TrustForm) -> Result<(), ApiError> {
-    signed_in.check_csrf(form.csrf.as_deref())?;
     let admin = signed_in.operator::<Admin>()?;
     match change {
         Change::Add => {
@@ -375,13 +380,14 @@ async fn answer(
     what: Change,
     form: Result<axum::Form<TrustForm>, FormRejection>,
 ) -> Response {
-    let viewer = signed_in.viewer();
-    let Ok(axum::Form(form)) = form else {
-        return error_page(&viewer, &ApiError::bad_request("bad_form", "the form was not understood"));
+    let form = match signed_in.checked_form(form) {
+        Ok(form) => form,
+        Err(error) => return error_page(&signed_in.viewer(), &error),
     };
+    let viewer = signed_in.viewer();
     match change(&signed_in, &state, what, &form).await {
         Ok(()) => Redirect::to("/buddies").into_response(),
-        // A stale form is refused as such; other refusals show on the page, beside the peers.
+        // A refusal of the scope is a page of its own; others show beside the peers.
         Err(error) if error.status == StatusCode::FORBIDDEN => error_page(&viewer, &error),
         Err(error) => match with_delivery(&state).await {
             Ok(peers) => html_response(error.status, render(&viewer, &signed_in.csrf, &peers, Some(&error))),

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::layout::{Section, Viewer, csrf_field, field_error, page, text};
-use super::{CsrfForm, SignedIn, confirmed, error_page, html_response};
+use super::{CarriesCsrf, CsrfForm, SignedIn, confirmed, error_page, html_response};
 use crate::auth::{Admin, Submit};
 use crate::error::ApiError;
 use crate::routes::incidents::{
@@ -191,6 +191,23 @@ pub(crate) struct IncidentForm {
     share: Option<String>,
 }
 
+/// A textarea's non-empty lines, trimmed (offenders are one per line).
+fn lines_of(text: &str) -> Vec<String> {
+    text.lines().map(str::trim).filter(|line| !line.is_empty()).map(str::to_owned).collect()
+}
+
+impl CarriesCsrf for IncidentForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
+impl CarriesCsrf for RespondForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
 /// Which field an API error is about, so the page shows it beside that field.
 fn field_of(error: &ApiError) -> &'static str {
     match error.code {
@@ -267,16 +284,13 @@ pub(crate) async fn submit(
     State(state): State<AppState>,
     values: Result<axum::Form<IncidentForm>, FormRejection>,
 ) -> Response {
-    let viewer = signed_in.viewer();
-    let Ok(axum::Form(values)) = values else {
-        return error_page(&viewer, &ApiError::bad_request("bad_form", "the form was not understood"));
+    let values = match signed_in.checked_form(values) {
+        Ok(values) => values,
+        Err(error) => return error_page(&signed_in.viewer(), &error),
     };
-    if let Err(error) = signed_in.check_csrf(values.csrf.as_deref()) {
-        return error_page(&viewer, &error);
-    }
+    let viewer = signed_in.viewer();
     let refuse = |error: ApiError| html_response(error.status, form(&viewer, &signed_in.csrf, &values, Some(&error)));
-    let offenders: Vec<String> =
-        values.offenders.lines().map(str::trim).filter(|line| !line.is_empty()).map(str::to_owned).collect();
+    let offenders = lines_of(&values.offenders);
     let Ok(category) = values.category.parse::<Category>() else {
         return refuse(ApiError::invalid("invalid_category", format!("choose one of {}", Category::NAMES.join(", "))));
     };
@@ -469,15 +483,13 @@ pub(crate) async fn respond(
     Path(id): Path<String>,
     values: Result<axum::Form<RespondForm>, FormRejection>,
 ) -> Response {
-    let viewer = signed_in.viewer();
-    let Ok(axum::Form(values)) = values else {
-        return error_page(&viewer, &ApiError::bad_request("bad_form", "the form was not understood"));
+    let values = match signed_in.checked_form(values) {
+        Ok(values) => values,
+        Err(error) => return error_page(&signed_in.viewer(), &error),
     };
-    if let Err(error) = signed_in.check_csrf(values.csrf.as_deref()) {
-        return error_page(&viewer, &error);
-    }
+    let viewer = signed_in.viewer();
     let body = Respond {
-        offenders: values.offenders.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect(),
+        offenders: lines_of(&values.offenders),
         action: default_response_action(),
         note: values.note.trim().to_owned(),
         ttl_seconds: None,

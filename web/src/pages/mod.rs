@@ -120,6 +120,17 @@ impl SignedIn {
         Operator::from_record(self.token.clone())
     }
 
+    /// A posted form, understood and carrying this session's CSRF token; otherwise the
+    /// refusal (400 for a form that could not be read, 403 for a stale or forged one).
+    pub(crate) fn checked_form<T: CarriesCsrf>(
+        &self,
+        form: Result<axum::Form<T>, axum::extract::rejection::FormRejection>,
+    ) -> Result<T, ApiError> {
+        let axum::Form(form) = form.map_err(|_| ApiError::bad_request("bad_form", "the form was not understood"))?;
+        self.check_csrf(form.csrf())?;
+        Ok(form)
+    }
+
     /// Refuses a form whose CSRF token is not this session's.
     pub(crate) fn check_csrf(&self, given: Option<&str>) -> Result<(), ApiError> {
         if csrf_matches(&self.csrf, given) {
@@ -304,6 +315,12 @@ pub(crate) async fn confirmed(
         Ok(_) => Redirect::to(then).into_response(),
         Err(error) => error_page(&signed_in.viewer(), &error),
     }
+}
+
+/// A form that carries the session's CSRF token in its `csrf` field.
+pub(crate) trait CarriesCsrf {
+    /// The token the form carried, if any.
+    fn csrf(&self) -> Option<&str>;
 }
 
 /// A form that carries only its CSRF token.

@@ -17,7 +17,7 @@ use crate::error::ApiError;
 const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
 
 /// How long the peer's web server has to answer.
-const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The path every node publishes its keys at.
 const WELL_KNOWN: &str = "/.well-known/ostracon";
@@ -66,13 +66,13 @@ pub(crate) fn document_url(text: &str) -> Result<Url, ApiError> {
     Ok(url)
 }
 
-/// Reads and parses the document at `url`, within the bounds above.
-pub(crate) async fn fetch(url: Url) -> Result<Published, ApiError> {
+/// Reads and parses the document at `url`, within the bounds above and `timeout`.
+pub(crate) async fn fetch(url: Url, timeout: Duration) -> Result<Published, ApiError> {
     let failed =
         |why: String| ApiError::new(StatusCode::BAD_GATEWAY, "published_keys_unavailable", format!("{url}: {why}"));
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
-        .timeout(FETCH_TIMEOUT)
+        .timeout(timeout)
         .build()
         .map_err(|e| failed(e.to_string()))?;
     let mut response = client.get(url.clone()).send().await.map_err(|e| failed(e.to_string()))?;
@@ -101,7 +101,65 @@ pub(crate) async fn fetch(url: Url) -> Result<Published, ApiError> {
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
     use super::*;
+
+    /// A web server on loopback that answers every request with `answer` (or never, when
+    /// `None`), and the address of its document.
+    async fn server(answer: Option<Vec<u8>>) -> Url {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/.well-known/ostracon", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    let mut request = [0; 4096];
+                    let _ = stream.read(&mut request).await;
+                    match answer {
+                        Some(answer) => {
+                            let _ = stream.write_all(&answer).await;
+                        }
+                        None => tokio::time::sleep(Duration::from_secs(60)).await,
+                    }
+                });
+            }
+        });
+        Url::parse(&url).unwrap()
+    }
+
+    fn http(head: &str, body: &[u8]) -> Vec<u8> {
+        let mut answer = format!("HTTP/1.1 {head}\r\nconnection: close\r\n\r\n").into_bytes();
+        answer.extend_from_slice(body);
+        answer
+    }
+
+    #[tokio::test]
+    async fn a_hostile_web_address_gets_a_defined_refusal() {
+        let short = Duration::from_millis(300);
+        let refusal = |answer: Result<Published, ApiError>| {
+            let error = answer.unwrap_err();
+            assert_eq!((error.status, error.code), (StatusCode::BAD_GATEWAY, "published_keys_unavailable"));
+            error.message
+        };
+        // A body past the cap, announced or not, is refused while it is read.
+        let endless = http("200 OK", &vec![b' '; MAX_DOCUMENT_BYTES + 1]);
+        assert!(refusal(fetch(server(Some(endless)).await, short).await).contains("over 65536 bytes"));
+        let announced = format!("200 OK\r\ncontent-length: {}", 10 * MAX_DOCUMENT_BYTES);
+        assert!(refusal(fetch(server(Some(http(&announced, b""))).await, short).await).contains("over"));
+        // A redirect is not followed; a document that is not a node's is refused; a server
+        // that never answers runs out of time.
+        let redirect = http("302 Found\r\nlocation: http://169.254.169.254/", b"");
+        assert!(refusal(fetch(server(Some(redirect)).await, short).await).contains("answered 302"));
+        let html = http("200 OK", b"<html>not json</html>");
+        assert!(refusal(fetch(server(Some(html)).await, short).await).contains("not an Ostracon node's document"));
+        refusal(fetch(server(None).await, short).await);
+        // A node's document is read.
+        let document =
+            br#"{"domain":"ops.example","component":"incidents.ops.example","keys":[{"fingerprint":"ab12"}]}"#;
+        let published = fetch(server(Some(http("200 OK", document))).await, short).await.unwrap();
+        assert_eq!((published.domain.as_str(), published.fingerprints), ("ops.example", vec!["ab12".to_owned()]));
+    }
 
     #[test]
     fn a_base_address_points_at_the_document_and_other_schemes_are_refused() {

@@ -206,19 +206,22 @@ pub(crate) struct OverrideForm {
     note: String,
 }
 
+impl super::CarriesCsrf for OverrideForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
 pub(crate) async fn set_override(
     signed_in: SignedIn,
     State(state): State<AppState>,
     Path(domain): Path<String>,
     form: Result<axum::Form<OverrideForm>, FormRejection>,
 ) -> Response {
-    let viewer = signed_in.viewer();
-    let Ok(axum::Form(form)) = form else {
-        return error_page(&viewer, &ApiError::bad_request("bad_form", "the form was not understood"));
+    let form = match signed_in.checked_form(form) {
+        Ok(form) => form,
+        Err(error) => return error_page(&signed_in.viewer(), &error),
     };
-    if let Err(error) = signed_in.check_csrf(form.csrf.as_deref()) {
-        return error_page(&viewer, &error);
-    }
     let outcome = match (signed_in.operator::<Admin>(), form.score.trim().parse::<i64>()) {
         (Err(error), _) => Err(error),
         (Ok(_), Err(_)) => Err(ApiError::invalid("invalid_score", "score is an integer in [-100, 100]")),

@@ -130,12 +130,30 @@ pub(crate) struct ListQuery {
 /// request and response rows); the outbox view pages through the rest.
 const MAX_DELIVERIES_SHOWN: u32 = 200;
 
-/// An incident as the operator routes show it, with what it does to our lists now and to
-/// whom it went.
+/// An incident as the operator routes show it, with what it does to our lists now.
 async fn incident_json(state: &AppState, record: &IncidentRecord) -> Result<Value, ApiError> {
     let effect = state.ledger().store().incident_effect(&record.incident.id).await?;
-    let (deliveries, more_deliveries) =
-        state.ledger().store().incident_deliveries(&record.incident.id, MAX_DELIVERIES_SHOWN).await?;
+    Ok(json!({
+        "seq": record.seq,
+        "id": record.incident.id,
+        "verb": record.verb,
+        "counterpart": record.counterpart,
+        "origin": record.origin,
+        "decision": record.decision,
+        "decision_reason": record.decision_reason,
+        "share": record.share,
+        "received_at": record.received_at,
+        "updated_at": record.updated_at,
+        "log_index": record.log_index,
+        "incident": record.incident,
+        "provenance": record.provenance,
+        "effect": effect,
+    }))
+}
+
+/// To whom an incident went and when (its detail only: a list of 500 would read 500 times).
+async fn deliveries_json(state: &AppState, id: &IncidentId) -> Result<Value, ApiError> {
+    let (deliveries, more) = state.ledger().store().incident_deliveries(id, MAX_DELIVERIES_SHOWN).await?;
     let deliveries: Vec<Value> = deliveries
         .iter()
         .map(|item| {
@@ -152,23 +170,7 @@ async fn incident_json(state: &AppState, record: &IncidentRecord) -> Result<Valu
             })
         })
         .collect();
-    Ok(json!({
-        "seq": record.seq,
-        "id": record.incident.id,
-        "verb": record.verb,
-        "counterpart": record.counterpart,
-        "origin": record.origin,
-        "decision": record.decision,
-        "decision_reason": record.decision_reason,
-        "share": record.share,
-        "received_at": record.received_at,
-        "updated_at": record.updated_at,
-        "log_index": record.log_index,
-        "incident": record.incident,
-        "provenance": record.provenance,
-        "effect": effect,
-        "deliveries": { "items": deliveries, "more": more_deliveries },
-    }))
+    Ok(json!({ "items": deliveries, "more": more }))
 }
 
 pub(crate) async fn list(
@@ -230,7 +232,7 @@ pub(crate) async fn show(
     Ok(Json(show_incident(&operator, &state, &id).await?))
 }
 
-/// One incident, as the list shows each.
+/// One incident, as the list shows each, and to whom it went.
 pub(crate) async fn show_incident(_operator: &Operator<Submit>, state: &AppState, id: &str) -> Result<Value, ApiError> {
     let id = parse_id(id)?;
     let record = state
@@ -239,7 +241,9 @@ pub(crate) async fn show_incident(_operator: &Operator<Submit>, state: &AppState
         .incident(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("incident {id} not found")))?;
-    incident_json(state, &record).await
+    let mut answer = incident_json(state, &record).await?;
+    answer["deliveries"] = deliveries_json(state, &id).await?;
+    Ok(answer)
 }
 
 pub(crate) async fn retract(
