@@ -17,6 +17,9 @@ use crate::error::{Error, Excerpt, Result};
 pub struct Timestamp(DateTime<Utc>);
 
 impl Timestamp {
+    /// 1970-01-01T00:00:00Z.
+    pub const UNIX_EPOCH: Self = Self(DateTime::UNIX_EPOCH);
+
     /// Seconds since the Unix epoch; `None` if out of chrono's range.
     pub fn from_unix(secs: i64) -> Option<Self> {
         Utc.timestamp_opt(secs, 0).single().map(Self)

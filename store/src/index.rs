@@ -5,6 +5,10 @@
 //! [`BlocklistIndex::insert`] and [`BlocklistIndex::remove`] after the transaction commits, and
 //! rebuilds it from the store at start-up.
 //!
+//! Each entry carries a row of its owner's choosing (an entry id, or what the ledger keeps to
+//! publish and explain the entry). Rows sit once in a table of their own, and the maps hold a
+//! 4-byte slot into it, so a large row does not widen every hash bucket.
+//!
 //! The work per lookup does not depend on the number of entries:
 //!
 //! - single addresses sit in hash maps keyed by the address as an integer (`u32`, `u128`);
@@ -49,17 +53,22 @@ pub const MIN_HASH_PREFIX_DIGITS: usize = 4;
 /// Longest hash prefix, in hex digits, that [`BlocklistIndex::hashes_with_prefix`] accepts.
 pub const MAX_HASH_PREFIX_DIGITS: usize = 8;
 
-/// Every listed offender with its entry id, arranged so lookups do no more work as the list grows.
+/// Where an entry's row sits in [`Rows`]: the maps hold these rather than rows.
+type Slot = u32;
+
+/// Every listed offender with its row, arranged so lookups do no more work as the list grows.
 ///
-/// One entry per distinct offender: inserting an offender again replaces its id.
-#[derive(Clone, Default)]
-pub struct BlocklistIndex {
+/// One entry per distinct offender: inserting an offender again replaces its row.
+#[derive(Clone)]
+pub struct BlocklistIndex<R = EntryId> {
     /// IPv4 addresses and blocks.
     v4: Family<u32>,
     /// IPv6 addresses and blocks (IPv4-mapped ones live in `v4`).
     v6: Family<u128>,
     /// JIDs and domains.
     names: Names,
+    /// Each entry's row, by slot.
+    rows: Rows<R>,
     /// Entries across all maps, kept as a counter so `len` needs no walk over 162 prefix maps.
     len: usize,
     /// Entries of each kind, in [`KINDS`] order.
@@ -78,41 +87,111 @@ fn kind_slot(offender: &Offender) -> usize {
     }
 }
 
-impl BlocklistIndex {
+impl<R> Default for BlocklistIndex<R> {
+    fn default() -> Self {
+        Self {
+            v4: Family::default(),
+            v6: Family::default(),
+            names: Names::default(),
+            rows: Rows { rows: Vec::new(), free: Vec::new() },
+            len: 0,
+            by_kind: [0; 4],
+        }
+    }
+}
+
+impl<R: Clone> BlocklistIndex<R> {
     /// An empty index.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Adds the entry for this offender, or replaces its id if it is listed already.
-    pub fn insert(&mut self, offender: &Offender, id: EntryId) {
-        let added = match Key::of(offender) {
-            Key::V4Host(addr) => self.v4.insert_host(addr, id),
-            Key::V6Host(addr) => self.v6.insert_host(addr, id),
-            Key::V4Net(addr, len) => self.v4.insert_net(addr, len, id),
-            Key::V6Net(addr, len) => self.v6.insert_net(addr, len, id),
-            Key::Name(key) => self.names.insert(key, offender, id),
-        };
-        if added {
-            self.len += 1;
-            self.by_kind[kind_slot(offender)] += 1;
+    /// Adds the entry for this offender, or replaces its row if it is listed already; returns
+    /// whether it was new.
+    ///
+    /// The row table holds at most `u32::MAX` entries (hundreds of gigabytes of rows); past
+    /// that a new entry is refused with an error logged, and `false` returned.
+    pub fn insert(&mut self, offender: &Offender, row: R) -> bool {
+        let key = Key::of(offender);
+        if let Some(slot) = self.slot(&key) {
+            self.rows.set(slot, row);
+            return false;
         }
+        let Some(slot) = self.rows.add(row) else {
+            tracing::error!(%offender, "the lookup index is full; the entry is not indexed");
+            return false;
+        };
+        match key {
+            Key::V4Host(addr) => self.v4.hosts.insert(addr, slot),
+            Key::V6Host(addr) => self.v6.hosts.insert(addr, slot),
+            Key::V4Net(addr, len) => self.v4.insert_net(addr, len, slot),
+            Key::V6Net(addr, len) => self.v6.insert_net(addr, len, slot),
+            Key::Name(key) => self.names.insert(key, offender, slot),
+        };
+        self.len += 1;
+        self.by_kind[kind_slot(offender)] += 1;
+        true
     }
 
     /// Removes the entry for this offender; returns whether it was present.
     pub fn remove(&mut self, offender: &Offender) -> bool {
         let removed = match Key::of(offender) {
-            Key::V4Host(addr) => self.v4.remove_host(addr),
-            Key::V6Host(addr) => self.v6.remove_host(addr),
+            Key::V4Host(addr) => self.v4.hosts.remove(&addr),
+            Key::V6Host(addr) => self.v6.hosts.remove(&addr),
             Key::V4Net(addr, len) => self.v4.remove_net(addr, len),
             Key::V6Net(addr, len) => self.v6.remove_net(addr, len),
             Key::Name(key) => self.names.remove(key),
         };
-        if removed {
-            self.len -= 1;
-            self.by_kind[kind_slot(offender)] -= 1;
+        let Some(slot) = removed else { return false };
+        self.rows.release(slot);
+        self.len -= 1;
+        self.by_kind[kind_slot(offender)] -= 1;
+        true
+    }
+
+    /// The slot of exactly this key, if it is listed.
+    fn slot(&self, key: &Key) -> Option<Slot> {
+        match *key {
+            Key::V4Host(addr) => self.v4.hosts.get(&addr).copied(),
+            Key::V6Host(addr) => self.v6.hosts.get(&addr).copied(),
+            Key::V4Net(addr, len) => self.v4.net(addr, len),
+            Key::V6Net(addr, len) => self.v6.net(addr, len),
+            Key::Name(key) => self.names.get(key),
         }
-        removed
+    }
+
+    /// The row of exactly this offender (no covering block or domain), if it is listed.
+    pub fn row(&self, offender: &Offender) -> Option<R> {
+        self.slot(&Key::of(offender)).and_then(|slot| self.rows.get(slot).cloned())
+    }
+
+    /// Calls `visit` with every entry of `kind` (one of [`KINDS`]) and its row, in no
+    /// particular order; an unknown kind visits nothing.
+    pub fn for_each_of_kind(&self, kind: &str, mut visit: impl FnMut(Offender, &R)) {
+        let mut visit_slot = |offender: Offender, slot: Slot| {
+            if let Some(row) = self.rows.get(slot) {
+                visit(offender, row);
+            }
+        };
+        match kind {
+            "ip" => {
+                self.v4.hosts.iter().for_each(|(addr, slot)| visit_slot(Offender::Ip(addr.ip()), *slot));
+                self.v6.hosts.iter().for_each(|(addr, slot)| visit_slot(Offender::Ip(addr.ip()), *slot));
+            }
+            "cidr" => {
+                self.v4.for_each_net(&mut visit_slot);
+                self.v6.for_each_net(&mut visit_slot);
+            }
+            "jid" | "domain" => {
+                let wanted = if kind == "jid" { NameKind::Jid } else { NameKind::Domain };
+                for (key, (offender, slot)) in &self.names.by_digest {
+                    if key.kind == wanted {
+                        visit_slot(offender.clone(), *slot);
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 
     /// The number of entries of each kind, as `(kind, count)` in [`KINDS`] order.
@@ -133,60 +212,67 @@ impl BlocklistIndex {
     /// The entry for exactly `ip` (if any), then every CIDR entry covering it, most specific first.
     ///
     /// An IPv4-mapped IPv6 address is looked up as its IPv4 address.
-    pub fn lookup_ip(&self, ip: IpAddr) -> Vec<(Offender, EntryId)> {
+    pub fn lookup_ip(&self, ip: IpAddr) -> Vec<(Offender, R)> {
         let mut found = Vec::new();
         match canonical_ip(ip) {
             IpAddr::V4(v4) => self.v4.collect(v4.to_bits(), u32::WIDTH, &mut found),
             IpAddr::V6(v6) => self.v6.collect(v6.to_bits(), u128::WIDTH, &mut found),
         }
-        found
+        self.rows.resolve(found)
     }
 
     /// The entries for exactly this block, then every CIDR entry containing it, most specific first.
     ///
     /// A single-address block (`/32`, `/128`) also finds the entry for that address, first,
     /// since both name the same set of addresses.
-    pub fn lookup_cidr(&self, cidr: &Cidr) -> Vec<(Offender, EntryId)> {
+    pub fn lookup_cidr(&self, cidr: &Cidr) -> Vec<(Offender, R)> {
         let mut found = Vec::new();
         match canonical_net(cidr.net()) {
             Net::V4(addr, len) => self.v4.collect(addr, len, &mut found),
             Net::V6(addr, len) => self.v6.collect(addr, len, &mut found),
         }
-        found
+        self.rows.resolve(found)
     }
 
     /// The JID's own entry, then its domain's entry: a listed domain covers every JID on it.
     ///
     /// Only the JID's exact domain counts, as in the xmppbl.org RTBL convention that Prosody and
     /// ejabberd follow; a listed parent domain does not cover its subdomains here.
-    pub fn lookup_jid(&self, jid: &BareJid) -> Vec<(Offender, EntryId)> {
+    pub fn lookup_jid(&self, jid: &BareJid) -> Vec<(Offender, R)> {
         let mut found = Vec::new();
         // Equal digests mean equal names, so the caller's values stand in for the stored ones.
-        if let Some(id) = self.names.get(NameKey::jid(jid)) {
-            found.push((Offender::Jid(jid.clone()), id));
+        if let Some(slot) = self.names.get(NameKey::jid(jid)) {
+            found.push((Offender::Jid(jid.clone()), slot));
         }
-        if let Some(id) = self.names.get(NameKey::domain(jid.domain())) {
-            found.push((Offender::Domain(jid.domain().clone()), id));
+        if let Some(slot) = self.names.get(NameKey::domain(jid.domain())) {
+            found.push((Offender::Domain(jid.domain().clone()), slot));
         }
-        found
+        self.rows.resolve(found)
     }
 
     /// The domain's own entry, if it is listed.
-    pub fn lookup_domain(&self, domain: &Domain) -> Vec<(Offender, EntryId)> {
-        self.names.get(NameKey::domain(domain)).map(|id| (Offender::Domain(domain.clone()), id)).into_iter().collect()
+    pub fn lookup_domain(&self, domain: &Domain) -> Vec<(Offender, R)> {
+        let found = self.names.get(NameKey::domain(domain)).map(|slot| (Offender::Domain(domain.clone()), slot));
+        self.rows.resolve(found.into_iter().collect())
     }
 
     /// Every listed JID and domain whose RTBL item id starts with `prefix`, as
-    /// `(item id, offender, entry id)`, sorted by item id.
+    /// `(item id, offender, row)`, sorted by item id.
     ///
     /// A client can check a JID while telling the server only the first 16 to 32 bits of its
     /// hash (which still lets a server that suspects particular JIDs test them).
     /// `prefix` must be 4 to 8 lowercase hex digits; anything else returns `None`.
     /// A JID and a domain with the same item id (a domain JID and that domain) are both
     /// returned, the JID first.
-    pub fn hashes_with_prefix(&self, prefix: &str) -> Option<Vec<(String, Offender, EntryId)>> {
+    pub fn hashes_with_prefix(&self, prefix: &str) -> Option<Vec<(String, Offender, R)>> {
         let prefix = HashPrefix::parse(prefix)?;
-        Some(self.names.with_prefix(&prefix))
+        let found = self.names.with_prefix(&prefix);
+        Some(
+            found
+                .into_iter()
+                .filter_map(|(id, offender, slot)| Some((id, offender, self.rows.get(slot)?.clone())))
+                .collect(),
+        )
     }
 
     /// An estimate of the heap memory the index holds, in bytes, from map capacities.
@@ -195,11 +281,55 @@ impl BlocklistIndex {
     /// the name strings rounded to glibc's chunk sizes; allocator slack beyond that is not
     /// counted. Benchmarks divide it by [`len`](Self::len).
     pub fn approx_heap_bytes(&self) -> usize {
-        self.v4.heap_bytes() + self.v6.heap_bytes() + self.names.heap_bytes()
+        self.v4.heap_bytes() + self.v6.heap_bytes() + self.names.heap_bytes() + self.rows.heap_bytes()
     }
 }
 
-impl fmt::Debug for BlocklistIndex {
+/// The rows, by slot; a removed entry's slot is reused by the next insert.
+#[derive(Clone)]
+struct Rows<R> {
+    rows: Vec<R>,
+    /// Slots no entry uses; what they hold is stale and never read.
+    free: Vec<Slot>,
+}
+
+impl<R: Clone> Rows<R> {
+    /// Stores a new row; `None` once every slot is taken.
+    fn add(&mut self, row: R) -> Option<Slot> {
+        if let Some(slot) = self.free.pop() {
+            self.set(slot, row);
+            return Some(slot);
+        }
+        let slot = Slot::try_from(self.rows.len()).ok()?;
+        self.rows.push(row);
+        Some(slot)
+    }
+
+    fn get(&self, slot: Slot) -> Option<&R> {
+        self.rows.get(usize::try_from(slot).ok()?)
+    }
+
+    fn set(&mut self, slot: Slot, row: R) {
+        if let Some(kept) = usize::try_from(slot).ok().and_then(|slot| self.rows.get_mut(slot)) {
+            *kept = row;
+        }
+    }
+
+    fn release(&mut self, slot: Slot) {
+        self.free.push(slot);
+    }
+
+    /// The found slots' rows.
+    fn resolve(&self, found: Vec<(Offender, Slot)>) -> Vec<(Offender, R)> {
+        found.into_iter().filter_map(|(offender, slot)| Some((offender, self.get(slot)?.clone()))).collect()
+    }
+
+    fn heap_bytes(&self) -> usize {
+        malloc_bytes(self.rows.capacity() * size_of::<R>()) + malloc_bytes(self.free.capacity() * size_of::<Slot>())
+    }
+}
+
+impl<R> fmt::Debug for BlocklistIndex<R> {
     /// Counts only: the entries themselves can number in the millions.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BlocklistIndex")
@@ -301,9 +431,9 @@ impl AddressBits for u128 {
 #[derive(Clone)]
 struct Family<A> {
     /// Single addresses.
-    hosts: HashMap<A, EntryId>,
+    hosts: HashMap<A, Slot>,
     /// Blocks, one map per prefix length (the index), keyed by the masked network address.
-    nets: Box<[HashMap<A, EntryId>]>,
+    nets: Box<[HashMap<A, Slot>]>,
     /// The lengths whose map is not empty, so lookups skip the others.
     lengths: PrefixLengths,
 }
@@ -320,31 +450,23 @@ impl<A: AddressBits> Default for Family<A> {
 }
 
 impl<A: AddressBits> Family<A> {
-    /// Returns true if the address was not listed before.
-    fn insert_host(&mut self, addr: A, id: EntryId) -> bool {
-        self.hosts.insert(addr, id).is_none()
+    /// The slot of exactly the block `addr/len`.
+    fn net(&self, addr: A, len: u8) -> Option<Slot> {
+        self.nets.get(usize::from(len))?.get(&addr.masked(len)).copied()
     }
 
-    fn remove_host(&mut self, addr: A) -> bool {
-        self.hosts.remove(&addr).is_some()
-    }
-
-    /// Returns true if the block was not listed before.
+    /// Adds a block.
     ///
     /// A length past the family's width cannot come from an `IpNet`, and is ignored.
-    fn insert_net(&mut self, addr: A, len: u8, id: EntryId) -> bool {
-        let Some(nets) = self.nets.get_mut(usize::from(len)) else {
-            return false;
-        };
+    fn insert_net(&mut self, addr: A, len: u8, slot: Slot) -> Option<Slot> {
+        let nets = self.nets.get_mut(usize::from(len))?;
         self.lengths.insert(len);
-        nets.insert(addr.masked(len), id).is_none()
+        nets.insert(addr.masked(len), slot)
     }
 
-    fn remove_net(&mut self, addr: A, len: u8) -> bool {
-        let Some(nets) = self.nets.get_mut(usize::from(len)) else {
-            return false;
-        };
-        let removed = nets.remove(&addr.masked(len)).is_some();
+    fn remove_net(&mut self, addr: A, len: u8) -> Option<Slot> {
+        let nets = self.nets.get_mut(usize::from(len))?;
+        let removed = nets.remove(&addr.masked(len));
         if nets.is_empty() {
             // Lookups stop probing this length, and its table's memory goes back to the allocator.
             *nets = HashMap::new();
@@ -355,27 +477,36 @@ impl<A: AddressBits> Family<A> {
 
     /// Pushes the entry for exactly the block `addr/len` (a single address at full width), then
     /// every listed block containing it, longest prefix first.
-    fn collect(&self, addr: A, len: u8, found: &mut Vec<(Offender, EntryId)>) {
+    fn collect(&self, addr: A, len: u8, found: &mut Vec<(Offender, Slot)>) {
         let addr = addr.masked(len);
         if len >= A::WIDTH
-            && let Some(&id) = self.hosts.get(&addr)
+            && let Some(&slot) = self.hosts.get(&addr)
         {
-            found.push((Offender::Ip(addr.ip()), id));
+            found.push((Offender::Ip(addr.ip()), slot));
         }
         for net_len in self.lengths.longest_first().filter(|&net_len| net_len <= len) {
             let network = addr.masked(net_len);
-            let Some(&id) = self.nets.get(usize::from(net_len)).and_then(|nets| nets.get(&network)) else {
-                continue;
-            };
+            let Some(slot) = self.net(network, net_len) else { continue };
             if let Ok(net) = IpNet::new(network.ip(), net_len) {
-                found.push((Offender::Cidr(Cidr::from_net(net)), id));
+                found.push((Offender::Cidr(Cidr::from_net(net)), slot));
+            }
+        }
+    }
+
+    /// Calls `visit` with every block and its slot.
+    fn for_each_net(&self, visit: &mut impl FnMut(Offender, Slot)) {
+        for net_len in self.lengths.longest_first() {
+            for (network, slot) in self.nets.get(usize::from(net_len)).into_iter().flatten() {
+                if let Ok(net) = IpNet::new(network.ip(), net_len) {
+                    visit(Offender::Cidr(Cidr::from_net(net)), *slot);
+                }
             }
         }
     }
 
     fn heap_bytes(&self) -> usize {
         hash_map_bytes(&self.hosts)
-            + size_of::<HashMap<A, EntryId>>() * self.nets.len()
+            + size_of::<HashMap<A, Slot>>() * self.nets.len()
             + self.nets.iter().map(hash_map_bytes).sum::<usize>()
     }
 }
@@ -463,63 +594,57 @@ impl NameKey {
 /// the hash-prefix query needs anyway. Two different names with one SHA-256 digest would need a
 /// collision, which no one can produce.
 ///
-/// The entry id is kept in both places (8 bytes more per name), so a prefix answer costs no
+/// The slot is kept in both places (4 bytes more per name), so a prefix answer costs no
 /// second lookup per result; `insert` and `remove` change both together.
 #[derive(Clone, Default)]
 struct Names {
-    /// JID digests to entry ids, for exact lookups.
-    jids: HashMap<[u8; 32], EntryId>,
-    /// Domain digests to entry ids, for exact lookups.
-    domains: HashMap<[u8; 32], EntryId>,
-    /// Every name with its entry id, in item-id order, for hash-prefix queries.
-    by_digest: BTreeMap<NameKey, (Offender, EntryId)>,
+    /// JID digests to slots, for exact lookups.
+    jids: HashMap<[u8; 32], Slot>,
+    /// Domain digests to slots, for exact lookups.
+    domains: HashMap<[u8; 32], Slot>,
+    /// Every name with its slot, in item-id order, for hash-prefix queries.
+    by_digest: BTreeMap<NameKey, (Offender, Slot)>,
 }
 
 impl Names {
-    fn ids(&self, kind: NameKind) -> &HashMap<[u8; 32], EntryId> {
+    fn ids(&self, kind: NameKind) -> &HashMap<[u8; 32], Slot> {
         match kind {
             NameKind::Jid => &self.jids,
             NameKind::Domain => &self.domains,
         }
     }
 
-    fn ids_mut(&mut self, kind: NameKind) -> &mut HashMap<[u8; 32], EntryId> {
+    fn ids_mut(&mut self, kind: NameKind) -> &mut HashMap<[u8; 32], Slot> {
         match kind {
             NameKind::Jid => &mut self.jids,
             NameKind::Domain => &mut self.domains,
         }
     }
 
-    fn get(&self, key: NameKey) -> Option<EntryId> {
+    fn get(&self, key: NameKey) -> Option<Slot> {
         self.ids(key.kind).get(&key.digest).copied()
     }
 
-    /// Returns true if the name was not listed before.
-    fn insert(&mut self, key: NameKey, offender: &Offender, id: EntryId) -> bool {
-        let added = self.ids_mut(key.kind).insert(key.digest, id).is_none();
-        if added {
-            self.by_digest.insert(key, (offender.clone(), id));
-        } else if let Some(listed) = self.by_digest.get_mut(&key) {
-            // Same digest, same name: only the id changes.
-            listed.1 = id;
-        }
-        added
+    /// Adds a name that is not listed yet.
+    fn insert(&mut self, key: NameKey, offender: &Offender, slot: Slot) -> Option<Slot> {
+        self.by_digest.insert(key, (offender.clone(), slot));
+        self.ids_mut(key.kind).insert(key.digest, slot)
     }
 
-    fn remove(&mut self, key: NameKey) -> bool {
-        let removed = self.ids_mut(key.kind).remove(&key.digest).is_some();
-        if removed {
+    fn remove(&mut self, key: NameKey) -> Option<Slot> {
+        let removed = self.ids_mut(key.kind).remove(&key.digest);
+        if removed.is_some() {
             self.by_digest.remove(&key);
         }
         removed
     }
 
-    fn with_prefix(&self, prefix: &HashPrefix) -> Vec<(String, Offender, EntryId)> {
+    fn with_prefix(&self, prefix: &HashPrefix) -> Vec<(String, Offender, Slot)> {
         let start = NameKey { digest: prefix.lowest_digest(), kind: NameKind::Jid };
         self.by_digest
             .range(start..)
             .take_while(|(key, _)| prefix.matches(&key.digest))
-            .map(|(key, (offender, id))| (hex::encode(key.digest), offender.clone(), *id))
+            .map(|(key, (offender, slot))| (hex::encode(key.digest), offender.clone(), *slot))
             .collect()
     }
 
@@ -748,6 +873,26 @@ mod tests {
     }
 
     #[test]
+    fn a_removed_entrys_slot_is_reused_and_rows_stay_with_their_offenders() {
+        let mut index = BlocklistIndex::new();
+        index.insert(&offender("192.0.2.1"), 1);
+        index.insert(&offender("10.0.0.0/8"), 2);
+        index.insert(&offender("bad.example"), 3);
+        assert!(index.remove(&offender("10.0.0.0/8")));
+        index.insert(&offender("user@bad.example"), 4);
+        assert_eq!(index.rows.rows.len(), 3, "the freed slot was reused");
+        assert_eq!(index.row(&offender("user@bad.example")), Some(4));
+        assert_eq!(index.row(&offender("192.0.2.1")), Some(1));
+        assert_eq!(index.row(&offender("10.0.0.0/8")), None);
+        index.insert(&offender("192.0.2.1"), 5);
+        assert_eq!(names(&index.lookup_ip(ip("192.0.2.1"))), ["192.0.2.1#5"]);
+        assert_eq!(
+            names(&index.lookup_jid(&BareJid::parse("user@bad.example").unwrap())),
+            ["user@bad.example#4", "bad.example#3"]
+        );
+    }
+
+    #[test]
     fn replacing_keeps_one_entry() {
         let mut index = BlocklistIndex::new();
         for (text, first, second) in
@@ -807,7 +952,7 @@ mod tests {
 
     #[test]
     fn hash_prefix_rejects_bad_prefixes() {
-        let index = BlocklistIndex::new();
+        let index: BlocklistIndex = BlocklistIndex::new();
         for bad in ["", "abc", "ABCD", "123456789", "abcg", "12 4", "+123", "ab\u{e9}d", "0x12"] {
             assert!(index.hashes_with_prefix(bad).is_none(), "{bad:?}");
         }
@@ -1076,6 +1221,21 @@ mod tests {
                 }
             }
             assert_eq!(index.len(), naive.0.len(), "step {step}");
+            if step % 250 == 0 {
+                // Every entry of each kind, with its row, and each by exact offender.
+                for kind in KINDS {
+                    let mut got = Vec::new();
+                    index.for_each_of_kind(kind, |offender, id| got.push((offender.to_string(), *id)));
+                    got.sort();
+                    let mut want: Vec<(String, EntryId)> =
+                        naive.0.iter().filter(|(o, _)| o.kind() == kind).map(|(o, id)| (o.to_string(), *id)).collect();
+                    want.sort();
+                    assert_eq!(got, want, "step {step}: every {kind}");
+                }
+                for (listed, id) in &naive.0 {
+                    assert_eq!(index.row(listed), Some(*id), "step {step}: {listed}");
+                }
+            }
         }
         assert!(multi_entry_answers > 300 && prefix_hits > 100, "{multi_entry_answers} {prefix_hits}");
         // The bitsets name exactly the lengths still in use.

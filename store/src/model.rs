@@ -263,6 +263,70 @@ pub struct EntryRecord {
     pub log_index: u64,
 }
 
+/// What memory keeps of one listed entry beside the lookup index: enough to publish it in
+/// every snapshot format and to explain it, without the database. 40 bytes; times are Unix
+/// seconds, as the database keeps them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listed {
+    /// Database id.
+    pub id: i64,
+    /// The audit leaf of its last change.
+    pub log_index: u64,
+    first_seen: i64,
+    /// [`Listed::NO_EXPIRY`] when it stays until removed.
+    expires: i64,
+    /// How many times it has been listed.
+    pub listings: u32,
+    /// What consumers should do.
+    pub action: ListAction,
+    /// Who put it on the list.
+    pub source: EntrySource,
+}
+
+impl Listed {
+    /// `expires` of an entry that stays until removed (no real expiry is this early).
+    const NO_EXPIRY: i64 = i64::MIN;
+
+    /// The row of an active entry.
+    pub fn new(
+        id: i64,
+        action: ListAction,
+        source: EntrySource,
+        first_seen: Timestamp,
+        expires: Option<Timestamp>,
+        listings: u32,
+        log_index: u64,
+    ) -> Self {
+        let expires = expires.map_or(Self::NO_EXPIRY, Timestamp::unix);
+        Self { id, log_index, first_seen: first_seen.unix(), expires, listings, action, source }
+    }
+
+    /// First time it was ever listed.
+    pub fn first_seen(&self) -> Timestamp {
+        // Made from a `Timestamp`, so always in range.
+        Timestamp::from_unix(self.first_seen).unwrap_or(Timestamp::UNIX_EPOCH)
+    }
+
+    /// When it drops off the list (`None`: until removed).
+    pub fn expires(&self) -> Option<Timestamp> {
+        if self.expires == Self::NO_EXPIRY { None } else { Timestamp::from_unix(self.expires) }
+    }
+}
+
+impl From<&EntryRecord> for Listed {
+    fn from(entry: &EntryRecord) -> Self {
+        Self::new(
+            entry.id,
+            entry.action,
+            entry.source,
+            entry.first_seen,
+            entry.expires_at,
+            entry.listings,
+            entry.log_index,
+        )
+    }
+}
+
 /// Why an entry is listed: one contributing incident.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct EntryReason {

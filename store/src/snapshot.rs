@@ -2,12 +2,16 @@
 //! gzipped once, signed (detached Ed25519 over the exact body bytes) and tied to the signed
 //! checkpoint of the log prefix it reflects.
 //!
-//! A snapshot and its checkpoint come from the same database read, so replaying log leaves
-//! `0..checkpoint.size` yields exactly the snapshot's entries; `ostracon verify` checks that.
+//! The read is of the ledger's memory, not the database: the listed rows, the tree size and
+//! the change feed's position are copied out under one read lock, which every commit takes
+//! to move them together, so replaying log leaves `0..checkpoint.size` yields exactly the
+//! snapshot's entries (`ostracon verify` checks that). The lock is held for the copy only;
+//! sorting, rendering, gzip and signing run on a blocking thread.
 
 use std::io::{Read as _, Write as _};
 
 use bytes::Bytes;
+use ostracon_protocol::keys::NodeKey;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
@@ -16,14 +20,9 @@ use ostracon_protocol::ids::{KeyId, Offender};
 use ostracon_protocol::log::checkpoint::SignedCheckpoint;
 use ostracon_protocol::time::Timestamp;
 use serde::Serialize;
-use sqlx::Row as _;
 
-use crate::db::Dialect;
 use crate::ledger::Ledger;
-use futures_util::TryStreamExt as _;
-
-use crate::model::{EntryRecord, ListAction, ListKind};
-use crate::queries::{ENTRY_COLUMNS, entry_from_row};
+use crate::model::{ListAction, ListKind, Listed};
 use crate::{Result, StoreError};
 
 /// A snapshot format.
@@ -134,6 +133,14 @@ impl Actions {
             Self::Only(action) => Some(action.as_str()),
         }
     }
+
+    /// Whether a snapshot with these actions carries an entry with `action`.
+    pub fn carry(self, action: ListAction) -> bool {
+        match self {
+            Self::All => true,
+            Self::Only(only) => only == action,
+        }
+    }
 }
 
 /// One rendered, signed snapshot.
@@ -180,7 +187,7 @@ impl Snapshot {
 /// The JSON form of one entry.
 #[derive(Serialize)]
 struct JsonEntry<'a> {
-    value: String,
+    value: &'a str,
     kind: &'a str,
     action: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -209,19 +216,19 @@ struct JsonCheckpoint<'a> {
     root: String,
 }
 
-fn json_entry(entry: &EntryRecord) -> JsonEntry<'_> {
+fn json_entry<'a>(offender: &'a Offender, value: &'a str, row: &Listed) -> JsonEntry<'a> {
     JsonEntry {
-        value: entry.offender.to_string(),
-        kind: entry.offender.kind(),
-        action: entry.action.as_str(),
-        expires: entry.expires_at,
-        first_seen: entry.first_seen,
-        log_index: entry.log_index,
+        value,
+        kind: offender.kind(),
+        action: row.action.as_str(),
+        expires: row.expires(),
+        first_seen: row.first_seen(),
+        log_index: row.log_index,
     }
 }
 
-/// A snapshot body written entry by entry as the rows stream in, so a build never holds the
-/// list as objects: only the body, and for the firewall formats the address blocks.
+/// A snapshot body written entry by entry, in list order: the body, and for the firewall
+/// formats the address blocks.
 struct BodyWriter {
     format: Format,
     body: Vec<u8>,
@@ -239,36 +246,40 @@ impl BodyWriter {
         Self { format, body, written: 0, v4: Vec::new(), v6: Vec::new() }
     }
 
-    fn push(&mut self, entry: &EntryRecord) -> Result<()> {
+    /// Writes one entry; `value` is the offender as text.
+    fn push(&mut self, offender: &Offender, value: &str, row: &Listed) -> Result<()> {
+        use std::fmt::Write as _;
         let body = &mut self.body;
         match self.format {
             Format::Json => {
                 if self.written > 0 {
                     body.push(b',');
                 }
-                serde_json::to_writer(&mut *body, &json_entry(entry)).map_err(json_error)?;
+                serde_json::to_writer(&mut *body, &json_entry(offender, value, row)).map_err(json_error)?;
             }
             Format::Txt => {
-                body.extend_from_slice(entry.offender.to_string().as_bytes());
+                body.extend_from_slice(value.as_bytes());
                 body.push(b'\n');
             }
             Format::Ndjson => {
-                serde_json::to_writer(&mut *body, &json_entry(entry)).map_err(json_error)?;
+                serde_json::to_writer(&mut *body, &json_entry(offender, value, row)).map_err(json_error)?;
                 body.push(b'\n');
             }
             Format::Csv => {
-                let expires = entry.expires_at.map(|t| t.to_string()).unwrap_or_default();
-                let line = format!(
-                    "{},{},{},{expires},{},{}\n",
-                    csv_field(&entry.offender.to_string()),
-                    entry.offender.kind(),
-                    entry.action,
-                    entry.first_seen,
-                    entry.log_index
+                let mut line = String::with_capacity(value.len() + 64);
+                let expires = row.expires().map(|t| t.to_string()).unwrap_or_default();
+                let _ = writeln!(
+                    line,
+                    "{},{},{},{expires},{},{}",
+                    csv_field(value),
+                    offender.kind(),
+                    row.action,
+                    row.first_seen(),
+                    row.log_index
                 );
                 body.extend_from_slice(line.as_bytes());
             }
-            Format::Nft | Format::Ipset => match &entry.offender {
+            Format::Nft | Format::Ipset => match offender {
                 Offender::Ip(ip) => self.push_net(IpNet::from(*ip)),
                 Offender::Cidr(cidr) => self.push_net(cidr.net()),
                 _ => {}
@@ -401,7 +412,7 @@ fn gzip(body: &[u8]) -> Result<Vec<u8>> {
 }
 
 impl Ledger {
-    /// Builds a snapshot of `list` in `format` from one consistent read.
+    /// Builds a snapshot of `list` in `format` from one consistent read of memory.
     pub async fn build_snapshot(
         &self,
         list: ListKind,
@@ -409,74 +420,114 @@ impl Ledger {
         actions: Actions,
         now: Timestamp,
     ) -> Result<Snapshot> {
-        let store = self.store();
-        let mut tx = store.pool().begin().await?;
-        if store.dialect() == Dialect::Postgres {
-            // One snapshot of the database for every statement below.
-            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;
-        }
-        let size: i64 = sqlx::query("SELECT COUNT(*) AS n FROM audit_log").fetch_one(&mut *tx).await?.try_get("n")?;
-        let cursor: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS s FROM list_changes")
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("s")?;
-        let kinds = list.entry_kinds();
-        // Byte order on both dialects, so the same list has the same bytes, ETag and signature
-        // whatever the PostgreSQL collation is.
-        let collate = match store.dialect() {
-            Dialect::Postgres => " COLLATE \"C\"",
-            Dialect::Sqlite => "",
-        };
-        let sql = format!(
-            "SELECT {ENTRY_COLUMNS} FROM entries WHERE active = 1 AND (kind = $1 OR kind = $2) \
-             AND ($3 IS NULL OR action = $3) ORDER BY kind{collate}, value{collate}"
-        );
-        // Rows are rendered as they stream in: the list is never held as rows or records.
-        let mut writer = BodyWriter::new(format);
-        {
-            let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(kinds[0])
-                .bind(kinds.get(1).copied().unwrap_or(kinds[0]))
-                .bind(actions.only())
-                .fetch(&mut *tx);
-            while let Some(row) = rows.try_next().await? {
-                writer.push(&entry_from_row(&row)?)?;
-            }
-        }
-        tx.commit().await?;
-        let entries = writer.written;
-        let size = u64::try_from(size).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let cursor = cursor.max(store_pruned(self).await?);
-        let checkpoint = self.checkpoint_for_size(size).await?;
-        let meta = JsonMeta {
-            list: list.as_str(),
-            generated_at: now,
-            cursor,
-            entries,
-            action: actions.only(),
-            checkpoint: JsonCheckpoint {
-                origin: &checkpoint.checkpoint().origin,
-                size,
-                root: base64_root(&checkpoint.checkpoint().root),
-            },
-        };
-        let body = writer.finish(&meta)?;
+        let listed = self.listed(list.entry_kinds(), |row| actions.carry(row.action));
+        let cursor = listed.change_seq.max(store_pruned(self).await?);
+        let checkpoint = self.checkpoint_for_size(listed.tree_size).await?;
         let key = self.signing_key();
-        let digest = <sha2::Sha256 as sha2::Digest>::digest(&body);
-        Ok(Snapshot {
-            list,
-            format,
-            actions,
-            gzip: Bytes::from(gzip(&body)?),
-            body_len: body.len(),
-            etag: format!("\"{}\"", hex::encode(&digest[..16])),
-            signature: key.sign(&body),
-            key_id: key.key_id(),
-            checkpoint,
-            cursor,
-            entries,
-            generated_at: now,
-        })
+        tokio::task::spawn_blocking(move || render(listed.rows, list, format, actions, now, cursor, checkpoint, key))
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("snapshot build: {e}")))?
+    }
+}
+
+/// The entries of a snapshot with where the log and the change feed stood when they were read.
+pub(crate) struct ListedAt {
+    /// Every entry the snapshot carries, in no order.
+    pub rows: Vec<(Offender, Listed)>,
+    /// The log's size.
+    pub tree_size: u64,
+    /// The change feed's last sequence number.
+    pub change_seq: i64,
+}
+
+/// Sorts, renders, gzips and signs.
+#[allow(clippy::too_many_arguments)] // One call site; a struct would only rename these.
+fn render(
+    rows: Vec<(Offender, Listed)>,
+    list: ListKind,
+    format: Format,
+    actions: Actions,
+    now: Timestamp,
+    cursor: i64,
+    checkpoint: SignedCheckpoint,
+    key: NodeKey,
+) -> Result<Snapshot> {
+    let values = ListOrder::of(&rows);
+    let mut writer = BodyWriter::new(format);
+    for (position, value) in values.in_order() {
+        if let Some((offender, row)) = rows.get(position) {
+            writer.push(offender, value, row)?;
+        }
+    }
+    drop(values);
+    drop(rows);
+    let entries = writer.written;
+    let meta = JsonMeta {
+        list: list.as_str(),
+        generated_at: now,
+        cursor,
+        entries,
+        action: actions.only(),
+        checkpoint: JsonCheckpoint {
+            origin: &checkpoint.checkpoint().origin,
+            size: checkpoint.checkpoint().size,
+            root: base64_root(&checkpoint.checkpoint().root),
+        },
+    };
+    let body = writer.finish(&meta)?;
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(&body);
+    Ok(Snapshot {
+        list,
+        format,
+        actions,
+        gzip: Bytes::from(gzip(&body)?),
+        body_len: body.len(),
+        etag: format!("\"{}\"", hex::encode(&digest[..16])),
+        signature: key.sign(&body),
+        key_id: key.key_id(),
+        checkpoint,
+        cursor,
+        entries,
+        generated_at: now,
+    })
+}
+
+/// The order of a published list: by kind, then by value, both compared as bytes, so the same
+/// list has the same bytes, ETag and signature on every node and backend.
+///
+/// Values are written once into one buffer; sorting compares a 16-byte big-endian prefix of
+/// each (a whole IPv4 address) and reads the text only on a tie, so the sort does not chase
+/// a pointer per comparison. No value holds a NUL byte (PRECIS refuses control characters),
+/// so the zero padding of a short value sorts it before a longer one it begins.
+struct ListOrder {
+    text: String,
+    /// `(kind, prefix, start, end, position in the rows)`, sorted.
+    keys: Vec<(&'static str, u128, usize, usize, usize)>,
+}
+
+impl ListOrder {
+    fn of(rows: &[(Offender, Listed)]) -> Self {
+        use std::fmt::Write as _;
+        let mut text = String::with_capacity(rows.len() * 16);
+        let mut keys = Vec::with_capacity(rows.len());
+        for (position, (offender, _)) in rows.iter().enumerate() {
+            let start = text.len();
+            let _ = write!(text, "{offender}");
+            let value = text.get(start..).unwrap_or_default().as_bytes();
+            let mut prefix = [0_u8; 16];
+            let shared = value.len().min(16);
+            prefix[..shared].copy_from_slice(&value[..shared]);
+            keys.push((offender.kind(), u128::from_be_bytes(prefix), start, text.len(), position));
+        }
+        keys.sort_unstable_by(|a, b| {
+            (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| text.get(a.2..a.3).cmp(&text.get(b.2..b.3)))
+        });
+        Self { text, keys }
+    }
+
+    /// Each row's position with its value, in list order.
+    fn in_order(&self) -> impl Iterator<Item = (usize, &str)> {
+        self.keys.iter().map(|&(_, _, start, end, position)| (position, self.text.get(start..end).unwrap_or_default()))
     }
 }
 

@@ -9,7 +9,7 @@ use ostracon_protocol::log::record::{AuditRecord, ListState};
 use ostracon_protocol::log::seal::LogLeaf;
 use ostracon_protocol::time::Timestamp;
 use ostracon_store::ledger::{Ledger, LedgerConfig, RemoteIncident};
-use ostracon_store::model::{ChangeOp, Decision, IncidentOrigin, ListAction, ListKind, Scope, Verb};
+use ostracon_store::model::{ChangeOp, Decision, EntryRecord, IncidentOrigin, ListAction, ListKind, Scope, Verb};
 use ostracon_store::policy::ListingPolicy;
 use ostracon_store::snapshot::{Actions, Format};
 use ostracon_store::traits::{AuditLogStore, BlocklistStore, IncidentFilter, IncidentStore, TokenStore};
@@ -59,6 +59,7 @@ ostracon_store::battery!(
     a_bouncer_pulls_the_whole_list_then_changes_and_daily_refreshes_from_its_own_position,
     the_history_walks_list_sizes_back_day_by_day_and_counts_decisions,
     a_commit_drops_the_explanations_of_the_entries_it_changed_and_only_those,
+    snapshots_read_from_memory_match_the_database_after_every_kind_of_change,
 );
 
 const NODE: &str = "incidents.ops.example";
@@ -376,6 +377,96 @@ async fn snapshots_are_signed_consistent_and_in_every_format(backend: Backend) {
     let jids =
         ledger.build_snapshot(ListKind::Jid, Format::Txt, Actions::default_for(Format::Txt), ts(5)).await.unwrap();
     assert_eq!(String::from_utf8(jids.body().unwrap()).unwrap(), "bot@bad.example\n");
+}
+
+/// Snapshots are built from the rows the ledger keeps in memory: after new entries, a second
+/// report on a live entry (a stronger action, a later expiry), delistings, a relisting and an
+/// expiry, they must say what the database says, in the database's byte order, and what a
+/// ledger rebuilt from the database says.
+async fn snapshots_read_from_memory_match_the_database_after_every_kind_of_change(backend: Backend) {
+    let ledger = ledger(&backend).await;
+    // Numeric and byte order differ ("10.0.0.10" < "10.0.0.2" < "9.0.0.1"); long names share
+    // more than the 16 bytes the sort compares first; CIDRs sort before IPs ("cidr" < "ip").
+    let long = "averyveryverylonglocalpart";
+    let first = [
+        "10.0.0.2",
+        "9.0.0.1",
+        "10.0.0.10",
+        "2001:db8::1",
+        "2001:db8:ffff:ffff::1",
+        "198.51.100.0/24",
+        "10.0.0.0/8",
+        "2001:db8::/32",
+    ];
+    let jids = [format!("{long}2@bad.example"), format!("{long}1@bad.example"), "bot@bad.example".to_owned()];
+    let mut offenders: Vec<&str> = first.to_vec();
+    offenders.extend(jids.iter().map(String::as_str));
+    offenders.push("spam.example");
+    let mut watch = incident(1, &offenders, ts(0));
+    watch.action = Some(Action::Investigate);
+    ledger.submit_local(&watch, false, ts(0)).await.unwrap();
+    // A second report on live entries, with a stronger action and a longer expiry.
+    let mut stronger = incident(2, &["10.0.0.2", "bot@bad.example", "2001:db8::/32"], ts(10));
+    stronger.severity = Severity::High;
+    ledger.submit_local(&stronger, false, ts(10)).await.unwrap();
+    ledger.deny(&offender("203.0.113.9"), ListAction::Quarantine, None, ts(20)).await.unwrap();
+    ledger.undeny(&offender("9.0.0.1"), ts(30)).await.unwrap();
+    // Relisted: a new listing of an entry that has a row already.
+    ledger.submit_local(&incident(3, &["9.0.0.1"], ts(40)), false, ts(40)).await.unwrap();
+    ledger.submit_local(&incident(4, &["192.0.2.200"], ts(45)), false, ts(45)).await.unwrap();
+    ledger.retract(&incident(4, &[], ts(45)).id, ts(50)).await.unwrap();
+    ledger.deny(&offender("198.18.0.1"), ListAction::Block, Some(ts(150)), ts(55)).await.unwrap();
+    assert_eq!(ledger.expire(ts(200)).await.unwrap(), 1);
+    let more = format!("{long}3@bad.example");
+    ledger.submit_local(&incident(5, &["192.0.2.201", "2001:db8::2", &more], ts(300)), false, ts(300)).await.unwrap();
+
+    let active = backend.store.active_entries().await.unwrap();
+    assert!(active.len() >= 4, "{active:?}");
+    for list in [ListKind::Ip, ListKind::Jid, ListKind::Domain] {
+        let mut want: Vec<&EntryRecord> =
+            active.iter().filter(|e| list.entry_kinds().contains(&e.offender.kind())).collect();
+        want.sort_by_key(|e| (e.offender.kind(), e.offender.to_string()));
+        let want: String = want
+            .iter()
+            .map(|e| {
+                let expires = e.expires_at.map(|t| t.to_string()).unwrap_or_default();
+                format!(
+                    "{},{},{},{expires},{},{}\n",
+                    e.offender,
+                    e.offender.kind(),
+                    e.action,
+                    e.first_seen,
+                    e.log_index
+                )
+            })
+            .collect();
+        let snapshot = ledger.build_snapshot(list, Format::Csv, Actions::All, ts(400)).await.unwrap();
+        let body = String::from_utf8(snapshot.body().unwrap()).unwrap();
+        assert_eq!(
+            body.strip_prefix("value,kind,action,expires,first_seen,log_index\n"),
+            Some(want.as_str()),
+            "{list:?}"
+        );
+        assert_eq!(snapshot.cursor, backend.store.last_change_seq().await.unwrap());
+        assert_eq!(snapshot.checkpoint.checkpoint().size, ledger.log_size());
+        let reopened = Ledger::open(backend.store.clone(), key(), config()).await.unwrap();
+        let rebuilt = reopened.build_snapshot(list, Format::Csv, Actions::All, ts(400)).await.unwrap();
+        assert_eq!(rebuilt.body().unwrap(), snapshot.body().unwrap(), "{list:?}");
+    }
+    let ips = ledger.build_snapshot(ListKind::Ip, Format::Txt, Actions::All, ts(400)).await.unwrap();
+    assert_eq!(
+        String::from_utf8(ips.body().unwrap()).unwrap(),
+        "10.0.0.0/8\n198.51.100.0/24\n2001:db8::/32\n\
+         10.0.0.10\n10.0.0.2\n192.0.2.201\n2001:db8::1\n2001:db8::2\n2001:db8:ffff:ffff::1\n203.0.113.9\n9.0.0.1\n"
+    );
+    let blocked =
+        ledger.build_snapshot(ListKind::Ip, Format::Txt, Actions::default_for(Format::Txt), ts(400)).await.unwrap();
+    assert!(!String::from_utf8(blocked.body().unwrap()).unwrap().contains("203.0.113.9"), "a quarantine entry");
+    let jids = ledger.build_snapshot(ListKind::Jid, Format::Txt, Actions::All, ts(400)).await.unwrap();
+    assert_eq!(
+        String::from_utf8(jids.body().unwrap()).unwrap(),
+        format!("{long}1@bad.example\n{long}2@bad.example\n{long}3@bad.example\nbot@bad.example\n")
+    );
 }
 
 async fn change_feed_pages_and_prunes_behind_a_horizon(backend: Backend) {
@@ -1473,7 +1564,7 @@ async fn rtbl_subscriptions_are_idempotent_capped_and_nodes_publish_only_block_e
 async fn a_bouncer_pulls_the_whole_list_then_changes_and_daily_refreshes_from_its_own_position(backend: Backend) {
     let ledger = ledger(&backend).await;
     let bouncer = backend.store.create_token("fw", Scope::Bouncer, &[3; 32], ts(0)).await.unwrap();
-    let values = |entries: &[ostracon_store::model::EntryRecord]| {
+    let values = |entries: &[EntryRecord]| {
         let mut values: Vec<String> = entries.iter().map(|e| e.offender.to_string()).collect();
         values.sort();
         values
@@ -1549,7 +1640,7 @@ async fn the_history_walks_list_sizes_back_day_by_day_and_counts_decisions(backe
 async fn a_commit_drops_the_explanations_of_the_entries_it_changed_and_only_those(backend: Backend) {
     let ledger = ledger(&backend).await;
     let cache = ledger.explanations();
-    let id_of = |value: &str| ledger.with_index(|index| index.lookup_ip(value.parse().unwrap()))[0].1;
+    let id_of = |value: &str| ledger.with_index(|index| index.lookup_ip(value.parse().unwrap()))[0].1.id;
     ledger.submit_local(&incident(1, &["192.0.2.1"], ts(0)), false, ts(0)).await.unwrap();
     ledger.deny(&offender("192.0.2.2"), ListAction::Block, None, ts(0)).await.unwrap();
     let (first, second) = (id_of("192.0.2.1"), id_of("192.0.2.2"));

@@ -450,7 +450,9 @@ async fn follow_lists(
                 let entry = store.entry(&change.offender).await?;
                 let mut index = listed.write().unwrap_or_else(std::sync::PoisonError::into_inner);
                 match entry.filter(|entry| served(entry, domains, now)) {
-                    Some(entry) => index.insert(&entry.offender, entry.id),
+                    Some(entry) => {
+                        index.insert(&entry.offender, entry.id);
+                    }
                     None => {
                         index.remove(&change.offender);
                     }

@@ -6,7 +6,6 @@ use ostracon_protocol::xml::errors::StanzaError;
 use ostracon_protocol::xml::reputation::Score;
 use ostracon_store::model::ListAction;
 use ostracon_store::reputation;
-use ostracon_store::traits::BlocklistStore as _;
 
 use super::node::{XmppNode, service_unavailable};
 
@@ -23,9 +22,7 @@ impl XmppNode {
             Offender::Domain(domain) => index.lookup_domain(domain),
             _ => Vec::new(),
         });
-        let ids: Vec<i64> = matches.iter().map(|(_, id)| *id).collect();
-        let entries = self.ledger.store().entries_by_id(&ids).await.map_err(|_| service_unavailable())?;
-        let strongest = entries.iter().filter(|e| e.active).map(|e| e.action).min();
+        let strongest = matches.iter().map(|(_, row)| row.action).min();
         let listed = strongest.map(|action| match action {
             ListAction::Block => -100,
             ListAction::Quarantine => -50,

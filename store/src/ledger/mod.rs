@@ -4,8 +4,9 @@
 //! expiry) is one database transaction that writes the incident row, the entry rows and
 //! their reasons, the change-feed rows, the audit leaves and the outbox rows together.
 //! Only after the commit does the ledger update what it keeps in memory: the lookup
-//! [`BlocklistIndex`], the Merkle tree over the audit leaves, and the allow set. A crash
-//! between the two loses nothing: memory is rebuilt from the database at start-up.
+//! [`BlocklistIndex`] with each listed entry's row, the Merkle tree over the audit leaves,
+//! the change feed's position, and the allow set. A crash between the two loses nothing:
+//! memory is rebuilt from the database at start-up.
 //!
 //! **Invariant:** leaf `n` in the database is leaf `n` of the in-memory tree. Writers are
 //! serialised by one async mutex, so leaf indexes are assigned without gaps or races.
@@ -42,7 +43,7 @@ use crate::db::Dialect;
 use crate::facts::FactKind;
 use crate::index::BlocklistIndex;
 use crate::model::{
-    ChangeOp, Decision, EntryRecord, EntrySource, IncidentOrigin, IncidentRecord, ListAction, OutboxJob, Verb,
+    ChangeOp, Decision, EntryRecord, EntrySource, IncidentOrigin, IncidentRecord, ListAction, Listed, OutboxJob, Verb,
     offender_from_row,
 };
 use crate::policy::ListingPolicy;
@@ -107,8 +108,11 @@ pub struct RemoteIncident<'a> {
 
 /// What the in-memory state holds.
 struct Memory {
-    index: BlocklistIndex,
+    /// Every listed entry with what snapshots and lookups need of its row.
+    index: BlocklistIndex<Listed>,
     tree: MerkleTree,
+    /// The change feed's last sequence number: where a snapshot of this state continues from.
+    change_seq: i64,
     allow: allow::AllowList,
     /// Bumped by every commit that changed a published list (snapshot caches key on it).
     list_version: u64,
@@ -129,7 +133,7 @@ pub struct Applied {
 
 /// A change to apply to memory after commit.
 enum MemoryOp {
-    Index(Offender, i64),
+    Index(Offender, Listed),
     Unindex(Offender),
     Allow(Offender),
     Disallow(Offender),
@@ -292,6 +296,7 @@ impl Batch {
             source: EntrySource,
             log_index: u64,
             existing: Option<(i64, bool)>,
+            first_seen: Timestamp,
             reason: Option<(IncidentId, BareJid, i64)>,
         }
         let mut planned = Vec::with_capacity(chunk.len());
@@ -349,6 +354,7 @@ impl Batch {
                 source,
                 log_index,
                 existing: entry.map(|e| (e.id, e.active)),
+                first_seen: entry.map_or(self.now, |e| e.first_seen),
                 reason: listing.reason.map(|(id, reporter, weight)| (id.clone(), reporter.clone(), weight)),
             });
         }
@@ -458,11 +464,9 @@ impl Batch {
         }
         self.ops.extend(ids.values().map(|id| MemoryOp::Explained(*id)));
         for p in planned {
-            if p.existing.is_none_or(|(_, active)| !active) {
-                let id =
-                    *ids.get(&p.offender).ok_or_else(|| StoreError::Corrupt(format!("no id for {}", p.offender)))?;
-                self.ops.push(MemoryOp::Index(p.offender.clone(), id));
-            }
+            let id = *ids.get(&p.offender).ok_or_else(|| StoreError::Corrupt(format!("no id for {}", p.offender)))?;
+            let row = Listed::new(id, p.action, p.source, p.first_seen, p.expires, p.listing_number, p.log_index);
+            self.ops.push(MemoryOp::Index(p.offender.clone(), row));
             self.applied.listed.push(p.offender);
         }
         self.after_listing(chunk, &ids, &held, config).await
@@ -530,19 +534,21 @@ impl Ledger {
         }
         drop(leaves);
         let mut index = BlocklistIndex::new();
-        let mut entries = sqlx::query("SELECT id, kind, value FROM entries WHERE active = 1").fetch(store.pool());
+        let sql = format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE active = 1");
+        let mut entries = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(store.pool());
         while let Some(row) = entries.try_next().await? {
-            let offender = offender_from_row(&row.try_get::<String, _>("kind")?, &row.try_get::<String, _>("value")?)?;
-            index.insert(&offender, row.try_get("id")?);
+            let entry = entry_from_row(&row)?;
+            index.insert(&entry.offender, Listed::from(&entry));
         }
         drop(entries);
+        let change_seq = last_change_seq(store.pool()).await?;
         let allow = store.allow_entries().await?.into_iter().map(|a| a.offender).collect();
         Ok(Self {
             store,
             keys: RwLock::new(keys::SigningKeys::new(key)),
             config,
             writer: tokio::sync::Mutex::new(()),
-            memory: RwLock::new(Memory { index, tree, allow, list_version: 0 }),
+            memory: RwLock::new(Memory { index, tree, change_seq, allow, list_version: 0 }),
             checkpoint: Mutex::new(None),
             outbox_queued: tokio::sync::Notify::new(),
             list_changed: tokio::sync::watch::Sender::new(0),
@@ -639,7 +645,9 @@ impl Ledger {
         if !batch.touched.is_empty() {
             self.rescore_touched(&mut batch).await?;
         }
-        let Batch { tx, leaves, ops, applied, list_changed, outbox_queued, peers_changed, .. } = batch;
+        let Batch { mut tx, leaves, ops, applied, list_changed, outbox_queued, peers_changed, .. } = batch;
+        // Writers are serialised, so the feed's last row now is this commit's last.
+        let change_seq = if list_changed { Some(last_change_seq(&mut *tx).await?) } else { None };
         tx.commit().await?;
         if peers_changed {
             self.peers_version.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
@@ -651,7 +659,8 @@ impl Ledger {
         for hash in leaves {
             memory.tree.push(hash);
         }
-        if list_changed {
+        if let Some(seq) = change_seq {
+            memory.change_seq = seq;
             memory.list_version += 1;
         }
         let mut explained = Vec::new();
@@ -660,7 +669,9 @@ impl Ledger {
             match op {
                 MemoryOp::Explained(id) => explained.push(id),
                 MemoryOp::AllExplained => all_explained = true,
-                MemoryOp::Index(offender, id) => memory.index.insert(&offender, id),
+                MemoryOp::Index(offender, row) => {
+                    memory.index.insert(&offender, row);
+                }
                 MemoryOp::Unindex(offender) => {
                     memory.index.remove(&offender);
                 }
@@ -1244,8 +1255,23 @@ impl Ledger {
     }
 
     /// Runs `f` on the lookup index (read lock held only for the call).
-    pub fn with_index<T>(&self, f: impl FnOnce(&BlocklistIndex) -> T) -> T {
+    pub fn with_index<T>(&self, f: impl FnOnce(&BlocklistIndex<Listed>) -> T) -> T {
         f(&self.read_memory().index)
+    }
+
+    /// The listed entries of `kinds` that `keep` accepts, with the log's size and the change
+    /// feed's position, from one read lock: every commit moves the three together.
+    pub(crate) fn listed(&self, kinds: &[&str], keep: impl Fn(&Listed) -> bool) -> crate::snapshot::ListedAt {
+        let memory = self.read_memory();
+        let mut rows = Vec::new();
+        for kind in kinds {
+            memory.index.for_each_of_kind(kind, |offender, row| {
+                if keep(row) {
+                    rows.push((offender, *row));
+                }
+            });
+        }
+        crate::snapshot::ListedAt { rows, tree_size: memory.tree.len(), change_seq: memory.change_seq }
     }
 
     /// Changes after every commit that changed a list (its change-feed rows are readable
@@ -1372,6 +1398,11 @@ async fn retract_in(batch: &mut Batch, mut incident: Incident, config: &LedgerCo
 ///
 /// SQLite gets anonymous `?`: the driver resolves each numbered parameter by name, a linear
 /// scan per parameter, which made a 5,000-parameter statement spend most of its time there.
+/// The change feed's last sequence number (0 for an empty feed).
+async fn last_change_seq<'c>(executor: impl sqlx::Executor<'c, Database = Any>) -> Result<i64> {
+    Ok(sqlx::query("SELECT COALESCE(MAX(seq), 0) AS s FROM list_changes").fetch_one(executor).await?.try_get("s")?)
+}
+
 fn push_placeholders(sql: &mut String, dialect: Dialect, rows: usize, columns: usize, first: usize) {
     use std::fmt::Write as _;
     for row in 0..rows {

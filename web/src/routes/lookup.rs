@@ -17,8 +17,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse as _, Response};
 use ostracon_protocol::ids::{BareJid, Cidr, Domain, Offender, parse_ip};
 use ostracon_store::StoreError;
-use ostracon_store::index::EntryId;
-use ostracon_store::model::{EntryReason, EntrySource};
+use ostracon_store::model::{EntryReason, EntrySource, Listed};
 use ostracon_store::reputation::{self, ReputationParams};
 use ostracon_store::traits::BlocklistStore as _;
 use serde_json::{Value, json};
@@ -81,7 +80,7 @@ async fn answer(state: &AppState, kind: &str, value: &str, operator: bool) -> Re
         return Err(ApiError::invalid("invalid_value", "value is too long"));
     }
     let invalid = |e: ostracon_protocol::Error| ApiError::invalid("invalid_value", e.to_string());
-    let (query, matches): (Offender, Vec<(Offender, EntryId)>) = match kind {
+    let (query, matches): (Offender, Vec<(Offender, Listed)>) = match kind {
         "ip" => {
             let ip = parse_ip(value).map_err(invalid)?;
             (Offender::Ip(ip), state.ledger().with_index(|index| index.lookup_ip(ip)))
@@ -109,8 +108,8 @@ async fn answer(state: &AppState, kind: &str, value: &str, operator: bool) -> Re
     };
     let allowed_by = state.ledger().allowed_by(&query);
     let mut explained = Vec::with_capacity(matches.len());
-    for (offender, id) in &matches {
-        if let Some(text) = explanation(state, offender, *id).await? {
+    for (offender, row) in &matches {
+        if let Some(text) = explanation(state, offender, row).await? {
             explained.push(text);
         }
     }
@@ -129,18 +128,17 @@ async fn answer(state: &AppState, kind: &str, value: &str, operator: bool) -> Re
     Ok(answer)
 }
 
-/// One listed entry explained, as JSON text: from the ledger's cache, or read and rendered
-/// and offered to it. A reputation entry is rendered each time (its score moves with time).
-/// `None` if the entry left the list between the index read and this one.
-async fn explanation(state: &AppState, offender: &Offender, id: EntryId) -> Result<Option<Arc<str>>, ApiError> {
+/// One listed entry explained, as JSON text: from the ledger's cache, or rendered from the
+/// index's row and the entry's reasons and offered to it. A reputation entry is rendered each
+/// time (its score moves with time). `None` if the domain behind a reputation entry is gone.
+async fn explanation(state: &AppState, offender: &Offender, entry: &Listed) -> Result<Option<Arc<str>>, ApiError> {
     let cache = state.ledger().explanations();
-    if let Some(text) = cache.get(id) {
+    if let Some(text) = cache.get(entry.id) {
         return Ok(Some(text));
     }
     let epoch = cache.epoch();
     let store = state.ledger().store();
     let params = &state.ledger().config().reputation;
-    let Some(entry) = store.entries_by_id(&[id]).await?.into_iter().next() else { return Ok(None) };
     let why = match entry.source {
         // The operator's own entry needs no quorum.
         EntrySource::Operator => json!({ "source": entry.source, "reasons": [], "threshold": 0.0 }),
@@ -162,8 +160,8 @@ async fn explanation(state: &AppState, offender: &Offender, id: EntryId) -> Resu
         "kind": offender.kind(),
         "action": entry.action,
         "source": entry.source,
-        "first_seen": entry.first_seen,
-        "expires": entry.expires_at,
+        "first_seen": entry.first_seen(),
+        "expires": entry.expires(),
         "listings": entry.listings,
         "log_index": entry.log_index,
         "why": why,
@@ -171,7 +169,7 @@ async fn explanation(state: &AppState, offender: &Offender, id: EntryId) -> Resu
     .to_string()
     .into();
     if entry.source != EntrySource::Reputation {
-        cache.offer(id, epoch, Arc::clone(&text));
+        cache.offer(entry.id, epoch, Arc::clone(&text));
     }
     Ok(Some(text))
 }
