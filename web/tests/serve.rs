@@ -14,9 +14,12 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 /// Serves a one-route router with `limits`; returns its address and the stop signal.
 async fn server(limits: HttpLimits) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    serve_router(Router::new().route("/ok", get(|| async { "ok" })), limits).await
+}
+
+async fn serve_router(router: Router, limits: HttpLimits) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let router = Router::new().route("/ok", get(|| async { "ok" }));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(serve(listener, router, limits, async move {
         let _ = stopped.await;
@@ -32,10 +35,17 @@ async fn connect_from(source: Ipv4Addr, server: SocketAddr) -> TcpStream {
 
 /// Sends one GET and returns the status line (empty when the server closed without answering).
 async fn get_ok(stream: &mut TcpStream) -> String {
-    stream.write_all(b"GET /ok HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.unwrap();
+    let answer = exchange(stream, "GET", "/ok").await;
+    answer.lines().next().unwrap_or_default().to_owned()
+}
+
+/// Sends one body-less request and returns the whole answer.
+async fn exchange(stream: &mut TcpStream, method: &str, path: &str) -> String {
+    let head = format!("{method} {path} HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut answer)).await;
-    String::from_utf8_lossy(&answer).lines().next().unwrap_or_default().to_owned()
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 /// True once the server closed the connection (read returns 0 or fails) within `within`.
@@ -105,4 +115,46 @@ async fn with_idle_connections_filling_the_listener_new_clients_are_still_served
         let mut newcomer = connect_from(Ipv4Addr::new(127, 0, 2, 10 + n), address).await;
         assert!(get_ok(&mut newcomer).await.starts_with("HTTP/1.1 200"), "newcomer {n}");
     }
+}
+
+async fn fails() -> &'static str {
+    panic!("the handler fails")
+}
+
+/// Reads run on the connection's task and writes on their own: either way a panicking handler
+/// is answered 500 in the one error shape and the listener serves on, and a write whose
+/// client hangs up still runs to its end.
+#[tokio::test]
+async fn a_panicking_handler_is_a_500_and_a_write_outlives_its_client() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let finished = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&finished);
+    let router = Router::new().route("/ok", get(|| async { "ok" })).route("/boom", get(fails).post(fails)).route(
+        "/slow-write",
+        axum::routing::post(move || async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            flag.store(true, Ordering::SeqCst);
+            "written"
+        }),
+    );
+    let (address, _stop) = serve_router(router, limits()).await;
+    for method in ["GET", "POST"] {
+        let mut stream = connect_from(Ipv4Addr::new(127, 0, 0, 30), address).await;
+        let answer = exchange(&mut stream, method, "/boom").await;
+        assert!(answer.starts_with("HTTP/1.1 500"), "{method}: {answer}");
+        assert!(answer.contains(r#"{"error":{"code":"internal","message":"internal error"}}"#), "{method}: {answer}");
+    }
+    let mut stream = connect_from(Ipv4Addr::new(127, 0, 0, 31), address).await;
+    stream.write_all(b"POST /slow-write HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    drop(stream);
+    let mut waited = Duration::ZERO;
+    while !finished.load(Ordering::SeqCst) && waited < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        waited += Duration::from_millis(20);
+    }
+    assert!(finished.load(Ordering::SeqCst), "the write ran to its end after its client left");
+    let mut honest = connect_from(Ipv4Addr::new(127, 0, 0, 32), address).await;
+    assert!(get_ok(&mut honest).await.starts_with("HTTP/1.1 200"));
 }

@@ -7,6 +7,9 @@
 //! Proofs are generated exactly as RFC 6962 §2.1.1 (`PATH`) and §2.1.2 (`SUBPROOF`) define
 //! them, so CT, Trillian and Sigsum tooling can check our proofs and we can check theirs.
 
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
@@ -43,24 +46,72 @@ fn split_point(size: u64) -> u64 {
     1 << (u64::BITS - 1 - size.saturating_sub(1).max(1).leading_zeros())
 }
 
-/// An append-only in-memory Merkle tree that keeps every complete aligned subtree.
+/// An append-only in-memory Merkle tree that keeps every complete aligned subtree, or every
+/// one from a level up ([`MerkleTree::with_floor`]).
 ///
 /// Level 0 holds the leaf hashes; level `k` holds the hash of each complete block of `2^k`
 /// leaves starting at a multiple of `2^k`. That is about two hashes per leaf, and it makes
 /// every hash a proof needs either a stored node or a fold of at most 64 stored nodes
 /// (an incomplete right edge splits into complete aligned blocks, one per set bit of its
 /// width). Appending is amortised O(1); roots and proofs for any earlier size are O(log n).
+///
+/// A tree with a floor `f` keeps levels below `f` only for the last, incomplete block of
+/// `2^f` leaves: `2 / 2^f` hashes per leaf. A proof or an earlier root that needs a node
+/// below the floor computes it from leaf hashes the caller supplies ([`LeafHashes`]);
+/// [`MerkleTree::leaves_needed`] says which, at most a few blocks of `2^f`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MerkleTree {
     /// `levels[k][j]` is the hash of leaves `j * 2^k .. (j + 1) * 2^k`.
-    /// Invariant: `levels[k].len() == len >> k`, and there is no empty top level.
+    /// Invariant: from the floor up, `levels[k].len() == len >> k`, and there is no empty top
+    /// level; below it, `levels[k]` holds the nodes of the last incomplete block of `2^floor`
+    /// leaves only, from its start.
     levels: Vec<Vec<Hash>>,
+    /// Number of leaves.
+    len: u64,
+    /// The lowest level kept in full.
+    floor: u32,
+}
+
+/// Leaf hashes a tree with a floor no longer holds, supplied by its owner (who keeps them
+/// on disk) for the one computation that needs them.
+pub trait LeafHashes {
+    /// The hash of leaf `index`, if supplied.
+    fn leaf_hash(&self, index: u64) -> Option<Hash>;
+}
+
+/// No leaf hashes: enough for a tree without a floor, which never asks.
+impl LeafHashes for () {
+    fn leaf_hash(&self, _: u64) -> Option<Hash> {
+        None
+    }
+}
+
+impl LeafHashes for BTreeMap<u64, Hash> {
+    fn leaf_hash(&self, index: u64) -> Option<Hash> {
+        self.get(&index).copied()
+    }
+}
+
+/// Answers every leaf with zeros and remembers which were asked for.
+struct Recorder(RefCell<BTreeSet<u64>>);
+
+impl LeafHashes for Recorder {
+    fn leaf_hash(&self, index: u64) -> Option<Hash> {
+        self.0.borrow_mut().insert(index);
+        Some([0; 32])
+    }
 }
 
 impl MerkleTree {
-    /// An empty tree.
+    /// An empty tree that keeps every level.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty tree that keeps levels from `floor` up (the leaf hashes of complete blocks of
+    /// `2^floor` leaves are left to the owner). A floor above 16 is taken as 16.
+    pub fn with_floor(floor: u32) -> Self {
+        Self { floor: floor.min(16), ..Self::default() }
     }
 
     /// A tree holding `leaf_hashes` in order.
@@ -74,8 +125,7 @@ impl MerkleTree {
 
     /// Number of leaves.
     pub fn len(&self) -> u64 {
-        // `usize` is at most 64 bits on every target Rust supports, so this cannot truncate.
-        self.levels.first().map_or(0, Vec::len) as u64
+        self.len
     }
 
     /// Whether the tree has no leaves.
@@ -83,27 +133,57 @@ impl MerkleTree {
         self.len() == 0
     }
 
-    /// The leaf hash at `index`, if the tree has that many leaves.
+    /// The leaf hash at `index`, if the tree has that many leaves and holds it.
     pub fn leaf(&self, index: u64) -> Option<Hash> {
         self.stored_node(0, index)
     }
 
     /// Appends a leaf hash (see [`leaf_hash`]) and returns its index.
     pub fn push(&mut self, leaf: Hash) -> u64 {
-        let index = self.len();
+        let index = self.len;
+        self.len += 1;
         let mut carry = leaf;
-        for nodes in &mut self.levels {
+        let mut completed = None;
+        for (level, nodes) in self.levels.iter_mut().enumerate() {
             nodes.push(carry);
             // An even count means the node just pushed completed a pair: hash the pair
             // into the level above. An odd count means it waits for its right sibling.
+            // Below the floor only the last block's nodes are kept, from an even start, so
+            // the parity is the same.
             match nodes.as_slice() {
-                [.., left, right] if nodes.len() % 2 == 0 => carry = node_hash(left, right),
-                _ => return index,
+                [.., left, right] if nodes.len() % 2 == 0 => {
+                    carry = node_hash(left, right);
+                    completed = Some(level);
+                }
+                _ => {
+                    self.prune(completed);
+                    return index;
+                }
             }
         }
         // Every level completed a pair, so the tree just reached a power of two.
         self.levels.push(vec![carry]);
+        self.prune(completed);
         index
+    }
+
+    /// After a push that completed pairs up to `level`: once a node at the floor is made,
+    /// the block below it is done, and its nodes under the floor go.
+    fn prune(&mut self, completed: Option<usize>) {
+        let floor = usize::try_from(self.floor).unwrap_or(0);
+        if completed.is_some_and(|level| level + 1 >= floor) {
+            for nodes in self.levels.iter_mut().take(floor) {
+                nodes.clear();
+            }
+        }
+    }
+
+    /// The leaves whose hashes `operation` needs from the caller on this tree: run it once
+    /// with every leaf answered, fetch those, then run it with them.
+    pub fn leaves_needed<T>(&self, operation: impl FnOnce(&Self, &dyn LeafHashes) -> Result<T>) -> Vec<u64> {
+        let recorder = Recorder(RefCell::new(BTreeSet::new()));
+        let _ = operation(self, &recorder);
+        recorder.0.into_inner().into_iter().collect()
     }
 
     /// The root of the whole tree (the [`empty_root`] when it has no leaves).
@@ -127,16 +207,26 @@ impl MerkleTree {
 
     /// The root of the tree formed by the first `size` leaves.
     pub fn root_at(&self, size: u64) -> Result<Hash> {
+        self.root_at_with(size, &())
+    }
+
+    /// [`MerkleTree::root_at`], with the leaf hashes below the floor it needs.
+    pub fn root_at_with(&self, size: u64, leaves: &dyn LeafHashes) -> Result<Hash> {
         self.check_size(size)?;
         if size == 0 {
             return Ok(empty_root());
         }
-        self.subtree_hash(0, size)
+        self.subtree_hash(0, size, leaves)
     }
 
     /// The inclusion proof of leaf `index` in the tree of the first `size` leaves:
     /// RFC 6962 §2.1.1 `PATH(index, D[0:size])`, ordered from the leaf up.
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>> {
+        self.inclusion_proof_with(index, size, &())
+    }
+
+    /// [`MerkleTree::inclusion_proof`], with the leaf hashes below the floor it needs.
+    pub fn inclusion_proof_with(&self, index: u64, size: u64, leaves: &dyn LeafHashes) -> Result<Vec<Hash>> {
         self.check_size(size)?;
         if index >= size {
             return Err(Error::InvalidProof { reason: format!("leaf index {index} is beyond tree size {size}") });
@@ -148,10 +238,10 @@ impl MerkleTree {
         while width > 1 {
             let split = split_point(width);
             if offset < split {
-                proof.push(self.subtree_hash(start + split, width - split)?);
+                proof.push(self.subtree_hash(start + split, width - split, leaves)?);
                 width = split;
             } else {
-                proof.push(self.subtree_hash(start, split)?);
+                proof.push(self.subtree_hash(start, split, leaves)?);
                 start += split;
                 offset -= split;
                 width -= split;
@@ -167,6 +257,11 @@ impl MerkleTree {
     /// The proof is empty when `old_size` is 0 or equals `new_size`, as [`verify_consistency`]
     /// expects.
     pub fn consistency_proof(&self, old_size: u64, new_size: u64) -> Result<Vec<Hash>> {
+        self.consistency_proof_with(old_size, new_size, &())
+    }
+
+    /// [`MerkleTree::consistency_proof`], with the leaf hashes below the floor it needs.
+    pub fn consistency_proof_with(&self, old_size: u64, new_size: u64, leaves: &dyn LeafHashes) -> Result<Vec<Hash>> {
         self.check_size(new_size)?;
         if old_size > new_size {
             return Err(Error::InvalidProof { reason: format!("old size {old_size} is beyond new size {new_size}") });
@@ -183,16 +278,16 @@ impl MerkleTree {
                 // The old tree's root is this subtree; the verifier already knows it when
                 // the subtree is the whole old tree, so it is sent only otherwise.
                 if !complete {
-                    proof.push(self.subtree_hash(start, m)?);
+                    proof.push(self.subtree_hash(start, m, leaves)?);
                 }
                 break;
             }
             let split = split_point(width);
             if m <= split {
-                proof.push(self.subtree_hash(start + split, width - split)?);
+                proof.push(self.subtree_hash(start + split, width - split, leaves)?);
                 width = split;
             } else {
-                proof.push(self.subtree_hash(start, split)?);
+                proof.push(self.subtree_hash(start, split, leaves)?);
                 start += split;
                 m -= split;
                 width -= split;
@@ -218,10 +313,30 @@ impl MerkleTree {
         Ok(())
     }
 
-    /// The stored hash of the complete aligned block `index` at `level`, if it exists.
+    /// The stored hash of the complete aligned block `index` at `level`, if it is held.
     fn stored_node(&self, level: u32, index: u64) -> Option<Hash> {
         let nodes = self.levels.get(usize::try_from(level).ok()?)?;
-        nodes.get(usize::try_from(index).ok()?).copied()
+        // Below the floor the level starts at the last incomplete block of `2^floor` leaves.
+        let first = if level < self.floor { (self.len >> self.floor) << (self.floor - level) } else { 0 };
+        nodes.get(usize::try_from(index.checked_sub(first)?).ok()?).copied()
+    }
+
+    /// The hash of the complete aligned block `index` at `level`: stored, or below the floor
+    /// folded from the caller's leaf hashes (at most `2^floor` of them; the depth is the
+    /// floor's, never the caller's).
+    fn node(&self, level: u32, index: u64, leaves: &dyn LeafHashes) -> Option<Hash> {
+        if let Some(node) = self.stored_node(level, index) {
+            return Some(node);
+        }
+        if level >= self.floor {
+            return None;
+        }
+        if level == 0 {
+            return leaves.leaf_hash(index);
+        }
+        let left = self.node(level - 1, index.checked_mul(2)?, leaves)?;
+        let right = self.node(level - 1, index.checked_mul(2)?.checked_add(1)?, leaves)?;
+        Some(node_hash(&left, &right))
     }
 
     /// `MTH(D[start:start+width])` for a subtree that RFC 6962's recursion can produce:
@@ -231,7 +346,7 @@ impl MerkleTree {
     /// bit of `width`, and its hash is their right fold (each RFC split takes the largest
     /// power of two below the width, which is the highest block). The fold needs at most
     /// 64 stored nodes, so this is O(log n).
-    fn subtree_hash(&self, start: u64, width: u64) -> Result<Hash> {
+    fn subtree_hash(&self, start: u64, width: u64, leaves: &dyn LeafHashes) -> Result<Hash> {
         let missing = || Error::InvalidProof { reason: format!("tree has no subtree of {width} leaves at {start}") };
         let mut end = start.checked_add(width).ok_or_else(missing)?;
         let mut remaining = width;
@@ -243,7 +358,7 @@ impl MerkleTree {
             if end % block != 0 {
                 return Err(missing());
             }
-            let node = self.stored_node(level, end / block - 1).ok_or_else(missing)?;
+            let node = self.node(level, end / block - 1, leaves).ok_or_else(missing)?;
             hash = Some(match hash {
                 None => node,
                 Some(right) => node_hash(&node, &right),
@@ -559,6 +674,46 @@ mod tests {
                 }
                 let old_root = tree.root_at(old).unwrap();
                 verify_consistency(old, size, &old_root, &root, &proof).unwrap();
+            }
+        }
+    }
+
+    /// A tree with a floor answers exactly what the full tree answers, given the leaves
+    /// `leaves_needed` names (a few blocks of `2^floor`), and refuses without them.
+    #[test]
+    fn a_tree_with_a_floor_matches_the_full_tree_given_the_leaves_it_names() {
+        let leaves = synthetic_leaves(70);
+        let full = MerkleTree::from_leaf_hashes(leaves.iter().copied());
+        type Operation<'a> = &'a dyn Fn(&MerkleTree, &dyn LeafHashes) -> Result<Vec<Hash>>;
+        let supply = |tree: &MerkleTree, operation: Operation<'_>| {
+            let needed = tree.leaves_needed(|tree, leaves| operation(tree, leaves));
+            let given: BTreeMap<u64, Hash> = needed.iter().map(|&i| (i, leaves[i as usize])).collect();
+            (needed, operation(tree, &given))
+        };
+        for floor in 1..=4u32 {
+            let block = 1u64 << floor;
+            let mut tree = MerkleTree::with_floor(floor);
+            for (n, leaf) in leaves.iter().enumerate() {
+                tree.push(*leaf);
+                let size = n as u64 + 1;
+                assert_eq!(tree.root(), full.root_at(size).unwrap(), "floor {floor}, root at {size}");
+                assert!(tree.stored_hashes() < (2 * size / block + 2 * block) as usize, "floor {floor}, {size}");
+                for old in 0..=size {
+                    let (needed, root) = supply(&tree, &|t, l| t.root_at_with(old, l).map(|root| vec![root]));
+                    assert_eq!(root.unwrap(), vec![full.root_at(old).unwrap()], "floor {floor}, root {old} of {size}");
+                    assert!(needed.len() as u64 <= block, "floor {floor}, root {old} of {size}: {needed:?}");
+                    let (needed, proof) = supply(&tree, &|t, l| t.consistency_proof_with(old, size, l));
+                    assert_eq!(proof.unwrap(), full.consistency_proof(old, size).unwrap(), "{floor}: {old}->{size}");
+                    assert!(needed.len() as u64 <= 3 * block, "floor {floor}, {old}->{size}: {needed:?}");
+                }
+                for index in 0..size {
+                    let (needed, proof) = supply(&tree, &|t, l| t.inclusion_proof_with(index, size, l));
+                    assert_eq!(proof.unwrap(), full.inclusion_proof(index, size).unwrap(), "{floor}: {index}/{size}");
+                    assert!(needed.len() as u64 <= 2 * block, "floor {floor}, {index}/{size}: {needed:?}");
+                    if !needed.is_empty() {
+                        assert!(matches!(tree.inclusion_proof(index, size), Err(Error::InvalidProof { .. })));
+                    }
+                }
             }
         }
     }

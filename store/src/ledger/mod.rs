@@ -33,7 +33,7 @@ use ostracon_protocol::ids::{BareJid, IncidentId, Offender};
 use ostracon_protocol::incident::{Incident, Severity, Status};
 use ostracon_protocol::keys::NodeKey;
 use ostracon_protocol::log::checkpoint::{Checkpoint, SignedCheckpoint};
-use ostracon_protocol::log::merkle::{Hash, MerkleTree, leaf_hash};
+use ostracon_protocol::log::merkle::{Hash, LeafHashes, MerkleTree, leaf_hash};
 use ostracon_protocol::log::record::AuditRecord;
 use ostracon_protocol::log::seal::LogLeaf;
 use ostracon_protocol::time::Timestamp;
@@ -59,6 +59,10 @@ pub const LOCAL_WEIGHT_MILLI: i64 = 1_000;
 /// Offenders per multi-row statement: 10 columns x 500 rows stays under SQLite's 32,766 and
 /// PostgreSQL's 65,535 bind parameters.
 const LIST_CHUNK: usize = 500;
+
+/// The log's tree keeps its levels from this one up in memory (2 hashes per 16 leaves, not 2
+/// per leaf); a proof reads the few leaf hashes below it from the audit table.
+const TREE_FLOOR: u32 = 4;
 
 /// Most entries expired in one transaction (keeps transactions short under large expiries).
 const EXPIRY_BATCH: u32 = 5_000;
@@ -522,7 +526,7 @@ impl Ledger {
     /// Rows are streamed, not collected: at a million entries, materialising them first would
     /// cost several times the memory the index itself needs.
     pub async fn open(store: Store, key: NodeKey, config: LedgerConfig) -> Result<Self> {
-        let mut tree = MerkleTree::new();
+        let mut tree = MerkleTree::with_floor(TREE_FLOOR);
         let mut leaves = sqlx::query("SELECT idx, leaf_hash FROM audit_log ORDER BY idx").fetch(store.pool());
         while let Some(row) = leaves.try_next().await? {
             let idx: i64 = row.try_get("idx")?;
@@ -1316,25 +1320,51 @@ impl Ledger {
         Ok(signed)
     }
 
-    /// A signed checkpoint at an earlier `size` (for snapshots that reflect that size).
-    ///
-    /// Waits for the writer, which guarantees every committed leaf is in the in-memory tree.
+    /// A signed checkpoint at an earlier `size` (for snapshots that reflect that size, read
+    /// from memory, which holds every committed leaf).
     pub async fn checkpoint_for_size(&self, size: u64) -> Result<SignedCheckpoint> {
-        let root = {
-            let _writer = self.writer.lock().await;
-            self.read_memory().tree.root_at(size)?
-        };
+        let root = self.with_leaves(|tree, leaves| tree.root_at_with(size, leaves)).await?;
         self.checkpoint_at(size, root)
     }
 
     /// Inclusion proof for leaf `index` in the tree of `size` leaves.
-    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>> {
-        Ok(self.read_memory().tree.inclusion_proof(index, size)?)
+    pub async fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>> {
+        self.with_leaves(|tree, leaves| tree.inclusion_proof_with(index, size, leaves)).await
     }
 
     /// Consistency proof between two sizes.
-    pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>> {
-        Ok(self.read_memory().tree.consistency_proof(old, new)?)
+    pub async fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>> {
+        self.with_leaves(|tree, leaves| tree.consistency_proof_with(old, new, leaves)).await
+    }
+
+    /// Runs `operation` on the tree with the leaf hashes below its floor that it needs, read
+    /// from the audit table: the tree only grows, so what it needs for sizes it holds does
+    /// not change between the two reads.
+    async fn with_leaves<T>(
+        &self,
+        operation: impl Fn(&MerkleTree, &dyn LeafHashes) -> ostracon_protocol::Result<T>,
+    ) -> Result<T> {
+        let needed = self.read_memory().tree.leaves_needed(&operation);
+        let mut leaves = std::collections::BTreeMap::new();
+        // Consecutive leaves in one range read each (a proof names a few blocks of them).
+        let mut rest = needed.as_slice();
+        while let Some(&first) = rest.first() {
+            let run = rest.iter().zip(first..).take_while(|(index, expected)| **index == *expected).count();
+            let rows = sqlx::query("SELECT idx, leaf_hash FROM audit_log WHERE idx >= $1 AND idx < $2")
+                .bind(leaf_index(first)?)
+                .bind(leaf_index(first + run as u64)?)
+                .fetch_all(self.store.pool())
+                .await?;
+            for row in rows {
+                let index: i64 = row.try_get("idx")?;
+                let hash: Vec<u8> = row.try_get("leaf_hash")?;
+                let hash: Hash =
+                    hash.try_into().map_err(|_| StoreError::Corrupt("leaf hash is not 32 bytes".into()))?;
+                leaves.insert(u64::try_from(index).map_err(|e| StoreError::Corrupt(e.to_string()))?, hash);
+            }
+            rest = rest.get(run..).unwrap_or_default();
+        }
+        Ok(operation(&self.read_memory().tree, &leaves)?)
     }
 
     /// Loads an incident's record (a convenience for callers holding only the ledger).

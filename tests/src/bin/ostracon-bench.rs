@@ -146,6 +146,10 @@ enum Command {
     Noop {
         #[arg(long, default_value = "127.0.0.1:8090")]
         listen: SocketAddr,
+        /// Through the node's own listener (`ostracon_web::serve`: its timeouts and connection
+        /// caps) instead of `axum::serve`, so a comparison isolates the handler's cost.
+        #[arg(long)]
+        hardened: bool,
     },
 }
 
@@ -384,10 +388,15 @@ async fn main() -> anyhow::Result<()> {
             Some(from) => ostracon_tests::rtbl_bench::items_capacity(&binary, from, step).await?,
             None => ostracon_tests::rtbl_bench::join_latency(&binary, listings).await?,
         },
-        Command::Noop { listen } => {
+        Command::Noop { listen, hardened } => {
             let app = axum::Router::new().route("/noop", axum::routing::get(|| async { "{}" }));
             let listener = tokio::net::TcpListener::bind(listen).await?;
-            axum::serve(listener, app).await?;
+            if hardened {
+                let limits = ostracon_web::serve::HttpLimits::default();
+                ostracon_web::serve::serve(listener, app, limits, std::future::pending()).await?;
+            } else {
+                axum::serve(listener, app).await?;
+            }
         }
     }
     Ok(())

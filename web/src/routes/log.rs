@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use ostracon_protocol::log::seal::LogLeaf;
+use ostracon_store::StoreError;
 use ostracon_store::traits::AuditLogStore as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -100,10 +101,7 @@ pub(crate) async fn inclusion(
     ApiQuery(query): ApiQuery<InclusionQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let size = query.size.unwrap_or_else(|| state.ledger().log_size());
-    let proof = state
-        .ledger()
-        .inclusion_proof(query.index, size)
-        .map_err(|e| ApiError::bad_request("bad_proof_request", e.to_string()))?;
+    let proof = state.ledger().inclusion_proof(query.index, size).await.map_err(proof_error)?;
     Ok(Json(
         json!({ "index": query.index, "size": size, "hashes": proof.iter().map(|h| STANDARD.encode(h)).collect::<Vec<_>>() }),
     ))
@@ -122,11 +120,17 @@ pub(crate) async fn consistency(
     ApiQuery(query): ApiQuery<ConsistencyQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let new = query.new.unwrap_or_else(|| state.ledger().log_size());
-    let proof = state
-        .ledger()
-        .consistency_proof(query.old, new)
-        .map_err(|e| ApiError::bad_request("bad_proof_request", e.to_string()))?;
+    let proof = state.ledger().consistency_proof(query.old, new).await.map_err(proof_error)?;
     Ok(Json(
         json!({ "old": query.old, "new": new, "hashes": proof.iter().map(|h| STANDARD.encode(h)).collect::<Vec<_>>() }),
     ))
+}
+
+/// A proof the tree cannot give (a size or index beyond it) is the asker's error; a store
+/// that cannot read the leaves a proof needs is ours.
+fn proof_error(error: StoreError) -> ApiError {
+    match error {
+        StoreError::Protocol(e) => ApiError::bad_request("bad_proof_request", e.to_string()),
+        other => ApiError::from(other),
+    }
 }
