@@ -32,6 +32,12 @@ pub enum ServerError {
     /// Another process (a running node) holds the data directory's lock.
     #[error("a running node holds {} ({what} needs it to itself): stop the node first (systemctl stop ostracon)", .lock.display())]
     DataDirInUse { lock: PathBuf, what: String },
+    /// Another process serves the SQLite database (from another data directory).
+    #[error(
+        "another process serves the SQLite database {} (it holds {}): SQLite serves one process; run replicas of a node on PostgreSQL",
+        .database.display(), .lock.display()
+    )]
+    DatabaseInUse { database: PathBuf, lock: PathBuf },
     /// The HTTP listener failed.
     #[error("HTTP server: {0}")]
     Http(std::io::Error),

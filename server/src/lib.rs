@@ -15,6 +15,7 @@ pub mod init;
 pub mod keyfile;
 pub mod output;
 pub mod reload;
+pub mod replica;
 pub mod rotation;
 pub mod status;
 pub mod verify;
@@ -128,7 +129,11 @@ pub async fn serve_with_reload(
     let component = config.component()?;
     let key = keyfile::load_or_create(&config.node.data_dir, env.now())?;
     let _lock = keyfile::hold(&config.node.data_dir, "serve")?;
+    let _database_lock = replica::hold_sqlite(&config.database_url())?;
     let store = Store::open(&config.database_url()).await?;
+    let replica_name =
+        config.database.replica.clone().unwrap_or_else(|| replica::default_name(config.http.listen.port()));
+    let timings = replica::ReplicaTimings::default();
     if let Some(path) = ensure_admin_token(&store, &config, admin_token.as_deref(), env.as_ref()).await? {
         tracing::info!(path = %path.display(), "created an admin token (the file holds it; it is not logged)");
     }
@@ -172,9 +177,25 @@ pub async fn serve_with_reload(
         component.clone(),
         Arc::clone(&env),
     ));
+    let state = if store.dialect() == ostracon_store::Dialect::Postgres {
+        state.with_replica(replica_name.clone())
+    } else {
+        state
+    };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = vec![tokio::spawn(maintain(Arc::clone(&ledger), Arc::clone(&env), stop_rx.clone()))];
+    let holds_link = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if store.dialect() == ostracon_store::Dialect::Postgres {
+        tasks.push(tokio::spawn(replica::follow(
+            Arc::clone(&ledger),
+            replica_name.clone(),
+            Arc::clone(&holds_link),
+            Arc::clone(&env),
+            timings,
+            stop_rx.clone(),
+        )));
+    }
     let mut component_secret = None;
     if let (Some(section), Some(component)) = (&config.xmpp, component) {
         let secret = config.xmpp_secret()?.ok_or_else(|| ServerError::Config("[xmpp] has no secret".to_owned()))?;
@@ -188,10 +209,6 @@ pub async fn serve_with_reload(
             secret,
             server_domain: domain.to_string(),
         };
-        let (out_tx, out_rx) = tokio::sync::mpsc::channel(1024);
-        // Stanzas read but not yet handled: with the handlers' own bound, at most about
-        // (64 + 64) x 256 KiB of a peer's bytes are held in memory.
-        let (in_tx, in_rx) = tokio::sync::mpsc::channel(64);
         let settings = xmpp::node::NodeSettings {
             jid: component,
             server_domain: domain.clone(),
@@ -206,28 +223,46 @@ pub async fn serve_with_reload(
             reputation: config.reputation.params(),
             rtbl: config.rtbl.settings(&domain).map_err(|problems| ServerError::Config(problems.join("; ")))?,
         };
-        let node = Arc::new(xmpp::node::XmppNode::new(
-            Arc::clone(&ledger),
-            Arc::clone(&env),
-            settings,
-            out_tx,
+        let (ledger, env, status) = (Arc::clone(&ledger), Arc::clone(&env), Arc::clone(&link_status));
+        let start_link = move |stop: tokio::sync::watch::Receiver<bool>| {
+            let (out_tx, out_rx) = tokio::sync::mpsc::channel(1024);
+            // Stanzas read but not yet handled: with the handlers' own bound, at most about
+            // (64 + 64) x 256 KiB of a peer's bytes are held in memory.
+            let (in_tx, in_rx) = tokio::sync::mpsc::channel(64);
+            let node = Arc::new(xmpp::node::XmppNode::new(
+                Arc::clone(&ledger),
+                Arc::clone(&env),
+                settings.clone(),
+                out_tx,
+                Arc::clone(&status),
+            ));
+            status.set(xmpp::connection::LinkState::Connecting);
+            let (online, links) = tokio::sync::watch::channel(0);
+            vec![
+                tokio::spawn(xmpp::connection::run(
+                    link.clone(),
+                    Arc::clone(&status),
+                    online,
+                    in_tx,
+                    out_rx,
+                    node.sender_limits(),
+                    stop.clone(),
+                )),
+                tokio::spawn(Arc::clone(&node).run_link_resets(links.clone(), stop.clone())),
+                tokio::spawn(Arc::clone(&node).run_rtbl(links, stop.clone())),
+                tokio::spawn(Arc::clone(&node).run_incoming(in_rx)),
+                tokio::spawn(node.run_outbox(stop)),
+            ]
+        };
+        link_status.set(xmpp::connection::LinkState::Standby);
+        tasks.push(tokio::spawn(replica::hold_link(
+            store.clone(),
             Arc::clone(&link_status),
-        ));
-        link_status.set(xmpp::connection::LinkState::Connecting);
-        let (online, links) = tokio::sync::watch::channel(0);
-        tasks.push(tokio::spawn(xmpp::connection::run(
-            link,
-            Arc::clone(&link_status),
-            online,
-            in_tx,
-            out_rx,
-            node.sender_limits(),
+            Arc::clone(&holds_link),
+            timings,
+            start_link,
             stop_rx.clone(),
         )));
-        tasks.push(tokio::spawn(Arc::clone(&node).run_link_resets(links.clone(), stop_rx.clone())));
-        tasks.push(tokio::spawn(Arc::clone(&node).run_rtbl(links, stop_rx.clone())));
-        tasks.push(tokio::spawn(Arc::clone(&node).run_incoming(in_rx)));
-        tasks.push(tokio::spawn(node.run_outbox(stop_rx.clone())));
     }
     if let Some(section) = &config.dnsbl {
         let settings = section.settings(domain.as_str()).map_err(ServerError::Config)?;

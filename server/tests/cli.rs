@@ -330,6 +330,23 @@ async fn the_binary_end_to_end() {
     let second = run(&["serve", "--config", elsewhere.to_str().unwrap()]);
     let said = String::from_utf8_lossy(&second.stderr);
     assert!(said.contains("a running node holds"), "one node per data directory: {said}");
+    // From another data directory, the running node's SQLite database is refused too: SQLite
+    // serves one process (replicas share PostgreSQL).
+    let data = node.dir.path().join("data");
+    let database = format!("url = \"sqlite://{}\"", data.join("ostracon.db").display());
+    let other_data = node.dir.path().join("other-data");
+    let mut sharing = text
+        .replace(&node.address.to_string(), &other.to_string())
+        .replace(data.to_str().unwrap(), other_data.to_str().unwrap());
+    sharing = match sharing.contains("\n[database]\n") {
+        true => sharing.replace("\n[database]\n", &format!("\n[database]\n{database}\n")),
+        false => format!("{sharing}\n[database]\n{database}\n"),
+    };
+    let sharing_config = node.dir.path().join("sharing.toml");
+    std::fs::write(&sharing_config, sharing).unwrap();
+    let second = run(&["serve", "--config", sharing_config.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(said.contains("another process serves the SQLite database"), "{said}");
     let status = node.process.as_mut().unwrap().signal_and_wait("TERM").unwrap();
     assert!(status.success(), "SIGTERM shuts down cleanly: {status:?}");
     let rotated = ok(&["key", "rotate", "--config", node.config.to_str().unwrap()]);

@@ -3,12 +3,17 @@
 //!
 //! Queries are written once with `$n` placeholders and portable types (TEXT, BIGINT, BLOB/BYTEA),
 //! which both dialects run; only the DDL differs. Time is stored as unix seconds.
+//!
+//! On PostgreSQL several replicas of one node may share the database: every write transaction
+//! takes one advisory lock, so their writes serialise, commits notify [`COMMIT_CHANNEL`], and
+//! the replica holding [`LinkHold`] is the one that runs the XMPP link.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{AnyPool, Executor as _};
+use sqlx::{AnyPool, Executor as _, Row as _};
 
 use crate::Result;
 
@@ -21,11 +26,44 @@ pub enum Dialect {
     Postgres,
 }
 
+/// The channel every commit that appends to the log notifies, with an empty payload.
+pub const COMMIT_CHANNEL: &str = "ostracon_commits";
+
+/// The transaction-level advisory lock every write takes on PostgreSQL ("ostr" and 1).
+const WRITER_LOCK: i64 = 0x6f73_7472_0000_0001;
+
+/// The session-level advisory lock of the replica that holds the XMPP link ("ostr" and 2).
+const LINK_LOCK: i64 = 0x6f73_7472_0000_0002;
+
 /// The database.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
     dialect: Dialect,
+    /// The URL, for the commit listener's own connection (it may hold a password: never
+    /// printed).
+    url: Arc<str>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("dialect", &self.dialect).finish_non_exhaustive()
+    }
+}
+
+/// The XMPP link's lock, held on a connection of its own: PostgreSQL releases it when that
+/// session ends, so a replica that dies (even by kill -9) hands the link on.
+pub struct LinkHold {
+    connection: sqlx::AnyConnection,
+}
+
+impl LinkHold {
+    /// Whether the session holding the lock is still there; after an error the lock is gone
+    /// (or soon will be) and the link must stop.
+    pub async fn check(&mut self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&mut self.connection).await?;
+        Ok(())
+    }
 }
 
 impl Store {
@@ -69,7 +107,7 @@ impl Store {
             Dialect::Postgres => sqlx::migrate!("./migrations/postgres"),
         };
         migrator.run(&pool).await?;
-        Ok(Self { pool, dialect })
+        Ok(Self { pool, dialect, url: url.into() })
     }
 
     /// The pool, for the query modules.
@@ -81,11 +119,47 @@ impl Store {
     /// (`BEGIN IMMEDIATE`): a deferred transaction that reads first fails with `SQLITE_BUSY`,
     /// without waiting, when another connection writes before it does (the outbox updates
     /// run beside the ledger's writer).
+    ///
+    /// On PostgreSQL it takes the node's writer lock (transaction-level, released at commit or
+    /// rollback), so writes from several replicas serialise and leaf indexes never collide.
     pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
         match self.dialect {
             Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Dialect::Postgres => self.pool.begin().await,
+            Dialect::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITER_LOCK).execute(&mut *tx).await?;
+                Ok(tx)
+            }
         }
+    }
+
+    /// On PostgreSQL, a listener for [`COMMIT_CHANNEL`] on a connection of its own (it
+    /// reconnects by itself); on SQLite, `None`: one process serves the file.
+    pub async fn commit_listener(&self) -> Result<Option<sqlx::postgres::PgListener>> {
+        if self.dialect != Dialect::Postgres {
+            return Ok(None);
+        }
+        let mut listener = sqlx::postgres::PgListener::connect(&self.url).await?;
+        listener.listen(COMMIT_CHANNEL).await?;
+        Ok(Some(listener))
+    }
+
+    /// Takes the XMPP link's lock if no other replica holds it. On SQLite, always: one
+    /// process serves the file.
+    pub async fn try_hold_link(&self) -> Result<Option<LinkHold>> {
+        let mut connection = self.pool.acquire().await?;
+        if self.dialect == Dialect::Postgres {
+            let held: bool = sqlx::query("SELECT pg_try_advisory_lock($1) AS held")
+                .bind(LINK_LOCK)
+                .fetch_one(&mut *connection)
+                .await?
+                .try_get("held")?;
+            if !held {
+                return Ok(None);
+            }
+        }
+        // Out of the pool: the lock lives exactly as long as this session.
+        Ok(Some(LinkHold { connection: connection.detach() }))
     }
 
     /// Which dialect this is.
@@ -103,6 +177,15 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// The file a SQLite URL (or bare path) names; `None` for PostgreSQL and in-memory databases.
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let (url, dialect) = normalise_url(url);
+    if dialect != Dialect::Sqlite {
+        return None;
+    }
+    sqlite_path(&url).map(std::path::PathBuf::from)
 }
 
 /// Accepts `sqlite:` URLs, bare file paths and PostgreSQL URLs; SQLite files are created on demand.

@@ -30,6 +30,7 @@ pub mod model;
 pub mod policy;
 mod queries;
 pub mod ratelimit;
+pub mod replicas;
 pub mod reputation;
 pub mod scope;
 pub mod snapshot;

@@ -167,18 +167,36 @@ async fn duplicate_incident_is_refused_and_nothing_is_written(backend: Backend) 
     assert!(backend.store.entry(&offender("192.0.2.2")).await.unwrap().is_none());
 }
 
+/// Makes the database refuse to write an entry for `value` (a trigger), so a write fails in
+/// the middle of its transaction.
+async fn refuse_entry(backend: &Backend, value: &str) {
+    let statements = match backend.store.dialect() {
+        ostracon_store::Dialect::Sqlite => vec![format!(
+            "CREATE TRIGGER refuse_entry BEFORE INSERT ON entries WHEN NEW.value = '{value}' \
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+        )],
+        ostracon_store::Dialect::Postgres => vec![
+            format!(
+                "CREATE FUNCTION refuse_entry() RETURNS trigger AS $$ BEGIN \
+                 IF NEW.value = '{value}' THEN RAISE EXCEPTION 'refused by the test'; END IF; \
+                 RETURN NEW; END $$ LANGUAGE plpgsql"
+            ),
+            "CREATE TRIGGER refuse_entry BEFORE INSERT ON entries FOR EACH ROW EXECUTE FUNCTION refuse_entry()"
+                .to_owned(),
+        ],
+    };
+    for statement in statements {
+        sqlx::query(sqlx::AssertSqlSafe(statement)).execute(backend.store.pool()).await.unwrap();
+    }
+}
+
 async fn failed_transaction_leaves_nothing_behind(backend: Backend) {
     let ledger = ledger(&backend).await;
-    // Occupy the leaf index the next write will take, so its transaction fails half-way
-    // (after the incident and entry rows were written inside it).
-    sqlx::query("INSERT INTO audit_log (idx, leaf, leaf_hash, at) VALUES (2, $1, $2, 0)")
-        .bind(b"x".to_vec())
-        .bind(leaf_hash(b"x").to_vec())
-        .execute(backend.store.pool())
-        .await
-        .unwrap();
+    // The second offender's entry cannot be written, so the transaction fails half-way
+    // (after the incident row and the first leaves were written inside it).
+    refuse_entry(&backend, "192.0.2.2").await;
     let error = ledger.submit_local(&incident(7, &["192.0.2.1", "192.0.2.2"], ts(0)), false, ts(0)).await.unwrap_err();
-    assert!(matches!(error, StoreError::Conflict { .. } | StoreError::Unavailable(_)), "{error:?}");
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
     assert!(backend.store.incident(&incident(7, &[], ts(0)).id).await.unwrap().is_none());
     assert!(backend.store.entry(&offender("192.0.2.1")).await.unwrap().is_none());
     assert!(backend.store.changes_since(0, None, 10).await.unwrap().is_empty());
@@ -650,17 +668,11 @@ async fn received_reports_commit_as_a_group(backend: Backend) {
 
     // A write that fails half-way through the group takes the whole group with it.
     let size = ledger.log_size();
-    sqlx::query("INSERT INTO audit_log (idx, leaf, leaf_hash, at) VALUES ($1, $2, $3, 0)")
-        .bind(i64::try_from(size + 2).unwrap())
-        .bind(b"x".to_vec())
-        .bind(leaf_hash(b"x").to_vec())
-        .execute(backend.store.pool())
-        .await
-        .unwrap();
+    refuse_entry(&backend, "203.0.113.5").await;
     let fourth = peer_incident(4, &["203.0.113.4"], ts(9));
     let fifth = peer_incident(5, &["203.0.113.5"], ts(9));
     let error = ledger.record_remote_many(&[received(&fourth), received(&fifth)], ts(9)).await.unwrap_err();
-    assert!(matches!(error, StoreError::Conflict { .. } | StoreError::Unavailable(_)), "{error:?}");
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
     assert!(backend.store.incident(&fourth.id).await.unwrap().is_none());
     assert!(backend.store.entry(&offender("203.0.113.4")).await.unwrap().is_none());
     assert_eq!(ledger.log_size(), size, "memory must not move when the commit fails");
@@ -1687,4 +1699,89 @@ async fn a_commit_drops_the_explanations_of_the_entries_it_changed_and_only_thos
     let peer = BareJid::parse("incidents.peer.example").unwrap();
     ledger.request_buddy(&peer, ostracon_store::model::Trust::Accept, ts(5)).await.unwrap();
     assert!(cache.get(first).is_some());
+}
+
+/// What a replica serves, to compare replicas: every list as CSV (each entry's action,
+/// expiry, first-seen time and log index), the log's size and its signed checkpoint.
+async fn served(ledger: &Ledger) -> (Vec<Vec<u8>>, u64, String) {
+    let mut lists = Vec::new();
+    for list in [ListKind::Ip, ListKind::Jid, ListKind::Domain] {
+        let snapshot = ledger.build_snapshot(list, Format::Csv, Actions::All, ts(1_000)).await.unwrap();
+        lists.push(snapshot.body().unwrap());
+    }
+    (lists, ledger.log_size(), ledger.checkpoint().unwrap().to_text())
+}
+
+/// Replicas of one node on one PostgreSQL database (PostgreSQL only: SQLite serves one
+/// process). Writes at either replica serialise, never collide on a leaf index, and each
+/// replica's memory follows the other's commits.
+#[tokio::test]
+async fn replicas_on_one_database_serialise_their_writes_and_follow_each_other() {
+    let Some(backend) = Backend::postgres().await else { return };
+    let second = Store::open(&backend.url).await.unwrap();
+    let a = std::sync::Arc::new(ledger(&backend).await);
+    let b = std::sync::Arc::new(Ledger::open(second.clone(), key(), config()).await.unwrap());
+
+    a.submit_local(&incident(1, &["192.0.2.1", "bot@bad.example"], ts(0)), false, ts(0)).await.unwrap();
+    assert_eq!(b.log_size(), 0, "B has not followed yet");
+    let caught = b.catch_up().await.unwrap();
+    assert_eq!((caught.leaves, caught.offenders, caught.reloaded), (3, 2, false));
+    assert_eq!(served(&a).await, served(&b).await);
+    assert_eq!(b.with_index(|i| i.lookup_ip("192.0.2.1".parse().unwrap()).len()), 1);
+
+    // B writes without following first: its write catches up inside its own transaction.
+    a.submit_local(&incident(2, &["192.0.2.2"], ts(1)), false, ts(1)).await.unwrap();
+    let applied = b.submit_local(&incident(3, &["192.0.2.3"], ts(2)), false, ts(2)).await.unwrap();
+    assert_eq!(applied.leaves, vec![5, 6], "B's leaves come after A's, never on them");
+
+    // Both write at once: the advisory lock serialises them.
+    let mut writes = Vec::new();
+    for n in 0..20u128 {
+        let (ledger, address) = (std::sync::Arc::clone(if n % 2 == 0 { &a } else { &b }), format!("198.51.100.{n}"));
+        writes.push(tokio::spawn(async move {
+            ledger.submit_local(&incident(100 + n, &[&address], ts(3)), false, ts(3)).await.unwrap();
+        }));
+    }
+    for write in writes {
+        write.await.unwrap();
+    }
+    a.retract(&incident(1, &[], ts(0)).id, ts(4)).await.unwrap();
+    b.deny(&offender("203.0.113.7"), ListAction::Quarantine, None, ts(5)).await.unwrap();
+    a.catch_up().await.unwrap();
+    b.catch_up().await.unwrap();
+    assert_eq!(b.with_index(|i| i.lookup_ip("192.0.2.1".parse().unwrap()).len()), 0, "A's retraction reached B");
+    let rebuilt = Ledger::open(backend.store.clone(), key(), config()).await.unwrap();
+    assert_eq!(served(&a).await, served(&rebuilt).await);
+    assert_eq!(served(&b).await, served(&rebuilt).await);
+    assert_eq!(a.log_size(), backend.store.leaf_count().await.unwrap());
+
+    // A replica that was away longer than the change feed is kept reloads its whole index.
+    let away = Ledger::open(second.clone(), key(), config()).await.unwrap();
+    a.submit_local(&incident(4, &["192.0.2.4"], ts(6)), false, ts(6)).await.unwrap();
+    assert!(a.prune_changes(ts(10_000_000)).await.unwrap() > 0);
+    let caught = away.catch_up().await.unwrap();
+    assert!(caught.reloaded, "{caught:?}");
+    assert_eq!(served(&away).await, served(&a).await);
+}
+
+/// One replica at a time holds the XMPP link: the lock lives with its database session.
+#[tokio::test]
+async fn one_replica_holds_the_link_until_its_session_ends() {
+    let Some(backend) = Backend::postgres().await else { return };
+    let second = Store::open(&backend.url).await.unwrap();
+    let mut held = backend.store.try_hold_link().await.unwrap().expect("the first replica takes the link");
+    assert!(second.try_hold_link().await.unwrap().is_none(), "a second replica waits");
+    held.check().await.unwrap();
+    drop(held);
+    // The session closes as the connection drops; PostgreSQL then releases the lock.
+    let mut taken = None;
+    for _ in 0..100 {
+        taken = second.try_hold_link().await.unwrap();
+        if taken.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(taken.is_some(), "the second replica takes the link once the first lets go");
+    assert!(backend.store.try_hold_link().await.unwrap().is_none());
 }

@@ -119,6 +119,8 @@ struct Inner {
     env: Arc<dyn Environment>,
     node: NodeInfo,
     key_rotation: Option<KeyRotation>,
+    /// This process's name among the node's replicas on one PostgreSQL database.
+    replica: Option<String>,
     /// Replaced whole by [`AppState::reload`] (SIGHUP): requests in flight keep the old one.
     http: std::sync::RwLock<Arc<HttpPolicy>>,
     metrics: Metrics,
@@ -196,6 +198,7 @@ impl AppState {
             env,
             node,
             key_rotation: None,
+            replica: None,
             http: std::sync::RwLock::new(Arc::new(HttpPolicy::from(config))),
             metrics: Metrics::default(),
             snapshots: Mutex::new(HashMap::new()),
@@ -211,6 +214,20 @@ impl AppState {
             inner.key_rotation = Some(rotate);
         }
         self
+    }
+
+    /// The same state, named `name` among the node's replicas on one PostgreSQL database
+    /// (`/healthz` then reports every replica; set while building the state).
+    pub fn with_replica(mut self, name: String) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.0) {
+            inner.replica = Some(name);
+        }
+        self
+    }
+
+    /// This process's name among the node's replicas, when it runs as one.
+    pub fn replica(&self) -> Option<&str> {
+        self.0.replica.as_deref()
     }
 
     /// How to rotate the running node's key, when the server supplied it.

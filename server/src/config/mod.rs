@@ -177,12 +177,19 @@ pub struct DatabaseSection {
     /// `sqlite://…` or `postgres://…`; default: `DATA_DIR/ostracon.db`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// This process's name among the replicas of the node on one PostgreSQL database, in
+    /// `/healthz`; default: the host name and the HTTP port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
 }
 
 impl fmt::Debug for DatabaseSection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The URL may carry a password.
-        f.debug_struct("DatabaseSection").field("url", &self.url.as_ref().map(|_| "<redacted>")).finish()
+        f.debug_struct("DatabaseSection")
+            .field("url", &self.url.as_ref().map(|_| "<redacted>"))
+            .field("replica", &self.replica)
+            .finish()
     }
 }
 

@@ -34,6 +34,9 @@ pub enum LinkState {
     Connecting = 1,
     /// Authenticated and exchanging stanzas.
     Online = 2,
+    /// Another replica of this node holds the link (PostgreSQL replicas have one between
+    /// them); this one takes it over if that one goes away.
+    Standby = 3,
 }
 
 /// Counted events of the XMPP side, for `/metrics`.
@@ -222,6 +225,7 @@ impl LinkStatus {
     /// The current state.
     pub fn get(&self) -> LinkState {
         match self.state.load(Ordering::SeqCst) {
+            3 => LinkState::Standby,
             2 => LinkState::Online,
             1 => LinkState::Connecting,
             _ => LinkState::Off,
@@ -234,6 +238,7 @@ impl LinkStatus {
             LinkState::Off => "off",
             LinkState::Connecting => "connecting",
             LinkState::Online => "online",
+            LinkState::Standby => "standby",
         }
     }
 }

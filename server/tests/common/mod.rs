@@ -45,9 +45,15 @@ pub async fn metrics(url: &str, admin: bool) -> String {
     request.send().await.unwrap().text().await.unwrap()
 }
 
+/// A node's HTTP API, called with the admin token: a node in process ([`Node`] derefs to
+/// it) or a replica running as its own process.
+pub struct Api {
+    pub url: String,
+}
+
 /// One node running in process.
 pub struct Node {
-    pub url: String,
+    api: Api,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     pub config: Config,
@@ -119,7 +125,7 @@ impl Node {
                 panic!("node failed: {error}");
             }
         });
-        Self { url, stop: Some(stop), task: Some(task), config, _dir: dir }
+        Self { api: Api { url }, stop: Some(stop), task: Some(task), config, _dir: dir }
     }
 
     pub async fn stop(&mut self) {
@@ -136,7 +142,17 @@ impl Node {
         let restarted = Self::run(self.config.clone(), Arc::clone(&self._dir)).await;
         *self = restarted;
     }
+}
 
+impl std::ops::Deref for Node {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+impl Api {
     pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let client = reqwest::Client::new();
         let mut request = client.request(method, format!("{}{path}", self.url)).bearer_auth(TOKEN);
@@ -195,12 +211,12 @@ pub fn peer<'a>(peers: &'a Value, jid: &str) -> Option<&'a Value> {
 /// Makes `a` and `b` buddies through the operator routes, each trusting the other with
 /// `auto-apply` (weight 1.0: one report lists, spec/reputation.md), and waits until both
 /// pinned keys.
-pub async fn make_buddies(a: &Node, a_jid: &str, b: &Node, b_jid: &str) {
+pub async fn make_buddies(a: &Api, a_jid: &str, b: &Api, b_jid: &str) {
     make_buddies_trusting(a, a_jid, b, b_jid, "auto-apply").await;
 }
 
 /// [`make_buddies`] with `trust` on both sides.
-pub async fn make_buddies_trusting(a: &Node, a_jid: &str, b: &Node, b_jid: &str, trust: &str) {
+pub async fn make_buddies_trusting(a: &Api, a_jid: &str, b: &Api, b_jid: &str, trust: &str) {
     let request = serde_json::json!({ "jid": b_jid, "trust": trust });
     let (status, body) = a.call(reqwest::Method::POST, "/v1/peers", Some(request)).await;
     assert_eq!(status, 202, "{body}");

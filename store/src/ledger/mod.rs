@@ -15,6 +15,8 @@ mod allow;
 pub mod brake;
 pub mod decisions;
 pub mod explained;
+mod follow;
+pub use follow::{CaughtUp, Position};
 mod keys;
 pub use keys::KeySwitch;
 mod outbox;
@@ -27,7 +29,6 @@ mod standing;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
-use futures_util::TryStreamExt as _;
 use ostracon_protocol::envelope::SignedEnvelope;
 use ostracon_protocol::ids::{BareJid, IncidentId, Offender};
 use ostracon_protocol::incident::{Incident, Severity, Status};
@@ -522,29 +523,13 @@ impl std::fmt::Debug for Ledger {
 
 impl Ledger {
     /// Loads the in-memory state from the store.
-    ///
-    /// Rows are streamed, not collected: at a million entries, materialising them first would
-    /// cost several times the memory the index itself needs.
     pub async fn open(store: Store, key: NodeKey, config: LedgerConfig) -> Result<Self> {
         let mut tree = MerkleTree::with_floor(TREE_FLOOR);
-        let mut leaves = sqlx::query("SELECT idx, leaf_hash FROM audit_log ORDER BY idx").fetch(store.pool());
-        while let Some(row) = leaves.try_next().await? {
-            let idx: i64 = row.try_get("idx")?;
-            if u64::try_from(idx).ok() != Some(tree.len()) {
-                return Err(StoreError::Corrupt(format!("audit log has a gap before leaf {idx}")));
-            }
-            let hash: Vec<u8> = row.try_get("leaf_hash")?;
-            tree.push(hash.try_into().map_err(|_| StoreError::Corrupt("leaf hash is not 32 bytes".to_owned()))?);
-        }
-        drop(leaves);
-        let mut index = BlocklistIndex::new();
-        let sql = format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE active = 1");
-        let mut entries = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(store.pool());
-        while let Some(row) = entries.try_next().await? {
-            let entry = entry_from_row(&row)?;
-            index.insert(&entry.offender, Listed::from(&entry));
-        }
-        drop(entries);
+        follow::each_leaf_from(store.pool(), 0, |hash| {
+            tree.push(hash);
+        })
+        .await?;
+        let index = follow::active_index(store.pool()).await?;
         let change_seq = last_change_seq(store.pool()).await?;
         let allow = store.allow_entries().await?.into_iter().map(|a| a.offender).collect();
         Ok(Self {
@@ -626,7 +611,12 @@ impl Ledger {
     }
 
     async fn begin(&self, now: Timestamp) -> Result<Batch> {
-        let tx = self.store.begin_write().await?;
+        let mut tx = self.store.begin_write().await?;
+        if self.store.dialect() == Dialect::Postgres {
+            // Other replicas of this node may have committed since memory last moved; the
+            // advisory lock begin_write took keeps anyone from committing until we do.
+            self.catch_up_in(&mut tx).await?;
+        }
         let next_leaf = self.read_memory().tree.len();
         Ok(Batch {
             tx,
@@ -652,6 +642,10 @@ impl Ledger {
         let Batch { mut tx, leaves, ops, applied, list_changed, outbox_queued, peers_changed, .. } = batch;
         // Writers are serialised, so the feed's last row now is this commit's last.
         let change_seq = if list_changed { Some(last_change_seq(&mut *tx).await?) } else { None };
+        if !leaves.is_empty() && self.store.dialect() == Dialect::Postgres {
+            // Delivered on commit to every replica following this database.
+            sqlx::query("SELECT pg_notify($1, '')").bind(crate::db::COMMIT_CHANNEL).execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         if peers_changed {
             self.peers_version.fetch_add(1, std::sync::atomic::Ordering::AcqRel);

@@ -23,20 +23,50 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<
     // Lists are still served while the XMPP link is down: 200, but `degraded` with the
     // reason. Without its database the node serves nothing it can vouch for: 503.
     let code = if database { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let healthy = database && matches!(xmpp.state, "off" | "online");
-    (
-        code,
-        Json(json!({
-            "status": if healthy { "ok" } else { "degraded" },
-            "database": if database { "ok" } else { "unavailable" },
-            "log_size": state.ledger().log_size(),
-            "listed": state.ledger().with_index(|index| index.len()),
-            "xmpp": xmpp.state,
-            "xmpp_error": xmpp.last_error,
-            "warnings": xmpp.warnings,
-        })),
-    )
+    let healthy = database && matches!(xmpp.state, "off" | "online" | "standby");
+    let mut body = json!({
+        "status": if healthy { "ok" } else { "degraded" },
+        "database": if database { "ok" } else { "unavailable" },
+        "log_size": state.ledger().log_size(),
+        "listed": state.ledger().with_index(|index| index.len()),
+        "xmpp": xmpp.state,
+        "xmpp_error": xmpp.last_error,
+        "warnings": xmpp.warnings,
+    });
+    if let Some(name) = state.replica()
+        && database
+    {
+        body["replica"] = json!(name);
+        body["replicas"] = replicas(&state).await.unwrap_or(Value::Null);
+    }
+    (code, Json(body))
 }
+
+/// Every replica that reported in the last [`REPLICA_SEEN_SECS`]: whether it holds the XMPP
+/// link and how many leaves its memory is behind the database's log.
+async fn replicas(state: &AppState) -> Result<Value, ApiError> {
+    let position = state.ledger().position().await?;
+    let now = state.env().now();
+    let reports = state.ledger().store().replica_reports(now.plus_secs(-REPLICA_SEEN_SECS)).await?;
+    Ok(Value::Array(
+        reports
+            .into_iter()
+            .map(|report| {
+                json!({
+                    "name": report.name,
+                    "holds_xmpp_link": report.holds_link,
+                    "log_size": report.log_size,
+                    "behind": position.database_log_size.saturating_sub(report.log_size),
+                    "seen_secs_ago": (now.unix() - report.seen_at.unix()).max(0),
+                    "started_at": report.started_at.to_string(),
+                })
+            })
+            .collect(),
+    ))
+}
+
+/// Replicas silent for longer are left out of `/healthz` (they report every second).
+const REPLICA_SEEN_SECS: i64 = 30;
 
 /// `GET /metrics`: public counters and gauges; with a `metrics` (or admin) token, Prometheus's
 /// `authorization` setting, also the per-peer families, since who our buddies are and how

@@ -1,0 +1,178 @@
+//! Running as one of several replicas of a node on one PostgreSQL database: following what
+//! the others commit, reporting where this replica stands, and holding the node's one XMPP
+//! link when no other replica does.
+//!
+//! On SQLite there is one process ([`hold_sqlite`] refuses a second), nothing to follow, and
+//! the link is this process's at once.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use ostracon_protocol::time::Timestamp;
+use ostracon_store::Store;
+use ostracon_store::clock::Environment;
+use ostracon_store::ledger::Ledger;
+use ostracon_store::replicas::ReplicaReport;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::error::ServerError;
+use crate::xmpp::connection::{LinkState, LinkStatus};
+
+/// The timings of following and of the link's election; tests shorten them.
+#[derive(Clone, Copy, Debug)]
+pub struct ReplicaTimings {
+    /// How often a replica reads the log even without a notification (one lost while the
+    /// listener reconnected), and reports where it stands.
+    pub poll: Duration,
+    /// How often a replica without the link tries to take it, and the holder checks it
+    /// still has it.
+    pub link_check: Duration,
+}
+
+impl Default for ReplicaTimings {
+    fn default() -> Self {
+        Self { poll: Duration::from_secs(1), link_check: Duration::from_secs(1) }
+    }
+}
+
+/// This replica's name when `[database] replica` does not give one: the host name and the
+/// HTTP port, stable across restarts.
+pub fn default_name(http_port: u16) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = host.trim();
+    format!("{}:{http_port}", if host.is_empty() { "localhost" } else { host })
+}
+
+/// Refuses a second process on one SQLite database: its lock file beside the database is
+/// held for as long as the returned file is open. `None` for PostgreSQL.
+pub fn hold_sqlite(database_url: &str) -> Result<Option<std::fs::File>, ServerError> {
+    let Some(database) = ostracon_store::db::sqlite_file(database_url) else {
+        return Ok(None);
+    };
+    let mut lock = database.clone().into_os_string();
+    lock.push(".lock");
+    let lock = Path::new(&lock).to_path_buf();
+    if let Some(parent) = lock.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|source| ServerError::Io { path: parent.to_path_buf(), source })?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock)
+        .map_err(|source| ServerError::Io { path: lock.clone(), source })?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ServerError::DatabaseInUse { database, lock }),
+        Err(std::fs::TryLockError::Error(source)) => Err(ServerError::Io { path: lock, source }),
+    }
+}
+
+/// Follows the other replicas' commits (woken by their notifications, or by the poll) and
+/// reports this replica's position until told to stop. PostgreSQL only.
+pub async fn follow(
+    ledger: Arc<Ledger>,
+    name: String,
+    holds_link: Arc<AtomicBool>,
+    env: Arc<dyn Environment>,
+    timings: ReplicaTimings,
+    mut stop: watch::Receiver<bool>,
+) {
+    let store = ledger.store().clone();
+    let started_at = env.now();
+    let mut listener = match store.commit_listener().await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for other replicas' commits; following by polling");
+            None
+        }
+    };
+    loop {
+        if let Err(error) = ledger.catch_up().await {
+            tracing::warn!(%error, "following the other replicas failed; will retry");
+        }
+        report(&store, &ledger, &name, holds_link.load(Ordering::Acquire), started_at, env.now()).await;
+        let notified = async {
+            match listener.as_mut() {
+                Some(listener) => {
+                    if let Err(error) = listener.recv().await {
+                        // It reconnects on the next call; the poll covers what it missed.
+                        tracing::debug!(%error, "the commit listener lost its connection");
+                        tokio::time::sleep(timings.poll).await;
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            () = notified => {}
+            () = tokio::time::sleep(timings.poll) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn report(store: &Store, ledger: &Ledger, name: &str, holds_link: bool, started_at: Timestamp, now: Timestamp) {
+    let report =
+        ReplicaReport { name: name.to_owned(), log_size: ledger.log_size(), holds_link, started_at, seen_at: now };
+    if let Err(error) = store.report_replica(&report).await {
+        tracing::debug!(%error, "could not report this replica's position");
+    }
+}
+
+/// Runs the XMPP link whenever this replica holds the link's lock: `start` starts the
+/// link's tasks with a stop signal of their own, stopped when the lock's session is lost.
+/// Replicas without it wait on standby and try again every `link_check`.
+pub async fn hold_link(
+    store: Store,
+    status: Arc<LinkStatus>,
+    holds_link: Arc<AtomicBool>,
+    timings: ReplicaTimings,
+    start: impl Fn(watch::Receiver<bool>) -> Vec<JoinHandle<()>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let hold = match store.try_hold_link().await {
+            Ok(hold) => hold,
+            Err(error) => {
+                tracing::warn!(%error, "cannot ask the database who holds the XMPP link; will retry");
+                None
+            }
+        };
+        let Some(mut hold) = hold else {
+            status.set(LinkState::Standby);
+            tokio::select! {
+                () = tokio::time::sleep(timings.link_check) => continue,
+                _ = stop.changed() => return,
+            }
+        };
+        tracing::info!("this replica holds the XMPP link");
+        holds_link.store(true, Ordering::Release);
+        let (link_stop, link_stopped) = watch::channel(false);
+        let tasks = start(link_stopped);
+        let stopping = loop {
+            tokio::select! {
+                () = tokio::time::sleep(timings.link_check) => {
+                    if let Err(error) = hold.check().await {
+                        tracing::warn!(%error, "lost the XMPP link's lock with the database session; stopping the link");
+                        break false;
+                    }
+                }
+                _ = stop.changed() => break true,
+            }
+        };
+        let _ = link_stop.send(true);
+        for task in tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+        holds_link.store(false, Ordering::Release);
+        drop(hold);
+        if stopping {
+            return;
+        }
+        status.set(LinkState::Standby);
+    }
+}
