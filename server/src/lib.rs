@@ -187,6 +187,14 @@ pub async fn serve_with_reload(
     let mut tasks = vec![tokio::spawn(maintain(Arc::clone(&ledger), Arc::clone(&env), stop_rx.clone()))];
     let holds_link = Arc::new(std::sync::atomic::AtomicBool::new(false));
     if store.dialect() == ostracon_store::Dialect::Postgres {
+        let (announcer, mut stop) = (Arc::clone(&ledger), stop_rx.clone());
+        tasks.push(tokio::spawn(async move {
+            announcer
+                .announce_commits(timings.announce_every, async move {
+                    let _ = stop.changed().await;
+                })
+                .await;
+        }));
         tasks.push(tokio::spawn(replica::follow(
             Arc::clone(&ledger),
             replica_name.clone(),

@@ -30,11 +30,18 @@ pub struct ReplicaTimings {
     /// How often a replica without the link tries to take it, and the holder checks it
     /// still has it.
     pub link_check: Duration,
+    /// The shortest time between two announcements of this replica's commits (a burst of
+    /// commits is announced once).
+    pub announce_every: Duration,
 }
 
 impl Default for ReplicaTimings {
     fn default() -> Self {
-        Self { poll: Duration::from_secs(1), link_check: Duration::from_secs(1) }
+        Self {
+            poll: Duration::from_secs(1),
+            link_check: Duration::from_secs(1),
+            announce_every: Duration::from_millis(10),
+        }
     }
 }
 
@@ -90,28 +97,45 @@ pub async fn follow(
             None
         }
     };
+    let mut reported_at: Option<tokio::time::Instant> = None;
+    let mut foreign = true;
     loop {
-        if let Err(error) = ledger.catch_up().await {
+        if foreign && let Err(error) = ledger.catch_up().await {
             tracing::warn!(%error, "following the other replicas failed; will retry");
         }
-        report(&store, &ledger, &name, holds_link.load(Ordering::Acquire), started_at, env.now()).await;
+        // Once per poll, not per commit: a report is a write, and commits come by hundreds.
+        if reported_at.is_none_or(|at| at.elapsed() >= timings.poll) {
+            report(&store, &ledger, &name, holds_link.load(Ordering::Acquire), started_at, env.now()).await;
+            reported_at = Some(tokio::time::Instant::now());
+        }
+        // Whether a commit of another replica was announced (this replica's own commits
+        // moved its memory already).
         let notified = async {
             match listener.as_mut() {
-                Some(listener) => {
-                    if let Err(error) = listener.recv().await {
+                Some(listener) => match listener.recv().await {
+                    // One catch-up reads whatever the notifications already here announce.
+                    Ok(first) => {
+                        let mut foreign = first.payload() != store.instance();
+                        while let Some(next) = listener.next_buffered() {
+                            foreign |= next.payload() != store.instance();
+                        }
+                        foreign
+                    }
+                    Err(error) => {
                         // It reconnects on the next call; the poll covers what it missed.
                         tracing::debug!(%error, "the commit listener lost its connection");
                         tokio::time::sleep(timings.poll).await;
+                        true
                     }
-                }
-                None => std::future::pending::<()>().await,
+                },
+                None => std::future::pending::<bool>().await,
             }
         };
-        tokio::select! {
-            () = notified => {}
-            () = tokio::time::sleep(timings.poll) => {}
+        foreign = tokio::select! {
+            seen = notified => seen,
+            () = tokio::time::sleep(timings.poll) => true,
             _ = stop.changed() => return,
-        }
+        };
     }
 }
 

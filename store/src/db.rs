@@ -26,7 +26,8 @@ pub enum Dialect {
     Postgres,
 }
 
-/// The channel every commit that appends to the log notifies, with an empty payload.
+/// The channel every commit that appends to the log notifies, with the committing store's
+/// [`Store::instance`] as payload.
 pub const COMMIT_CHANNEL: &str = "ostracon_commits";
 
 /// The transaction-level advisory lock every write takes on PostgreSQL ("ostr" and 1).
@@ -43,6 +44,9 @@ pub struct Store {
     /// The URL, for the commit listener's own connection (it may hold a password: never
     /// printed).
     url: Arc<str>,
+    /// This process's store among the replicas, random: the payload of its commit
+    /// notifications, so it can tell its own from the others'.
+    instance: Arc<str>,
 }
 
 impl std::fmt::Debug for Store {
@@ -107,7 +111,8 @@ impl Store {
             Dialect::Postgres => sqlx::migrate!("./migrations/postgres"),
         };
         migrator.run(&pool).await?;
-        Ok(Self { pool, dialect, url: url.into() })
+        let instance = format!("{:016x}", rand::random::<u64>());
+        Ok(Self { pool, dialect, url: url.into(), instance: instance.into() })
     }
 
     /// The pool, for the query modules.
@@ -131,6 +136,47 @@ impl Store {
                 Ok(tx)
             }
         }
+    }
+
+    /// Tells the replicas following this database that this store committed.
+    ///
+    /// A NOTIFY gives its transaction an id and a commit record; committed asynchronously it
+    /// is not flushed, so it costs no disk wait (a notification need not survive a crash: a
+    /// follower's poll finds what it announced). One round trip: the instance is hex we made.
+    pub async fn announce_commit(&self) -> Result<()> {
+        let sql = format!(
+            "BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_notify('{COMMIT_CHANNEL}', '{}'); COMMIT;",
+            self.instance
+        );
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The payload of this store's commit notifications.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// [`Store::begin_write`] for a write that appends to the log, with, on PostgreSQL, the
+    /// log's size in the database once the writer lock is held (a replica whose memory holds
+    /// fewer leaves must catch up first). The size is read by a statement after the lock's,
+    /// so it sees every commit made before the lock was granted; both travel in one round
+    /// trip.
+    pub async fn begin_log_write(&self) -> Result<(sqlx::Transaction<'static, sqlx::Any>, Option<u64>)> {
+        if self.dialect != Dialect::Postgres {
+            return Ok((self.begin_write().await?, None));
+        }
+        let mut tx = self.pool.begin().await?;
+        let sql = format!(
+            "SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock({WRITER_LOCK})) AS writer; \
+             SELECT COALESCE(MAX(idx) + 1, 0) AS size FROM audit_log"
+        );
+        let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).fetch_all(&mut *tx).await?;
+        let size = rows
+            .iter()
+            .find_map(|row| row.try_get::<i64, _>("size").ok())
+            .ok_or_else(|| crate::StoreError::Corrupt("the log's size was not returned".to_owned()))?;
+        Ok((tx, Some(u64::try_from(size).unwrap_or(0))))
     }
 
     /// On PostgreSQL, a listener for [`COMMIT_CHANNEL`] on a connection of its own (it

@@ -5,12 +5,13 @@
 //! node's transaction-level advisory lock, [`crate::Store::begin_write`]), and a writer first
 //! brings its memory up to the database (`catch_up_in`, inside that transaction), so leaf `n`
 //! is assigned once and every replica's tree holds the same leaves. Between writes a replica
-//! follows: woken by the notification every commit sends, or by its poll when a notification
-//! is lost, it reads the audit leaves past its tree and the change-feed rows past its
+//! follows: woken by the notification a replica sends after its commits
+//! ([`Ledger::announce_commits`]), or by its poll when a notification is lost, it reads the audit leaves past its tree and the change-feed rows past its
 //! position, re-reads the entries they name and moves its index. Its caches key on the list
 //! version and the peers version, which move with it.
 
 use std::collections::BTreeSet;
+use std::future::Future;
 
 use futures_util::TryStreamExt as _;
 use ostracon_protocol::ids::Offender;
@@ -55,6 +56,29 @@ impl Ledger {
         let _writer = self.writer.lock().await;
         let mut connection = self.store.pool().acquire().await?;
         self.catch_up_in(&mut connection).await
+    }
+
+    /// Announces this replica's commits to the others until `stop` resolves: one
+    /// notification on [`crate::db::COMMIT_CHANNEL`] for whatever committed since the last.
+    ///
+    /// At most one announcement per `pause`: each costs the database a transaction, and under
+    /// a burst one announcement covers many commits.
+    pub async fn announce_commits(&self, pause: std::time::Duration, stop: impl Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = self.committed.notified() => {}
+                () = &mut stop => return,
+            }
+            if let Err(error) = self.store.announce_commit().await {
+                // The others' poll finds the commit instead.
+                tracing::debug!(%error, "could not announce a commit to the other replicas");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = &mut stop => return,
+            }
+        }
     }
 
     /// Memory's log size and the database's, for health reports.

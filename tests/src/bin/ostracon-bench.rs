@@ -57,7 +57,8 @@ enum Command {
         #[arg(long, default_value = "txt")]
         format: String,
     },
-    /// POST incidents to a running node.
+    /// POST incidents to a running node (several URLs, comma-separated: replicas of one node,
+    /// the clients spread over them).
     Ingest {
         #[arg(long)]
         url: String,
@@ -69,6 +70,20 @@ enum Command {
         concurrency: u64,
         #[arg(long, default_value_t = 1)]
         offenders: u64,
+    },
+    /// Replication lag: POST an incident with one new address at replica `write`, then poll
+    /// replica `read` until it lists it; one at a time, `pause_ms` apart.
+    Follow {
+        #[arg(long)]
+        write: String,
+        #[arg(long)]
+        read: String,
+        #[arg(long)]
+        token: String,
+        #[arg(long, default_value_t = 300)]
+        count: u64,
+        #[arg(long, default_value_t = 20)]
+        pause_ms: u64,
     },
     /// Look up IPs on a running node.
     Lookups {
@@ -199,6 +214,40 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// `ostracon-bench follow`: from the 201 of a write at one replica to the first lookup at
+/// another that lists it (polled back to back, so the figure includes one lookup's time).
+async fn follow(write: &str, read: &str, token: &str, count: u64, pause_ms: u64) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let base = u32::from(Ipv4Addr::new(172, 30, 0, 0)) + (std::process::id() % 256) * 4096;
+    let mut lags = Vec::new();
+    let start = Instant::now();
+    for n in 0..count {
+        let address = Ipv4Addr::from(base + n as u32).to_string();
+        let body = serde_json::json!({ "offenders": [address], "category": "spam" }).to_string();
+        let response = client
+            .post(format!("{write}/v1/incidents"))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await?;
+        anyhow::ensure!(response.status().as_u16() == 201, "POST at {write}: {}", response.status());
+        let committed = Instant::now();
+        loop {
+            let body = client.get(format!("{read}/v1/lookup/ip/{address}")).send().await?.bytes().await?;
+            let lookup: serde_json::Value = serde_json::from_slice(&body)?;
+            if lookup["listed"] == true {
+                break;
+            }
+            anyhow::ensure!(committed.elapsed() < Duration::from_secs(30), "{read} never listed {address}");
+        }
+        lags.push(committed.elapsed());
+        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+    }
+    report_latencies(&format!("from a write at {write} to a lookup at {read}"), lags, start.elapsed());
+    Ok(())
+}
+
 fn report_latencies(label: &str, mut latencies: Vec<Duration>, elapsed: Duration) {
     latencies.sort_unstable();
     let n = latencies.len();
@@ -285,6 +334,9 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
         }
+        Command::Follow { write, read, token, count, pause_ms } => {
+            follow(&write, &read, &token, count, pause_ms).await?
+        }
         Command::Ingest { url, token, incidents, concurrency, offenders } => {
             let client = reqwest::Client::new();
             let counter = Arc::new(AtomicU64::new(0));
@@ -293,8 +345,10 @@ async fn main() -> anyhow::Result<()> {
             // Distinct offenders per run, far from the seeded ranges.
             let base = u64::from(u32::from(Ipv4Addr::new(172, 16, 0, 0)))
                 + (start.elapsed().as_nanos() as u64 % 1000) * 1_000_000;
-            for _ in 0..concurrency {
-                let (client, url, token, counter) = (client.clone(), url.clone(), token.clone(), Arc::clone(&counter));
+            let urls: Vec<&str> = url.split(',').collect();
+            for client_number in 0..concurrency {
+                let url = urls[client_number as usize % urls.len()].to_owned();
+                let (client, token, counter) = (client.clone(), token.clone(), Arc::clone(&counter));
                 tasks.push(tokio::spawn(async move {
                     let mut latencies = Vec::new();
                     loop {
