@@ -149,12 +149,19 @@ async fn three_replicas_serve_one_log_and_hand_the_xmpp_link_on() {
     }
     let all = [0, 1, 2];
     let holder = link_holder(&replicas, &all).await;
-    let health = replicas[holder].health().await;
-    let reported = health["replicas"].as_array().unwrap();
-    assert!(
-        reported.iter().any(|r| r["name"] == format!("replica-{holder}") && r["holds_xmpp_link"] == true),
-        "{health}"
-    );
+    // Each replica reports once a second: the others' /healthz names the holder after its next
+    // report.
+    let holder_name = format!("replica-{holder}");
+    for replica in &replicas {
+        replica
+            .api
+            .wait_for("the holder named in /healthz", "/healthz", |h| {
+                let reported = h["replicas"].as_array().map(Vec::as_slice).unwrap_or_default();
+                reported.len() == 3
+                    && reported.iter().all(|r| (r["name"] == holder_name) == (r["holds_xmpp_link"] == true))
+            })
+            .await;
+    }
 
     // The buddy handshake asked at a replica without the link: the holder carries it.
     let asking = (holder + 1) % 3;
@@ -180,8 +187,11 @@ async fn three_replicas_serve_one_log_and_hand_the_xmpp_link_on() {
     let saved = dir.path().join("saved.checkpoint");
     std::fs::write(&saved, &checkpoints[0]).unwrap();
 
-    // The link holder dies; another replica takes the link, and a shared incident submitted at
-    // a survivor reaches the buddy.
+    // The link holder dies right after a shared incident was submitted to it; another replica
+    // takes the link and the outbox continues where it stopped: the buddy holds that incident
+    // once, whether it was sent before the kill or after. A shared incident submitted at a
+    // survivor reaches the buddy too.
+    let before_kill = submit(&replicas[holder].api, "198.51.100.98", true).await;
     replicas[holder].process.as_mut().unwrap().signal_and_wait("KILL");
     let survivors: Vec<usize> = all.iter().copied().filter(|&n| n != holder).collect();
     let successor = link_holder(&replicas, &survivors).await;
@@ -190,6 +200,12 @@ async fn three_replicas_serve_one_log_and_hand_the_xmpp_link_on() {
         .wait_for("the shared incident at the buddy", "/v1/lookup/ip/198.51.100.99", |l| l["listed"] == true)
         .await;
     assert_eq!(lookup["matches"][0]["why"]["reasons"][0]["incident"], id, "delivered by replica-{successor}");
+    let lookup = buddy
+        .wait_for("the incident shared as the holder died", "/v1/lookup/ip/198.51.100.98", |l| l["listed"] == true)
+        .await;
+    let reasons = lookup["matches"][0]["why"]["reasons"].as_array().unwrap();
+    assert_eq!(reasons.len(), 1, "counted once: {lookup}");
+    assert_eq!(reasons[0]["incident"], before_kill);
 
     // The killed replica restarts, follows, and waits on standby.
     replicas[holder].start();
