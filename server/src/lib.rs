@@ -96,9 +96,15 @@ pub async fn rotate_key(config: &Config, env: &dyn Environment) -> Result<ostrac
     let store = Store::open(&config.database_url()).await?;
     let ledger = Ledger::open(store.clone(), key.key, config.ledger_config()?).await?;
     let component = config.component()?;
-    let rotated = rotation::rotate(&ledger, &config.node.data_dir, component.as_ref(), env).await;
+    let replica = (store.dialect() == ostracon_store::Dialect::Postgres).then(|| replica_name(config));
+    let rotated = rotation::rotate(&ledger, &config.node.data_dir, component.as_ref(), env, replica.as_deref()).await;
     store.close().await;
     rotated
+}
+
+/// This process's name among the node's replicas.
+fn replica_name(config: &Config) -> String {
+    config.database.replica.clone().unwrap_or_else(|| replica::default_name(config.http.listen.port()))
 }
 
 /// Runs the node on `listener` until `shutdown` resolves.
@@ -131,8 +137,7 @@ pub async fn serve_with_reload(
     let _lock = keyfile::hold(&config.node.data_dir, "serve")?;
     let _database_lock = replica::hold_sqlite(&config.database_url())?;
     let store = Store::open(&config.database_url()).await?;
-    let replica_name =
-        config.database.replica.clone().unwrap_or_else(|| replica::default_name(config.http.listen.port()));
+    let replica_name = replica_name(&config);
     let timings = replica::ReplicaTimings::default();
     if let Some(path) = ensure_admin_token(&store, &config, admin_token.as_deref(), env.as_ref()).await? {
         tracing::info!(path = %path.display(), "created an admin token (the file holds it; it is not logged)");
@@ -176,6 +181,7 @@ pub async fn serve_with_reload(
         config.node.data_dir.clone(),
         component.clone(),
         Arc::clone(&env),
+        (store.dialect() == ostracon_store::Dialect::Postgres).then(|| replica_name.clone()),
     ));
     let state = if store.dialect() == ostracon_store::Dialect::Postgres {
         state.with_replica(replica_name.clone())
@@ -326,14 +332,22 @@ fn key_rotation(
     data_dir: PathBuf,
     component: Option<BareJid>,
     env: Arc<dyn Environment>,
+    replica: Option<String>,
 ) -> ostracon_web::KeyRotation {
     let one_at_a_time = Arc::new(tokio::sync::Mutex::new(()));
     Arc::new(move || {
-        let (ledger, data_dir, component, env, one_at_a_time) =
-            (Arc::clone(&ledger), data_dir.clone(), component.clone(), Arc::clone(&env), Arc::clone(&one_at_a_time));
+        let (ledger, data_dir, component, env, one_at_a_time, replica) = (
+            Arc::clone(&ledger),
+            data_dir.clone(),
+            component.clone(),
+            Arc::clone(&env),
+            Arc::clone(&one_at_a_time),
+            replica.clone(),
+        );
         Box::pin(async move {
             let _one = one_at_a_time.lock().await;
-            let rotated = rotation::rotate(&ledger, &data_dir, component.as_ref(), env.as_ref()).await;
+            let rotated =
+                rotation::rotate(&ledger, &data_dir, component.as_ref(), env.as_ref(), replica.as_deref()).await;
             match &rotated {
                 Ok(done) => {
                     tracing::info!(old = %done.old, new = %done.new, buddies = done.announced_to.len(), "signing key rotated")

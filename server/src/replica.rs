@@ -45,6 +45,13 @@ impl Default for ReplicaTimings {
     }
 }
 
+/// How many link checks' time the lock's session may take to answer before the link stops.
+const LINK_CHECK_PATIENCE: u32 = 3;
+
+/// Replicas that reported within this many seconds count as running (they report every
+/// second).
+pub const RUNNING_WITHIN_SECS: i64 = 10;
+
 /// This replica's name when `[database] replica` does not give one: the host name and the
 /// HTTP port, stable across restarts.
 pub fn default_name(http_port: u16) -> String {
@@ -180,17 +187,30 @@ pub async fn hold_link(
         let stopping = loop {
             tokio::select! {
                 () = tokio::time::sleep(timings.link_check) => {
-                    if let Err(error) = hold.check().await {
-                        tracing::warn!(%error, "lost the XMPP link's lock with the database session; stopping the link");
-                        break false;
+                    // A half-open connection would not fail for many minutes; meanwhile the
+                    // database may have ended the session and granted the lock elsewhere.
+                    match tokio::time::timeout(timings.link_check * LINK_CHECK_PATIENCE, hold.check()).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(error)) => {
+                            tracing::warn!(%error, "lost the XMPP link's lock with the database session; stopping the link");
+                            break false;
+                        }
+                        Err(_) => {
+                            tracing::warn!("the XMPP link's lock session does not answer; stopping the link");
+                            break false;
+                        }
                     }
                 }
                 _ = stop.changed() => break true,
             }
         };
         let _ = link_stop.send(true);
-        for task in tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        // Every link task is gone before the lock is: no two replicas ever run the link.
+        for mut task in tasks {
+            if tokio::time::timeout(Duration::from_secs(5), &mut task).await.is_err() {
+                task.abort();
+                let _ = task.await;
+            }
         }
         holds_link.store(false, Ordering::Release);
         drop(hold);

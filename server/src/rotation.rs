@@ -28,8 +28,22 @@ pub async fn rotate(
     data_dir: &Path,
     component: Option<&BareJid>,
     env: &dyn Environment,
+    replica: Option<&str>,
 ) -> Result<KeyRotated, ServerError> {
     let now = env.now();
+    if let Some(own) = replica {
+        // Replicas must sign with one key, or they would publish two checkpoints for one log.
+        let since = now.plus_secs(-crate::replica::RUNNING_WITHIN_SECS);
+        let others: Vec<String> =
+            ledger.store().replica_reports(since).await?.into_iter().map(|r| r.name).filter(|n| n != own).collect();
+        if !others.is_empty() {
+            return Err(StoreError::Rejected(format!(
+                "other replicas of this node are running ({}): replicas sign with one key, so stop them, rotate here and copy the key files to them (docs/replicas.md)",
+                others.join(", ")
+            ))
+            .into());
+        }
+    }
     if let Some(peer) = ledger.rotation_pending().await? {
         return Err(StoreError::Rejected(pending_message(&peer)).into());
     }

@@ -225,4 +225,9 @@ async fn three_replicas_serve_one_log_and_hand_the_xmpp_link_on() {
         texts
     };
     assert!(checkpoints.iter().all(|c| c == &checkpoints[0]), "{checkpoints:?}");
+
+    // One key for every replica: a rotation at one while the others run is refused.
+    let (status, refused) = replicas[0].api.call(reqwest::Method::POST, "/v1/key/rotate", None).await;
+    assert_eq!(status, 409, "{refused}");
+    assert!(refused.to_string().contains("other replicas of this node are running"), "{refused}");
 }

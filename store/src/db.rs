@@ -157,6 +157,16 @@ impl Store {
         &self.instance
     }
 
+    /// A read-only transaction that sees one state of the database throughout: on PostgreSQL
+    /// `REPEATABLE READ` (each statement of a default transaction would see the commits made
+    /// since the previous one), on SQLite a deferred transaction, which reads one WAL snapshot.
+    pub async fn begin_snapshot(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.dialect {
+            Dialect::Sqlite => self.pool.begin().await,
+            Dialect::Postgres => self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await,
+        }
+    }
+
     /// [`Store::begin_write`] for a write that appends to the log, with, on PostgreSQL, the
     /// log's size in the database once the writer lock is held (a replica whose memory holds
     /// fewer leaves must catch up first). The size is read by a statement after the lock's,

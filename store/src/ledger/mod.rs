@@ -51,7 +51,7 @@ use crate::policy::ListingPolicy;
 use crate::queries::{ENTRY_COLUMNS, INCIDENT_COLUMNS, entry_from_row, incident_from_row, offender_kind};
 use crate::reputation::{ReputationParams, independence_key, server_domain};
 use crate::scope::PeerScope;
-use crate::traits::{BlocklistStore as _, IncidentStore as _};
+use crate::traits::IncidentStore as _;
 use crate::{Result, Store, StoreError};
 
 /// Weight of the operator's own reports, in thousandths.
@@ -526,14 +526,19 @@ impl std::fmt::Debug for Ledger {
 impl Ledger {
     /// Loads the in-memory state from the store.
     pub async fn open(store: Store, key: NodeKey, config: LedgerConfig) -> Result<Self> {
+        // One snapshot: another replica may commit while this one starts, and memory must be
+        // one state of the database (a change seen in the feed's position but not in the
+        // index would never be applied).
+        let mut snapshot = store.begin_snapshot().await?;
         let mut tree = MerkleTree::with_floor(TREE_FLOOR);
-        follow::each_leaf_from(store.pool(), 0, |hash| {
+        follow::each_leaf_from(&mut *snapshot, 0, |hash| {
             tree.push(hash);
         })
         .await?;
-        let index = follow::active_index(store.pool()).await?;
-        let change_seq = last_change_seq(store.pool()).await?;
-        let allow = store.allow_entries().await?.into_iter().map(|a| a.offender).collect();
+        let index = follow::active_index(&mut *snapshot).await?;
+        let change_seq = last_change_seq(&mut *snapshot).await?;
+        let allow = follow::allow_set(&mut snapshot).await?;
+        snapshot.commit().await?;
         Ok(Self {
             store,
             keys: RwLock::new(keys::SigningKeys::new(key)),
