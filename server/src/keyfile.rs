@@ -43,16 +43,25 @@ pub struct DataLock(#[allow(dead_code)] fs::File);
 /// Takes the data directory's lock for `what`, or says that a running node holds it.
 pub fn hold(data_dir: &Path, what: &str) -> Result<DataLock, ServerError> {
     let path = data_dir.join("node.lock");
+    match try_lock(&path)? {
+        Some(file) => Ok(DataLock(file)),
+        None => Err(ServerError::DataDirInUse { lock: path, what: what.to_owned() }),
+    }
+}
+
+/// Takes an exclusive lock on the file at `path` (created if missing) for as long as the
+/// returned file is open; `None` when another process holds it.
+pub fn try_lock(path: &Path) -> Result<Option<fs::File>, ServerError> {
     let file = fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&path)
-        .map_err(|source| ServerError::Io { path: path.clone(), source })?;
+        .open(path)
+        .map_err(|source| ServerError::Io { path: path.to_path_buf(), source })?;
     match file.try_lock() {
-        Ok(()) => Ok(DataLock(file)),
-        Err(fs::TryLockError::WouldBlock) => Err(ServerError::DataDirInUse { lock: path, what: what.to_owned() }),
-        Err(fs::TryLockError::Error(source)) => Err(ServerError::Io { path, source }),
+        Ok(()) => Ok(Some(file)),
+        Err(fs::TryLockError::WouldBlock) => Ok(None),
+        Err(fs::TryLockError::Error(source)) => Err(ServerError::Io { path: path.to_path_buf(), source }),
     }
 }
 

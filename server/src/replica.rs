@@ -72,16 +72,9 @@ pub fn hold_sqlite(database_url: &str) -> Result<Option<std::fs::File>, ServerEr
     if let Some(parent) = lock.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|source| ServerError::Io { path: parent.to_path_buf(), source })?;
     }
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock)
-        .map_err(|source| ServerError::Io { path: lock.clone(), source })?;
-    match file.try_lock() {
-        Ok(()) => Ok(Some(file)),
-        Err(std::fs::TryLockError::WouldBlock) => Err(ServerError::DatabaseInUse { database, lock }),
-        Err(std::fs::TryLockError::Error(source)) => Err(ServerError::Io { path: lock, source }),
+    match crate::keyfile::try_lock(&lock)? {
+        Some(file) => Ok(Some(file)),
+        None => Err(ServerError::DatabaseInUse { database, lock }),
     }
 }
 
