@@ -605,9 +605,54 @@ impl ApiArgs {
 /// What `serve` logs when RUST_LOG is not set.
 const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,hickory_server=warn";
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// glibc's malloc variable for the size from which a block gets a mapping of its own.
+const MMAP_THRESHOLD_VARIABLE: &str = "MALLOC_MMAP_THRESHOLD_";
+
+/// Blocks from this size up (a snapshot's body, its gzip) are mapped apart and unmapped when
+/// freed.
+const MMAP_THRESHOLD: &str = "1048576";
+
+/// `serve` runs with a fixed mmap threshold. glibc raises the threshold each time a large
+/// mapped block is freed, after which the next snapshot body is carved from the heap and its
+/// pages are never returned: after one pull of each list format a 1M-entry node kept 1.7
+/// times its resting memory, 2.4 times at 100k entries (1.25 and 1.2 with the threshold
+/// fixed, BENCHMARKS.md). glibc reads the variable only at start-up, and setting it from
+/// within takes unsafe code, so `serve` executes itself once more with it, unless the
+/// operator set it. Returns only if that fails.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn serve_with_fixed_mmap_threshold() -> std::io::Error {
+    use std::os::unix::process::CommandExt as _;
+    let mut args = std::env::args_os();
+    let program = args.next().unwrap_or_default();
+    match std::env::current_exe() {
+        Ok(binary) => std::process::Command::new(binary)
+            .arg0(program)
+            .args(args)
+            .env(MMAP_THRESHOLD_VARIABLE, MMAP_THRESHOLD)
+            .exec(),
+        Err(error) => error,
+    }
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if matches!(cli.command, Command::Serve { .. }) && std::env::var_os(MMAP_THRESHOLD_VARIABLE).is_none() {
+        let error = serve_with_fixed_mmap_threshold();
+        eprintln!(
+            "warning: could not restart with {MMAP_THRESHOLD_VARIABLE}={MMAP_THRESHOLD} ({error}); serving on with glibc's default"
+        );
+    }
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(run_cli(cli)),
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_cli(cli: Cli) -> ExitCode {
     if matches!(cli.command, Command::Serve { .. }) {
         // RUST_LOG overrides the filter (`RUST_LOG=debug`, `RUST_LOG=ostracon=debug,sqlx=info`);
         // sqlx's line per query stays off by default, and so do hickory-server's two lines per

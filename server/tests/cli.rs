@@ -147,6 +147,15 @@ async fn the_binary_end_to_end() {
     let defaults = run(&["config", "check"]);
     assert!(String::from_utf8_lossy(&defaults.stdout).contains("built-in defaults were checked"), "{defaults:?}");
     node.start();
+    // `serve` runs with glibc's mmap threshold fixed, so a snapshot's memory is returned when
+    // it is freed (the same process: it executed itself with the variable).
+    let pid = node.process.as_ref().unwrap().id();
+    let environment = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    assert!(
+        environment.split(|&b| b == 0).any(|v| v == b"MALLOC_MMAP_THRESHOLD_=1048576"),
+        "{}",
+        String::from_utf8_lossy(&environment)
+    );
 
     // Operator verbs through the CLI.
     let submitted = node.cli(&[
