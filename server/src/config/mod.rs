@@ -634,8 +634,16 @@ impl Config {
     }
 }
 
+/// Whether a database URL carries a password: in its user information (`user:secret@host`) or
+/// as a `password` query parameter, which libpq and sqlx both accept.
 fn url_has_password(url: &str) -> bool {
-    url.split_once("://").and_then(|(_, rest)| rest.split_once('@')).is_some_and(|(userinfo, _)| userinfo.contains(':'))
+    let Some((_, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let (address, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let in_user_information = address.rsplit_once('@').is_some_and(|(userinfo, _)| userinfo.contains(':'));
+    in_user_information
+        || query.split('&').any(|pair| pair.split('=').next().is_some_and(|key| key.eq_ignore_ascii_case("password")))
 }
 
 fn redact(url: &str) -> String {
@@ -645,6 +653,16 @@ fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_password_is_found_in_the_user_information_and_in_the_query() {
+        assert!(url_has_password("postgres://ostracon:secret@db.example/ostracon"));
+        assert!(url_has_password("postgres://ostracon@db.example/ostracon?sslmode=require&password=secret"));
+        assert!(url_has_password("postgresql://db.example/ostracon?PASSWORD=secret"));
+        assert!(!url_has_password("postgres://ostracon@db.example/ostracon?sslmode=require"));
+        assert!(!url_has_password("sqlite:///var/lib/ostracon/ostracon.db"));
+        assert_eq!(redact("postgres://u@h/db?password=secret"), "<url with password>");
+    }
 
     #[test]
     fn trusting_every_address_as_a_proxy_is_refused() {
