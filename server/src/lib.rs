@@ -96,15 +96,16 @@ pub async fn rotate_key(config: &Config, env: &dyn Environment) -> Result<ostrac
     let store = Store::open(&config.database_url()).await?;
     let ledger = Ledger::open(store.clone(), key.key, config.ledger_config()?).await?;
     let component = config.component()?;
-    let replica = (store.dialect() == ostracon_store::Dialect::Postgres).then(|| replica_name(config));
+    let replica = replica_name(config, &store);
     let rotated = rotation::rotate(&ledger, &config.node.data_dir, component.as_ref(), env, replica.as_deref()).await;
     store.close().await;
     rotated
 }
 
-/// This process's name among the node's replicas.
-fn replica_name(config: &Config) -> String {
-    config.database.replica.clone().unwrap_or_else(|| replica::default_name(config.http.listen.port()))
+/// This process's name among the node's replicas; `None` on SQLite, which one process serves.
+fn replica_name(config: &Config, store: &Store) -> Option<String> {
+    (store.dialect() == ostracon_store::Dialect::Postgres)
+        .then(|| config.database.replica.clone().unwrap_or_else(|| replica::default_name(config.http.listen.port())))
 }
 
 /// Runs the node on `listener` until `shutdown` resolves.
@@ -137,7 +138,7 @@ pub async fn serve_with_reload(
     let _lock = keyfile::hold(&config.node.data_dir, "serve")?;
     let _database_lock = replica::hold_sqlite(&config.database_url())?;
     let store = Store::open(&config.database_url()).await?;
-    let replica_name = replica_name(&config);
+    let replica = replica_name(&config, &store);
     let timings = replica::ReplicaTimings::default();
     if let Some(path) = ensure_admin_token(&store, &config, admin_token.as_deref(), env.as_ref()).await? {
         tracing::info!(path = %path.display(), "created an admin token (the file holds it; it is not logged)");
@@ -181,18 +182,17 @@ pub async fn serve_with_reload(
         config.node.data_dir.clone(),
         component.clone(),
         Arc::clone(&env),
-        (store.dialect() == ostracon_store::Dialect::Postgres).then(|| replica_name.clone()),
+        replica.clone(),
     ));
-    let state = if store.dialect() == ostracon_store::Dialect::Postgres {
-        state.with_replica(replica_name.clone())
-    } else {
-        state
+    let state = match &replica {
+        Some(name) => state.with_replica(name.clone()),
+        None => state,
     };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = vec![tokio::spawn(maintain(Arc::clone(&ledger), Arc::clone(&env), stop_rx.clone()))];
     let holds_link = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    if store.dialect() == ostracon_store::Dialect::Postgres {
+    if let Some(name) = replica {
         let (announcer, mut stop) = (Arc::clone(&ledger), stop_rx.clone());
         tasks.push(tokio::spawn(async move {
             announcer
@@ -203,7 +203,7 @@ pub async fn serve_with_reload(
         }));
         tasks.push(tokio::spawn(replica::follow(
             Arc::clone(&ledger),
-            replica_name.clone(),
+            name,
             Arc::clone(&holds_link),
             Arc::clone(&env),
             timings,

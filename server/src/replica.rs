@@ -13,6 +13,7 @@ use std::time::Duration;
 use ostracon_protocol::time::Timestamp;
 use ostracon_store::Store;
 use ostracon_store::clock::Environment;
+use ostracon_store::db::CommitListener;
 use ostracon_store::ledger::Ledger;
 use ostracon_store::replicas::ReplicaReport;
 use tokio::sync::watch;
@@ -108,34 +109,33 @@ pub async fn follow(
             report(&store, &ledger, &name, holds_link.load(Ordering::Acquire), started_at, env.now()).await;
             reported_at = Some(tokio::time::Instant::now());
         }
-        // Whether a commit of another replica was announced (this replica's own commits
-        // moved its memory already).
-        let notified = async {
-            match listener.as_mut() {
-                Some(listener) => match listener.recv().await {
-                    // One catch-up reads whatever the notifications already here announce.
-                    Ok(first) => {
-                        let mut foreign = first.payload() != store.instance();
-                        while let Some(next) = listener.next_buffered() {
-                            foreign |= next.payload() != store.instance();
-                        }
-                        foreign
-                    }
-                    Err(error) => {
-                        // It reconnects on the next call; the poll covers what it missed.
-                        tracing::debug!(%error, "the commit listener lost its connection");
-                        tokio::time::sleep(timings.poll).await;
-                        true
-                    }
-                },
-                None => std::future::pending::<bool>().await,
-            }
-        };
         foreign = tokio::select! {
-            seen = notified => seen,
+            seen = announced(listener.as_mut(), store.instance(), timings.poll) => seen,
             () = tokio::time::sleep(timings.poll) => true,
             _ = stop.changed() => return,
         };
+    }
+}
+
+/// Waits for the next announcements and says whether one came from another replica (this
+/// replica's own commits moved its memory already). One catch-up reads whatever the
+/// announcements already here name. Without a listener it never returns (the poll follows).
+async fn announced(listener: Option<&mut CommitListener>, own: &str, pause_after_error: Duration) -> bool {
+    let Some(listener) = listener else { return std::future::pending().await };
+    match listener.recv().await {
+        Ok(first) => {
+            let mut foreign = first.payload() != own;
+            while let Some(next) = listener.next_buffered() {
+                foreign |= next.payload() != own;
+            }
+            foreign
+        }
+        Err(error) => {
+            // It reconnects on the next call; the poll covers what it missed.
+            tracing::debug!(%error, "the commit listener lost its connection");
+            tokio::time::sleep(pause_after_error).await;
+            true
+        }
     }
 }
 

@@ -26,6 +26,9 @@ pub enum Dialect {
     Postgres,
 }
 
+/// What [`Store::commit_listener`] returns: PostgreSQL's listener on its own connection.
+pub type CommitListener = sqlx::postgres::PgListener;
+
 /// The channel every commit that appends to the log notifies, with the committing store's
 /// [`Store::instance`] as payload.
 pub const COMMIT_CHANNEL: &str = "ostracon_commits";
@@ -191,7 +194,7 @@ impl Store {
 
     /// On PostgreSQL, a listener for [`COMMIT_CHANNEL`] on a connection of its own (it
     /// reconnects by itself); on SQLite, `None`: one process serves the file.
-    pub async fn commit_listener(&self) -> Result<Option<sqlx::postgres::PgListener>> {
+    pub async fn commit_listener(&self) -> Result<Option<CommitListener>> {
         if self.dialect != Dialect::Postgres {
             return Ok(None);
         }

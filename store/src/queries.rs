@@ -21,6 +21,12 @@ pub(crate) const INCIDENT_COLUMNS: &str = "seq, body, origin, provenance, share,
 pub(crate) const ENTRY_COLUMNS: &str =
     "id, kind, value, action, source, first_seen, updated_at, expires_at, listings, active, log_index";
 
+/// The change feed's highest sequence number held (0 for an empty feed), on any executor (the
+/// ledger reads it inside its transactions and snapshots).
+pub(crate) async fn max_change_seq<'c>(executor: impl sqlx::Executor<'c, Database = sqlx::Any>) -> Result<i64> {
+    Ok(sqlx::query("SELECT COALESCE(MAX(seq), 0) AS s FROM list_changes").fetch_one(executor).await?.try_get("s")?)
+}
+
 fn corrupt(what: &str, error: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {error}"))
 }
@@ -348,8 +354,7 @@ impl BlocklistStore for Store {
     }
 
     async fn last_change_seq(&self) -> Result<i64> {
-        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS last FROM list_changes").fetch_one(self.pool()).await?;
-        let last: i64 = row.try_get("last")?;
+        let last = max_change_seq(self.pool()).await?;
         // An empty table after pruning still has a position: the pruned cursor.
         Ok(last.max(self.pruned_through().await?))
     }

@@ -17,6 +17,7 @@ use std::time::Duration;
 use futures_util::TryStreamExt as _;
 use ostracon_protocol::ids::Offender;
 use ostracon_protocol::log::merkle::Hash;
+use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Row as _};
 
 use super::Ledger;
@@ -109,7 +110,7 @@ impl Ledger {
             let listed = entry.active.then(|| Listed::from(&entry));
             changed.push((entry.offender, listed));
         }
-        let last_seq = super::last_change_seq(&mut *connection).await?;
+        let last_seq = crate::queries::max_change_seq(&mut *connection).await?;
         let allow = allow_set(connection).await?;
 
         let caught_up = CaughtUp { leaves: leaves.len() as u64, entries: changed.len() };
@@ -157,15 +158,21 @@ pub(super) async fn each_leaf_from<'c>(
         sqlx::query("SELECT idx, leaf_hash FROM audit_log WHERE idx >= $1 ORDER BY idx").bind(from).fetch(executor);
     let mut next = from;
     while let Some(row) = rows.try_next().await? {
-        let idx: i64 = row.try_get("idx")?;
+        let (idx, hash) = leaf_of(&row)?;
         if idx != next {
             return Err(StoreError::Corrupt(format!("audit log has a gap before leaf {idx}")));
         }
-        let hash: Vec<u8> = row.try_get("leaf_hash")?;
-        visit(hash.try_into().map_err(|_| StoreError::Corrupt("leaf hash is not 32 bytes".to_owned()))?);
+        visit(hash);
         next += 1;
     }
     Ok(u64::try_from(next - from).unwrap_or(0))
+}
+
+/// An `idx, leaf_hash` row of the audit table.
+pub(super) fn leaf_of(row: &AnyRow) -> Result<(i64, Hash)> {
+    let hash: Vec<u8> = row.try_get("leaf_hash")?;
+    let hash = hash.try_into().map_err(|_| StoreError::Corrupt("leaf hash is not 32 bytes".to_owned()))?;
+    Ok((row.try_get("idx")?, hash))
 }
 
 /// The operator's allow entries.

@@ -9,7 +9,9 @@
 //! memory is rebuilt from the database at start-up.
 //!
 //! **Invariant:** leaf `n` in the database is leaf `n` of the in-memory tree. Writers are
-//! serialised by one async mutex, so leaf indexes are assigned without gaps or races.
+//! serialised by one async mutex, and on PostgreSQL, across replicas, by one advisory lock
+//! after which a writer first catches up (`follow.rs`), so leaf indexes are assigned without
+//! gaps or races.
 
 mod allow;
 pub mod brake;
@@ -48,7 +50,9 @@ use crate::model::{
     offender_from_row,
 };
 use crate::policy::ListingPolicy;
-use crate::queries::{ENTRY_COLUMNS, INCIDENT_COLUMNS, entry_from_row, incident_from_row, offender_kind};
+use crate::queries::{
+    ENTRY_COLUMNS, INCIDENT_COLUMNS, entry_from_row, incident_from_row, max_change_seq, offender_kind,
+};
 use crate::reputation::{ReputationParams, independence_key, server_domain};
 use crate::scope::PeerScope;
 use crate::traits::IncidentStore as _;
@@ -536,7 +540,7 @@ impl Ledger {
         })
         .await?;
         let index = follow::active_index(&mut *snapshot).await?;
-        let change_seq = last_change_seq(&mut *snapshot).await?;
+        let change_seq = max_change_seq(&mut *snapshot).await?;
         let allow = follow::allow_set(&mut snapshot).await?;
         snapshot.commit().await?;
         Ok(Self {
@@ -649,7 +653,7 @@ impl Ledger {
         }
         let Batch { mut tx, leaves, ops, applied, list_changed, outbox_queued, peers_changed, .. } = batch;
         // Writers are serialised, so the feed's last row now is this commit's last.
-        let change_seq = if list_changed { Some(last_change_seq(&mut *tx).await?) } else { None };
+        let change_seq = if list_changed { Some(max_change_seq(&mut *tx).await?) } else { None };
         tx.commit().await?;
         if !leaves.is_empty() && self.store.dialect() == Dialect::Postgres {
             // The other replicas are told off the writer's path (a NOTIFY in the transaction
@@ -1359,10 +1363,7 @@ impl Ledger {
                 .fetch_all(self.store.pool())
                 .await?;
             for row in rows {
-                let index: i64 = row.try_get("idx")?;
-                let hash: Vec<u8> = row.try_get("leaf_hash")?;
-                let hash: Hash =
-                    hash.try_into().map_err(|_| StoreError::Corrupt("leaf hash is not 32 bytes".into()))?;
+                let (index, hash) = follow::leaf_of(&row)?;
                 leaves.insert(u64::try_from(index).map_err(|e| StoreError::Corrupt(e.to_string()))?, hash);
             }
             rest = rest.get(run..).unwrap_or_default();
@@ -1431,11 +1432,6 @@ async fn retract_in(batch: &mut Batch, mut incident: Incident, config: &LedgerCo
 ///
 /// SQLite gets anonymous `?`: the driver resolves each numbered parameter by name, a linear
 /// scan per parameter, which made a 5,000-parameter statement spend most of its time there.
-/// The change feed's last sequence number (0 for an empty feed).
-async fn last_change_seq<'c>(executor: impl sqlx::Executor<'c, Database = Any>) -> Result<i64> {
-    Ok(sqlx::query("SELECT COALESCE(MAX(seq), 0) AS s FROM list_changes").fetch_one(executor).await?.try_get("s")?)
-}
-
 fn push_placeholders(sql: &mut String, dialect: Dialect, rows: usize, columns: usize, first: usize) {
     use std::fmt::Write as _;
     for row in 0..rows {
