@@ -112,6 +112,9 @@ pub enum Error {
     /// The signature does not match the signed bytes and key.
     #[error("bad signature from {signer} with key {kid}")]
     BadSignature { signer: Excerpt, kid: Excerpt },
+    /// Signing could not finish: the source of the message failed.
+    #[error("signing {what} failed")]
+    SigningFailed { what: &'static str },
     /// The signing time is too far from the verifier's clock.
     #[error("timestamp {ts} is outside the accepted window of {window_secs} s around {now}")]
     TimestampOutsideWindow { ts: String, now: String, window_secs: i64 },

@@ -4,6 +4,7 @@
 //! when a buddy relation is approved. The crate never fetches keys: callers hand a
 //! [`KeyResolver`] to verification.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -11,7 +12,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
+use sha2::{Digest as _, Sha256, Sha512};
 
 use crate::error::{Error, Excerpt, Result};
 use crate::ids::{BareJid, KeyId};
@@ -48,6 +49,40 @@ impl NodeKey {
     /// Signs exact bytes.
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
         self.0.sign(message).to_bytes()
+    }
+
+    /// Signs a message handed over in chunks, exactly as [`NodeKey::sign`] signs their
+    /// concatenation. Ed25519 hashes the message twice: the first pass reads the chunks as the
+    /// iterator yields them (a producer on another thread can still be writing the rest), and
+    /// `each` sees each chunk then, once, in order; the second pass reads the chunks kept.
+    pub fn sign_chunks<C: AsRef<[u8]>>(
+        &self,
+        chunks: impl IntoIterator<Item = C>,
+        each: impl FnMut(&[u8]),
+    ) -> Result<[u8; 64]> {
+        use ed25519_dalek::hazmat::{ExpandedSecretKey, raw_sign_byupdate};
+        // Expanded from this key and checked against its own public half: the pairing the
+        // hazmat warning is about cannot go wrong here.
+        let expanded = ExpandedSecretKey::from(&self.0.to_bytes());
+        let source = RefCell::new(Some(chunks.into_iter()));
+        let (kept, each) = (RefCell::new(Vec::new()), RefCell::new(each));
+        let update = |digest: &mut Sha512| {
+            let first_pass = source.borrow_mut().take();
+            match first_pass {
+                Some(chunks) => {
+                    for chunk in chunks {
+                        digest.update(chunk.as_ref());
+                        (each.borrow_mut())(chunk.as_ref());
+                        kept.borrow_mut().push(chunk);
+                    }
+                }
+                None => kept.borrow().iter().for_each(|chunk| digest.update(chunk.as_ref())),
+            }
+            Ok(())
+        };
+        raw_sign_byupdate::<Sha512, _>(&expanded, update, &self.0.verifying_key())
+            .map(|signature| signature.to_bytes())
+            .map_err(|_| Error::SigningFailed { what: "a chunked message" })
     }
 
     /// The dalek key, for the checkpoint signer.
@@ -252,6 +287,20 @@ impl crate::envelope::Claim for KeyRotation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_signed_in_chunks_has_the_signature_of_the_whole() {
+        let key = NodeKey::from_seed(&[9; 32]);
+        let message: Vec<u8> = (0..10_000u32).map(|n| (n * 7 % 251) as u8).collect();
+        for size in [1, 7, 4096, 10_000, 20_000] {
+            let mut seen = Vec::new();
+            let signature = key.sign_chunks(message.chunks(size), |chunk| seen.extend_from_slice(chunk)).unwrap();
+            assert_eq!((signature, &seen), (key.sign(&message), &message), "chunks of {size}");
+        }
+        let empty = key.sign_chunks(std::iter::empty::<&[u8]>(), |_| {}).unwrap();
+        assert_eq!(empty, key.sign(b""));
+        assert!(key.public().verify(&message, &key.sign_chunks([&message[..5], &message[5..]], |_| {}).unwrap()));
+    }
 
     #[test]
     fn key_id_and_fingerprint_are_derived_from_the_key() {

@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use chrono::{DateTime, Datelike as _, SecondsFormat, TimeZone, Timelike as _, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Excerpt, Result};
@@ -70,11 +70,38 @@ impl Timestamp {
     pub fn abs_diff_secs(self, other: Self) -> u64 {
         self.unix().abs_diff(other.unix())
     }
+
+    /// The canonical text, `YYYY-MM-DDTHH:MM:SSZ`, as bytes, written digit by digit: a
+    /// snapshot writes two per entry, a million entries at a time, and chrono's formatter
+    /// allocates each. `None` outside the years 0000-9999, whose text is longer.
+    pub fn canonical_bytes(self) -> Option<[u8; 20]> {
+        let (date, time) = (self.0.date_naive(), self.0.time());
+        let year = u32::try_from(date.year()).ok().filter(|year| *year <= 9999)?;
+        let mut text = *b"0000-00-00T00:00:00Z";
+        let mut digits = |at: usize, width: usize, mut value: u32| {
+            for slot in text[at..at + width].iter_mut().rev() {
+                // A digit: `value % 10` is below 10.
+                *slot = b'0' + u8::try_from(value % 10).unwrap_or(0);
+                value /= 10;
+            }
+        };
+        digits(0, 4, year);
+        digits(5, 2, date.month());
+        digits(8, 2, date.day());
+        digits(11, 2, time.hour());
+        digits(14, 2, time.minute());
+        digits(17, 2, time.second());
+        Some(text)
+    }
 }
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0.to_rfc3339_opts(SecondsFormat::Secs, true))
+        match self.canonical_bytes() {
+            // ASCII digits and separators.
+            Some(text) => f.write_str(std::str::from_utf8(&text).unwrap_or_default()),
+            None => f.write_str(&self.0.to_rfc3339_opts(SecondsFormat::Secs, true)),
+        }
     }
 }
 
@@ -113,5 +140,18 @@ mod tests {
         assert!(Timestamp::parse_canonical("2026-05-01T10:00:00+00:00").is_err());
         assert!(Timestamp::parse_canonical("2026-05-01T10:00:00.5Z").is_err());
         assert!(Timestamp::parse("yesterday").is_err());
+    }
+
+    #[test]
+    fn the_canonical_text_is_chronos_at_every_range_edge() {
+        let chrono_text = |ts: Timestamp| ts.datetime().to_rfc3339_opts(SecondsFormat::Secs, true);
+        // Year 0000, the epoch, leap days, the last second of 9999, and beyond either end.
+        let edges = [-62_167_219_200, -1, 0, 951_782_400, 1_709_164_799, 4_107_542_400, 253_402_300_799];
+        let spread = (0..2_000).map(|n: i64| n * 126_751_223 - 62_167_219_200);
+        for secs in edges.into_iter().chain(spread).chain([-62_167_219_201, 253_402_300_800]) {
+            let Some(ts) = Timestamp::from_unix(secs) else { continue };
+            assert_eq!(ts.to_string(), chrono_text(ts), "{secs}");
+            assert_eq!(ts.canonical_bytes().is_some(), (-62_167_219_200..=253_402_300_799).contains(&secs), "{secs}");
+        }
     }
 }
