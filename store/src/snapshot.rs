@@ -513,7 +513,7 @@ fn render(
     checkpoint: SignedCheckpoint,
     key: NodeKey,
 ) -> Result<Snapshot> {
-    let values = ListOrder::of(&rows);
+    let values = ListOrder::of(&rows)?;
     let meta = JsonMeta {
         list: list.as_str(),
         generated_at: now,
@@ -592,18 +592,58 @@ fn render_body(
 /// The order of a published list: by kind, then by value, both compared as bytes, so the same
 /// list has the same bytes, ETag and signature on every node and backend.
 ///
-/// Values are written once into one buffer; sorting compares a 16-byte big-endian prefix of
-/// each (a whole IPv4 address) and reads the text only on a tie, so the sort does not chase
-/// a pointer per comparison. No value holds a NUL byte (PRECIS refuses control characters),
-/// so the zero padding of a short value sorts it before a longer one it begins.
+/// Each half of the rows is written out and sorted on a thread of its own, and the halves
+/// are merged as the body is rendered.
 struct ListOrder {
-    text: String,
-    /// `(kind, prefix, start, end, position in the rows)`, sorted.
-    keys: Vec<(&'static str, u128, usize, usize, usize)>,
+    halves: [SortedValues; 2],
 }
 
 impl ListOrder {
-    fn of(rows: &[(Offender, Listed)]) -> Self {
+    fn of(rows: &[(Offender, Listed)]) -> Result<Self> {
+        let (first, second) = rows.split_at(rows.len() / 2);
+        std::thread::scope(|scope| {
+            let sorting = scope.spawn(|| SortedValues::of(second, first.len()));
+            let first = SortedValues::of(first, 0);
+            let second =
+                sorting.join().map_err(|_| StoreError::Corrupt("snapshot build: a sorting thread panicked".into()))?;
+            Ok(Self { halves: [first, second] })
+        })
+    }
+
+    /// Each row's position with its value, in list order.
+    fn in_order(&self) -> impl Iterator<Item = (usize, &str)> {
+        let [first, second] = &self.halves;
+        let (mut first, mut second) = (first.keys.iter().peekable(), second.keys.iter().peekable());
+        std::iter::from_fn(move || {
+            let take_first = match (first.peek(), second.peek()) {
+                (Some(a), Some(b)) => SortedValues::order(&self.halves[0], a, &self.halves[1], b).is_le(),
+                (a, _) => a.is_some(),
+            };
+            if take_first {
+                first.next().map(|key| self.halves[0].value(key))
+            } else {
+                second.next().map(|key| self.halves[1].value(key))
+            }
+        })
+    }
+}
+
+/// `(kind, prefix, start, end, position in the rows)` of one value.
+type SortKey = (&'static str, u128, usize, usize, usize);
+
+/// The values of some rows, written once into one buffer, and their keys, sorted. Sorting
+/// compares a 16-byte big-endian prefix of each (a whole IPv4 address) and reads the text
+/// only on a tie, so the sort does not chase a pointer per comparison. No value holds a NUL
+/// byte (PRECIS refuses control characters), so the zero padding of a short value sorts it
+/// before a longer one it begins.
+struct SortedValues {
+    text: String,
+    keys: Vec<SortKey>,
+}
+
+impl SortedValues {
+    /// `rows`, the first of which is row `offset` of the list.
+    fn of(rows: &[(Offender, Listed)], offset: usize) -> Self {
         use std::fmt::Write as _;
         let mut text = String::with_capacity(rows.len() * 16);
         let mut keys = Vec::with_capacity(rows.len());
@@ -614,17 +654,22 @@ impl ListOrder {
             let mut prefix = [0_u8; 16];
             let shared = value.len().min(16);
             prefix[..shared].copy_from_slice(&value[..shared]);
-            keys.push((offender.kind(), u128::from_be_bytes(prefix), start, text.len(), position));
+            keys.push((offender.kind(), u128::from_be_bytes(prefix), start, text.len(), offset + position));
         }
-        keys.sort_unstable_by(|a, b| {
-            (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| text.get(a.2..a.3).cmp(&text.get(b.2..b.3)))
-        });
-        Self { text, keys }
+        let mut sorted = Self { text, keys: Vec::new() };
+        keys.sort_unstable_by(|a, b| Self::order(&sorted, a, &sorted, b));
+        sorted.keys = keys;
+        sorted
     }
 
-    /// Each row's position with its value, in list order.
-    fn in_order(&self) -> impl Iterator<Item = (usize, &str)> {
-        self.keys.iter().map(|&(_, _, start, end, position)| (position, self.text.get(start..end).unwrap_or_default()))
+    /// How key `a` of `left` and key `b` of `right` are ordered.
+    fn order(left: &Self, a: &SortKey, right: &Self, b: &SortKey) -> std::cmp::Ordering {
+        (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| left.text.get(a.2..a.3).cmp(&right.text.get(b.2..b.3)))
+    }
+
+    /// The row's position and its value.
+    fn value(&self, &(_, _, start, end, position): &SortKey) -> (usize, &str) {
+        (position, self.text.get(start..end).unwrap_or_default())
     }
 }
 
@@ -708,7 +753,9 @@ mod tests {
         let key = NodeKey::from_seed(&[3; 32]);
         let checkpoint =
             Checkpoint::new("test.example/log", 7, [1; 32]).sign("test.example", key.signing_key()).unwrap();
+        // In no order: the halves sorted apart must interleave.
         let rows: Vec<(Offender, Listed)> = (0..20_000u64)
+            .map(|n| n * 7_919 % 20_000)
             .map(|n| {
                 (Offender::parse(&format!("10.{}.{}.{}", n >> 16, (n >> 8) & 255, n & 255)).unwrap(), row(n, None))
             })
@@ -726,7 +773,11 @@ mod tests {
             let digest = <sha2::Sha256 as sha2::Digest>::digest(&body);
             assert_eq!(snapshot.etag, format!("\"{}\"", hex::encode(&digest[..16])));
             let text = String::from_utf8(body).unwrap();
-            assert!(text.contains("10.0.1.0"), "{format:?}");
+            if format == Format::Txt {
+                let lines: Vec<&str> = text.lines().collect();
+                assert_eq!(lines.len(), rows.len());
+                assert!(lines.windows(2).all(|pair| pair[0].as_bytes() < pair[1].as_bytes()), "sorted as bytes");
+            }
             if format == Format::Json {
                 let document: serde_json::Value = serde_json::from_str(&text).unwrap();
                 assert_eq!(document["entries"], 20_000);
