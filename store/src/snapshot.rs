@@ -6,7 +6,8 @@
 //! the change feed's position are copied out under one read lock, which every commit takes
 //! to move them together, so replaying log leaves `0..checkpoint.size` yields exactly the
 //! snapshot's entries (`ostracon verify` checks that). The lock is held for the copy only;
-//! sorting, rendering, gzip and signing run on a blocking thread.
+//! sorting and rendering run on a blocking thread, and the body streams from it in chunks to
+//! a compressing and a signing thread.
 
 use std::io::{Read as _, Write as _};
 use std::sync::mpsc::{Receiver, sync_channel};
