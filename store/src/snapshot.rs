@@ -545,7 +545,8 @@ fn render(
         // Hanging up ends both workers' input.
         drop(hand_on);
         let (gzip, signed) = (joined(compressing.join()), joined(signing.join()));
-        (rendered.and(gzip), signed)
+        // A worker's own error comes before the renderer's report that it stopped.
+        (gzip.and_then(|gzip| rendered.map(|()| gzip)), signed)
     });
     let (signature, digest, body_len) = signed?;
     let entries = meta.entries;
