@@ -165,6 +165,17 @@ impl<R: Clone> BlocklistIndex<R> {
         self.slot(&Key::of(offender)).and_then(|slot| self.rows.get(slot).cloned())
     }
 
+    /// The row of exactly this offender, to change in place, if it is listed.
+    pub fn row_mut(&mut self, offender: &Offender) -> Option<&mut R> {
+        let slot = self.slot(&Key::of(offender))?;
+        self.rows.rows.get_mut(usize::try_from(slot).ok()?)
+    }
+
+    /// Calls `change` on every row (and on the stale rows of free slots, which nothing reads).
+    pub fn for_each_row_mut(&mut self, change: impl FnMut(&mut R)) {
+        self.rows.rows.iter_mut().for_each(change);
+    }
+
     /// Calls `visit` with every entry of `kind` (one of [`KINDS`]) and its row, in no
     /// particular order; an unknown kind visits nothing.
     pub fn for_each_of_kind(&self, kind: &str, mut visit: impl FnMut(Offender, &R)) {
@@ -890,6 +901,11 @@ mod tests {
             names(&index.lookup_jid(&BareJid::parse("user@bad.example").unwrap())),
             ["user@bad.example#4", "bad.example#3"]
         );
+        *index.row_mut(&offender("bad.example")).unwrap() = 6;
+        assert!(index.row_mut(&offender("10.0.0.0/8")).is_none(), "a removed entry has no row to change");
+        assert_eq!(index.row(&offender("bad.example")), Some(6));
+        index.for_each_row_mut(|row| *row += 10);
+        assert_eq!(index.row(&offender("user@bad.example")), Some(14));
     }
 
     #[test]

@@ -9,7 +9,9 @@ use ostracon_protocol::log::record::{AuditRecord, ListState};
 use ostracon_protocol::log::seal::LogLeaf;
 use ostracon_protocol::time::Timestamp;
 use ostracon_store::ledger::{Ledger, LedgerConfig, RemoteIncident};
-use ostracon_store::model::{ChangeOp, Decision, EntryRecord, IncidentOrigin, ListAction, ListKind, Scope, Verb};
+use ostracon_store::model::{
+    ChangeOp, Decision, EntryRecord, EntrySource, IncidentOrigin, ListAction, ListKind, Scope, Verb,
+};
 use ostracon_store::policy::ListingPolicy;
 use ostracon_store::snapshot::{Actions, Format};
 use ostracon_store::traits::{AuditLogStore, BlocklistStore, IncidentFilter, IncidentStore, TokenStore};
@@ -58,7 +60,7 @@ ostracon_store::battery!(
     rtbl_subscriptions_are_idempotent_capped_and_nodes_publish_only_block_entries,
     a_bouncer_pulls_the_whole_list_then_changes_and_daily_refreshes_from_its_own_position,
     the_history_walks_list_sizes_back_day_by_day_and_counts_decisions,
-    a_commit_drops_the_explanations_of_the_entries_it_changed_and_only_those,
+    reasons_in_memory_are_shared_and_a_read_a_commit_overtook_is_not_kept,
     snapshots_read_from_memory_match_the_database_after_every_kind_of_change,
 );
 
@@ -490,7 +492,9 @@ async fn snapshots_read_from_memory_match_the_database_after_every_kind_of_chang
         let reopened = Ledger::open(backend.store.clone(), key(), config()).await.unwrap();
         let rebuilt = reopened.build_snapshot(list, Format::Csv, Actions::All, ts(400)).await.unwrap();
         assert_eq!(rebuilt.body().unwrap(), snapshot.body().unwrap(), "{list:?}");
+        assert_reasons_current(&reopened, &backend.store).await;
     }
+    assert_reasons_current(&ledger, &backend.store).await;
     let ips = ledger.build_snapshot(ListKind::Ip, Format::Txt, Actions::All, ts(400)).await.unwrap();
     assert_eq!(
         String::from_utf8(ips.body().unwrap()).unwrap(),
@@ -747,6 +751,7 @@ async fn one_voice_is_not_a_quorum_but_independent_reporters_are(backend: Backen
     let second = report_by("incidents.b.example", 3, &["198.51.100.9"], ts(3));
     let applied = ledger.record_remote(received_with(&second, 500), ts(3)).await.unwrap().unwrap();
     assert_eq!(applied.listed, vec![ip.clone()]);
+    assert_reasons_current(&ledger, &backend.store).await;
     let entry = backend.store.entry(&ip).await.unwrap().unwrap();
     assert_eq!(backend.store.entry_reasons(entry.id).await.unwrap().len(), 23);
     assert!(backend.store.candidate_reasons(&ip).await.unwrap().is_empty());
@@ -769,6 +774,7 @@ async fn one_voice_is_not_a_quorum_but_independent_reporters_are(backend: Backen
     let third = report_by("incidents.c.example", 4, &["198.51.100.9"], ts(5));
     let applied = ledger.record_remote(received_with(&third, 500), ts(5)).await.unwrap().unwrap();
     assert_eq!(applied.listed, vec![ip]);
+    assert_reasons_current(&ledger, &backend.store).await;
 }
 
 async fn allow_entries_contradict_the_reports_behind_them(backend: Backend) {
@@ -850,7 +856,7 @@ async fn a_domain_that_scores_low_and_ignores_requests_gets_a_domain_entry(backe
     assert!(haven.score <= -50 && haven.components["requests"] < 0, "{haven:?}");
     let entry = backend.store.entry(&offender("haven.example")).await.unwrap().unwrap();
     assert!(entry.active);
-    assert_eq!(entry.source, ostracon_store::model::EntrySource::Reputation);
+    assert_eq!(entry.source, EntrySource::Reputation);
     assert!(ledger.with_index(|index| !index.lookup_domain(&"haven.example".parse().unwrap()).is_empty()));
     // The provider whose users were abused, and that answered, keeps federating.
     let busy = score_of(&backend, "busy.example", ts(3 * day)).await;
@@ -915,6 +921,9 @@ async fn a_reporter_that_falls_to_ignore_below_loses_its_listings(backend: Backe
     assert!(backend.store.entry(&offender("203.0.113.52")).await.unwrap().unwrap().active);
     let waiting = backend.store.candidate_reasons(&offender("203.0.113.51")).await.unwrap();
     assert_eq!(waiting[0].weight_milli, 0, "its waiting contribution weighs nothing now");
+    // What stays listed keeps its withdrawn reason, at weight 0, in memory as in the database.
+    assert_reasons_current(&ledger, &backend.store).await;
+    assert!(memory_row(&ledger, "203.0.113.52").reasons.unwrap().list().iter().any(|r| r.weight_milli == 0));
     // And an entry it listed alone goes.
     let alone = report_by("incidents.a.example", 5, &["203.0.113.53"], ts(0));
     ledger.set_reputation_override(&domain, None, ts(11)).await.unwrap();
@@ -1136,11 +1145,15 @@ async fn a_trust_change_reweighs_what_the_peer_contributed(backend: Backend) {
     let entry = backend.store.entry(&offender("192.0.2.1")).await.unwrap().unwrap();
     let reasons = backend.store.entry_reasons(entry.id).await.unwrap();
     assert_eq!(reasons.iter().map(|r| r.weight_milli).collect::<Vec<_>>(), vec![1_000]);
+    // A raised weight changes the reasons of entries that stay listed, without a listing.
+    assert_reasons_current(&ledger, &backend.store).await;
+    assert!(memory_row(&ledger, "192.0.2.2").reasons.unwrap().list().iter().any(|r| r.weight_milli == 1_000));
     assert!(backend.store.leaf_count().await.unwrap() >= applied_before + 2, "the trust change and the listing");
 
     // Back to accept: what it listed alone waits again; what b backs stays.
     ledger.set_trust(&a, Trust::Accept, ts(3)).await.unwrap();
     assert!(!active("192.0.2.1").await && active("192.0.2.2").await);
+    assert_reasons_current(&ledger, &backend.store).await;
     let waiting = backend.store.candidate_reasons(&offender("192.0.2.1")).await.unwrap();
     assert_eq!(waiting.iter().map(|r| r.weight_milli).collect::<Vec<_>>(), vec![500]);
     // Observe: its voice is gone, and b's alone is no quorum.
@@ -1669,36 +1682,75 @@ async fn the_history_walks_list_sizes_back_day_by_day_and_counts_decisions(backe
     assert_eq!(long.len(), MAX_HISTORY_DAYS as usize);
 }
 
-async fn a_commit_drops_the_explanations_of_the_entries_it_changed_and_only_those(backend: Backend) {
+/// Every listed entry's reasons as memory holds them: the database's, after any commit.
+async fn assert_reasons_current(ledger: &Ledger, store: &Store) {
+    assert_reasons_not_stale(ledger, store, false).await;
+}
+
+/// Every listed entry's reasons that memory holds are the database's; a replica that
+/// followed another (`followed`) may have forgotten some.
+async fn assert_reasons_not_stale(ledger: &Ledger, store: &Store, followed: bool) {
+    let mut rows = Vec::new();
+    ledger.with_index(|index| {
+        for kind in ostracon_store::index::KINDS {
+            index.for_each_of_kind(kind, |offender, row| rows.push((offender, row.clone())));
+        }
+    });
+    assert!(!rows.is_empty());
+    for (offender, row) in rows {
+        let held = row.reasons.as_ref().map(|reasons| reasons.list().to_vec());
+        if followed && held.is_none() {
+            continue;
+        }
+        let stored = match row.listed.source {
+            EntrySource::Incidents => Some(store.entry_reasons(row.listed.id).await.unwrap()),
+            EntrySource::Operator | EntrySource::Reputation => None,
+        };
+        assert_eq!(held, stored, "{offender}");
+    }
+}
+
+fn memory_row(ledger: &Ledger, value: &str) -> ostracon_store::ledger::explained::Indexed {
+    ledger.with_index(|index| index.row(&offender(value))).unwrap()
+}
+
+async fn reasons_in_memory_are_shared_and_a_read_a_commit_overtook_is_not_kept(backend: Backend) {
+    use ostracon_store::ledger::explained::Reasons;
+    use std::sync::Arc;
     let ledger = ledger(&backend).await;
-    let cache = ledger.explanations();
-    let id_of = |value: &str| ledger.with_index(|index| index.lookup_ip(value.parse().unwrap()))[0].1.id;
-    ledger.submit_local(&incident(1, &["192.0.2.1"], ts(0)), false, ts(0)).await.unwrap();
-    ledger.deny(&offender("192.0.2.2"), ListAction::Block, None, ts(0)).await.unwrap();
-    let (first, second) = (id_of("192.0.2.1"), id_of("192.0.2.2"));
-    let fill = |id| cache.offer(id, cache.epoch(), std::sync::Arc::from(format!("entry {id}")));
-    fill(first);
-    fill(second);
-    // Another report of the first address adds a reason: its text goes, the other stays.
+    ledger.submit_local(&incident(1, &["192.0.2.1", "192.0.2.2"], ts(0)), false, ts(0)).await.unwrap();
+    ledger.deny(&offender("192.0.2.3"), ListAction::Block, None, ts(0)).await.unwrap();
+    let reasons = |value| memory_row(&ledger, value).reasons;
+    let (one, two) = (reasons("192.0.2.1").unwrap(), reasons("192.0.2.2").unwrap());
+    assert!(Arc::ptr_eq(&one, &two), "one report's entries share one set");
+    assert!(reasons("192.0.2.3").is_none(), "the operator's entry has no quorum to explain");
+    let reopened = Ledger::open(backend.store.clone(), key(), config()).await.unwrap();
+    let (one, two) = (memory_row(&reopened, "192.0.2.1").reasons, memory_row(&reopened, "192.0.2.2").reasons);
+    assert!(Arc::ptr_eq(&one.unwrap(), &two.unwrap()), "and share it again when read at start-up");
+
+    // Reasons read before a commit that changed any entry's reasons are refused.
+    let first = memory_row(&ledger, "192.0.2.1").listed;
+    let before = ledger.reasons_epoch();
     ledger.submit_local(&incident(2, &["192.0.2.1"], ts(1)), false, ts(1)).await.unwrap();
-    assert!(cache.get(first).is_none());
-    assert_eq!(cache.get(second).as_deref(), Some(format!("entry {second}").as_str()));
-    // A text read before a commit that changed any entry is refused.
-    let before = cache.epoch();
-    ledger.submit_local(&incident(3, &["192.0.2.9"], ts(2)), false, ts(2)).await.unwrap();
-    cache.offer(first, before, std::sync::Arc::from("stale"));
-    assert!(cache.get(first).is_none());
-    // A retraction changes the reasons of what it contributed to; a delisting drops its entry.
-    fill(first);
-    ledger.retract(&incident(2, &[], ts(0)).id, ts(3)).await.unwrap();
-    assert!(cache.get(first).is_none(), "the retracted reason is gone from the first address");
-    ledger.undeny(&offender("192.0.2.2"), ts(4)).await.unwrap();
-    assert!(cache.get(second).is_none());
-    // A commit that touches no entry (a peer) keeps every text.
-    fill(first);
+    assert_ne!(ledger.reasons_epoch(), before);
+    let bogus = Arc::new(Reasons::new(Vec::new()));
+    ledger.offer_reasons(&offender("192.0.2.1"), first.id, before, &bogus);
+    assert_reasons_current(&ledger, &backend.store).await;
+    assert_eq!(reasons("192.0.2.1").unwrap().list().len(), 2);
+    assert!(!Arc::ptr_eq(&reasons("192.0.2.1").unwrap(), &reasons("192.0.2.2").unwrap()));
+    // So is an offer for another entry id, or for the operator's entry.
+    let now = ledger.reasons_epoch();
+    ledger.offer_reasons(&offender("192.0.2.1"), first.id + 100, now, &bogus);
+    let denied = memory_row(&ledger, "192.0.2.3").listed;
+    ledger.offer_reasons(&offender("192.0.2.3"), denied.id, now, &bogus);
+    assert_reasons_current(&ledger, &backend.store).await;
+    // A commit that touches no entry (a peer) leaves the epoch where it was, and an offer at
+    // the current epoch is kept.
     let peer = BareJid::parse("incidents.peer.example").unwrap();
     ledger.request_buddy(&peer, ostracon_store::model::Trust::Accept, ts(5)).await.unwrap();
-    assert!(cache.get(first).is_some());
+    assert_eq!(ledger.reasons_epoch(), now);
+    ledger.offer_reasons(&offender("192.0.2.1"), first.id, now, &bogus);
+    assert!(Arc::ptr_eq(&reasons("192.0.2.1").unwrap(), &bogus));
 }
 
 /// What a replica serves, to compare replicas: every list as CSV (each entry's action,
@@ -1717,6 +1769,7 @@ async fn served(ledger: &Ledger) -> (Vec<Vec<u8>>, u64, String) {
 /// replica's memory follows the other's commits.
 #[tokio::test]
 async fn replicas_on_one_database_serialise_their_writes_and_follow_each_other() {
+    use ostracon_store::ledger::explained::Reasons;
     let Some(backend) = Backend::postgres().await else { return };
     let second = Store::open(&backend.url).await.unwrap();
     let a = std::sync::Arc::new(ledger(&backend).await);
@@ -1727,6 +1780,14 @@ async fn replicas_on_one_database_serialise_their_writes_and_follow_each_other()
     let caught = b.catch_up().await.unwrap();
     assert_eq!((caught.leaves, caught.entries), (3, 2));
     assert_eq!(served(&a).await, served(&b).await);
+    // B cannot tell whose reasons A changed: it forgets them, and takes them back from a read.
+    assert!(memory_row(&a, "192.0.2.1").reasons.is_some());
+    let forgotten = memory_row(&b, "192.0.2.1");
+    assert!(forgotten.reasons.is_none());
+    let epoch = b.reasons_epoch();
+    let read = backend.store.entry_reasons(forgotten.listed.id).await.unwrap();
+    b.offer_reasons(&offender("192.0.2.1"), forgotten.listed.id, epoch, &std::sync::Arc::new(Reasons::new(read)));
+    assert_eq!(memory_row(&b, "192.0.2.1").reasons.unwrap().list(), memory_row(&a, "192.0.2.1").reasons.unwrap().list());
     // Another contribution that changes neither the action nor the expiry has no change-feed
     // row, but moves the entry's log index (and its count of listings): B follows it too.
     let mut weaker = incident(6, &["192.0.2.1"], ts(0));
@@ -1771,6 +1832,10 @@ async fn replicas_on_one_database_serialise_their_writes_and_follow_each_other()
     let caught = away.catch_up().await.unwrap();
     assert!(caught.leaves > 0 && caught.entries > 0, "{caught:?}");
     assert_eq!(served(&away).await, served(&a).await);
+    for replica in [&a, &b] {
+        assert_reasons_not_stale(replica, &backend.store, true).await;
+    }
+    assert!(memory_row(&a, "192.0.2.4").reasons.is_some(), "what A's own commit changed, A knows");
 }
 
 /// One replica at a time holds the XMPP link: the lock lives with its database session.

@@ -548,12 +548,16 @@ async fn a_dead_store_answers_503_never_an_empty_list() {
     for path in [
         "/v1/blocklist?kind=ip&format=txt",
         "/v1/blocklist/changes?since=0",
-        "/v1/lookup/ip/192.0.2.1",
         "/v1/log/checkpoint",
     ] {
         let (status, body) = node.call("GET", path, None, None).await;
         assert_error(status, &body, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
     }
+    // A public lookup is answered from memory, which holds what the last commit left: the
+    // whole answer, not an empty one.
+    let (status, body) = node.call("GET", "/v1/lookup/ip/192.0.2.1", None, None).await;
+    assert_eq!((status, &body["listed"]), (StatusCode::OK, &json!(true)), "{body}");
+    assert_eq!(body["matches"][0]["why"]["reasons"].as_array().map(Vec::len), Some(1), "{body}");
     let (status, body) = node.call("GET", "/healthz", None, None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["database"], "unavailable");

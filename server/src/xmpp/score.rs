@@ -22,7 +22,7 @@ impl XmppNode {
             Offender::Domain(domain) => index.lookup_domain(domain),
             _ => Vec::new(),
         });
-        let strongest = matches.iter().map(|(_, row)| row.action).min();
+        let strongest = matches.iter().map(|(_, row)| row.listed.action).min();
         let listed = strongest.map(|action| match action {
             ListAction::Block => -100,
             ListAction::Quarantine => -50,

@@ -1,109 +1,240 @@
-//! Rendered explanations of listed entries, kept in memory beside the index so a listed
-//! lookup is answered without the database and without rendering again.
+//! What memory keeps to explain each listed entry without the database: the reasons of every
+//! entry the quorum listed, beside its row in the index, shared between entries whose reasons
+//! are the same, and the explanation of each shared set rendered once.
 //!
-//! The reader renders (the store does not know the format) and offers the text with the
-//! epoch it read at; a commit that changed an entry's rows or reasons drops that entry's
-//! text, or every text after a change whose entries are not known one by one, and moves the
-//! epoch, in the step that moves the index. A text rendered from a read that a commit
-//! overtook is not kept, so what is served is never older than the last commit.
-//! The cache is bounded by entry count, least recently used first out.
+//! Start-up reads every active entry's reasons with its row. A commit that changes any
+//! entry's reasons re-reads them inside its transaction and installs them in the step that
+//! moves the index, so what memory holds is what the database holds after that commit.
+//! A replica cannot tell whose reasons another replica changed (a reporter's new weight moves
+//! no entry's log index), so following forgets them all; a lookup then reads them from the
+//! database and offers them back, and they are kept only if no commit moved memory since the
+//! read began (the epoch).
+//!
+//! Sharing is what keeps this inside the memory budget: one report of a thousand addresses
+//! gives a thousand entries one set, and each entry pays for a pointer.
 
-use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
-use lru::LruCache;
+use futures_util::TryStreamExt as _;
+use ostracon_protocol::ids::{BareJid, IncidentId, Offender};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row as _};
 
-use crate::index::EntryId;
+use crate::model::{EntryReason, EntrySource, Listed, ts_from_row};
+use crate::queries::entry_from_row;
+use crate::{Result, StoreError};
 
-/// How many entries' explanations are kept by default: about 450 bytes each, so some 7 MB at
-/// most. Lookups of abuse repeat the same addresses; the hot ones stay in.
-pub const DEFAULT_EXPLANATIONS: usize = 16_384;
-
-/// The cache.
-pub struct Explanations {
-    inner: Mutex<Inner>,
+/// What memory keeps of one listed entry: the row snapshots publish, and its reasons when the
+/// quorum listed it (`None` for other sources, and while a replica has not read them again).
+#[derive(Clone, Debug)]
+pub struct Indexed {
+    /// The published row.
+    pub listed: Listed,
+    /// Why it is listed.
+    pub reasons: Option<Arc<Reasons>>,
 }
 
-struct Inner {
-    epoch: u64,
-    texts: LruCache<EntryId, Arc<str>>,
+/// The reasons one or more entries are listed for, in the order the database gives them
+/// (when added, then by incident), with the explanation rendered from them once.
+#[derive(Debug)]
+pub struct Reasons {
+    reasons: Box<[EntryReason]>,
+    rendered: OnceLock<Box<str>>,
 }
 
-impl Explanations {
-    /// An empty cache of at most `capacity` entries (at least one).
-    pub fn new(capacity: usize) -> Self {
-        let capacity = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
-        Self { inner: Mutex::new(Inner { epoch: 0, texts: LruCache::new(capacity) }) }
+impl Reasons {
+    /// The set of `reasons`, not yet rendered.
+    pub fn new(reasons: Vec<EntryReason>) -> Self {
+        Self { reasons: reasons.into_boxed_slice(), rendered: OnceLock::new() }
     }
 
-    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The reasons.
+    pub fn list(&self) -> &[EntryReason] {
+        &self.reasons
     }
 
-    /// The epoch to read at: pass it to [`Explanations::offer`] with what the read rendered.
-    pub fn epoch(&self) -> u64 {
-        self.inner().epoch
+    /// Their explanation, rendered by `render` the first time it is asked for. The renderer
+    /// depends only on the reasons and the node's reputation parameters, which do not change
+    /// while it runs, so the first rendering stays true.
+    pub fn rendered(&self, render: impl FnOnce(&[EntryReason]) -> String) -> &str {
+        self.rendered.get_or_init(|| render(&self.reasons).into_boxed_str())
     }
+}
 
-    /// The text kept for entry `id`, if any.
-    pub fn get(&self, id: EntryId) -> Option<Arc<str>> {
-        self.inner().texts.get(&id).cloned()
+/// Shares equal sets among the entries read in one pass. Keyed by the rows as stored, so a
+/// set shared by a thousand entries is parsed once.
+#[derive(Default)]
+struct Sharing {
+    sets: HashMap<Vec<StoredReason>, Arc<Reasons>>,
+}
+
+/// One reason as its row stores it.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct StoredReason {
+    incident_id: String,
+    reporter: String,
+    weight_milli: i64,
+    added_at: i64,
+}
+
+impl StoredReason {
+    fn parse(&self) -> Result<EntryReason> {
+        let corrupt = |e: ostracon_protocol::Error| StoreError::Corrupt(format!("reason: {e}"));
+        Ok(EntryReason {
+            incident_id: IncidentId::parse(&self.incident_id).map_err(corrupt)?,
+            reporter: BareJid::parse(&self.reporter).map_err(corrupt)?,
+            weight_milli: self.weight_milli,
+            added_at: ts_from_row(self.added_at)?,
+        })
     }
+}
 
-    /// Keeps `text` for entry `id`, unless a commit changed any entry since `epoch`.
-    pub fn offer(&self, id: EntryId, epoch: u64, text: Arc<str>) {
-        let mut inner = self.inner();
-        if inner.epoch == epoch {
-            inner.texts.put(id, text);
+impl Sharing {
+    fn share(&mut self, mut stored: Vec<StoredReason>) -> Result<Arc<Reasons>> {
+        // The database's order for one entry's reasons; sorted here, so the query needs no
+        // sort over every joined row.
+        stored.sort_by(|a, b| (a.added_at, &a.incident_id).cmp(&(b.added_at, &b.incident_id)));
+        if let Some(set) = self.sets.get(&stored) {
+            return Ok(Arc::clone(set));
         }
+        let set = Arc::new(Reasons::new(stored.iter().map(StoredReason::parse).collect::<Result<_>>()?));
+        self.sets.insert(stored, Arc::clone(&set));
+        Ok(set)
     }
+}
 
-    /// How many texts are kept.
-    pub fn len(&self) -> usize {
-        self.inner().texts.len()
-    }
-
-    /// True if none is kept.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// After a commit: drops the texts of `ids` (of all entries when `all`) and moves the epoch.
-    pub(crate) fn changed(&self, ids: &[EntryId], all: bool) {
-        let mut inner = self.inner();
-        inner.epoch += 1;
-        if all {
-            inner.texts.clear();
-        } else {
-            for id in ids {
-                inner.texts.pop(id);
+/// Every active entry, or the active entries among `ids`, each with its row and reasons,
+/// read in one pass on `executor` and given to `visit` in entry id order.
+pub(super) async fn read<'c>(
+    executor: impl sqlx::Executor<'c, Database = Any>,
+    ids: Option<&[i64]>,
+    mut visit: impl FnMut(Offender, Indexed),
+) -> Result<()> {
+    let mut sql = "SELECT e.id, e.kind, e.value, e.action, e.source, e.first_seen, e.updated_at, e.expires_at, \
+         e.listings, e.active, e.log_index, r.incident_id, r.reporter, r.weight_milli, r.added_at \
+         FROM entries e LEFT JOIN entry_reasons r ON r.entry_id = e.id AND e.source = 'incidents' \
+         WHERE e.active = 1"
+        .to_owned();
+    if let Some(ids) = ids {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        // Entry ids are integers the store assigned, so they are written into the statement
+        // (a bound list would need one placeholder each, past SQLite's limit for large commits).
+        sql.push_str(" AND e.id IN (");
+        for (n, id) in ids.iter().enumerate() {
+            if n > 0 {
+                sql.push(',');
             }
+            sql.push_str(itoa::Buffer::new().format(*id));
+        }
+        sql.push(')');
+    }
+    sql.push_str(" ORDER BY e.id");
+    let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(executor);
+    let mut sharing = Sharing::default();
+    let mut current: Option<(Offender, Listed, Vec<StoredReason>)> = None;
+    while let Some(row) = rows.try_next().await? {
+        let id: i64 = row.try_get("id")?;
+        if current.as_ref().is_none_or(|(_, listed, _)| listed.id != id) {
+            if let Some(done) = current.take() {
+                finish(&mut sharing, done, &mut visit)?;
+            }
+            let entry = entry_from_row(&row)?;
+            current = Some((entry.offender.clone(), Listed::from(&entry), Vec::new()));
+        }
+        if let (Some((_, _, stored)), Some(reason)) = (current.as_mut(), stored_reason(&row)?) {
+            stored.push(reason);
         }
     }
+    if let Some(done) = current.take() {
+        finish(&mut sharing, done, &mut visit)?;
+    }
+    Ok(())
+}
+
+/// How many entries one reading names (their ids are written into the statement).
+const REREAD_CHUNK: usize = 5_000;
+
+/// The rows and reasons of the entries among `ids` still active, read in the commit's
+/// transaction after its writes; `None` if `ids` is empty (the commit changed no reasons).
+pub(super) async fn reread(
+    tx: &mut sqlx::Transaction<'static, Any>,
+    mut ids: Vec<i64>,
+) -> Result<Option<Vec<(Offender, Indexed)>>> {
+    if ids.is_empty() {
+        return Ok(None);
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    let mut read = Vec::new();
+    for chunk in ids.chunks(REREAD_CHUNK) {
+        self::read(&mut **tx, Some(chunk), |offender, row| read.push((offender, row))).await?;
+    }
+    Ok(Some(read))
+}
+
+fn stored_reason(row: &AnyRow) -> Result<Option<StoredReason>> {
+    let Some(incident_id) = row.try_get::<Option<String>, _>("incident_id")? else { return Ok(None) };
+    Ok(Some(StoredReason {
+        incident_id,
+        reporter: row.try_get("reporter")?,
+        weight_milli: row.try_get("weight_milli")?,
+        added_at: row.try_get("added_at")?,
+    }))
+}
+
+fn finish(
+    sharing: &mut Sharing,
+    (offender, listed, stored): (Offender, Listed, Vec<StoredReason>),
+    visit: &mut impl FnMut(Offender, Indexed),
+) -> Result<()> {
+    let reasons = match listed.source {
+        EntrySource::Incidents => Some(sharing.share(stored)?),
+        EntrySource::Operator | EntrySource::Reputation => None,
+    };
+    visit(offender, Indexed { listed, reasons });
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn stored(incident: &str, added_at: i64) -> StoredReason {
+        StoredReason {
+            incident_id: format!("a.example:{incident}"),
+            reporter: "ops@a.example".to_owned(),
+            weight_milli: 1000,
+            added_at,
+        }
+    }
+
     #[test]
-    fn a_text_read_before_a_commit_is_not_kept_and_a_commit_drops_what_it_changed() {
-        let cache = Explanations::new(2);
-        let epoch = cache.epoch();
-        cache.offer(1, epoch, Arc::from("one"));
-        cache.offer(2, epoch, Arc::from("two"));
-        assert_eq!(cache.get(1).as_deref(), Some("one"));
-        // A commit touching entry 2 lands while entry 3 is being read.
-        let reading = cache.epoch();
-        cache.changed(&[2], false);
-        cache.offer(3, reading, Arc::from("stale"));
-        assert_eq!((cache.get(1).as_deref(), cache.get(2), cache.get(3)), (Some("one"), None, None));
-        // Bounded: the least recently used goes first.
-        let epoch = cache.epoch();
-        cache.offer(4, epoch, Arc::from("four"));
-        cache.offer(5, epoch, Arc::from("five"));
-        assert_eq!((cache.get(1), cache.len()), (None, 2));
-        cache.changed(&[], true);
-        assert!(cache.is_empty());
+    fn equal_sets_are_shared_sorted_as_the_database_sorts_them_and_rendered_once() {
+        let mut sharing = Sharing::default();
+        let first = "0b8f3a4e-8a4b-4f70-9f0a-1f6a1f0c2e01";
+        let second = "0b8f3a4e-8a4b-4f70-9f0a-1f6a1f0c2e02";
+        let one = sharing.share(vec![stored(second, 5), stored(first, 5)]).unwrap();
+        let other = sharing.share(vec![stored(first, 5), stored(second, 5)]).unwrap();
+        assert!(Arc::ptr_eq(&one, &other), "one set for both entries");
+        let ids: Vec<String> = one.list().iter().map(|r| r.incident_id.to_string()).collect();
+        assert_eq!(ids, [format!("a.example:{first}"), format!("a.example:{second}")]);
+        let later = sharing.share(vec![stored(first, 9), stored(second, 5)]).unwrap();
+        assert!(!Arc::ptr_eq(&one, &later));
+        assert_eq!(later.list()[0].incident_id.to_string(), format!("a.example:{second}"));
+        let mut renders = 0;
+        for _ in 0..3 {
+            assert_eq!(
+                one.rendered(|reasons| {
+                    renders += 1;
+                    format!("{} reasons", reasons.len())
+                }),
+                "2 reasons"
+            );
+        }
+        assert_eq!(renders, 1);
+        assert!(sharing.share(vec![StoredReason { reporter: "not a jid@@".to_owned(), ..stored(first, 1) }]).is_err());
     }
 }

@@ -21,7 +21,6 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Row as _};
 
 use super::Ledger;
-use crate::index::BlocklistIndex;
 use crate::model::{Listed, offender_from_row};
 use crate::queries::{ENTRY_COLUMNS, entry_from_row};
 use crate::{Result, StoreError};
@@ -120,10 +119,14 @@ impl Ledger {
         }
         memory.allow = allow;
         let list_changed = !changed.is_empty() || last_seq != memory.change_seq;
+        // What another replica changed may be any entry's reasons (a reporter's new weight
+        // moves no entry's log index): memory forgets them all, and lookups read them again.
+        memory.index.for_each_row_mut(|row| row.reasons = None);
+        memory.reasons_epoch += 1;
         for (offender, listed) in changed {
             match listed {
-                Some(row) => {
-                    memory.index.insert(&offender, row);
+                Some(listed) => {
+                    memory.index.insert(&offender, super::explained::Indexed { listed, reasons: None });
                 }
                 None => {
                     memory.index.remove(&offender);
@@ -136,9 +139,7 @@ impl Ledger {
             self.list_changed.send_replace(memory.list_version);
         }
         drop(memory);
-        // What another replica changed may be any entry's reasons or any peer's row: drop
-        // every rendered explanation and let the peer table's readers reload it.
-        self.explanations.changed(&[], true);
+        // Or any peer's row: the peer table's readers reload it.
         self.peers_version.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         // Another replica may have queued deliveries; whichever replica holds the XMPP link
         // sends them now.
@@ -185,17 +186,3 @@ pub(super) async fn allow_set(connection: &mut AnyConnection) -> Result<super::a
         .collect()
 }
 
-/// Every active entry, streamed into a new index (materialising the rows first would cost
-/// several times the memory the index itself needs).
-pub(super) async fn active_index<'c>(
-    executor: impl sqlx::Executor<'c, Database = Any>,
-) -> Result<BlocklistIndex<Listed>> {
-    let mut index = BlocklistIndex::new();
-    let sql = format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE active = 1");
-    let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(executor);
-    while let Some(row) = rows.try_next().await? {
-        let entry = entry_from_row(&row)?;
-        index.insert(&entry.offender, Listed::from(&entry));
-    }
-    Ok(index)
-}

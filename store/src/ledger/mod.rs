@@ -117,14 +117,17 @@ pub struct RemoteIncident<'a> {
 
 /// What the in-memory state holds.
 struct Memory {
-    /// Every listed entry with what snapshots and lookups need of its row.
-    index: BlocklistIndex<Listed>,
+    /// Every listed entry with what snapshots publish of it and why it is listed.
+    index: BlocklistIndex<explained::Indexed>,
     tree: MerkleTree,
     /// The change feed's last sequence number: where a snapshot of this state continues from.
     change_seq: i64,
     allow: allow::AllowList,
     /// Bumped by every commit that changed a published list (snapshot caches key on it).
     list_version: u64,
+    /// Bumped by every commit that changed any entry's reasons, and by following: reasons
+    /// read before it moved are not kept ([`Ledger::offer_reasons`]).
+    reasons_epoch: u64,
 }
 
 /// The outcome of a write, for the caller's response.
@@ -146,10 +149,8 @@ enum MemoryOp {
     Unindex(Offender),
     Allow(Offender),
     Disallow(Offender),
-    /// The entry's row or reasons changed: its rendered explanation is stale.
-    Explained(i64),
-    /// Reasons of entries not known one by one changed (a reporter's weight).
-    AllExplained,
+    /// The entry's reasons may have changed: the commit reads them again.
+    Reasons(i64),
 }
 
 /// One open write transaction and what it will change in memory.
@@ -471,7 +472,7 @@ impl Batch {
             query.execute(&mut *self.tx).await?;
             self.list_changed = true;
         }
-        self.ops.extend(ids.values().map(|id| MemoryOp::Explained(*id)));
+        self.ops.extend(ids.values().map(|id| MemoryOp::Reasons(*id)));
         for p in planned {
             let id = *ids.get(&p.offender).ok_or_else(|| StoreError::Corrupt(format!("no id for {}", p.offender)))?;
             let row = Listed::new(id, p.action, p.source, p.first_seen, p.expires, p.listing_number, p.log_index);
@@ -493,8 +494,8 @@ impl Batch {
             .execute(&mut *self.tx)
             .await?;
         self.change(ChangeOp::Remove, &entry.offender, None, None, log_index).await?;
+        // Its row goes, and its reasons with it.
         self.ops.push(MemoryOp::Unindex(entry.offender.clone()));
-        self.ops.push(MemoryOp::Explained(entry.id));
         self.applied.delisted.push(entry.offender.clone());
         Ok(())
     }
@@ -516,8 +517,6 @@ pub struct Ledger {
     list_changed: tokio::sync::watch::Sender<u64>,
     /// Bumped by every commit that changed a peer, so readers can cache the peer table.
     peers_version: std::sync::atomic::AtomicU64,
-    /// Listed entries' rendered explanations, dropped by the commits that change them.
-    explanations: explained::Explanations,
     salts: SaltSource,
 }
 
@@ -539,7 +538,11 @@ impl Ledger {
             tree.push(hash);
         })
         .await?;
-        let index = follow::active_index(&mut *snapshot).await?;
+        let mut index = BlocklistIndex::new();
+        explained::read(&mut *snapshot, None, |offender, row| {
+            index.insert(&offender, row);
+        })
+        .await?;
         let change_seq = max_change_seq(&mut *snapshot).await?;
         let allow = follow::allow_set(&mut snapshot).await?;
         snapshot.commit().await?;
@@ -548,13 +551,12 @@ impl Ledger {
             keys: RwLock::new(keys::SigningKeys::new(key)),
             config,
             writer: tokio::sync::Mutex::new(()),
-            memory: RwLock::new(Memory { index, tree, change_seq, allow, list_version: 0 }),
+            memory: RwLock::new(Memory { index, tree, change_seq, allow, list_version: 0, reasons_epoch: 0 }),
             checkpoint: Mutex::new(None),
             outbox_queued: tokio::sync::Notify::new(),
             committed: tokio::sync::Notify::new(),
             list_changed: tokio::sync::watch::Sender::new(0),
             peers_version: std::sync::atomic::AtomicU64::new(0),
-            explanations: explained::Explanations::new(explained::DEFAULT_EXPLANATIONS),
             salts: Arc::new(rand::random),
         })
     }
@@ -589,10 +591,26 @@ impl Ledger {
         self.peers_version.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Listed entries' rendered explanations (lookups read and fill it; commits drop what
-    /// they change).
-    pub fn explanations(&self) -> &explained::Explanations {
-        &self.explanations
+    /// Where memory's reasons stand: pass it to [`Ledger::offer_reasons`] with reasons read
+    /// from the database after it.
+    pub fn reasons_epoch(&self) -> u64 {
+        self.read_memory().reasons_epoch
+    }
+
+    /// Keeps `reasons`, read from the database for an entry whose reasons memory had
+    /// forgotten (a replica that followed another's commits), unless memory moved since
+    /// `epoch` or the offender is no longer listed as entry `entry_id`.
+    pub fn offer_reasons(&self, offender: &Offender, entry_id: i64, epoch: u64, reasons: &Arc<explained::Reasons>) {
+        let mut memory = self.memory.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if memory.reasons_epoch != epoch {
+            return;
+        }
+        if let Some(row) = memory.index.row_mut(offender)
+            && row.listed.id == entry_id
+            && row.listed.source == EntrySource::Incidents
+        {
+            row.reasons = Some(Arc::clone(reasons));
+        }
     }
 
     /// The store, for reads.
@@ -654,6 +672,9 @@ impl Ledger {
         let Batch { mut tx, leaves, ops, applied, list_changed, outbox_queued, peers_changed, .. } = batch;
         // Writers are serialised, so the feed's last row now is this commit's last.
         let change_seq = if list_changed { Some(max_change_seq(&mut *tx).await?) } else { None };
+        let changed_reasons: Vec<i64> =
+            ops.iter().filter_map(|op| if let MemoryOp::Reasons(id) = op { Some(*id) } else { None }).collect();
+        let reasons = explained::reread(&mut tx, changed_reasons).await?;
         tx.commit().await?;
         if !leaves.is_empty() && self.store.dialect() == Dialect::Postgres {
             // The other replicas are told off the writer's path (a NOTIFY in the transaction
@@ -674,14 +695,13 @@ impl Ledger {
             memory.change_seq = seq;
             memory.list_version += 1;
         }
-        let mut explained = Vec::new();
-        let mut all_explained = false;
         for op in ops {
             match op {
-                MemoryOp::Explained(id) => explained.push(id),
-                MemoryOp::AllExplained => all_explained = true,
-                MemoryOp::Index(offender, row) => {
-                    memory.index.insert(&offender, row);
+                MemoryOp::Reasons(_) => {}
+                MemoryOp::Index(offender, listed) => {
+                    // Its reasons stay until the commit's own reading replaces them.
+                    let kept = memory.index.row(&offender).filter(|row| row.listed.id == listed.id);
+                    memory.index.insert(&offender, explained::Indexed { listed, reasons: kept.and_then(|row| row.reasons) });
                 }
                 MemoryOp::Unindex(offender) => {
                     memory.index.remove(&offender);
@@ -692,8 +712,15 @@ impl Ledger {
                 MemoryOp::Disallow(offender) => memory.allow.remove(&offender),
             }
         }
-        if all_explained || !explained.is_empty() {
-            self.explanations.changed(&explained, all_explained);
+        if let Some(reasons) = reasons {
+            memory.reasons_epoch += 1;
+            for (offender, read) in reasons {
+                if let Some(row) = memory.index.row_mut(&offender)
+                    && row.listed.id == read.listed.id
+                {
+                    row.reasons = read.reasons;
+                }
+            }
         }
         if list_changed {
             self.list_changed.send_replace(memory.list_version);
@@ -1266,7 +1293,7 @@ impl Ledger {
     }
 
     /// Runs `f` on the lookup index (read lock held only for the call).
-    pub fn with_index<T>(&self, f: impl FnOnce(&BlocklistIndex<Listed>) -> T) -> T {
+    pub fn with_index<T>(&self, f: impl FnOnce(&BlocklistIndex<explained::Indexed>) -> T) -> T {
         f(&self.read_memory().index)
     }
 
@@ -1277,8 +1304,8 @@ impl Ledger {
         let mut rows = Vec::new();
         for kind in kinds {
             memory.index.for_each_of_kind(kind, |offender, row| {
-                if keep(row) {
-                    rows.push((offender, *row));
+                if keep(&row.listed) {
+                    rows.push((offender, row.listed));
                 }
             });
         }
@@ -1407,7 +1434,7 @@ async fn retract_in(batch: &mut Batch, mut incident: Incident, config: &LedgerCo
             .iter()
             .map(|row| row.try_get("entry_id"))
             .collect::<std::result::Result<_, _>>()?;
-    batch.ops.extend(entry_ids.iter().map(|id| MemoryOp::Explained(*id)));
+    batch.ops.extend(entry_ids.iter().map(|id| MemoryOp::Reasons(*id)));
     // What the brake held of it goes too: a retracted report lists nothing.
     sqlx::query("DELETE FROM held_changes WHERE incident_id = $1 AND change = 'list'")
         .bind(id.to_string())

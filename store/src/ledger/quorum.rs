@@ -334,8 +334,6 @@ impl Batch {
         }
         // The incidents it issued: ids `ISSUER:uuid`, a range of the index (`;` follows `:`).
         let (from, to) = (format!("{}:", peer.domain()), format!("{};", peer.domain()));
-        // The entries it contributed to are not known one by one here: every explanation goes.
-        self.ops.push(MemoryOp::AllExplained);
         for table in ["entry_reasons", "candidate_reasons"] {
             let sql = format!(
                 "UPDATE {table} SET weight_milli = weight_milli * $1 / $2 WHERE incident_id >= $3 AND incident_id < $4"
@@ -348,14 +346,16 @@ impl Batch {
                 .execute(&mut *self.tx)
                 .await?;
         }
+        // The entries it contributed to: their reasons' weights changed.
+        let rows =
+            sqlx::query("SELECT DISTINCT entry_id FROM entry_reasons WHERE incident_id >= $1 AND incident_id < $2")
+                .bind(&from)
+                .bind(&to)
+                .fetch_all(&mut *self.tx)
+                .await?;
+        let ids = rows.iter().map(|row| row.try_get("entry_id")).collect::<std::result::Result<Vec<i64>, _>>()?;
+        self.ops.extend(ids.iter().map(|id| MemoryOp::Reasons(*id)));
         if new_milli < old_milli {
-            let rows =
-                sqlx::query("SELECT DISTINCT entry_id FROM entry_reasons WHERE incident_id >= $1 AND incident_id < $2")
-                    .bind(&from)
-                    .bind(&to)
-                    .fetch_all(&mut *self.tx)
-                    .await?;
-            let ids = rows.iter().map(|row| row.try_get("entry_id")).collect::<std::result::Result<Vec<i64>, _>>()?;
             return self.requorum(&ids, "quorum", config).await;
         }
         let window_start = self.now.unix() - config.reputation.candidate_window_secs;

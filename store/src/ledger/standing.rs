@@ -224,7 +224,7 @@ impl Ledger {
         .iter()
         .map(|row| row.try_get("entry_id"))
         .collect::<std::result::Result<_, _>>()?;
-        batch.ops.extend(entry_ids.iter().map(|id| MemoryOp::Explained(*id)));
+        batch.ops.extend(entry_ids.iter().map(|id| MemoryOp::Reasons(*id)));
         for table in ["entry_reasons", "candidate_reasons"] {
             sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE {table} SET weight_milli = 0 WHERE {filter}")))
                 .bind(&exact)

@@ -257,7 +257,7 @@ pub(crate) async fn live(
         return Ok(Json(Value::Null));
     }
     let now = state.env().now();
-    let ids: Vec<i64> = matches.iter().map(|(_, row)| row.id).collect();
+    let ids: Vec<i64> = matches.iter().map(|(_, row)| row.listed.id).collect();
     let entries = state.ledger().store().entries_by_id(&ids).await.map_err(ApiError::from)?;
     let decisions: Vec<Value> = entries
         .iter()

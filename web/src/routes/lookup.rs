@@ -4,11 +4,14 @@
 //!
 //! Matching runs on the in-memory index. Each entry that matched is explained (who reported,
 //! each weight, the independent reporters, the sum and the threshold, spec/reputation.md) from
-//! the ledger's cache of rendered explanations, which the commits that change an entry keep
-//! current; only an entry not yet in it is read from the database. With an admin token the answer also names the
-//! allow entry that covers the value and the evidence still waiting for a quorum: neither is
-//! a public fact (spec/transparency-log.md, Sealed leaves).
+//! the reasons memory keeps beside its row (`ostracon_store::ledger::explained`), whose
+//! explanation is rendered once for every entry that shares them; only reasons a replica
+//! forgot are read from the database, and offered back. With an admin token the answer also
+//! names the allow entry that covers the value and the evidence still waiting for a quorum:
+//! neither is a public fact (spec/transparency-log.md, Sealed leaves).
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::Json;
@@ -17,6 +20,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse as _, Response};
 use ostracon_protocol::ids::{BareJid, Cidr, Domain, Offender, parse_ip};
 use ostracon_store::StoreError;
+use ostracon_store::ledger::explained::{Indexed, Reasons};
 use ostracon_store::model::{EntryReason, EntrySource, Listed};
 use ostracon_store::reputation::{self, ReputationParams};
 use ostracon_store::traits::BlocklistStore as _;
@@ -43,12 +47,12 @@ pub(crate) async fn look_up(state: &AppState, kind: &str, value: &str, operator:
     serde_json::from_str(&body).map_err(|e| ApiError::from(StoreError::Corrupt(format!("lookup answer: {e}"))))
 }
 
-/// A lookup's answer: each match's explanation as JSON text (from the ledger's cache when it
-/// holds one), put together without building a JSON tree.
+/// A lookup's answer: each match's explanation as JSON text, put together without building a
+/// JSON tree.
 pub(crate) struct Answer {
     query: Offender,
     allowed: bool,
-    matches: Vec<Arc<str>>,
+    matches: Vec<String>,
     /// For the operator: `allowed_by` and, if any, `awaiting_quorum`.
     operator: Option<serde_json::Map<String, Value>>,
 }
@@ -80,7 +84,7 @@ async fn answer(state: &AppState, kind: &str, value: &str, operator: bool) -> Re
         return Err(ApiError::invalid("invalid_value", "value is too long"));
     }
     let invalid = |e: ostracon_protocol::Error| ApiError::invalid("invalid_value", e.to_string());
-    let (query, matches): (Offender, Vec<(Offender, Listed)>) = match kind {
+    let (query, matches): (Offender, Vec<(Offender, Indexed)>) = match kind {
         "ip" => {
             let ip = parse_ip(value).map_err(invalid)?;
             (Offender::Ip(ip), state.ledger().with_index(|index| index.lookup_ip(ip)))
@@ -128,50 +132,70 @@ async fn answer(state: &AppState, kind: &str, value: &str, operator: bool) -> Re
     Ok(answer)
 }
 
-/// One listed entry explained, as JSON text: from the ledger's cache, or rendered from the
-/// index's row and the entry's reasons and offered to it. A reputation entry is rendered each
-/// time (its score moves with time). `None` if the domain behind a reputation entry is gone.
-async fn explanation(state: &AppState, offender: &Offender, entry: &Listed) -> Result<Option<Arc<str>>, ApiError> {
-    let cache = state.ledger().explanations();
-    if let Some(text) = cache.get(entry.id) {
-        return Ok(Some(text));
-    }
-    let epoch = cache.epoch();
-    let store = state.ledger().store();
-    let params = &state.ledger().config().reputation;
-    let why = match entry.source {
-        // The operator's own entry needs no quorum.
-        EntrySource::Operator => json!({ "source": entry.source, "reasons": [], "threshold": 0.0 }),
-        EntrySource::Reputation => {
-            let Offender::Domain(domain) = offender else { return Ok(None) };
-            let subject = store.reputation_subject(domain, params).await?;
-            let score = reputation::score(&subject, params, state.env().now());
-            json!({
-                "source": entry.source,
-                "score": score.score,
-                "components": score.components,
-                "domain_block_below": params.domain_block_below,
-            })
+/// One listed entry explained, as JSON text, from its row and the reasons memory keeps (read
+/// from the database and offered to memory if a replica forgot them). A reputation entry is
+/// explained from the database each time (its score moves with time). `None` if the domain
+/// behind a reputation entry is gone.
+async fn explanation(state: &AppState, offender: &Offender, entry: &Indexed) -> Result<Option<String>, ApiError> {
+    let listed = &entry.listed;
+    let ledger = state.ledger();
+    let params = &ledger.config().reputation;
+    let render = |reasons: &[EntryReason]| quorum_json(EntrySource::Incidents, reasons, params).to_string();
+    let why: Cow<'_, str> = match (listed.source, &entry.reasons) {
+        (EntrySource::Incidents, Some(reasons)) => Cow::Borrowed(reasons.rendered(render)),
+        (EntrySource::Incidents, None) => {
+            let epoch = ledger.reasons_epoch();
+            let reasons = Arc::new(Reasons::new(ledger.store().entry_reasons(listed.id).await?));
+            ledger.offer_reasons(offender, listed.id, epoch, &reasons);
+            Cow::Owned(reasons.rendered(render).to_owned())
         }
-        EntrySource::Incidents => quorum_json(entry.source, &store.entry_reasons(entry.id).await?, params),
+        // The operator's own entry needs no quorum.
+        (EntrySource::Operator, _) => {
+            Cow::Owned(json!({ "source": listed.source, "reasons": [], "threshold": 0.0 }).to_string())
+        }
+        (EntrySource::Reputation, _) => {
+            let Offender::Domain(domain) = offender else { return Ok(None) };
+            let subject = ledger.store().reputation_subject(domain, params).await?;
+            let score = reputation::score(&subject, params, state.env().now());
+            Cow::Owned(
+                json!({
+                    "source": listed.source,
+                    "score": score.score,
+                    "components": score.components,
+                    "domain_block_below": params.domain_block_below,
+                })
+                .to_string(),
+            )
+        }
     };
-    let text: Arc<str> = json!({
-        "value": offender.to_string(),
-        "kind": offender.kind(),
-        "action": entry.action,
-        "source": entry.source,
-        "first_seen": entry.first_seen(),
-        "expires": entry.expires(),
-        "listings": entry.listings,
-        "log_index": entry.log_index,
-        "why": why,
-    })
-    .to_string()
-    .into();
-    if entry.source != EntrySource::Reputation {
-        cache.offer(entry.id, epoch, Arc::clone(&text));
+    Ok(Some(entry_json(offender, listed, &why)))
+}
+
+/// One match as JSON, byte for byte what serde writes for the object of `value`, `kind`,
+/// `action`, `source`, `first_seen`, `expires`, `listings`, `log_index` and `why` (its keys
+/// in order), without building it: every listed lookup writes one.
+fn entry_json(offender: &Offender, listed: &Listed, why: &str) -> String {
+    let value = serde_json::to_string(&offender.to_string()).unwrap_or_default();
+    let mut text = String::with_capacity(160 + value.len() + why.len());
+    // Actions, sources and kinds are fixed lowercase words and times are digits and
+    // punctuation: nothing to escape.
+    let _ = write!(text, "{{\"action\":\"{}\",\"expires\":", listed.action.as_str());
+    match listed.expires() {
+        Some(expires) => {
+            let _ = write!(text, "\"{expires}\"");
+        }
+        None => text.push_str("null"),
     }
-    Ok(Some(text))
+    let _ = write!(
+        text,
+        ",\"first_seen\":\"{}\",\"kind\":\"{}\",\"listings\":{},\"log_index\":{},\"source\":\"{}\",\"value\":{value},\"why\":{why}}}",
+        listed.first_seen(),
+        offender.kind(),
+        listed.listings,
+        listed.log_index,
+        listed.source.as_str(),
+    );
+    text
 }
 
 /// The numbers behind a quorum decision: each reason with its weight, each independent
@@ -207,4 +231,39 @@ pub(crate) async fn hash_prefix(
         "prefix": prefix,
         "matches": matches.iter().map(|(hash, offender, _)| json!({ "sha256": hash, "kind": offender.kind() })).collect::<Vec<_>>(),
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use ostracon_protocol::time::Timestamp;
+    use ostracon_store::model::ListAction;
+
+    use super::*;
+
+    #[test]
+    fn a_match_is_written_byte_for_byte_as_serde_writes_it() {
+        let at = |secs| Timestamp::from_unix(secs).unwrap();
+        let offenders = ["192.0.2.1", "2001:db8::/32", "zoë\\x@bad.example", "bad.example"];
+        for (n, text) in offenders.into_iter().enumerate() {
+            let offender = Offender::parse(text).unwrap();
+            for expires in [None, Some(at(1_900_000_000 + n as i64))] {
+                let listed =
+                    Listed::new(7, ListAction::Quarantine, EntrySource::Operator, at(1_700_000_000), expires, 3, 42);
+                let why = r#"{"reasons":[],"source":"operator","threshold":0.0}"#;
+                let serde = json!({
+                    "value": offender.to_string(),
+                    "kind": offender.kind(),
+                    "action": listed.action,
+                    "source": listed.source,
+                    "first_seen": listed.first_seen(),
+                    "expires": listed.expires(),
+                    "listings": listed.listings,
+                    "log_index": listed.log_index,
+                    "why": serde_json::from_str::<Value>(why).unwrap(),
+                })
+                .to_string();
+                assert_eq!(entry_json(&offender, &listed, why), serde);
+            }
+        }
+    }
 }
