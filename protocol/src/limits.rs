@@ -48,3 +48,12 @@ pub const MAX_CHECKPOINT_SIGNATURES: usize = 32;
 pub const MAX_CHECKPOINT_BYTES: usize = 8 * 1024;
 /// Most hashes in an inclusion or consistency proof (enough for 2^63 leaves).
 pub const MAX_PROOF_HASHES: usize = 128;
+
+/// Most XEP-0268 wrappers in one batch (`xml/batch.rs`).
+pub const MAX_BATCH_ITEMS: usize = 32;
+/// Most bytes of wrappers a sender puts in one batch: half a stanza, so the IQ around them
+/// and any XML escaping stay far inside [`MAX_XML_BYTES`].
+pub const MAX_BATCH_BYTES: usize = MAX_XML_BYTES / 2;
+/// Most elements of wrappers a sender puts in one batch, for the same margin under
+/// [`MAX_XML_ELEMENTS`].
+pub const MAX_BATCH_ELEMENTS: usize = MAX_XML_ELEMENTS / 2;

@@ -3,12 +3,13 @@
 //! Submodules map one specification each: [`iodef`] (the IODEF 1.0 `Incident` XEP-0268 carries),
 //! [`xep0268`] (report, inquiry, request, response), [`signed`] (our envelope),
 //! [`reputation`] (XEP-0275), [`buddies`] (XEP-0267 and disco), [`reporting`] (XEP-0377 and the
-//! mod_report_forward shape), [`keys`] (our key exchange), [`pubsub`] (the XEP-0060 subset RTBL consumers speak) and [`errors`] (error conditions).
+//! mod_report_forward shape), [`keys`] (our key exchange), [`batch`] (several reports in one IQ), [`pubsub`] (the XEP-0060 subset RTBL consumers speak) and [`errors`] (error conditions).
 //!
 //! Prosody does not bound depth, element count or rate on component traffic, so every parser
 //! here first runs [`check_bounds`] on the element it is given, and [`parse_bounded`] refuses
 //! oversized or deep text before building a tree at all.
 
+pub mod batch;
 pub mod buddies;
 pub mod errors;
 pub mod iodef;

@@ -8,10 +8,10 @@ use ostracon_protocol::envelope::Nonce;
 use ostracon_protocol::ids::{BareJid, Cidr, Domain, IncidentId, KeyId, parse_ip};
 use ostracon_protocol::keys::PublicKey;
 use ostracon_protocol::time::Timestamp;
-use ostracon_protocol::xml::parse_bounded;
 use ostracon_protocol::xml::reporting::ForwardedReport;
 use ostracon_protocol::xml::reputation::Score;
 use ostracon_protocol::xml::xep0268::IncidentPayload;
+use ostracon_protocol::xml::{batch, parse_bounded};
 use serde_json::Value;
 use support::read_vector;
 
@@ -40,6 +40,7 @@ fn run(parser: &str, text: &str) -> Result<(), Error> {
         "public-key" => PublicKey::from_base64(text).map(drop),
         "xep0268" => IncidentPayload::from_element(&parse_bounded(text)?).map(drop),
         "xep0275" => Score::from_element(&parse_bounded(text)?).map(drop),
+        "batch" => batch::wrappers_of(&parse_bounded(text)?).map(drop),
         "xep0377" => ForwardedReport::from_message(&parse_bounded(text)?).map(|report| {
             assert!(report.is_some(), "no report found");
         }),
@@ -79,6 +80,8 @@ fn the_valid_twin_of_each_xml_case_is_accepted() {
     let good = "<report xmlns='urn:xmpp:incident:2'><Incident xmlns='urn:ietf:params:xml:ns:iodef-1.0' purpose='reporting'><IncidentID name='ops.example'>0f6c1c52-7d3e-4e0a-9a51-2b1f4a7e9c10</IncidentID><ReportTime>2026-05-01T10:20:00Z</ReportTime><EventData><Flow><System category='source'><Node><Address category='ipv4-addr'>192.0.2.30</Address><Address category='ipv4-net'>192.0.2.0/24</Address><NodeName>bad.example</NodeName></Node></System></Flow></EventData></Incident></report>";
     run("xep0268", good).unwrap();
     run("xep0275", "<score xmlns='urn:xmpp:reputation:0' jid='bad.example' num='100'/>").unwrap();
+    let wrappers = format!("<batch xmlns='urn:x-ostracon:batch:0'>{}</batch>", good.repeat(32));
+    run("batch", &wrappers).unwrap();
     run("xep0275", "<score xmlns='urn:xmpp:reputation:0' jid='bad.example' num='-100'/>").unwrap();
     run("jid", &format!("{}@example.org", "a".repeat(1023))).unwrap();
     run("domain", &format!("{}.example", "a".repeat(63))).unwrap();

@@ -73,6 +73,10 @@ pub enum ServerError {
     /// A peer answered an IQ with an error.
     #[error("{condition}{}", .app.as_ref().map(|a| format!(" ({a})")).unwrap_or_default())]
     Answered { condition: String, app: Option<String> },
+    /// The batch IQ a row went in failed as a whole (no answer, a refusal of the batch), so
+    /// each of its rows failed with it.
+    #[error("{cause}")]
+    BatchFailed { cause: std::sync::Arc<Self> },
     /// A peer's answer does not say what it must.
     #[error("unusable answer: {0}")]
     BadAnswer(&'static str),

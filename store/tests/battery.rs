@@ -1514,8 +1514,7 @@ async fn finished_outbox_rows_are_pruned_but_what_later_decisions_read(backend: 
     }
     let rows = backend.store.outbox_items(None, None, None, 10).await.unwrap();
     let (fetch, report_row, probe) = (rows[0].id, rows[1].id, rows[2].id);
-    ledger.outbox_delivered(probe, ts(10)).await.unwrap();
-    ledger.outbox_delivered(report_row, ts(10)).await.unwrap();
+    ledger.outbox_delivered(&[probe, report_row], ts(10)).await.unwrap();
     // Within the history window nothing goes; a row still pending never goes.
     assert_eq!(ledger.prune_outbox(ts(OUTBOX_HISTORY_SECS)).await.unwrap(), 0);
     assert_eq!(ledger.prune_outbox(ts(OUTBOX_HISTORY_SECS + 11)).await.unwrap(), 1);
@@ -1787,7 +1786,10 @@ async fn replicas_on_one_database_serialise_their_writes_and_follow_each_other()
     let epoch = b.reasons_epoch();
     let read = backend.store.entry_reasons(forgotten.listed.id).await.unwrap();
     b.offer_reasons(&offender("192.0.2.1"), forgotten.listed.id, epoch, &std::sync::Arc::new(Reasons::new(read)));
-    assert_eq!(memory_row(&b, "192.0.2.1").reasons.unwrap().list(), memory_row(&a, "192.0.2.1").reasons.unwrap().list());
+    assert_eq!(
+        memory_row(&b, "192.0.2.1").reasons.unwrap().list(),
+        memory_row(&a, "192.0.2.1").reasons.unwrap().list()
+    );
     // Another contribution that changes neither the action nor the expiry has no change-feed
     // row, but moves the entry's log index (and its count of listings): B follows it too.
     let mut weaker = incident(6, &["192.0.2.1"], ts(0));

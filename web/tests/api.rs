@@ -545,11 +545,7 @@ async fn a_dead_store_answers_503_never_an_empty_list() {
     let (status, _, _) = node.text("/v1/blocklist?kind=ip&format=txt").await;
     assert_eq!(status, StatusCode::OK);
     node.store.close().await;
-    for path in [
-        "/v1/blocklist?kind=ip&format=txt",
-        "/v1/blocklist/changes?since=0",
-        "/v1/log/checkpoint",
-    ] {
+    for path in ["/v1/blocklist?kind=ip&format=txt", "/v1/blocklist/changes?since=0", "/v1/log/checkpoint"] {
         let (status, body) = node.call("GET", path, None, None).await;
         assert_error(status, &body, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
     }

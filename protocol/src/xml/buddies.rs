@@ -8,6 +8,7 @@ use crate::error::{Error, Excerpt, Result};
 use crate::ids::BareJid;
 use crate::xml::keys::KEYS_NS;
 
+use crate::xml::batch::BATCH_NS;
 use crate::xml::reputation::REPUTATION_NS;
 use crate::xml::xep0268::INCIDENT_NS;
 use crate::xml::{element_with, required_attr, text_element};
@@ -26,7 +27,7 @@ pub const SERVERINFO_FORM_TYPE: &str = "http://jabber.org/network/serverinfo";
 /// `urn:xmpp:reporting:1` is deliberately absent: it announces XEP-0191 blocking-command
 /// reports, which a component does not take; we accept relayed reports without advertising it.
 pub const DISCO_FEATURES: &[&str] =
-    &[DISCO_INFO_NS, KEYS_NS, SIGNED_NS, INCIDENT_NS, REPUTATION_NS, SERVER_PRESENCE_FEATURE];
+    &[DISCO_INFO_NS, BATCH_NS, KEYS_NS, SIGNED_NS, INCIDENT_NS, REPUTATION_NS, SERVER_PRESENCE_FEATURE];
 
 /// The presence types a buddy relation is made of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,7 +3,9 @@
 //! A dispatcher finds the peers with rows due and starts one queue task for each that has
 //! none running (a commit that queues rows wakes it at once). Each queue delivers its peer's
 //! rows, fresh rows before retries, with bounded concurrency and a timeout per IQ, and ends
-//! when nothing of its peer is due. So a slow, silent or flooding peer holds only its own
+//! when nothing of its peer is due. A buddy's signed reports go several to an IQ (a batch,
+//! spec/protocol.md), each signed as if alone, so a burst costs a few round trips instead of
+//! one each; a peer that does not know batches gets them one by one for the rest of the run. So a slow, silent or flooding peer holds only its own
 //! queue: buddies have their own slots, and peers that are not buddies (requests waiting for
 //! our operator, revoked peers) share a small pool, one row at a time each, with a short timeout.
 //!
@@ -11,14 +13,18 @@
 //! expired, or its relation ended; a failure schedules a retry with backoff and jitter.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
+use minidom::Element;
 use ostracon_protocol::envelope::{self, Nonce};
 use ostracon_protocol::ids::{BareJid, IncidentId};
 use ostracon_protocol::incident::{ReportClaim, RequestClaim, ResponseClaim};
 use ostracon_protocol::keys::KeyRotation;
+use ostracon_protocol::limits::{MAX_BATCH_BYTES, MAX_BATCH_ELEMENTS, MAX_BATCH_ITEMS};
+use ostracon_protocol::xml::batch::{self, BATCH_NS, ItemOutcome};
 use ostracon_protocol::xml::keys::rotation_to_element;
 use ostracon_protocol::xml::reputation::Score;
 use ostracon_protocol::xml::xep0268::IncidentPayload;
@@ -43,6 +49,8 @@ const BUDDY_IN_FLIGHT: usize = 8;
 const STRANGERS_IN_FLIGHT: usize = 16;
 /// How long a peer that is not a buddy gets to answer.
 const STRANGER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Rows of one peer read at a time when its reports go in batches.
+const BATCHED_READ: usize = BUDDY_IN_FLIGHT * MAX_BATCH_ITEMS;
 /// Most peers the dispatcher starts queues for in one pass.
 const PEERS_PER_PASS: u32 = 10_000;
 /// How often the dispatcher looks for retries that came due.
@@ -138,11 +146,16 @@ impl XmppNode {
         strangers: Arc<Semaphore>,
     ) {
         let shape = self.shape(&peer).await;
-        let mut in_flight: JoinSet<i64> = JoinSet::new();
+        // Strangers get no reports, so batches are for buddies; cleared for the rest of the
+        // run if the peer does not know them.
+        let batches = Arc::new(AtomicBool::new(!shape.stranger));
+        let mut in_flight: JoinSet<Vec<i64>> = JoinSet::new();
         let mut active: BTreeSet<i64> = BTreeSet::new();
         loop {
             if in_flight.len() < shape.in_flight {
-                let wanted = u32::try_from(shape.in_flight + active.len()).unwrap_or(u32::MAX);
+                let batching = batches.load(Ordering::Acquire);
+                let read = if batching { BATCHED_READ } else { shape.in_flight };
+                let wanted = u32::try_from(read + active.len()).unwrap_or(u32::MAX);
                 let due = match self.ledger.store().due_for(&peer, self.env.now(), wanted).await {
                     Ok(due) => due,
                     Err(error) => {
@@ -151,15 +164,17 @@ impl XmppNode {
                     }
                 };
                 let free = shape.in_flight - in_flight.len();
-                let fresh: Vec<OutboxItem> =
-                    due.into_iter().filter(|item| !active.contains(&item.id)).take(free).collect();
-                for item in fresh {
-                    active.insert(item.id);
-                    let (node, strangers) = (Arc::clone(&self), Arc::clone(&strangers));
+                let fresh = due.into_iter().filter(|item| !active.contains(&item.id));
+                for group in groups(fresh, if batching { MAX_BATCH_ITEMS } else { 1 }).into_iter().take(free) {
+                    active.extend(group.iter().map(|item| item.id));
+                    let (node, strangers, batches) = (Arc::clone(&self), Arc::clone(&strangers), Arc::clone(&batches));
                     in_flight.spawn(async move {
                         let _permit = if shape.stranger { strangers.acquire_owned().await.ok() } else { None };
-                        node.deliver(&item, shape.timeout).await;
-                        item.id
+                        match group.as_slice() {
+                            [item] => node.deliver(item, shape.timeout).await,
+                            _ => node.deliver_batch(&group, shape.timeout, &batches).await,
+                        }
+                        group.iter().map(|item| item.id).collect()
                     });
                 }
             }
@@ -171,7 +186,7 @@ impl XmppNode {
             }
             tokio::select! {
                 Some(done) = in_flight.join_next() => {
-                    if let Ok(id) = done {
+                    for id in done.unwrap_or_default() {
                         active.remove(&id);
                     }
                 }
@@ -202,31 +217,106 @@ impl XmppNode {
                 Err(error) => Err(error.into()),
             },
         };
+        self.record_outcomes(vec![(item, outcome)]).await;
+    }
+
+    /// Delivers a group of one peer's reports and forwards in batches: each signed as if
+    /// alone, packed into IQs within the batch limits, and each row's outcome is its
+    /// wrapper's. A peer that answers a batch with `service-unavailable` (the answer to a
+    /// payload it does not serve) gets this group and the rest of the run one by one.
+    pub(super) async fn deliver_batch(&self, group: &[OutboxItem], timeout: Duration, batches: &AtomicBool) {
+        let mut outcomes = Vec::with_capacity(group.len());
+        // Packed in order, each pack within the batch limits (a wrapper over them goes alone).
+        let mut packs: Vec<Vec<(&OutboxItem, Element)>> = Vec::new();
+        let (mut bytes, mut elements) = (0, 0);
+        for item in group {
+            let wrapper = match self.report_wrapper(item).await {
+                Ok(wrapper) => wrapper,
+                Err(error) => {
+                    outcomes.push((item, Err(error)));
+                    continue;
+                }
+            };
+            let (size, count) = (String::from(&wrapper).len(), element_count(&wrapper));
+            match packs.last_mut() {
+                Some(pack) if bytes + size <= MAX_BATCH_BYTES && elements + count <= MAX_BATCH_ELEMENTS => {
+                    pack.push((item, wrapper));
+                    (bytes, elements) = (bytes + size, elements + count);
+                }
+                _ => {
+                    packs.push(vec![(item, wrapper)]);
+                    (bytes, elements) = (size, count);
+                }
+            }
+        }
+        let sent = futures_util::future::join_all(packs.into_iter().map(|pack| async move {
+            let (items, wrappers): (Vec<&OutboxItem>, Vec<Element>) = pack.into_iter().unzip();
+            let answer = self.request(&items[0].peer, "set", batch::to_element(wrappers), timeout).await;
+            (items, answer)
+        }))
+        .await;
+        let mut unbatched = Vec::new();
+        for (items, answer) in sent {
+            match answer.and_then(|answer| batch_outcomes(&answer, items.len())) {
+                Ok(results) => outcomes.extend(items.into_iter().zip(results)),
+                Err(ServerError::Answered { condition, app: None }) if condition == "service-unavailable" => {
+                    batches.store(false, Ordering::Release);
+                    unbatched.extend(items);
+                }
+                Err(error) => {
+                    let cause = Arc::new(error);
+                    let failed = |item| (item, Err(ServerError::BatchFailed { cause: Arc::clone(&cause) }));
+                    outcomes.extend(items.into_iter().map(failed));
+                }
+            }
+        }
+        self.record_outcomes(outcomes).await;
+        if !unbatched.is_empty() {
+            tracing::info!(peer = %group[0].peer, "the peer does not take batches; delivering one by one");
+            futures_util::future::join_all(unbatched.into_iter().map(|item| self.deliver(item, timeout))).await;
+        }
+    }
+
+    /// Records what became of delivered rows: the confirmed ones in one statement, each
+    /// failure with its retry.
+    async fn record_outcomes(&self, outcomes: Vec<(&OutboxItem, Result<(), ServerError>)>) {
         let now = self.env.now();
         // Tallied per peer for buddies only: strangers come and go, and their names would be
         // labels anyone can mint (they are in the link-wide counters).
-        let tally = |event| async move {
-            if matches!(self.buddy(&item.peer).await, Ok(Some(_))) {
+        let buddy = match outcomes.first() {
+            Some((item, _)) => matches!(self.buddy(&item.peer).await, Ok(Some(_))),
+            None => return,
+        };
+        let mut delivered = Vec::new();
+        for (item, outcome) in outcomes {
+            let event = if outcome.is_ok() { PeerEvent::Delivered } else { PeerEvent::Failed };
+            if buddy {
                 self.status.count_peer(&item.peer.to_string(), event);
             }
-        };
-        let result = match outcome {
-            Ok(()) => {
-                tally(PeerEvent::Delivered).await;
-                self.ledger.outbox_delivered(item.id, now).await
+            let Err(error) = outcome else {
+                delivered.push(item.id);
+                continue;
+            };
+            let attempts = item.attempts.saturating_add(1);
+            let expired = now.unix() - item.created_at.unix() > GIVE_UP_AFTER_SECS;
+            let jitter = f64::from(self.env.random_bytes()[0]) / 255.0;
+            let next = (!expired).then(|| now.plus_secs(retry_delay_secs(attempts, jitter)));
+            tracing::warn!(peer = %item.peer, kind = item.job.kind(), attempts, %error, "outbox delivery failed");
+            if let Err(error) = self.ledger.outbox_failed(item.id, &error.to_string(), next).await {
+                tracing::warn!(%error, "updating the outbox failed");
             }
-            Err(error) => {
-                tally(PeerEvent::Failed).await;
-                let attempts = item.attempts.saturating_add(1);
-                let expired = now.unix() - item.created_at.unix() > GIVE_UP_AFTER_SECS;
-                let jitter = f64::from(self.env.random_bytes()[0]) / 255.0;
-                let next = (!expired).then(|| now.plus_secs(retry_delay_secs(attempts, jitter)));
-                tracing::warn!(peer = %item.peer, kind = item.job.kind(), attempts, %error, "outbox delivery failed");
-                self.ledger.outbox_failed(item.id, &error.to_string(), next).await
-            }
-        };
-        if let Err(error) = result {
+        }
+        if let Err(error) = self.ledger.outbox_delivered(&delivered, now).await {
             tracing::warn!(%error, "updating the outbox failed");
+        }
+    }
+
+    /// The signed `<report/>` a report or forward row sends.
+    async fn report_wrapper(&self, item: &OutboxItem) -> Result<Element, ServerError> {
+        match &item.job {
+            OutboxJob::Report { incident } => self.signed_payload(incident, Verb::Report).await.map(|p| p.to_element()),
+            OutboxJob::Forward { incident } => self.forward_payload(incident).await.map(|p| p.to_element()),
+            _ => Err(ServerError::BadAnswer("only reports and forwards go in batches")),
         }
     }
 
@@ -239,6 +329,12 @@ impl XmppNode {
         verb: Verb,
         timeout: Duration,
     ) -> Result<(), ServerError> {
+        let payload = self.signed_payload(id, verb).await?;
+        self.request(&item.peer, payload.iq_type(), payload.to_element(), timeout).await.map(drop)
+    }
+
+    /// A stored incident signed now as a report, request or response.
+    async fn signed_payload(&self, id: &IncidentId, verb: Verb) -> Result<IncidentPayload, ServerError> {
         let record = self.ledger.store().incident(id).await?.ok_or(ServerError::Gone { what: "the incident" })?;
         let (signer, now, nonce) = (&self.settings.jid, self.env.now(), self.nonce());
         // Read at each delivery: a key rotation switches every signer at once.
@@ -258,12 +354,18 @@ impl XmppNode {
                 incident,
             },
         };
-        self.request(&item.peer, payload.iq_type(), payload.to_element(), timeout).await.map(drop)
+        Ok(payload)
     }
 
     /// Forwards a stored, verified report: re-verifies its chain with today's pinned keys,
     /// adds our link (signed now) and sends it.
     async fn deliver_forward(&self, item: &OutboxItem, id: &IncidentId, timeout: Duration) -> Result<(), ServerError> {
+        let payload = self.forward_payload(id).await?;
+        self.request(&item.peer, "set", payload.to_element(), timeout).await.map(drop)
+    }
+
+    /// A stored, verified report with our forward link added, signed now.
+    async fn forward_payload(&self, id: &IncidentId) -> Result<IncidentPayload, ServerError> {
         let record = self.ledger.store().incident(id).await?.ok_or(ServerError::Gone { what: "the incident" })?;
         let links = record.provenance.ok_or(ServerError::Gone { what: "the report's provenance" })?;
         let peers = self.peers().await.map_err(|_| ServerError::Gone { what: "the peer table" })?;
@@ -272,8 +374,7 @@ impl XmppNode {
         let verified =
             envelope::Unverified::<ReportClaim>::new(links)?.verify_stored(peers.keys(), &self.verify_policy(now))?;
         let chain = verified.forward(&self.ledger.signing_key(), &self.settings.jid, now, self.nonce())?;
-        let payload = IncidentPayload::Report { incident: record.incident, signed: Some(chain) };
-        self.request(&item.peer, "set", payload.to_element(), timeout).await.map(drop)
+        Ok(IncidentPayload::Report { incident: record.incident, signed: Some(chain) })
     }
 
     /// Asks a buddy its XEP-0275 score for a subject and keeps the answer.
@@ -300,6 +401,45 @@ impl XmppNode {
         bytes.copy_from_slice(&random[..16]);
         Nonce::from_bytes(&bytes)
     }
+}
+
+/// Due rows in groups of at most `size` in the order given: consecutive reports and forwards
+/// together, every other row alone.
+fn groups(due: impl Iterator<Item = OutboxItem>, size: usize) -> Vec<Vec<OutboxItem>> {
+    let batchable = |item: &OutboxItem| matches!(item.job, OutboxJob::Report { .. } | OutboxJob::Forward { .. });
+    let mut groups: Vec<Vec<OutboxItem>> = Vec::new();
+    for item in due {
+        match groups.last_mut() {
+            Some(group) if group.len() < size && batchable(&item) && group.iter().all(batchable) => group.push(item),
+            _ => groups.push(vec![item]),
+        }
+    }
+    groups
+}
+
+/// The outcome of each of `sent` wrappers from a batch's IQ result.
+fn batch_outcomes(answer: &Element, sent: usize) -> Result<Vec<Result<(), ServerError>>, ServerError> {
+    let batch =
+        answer.get_child("batch", BATCH_NS).ok_or(ServerError::BadAnswer("a batch answer without its items"))?;
+    let outcomes = batch::answer_from_element(batch, sent)?;
+    Ok(outcomes
+        .into_iter()
+        .map(|outcome| match outcome {
+            ItemOutcome::Done => Ok(()),
+            ItemOutcome::Refused { condition, app } => Err(ServerError::Answered { condition, app }),
+        })
+        .collect())
+}
+
+/// Elements in `root`, itself included (a wrapper's share of a stanza's element bound).
+fn element_count(root: &Element) -> usize {
+    let mut stack = vec![root];
+    let mut count = 0;
+    while let Some(element) = stack.pop() {
+        count += 1;
+        stack.extend(element.children());
+    }
+    count
 }
 
 /// Seconds until the next delivery attempt: doubling from 1 s up to an hour, times a jitter

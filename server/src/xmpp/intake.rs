@@ -1,5 +1,6 @@
 //! Intake: what peers send us about incidents. XEP-0268 reports, requests, responses and
-//! inquiries from buddies, and users' XEP-0377 reports relayed by our server or a buddy.
+//! inquiries from buddies, reports several at a time in a batch, and users' XEP-0377
+//! reports relayed by our server or a buddy.
 //!
 //! **Invariant:** a report's content is used only after `Unverified::verify` succeeded with
 //! the keys pinned for buddies, the last signer is the peer that delivered it, and the peer's
@@ -11,9 +12,10 @@ use ostracon_protocol::envelope;
 use ostracon_protocol::error::Excerpt;
 use ostracon_protocol::ids::{BareJid, Domain, Offender};
 use ostracon_protocol::incident::{ReportClaim, RequestClaim, ResponseClaim};
+use ostracon_protocol::xml::batch;
 use ostracon_protocol::xml::errors::StanzaError;
 use ostracon_protocol::xml::reporting::ForwardedReport;
-use ostracon_protocol::xml::xep0268::IncidentPayload;
+use ostracon_protocol::xml::xep0268::{INCIDENT_NS, IncidentPayload};
 use ostracon_store::ledger;
 use ostracon_store::model::{Decision, IncidentOrigin, OutboxJob, PeerRecord, Trust, Verb};
 use ostracon_store::reputation;
@@ -208,6 +210,30 @@ impl XmppNode {
                 .await
             }
         }
+    }
+
+    /// A batch of reports (spec/protocol.md, Batches): the sender must be a buddy; then each
+    /// wrapper is handled as if it had come alone, with its own incident token, all side by
+    /// side so that their incidents share the group commit; the answer gives each its outcome.
+    pub(super) async fn handle_batch(&self, sender: &BareJid, batch: &Element) -> Result<Option<Element>, StanzaError> {
+        self.buddy(sender).await?.ok_or_else(StanzaError::not_buddy)?;
+        let wrappers = batch::wrappers_of(batch).map_err(|e| StanzaError::from_error(&e))?;
+        let outcomes = futures_util::future::join_all(wrappers.into_iter().map(|wrapper| async move {
+            if !wrapper.is("report", INCIDENT_NS) {
+                let error = ostracon_protocol::Error::UnexpectedElement {
+                    name: Excerpt::new(wrapper.name()),
+                    namespace: Excerpt::new(&wrapper.ns()),
+                    expected: "a report in urn:xmpp:incident:2",
+                };
+                return Some(StanzaError::from_error(&error));
+            }
+            match self.admit_incident(sender) {
+                Ok(()) => self.handle_incident(sender, "set", wrapper).await.err(),
+                Err(error) => Some(error),
+            }
+        }))
+        .await;
+        Ok(Some(batch::answer_to_element(&outcomes)))
     }
 
     /// Records a received incident with our decision, queueing any forwards with it.

@@ -1,7 +1,7 @@
 //! The component's state and the dispatch of every stanza to the file that owns it.
 //!
 //! - `iq.rs`: IQs we send and the answers we wait for (bound to the peer asked);
-//! - `intake.rs`: XEP-0268 reports, requests, responses and inquiries, and relayed XEP-0377 reports;
+//! - `intake.rs`: XEP-0268 reports, requests, responses and inquiries (alone or reports in a batch), and relayed XEP-0377 reports;
 //! - `handshake.rs`: XEP-0267 presence and key fetches, as ledger operations;
 //! - `delivery.rs`: the outbox, one queue per peer;
 //! - `trust.rs`: the peer table, pinned keys, rotations and verification;
@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use minidom::Element;
 use ostracon_protocol::ids::{BareJid, Domain};
+use ostracon_protocol::xml::batch::BATCH_NS;
 use ostracon_protocol::xml::buddies::{DISCO_INFO_NS, DiscoInfo};
 use ostracon_protocol::xml::errors::StanzaError;
 use ostracon_protocol::xml::keys::{KEYS_NS, keys_to_element};
@@ -319,6 +320,8 @@ impl XmppNode {
                 Ok(()) => self.handle_rotation(sender, child).await,
                 Err(error) => Err(error),
             },
+            // Each wrapper takes its own incident token.
+            ("batch", BATCH_NS, "set") => self.handle_batch(sender, child).await,
             (_, INCIDENT_NS, _) => match self.admit_incident(sender) {
                 Ok(()) => self.handle_incident(sender, &iq_type, child).await,
                 Err(error) => Err(error),
@@ -351,7 +354,7 @@ impl XmppNode {
     }
 
     /// The rate for stanzas that may verify a signature or write a transaction.
-    fn admit_incident(&self, sender: &BareJid) -> Result<(), StanzaError> {
+    pub(super) fn admit_incident(&self, sender: &BareJid) -> Result<(), StanzaError> {
         if self.limits.admit(sender, Traffic::Incident, Instant::now()) {
             Ok(())
         } else {

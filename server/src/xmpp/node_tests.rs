@@ -8,7 +8,7 @@ use ostracon_protocol::ids::Offender;
 use ostracon_protocol::keys::{NodeKey, PublishedKey};
 use ostracon_protocol::time::Timestamp;
 use ostracon_protocol::xml::to_string;
-use ostracon_protocol::xml::xep0268::IncidentPayload;
+use ostracon_protocol::xml::xep0268::{INCIDENT_NS, IncidentPayload};
 use ostracon_store::clock::FixedEnvironment;
 use ostracon_store::ledger::{self, LedgerConfig};
 use ostracon_store::model::{Decision, IncidentOrigin, OutboxJob, PeerRecord, PeerState, Trust, Verb};
@@ -398,7 +398,171 @@ ostracon_store::battery!(
     a_rotation_is_refused_outside_its_window_and_from_a_retired_key,
     an_inquiry_is_answered_only_about_reports_shared_with_the_asker,
     an_unsigned_report_only_under_its_senders_own_name,
+    a_batch_gets_one_outcome_per_wrapper_each_under_its_own_rate_token,
+    a_batch_goes_as_one_iq_each_row_takes_its_items_outcome_and_an_old_peer_gets_singles,
 );
+
+/// A batch IQ of `wrappers` from `from`.
+fn batch_iq(from: &str, wrappers: &[Element]) -> Element {
+    let batch = ostracon_protocol::xml::batch::to_element(wrappers.iter().cloned());
+    iq("set", from, &to_string(&batch))
+}
+
+/// The signed `<report/>` of `incident` by `issuer` with `key`.
+fn signed_report(issuer: &str, key: &NodeKey, incident: &ostracon_protocol::incident::Incident, n: u8) -> Element {
+    use ostracon_protocol::incident::ReportClaim;
+    let signer = BareJid::parse(issuer).unwrap();
+    let chain =
+        ostracon_protocol::envelope::sign(&ReportClaim(incident.clone()), key, &signer, incident.reported, nonce(n));
+    IncidentPayload::Report { incident: incident.clone(), signed: Some(chain.unwrap()) }.to_element()
+}
+
+async fn a_batch_gets_one_outcome_per_wrapper_each_under_its_own_rate_token(backend: Throwaway) {
+    use ostracon_protocol::xml::batch::{ItemOutcome, answer_from_element};
+    let four = ostracon_store::ratelimit::Rate::new(0.001, 4.0);
+    let mut h = harness_where(backend, |settings| settings.rates.incidents_per_jid = four).await;
+    let now = h.node.env.now();
+    let a = "incidents.a.test";
+    make_buddy(&h.node, a, Trust::AutoApply).await;
+    let reports: Vec<_> = (1..=5).map(|n| report_of(a, n, &[&format!("192.0.2.{n}")], now)).collect();
+    let inquiry = IncidentPayload::Inquiry { id: reports[0].id.clone() }.to_element();
+    let wrappers = vec![
+        signed_report(a, &buddy_key(a), &reports[0], 1),
+        // Signed by a key a never published.
+        signed_report(a, &buddy_key("incidents.x.test"), &reports[1], 2),
+        inquiry,
+        signed_report(a, &buddy_key(a), &reports[2], 3),
+        signed_report(a, &buddy_key(a), &reports[3], 4),
+        // The sixth wrapper, the fifth incident token: over the rate.
+        signed_report(a, &buddy_key(a), &reports[4], 5),
+    ];
+    h.node.handle(stanza_in(batch_iq(a, &wrappers))).await;
+    let answer = h.out.recv().await.unwrap();
+    assert_eq!(answer.attr("type"), Some("result"), "{}", String::from(&answer));
+    let items = answer_from_element(answer.get_child("batch", BATCH_NS).unwrap(), wrappers.len()).unwrap();
+    let refused =
+        |condition: &str, app: &str| ItemOutcome::Refused { condition: condition.into(), app: Some(app.into()) };
+    assert_eq!(
+        items,
+        [
+            ItemOutcome::Done,
+            refused("not-authorized", "unknown-key"),
+            refused("bad-request", "malformed"),
+            ItemOutcome::Done,
+            ItemOutcome::Done,
+            refused("resource-constraint", "rate-limited"),
+        ]
+    );
+    let store = h.node.ledger.store();
+    for (n, listed) in [(1, true), (2, false), (3, true), (4, true), (5, false)] {
+        let entry = store.entry(&Offender::parse(&format!("192.0.2.{n}")).unwrap()).await.unwrap();
+        assert_eq!(entry.is_some(), listed, "192.0.2.{n}");
+    }
+    // A stranger's batch is refused whole, and so is one over the batch limit.
+    h.node.handle(stanza_in(batch_iq("incidents.x.test", &wrappers[..1]))).await;
+    assert_eq!(condition(&h.out.recv().await.unwrap()), (Some("forbidden".into()), Some("not-buddy".into())));
+    let over = vec![wrappers[0].clone(); ostracon_protocol::limits::MAX_BATCH_ITEMS + 1];
+    h.node.handle(stanza_in(batch_iq(a, &over))).await;
+    assert_eq!(condition(&h.out.recv().await.unwrap()), (Some("policy-violation".into()), Some("too-large".into())));
+}
+
+async fn a_batch_goes_as_one_iq_each_row_takes_its_items_outcome_and_an_old_peer_gets_singles(backend: Throwaway) {
+    use ostracon_protocol::xml::batch::{answer_to_element, wrappers_of};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut h = harness_where(backend, |_| {}).await;
+    let now = h.node.env.now();
+    let peer = BareJid::parse("incidents.a.test").unwrap();
+    make_buddy(&h.node, "incidents.a.test", Trust::AutoApply).await;
+    let reports = || async {
+        let due = h.node.ledger.store().due_for(&peer, now, 100).await.unwrap();
+        due.into_iter().filter(|item| matches!(item.job, OutboxJob::Report { .. })).collect::<Vec<_>>()
+    };
+    for n in 1..=3u128 {
+        let incident = report_of("b.test", n, &[&format!("198.51.100.{n}")], now);
+        h.node.ledger.submit_local(&incident, true, now).await.unwrap();
+    }
+    let rows = reports().await;
+    assert_eq!(rows.len(), 3);
+
+    // One IQ carries the three, each signed as it would be alone; the second is refused.
+    let batches = Arc::new(AtomicBool::new(true));
+    let (node, group, flag) = (Arc::clone(&h.node), rows.clone(), Arc::clone(&batches));
+    let sending = tokio::spawn(async move { node.deliver_batch(&group, IQ_TIMEOUT, &flag).await });
+    let sent = h.out.recv().await.unwrap();
+    let wrappers = wrappers_of(sent.get_child("batch", BATCH_NS).unwrap()).unwrap();
+    assert_eq!(wrappers.len(), 3);
+    for wrapper in &wrappers {
+        assert!(matches!(
+            IncidentPayload::from_element(wrapper).unwrap(),
+            IncidentPayload::Report { signed: Some(_), .. }
+        ));
+    }
+    let mut answer = stanza(
+        "iq",
+        &[
+            ("type", "result"),
+            ("from", "incidents.a.test"),
+            ("to", "incidents.b.test"),
+            ("id", sent.attr("id").unwrap()),
+        ],
+    );
+    answer.append_child(answer_to_element(&[None, Some(StanzaError::rate_limited()), None]));
+    h.node.handle(stanza_in(answer)).await;
+    sending.await.unwrap();
+    let left = reports().await;
+    assert!(left.is_empty(), "the refused row waits for its retry: {left:?}");
+    let all = h.node.ledger.store().outbox_items(None, None, None, 100).await.unwrap();
+    let state = |id| all.iter().find(|item| item.id == id).map(|item| (item.state.clone(), item.attempts)).unwrap();
+    assert_eq!(state(rows[0].id), ("delivered".to_owned(), 1));
+    assert_eq!(state(rows[1].id), ("pending".to_owned(), 1));
+    assert_eq!(state(rows[2].id), ("delivered".to_owned(), 1));
+    assert!(batches.load(Ordering::Acquire));
+
+    // A peer that does not know batches answers service-unavailable: the rows go one by one,
+    // and batches stay off for the rest of the queue's run.
+    let incident = report_of("b.test", 9, &["198.51.100.9"], now);
+    h.node.ledger.submit_local(&incident, true, now).await.unwrap();
+    let incident = report_of("b.test", 10, &["198.51.100.10"], now);
+    h.node.ledger.submit_local(&incident, true, now).await.unwrap();
+    let rows = reports().await;
+    assert_eq!(rows.len(), 2);
+    let (node, group, flag) = (Arc::clone(&h.node), rows.clone(), Arc::clone(&batches));
+    let sending = tokio::spawn(async move { node.deliver_batch(&group, IQ_TIMEOUT, &flag).await });
+    let sent = h.out.recv().await.unwrap();
+    assert!(sent.get_child("batch", BATCH_NS).is_some());
+    let refusal = StanzaError {
+        error_type: "cancel",
+        condition: "service-unavailable",
+        app_condition: None,
+        text: String::new(),
+    };
+    h.node
+        .handle(stanza_in(iq_error(
+            &BareJid::parse("incidents.a.test").unwrap().to_string(),
+            "incidents.b.test",
+            sent.attr("id").unwrap(),
+            &refusal,
+        )))
+        .await;
+    for _ in 0..2 {
+        let single = h.out.recv().await.unwrap();
+        let wrapper = single.children().next().unwrap();
+        assert!(wrapper.is("report", INCIDENT_NS), "{}", String::from(&single));
+        let answer = stanza(
+            "iq",
+            &[
+                ("type", "result"),
+                ("from", "incidents.a.test"),
+                ("to", "incidents.b.test"),
+                ("id", single.attr("id").unwrap()),
+            ],
+        );
+        h.node.handle(stanza_in(answer)).await;
+    }
+    sending.await.unwrap();
+    assert!(!batches.load(Ordering::Acquire));
+    assert!(reports().await.is_empty(), "both delivered one by one");
+}
 
 async fn a_forwarded_report_weighs_what_the_weaker_of_origin_and_forwarder_weighs(backend: Throwaway) {
     use ostracon_protocol::envelope::sign;

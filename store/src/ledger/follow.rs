@@ -185,4 +185,3 @@ pub(super) async fn allow_set(connection: &mut AnyConnection) -> Result<super::a
         .map(|row| offender_from_row(&row.try_get::<String, _>("kind")?, &row.try_get::<String, _>("value")?))
         .collect()
 }
-

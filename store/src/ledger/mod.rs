@@ -701,7 +701,9 @@ impl Ledger {
                 MemoryOp::Index(offender, listed) => {
                     // Its reasons stay until the commit's own reading replaces them.
                     let kept = memory.index.row(&offender).filter(|row| row.listed.id == listed.id);
-                    memory.index.insert(&offender, explained::Indexed { listed, reasons: kept.and_then(|row| row.reasons) });
+                    memory
+                        .index
+                        .insert(&offender, explained::Indexed { listed, reasons: kept.and_then(|row| row.reasons) });
                 }
                 MemoryOp::Unindex(offender) => {
                     memory.index.remove(&offender);
