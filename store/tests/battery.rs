@@ -1686,8 +1686,8 @@ async fn assert_reasons_current(ledger: &Ledger, store: &Store) {
     assert_reasons_not_stale(ledger, store, false).await;
 }
 
-/// Every listed entry's reasons that memory holds are the database's; a replica that
-/// followed another (`followed`) may have forgotten some.
+/// Every listed entry's reasons that memory holds are the database's; after a bulk commit,
+/// or for a replica that followed another (`followed`), some may be forgotten.
 async fn assert_reasons_not_stale(ledger: &Ledger, store: &Store, followed: bool) {
     let mut rows = Vec::new();
     ledger.with_index(|index| {
@@ -1750,6 +1750,23 @@ async fn reasons_in_memory_are_shared_and_a_read_a_commit_overtook_is_not_kept(b
     assert_eq!(ledger.reasons_epoch(), now);
     ledger.offer_reasons(&offender("192.0.2.1"), first.id, now, &bogus);
     assert!(Arc::ptr_eq(&reasons("192.0.2.1").unwrap(), &bogus));
+    let real = Arc::new(Reasons::new(backend.store.entry_reasons(first.id).await.unwrap()));
+    ledger.offer_reasons(&offender("192.0.2.1"), first.id, now, &real);
+    assert_reasons_current(&ledger, &backend.store).await;
+
+    // A bulk report's entries are too many to read back in its commit: their reasons are
+    // forgotten, for lookups to read and offer.
+    let bulk: Vec<String> = (0..100).map(|n| format!("198.51.100.{n}")).collect();
+    let bulk: Vec<&str> = bulk.iter().map(String::as_str).collect();
+    ledger.submit_local(&incident(3, &bulk, ts(6)), false, ts(6)).await.unwrap();
+    assert!(memory_row(&ledger, "198.51.100.7").reasons.is_none());
+    assert_reasons_not_stale(&ledger, &backend.store, true).await;
+    let row = memory_row(&ledger, "198.51.100.7").listed;
+    let epoch = ledger.reasons_epoch();
+    let read = Arc::new(Reasons::new(backend.store.entry_reasons(row.id).await.unwrap()));
+    ledger.offer_reasons(&offender("198.51.100.7"), row.id, epoch, &read);
+    assert_eq!(memory_row(&ledger, "198.51.100.7").reasons.unwrap().list().len(), 1);
+    assert_reasons_not_stale(&ledger, &backend.store, true).await;
 }
 
 /// What a replica serves, to compare replicas: every list as CSV (each entry's action,

@@ -2,9 +2,10 @@
 //! entry the quorum listed, beside its row in the index, shared between entries whose reasons
 //! are the same, and the explanation of each shared set rendered once.
 //!
-//! Start-up reads every active entry's reasons with its row. A commit that changes any
-//! entry's reasons re-reads them inside its transaction and installs them in the step that
-//! moves the index, so what memory holds is what the database holds after that commit.
+//! Start-up reads every active entry's reasons with its row. A commit that changes the
+//! reasons of a few entries re-reads them inside its transaction and installs them in the
+//! step that moves the index, so what memory holds is what the database holds after that
+//! commit; a bulk commit forgets its entries' reasons instead, for lookups to read back.
 //! A replica cannot tell whose reasons another replica changed (a reporter's new weight moves
 //! no entry's log index), so following forgets them all; a lookup then reads them from the
 //! database and offers them back, and they are kept only if no commit moved memory since the
@@ -91,6 +92,14 @@ impl StoredReason {
 }
 
 impl Sharing {
+    /// The shared set for an entry of `source`: only the quorum's entries keep reasons.
+    fn share_for(&mut self, source: EntrySource, stored: Vec<StoredReason>) -> Result<Option<Arc<Reasons>>> {
+        match source {
+            EntrySource::Incidents => self.share(stored).map(Some),
+            EntrySource::Operator | EntrySource::Reputation => Ok(None),
+        }
+    }
+
     fn share(&mut self, mut stored: Vec<StoredReason>) -> Result<Arc<Reasons>> {
         // The database's order for one entry's reasons; sorted here, so the query needs no
         // sort over every joined row.
@@ -104,42 +113,25 @@ impl Sharing {
     }
 }
 
-/// Every active entry, or the active entries among `ids`, each with its row and reasons,
-/// read in one pass on `executor` and given to `visit` in entry id order.
+/// Every active entry with its row and reasons, read in one pass on `executor` (start-up)
+/// and given to `visit` in entry id order.
 pub(super) async fn read<'c>(
     executor: impl sqlx::Executor<'c, Database = Any>,
-    ids: Option<&[i64]>,
     mut visit: impl FnMut(Offender, Indexed),
 ) -> Result<()> {
-    let mut sql = "SELECT e.id, e.kind, e.value, e.action, e.source, e.first_seen, e.updated_at, e.expires_at, \
-         e.listings, e.active, e.log_index, r.incident_id, r.reporter, r.weight_milli, r.added_at \
-         FROM entries e LEFT JOIN entry_reasons r ON r.entry_id = e.id AND e.source = 'incidents' \
-         WHERE e.active = 1"
-        .to_owned();
-    if let Some(ids) = ids {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        // Entry ids are integers the store assigned, so they are written into the statement
-        // (a bound list would need one placeholder each, past SQLite's limit for large commits).
-        sql.push_str(" AND e.id IN (");
-        for (n, id) in ids.iter().enumerate() {
-            if n > 0 {
-                sql.push(',');
-            }
-            sql.push_str(itoa::Buffer::new().format(*id));
-        }
-        sql.push(')');
-    }
-    sql.push_str(" ORDER BY e.id");
-    let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(executor);
+    let sql = "SELECT e.id, e.kind, e.value, e.action, e.source, e.first_seen, e.updated_at, e.expires_at, \
+               e.listings, e.active, e.log_index, r.incident_id, r.reporter, r.weight_milli, r.added_at \
+               FROM entries e LEFT JOIN entry_reasons r ON r.entry_id = e.id AND e.source = 'incidents' \
+               WHERE e.active = 1 ORDER BY e.id";
+    let mut rows = sqlx::query(sql).fetch(executor);
     let mut sharing = Sharing::default();
     let mut current: Option<(Offender, Listed, Vec<StoredReason>)> = None;
     while let Some(row) = rows.try_next().await? {
         let id: i64 = row.try_get("id")?;
         if current.as_ref().is_none_or(|(_, listed, _)| listed.id != id) {
-            if let Some(done) = current.take() {
-                finish(&mut sharing, done, &mut visit)?;
+            if let Some((offender, listed, stored)) = current.take() {
+                let reasons = sharing.share_for(listed.source, stored)?;
+                visit(offender, Indexed { listed, reasons });
             }
             let entry = entry_from_row(&row)?;
             current = Some((entry.offender.clone(), Listed::from(&entry), Vec::new()));
@@ -148,31 +140,90 @@ pub(super) async fn read<'c>(
             stored.push(reason);
         }
     }
-    if let Some(done) = current.take() {
-        finish(&mut sharing, done, &mut visit)?;
+    if let Some((offender, listed, stored)) = current.take() {
+        let reasons = sharing.share_for(listed.source, stored)?;
+        visit(offender, Indexed { listed, reasons });
     }
     Ok(())
 }
 
-/// How many entries one reading names (their ids are written into the statement).
+/// How many entries one statement names (their ids are written into it).
 const REREAD_CHUNK: usize = 5_000;
 
-/// The rows and reasons of the entries among `ids` still active, read in the commit's
-/// transaction after its writes; `None` if `ids` is empty (the commit changed no reasons).
+/// Most entries whose reasons a commit reads back. A bulk report of a thousand offenders
+/// would spend a tenth of its commit reading back rows lookups may never ask for, so past
+/// this its entries' reasons are forgotten instead, and the first lookup of each reads them.
+const EAGER_REREAD: usize = 64;
+
+/// An entry a commit changed, as the commit knows it: its offender and source.
+pub(super) type Known = HashMap<i64, (Offender, EntrySource)>;
+
+/// The reasons of the entries among `ids`, read in the commit's transaction after its
+/// writes, each with the offender its row sits under (reasons `None`, forgotten, past
+/// [`EAGER_REREAD`] entries): `None` if `ids` is empty (the commit changed no reasons).
+/// `known` holds the entries the commit listed; the others' offenders are read, and those
+/// no longer active are left out.
 pub(super) async fn reread(
     tx: &mut sqlx::Transaction<'static, Any>,
     mut ids: Vec<i64>,
-) -> Result<Option<Vec<(Offender, Indexed)>>> {
+    mut known: Known,
+) -> Result<Option<Vec<(Offender, i64, Option<Arc<Reasons>>)>>> {
     if ids.is_empty() {
         return Ok(None);
     }
     ids.sort_unstable();
     ids.dedup();
-    let mut read = Vec::new();
-    for chunk in ids.chunks(REREAD_CHUNK) {
-        self::read(&mut **tx, Some(chunk), |offender, row| read.push((offender, row))).await?;
+    let unknown: Vec<i64> = ids.iter().copied().filter(|id| !known.contains_key(id)).collect();
+    for chunk in unknown.chunks(REREAD_CHUNK) {
+        let sql =
+            format!("SELECT id, kind, value, source FROM entries WHERE active = 1 AND id IN ({})", id_list(chunk));
+        for row in sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&mut **tx).await? {
+            let offender = crate::model::offender_from_row(
+                &row.try_get::<String, _>("kind")?,
+                &row.try_get::<String, _>("value")?,
+            )?;
+            known.insert(row.try_get("id")?, (offender, row.try_get::<String, _>("source")?.parse()?));
+        }
+    }
+    let wanted: Vec<i64> = ids
+        .into_iter()
+        .filter(|id| known.get(id).is_some_and(|(_, source)| *source == EntrySource::Incidents))
+        .collect();
+    if wanted.len() > EAGER_REREAD {
+        return Ok(Some(known.into_iter().map(|(id, (offender, _))| (offender, id, None)).collect()));
+    }
+    let mut stored: HashMap<i64, Vec<StoredReason>> = HashMap::new();
+    for chunk in wanted.chunks(REREAD_CHUNK) {
+        let sql = format!(
+            "SELECT entry_id, incident_id, reporter, weight_milli, added_at FROM entry_reasons WHERE entry_id IN ({})",
+            id_list(chunk)
+        );
+        for row in sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&mut **tx).await? {
+            if let Some(reason) = stored_reason(&row)? {
+                stored.entry(row.try_get("entry_id")?).or_default().push(reason);
+            }
+        }
+    }
+    let mut sharing = Sharing::default();
+    let mut read = Vec::with_capacity(known.len());
+    for (id, (offender, source)) in known {
+        let reasons = sharing.share_for(source, stored.remove(&id).unwrap_or_default())?;
+        read.push((offender, id, reasons));
     }
     Ok(Some(read))
+}
+
+/// Entry ids for an `IN (...)` list: integers the store assigned, so they are written into
+/// the statement (a bound list would need one placeholder each, past SQLite's limit).
+fn id_list(ids: &[i64]) -> String {
+    let mut list = String::with_capacity(ids.len() * 8);
+    for (n, id) in ids.iter().enumerate() {
+        if n > 0 {
+            list.push(',');
+        }
+        list.push_str(itoa::Buffer::new().format(*id));
+    }
+    list
 }
 
 fn stored_reason(row: &AnyRow) -> Result<Option<StoredReason>> {
@@ -183,19 +234,6 @@ fn stored_reason(row: &AnyRow) -> Result<Option<StoredReason>> {
         weight_milli: row.try_get("weight_milli")?,
         added_at: row.try_get("added_at")?,
     }))
-}
-
-fn finish(
-    sharing: &mut Sharing,
-    (offender, listed, stored): (Offender, Listed, Vec<StoredReason>),
-    visit: &mut impl FnMut(Offender, Indexed),
-) -> Result<()> {
-    let reasons = match listed.source {
-        EntrySource::Incidents => Some(sharing.share(stored)?),
-        EntrySource::Operator | EntrySource::Reputation => None,
-    };
-    visit(offender, Indexed { listed, reasons });
-    Ok(())
 }
 
 #[cfg(test)]

@@ -539,7 +539,7 @@ impl Ledger {
         })
         .await?;
         let mut index = BlocklistIndex::new();
-        explained::read(&mut *snapshot, None, |offender, row| {
+        explained::read(&mut *snapshot, |offender, row| {
             index.insert(&offender, row);
         })
         .await?;
@@ -674,7 +674,15 @@ impl Ledger {
         let change_seq = if list_changed { Some(max_change_seq(&mut *tx).await?) } else { None };
         let changed_reasons: Vec<i64> =
             ops.iter().filter_map(|op| if let MemoryOp::Reasons(id) = op { Some(*id) } else { None }).collect();
-        let reasons = explained::reread(&mut tx, changed_reasons).await?;
+        // What the commit listed it knows already; later ops on the same offender win.
+        let known: explained::Known = ops
+            .iter()
+            .filter_map(|op| match op {
+                MemoryOp::Index(offender, listed) => Some((listed.id, (offender.clone(), listed.source))),
+                _ => None,
+            })
+            .collect();
+        let reasons = explained::reread(&mut tx, changed_reasons, known).await?;
         tx.commit().await?;
         if !leaves.is_empty() && self.store.dialect() == Dialect::Postgres {
             // The other replicas are told off the writer's path (a NOTIFY in the transaction
@@ -716,11 +724,11 @@ impl Ledger {
         }
         if let Some(reasons) = reasons {
             memory.reasons_epoch += 1;
-            for (offender, read) in reasons {
+            for (offender, id, read) in reasons {
                 if let Some(row) = memory.index.row_mut(&offender)
-                    && row.listed.id == read.listed.id
+                    && row.listed.id == id
                 {
-                    row.reasons = read.reasons;
+                    row.reasons = read;
                 }
             }
         }
