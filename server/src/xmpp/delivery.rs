@@ -49,8 +49,12 @@ const BUDDY_IN_FLIGHT: usize = 8;
 const STRANGERS_IN_FLIGHT: usize = 16;
 /// How long a peer that is not a buddy gets to answer.
 const STRANGER_TIMEOUT: Duration = Duration::from_secs(10);
+/// IQs in flight to one buddy while its reports go in batches: few, so that under a burst
+/// the rows queued during one round trip leave together in the next batch, while a lone
+/// report still leaves at once.
+const BATCHES_IN_FLIGHT: usize = 2;
 /// Rows of one peer read at a time when its reports go in batches.
-const BATCHED_READ: usize = BUDDY_IN_FLIGHT * MAX_BATCH_ITEMS;
+const BATCHED_READ: usize = BATCHES_IN_FLIGHT * MAX_BATCH_ITEMS;
 /// Most peers the dispatcher starts queues for in one pass.
 const PEERS_PER_PASS: u32 = 10_000;
 /// How often the dispatcher looks for retries that came due.
@@ -152,8 +156,9 @@ impl XmppNode {
         let mut in_flight: JoinSet<Vec<i64>> = JoinSet::new();
         let mut active: BTreeSet<i64> = BTreeSet::new();
         loop {
-            if in_flight.len() < shape.in_flight {
-                let batching = batches.load(Ordering::Acquire);
+            let batching = batches.load(Ordering::Acquire);
+            let slots = if batching { BATCHES_IN_FLIGHT } else { shape.in_flight };
+            if in_flight.len() < slots {
                 let read = if batching { BATCHED_READ } else { shape.in_flight };
                 let wanted = u32::try_from(read + active.len()).unwrap_or(u32::MAX);
                 let due = match self.ledger.store().due_for(&peer, self.env.now(), wanted).await {
@@ -163,7 +168,7 @@ impl XmppNode {
                         Vec::new()
                     }
                 };
-                let free = shape.in_flight - in_flight.len();
+                let free = slots - in_flight.len();
                 let fresh = due.into_iter().filter(|item| !active.contains(&item.id));
                 for group in groups(fresh, if batching { MAX_BATCH_ITEMS } else { 1 }).into_iter().take(free) {
                     active.extend(group.iter().map(|item| item.id));
