@@ -3,11 +3,13 @@
 //! A dispatcher finds the peers with rows due and starts one queue task for each that has
 //! none running (a commit that queues rows wakes it at once). Each queue delivers its peer's
 //! rows, fresh rows before retries, with bounded concurrency and a timeout per IQ, and ends
-//! when nothing of its peer is due. A buddy's signed reports go several to an IQ (a batch,
-//! spec/protocol.md), each signed as if alone, so a burst costs a few round trips instead of
-//! one each; a peer that does not know batches gets them one by one for the rest of the run. So a slow, silent or flooding peer holds only its own
+//! when nothing of its peer is due. So a slow, silent or flooding peer holds only its own
 //! queue: buddies have their own slots, and peers that are not buddies (requests waiting for
 //! our operator, revoked peers) share a small pool, one row at a time each, with a short timeout.
+//!
+//! A buddy's signed reports go several to an IQ (a batch, spec/protocol.md), each signed as
+//! if alone, so a burst costs a few round trips instead of one each; a peer that does not know
+//! batches gets them one by one for the rest of the run.
 //!
 //! **Invariant:** a row leaves the queue only when the peer confirmed it (an IQ result), it
 //! expired, or its relation ended; a failure schedules a retry with backoff and jitter.
@@ -234,11 +236,17 @@ impl XmppNode {
         // Packed in order, each pack within the batch limits (a wrapper over them goes alone).
         let mut packs: Vec<Vec<(&OutboxItem, Element)>> = Vec::new();
         let (mut bytes, mut elements) = (0, 0);
+        // Only reports and forwards are grouped; anything else would go alone.
+        let mut alone = Vec::new();
         for item in group {
             let wrapper = match self.report_wrapper(item).await {
-                Ok(wrapper) => wrapper,
-                Err(error) => {
+                Some(Ok(wrapper)) => wrapper,
+                Some(Err(error)) => {
                     outcomes.push((item, Err(error)));
+                    continue;
+                }
+                None => {
+                    alone.push(item);
                     continue;
                 }
             };
@@ -260,12 +268,14 @@ impl XmppNode {
             (items, answer)
         }))
         .await;
-        let mut unbatched = Vec::new();
+        let mut unbatched = alone;
         for (items, answer) in sent {
             match answer.and_then(|answer| batch_outcomes(&answer, items.len())) {
                 Ok(results) => outcomes.extend(items.into_iter().zip(results)),
                 Err(ServerError::Answered { condition, app: None }) if condition == "service-unavailable" => {
-                    batches.store(false, Ordering::Release);
+                    if batches.swap(false, Ordering::AcqRel) {
+                        tracing::info!(peer = %items[0].peer, "the peer does not take batches; delivering one by one");
+                    }
                     unbatched.extend(items);
                 }
                 Err(error) => {
@@ -276,10 +286,7 @@ impl XmppNode {
             }
         }
         self.record_outcomes(outcomes).await;
-        if !unbatched.is_empty() {
-            tracing::info!(peer = %group[0].peer, "the peer does not take batches; delivering one by one");
-            futures_util::future::join_all(unbatched.into_iter().map(|item| self.deliver(item, timeout))).await;
-        }
+        futures_util::future::join_all(unbatched.into_iter().map(|item| self.deliver(item, timeout))).await;
     }
 
     /// Records what became of delivered rows: the confirmed ones in one statement, each
@@ -316,13 +323,13 @@ impl XmppNode {
         }
     }
 
-    /// The signed `<report/>` a report or forward row sends.
-    async fn report_wrapper(&self, item: &OutboxItem) -> Result<Element, ServerError> {
-        match &item.job {
+    /// The signed `<report/>` a report or forward row sends; `None` for other rows.
+    async fn report_wrapper(&self, item: &OutboxItem) -> Option<Result<Element, ServerError>> {
+        Some(match &item.job {
             OutboxJob::Report { incident } => self.signed_payload(incident, Verb::Report).await.map(|p| p.to_element()),
             OutboxJob::Forward { incident } => self.forward_payload(incident).await.map(|p| p.to_element()),
-            _ => Err(ServerError::BadAnswer("only reports and forwards go in batches")),
-        }
+            _ => return None,
+        })
     }
 
     /// Signs a stored incident as a report, request or response and sends it. Signed at
@@ -414,8 +421,9 @@ fn groups(due: impl Iterator<Item = OutboxItem>, size: usize) -> Vec<Vec<OutboxI
     let batchable = |item: &OutboxItem| matches!(item.job, OutboxJob::Report { .. } | OutboxJob::Forward { .. });
     let mut groups: Vec<Vec<OutboxItem>> = Vec::new();
     for item in due {
+        // A group holds rows of one kind: it is batchable if its first row is.
         match groups.last_mut() {
-            Some(group) if group.len() < size && batchable(&item) && group.iter().all(batchable) => group.push(item),
+            Some(group) if group.len() < size && batchable(&item) && batchable(&group[0]) => group.push(item),
             _ => groups.push(vec![item]),
         }
     }

@@ -562,6 +562,52 @@ async fn a_batch_goes_as_one_iq_each_row_takes_its_items_outcome_and_an_old_peer
     sending.await.unwrap();
     assert!(!batches.load(Ordering::Acquire));
     assert!(reports().await.is_empty(), "both delivered one by one");
+
+    // An answer that does not account for every wrapper, or none within the timeout, fails
+    // every row of the batch: each waits for its retry, none counts as delivered.
+    for n in 20..22u128 {
+        let incident = report_of("b.test", n, &[&format!("198.51.100.{n}")], now);
+        h.node.ledger.submit_local(&incident, true, now).await.unwrap();
+    }
+    let rows = reports().await;
+    assert_eq!(rows.len(), 2);
+    let ledger = Arc::clone(&h.node.ledger);
+    let states = |rows: Vec<i64>| {
+        let ledger = Arc::clone(&ledger);
+        async move {
+            let all = ledger.store().outbox_items(None, None, None, 100).await.unwrap();
+            rows.iter()
+                .map(|id| {
+                    all.iter().find(|item| item.id == *id).map(|item| (item.state.clone(), item.attempts)).unwrap()
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let ids: Vec<i64> = rows.iter().map(|item| item.id).collect();
+    let batches = Arc::new(AtomicBool::new(true));
+    let (node, group, flag) = (Arc::clone(&h.node), rows.clone(), Arc::clone(&batches));
+    let sending = tokio::spawn(async move { node.deliver_batch(&group, IQ_TIMEOUT, &flag).await });
+    let sent = h.out.recv().await.unwrap();
+    let mut short = stanza(
+        "iq",
+        &[
+            ("type", "result"),
+            ("from", "incidents.a.test"),
+            ("to", "incidents.b.test"),
+            ("id", sent.attr("id").unwrap()),
+        ],
+    );
+    short.append_child(answer_to_element(&[None]));
+    h.node.handle(stanza_in(short)).await;
+    sending.await.unwrap();
+    assert_eq!(states(ids.clone()).await, vec![("pending".to_owned(), 1); 2]);
+    let (node, group, flag) = (Arc::clone(&h.node), rows, Arc::clone(&batches));
+    let silent = Duration::from_millis(20);
+    let sending = tokio::spawn(async move { node.deliver_batch(&group, silent, &flag).await });
+    assert!(h.out.recv().await.unwrap().get_child("batch", BATCH_NS).is_some());
+    sending.await.unwrap();
+    assert_eq!(states(ids).await, vec![("pending".to_owned(), 2); 2]);
+    assert!(batches.load(Ordering::Acquire), "silence is no refusal of batches");
 }
 
 async fn a_forwarded_report_weighs_what_the_weaker_of_origin_and_forwarder_weighs(backend: Throwaway) {

@@ -598,7 +598,7 @@ impl Ledger {
     }
 
     /// Keeps `reasons`, read from the database for an entry whose reasons memory had
-    /// forgotten (a replica that followed another's commits), unless memory moved since
+    /// forgotten (after a bulk commit, or a replica's following), unless memory moved since
     /// `epoch` or the offender is no longer listed as entry `entry_id`.
     pub fn offer_reasons(&self, offender: &Offender, entry_id: i64, epoch: u64, reasons: &Arc<explained::Reasons>) {
         let mut memory = self.memory.write().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -707,11 +707,8 @@ impl Ledger {
             match op {
                 MemoryOp::Reasons(_) => {}
                 MemoryOp::Index(offender, listed) => {
-                    // Its reasons stay until the commit's own reading replaces them.
-                    let kept = memory.index.row(&offender).filter(|row| row.listed.id == listed.id);
-                    memory
-                        .index
-                        .insert(&offender, explained::Indexed { listed, reasons: kept.and_then(|row| row.reasons) });
+                    // Every listing also asked for its reasons: the commit's reading fills them below.
+                    memory.index.insert(&offender, explained::Indexed { listed, reasons: None });
                 }
                 MemoryOp::Unindex(offender) => {
                     memory.index.remove(&offender);

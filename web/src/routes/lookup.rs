@@ -5,8 +5,9 @@
 //! Matching runs on the in-memory index. Each entry that matched is explained (who reported,
 //! each weight, the independent reporters, the sum and the threshold, spec/reputation.md) from
 //! the reasons memory keeps beside its row (`ostracon_store::ledger::explained`), whose
-//! explanation is rendered once for every entry that shares them; only reasons a replica
-//! forgot are read from the database, and offered back. With an admin token the answer also
+//! explanation is rendered once for every entry that shares them; only reasons memory forgot
+//! (after a bulk commit, or a replica's following) are read from the database, and offered
+//! back. With an admin token the answer also
 //! names the allow entry that covers the value and the evidence still waiting for a quorum:
 //! neither is a public fact (spec/transparency-log.md, Sealed leaves).
 
@@ -133,7 +134,7 @@ async fn answer(state: &AppState, kind: &str, value: &str, operator: bool) -> Re
 }
 
 /// One listed entry explained, as JSON text, from its row and the reasons memory keeps (read
-/// from the database and offered to memory if a replica forgot them). A reputation entry is
+/// from the database and offered to memory if it forgot them). A reputation entry is
 /// explained from the database each time (its score moves with time). `None` if the domain
 /// behind a reputation entry is gone.
 async fn explanation(state: &AppState, offender: &Offender, entry: &Indexed) -> Result<Option<String>, ApiError> {
