@@ -233,6 +233,10 @@ impl XmppNode {
             }
         }))
         .await;
+        // Each refused wrapper is counted and logged as a refused stanza would be.
+        for error in outcomes.iter().flatten() {
+            self.note_refusal(sender, error).await;
+        }
         Ok(Some(batch::answer_to_element(&outcomes)))
     }
 

@@ -337,20 +337,24 @@ impl XmppNode {
         let reply = match answer {
             Ok(payload) => iq_result(&self.jid(), &from, &id, payload),
             Err(error) => {
-                // A buddy's refused stanza means a misconfiguration on one side (a key it did
-                // not announce, a clock off): WARN. A stranger's only DEBUG, so that a flood of
-                // them cannot flood the log too.
-                let (condition, app, text) = (error.condition, error.app_condition.unwrap_or(""), &error.text);
-                if matches!(self.buddy(sender).await, Ok(Some(_))) {
-                    self.status.count_peer(&sender.to_string(), PeerEvent::Refused);
-                    tracing::warn!(peer = %sender, condition, app, text, "refused a buddy's stanza");
-                } else {
-                    tracing::debug!(sender = %sender, condition, app, text, "refused a stranger's stanza");
-                }
+                self.note_refusal(sender, &error).await;
                 iq_error(&self.jid(), &from, &id, &error)
             }
         };
         self.send(reply).await;
+    }
+
+    /// Counts and logs a refusal: of a stanza, or of one wrapper of a batch. A buddy's means a
+    /// misconfiguration on one side (a key it did not announce, a clock off): WARN. A
+    /// stranger's only DEBUG, so that a flood of them cannot flood the log too.
+    pub(super) async fn note_refusal(&self, sender: &BareJid, error: &StanzaError) {
+        let (condition, app, text) = (error.condition, error.app_condition.unwrap_or(""), &error.text);
+        if matches!(self.buddy(sender).await, Ok(Some(_))) {
+            self.status.count_peer(&sender.to_string(), PeerEvent::Refused);
+            tracing::warn!(peer = %sender, condition, app, text, "refused a buddy's stanza");
+        } else {
+            tracing::debug!(sender = %sender, condition, app, text, "refused a stranger's stanza");
+        }
     }
 
     /// The rate for stanzas that may verify a signature or write a transaction.

@@ -453,6 +453,9 @@ async fn a_batch_gets_one_outcome_per_wrapper_each_under_its_own_rate_token(back
             refused("resource-constraint", "rate-limited"),
         ]
     );
+    // Each refused wrapper is tallied against the buddy, as a refused stanza would be.
+    let tallies = h.node.status.peer_tallies();
+    assert_eq!(tallies.iter().find(|(peer, _)| peer == a).map(|(_, counts)| counts[2]), Some(3), "{tallies:?}");
     let store = h.node.ledger.store();
     for (n, listed) in [(1, true), (2, false), (3, true), (4, true), (5, false)] {
         let entry = store.entry(&Offender::parse(&format!("192.0.2.{n}")).unwrap()).await.unwrap();
