@@ -408,6 +408,12 @@ fn batch_iq(from: &str, wrappers: &[Element]) -> Element {
     iq("set", from, &to_string(&batch))
 }
 
+/// incidents.a.test's IQ result to `sent`, empty until a payload is appended.
+fn result_from_a(sent: &Element) -> Element {
+    let id = sent.attr("id").unwrap();
+    stanza("iq", &[("type", "result"), ("from", "incidents.a.test"), ("to", "incidents.b.test"), ("id", id)])
+}
+
 /// The signed `<report/>` of `incident` by `issuer` with `key`.
 fn signed_report(issuer: &str, key: &NodeKey, incident: &ostracon_protocol::incident::Incident, n: u8) -> Element {
     use ostracon_protocol::incident::ReportClaim;
@@ -500,15 +506,7 @@ async fn a_batch_goes_as_one_iq_each_row_takes_its_items_outcome_and_an_old_peer
             IncidentPayload::Report { signed: Some(_), .. }
         ));
     }
-    let mut answer = stanza(
-        "iq",
-        &[
-            ("type", "result"),
-            ("from", "incidents.a.test"),
-            ("to", "incidents.b.test"),
-            ("id", sent.attr("id").unwrap()),
-        ],
-    );
+    let mut answer = result_from_a(&sent);
     answer.append_child(answer_to_element(&[None, Some(StanzaError::rate_limited()), None]));
     h.node.handle(stanza_in(answer)).await;
     sending.await.unwrap();
@@ -551,15 +549,7 @@ async fn a_batch_goes_as_one_iq_each_row_takes_its_items_outcome_and_an_old_peer
         let single = h.out.recv().await.unwrap();
         let wrapper = single.children().next().unwrap();
         assert!(wrapper.is("report", INCIDENT_NS), "{}", String::from(&single));
-        let answer = stanza(
-            "iq",
-            &[
-                ("type", "result"),
-                ("from", "incidents.a.test"),
-                ("to", "incidents.b.test"),
-                ("id", single.attr("id").unwrap()),
-            ],
-        );
+        let answer = result_from_a(&single);
         h.node.handle(stanza_in(answer)).await;
     }
     sending.await.unwrap();
@@ -591,15 +581,7 @@ async fn a_batch_goes_as_one_iq_each_row_takes_its_items_outcome_and_an_old_peer
     let (node, group, flag) = (Arc::clone(&h.node), rows.clone(), Arc::clone(&batches));
     let sending = tokio::spawn(async move { node.deliver_batch(&group, IQ_TIMEOUT, &flag).await });
     let sent = h.out.recv().await.unwrap();
-    let mut short = stanza(
-        "iq",
-        &[
-            ("type", "result"),
-            ("from", "incidents.a.test"),
-            ("to", "incidents.b.test"),
-            ("id", sent.attr("id").unwrap()),
-        ],
-    );
+    let mut short = result_from_a(&sent);
     short.append_child(answer_to_element(&[None]));
     h.node.handle(stanza_in(short)).await;
     sending.await.unwrap();
