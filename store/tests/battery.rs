@@ -1374,6 +1374,18 @@ async fn the_brake_holds_what_exceeds_a_peers_hourly_budget(backend: Backend) {
     assert_eq!(ledger.record_remote(received(&next), ts(3_600)).await.unwrap().unwrap().listed.len(), 3);
     assert_eq!(ledger.discard_held(None, ts(3_700)).await.unwrap(), 1);
     assert!(backend.store.entry(&offender("198.18.21.4")).await.unwrap().is_none());
+
+    // The budget covers any sixty minutes, not each clock hour (ts(10_800) is the turn of
+    // one): a budget spent just before the hour turns is still spent just after it.
+    let before = peer_incident(22, &["198.18.22.1", "198.18.22.2", "198.18.22.3"], ts(10_740));
+    assert_eq!(ledger.record_remote(received(&before), ts(10_740)).await.unwrap().unwrap().listed.len(), 3);
+    let after = peer_incident(23, &["198.18.23.1", "198.18.23.2"], ts(10_860));
+    let applied = ledger.record_remote(received(&after), ts(10_860)).await.unwrap().unwrap();
+    assert!(applied.listed.is_empty(), "{applied:?}");
+    assert_eq!(backend.store.held_changes(None, 10, 0).await.unwrap().1, 2);
+    // Sixty minutes after it was spent, it is whole again.
+    let later = peer_incident(24, &["198.18.24.1", "198.18.24.2", "198.18.24.3", "198.18.24.4"], ts(14_340));
+    assert_eq!(ledger.record_remote(received(&later), ts(14_340)).await.unwrap().unwrap().listed.len(), 3);
 }
 
 async fn what_is_not_a_public_fact_is_sealed_and_an_erased_opening_keeps_every_proof(backend: Backend) {

@@ -1,4 +1,4 @@
-//! The brake (spec/reputation.md, Brake): a budget, per peer and hour, of entries its reports
+//! The brake (spec/reputation.md, Brake): a budget, per peer and sliding hour, of entries its reports
 //! may list or delist. A bad update or a compromised buddy can then rewrite at most that much
 //! of our lists at once; what exceeds it is held, with a log leaf, until the operator
 //! releases or discards it.
@@ -18,6 +18,10 @@ use crate::{Result, Store, StoreError};
 /// Most changes held for one peer: past it, more is refused outright (still with a leaf),
 /// so a flooding peer cannot grow the table without bound.
 pub const MAX_HELD_PER_PEER: i64 = 10_000;
+
+/// The budget covers this many minutes up to now (an hour, sliding: not each clock hour,
+/// which would let a peer spend two budgets across the turn of an hour).
+const BUDGET_WINDOW_MINUTES: i64 = 60;
 
 /// Most held changes one release or discard handles (keeps its transaction short).
 const RELEASE_BATCH: i64 = 1_000;
@@ -90,33 +94,36 @@ impl Store {
 }
 
 impl Batch {
-    /// Takes up to `wanted` entries from `peer`'s budget for the current hour; returns how
-    /// many it got.
+    /// Takes up to `wanted` entries from `peer`'s budget for the sixty minutes up to now;
+    /// returns how many it got.
     pub(super) async fn take_budget(&mut self, peer: &str, wanted: usize, budget: u32) -> Result<usize> {
-        let hour = self.now.unix().div_euclid(3_600);
-        let used: i64 = sqlx::query("SELECT used FROM peer_budget WHERE peer = $1 AND hour = $2")
-            .bind(peer)
-            .bind(hour)
-            .fetch_optional(&mut *self.tx)
-            .await?
-            .map(|row| row.try_get("used"))
-            .transpose()?
-            .unwrap_or(0);
+        let minute = self.now.unix().div_euclid(60);
+        // The window is this minute and the 59 before it.
+        let oldest = minute - (BUDGET_WINDOW_MINUTES - 1);
+        let used: i64 = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(used), 0) AS BIGINT) AS used FROM peer_budget_minutes \
+             WHERE peer = $1 AND minute >= $2",
+        )
+        .bind(peer)
+        .bind(oldest)
+        .fetch_one(&mut *self.tx)
+        .await?
+        .try_get("used")?;
         let granted = (i64::from(budget) - used).clamp(0, i64::try_from(wanted).unwrap_or(i64::MAX));
         if granted > 0 {
             sqlx::query(
-                "INSERT INTO peer_budget (peer, hour, used) VALUES ($1, $2, $3) \
-                 ON CONFLICT (peer, hour) DO UPDATE SET used = peer_budget.used + excluded.used",
+                "INSERT INTO peer_budget_minutes (peer, minute, used) VALUES ($1, $2, $3) \
+                 ON CONFLICT (peer, minute) DO UPDATE SET used = peer_budget_minutes.used + excluded.used",
             )
             .bind(peer)
-            .bind(hour)
+            .bind(minute)
             .bind(granted)
             .execute(&mut *self.tx)
             .await?;
-            // Past hours are of no further use.
-            sqlx::query("DELETE FROM peer_budget WHERE peer = $1 AND hour < $2")
+            // Minutes out of the window are of no further use: at most sixty rows a peer.
+            sqlx::query("DELETE FROM peer_budget_minutes WHERE peer = $1 AND minute < $2")
                 .bind(peer)
-                .bind(hour)
+                .bind(oldest)
                 .execute(&mut *self.tx)
                 .await?;
         }
