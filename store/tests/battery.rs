@@ -36,6 +36,7 @@ ostracon_store::battery!(
     incidents_filter_and_page,
     large_incidents_are_written_in_chunks_with_duplicates_and_relistings,
     received_reports_commit_as_a_group,
+    a_group_of_reports_is_stored_as_the_same_reports_one_by_one,
     one_voice_is_not_a_quorum_but_independent_reporters_are,
     allow_entries_contradict_the_reports_behind_them,
     scores_are_updated_incrementally_and_listed_in_order,
@@ -681,6 +682,114 @@ async fn received_reports_commit_as_a_group(backend: Backend) {
     assert!(backend.store.entry(&offender("203.0.113.4")).await.unwrap().is_none());
     assert_eq!(ledger.log_size(), size, "memory must not move when the commit fails");
     assert_eq!(ledger.with_index(|index| index.len()), 3);
+}
+
+/// Every row a ledger's decisions leave, in an order that does not depend on the order of
+/// the writes (ids, log positions and sequence numbers left out), and the log's leaves sorted.
+async fn everything_stored(store: &Store) -> Vec<String> {
+    let tables = [
+        "SELECT id, status, decision, COALESCE(decision_reason, '') AS a, verb, origin FROM incidents",
+        "SELECT kind, value, action, source, active, listings, COALESCE(expires_at, 0) AS a FROM entries",
+        "SELECT e.kind, e.value, r.incident_id, r.reporter, r.weight_milli FROM entry_reasons r \
+         JOIN entries e ON e.id = r.entry_id",
+        "SELECT kind, value, incident_id, weight_milli, severity, action FROM candidate_reasons",
+        "SELECT peer, incident_id, change, COALESCE(value, '') AS a, COALESCE(weight_milli, 0) AS b FROM held_changes",
+        "SELECT subject, kind, reference, weight_milli, COALESCE(reporter, '') AS a FROM reputation_facts",
+        "SELECT domain, score, reporter_score FROM reputation_scores",
+        "SELECT peer, kind, reference, payload, state FROM outbox",
+        "SELECT peer, minute, used FROM peer_budget_minutes",
+        "SELECT kind, value, op, COALESCE(action, '') AS a, COALESCE(expires_at, 0) AS b FROM list_changes",
+    ];
+    let mut rows = Vec::new();
+    for sql in tables {
+        let mut table: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| {
+                use sqlx::Row as _;
+                let cells: Vec<String> = (0..row.columns().len())
+                    .map(|n| {
+                        row.try_get::<String, _>(n)
+                            .or_else(|_| row.try_get::<i64, _>(n).map(|v| v.to_string()))
+                            .unwrap_or_else(|e| panic!("{sql}: column {n}: {e}"))
+                    })
+                    .collect();
+                format!("{sql:.20} | {}", cells.join(" | "))
+            })
+            .collect();
+        table.sort();
+        rows.extend(table);
+    }
+    let mut leaves: Vec<String> = store
+        .leaves(0, store.leaf_count().await.unwrap())
+        .await
+        .unwrap()
+        .iter()
+        .map(|(_, bytes, _)| String::from_utf8_lossy(bytes).into_owned())
+        .collect();
+    leaves.sort();
+    rows.extend(leaves);
+    rows
+}
+
+async fn a_group_of_reports_is_stored_as_the_same_reports_one_by_one(backend: Backend) {
+    let other =
+        if backend.url.starts_with("sqlite") { Backend::sqlite().await } else { Backend::postgres().await.unwrap() };
+    let mut config = config();
+    config.scope.hourly_budget = 5;
+    let open = |store: &Store| Ledger::open(store.clone(), key(), config.clone());
+    let grouped = open(&backend.store).await.unwrap().with_salts(std::sync::Arc::new(|| [7; 32]));
+    let alone = open(&other.store).await.unwrap().with_salts(std::sync::Arc::new(|| [7; 32]));
+    // Two issuers below the threshold name the same address (a quorum together), one of them
+    // a user of a server (a reputation fact); a buddy spends its budget across two reports;
+    // one report is ignored, one is a request, one is delivered twice and forwarded.
+    let at = ts(0);
+    let first = report_by("incidents.a.example", 1, &["198.51.100.1", "bot1@spam.example"], at);
+    let second = report_by("incidents.b.example", 2, &["198.51.100.1", "198.51.100.2"], at);
+    let third = peer_incident(3, &["198.51.100.3", "198.51.100.4", "198.51.100.5", "198.51.100.6"], at);
+    let fourth = peer_incident(4, &["198.51.100.7", "198.51.100.8"], at);
+    let ignored = peer_incident(5, &["198.51.100.9"], at);
+    let request = peer_incident(6, &["bot2@spam.example"], at);
+    let again = report_by("incidents.a.example", 7, &["bot1@spam.example", "198.51.100.10"], at);
+    let forward = ["incidents.c.example".to_owned()];
+    let remotes = [
+        RemoteIncident { from: "incidents.a.example", ..received_with(&first, 600) },
+        RemoteIncident { from: "incidents.b.example", ..received_with(&second, 600) },
+        RemoteIncident { forward_to: &forward, ..received(&third) },
+        received(&fourth),
+        RemoteIncident { decision: Decision::Ignored, decision_reason: Some("low reputation"), ..received(&ignored) },
+        received(&third),
+        RemoteIncident { verb: Verb::Request, decision: Decision::Pending, ..received(&request) },
+        RemoteIncident { from: "incidents.a.example", ..received_with(&again, 600) },
+    ];
+    let (applied, recorded) = grouped.record_remote_many(&remotes, at).await.unwrap();
+    let mut one_by_one = Vec::new();
+    for remote in remotes {
+        one_by_one.push(alone.record_remote_many(&[remote], at).await.unwrap().1[0]);
+    }
+    assert_eq!(recorded, vec![true, true, true, true, true, false, true, true]);
+    assert_eq!(recorded, one_by_one);
+
+    // What the group did, so that the comparison below compares something.
+    let quorum = backend.store.entry(&offender("198.51.100.1")).await.unwrap().unwrap();
+    assert!(quorum.active, "two independent reporters make a quorum");
+    assert_eq!(backend.store.entry_reasons(quorum.id).await.unwrap().len(), 2);
+    assert!(backend.store.entry(&offender("198.51.100.2")).await.unwrap().is_none(), "one voice waits");
+    assert_eq!(backend.store.held_changes(Some(PEER), 10, 0).await.unwrap().1, 1, "4 + 2 against a budget of 5");
+    assert!(backend.store.entry(&offender("198.51.100.9")).await.unwrap().is_none());
+    assert_eq!(applied.leaves.len() as u64, grouped.log_size());
+
+    let (stored, expected) = (everything_stored(&backend.store).await, everything_stored(&other.store).await);
+    assert!(stored.len() > 40, "{stored:#?}");
+    assert_eq!(stored, expected);
+    assert_eq!(grouped.with_index(|index| index.len()), alone.with_index(|index| index.len()));
+    // The log replays to the list in memory.
+    let leaves = backend.store.leaves(0, grouped.log_size()).await.unwrap();
+    let state = ListState::replay(leaves.iter().map(|(_, bytes, _)| bytes.as_slice())).unwrap();
+    assert_eq!(state.entries().len(), grouped.with_index(|index| index.len()));
+    assert_reasons_current(&grouped, &backend.store).await;
 }
 
 // ---- Reputation and the listing quorum (spec/reputation.md) ----

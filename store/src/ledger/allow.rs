@@ -137,7 +137,7 @@ impl Ledger {
         }
         let mut batch = self.begin(now).await?;
         let log_index =
-            batch.leaf(&AuditRecord::AllowAdded { at: now, offender: offender.clone(), note: note.to_owned() }).await?;
+            batch.leaf(&AuditRecord::AllowAdded { at: now, offender: offender.clone(), note: note.to_owned() })?;
         sqlx::query("INSERT INTO allow_entries (kind, value, note, created_at, log_index) VALUES ($1, $2, $3, $4, $5)")
             .bind(offender_kind(offender))
             .bind(offender.to_string())
@@ -163,7 +163,7 @@ impl Ledger {
             return Err(StoreError::NotFound { what: format!("allow entry {offender}") });
         }
         let mut batch = self.begin(now).await?;
-        batch.leaf(&AuditRecord::AllowRemoved { at: now, offender: offender.clone() }).await?;
+        batch.leaf(&AuditRecord::AllowRemoved { at: now, offender: offender.clone() })?;
         sqlx::query("DELETE FROM allow_entries WHERE kind = $1 AND value = $2")
             .bind(offender_kind(offender))
             .bind(offender.to_string())

@@ -26,6 +26,14 @@ const BUDGET_WINDOW_MINUTES: i64 = 60;
 /// Most held changes one release or discard handles (keeps its transaction short).
 const RELEASE_BATCH: i64 = 1_000;
 
+/// A peer's budget in one transaction: used in the window (this transaction included), and
+/// taken by this transaction.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Spent {
+    used: i64,
+    granted: i64,
+}
+
 /// What a held change would do.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "change", rename_all = "kebab-case")]
@@ -95,39 +103,59 @@ impl Store {
 
 impl Batch {
     /// Takes up to `wanted` entries from `peer`'s budget for the sixty minutes up to now;
-    /// returns how many it got.
+    /// returns how many it got. The use is read once a transaction and written at commit
+    /// ([`Batch::flush_budgets`]): writers are serialised, so nobody else spends meanwhile.
     pub(super) async fn take_budget(&mut self, peer: &str, wanted: usize, budget: u32) -> Result<usize> {
+        if !self.budgets.contains_key(peer) {
+            let used: i64 = sqlx::query(
+                "SELECT CAST(COALESCE(SUM(used), 0) AS BIGINT) AS used FROM peer_budget_minutes \
+                 WHERE peer = $1 AND minute >= $2",
+            )
+            .bind(peer)
+            .bind(self.budget_window().0)
+            .fetch_one(&mut *self.tx)
+            .await?
+            .try_get("used")?;
+            self.budgets.insert(peer.to_owned(), Spent { used, granted: 0 });
+        }
+        let spent = self.budgets.get_mut(peer).ok_or_else(|| StoreError::Corrupt("budget".to_owned()))?;
+        let granted = (i64::from(budget) - spent.used).clamp(0, i64::try_from(wanted).unwrap_or(i64::MAX));
+        spent.used += granted;
+        spent.granted += granted;
+        Ok(usize::try_from(granted).unwrap_or(0))
+    }
+
+    /// The first minute of the budget's window and the current one.
+    fn budget_window(&self) -> (i64, i64) {
         let minute = self.now.unix().div_euclid(60);
         // The window is this minute and the 59 before it.
-        let oldest = minute - (BUDGET_WINDOW_MINUTES - 1);
-        let used: i64 = sqlx::query(
-            "SELECT CAST(COALESCE(SUM(used), 0) AS BIGINT) AS used FROM peer_budget_minutes \
-             WHERE peer = $1 AND minute >= $2",
-        )
-        .bind(peer)
-        .bind(oldest)
-        .fetch_one(&mut *self.tx)
-        .await?
-        .try_get("used")?;
-        let granted = (i64::from(budget) - used).clamp(0, i64::try_from(wanted).unwrap_or(i64::MAX));
-        if granted > 0 {
+        (minute - (BUDGET_WINDOW_MINUTES - 1), minute)
+    }
+
+    /// Writes what this transaction took from each peer's budget.
+    pub(super) async fn flush_budgets(&mut self) -> Result<()> {
+        let (oldest, minute) = self.budget_window();
+        for (peer, spent) in std::mem::take(&mut self.budgets) {
+            if spent.granted == 0 {
+                continue;
+            }
             sqlx::query(
                 "INSERT INTO peer_budget_minutes (peer, minute, used) VALUES ($1, $2, $3) \
                  ON CONFLICT (peer, minute) DO UPDATE SET used = peer_budget_minutes.used + excluded.used",
             )
-            .bind(peer)
+            .bind(&peer)
             .bind(minute)
-            .bind(granted)
+            .bind(spent.granted)
             .execute(&mut *self.tx)
             .await?;
             // Minutes out of the window are of no further use: at most sixty rows a peer.
             sqlx::query("DELETE FROM peer_budget_minutes WHERE peer = $1 AND minute < $2")
-                .bind(peer)
+                .bind(&peer)
                 .bind(oldest)
                 .execute(&mut *self.tx)
                 .await?;
         }
-        Ok(usize::try_from(granted).unwrap_or(0))
+        Ok(())
     }
 
     /// Holds one change for the operator; returns why, for the leaf (`false` in the second
@@ -222,7 +250,7 @@ impl Ledger {
                 reporter: String::new(),
                 why: "what the brake held was discarded by the operator".to_owned(),
             };
-            batch.leaf(&record).await?;
+            batch.leaf(&record)?;
         }
         self.commit(batch).await?;
         Ok(held.len())

@@ -95,14 +95,12 @@ impl Ledger {
             return Err(StoreError::Rejected(format!("the previous key rotation has not reached {peer} yet")));
         }
         let mut batch = self.begin(now).await?;
-        let log_index = batch
-            .leaf(&AuditRecord::KeyRotated {
-                at: now,
-                old: old_kid.to_owned(),
-                new: new.key_id().to_string(),
-                proof: Some(Box::new(proof.clone())),
-            })
-            .await?;
+        let log_index = batch.leaf(&AuditRecord::KeyRotated {
+            at: now,
+            old: old_kid.to_owned(),
+            new: new.key_id().to_string(),
+            proof: Some(Box::new(proof.clone())),
+        })?;
         let mut announced_to = Vec::new();
         if let Some(job) = &announcement {
             let buddies = sqlx::query("SELECT jid FROM peers WHERE state = 'buddy' ORDER BY jid")
@@ -110,7 +108,7 @@ impl Ledger {
                 .await?;
             for row in buddies {
                 let jid: String = row.try_get("jid")?;
-                batch.enqueue(&jid, job).await?;
+                batch.enqueue(&jid, job)?;
                 announced_to.push(BareJid::parse(&jid)?);
             }
         }

@@ -14,6 +14,7 @@
 //! gaps or races.
 
 mod allow;
+mod appends;
 pub mod brake;
 pub mod decisions;
 pub mod explained;
@@ -171,6 +172,10 @@ struct Batch {
     home: String,
     /// Fresh salts for sealed leaves.
     salts: SaltSource,
+    /// Rows written at commit.
+    appends: appends::Appends,
+    /// What each peer's budget holds in this transaction.
+    budgets: HashMap<String, brake::Spent>,
 }
 
 /// Where sealed leaves get their salts: 32 random bytes each, from the OS unless a test pins
@@ -190,31 +195,37 @@ struct Listing<'a> {
 impl Batch {
     /// Appends an audit leaf and returns its index; a record that is not a public fact goes
     /// in sealed, and its opening beside it.
-    async fn leaf(&mut self, record: &AuditRecord) -> Result<u64> {
+    fn leaf(&mut self, record: &AuditRecord) -> Result<u64> {
         let (bytes, opening) = LogLeaf::bytes_for(record, (self.salts)())?;
         let index = self.next_leaf;
-        sqlx::query("INSERT INTO audit_log (idx, leaf, leaf_hash, at) VALUES ($1, $2, $3, $4)")
-            .bind(leaf_index(index)?)
-            .bind(bytes.clone())
-            .bind(leaf_hash(&bytes).to_vec())
-            .bind(self.now.unix())
-            .execute(&mut *self.tx)
-            .await?;
         if let Some(opening) = opening {
-            sqlx::query("INSERT INTO log_openings (idx, salt, record) VALUES ($1, $2, $3)")
-                .bind(leaf_index(index)?)
-                .bind(opening.salt.to_vec())
-                .bind(opening.record.to_leaf()?)
-                .execute(&mut *self.tx)
-                .await?;
+            let record = opening.record.to_leaf()?;
+            self.appends.openings.push(appends::OpeningRow {
+                index: leaf_index(index)?,
+                salt: opening.salt.to_vec(),
+                record,
+            });
         }
-        self.leaves.push(leaf_hash(&bytes));
+        self.keep_leaf(bytes)
+    }
+
+    /// Keeps a leaf's bytes for the commit and returns its index.
+    fn keep_leaf(&mut self, bytes: Vec<u8>) -> Result<u64> {
+        let index = self.next_leaf;
+        let hash = leaf_hash(&bytes);
+        self.appends.leaves.push(appends::LeafRow { index: leaf_index(index)?, bytes, hash: hash.to_vec() });
+        self.leaves.push(hash);
         self.applied.leaves.push(index);
         self.next_leaf += 1;
         Ok(index)
     }
 
-    async fn change(
+    /// Writes the rows kept for the commit now: before a statement that reads their tables.
+    async fn flush_appends(&mut self) -> Result<()> {
+        self.appends.flush(&mut self.tx, self.dialect, self.now.unix()).await
+    }
+
+    fn change(
         &mut self,
         op: ChangeOp,
         offender: &Offender,
@@ -222,19 +233,14 @@ impl Batch {
         expires: Option<Timestamp>,
         log_index: u64,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO list_changes (kind, value, op, action, expires_at, at, log_index) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(offender_kind(offender))
-        .bind(offender.to_string())
-        .bind(op.as_str())
-        .bind(action.map(|a| a.as_str().to_owned()))
-        .bind(expires.map(Timestamp::unix))
-        .bind(self.now.unix())
-        .bind(log_index as i64)
-        .execute(&mut *self.tx)
-        .await?;
+        self.appends.changes.push(appends::ChangeRow {
+            kind: offender_kind(offender),
+            value: offender.to_string(),
+            op: op.as_str(),
+            action: action.map(ListAction::as_str),
+            expires_at: expires.map(Timestamp::unix),
+            log_index: leaf_index(log_index)?,
+        });
         self.list_changed = true;
         Ok(())
     }
@@ -249,11 +255,24 @@ impl Batch {
         row.as_ref().map(entry_from_row).transpose()
     }
 
-    /// Lists offenders (or strengthens their listings), one contribution each.
-    ///
-    /// Works in chunks with multi-row statements: one read of the existing entries, one insert
-    /// for the leaves, one for new entries, one for reasons, one for change rows. Per-offender
-    /// round trips would cap bulk ingest at a few thousand offenders per second.
+    /// Which of `ids` are stored, read inside this transaction.
+    async fn stored_ids<'i>(&mut self, ids: impl Iterator<Item = &'i IncidentId>) -> Result<BTreeSet<String>> {
+        let ids: Vec<String> = ids.map(IncidentId::to_string).collect();
+        let mut stored = BTreeSet::new();
+        for chunk in ids.chunks(1_000) {
+            let mut sql = "SELECT id FROM incidents WHERE id IN ".to_owned();
+            push_placeholders(&mut sql, self.dialect, 1, chunk.len(), 1);
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(id.as_str());
+            }
+            for row in query.fetch_all(&mut *self.tx).await? {
+                stored.insert(row.try_get("id")?);
+            }
+        }
+        Ok(stored)
+    }
+
     /// The incident stored under `id`, read inside this transaction.
     async fn stored_incident(&mut self, id: &IncidentId) -> Result<Option<IncidentRecord>> {
         let sql = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1");
@@ -261,6 +280,12 @@ impl Batch {
         row.as_ref().map(incident_from_row).transpose()
     }
 
+    /// Lists offenders (or strengthens their listings), one contribution each.
+    ///
+    /// Works in chunks with multi-row statements: one read of the existing entries, one of the
+    /// evidence held, one insert for new entries and one for reasons; leaves and change rows
+    /// are kept for the commit. Per-offender round trips would cap bulk ingest at a few
+    /// thousand offenders per second.
     async fn list_many(&mut self, listings: &[Listing<'_>], config: &LedgerConfig) -> Result<()> {
         let mut seen = BTreeSet::new();
         let unique: Vec<&Listing<'_>> = listings.iter().filter(|l| seen.insert(l.offender.clone())).collect();
@@ -310,7 +335,6 @@ impl Batch {
             reason: Option<(IncidentId, BareJid, i64)>,
         }
         let mut planned = Vec::with_capacity(chunk.len());
-        let mut leaves: Vec<(u64, Vec<u8>)> = Vec::with_capacity(chunk.len());
         for listing in chunk {
             let entry = existing.get(listing.offender);
             let active = entry.is_some_and(|e| e.active);
@@ -349,12 +373,7 @@ impl Batch {
                 reasons: listing.reason.iter().map(|(id, _, _)| (*id).clone()).collect(),
                 source: listing.source.as_str().to_owned(),
             };
-            let bytes = record.to_leaf()?;
-            let log_index = self.next_leaf;
-            self.next_leaf += 1;
-            self.leaves.push(leaf_hash(&bytes));
-            self.applied.leaves.push(log_index);
-            leaves.push((log_index, bytes));
+            let log_index = self.keep_leaf(record.to_leaf()?)?;
             planned.push(Planned {
                 offender: listing.offender.clone(),
                 action,
@@ -367,16 +386,6 @@ impl Batch {
                 first_seen: entry.map_or(self.now, |e| e.first_seen),
                 reason: listing.reason.map(|(id, reporter, weight)| (id.clone(), reporter.clone(), weight)),
             });
-        }
-        {
-            let mut sql = "INSERT INTO audit_log (idx, leaf, leaf_hash, at) VALUES ".to_owned();
-            push_placeholders(&mut sql, self.dialect, leaves.len(), 4, 1);
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (index, bytes) in leaves {
-                let hash = leaf_hash(&bytes).to_vec();
-                query = query.bind(leaf_index(index)?).bind(bytes).bind(hash).bind(self.now.unix());
-            }
-            query.execute(&mut *self.tx).await?;
         }
 
         // 3. New entries in one statement; relistings and updates row by row (they are rare).
@@ -453,24 +462,8 @@ impl Batch {
             }
             query.execute(&mut *self.tx).await?;
         }
-        let changed: Vec<&Planned> = planned.iter().filter(|p| p.changed).collect();
-        if !changed.is_empty() {
-            let mut sql =
-                "INSERT INTO list_changes (kind, value, op, action, expires_at, at, log_index) VALUES ".to_owned();
-            push_placeholders(&mut sql, self.dialect, changed.len(), 7, 1);
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for p in &changed {
-                query = query
-                    .bind(offender_kind(&p.offender))
-                    .bind(p.offender.to_string())
-                    .bind(ChangeOp::Add.as_str())
-                    .bind(Some(p.action.as_str().to_owned()))
-                    .bind(p.expires.map(Timestamp::unix))
-                    .bind(self.now.unix())
-                    .bind(leaf_index(p.log_index)?);
-            }
-            query.execute(&mut *self.tx).await?;
-            self.list_changed = true;
+        for p in planned.iter().filter(|p| p.changed) {
+            self.change(ChangeOp::Add, &p.offender, Some(p.action), p.expires, p.log_index)?;
         }
         self.ops.extend(ids.values().map(|id| MemoryOp::Reasons(*id)));
         for p in planned {
@@ -484,16 +477,18 @@ impl Batch {
 
     /// Takes an entry off the list.
     async fn delist(&mut self, entry: &EntryRecord, why: &str) -> Result<()> {
-        let log_index = self
-            .leaf(&AuditRecord::EntryRemoved { at: self.now, offender: entry.offender.clone(), why: why.to_owned() })
-            .await?;
+        let log_index = self.leaf(&AuditRecord::EntryRemoved {
+            at: self.now,
+            offender: entry.offender.clone(),
+            why: why.to_owned(),
+        })?;
         sqlx::query("UPDATE entries SET active = 0, updated_at = $1, log_index = $2 WHERE id = $3")
             .bind(self.now.unix())
             .bind(log_index as i64)
             .bind(entry.id)
             .execute(&mut *self.tx)
             .await?;
-        self.change(ChangeOp::Remove, &entry.offender, None, None, log_index).await?;
+        self.change(ChangeOp::Remove, &entry.offender, None, None, log_index)?;
         // Its row goes, and its reasons with it.
         self.ops.push(MemoryOp::Unindex(entry.offender.clone()));
         self.applied.delisted.push(entry.offender.clone());
@@ -581,7 +576,7 @@ impl Ledger {
         if erased == 0 {
             return Err(StoreError::NotFound { what: format!("an opening for log leaf {index}") });
         }
-        batch.leaf(&AuditRecord::OpeningErased { at: now, index }).await?;
+        batch.leaf(&AuditRecord::OpeningErased { at: now, index })?;
         self.commit(batch).await
     }
 
@@ -662,6 +657,8 @@ impl Ledger {
             touched: BTreeSet::new(),
             home: self.config.key_name.clone(),
             salts: Arc::clone(&self.salts),
+            appends: appends::Appends::default(),
+            budgets: HashMap::new(),
         })
     }
 
@@ -669,6 +666,8 @@ impl Ledger {
         if !batch.touched.is_empty() {
             self.rescore_touched(&mut batch).await?;
         }
+        batch.flush_budgets().await?;
+        batch.flush_appends().await?;
         let Batch { mut tx, leaves, ops, applied, list_changed, outbox_queued, peers_changed, .. } = batch;
         // Writers are serialised, so the feed's last row now is this commit's last.
         let change_seq = if list_changed { Some(max_change_seq(&mut *tx).await?) } else { None };
@@ -743,14 +742,12 @@ impl Ledger {
             return Err(StoreError::Conflict { what: format!("incident {}", incident.id) });
         }
         let mut batch = self.begin(now).await?;
-        let log_index = batch
-            .leaf(&AuditRecord::IncidentAccepted {
-                at: now,
-                id: incident.id.clone(),
-                reporter: incident.reporter.to_string(),
-                origin: IncidentOrigin::Local.as_str().to_owned(),
-            })
-            .await?;
+        let log_index = batch.leaf(&AuditRecord::IncidentAccepted {
+            at: now,
+            id: incident.id.clone(),
+            reporter: incident.reporter.to_string(),
+            origin: IncidentOrigin::Local.as_str().to_owned(),
+        })?;
         let row = IncidentRow {
             verb: Verb::Report,
             counterpart: None,
@@ -761,7 +758,7 @@ impl Ledger {
             decision_reason: None,
             log_index,
         };
-        insert_incident(&mut batch, incident, row).await?;
+        insert_incidents(&mut batch, &[(incident, row)]).await?;
         if share {
             // One delivery per buddy we share with, in the same transaction as the incident.
             batch.queue_for_buddies(&incident.id, None).await?;
@@ -781,6 +778,20 @@ impl Ledger {
         authority_milli: Option<i64>,
         from: Option<&str>,
     ) -> Result<()> {
+        let listings = self.plan_listings(batch, incident, weight_milli, authority_milli, from).await?;
+        batch.list_many(&listings, &self.config).await
+    }
+
+    /// What applying an incident asks to list: its facts are recorded, and what the operator's
+    /// allow entries, the peer's scope or its budget refuse gets a leaf instead.
+    async fn plan_listings<'i>(
+        &self,
+        batch: &mut Batch,
+        incident: &'i Incident,
+        weight_milli: i64,
+        authority_milli: Option<i64>,
+        from: Option<&str>,
+    ) -> Result<Vec<Listing<'i>>> {
         let from_peer = from.is_some();
         // What the incident says about the servers of its offenders, with the reporter's
         // weight (IPs are counted through the JIDs and domains reported with them). A server
@@ -835,7 +846,7 @@ impl Ledger {
                     incident: incident.id.clone(),
                     why: why.clone(),
                 };
-                batch.leaf(&record).await?;
+                batch.leaf(&record)?;
                 batch.applied.refused.push((offender.clone(), why));
                 continue;
             }
@@ -870,11 +881,11 @@ impl Ledger {
                     incident: incident.id.clone(),
                     why: why.clone(),
                 };
-                batch.leaf(&record).await?;
+                batch.leaf(&record)?;
                 batch.applied.refused.push((listing.offender.clone(), why));
             }
         }
-        batch.list_many(&listings, &self.config).await
+        Ok(listings)
     }
 
     /// Withdraws a local incident: its contributions leave every entry, and entries left with no
@@ -1019,12 +1030,68 @@ impl Ledger {
         }
         let _writer = self.writer.lock().await;
         let mut batch = self.begin(now).await?;
-        let mut recorded = Vec::with_capacity(remotes.len());
-        for remote in remotes {
-            recorded.push(self.record_in(&mut batch, *remote).await?);
+        let stored = batch.stored_ids(remotes.iter().map(|remote| &remote.incident.id)).await?;
+        // Reports new to us, in runs of consecutive ones, are stored together; anything else
+        // (a duplicate, a retraction, an answer, an id seen earlier in this group) is handled
+        // alone, in its place, once the run before it is written.
+        let mut seen = BTreeSet::new();
+        let mut recorded = vec![false; remotes.len()];
+        let mut run: Vec<RemoteIncident<'_>> = Vec::new();
+        for (n, remote) in remotes.iter().enumerate() {
+            let id = remote.incident.id.to_string();
+            let fresh = remote.verb != Verb::Response && !stored.contains(&id) && seen.insert(id);
+            if fresh {
+                run.push(*remote);
+                recorded[n] = true;
+                continue;
+            }
+            self.record_fresh(&mut batch, std::mem::take(&mut run)).await?;
+            recorded[n] = self.record_in(&mut batch, *remote).await?;
         }
+        self.record_fresh(&mut batch, run).await?;
         let applied = self.commit(batch).await?;
         Ok((applied, recorded))
+    }
+
+    /// Records reports none of which is stored yet, as [`Self::record_in`] would one by one,
+    /// with a few statements for the whole run: one insert of the incidents, and their
+    /// listings together (in rounds of distinct offenders, so each incident still adds its own
+    /// reason to an offender several of them name).
+    async fn record_fresh(&self, batch: &mut Batch, run: Vec<RemoteIncident<'_>>) -> Result<()> {
+        if run.is_empty() {
+            return Ok(());
+        }
+        let mut rows = Vec::with_capacity(run.len());
+        for remote in &run {
+            let log_index = batch.leaf(&decision_record(remote, batch.now))?;
+            rows.push((remote.incident, remote.row(log_index)));
+        }
+        insert_incidents(batch, &rows).await?;
+        let mut listings = Vec::new();
+        for remote in &run {
+            let incident = remote.incident;
+            if remote.decision == Decision::Accepted
+                && remote.verb != Verb::Request
+                && incident.status != Status::Retracted
+            {
+                // Only a first answer carries authority, and answers are never in a run.
+                listings
+                    .extend(self.plan_listings(batch, incident, remote.weight_milli, None, Some(remote.from)).await?);
+            }
+            for peer in remote.forward_to {
+                batch.enqueue(peer, &OutboxJob::Forward { incident: incident.id.clone() })?;
+            }
+        }
+        // Each incident names an offender once; incidents naming the same one go in turn.
+        let mut named = BTreeSet::new();
+        listings.retain(|listing| named.insert((listing.offender, listing.reason.map(|(id, _, _)| id))));
+        while !listings.is_empty() {
+            let mut round = BTreeSet::new();
+            let (now, later): (Vec<_>, Vec<_>) = listings.into_iter().partition(|l| round.insert(l.offender));
+            batch.list_many(&now, &self.config).await?;
+            listings = later;
+        }
+        Ok(())
     }
 
     async fn record_in(&self, batch: &mut Batch, remote: RemoteIncident<'_>) -> Result<bool> {
@@ -1103,14 +1170,12 @@ impl Ledger {
                 if applied {
                     return Ok(false);
                 }
-                batch
-                    .leaf(&AuditRecord::IncidentAccepted {
-                        at: now,
-                        id: incident.id.clone(),
-                        reporter: incident.reporter.to_string(),
-                        origin: origin.as_str().to_owned(),
-                    })
-                    .await?;
+                batch.leaf(&AuditRecord::IncidentAccepted {
+                    at: now,
+                    id: incident.id.clone(),
+                    reporter: incident.reporter.to_string(),
+                    origin: origin.as_str().to_owned(),
+                })?;
                 self.apply_incident(batch, incident, weight_milli, None, Some(from)).await?;
                 return Ok(true);
             }
@@ -1133,7 +1198,7 @@ impl Ledger {
                     reporter: incident.reporter.to_string(),
                     why: format!("retraction {why}"),
                 };
-                batch.leaf(&record).await?;
+                batch.leaf(&record)?;
                 return Ok(true);
             }
             retract_in(batch, stored.incident, &self.config).await?;
@@ -1148,36 +1213,13 @@ impl Ledger {
                     .await?;
             }
             for peer in forward_to {
-                batch.enqueue(peer, &OutboxJob::Forward { incident: incident.id.clone() }).await?;
+                batch.enqueue(peer, &OutboxJob::Forward { incident: incident.id.clone() })?;
             }
             return Ok(true);
         }
-        let record = match decision {
-            Decision::Accepted => AuditRecord::IncidentAccepted {
-                at: now,
-                id: incident.id.clone(),
-                reporter: incident.reporter.to_string(),
-                origin: origin.as_str().to_owned(),
-            },
-            Decision::Ignored | Decision::Pending => AuditRecord::IncidentIgnored {
-                at: now,
-                id: incident.id.clone(),
-                reporter: incident.reporter.to_string(),
-                why: decision_reason.unwrap_or(decision.as_str()).to_owned(),
-            },
-        };
-        let log_index = batch.leaf(&record).await?;
-        let row = IncidentRow {
-            verb,
-            counterpart: Some(from),
-            origin,
-            provenance,
-            share: false,
-            decision,
-            decision_reason,
-            log_index,
-        };
-        insert_incident(batch, incident, row).await?;
+        let log_index = batch.leaf(&decision_record(&remote, now))?;
+        let row = remote.row(log_index);
+        insert_incidents(batch, &[(incident, row)]).await?;
         // The first answer to our request carries the weight of the server we asked about
         // its own users; another answer to the same request is only the peer's report.
         let request = incident.related.as_ref().unwrap_or(&incident.id).to_string();
@@ -1197,7 +1239,7 @@ impl Ledger {
             batch.fact(&server, FactKind::RequestAnswered, None, 0, &request).await?;
         }
         for peer in forward_to {
-            batch.enqueue(peer, &OutboxJob::Forward { incident: incident.id.clone() }).await?;
+            batch.enqueue(peer, &OutboxJob::Forward { incident: incident.id.clone() })?;
         }
         Ok(true)
     }
@@ -1219,14 +1261,12 @@ impl Ledger {
         }
         let incident = record.incident;
         let mut batch = self.begin(now).await?;
-        batch
-            .leaf(&AuditRecord::IncidentAccepted {
-                at: now,
-                id: incident.id.clone(),
-                reporter: incident.reporter.to_string(),
-                origin: record.origin.as_str().to_owned(),
-            })
-            .await?;
+        batch.leaf(&AuditRecord::IncidentAccepted {
+            at: now,
+            id: incident.id.clone(),
+            reporter: incident.reporter.to_string(),
+            origin: record.origin.as_str().to_owned(),
+        })?;
         sqlx::query("UPDATE incidents SET decision = 'accepted', decision_reason = $1, updated_at = $2 WHERE id = $3")
             .bind("accepted by the operator")
             .bind(now.unix())
@@ -1266,14 +1306,12 @@ impl Ledger {
             return Err(StoreError::Conflict { what: format!("incident {}", response.id) });
         }
         let mut batch = self.begin(now).await?;
-        let log_index = batch
-            .leaf(&AuditRecord::IncidentAccepted {
-                at: now,
-                id: response.id.clone(),
-                reporter: response.reporter.to_string(),
-                origin: IncidentOrigin::Local.as_str().to_owned(),
-            })
-            .await?;
+        let log_index = batch.leaf(&AuditRecord::IncidentAccepted {
+            at: now,
+            id: response.id.clone(),
+            reporter: response.reporter.to_string(),
+            origin: IncidentOrigin::Local.as_str().to_owned(),
+        })?;
         let row = IncidentRow {
             verb: Verb::Response,
             counterpart: Some(&requester),
@@ -1284,7 +1322,7 @@ impl Ledger {
             decision_reason: None,
             log_index,
         };
-        insert_incident(&mut batch, response, row).await?;
+        insert_incidents(&mut batch, &[(response, row)]).await?;
         self.apply_incident(&mut batch, response, LOCAL_WEIGHT_MILLI, None, None).await?;
         sqlx::query("UPDATE incidents SET decision = 'accepted', decision_reason = $1, updated_at = $2 WHERE id = $3")
             .bind(format!("answered by {}", response.id))
@@ -1292,7 +1330,7 @@ impl Ledger {
             .bind(request_id.to_string())
             .execute(&mut *batch.tx)
             .await?;
-        batch.enqueue(&requester, &OutboxJob::Response { incident: response.id.clone() }).await?;
+        batch.enqueue(&requester, &OutboxJob::Response { incident: response.id.clone() })?;
         // Our other buddies get the answer as our report: what we listed under our signature
         // (the IPs only we knew) reaches every list that trusts us, not only the requester's.
         batch.queue_for_buddies(&response.id, Some(&requester)).await?;
@@ -1422,7 +1460,7 @@ impl Ledger {
 async fn retract_in(batch: &mut Batch, mut incident: Incident, config: &LedgerConfig) -> Result<()> {
     let id = incident.id.clone();
     let now = batch.now;
-    let log_index = batch.leaf(&AuditRecord::IncidentRetracted { at: now, id: id.clone() }).await?;
+    let log_index = batch.leaf(&AuditRecord::IncidentRetracted { at: now, id: id.clone() })?;
     incident.status = Status::Retracted;
     let body = serde_json::to_string(&incident).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     sqlx::query("UPDATE incidents SET status = $1, body = $2, updated_at = $3, log_index = $4 WHERE id = $5")
@@ -1491,6 +1529,7 @@ fn leaf_index(index: u64) -> Result<i64> {
 }
 
 /// The columns of a new incident row besides the incident itself.
+#[derive(Clone, Copy)]
 struct IncidentRow<'a> {
     verb: Verb,
     counterpart: Option<&'a str>,
@@ -1502,39 +1541,85 @@ struct IncidentRow<'a> {
     log_index: u64,
 }
 
-async fn insert_incident(batch: &mut Batch, incident: &Incident, row: IncidentRow<'_>) -> Result<()> {
-    let body = serde_json::to_string(incident).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let IncidentRow { verb, counterpart, origin, provenance, share, decision, decision_reason, log_index } = row;
-    let provenance =
-        provenance.map(serde_json::to_string).transpose().map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    sqlx::query(
-        "INSERT INTO incidents (id, issuer, reporter, origin, status, category, severity, body, provenance, share, \
-                  decision, decision_reason, received_at, updated_at, log_index, verb, counterpart) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $15, $16)",
-    )
-    .bind(incident.id.to_string())
-    .bind(incident.id.issuer().to_string())
-    .bind(incident.reporter.to_string())
-    .bind(origin.as_str())
-    .bind(incident.status.as_str())
-    .bind(incident.category.as_str())
-    .bind(incident.severity.as_str())
-    .bind(body)
-    .bind(provenance)
-    .bind(i64::from(share))
-    .bind(decision.as_str())
-    .bind(decision_reason.map(str::to_owned))
-    .bind(batch.now.unix())
-    .bind(log_index as i64)
-    .bind(verb.as_str())
-    .bind(counterpart.map(str::to_owned))
-    .execute(&mut *batch.tx)
-    .await
-    .map_err(|error| match StoreError::from(error) {
-        StoreError::Conflict { .. } => StoreError::Conflict { what: format!("incident {}", incident.id) },
-        other => other,
-    })?;
+/// Inserts new incidents, several to a statement.
+async fn insert_incidents(batch: &mut Batch, rows: &[(&Incident, IncidentRow<'_>)]) -> Result<()> {
+    const COLUMNS: usize = 17;
+    for chunk in rows.chunks(30_000 / COLUMNS) {
+        let mut sql = "INSERT INTO incidents (id, issuer, reporter, origin, status, category, severity, body, \
+                       provenance, share, decision, decision_reason, received_at, updated_at, log_index, verb, \
+                       counterpart) VALUES "
+            .to_owned();
+        push_placeholders(&mut sql, batch.dialect, chunk.len(), COLUMNS, 1);
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (incident, row) in chunk {
+            let body = serde_json::to_string(incident).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let IncidentRow { verb, counterpart, origin, provenance, share, decision, decision_reason, log_index } =
+                *row;
+            let provenance =
+                provenance.map(serde_json::to_string).transpose().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            query = query
+                .bind(incident.id.to_string())
+                .bind(incident.id.issuer().to_string())
+                .bind(incident.reporter.to_string())
+                .bind(origin.as_str())
+                .bind(incident.status.as_str())
+                .bind(incident.category.as_str())
+                .bind(incident.severity.as_str())
+                .bind(body)
+                .bind(provenance)
+                .bind(i64::from(share))
+                .bind(decision.as_str())
+                .bind(decision_reason.map(str::to_owned))
+                .bind(batch.now.unix())
+                .bind(batch.now.unix())
+                .bind(leaf_index(log_index)?)
+                .bind(verb.as_str())
+                .bind(counterpart.map(str::to_owned));
+        }
+        query.execute(&mut *batch.tx).await.map_err(|error| match StoreError::from(error) {
+            StoreError::Conflict { .. } => {
+                let ids: Vec<String> = chunk.iter().map(|(incident, _)| incident.id.to_string()).collect();
+                StoreError::Conflict { what: format!("incident {}", ids.join(", ")) }
+            }
+            other => other,
+        })?;
+    }
     Ok(())
+}
+
+/// The leaf that records what we decided about a received incident.
+fn decision_record(remote: &RemoteIncident<'_>, at: Timestamp) -> AuditRecord {
+    let incident = remote.incident;
+    match remote.decision {
+        Decision::Accepted => AuditRecord::IncidentAccepted {
+            at,
+            id: incident.id.clone(),
+            reporter: incident.reporter.to_string(),
+            origin: remote.origin.as_str().to_owned(),
+        },
+        Decision::Ignored | Decision::Pending => AuditRecord::IncidentIgnored {
+            at,
+            id: incident.id.clone(),
+            reporter: incident.reporter.to_string(),
+            why: remote.decision_reason.unwrap_or(remote.decision.as_str()).to_owned(),
+        },
+    }
+}
+
+impl<'a> RemoteIncident<'a> {
+    /// Its incident row, recorded by the leaf at `log_index`.
+    fn row(&self, log_index: u64) -> IncidentRow<'a> {
+        IncidentRow {
+            verb: self.verb,
+            counterpart: Some(self.from),
+            origin: self.origin,
+            provenance: self.provenance,
+            share: false,
+            decision: self.decision,
+            decision_reason: self.decision_reason,
+            log_index,
+        }
+    }
 }
 
 /// What a responder is authoritative for: the users of its own server, and the addresses it

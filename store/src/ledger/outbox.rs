@@ -30,25 +30,17 @@ const PRUNE_BATCH: i64 = 10_000;
 
 impl Batch {
     /// Queues one outbox row in this transaction.
-    pub(super) async fn enqueue(&mut self, peer: &str, job: &OutboxJob) -> Result<()> {
+    pub(super) fn enqueue(&mut self, peer: &str, job: &OutboxJob) -> Result<()> {
         let (kind, reference, payload) = job.columns()?;
-        sqlx::query(
-            "INSERT INTO outbox (peer, kind, reference, payload, created_at, next_attempt_at, attempts, state) \
-             VALUES ($1, $2, $3, $4, $5, $5, 0, 'pending')",
-        )
-        .bind(peer)
-        .bind(kind)
-        .bind(reference)
-        .bind(payload)
-        .bind(self.now.unix())
-        .execute(&mut *self.tx)
-        .await?;
+        self.appends.outbox.push(super::appends::OutboxRow { peer: peer.to_owned(), kind, reference, payload });
         self.outbox_queued = true;
         Ok(())
     }
 
     /// Cancels every row still queued for `peer` (the relation ended: nothing more goes there).
     pub(super) async fn cancel_outbox(&mut self, peer: &str) -> Result<u64> {
+        // What this transaction queued for the peer is cancelled with the rest.
+        self.flush_appends().await?;
         let done = sqlx::query("UPDATE outbox SET state = 'cancelled' WHERE peer = $1 AND state = 'pending'")
             .bind(peer)
             .execute(&mut *self.tx)
@@ -66,7 +58,7 @@ impl Batch {
         for row in buddies {
             let peer: String = row.try_get("jid")?;
             if Some(peer.as_str()) != except {
-                self.enqueue(&peer, &OutboxJob::Report { incident: id.clone() }).await?;
+                self.enqueue(&peer, &OutboxJob::Report { incident: id.clone() })?;
             }
         }
         Ok(())
@@ -79,7 +71,7 @@ impl Ledger {
     pub async fn enqueue(&self, peer: &BareJid, job: &OutboxJob, now: Timestamp) -> Result<()> {
         let _writer = self.writer.lock().await;
         let mut batch = self.begin(now).await?;
-        batch.enqueue(&peer.to_string(), job).await?;
+        batch.enqueue(&peer.to_string(), job)?;
         self.commit(batch).await.map(drop)
     }
 
@@ -100,7 +92,7 @@ impl Ledger {
         if waiting.is_some() {
             return Ok(false);
         }
-        batch.enqueue(&peer.to_string(), job).await?;
+        batch.enqueue(&peer.to_string(), job)?;
         self.commit(batch).await.map(|_| true)
     }
 

@@ -122,13 +122,12 @@ impl Batch {
             trust: peer.trust.as_str().to_owned(),
             keys: peer.keys.iter().map(|k| k.key.fingerprint()).collect(),
             by: by.as_str().to_owned(),
-        })
-        .await?;
+        })?;
         Ok(())
     }
 
     async fn presence(&mut self, peer: &BareJid, presence: BuddyPresence) -> Result<()> {
-        self.enqueue(&peer.to_string(), &OutboxJob::Presence { presence }).await
+        self.enqueue(&peer.to_string(), &OutboxJob::Presence { presence })
     }
 
     /// Requests waiting for our operator: in total, and from `domain`'s server.
@@ -170,7 +169,7 @@ impl Ledger {
         peer.created_at = existing.map_or(now, |p| p.created_at);
         batch.put_peer(&peer, Actor::Operator).await?;
         batch.presence(jid, BuddyPresence::Subscribe).await?;
-        batch.enqueue(&jid.to_string(), &OutboxJob::Probe).await?;
+        batch.enqueue(&jid.to_string(), &OutboxJob::Probe)?;
         self.commit(batch).await?;
         Ok(peer)
     }
@@ -248,7 +247,7 @@ impl Ledger {
                 batch.put_peer(&new_peer(jid, PeerState::Pending, Trust::Observe, now), Actor::Peer).await?;
                 // Fetch the keys now so the operator sees fingerprints before approving; with
                 // auto-approve, the same fetch also approves (one row, so no race between two).
-                batch.enqueue(&jid.to_string(), &OutboxJob::FetchKeys { approve: limits.auto_approve }).await?;
+                batch.enqueue(&jid.to_string(), &OutboxJob::FetchKeys { approve: limits.auto_approve })?;
                 Subscribe::Recorded
             }
         };
@@ -263,7 +262,7 @@ impl Ledger {
         if batch.peer(jid).await?.is_none_or(|p| p.state != PeerState::Requested) {
             return Ok(false);
         }
-        batch.enqueue(&jid.to_string(), &OutboxJob::FetchKeys { approve: false }).await?;
+        batch.enqueue(&jid.to_string(), &OutboxJob::FetchKeys { approve: false })?;
         self.commit(batch).await?;
         Ok(true)
     }

@@ -194,8 +194,7 @@ impl Batch {
                 offender: listing.offender.clone(),
                 incident: incident.clone(),
                 why: why.clone(),
-            })
-            .await?;
+            })?;
             self.applied.refused.push((listing.offender.clone(), why));
         }
         Ok(kept)

@@ -324,14 +324,12 @@ impl Ledger {
                 if !(-100..=100).contains(&score) {
                     return Err(StoreError::Rejected(format!("a score is in [-100, 100] (is {score})")));
                 }
-                let log_index = batch
-                    .leaf(&AuditRecord::ReputationOverridden {
-                        at: now,
-                        domain: domain.clone(),
-                        score,
-                        note: note.to_owned(),
-                    })
-                    .await?;
+                let log_index = batch.leaf(&AuditRecord::ReputationOverridden {
+                    at: now,
+                    domain: domain.clone(),
+                    score,
+                    note: note.to_owned(),
+                })?;
                 sqlx::query(
                     "INSERT INTO reputation_overrides (domain, score, note, set_at, log_index) VALUES ($1, $2, $3, $4, $5) \
                      ON CONFLICT (domain) DO UPDATE SET score = excluded.score, note = excluded.note, \
@@ -353,7 +351,7 @@ impl Ledger {
                 if removed.rows_affected() == 0 {
                     return Err(StoreError::NotFound { what: format!("reputation override for {domain}") });
                 }
-                batch.leaf(&AuditRecord::ReputationOverrideCleared { at: now, domain: domain.clone() }).await?;
+                batch.leaf(&AuditRecord::ReputationOverrideCleared { at: now, domain: domain.clone() })?;
             }
         }
         batch.touched.insert(domain.to_string());
