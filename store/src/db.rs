@@ -90,6 +90,10 @@ impl Store {
                 }
                 options
                     .max_connections(8)
+                    // A connection to a local file does not go stale: sqlx's ping before
+                    // each acquire was one more round trip through the connection's
+                    // worker thread for every read.
+                    .test_before_acquire(false)
                     .after_connect(|connection, _| {
                         Box::pin(async move {
                             // WAL lets readers (snapshots, lookups) run beside the one writer.

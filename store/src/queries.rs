@@ -354,9 +354,22 @@ impl BlocklistStore for Store {
     }
 
     async fn last_change_seq(&self) -> Result<i64> {
-        let last = max_change_seq(self.pool()).await?;
+        Ok(self.change_feed_bounds().await?.1)
+    }
+
+    async fn change_feed_bounds(&self) -> Result<(i64, i64)> {
+        let row = sqlx::query(
+            "SELECT (SELECT value FROM meta WHERE key = 'changes_pruned_through') AS pruned, \
+             (SELECT COALESCE(MAX(seq), 0) FROM list_changes) AS last",
+        )
+        .fetch_one(self.pool())
+        .await?;
+        let pruned = match row.try_get::<Option<String>, _>("pruned")? {
+            Some(value) => value.parse().map_err(|e| corrupt("meta", e))?,
+            None => 0,
+        };
         // An empty table after pruning still has a position: the pruned cursor.
-        Ok(last.max(self.pruned_through().await?))
+        Ok((pruned, row.try_get::<i64, _>("last")?.max(pruned)))
     }
 
     async fn pruned_through(&self) -> Result<i64> {

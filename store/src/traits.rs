@@ -67,6 +67,9 @@ pub trait BlocklistStore {
     fn last_change_seq(&self) -> impl Future<Output = Result<i64>> + Send;
     /// Changes up to this `seq` were pruned; older cursors must take a new snapshot.
     fn pruned_through(&self) -> impl Future<Output = Result<i64>> + Send;
+    /// Both ends of the retained feed, `(pruned_through, last_change_seq)`, in one read (a
+    /// consumer polling the feed asks for both every time).
+    fn change_feed_bounds(&self) -> impl Future<Output = Result<(i64, i64)>> + Send;
     /// Every allow entry.
     fn allow_entries(&self) -> impl Future<Output = Result<Vec<AllowEntry>>> + Send;
 }

@@ -531,11 +531,13 @@ async fn change_feed_pages_and_prunes_behind_a_horizon(backend: Backend) {
     assert!(rest[0].seq > first[1].seq);
     let last = backend.store.last_change_seq().await.unwrap();
     assert_eq!(last, rest[2].seq);
+    assert_eq!(backend.store.change_feed_bounds().await.unwrap(), (0, last));
     // Everything is older than a week later.
     let pruned = ledger.prune_changes(ts(8 * 86_400)).await.unwrap();
     assert_eq!(pruned, 5);
     assert_eq!(backend.store.pruned_through().await.unwrap(), last);
     assert_eq!(backend.store.last_change_seq().await.unwrap(), last, "the cursor does not go backwards");
+    assert_eq!(backend.store.change_feed_bounds().await.unwrap(), (last, last));
 }
 
 async fn tokens_are_stored_hashed_and_revocable(backend: Backend) {

@@ -446,8 +446,7 @@ impl XmppNode {
         self.start_rtbl_subscribers(service).await?;
         let by_node = self.subscribers_by_node(service).await?;
         let mut pushed = service.pushed.lock().await;
-        let through = store.last_change_seq().await?;
-        let pruned = store.pruned_through().await?;
+        let (pruned, through) = store.change_feed_bounds().await?;
         for (node, subscribers) in &by_node {
             let node = *node;
             for subscriber in subscribers {

@@ -65,11 +65,11 @@ impl Ledger {
         let store = self.store();
         // Read the feed's end first: a change committed during the reads below is then sent
         // again next time, never skipped.
-        let through = store.last_change_seq().await?;
+        let (pruned, through) = store.change_feed_bounds().await?;
         let cursor = store.bouncer_cursor(token_id).await?;
         let usable = match cursor {
             Some(cursor) if !startup => {
-                cursor.through >= store.pruned_through().await?
+                cursor.through >= pruned
                     && through - cursor.through <= FULL_PULL_AFTER_CHANGES
                     && now.unix() - cursor.pulled_at.unix() < REFRESH_PERIOD_SECS
                     && now >= cursor.pulled_at
