@@ -102,6 +102,22 @@ pub async fn rotate_key(config: &Config, env: &dyn Environment) -> Result<ostrac
     rotated
 }
 
+/// Reads every listed entry's reasons into memory while the node already serves (start-up
+/// reads only the rows; a lookup meanwhile reads its entry's reasons itself).
+async fn load_reasons(ledger: Arc<Ledger>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let started = std::time::Instant::now();
+    tokio::select! {
+        loaded = ledger.load_reasons() => match loaded {
+            Ok(entries) => {
+                let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                tracing::info!(entries, millis, "the listed entries' reasons are in memory");
+            }
+            Err(error) => tracing::warn!(%error, "reading the listed entries' reasons failed; lookups read them as asked"),
+        },
+        _ = stop.changed() => {}
+    }
+}
+
 /// This process's name among the node's replicas; `None` on SQLite, which one process serves.
 fn replica_name(config: &Config, store: &Store) -> Option<String> {
     (store.dialect() == ostracon_store::Dialect::Postgres)
@@ -191,6 +207,7 @@ pub async fn serve_with_reload(
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = vec![tokio::spawn(maintain(Arc::clone(&ledger), Arc::clone(&env), stop_rx.clone()))];
+    tasks.push(tokio::spawn(load_reasons(Arc::clone(&ledger), stop_rx.clone())));
     let holds_link = Arc::new(std::sync::atomic::AtomicBool::new(false));
     if let Some(name) = replica {
         let (announcer, mut stop) = (Arc::clone(&ledger), stop_rx.clone());

@@ -493,6 +493,7 @@ async fn snapshots_read_from_memory_match_the_database_after_every_kind_of_chang
         let reopened = Ledger::open(backend.store.clone(), key(), config()).await.unwrap();
         let rebuilt = reopened.build_snapshot(list, Format::Csv, Actions::All, ts(400)).await.unwrap();
         assert_eq!(rebuilt.body().unwrap(), snapshot.body().unwrap(), "{list:?}");
+        reopened.load_reasons().await.unwrap();
         assert_reasons_current(&reopened, &backend.store).await;
     }
     assert_reasons_current(&ledger, &backend.store).await;
@@ -1846,9 +1847,6 @@ async fn reasons_in_memory_are_shared_and_a_read_a_commit_overtook_is_not_kept(b
     let (one, two) = (reasons("192.0.2.1").unwrap(), reasons("192.0.2.2").unwrap());
     assert!(Arc::ptr_eq(&one, &two), "one report's entries share one set");
     assert!(reasons("192.0.2.3").is_none(), "the operator's entry has no quorum to explain");
-    let reopened = Ledger::open(backend.store.clone(), key(), config()).await.unwrap();
-    let (one, two) = (memory_row(&reopened, "192.0.2.1").reasons, memory_row(&reopened, "192.0.2.2").reasons);
-    assert!(Arc::ptr_eq(&one.unwrap(), &two.unwrap()), "and share it again when read at start-up");
 
     // Reasons read before a commit that changed any entry's reasons are refused.
     let first = memory_row(&ledger, "192.0.2.1").listed;
@@ -1890,6 +1888,18 @@ async fn reasons_in_memory_are_shared_and_a_read_a_commit_overtook_is_not_kept(b
     ledger.offer_reasons(&offender("198.51.100.7"), row.id, epoch, &read);
     assert_eq!(memory_row(&ledger, "198.51.100.7").reasons.unwrap().list().len(), 1);
     assert_reasons_not_stale(&ledger, &backend.store, true).await;
+
+    // Start-up reads the rows only; the reasons follow, a chunk of entries at a time, and
+    // a commit between the two does not keep them from coming in (the first ledger is not
+    // used again: it would have to follow this one's commit).
+    drop(ledger);
+    let reopened = Ledger::open(backend.store.clone(), key(), config()).await.unwrap();
+    assert!(memory_row(&reopened, "192.0.2.2").reasons.is_none());
+    reopened.submit_local(&incident(90, &["192.0.2.90"], ts(7)), false, ts(7)).await.unwrap();
+    assert_eq!(reopened.load_reasons().await.unwrap(), 102, "what start-up read; the new entry had its own");
+    let (one, bulk) = (memory_row(&reopened, "198.51.100.1").reasons, memory_row(&reopened, "198.51.100.2").reasons);
+    assert!(Arc::ptr_eq(&one.unwrap(), &bulk.unwrap()), "one report's entries share one set again");
+    assert_reasons_current(&reopened, &backend.store).await;
 }
 
 /// What a replica serves, to compare replicas: every list as CSV (each entry's action,

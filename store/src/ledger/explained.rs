@@ -2,7 +2,9 @@
 //! entry the quorum listed, beside its row in the index, shared between entries whose reasons
 //! are the same, and the explanation of each shared set rendered once.
 //!
-//! Start-up reads every active entry's reasons with its row. A commit that changes the
+//! Start-up reads every active entry's row without its reasons, and the node serves at once;
+//! the reasons are then read a chunk of entries at a time ([`super::Ledger::load_reasons`]),
+//! and until an entry's are in, a lookup of it reads them itself. A commit that changes the
 //! reasons of a few entries re-reads them inside its transaction and installs them in the
 //! step that moves the index, so what memory holds is what the database holds after that
 //! commit; a bulk commit forgets its entries' reasons instead, for lookups to read back.
@@ -23,7 +25,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row as _};
 
 use crate::model::{EntryReason, EntrySource, Listed, ts_from_row};
-use crate::queries::entry_from_row;
+use crate::queries::{ENTRY_COLUMNS, entry_from_row};
 use crate::{Result, StoreError};
 
 /// What memory keeps of one listed entry: the row snapshots publish, and its reasons when the
@@ -66,7 +68,7 @@ impl Reasons {
 /// Shares equal sets among the entries read in one pass. Keyed by the rows as stored, so a
 /// set shared by a thousand entries is parsed once.
 #[derive(Default)]
-struct Sharing {
+pub(super) struct Sharing {
     sets: HashMap<Vec<StoredReason>, Arc<Reasons>>,
 }
 
@@ -113,38 +115,57 @@ impl Sharing {
     }
 }
 
-/// Every active entry with its row and reasons, read in one pass on `executor` (start-up)
-/// and given to `visit` in entry id order.
-pub(super) async fn read<'c>(
+/// Every active entry's row, read in one pass on `executor` (start-up), its reasons not yet.
+pub(super) async fn read_rows<'c>(
     executor: impl sqlx::Executor<'c, Database = Any>,
     mut visit: impl FnMut(Offender, Indexed),
 ) -> Result<()> {
-    let sql = "SELECT e.id, e.kind, e.value, e.action, e.source, e.first_seen, e.updated_at, e.expires_at, \
-               e.listings, e.active, e.log_index, r.incident_id, r.reporter, r.weight_milli, r.added_at \
+    let sql = format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE active = 1");
+    let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(executor);
+    while let Some(row) = rows.try_next().await? {
+        let entry = entry_from_row(&row)?;
+        visit(entry.offender.clone(), Indexed { listed: Listed::from(&entry), reasons: None });
+    }
+    Ok(())
+}
+
+/// Entries whose reasons one read after start-up takes, by id: a chunk is a few
+/// milliseconds of work, and installing it holds memory's write lock that long.
+pub(super) const LOAD_CHUNK: i64 = 20_000;
+
+/// The reasons of the active entries with ids in `after + 1 ..= after + LOAD_CHUNK`, each
+/// with the offender its row sits under, sets shared through `sharing` (kept across chunks).
+pub(super) async fn read_reasons(
+    pool: &sqlx::AnyPool,
+    after: i64,
+    sharing: &mut Sharing,
+) -> Result<Vec<(Offender, i64, Option<Arc<Reasons>>)>> {
+    let sql = "SELECT e.id, e.kind, e.value, e.source, r.incident_id, r.reporter, r.weight_milli, r.added_at \
                FROM entries e LEFT JOIN entry_reasons r ON r.entry_id = e.id AND e.source = 'incidents' \
-               WHERE e.active = 1 ORDER BY e.id";
-    let mut rows = sqlx::query(sql).fetch(executor);
-    let mut sharing = Sharing::default();
-    let mut current: Option<(Offender, Listed, Vec<StoredReason>)> = None;
+               WHERE e.active = 1 AND e.id > $1 AND e.id <= $2 ORDER BY e.id";
+    let mut rows = sqlx::query(sql).bind(after).bind(after + LOAD_CHUNK).fetch(pool);
+    let mut read = Vec::new();
+    let mut current: Option<(Offender, i64, EntrySource, Vec<StoredReason>)> = None;
     while let Some(row) = rows.try_next().await? {
         let id: i64 = row.try_get("id")?;
-        if current.as_ref().is_none_or(|(_, listed, _)| listed.id != id) {
-            if let Some((offender, listed, stored)) = current.take() {
-                let reasons = sharing.share_for(listed.source, stored)?;
-                visit(offender, Indexed { listed, reasons });
+        if current.as_ref().is_none_or(|(_, current, _, _)| *current != id) {
+            if let Some((offender, id, source, stored)) = current.take() {
+                read.push((offender, id, sharing.share_for(source, stored)?));
             }
-            let entry = entry_from_row(&row)?;
-            current = Some((entry.offender.clone(), Listed::from(&entry), Vec::new()));
+            let offender = crate::model::offender_from_row(
+                &row.try_get::<String, _>("kind")?,
+                &row.try_get::<String, _>("value")?,
+            )?;
+            current = Some((offender, id, row.try_get::<String, _>("source")?.parse()?, Vec::new()));
         }
-        if let (Some((_, _, stored)), Some(reason)) = (current.as_mut(), stored_reason(&row)?) {
+        if let (Some((_, _, _, stored)), Some(reason)) = (current.as_mut(), stored_reason(&row)?) {
             stored.push(reason);
         }
     }
-    if let Some((offender, listed, stored)) = current.take() {
-        let reasons = sharing.share_for(listed.source, stored)?;
-        visit(offender, Indexed { listed, reasons });
+    if let Some((offender, id, source, stored)) = current.take() {
+        read.push((offender, id, sharing.share_for(source, stored)?));
     }
-    Ok(())
+    Ok(read)
 }
 
 /// How many entries one statement names (their ids are written into it).

@@ -534,7 +534,7 @@ impl Ledger {
         })
         .await?;
         let mut index = BlocklistIndex::new();
-        explained::read(&mut *snapshot, |offender, row| {
+        explained::read_rows(&mut *snapshot, |offender, row| {
             index.insert(&offender, row);
         })
         .await?;
@@ -554,6 +554,44 @@ impl Ledger {
             peers_version: std::sync::atomic::AtomicU64::new(0),
             salts: Arc::new(rand::random),
         })
+    }
+
+    /// Reads every listed entry's reasons into memory, a chunk of entries at a time: the node
+    /// serves while this runs (a lookup of an entry whose reasons are not in yet reads them
+    /// itself). A chunk that a commit overtook (the epoch moved while it was read) is read
+    /// again, up to three times, and then left to lookups. Returns how many entries got
+    /// their reasons.
+    pub async fn load_reasons(&self) -> Result<usize> {
+        let last: i64 = sqlx::query("SELECT COALESCE(MAX(id), 0) AS id FROM entries")
+            .fetch_one(self.store.pool())
+            .await?
+            .try_get("id")?;
+        let mut sharing = explained::Sharing::default();
+        let mut loaded = 0;
+        let mut after = 0;
+        while after < last {
+            for _ in 0..3 {
+                let epoch = self.reasons_epoch();
+                let read = explained::read_reasons(self.store.pool(), after, &mut sharing).await?;
+                let mut memory = self.memory.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if memory.reasons_epoch != epoch {
+                    continue;
+                }
+                for (offender, id, reasons) in read {
+                    if let Some(row) = memory.index.row_mut(&offender)
+                        && row.listed.id == id
+                        && row.reasons.is_none()
+                        && reasons.is_some()
+                    {
+                        row.reasons = reasons;
+                        loaded += 1;
+                    }
+                }
+                break;
+            }
+            after += explained::LOAD_CHUNK;
+        }
+        Ok(loaded)
     }
 
     /// The same ledger drawing its sealing salts from `salts` (tests pin them).
