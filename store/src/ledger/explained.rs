@@ -140,13 +140,18 @@ pub(super) async fn read_reasons(
     after: i64,
     sharing: &mut Sharing,
 ) -> Result<Vec<(Offender, i64, Option<Arc<Reasons>>)>> {
-    let sql = "SELECT e.id, e.kind, e.value, e.source, r.incident_id, r.reporter, r.weight_milli, r.added_at \
-               FROM entries e LEFT JOIN entry_reasons r ON r.entry_id = e.id AND e.source = 'incidents' \
-               WHERE e.active = 1 AND e.id > $1 AND e.id <= $2 ORDER BY e.id";
+    // Inactive entries are skipped here, not in the statement: SQLite would otherwise walk
+    // the index on `active` for every chunk instead of the id range.
+    let sql = "SELECT e.id, e.kind, e.value, e.source, e.active, r.incident_id, r.reporter, r.weight_milli, \
+               r.added_at FROM entries e LEFT JOIN entry_reasons r ON r.entry_id = e.id AND e.source = 'incidents' \
+               WHERE e.id > $1 AND e.id <= $2 ORDER BY e.id";
     let mut rows = sqlx::query(sql).bind(after).bind(after + LOAD_CHUNK).fetch(pool);
     let mut read = Vec::new();
     let mut current: Option<(Offender, i64, EntrySource, Vec<StoredReason>)> = None;
     while let Some(row) = rows.try_next().await? {
+        if row.try_get::<i64, _>("active")? == 0 {
+            continue;
+        }
         let id: i64 = row.try_get("id")?;
         if current.as_ref().is_none_or(|(_, current, _, _)| *current != id) {
             if let Some((offender, id, source, stored)) = current.take() {
