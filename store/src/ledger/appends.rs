@@ -15,7 +15,7 @@ use crate::Result;
 use crate::db::Dialect;
 
 /// Bind parameters per statement: under SQLite's 32,766 and PostgreSQL's 65,535.
-const MAX_PARAMETERS: usize = 30_000;
+pub(super) const MAX_PARAMETERS: usize = 30_000;
 
 /// One audit leaf: its index, bytes and hash.
 pub(super) struct LeafRow {

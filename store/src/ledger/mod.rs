@@ -780,12 +780,7 @@ impl Ledger {
             return Err(StoreError::Conflict { what: format!("incident {}", incident.id) });
         }
         let mut batch = self.begin(now).await?;
-        let log_index = batch.leaf(&AuditRecord::IncidentAccepted {
-            at: now,
-            id: incident.id.clone(),
-            reporter: incident.reporter.to_string(),
-            origin: IncidentOrigin::Local.as_str().to_owned(),
-        })?;
+        let log_index = batch.leaf(&accepted_record(incident, IncidentOrigin::Local, now))?;
         let row = IncidentRow {
             verb: Verb::Report,
             counterpart: None,
@@ -1208,12 +1203,7 @@ impl Ledger {
                 if applied {
                     return Ok(false);
                 }
-                batch.leaf(&AuditRecord::IncidentAccepted {
-                    at: now,
-                    id: incident.id.clone(),
-                    reporter: incident.reporter.to_string(),
-                    origin: origin.as_str().to_owned(),
-                })?;
+                batch.leaf(&accepted_record(incident, origin, now))?;
                 self.apply_incident(batch, incident, weight_milli, None, Some(from)).await?;
                 return Ok(true);
             }
@@ -1299,12 +1289,7 @@ impl Ledger {
         }
         let incident = record.incident;
         let mut batch = self.begin(now).await?;
-        batch.leaf(&AuditRecord::IncidentAccepted {
-            at: now,
-            id: incident.id.clone(),
-            reporter: incident.reporter.to_string(),
-            origin: record.origin.as_str().to_owned(),
-        })?;
+        batch.leaf(&accepted_record(&incident, record.origin, now))?;
         sqlx::query("UPDATE incidents SET decision = 'accepted', decision_reason = $1, updated_at = $2 WHERE id = $3")
             .bind("accepted by the operator")
             .bind(now.unix())
@@ -1344,12 +1329,7 @@ impl Ledger {
             return Err(StoreError::Conflict { what: format!("incident {}", response.id) });
         }
         let mut batch = self.begin(now).await?;
-        let log_index = batch.leaf(&AuditRecord::IncidentAccepted {
-            at: now,
-            id: response.id.clone(),
-            reporter: response.reporter.to_string(),
-            origin: IncidentOrigin::Local.as_str().to_owned(),
-        })?;
+        let log_index = batch.leaf(&accepted_record(response, IncidentOrigin::Local, now))?;
         let row = IncidentRow {
             verb: Verb::Response,
             counterpart: Some(&requester),
@@ -1582,7 +1562,7 @@ struct IncidentRow<'a> {
 /// Inserts new incidents, several to a statement.
 async fn insert_incidents(batch: &mut Batch, rows: &[(&Incident, IncidentRow<'_>)]) -> Result<()> {
     const COLUMNS: usize = 17;
-    for chunk in rows.chunks(30_000 / COLUMNS) {
+    for chunk in rows.chunks(appends::MAX_PARAMETERS / COLUMNS) {
         let mut sql = "INSERT INTO incidents (id, issuer, reporter, origin, status, category, severity, body, \
                        provenance, share, decision, decision_reason, received_at, updated_at, log_index, verb, \
                        counterpart) VALUES "
@@ -1625,16 +1605,21 @@ async fn insert_incidents(batch: &mut Batch, rows: &[(&Incident, IncidentRow<'_>
     Ok(())
 }
 
+/// The leaf that records an incident accepted from `origin`.
+fn accepted_record(incident: &Incident, origin: IncidentOrigin, at: Timestamp) -> AuditRecord {
+    AuditRecord::IncidentAccepted {
+        at,
+        id: incident.id.clone(),
+        reporter: incident.reporter.to_string(),
+        origin: origin.as_str().to_owned(),
+    }
+}
+
 /// The leaf that records what we decided about a received incident.
 fn decision_record(remote: &RemoteIncident<'_>, at: Timestamp) -> AuditRecord {
     let incident = remote.incident;
     match remote.decision {
-        Decision::Accepted => AuditRecord::IncidentAccepted {
-            at,
-            id: incident.id.clone(),
-            reporter: incident.reporter.to_string(),
-            origin: remote.origin.as_str().to_owned(),
-        },
+        Decision::Accepted => accepted_record(incident, remote.origin, at),
         Decision::Ignored | Decision::Pending => AuditRecord::IncidentIgnored {
             at,
             id: incident.id.clone(),
