@@ -756,6 +756,8 @@ async fn a_group_of_reports_is_stored_as_the_same_reports_one_by_one(backend: Ba
     let ignored = peer_incident(5, &["198.51.100.9"], at);
     let request = peer_incident(6, &["bot2@spam.example"], at);
     let again = report_by("incidents.a.example", 7, &["bot1@spam.example", "198.51.100.10"], at);
+    // An answer and a report under one id: the report, after it, is a duplicate.
+    let answer = peer_incident(8, &["198.51.100.11"], at);
     let forward = ["incidents.c.example".to_owned()];
     let remotes = [
         RemoteIncident { from: "incidents.a.example", ..received_with(&first, 600) },
@@ -766,13 +768,15 @@ async fn a_group_of_reports_is_stored_as_the_same_reports_one_by_one(backend: Ba
         received(&third),
         RemoteIncident { verb: Verb::Request, decision: Decision::Pending, ..received(&request) },
         RemoteIncident { from: "incidents.a.example", ..received_with(&again, 600) },
+        RemoteIncident { verb: Verb::Response, from: "incidents.d.example", ..received(&answer) },
+        RemoteIncident { from: "incidents.d.example", ..received(&answer) },
     ];
     let (applied, recorded) = grouped.record_remote_many(&remotes, at).await.unwrap();
     let mut one_by_one = Vec::new();
     for remote in remotes {
         one_by_one.push(alone.record_remote_many(&[remote], at).await.unwrap().1[0]);
     }
-    assert_eq!(recorded, vec![true, true, true, true, true, false, true, true]);
+    assert_eq!(recorded, vec![true, true, true, true, true, false, true, true, true, false]);
     assert_eq!(recorded, one_by_one);
 
     // What the group did, so that the comparison below compares something.

@@ -1072,7 +1072,11 @@ impl Ledger {
         let mut run: Vec<RemoteIncident<'_>> = Vec::new();
         for (n, remote) in remotes.iter().enumerate() {
             let id = remote.incident.id.to_string();
-            let fresh = remote.verb != Verb::Response && !stored.contains(&id) && seen.insert(id);
+            // Every id counts as seen, an answer's too: a report under the id of an answer
+            // earlier in the group is then a duplicate, not a second insert that would fail
+            // the whole group (every peer's reports in it).
+            let first_in_group = seen.insert(id.clone());
+            let fresh = first_in_group && remote.verb != Verb::Response && !stored.contains(&id);
             if fresh {
                 run.push(*remote);
                 recorded[n] = true;
